@@ -1,0 +1,254 @@
+/*
+** internal.h: what the modules of core/src share and nothing else does.
+** Internal non-static names use the mmfs__ prefix.  Nothing here is part
+** of the public API.
+*/
+#ifndef MMFS_INTERNAL_H
+#define MMFS_INTERNAL_H
+
+#include "memmapfs.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef NDEBUG
+#define mmfs_assert(cond, msg) ((void)0)
+#else
+#include <assert.h>
+#define mmfs_assert(cond, msg) assert((cond) && (msg))
+#endif
+
+#define MMFS__MAX_VALUE ((size_t)1 << 30) /* one payload field: 1 GiB */
+#define MMFS__DEFAULT_LIMIT 20
+
+/* ---------------------------------------------------------------- err.c */
+
+/* Records a message for this thread (printf-style) and returns CODE. */
+int mmfs__err(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Maps ERRNUM from a failed system call WHAT on PATH to a status (ENOSPC
+** and EDQUOT -> NOSPACE, ENOMEM -> NOMEM, EROFS/EACCES -> IO...), records
+** "PATH: WHAT: strerror" and returns the status. */
+int mmfs__err_sys(int errnum, const char *what, const char *path);
+
+/* ------------------------------------------------ little-endian helpers */
+
+static inline uint32_t mmfs__ld32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v; /* the on-disk format is little-endian; so is every target */
+}
+static inline uint64_t mmfs__ld64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static inline void mmfs__st32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void mmfs__st64(void *p, uint64_t v) { memcpy(p, &v, 8); }
+
+static inline int mmfs__slice_eq(mmfs_slice a, mmfs_slice b) {
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* Byte-order comparison, shorter first on a common prefix. */
+static inline int mmfs__slice_cmp(mmfs_slice a, mmfs_slice b) {
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    if (c) return c;
+    return a.len < b.len ? -1 : a.len > b.len;
+}
+
+/* ------------------------------------------------------------- records
+** A record is one command in the log.  Layout (little-endian):
+**
+**   u32 len (whole record) | u8 type | u8 flags | u16 0 | u64 lsn | body
+**
+** Bodies (str = u32 length + bytes):
+**   MEMORY         u64 id, i64 created_at, str route, str text,
+**                  u32 ntags, str tag * ntags
+**   DEL_MEMORY     u64 id
+**   KV_SET         str key, str value
+**   KV_DEL         str key
+**   SESSION_PUT    str id, u8 has (1 intent, 2 payload), i64 created_at,
+**                  str intent_id, str payload, str fields
+**   SESSION_DEL    str id
+**   STREAM_APPEND  str key, str bytes
+**   DOC_INDEX      str key, str text
+**   DOC_UNINDEX    str key
+**   STATE          u64 version, str value
+**
+** The same struct is a command before it is framed (slices then point into
+** the batch's own copies; lsn and ids are set at commit), so a policy hook
+** can later edit a command before it is written.
+*/
+enum {
+    MMFS__R_MEMORY = 1,
+    MMFS__R_DEL_MEMORY = 2,
+    MMFS__R_KV_SET = 3,
+    MMFS__R_KV_DEL = 4,
+    MMFS__R_SESSION_PUT = 5,
+    MMFS__R_SESSION_DEL = 6,
+    MMFS__R_STREAM_APPEND = 7,
+    MMFS__R_DOC_INDEX = 8,
+    MMFS__R_DOC_UNINDEX = 9,
+    MMFS__R_STATE = 10,
+    MMFS__R_MAX = 10
+};
+
+#define MMFS__REC_HDR 16
+
+typedef struct mmfs__rec {
+    int type;
+    uint64_t lsn;
+    const uint8_t *raw; /* the encoded record (decoded ones only), else NULL */
+    uint32_t raw_len;   /* its length in bytes */
+    union {
+        struct {
+            uint64_t id;
+            int64_t created_at;
+            mmfs_slice route, text;
+            uint32_t ntags;
+            mmfs_slice tags; /* ntags * (u32 len, bytes); see mmfs__tag_next */
+        } mem;
+        struct {
+            uint64_t id;
+        } del_mem;
+        struct {
+            mmfs_slice key, value;
+        } kv; /* KV_SET, KV_DEL (value empty) */
+        struct {
+            mmfs_slice id, intent_id, payload, fields;
+            int has_intent, has_payload;
+            int64_t created_at;
+        } sess; /* SESSION_PUT, SESSION_DEL (id only) */
+        struct {
+            mmfs_slice key, bytes;
+        } stream;
+        struct {
+            mmfs_slice key, text;
+        } doc; /* DOC_INDEX, DOC_UNINDEX (key only) */
+        struct {
+            uint64_t version;
+            mmfs_slice value;
+        } state;
+    } u;
+} mmfs__rec;
+
+/* log.c: decodes the record at P (at most AVAIL bytes) into *R, slices
+** pointing into P.  Returns MMFS_OK or MMFS_CORRUPT (no message set). */
+int mmfs__rec_decode(const uint8_t *p, size_t avail, mmfs__rec *r);
+
+/* log.c: the encoded size of command R. */
+size_t mmfs__rec_size(const mmfs__rec *r);
+
+/* log.c: encodes command R (with its lsn) at OUT (mmfs__rec_size bytes). */
+void mmfs__rec_encode(const mmfs__rec *r, uint8_t *out);
+
+/* Walks an encoded tag list: *P starts at tags.ptr; each call yields the
+** next tag.  The caller counts ntags. */
+static inline mmfs_slice mmfs__tag_next(const uint8_t **p) {
+    mmfs_slice s;
+    s.len = mmfs__ld32(*p);
+    s.ptr = *p + 4;
+    *p += 4 + s.len;
+    return s;
+}
+
+/* Checks that BUF is one well-formed 'T' value of the session field
+** encoding (memmapfs.h).  Returns MMFS_OK or MMFS_INVALID with a message. */
+int mmfs__fields_check(mmfs_slice buf);
+
+/* ------------------------------------------------------------- engine
+** The in-memory engine (engine.c, kv.c, memory.c, session.c, stream.c,
+** state.c): maps from keys and ids to records in the mapped log.  Records
+** handed to mmfs__engine_apply stay mapped for the engine's whole life, so
+** the engine keeps pointers (rec.raw) instead of copies: RAM per entry is a
+** few dozen bytes plus (at most) the key, never the value.
+**
+** Locking is the caller's: db.c holds the engine's write side around
+** apply, readers hold the read side (mmfs__read_begin).  Writers (who hold
+** db's writer mutex) may call the const queries below without the read
+** lock, since only writers change the engine.
+*/
+typedef struct mmfs__engine mmfs__engine;
+
+int mmfs__engine_new(mmfs__engine **out);
+void mmfs__engine_free(mmfs__engine *e);
+
+/* Applies one decoded record (R->raw set).  Errors: MMFS_NOMEM (the engine
+** is then unusable; db.c refuses further work). */
+int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r);
+
+/* Writer-side queries. */
+uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e); /* 1 + highest id */
+int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id);
+int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key);
+int mmfs__engine_has_session(const mmfs__engine *e, mmfs_slice id);
+int mmfs__engine_has_doc(const mmfs__engine *e, mmfs_slice key);
+uint64_t mmfs__engine_state_version(const mmfs__engine *e);
+
+/* Fills the count fields of *st (memories, kv, sessions, streams,
+** documents, live_bytes, state_version). */
+void mmfs__engine_stats(const mmfs__engine *e, mmfs_stats *st);
+
+/* ------------------------------------------------------------- db.c
+** Read access for the public read functions (kv.c, memory.c, ...):
+** mmfs__read_begin fails with MMFS_CLOSED in a forked child, catches up
+** with frames other processes appended, then takes the engine's read side
+** and gives the engine.  Every successful begin is paired with an end. */
+int mmfs__read_begin(mmfs_db *db, mmfs__engine **eng);
+void mmfs__read_end(mmfs_db *db);
+
+/* Applies frames other processes appended (no-op when none).  Takes the
+** writer mutex and the engine's write side briefly. */
+int mmfs__catch_up(mmfs_db *db);
+
+/* ------------------------------------------------------------- search
+** core/src/search/: the full-text engine shared by memories and documents
+** (one mmfs__index instance each).  Documents are numbered by the caller
+** (docno).  Add and remove run under the engine's write side; search runs
+** under the read side and must not change the index.
+*/
+typedef struct mmfs__index mmfs__index;
+
+typedef struct mmfs__hit {
+    uint32_t docno;
+    double score;
+} mmfs__hit;
+
+/* Callbacks into the owner of the documents, for one search. */
+typedef struct mmfs__search_cb {
+    void *ud;
+    /* The document's text (phrase checks).  Return 0 if unknown. */
+    int (*text)(void *ud, uint32_t docno, mmfs_slice *text);
+    /* Query filters "field:value" (tag:work, route:episodic): 1 if DOCNO
+    ** passes.  NULL: such filters are MMFS_INVALID. */
+    int (*field)(void *ud, uint32_t docno, mmfs_slice field, mmfs_slice value);
+    /* The caller's own filter (options); NULL: every document passes. */
+    int (*accept)(void *ud, uint32_t docno);
+} mmfs__search_cb;
+
+mmfs__index *mmfs__index_new(void);
+void mmfs__index_free(mmfs__index *ix);
+
+/* Tokenizes TEXT and adds it as DOCNO (not present).  Errors: MMFS_NOMEM. */
+int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t len);
+
+/* Removes DOCNO from results and statistics (no-op if absent). */
+void mmfs__index_remove(mmfs__index *ix, uint32_t docno);
+
+/* Number of live documents. */
+uint64_t mmfs__index_count(const mmfs__index *ix);
+
+/* Top K hits for QUERY (API.md query language), best first, ties by
+** higher docno first.  OUT has room for K.  Errors: MMFS_INVALID (message
+** with the position), MMFS_NOMEM. */
+int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__search_cb *cb,
+                       size_t k, mmfs__hit *out, size_t *n);
+
+#endif /* MMFS_INTERNAL_H */
