@@ -37,6 +37,8 @@ extern "C" {
 
 #define MMFS_VERSION "0.1.0"
 
+typedef struct mmfs_db mmfs_db; /* a store handle (see mmfs_open) */
+
 #if defined(__GNUC__) && !defined(MMFS_STATIC_BUILD)
 #define MMFS_API __attribute__((visibility("default")))
 #else
@@ -79,7 +81,7 @@ MMFS_API const char *mmfs_strerror(int status);
 /* The message of the last failing call made by this thread, with context
 ** (path, segment, offset, field).  DB may be NULL (e.g. after a failed
 ** mmfs_open).  Valid until the thread's next call into the library. */
-MMFS_API const char *mmfs_errmsg(const struct mmfs_db *db);
+MMFS_API const char *mmfs_errmsg(const mmfs_db *db);
 
 /* ---------------------------------------------------------------------
 ** Byte strings.
@@ -98,8 +100,6 @@ MMFS_API void mmfs_free(void *list);
 /* ---------------------------------------------------------------------
 ** Opening and closing.
 */
-typedef struct mmfs_db mmfs_db;
-
 typedef enum mmfs_sync_mode {
     MMFS_SYNC_BATCH = 0, /* return once written; durable within sync_ms */
     MMFS_SYNC_ALWAYS,    /* return once durable (group commit) */
@@ -408,7 +408,7 @@ MMFS_API int mmfs_refresh(mmfs_db *db);
 ** Errors: MMFS_CORRUPT (message names segment and offset). */
 MMFS_API int mmfs_verify(mmfs_db *db);
 
-typedef struct mmfs_stats {
+typedef struct mmfs_store_stats {
     uint64_t memories;      /* live (not deleted) */
     uint64_t kv;
     uint64_t sessions;
@@ -421,9 +421,10 @@ typedef struct mmfs_stats {
     uint64_t durable_lsn;   /* last LSN known durable */
     uint64_t state_version;
     uint64_t segments;      /* log segments */
-} mmfs_stats;
+} mmfs_store_stats;
 
-MMFS_API int mmfs_stats(mmfs_db *db, mmfs_stats *out);
+/* Fills *out with counts and log positions as this handle sees them. */
+MMFS_API int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);
 
 #ifdef __cplusplus
 }

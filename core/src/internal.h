@@ -194,7 +194,7 @@ uint64_t mmfs__engine_state_version(const mmfs__engine *e);
 
 /* Fills the count fields of *st (memories, kv, sessions, streams,
 ** documents, live_bytes, state_version). */
-void mmfs__engine_stats(const mmfs__engine *e, mmfs_stats *st);
+void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st);
 
 /* ------------------------------------------------------------- db.c
 ** Read access for the public read functions (kv.c, memory.c, ...):
