@@ -1,0 +1,62 @@
+/*
+** log.h: commit frames (log.c), segments (segment.c) and the log as a
+** whole.  Shared by log.c, segment.c, recover.c, batch.c and db.c.
+*/
+#ifndef MMFS_LOG_H
+#define MMFS_LOG_H
+
+#include "checksum.h"
+#include "internal.h"
+
+/* A commit frame: one call or one atomic batch, in the log whole or not at
+** all.  Layout (little-endian):
+**
+**   0  u32 magic        MMFS__FRAME_MAGIC
+**   4  u32 frame_len    whole frame incl. checksum and padding; multiple of 8
+**   8  u64 first_lsn    LSN of the first record; records count up from it
+**   16 u32 count        records in the frame
+**   20 u32 flags        MMFS__FRAME_SEAL: the last frame of a full segment
+**   24 u32 body_len     bytes of records
+**   28 u32 hdr_crc      CRC32C of bytes 0..27, so a torn length is caught
+**   32 records, then the checksum (4 or 16 bytes) of bytes [0, 32+body_len),
+**   then zeros up to frame_len.
+*/
+#define MMFS__FRAME_MAGIC 0x52464d4du /* "MMFR" */
+#define MMFS__FRAME_HDR 32
+#define MMFS__FRAME_SEAL 1u
+#define MMFS__FRAME_MAX ((size_t)2 << 30)
+
+/* Segment header: 64 bytes at offset 0 of every segment file.
+**   0 "MMFSLOG\0"  8 u32 format  12 u32 checksum type  16 u64 segment number
+**   24 u64 file size  32..59 zero  60 u32 CRC32C of bytes 0..59 */
+#define MMFS__SEG_HDR 64
+#define MMFS__FORMAT 1
+
+typedef struct mmfs__frame {
+    uint64_t first_lsn;
+    uint32_t count;
+    uint32_t flags;
+    uint32_t body_len;
+    uint32_t frame_len;
+    const uint8_t *body;
+} mmfs__frame;
+
+static inline size_t mmfs__frame_size(size_t body_len, const mmfs__sum *s) {
+    return (MMFS__FRAME_HDR + body_len + s->len + 7) & ~(size_t)7;
+}
+
+/* Fills the header of the frame in BUF (body already at BUF+32) and its
+** checksum and padding.  BUF has mmfs__frame_size(body_len) bytes. */
+void mmfs__frame_finish(uint8_t *buf, uint64_t first_lsn, uint32_t count, uint32_t flags,
+                        size_t body_len, const mmfs__sum *s);
+
+/* Checks the frame at P (AVAIL bytes to the end of the segment's data):
+** header, checksum, records.  EXPECT_LSN: its first LSN must be this (0:
+** any).  Returns 1 and fills *f when valid, else 0 with *why set. */
+int mmfs__frame_check(const uint8_t *p, size_t avail, uint64_t expect_lsn, const mmfs__sum *s,
+                      mmfs__frame *f, const char **why);
+
+/* 1 if the 32 bytes at P are a header whose CRC checks (a candidate). */
+int mmfs__frame_header_ok(const uint8_t *p);
+
+#endif
