@@ -1,0 +1,238 @@
+/*
+** engine.h: what the engine's files (engine.c, kv.c, memory.c, session.c,
+** stream.c, state.c) share: the struct mmfs__engine, the ordered index
+** (a B+tree of record pointers, in engine.c), and helpers that read fields
+** of encoded records.
+**
+** Invariants of the whole engine:
+** - Every record pointer kept here points at an encoded record in the
+**   mapped log, which stays mapped and unchanged for the engine's life.  So
+**   the engine stores pointers, never values; keys are slices into records.
+** - Only mmfs__engine_apply (the write side) changes anything.  The public
+**   read functions run under the read side and never write to the engine,
+**   not even to a cache.
+** - live_bytes is the sum of the raw lengths of the records still needed:
+**   the latest value of each kv key, live memories, current sessions and
+**   documents, every stream chunk and the latest state.
+*/
+#ifndef MMFS_ENGINE_H
+#define MMFS_ENGINE_H
+
+#include "hmap.h"
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------- record fields
+** Direct reads of fields of an encoded record (layout in internal.h).
+** They avoid a full decode in hot paths (hash probes, B+tree compares);
+** apply checks them against mmfs__rec_decode in debug builds. */
+
+/* The whole record's length. */
+static inline uint32_t mmfs__raw_len(const uint8_t *raw) { return mmfs__ld32(raw); }
+
+/* The record's LSN. */
+static inline uint64_t mmfs__raw_lsn(const uint8_t *raw) { return mmfs__ld64(raw + 8); }
+
+/* The first string of the body: the key of KV_SET, KV_DEL, STREAM_APPEND,
+** DOC_INDEX, DOC_UNINDEX, the id of SESSION_PUT, SESSION_DEL. */
+static inline mmfs_slice mmfs__raw_key(const uint8_t *raw) {
+    mmfs_slice s;
+    s.len = mmfs__ld32(raw + MMFS__REC_HDR);
+    s.ptr = raw + MMFS__REC_HDR + 4;
+    return s;
+}
+
+/* MEMORY: id and created_at. */
+static inline uint64_t mmfs__raw_mem_id(const uint8_t *raw) {
+    return mmfs__ld64(raw + MMFS__REC_HDR);
+}
+static inline int64_t mmfs__raw_mem_created(const uint8_t *raw) {
+    return (int64_t)mmfs__ld64(raw + MMFS__REC_HDR + 8);
+}
+
+/* SESSION_PUT: created_at (after str id and u8 has). */
+static inline int64_t mmfs__raw_sess_created(const uint8_t *raw) {
+    uint32_t idlen = mmfs__ld32(raw + MMFS__REC_HDR);
+    return (int64_t)mmfs__ld64(raw + MMFS__REC_HDR + 4 + idlen + 1);
+}
+
+/* Decodes the record at RAW (its own length).  Errors: MMFS_CORRUPT with a
+** message (cannot happen for records that apply accepted). */
+int mmfs__raw_decode(const uint8_t *raw, mmfs__rec *r);
+
+/* ----------------------------------------------------- ordered index
+** A B+tree of record pointers ordered by a comparison of a "probe" (any
+** key the owner defines) with a record.  Internal nodes keep record
+** pointers as separators; since records outlive the engine's entries,
+** a separator stays a valid key after its entry is removed.  Entries are
+** unique under the comparison.  Readers walk it with a position (a path
+** from the root); a position is only valid under the same lock hold. */
+#define MMFS__BT_B 64    /* entries per node */
+#define MMFS__BT_MAXH 24 /* levels (never reached: 64^24 entries) */
+
+/* <0, 0, >0 as PROBE sorts before, with, after REC. */
+typedef int (*mmfs__bt_cmp)(const void *probe, const uint8_t *rec);
+
+typedef struct mmfs__bt_node mmfs__bt_node;
+
+typedef struct mmfs__btree {
+    mmfs__bt_node *root; /* NULL when empty and never used */
+    int height;          /* 0: root is a leaf */
+    size_t count;
+    mmfs__bt_cmp cmp;
+} mmfs__btree;
+
+typedef struct mmfs__bt_pos {
+    mmfs__bt_node *node[MMFS__BT_MAXH];
+    int idx[MMFS__BT_MAXH]; /* [0] is the leaf level */
+    int height;
+} mmfs__bt_pos;
+
+void mmfs__bt_init(mmfs__btree *t, mmfs__bt_cmp cmp);
+void mmfs__bt_free(mmfs__btree *t);
+
+/* Inserts REC under PROBE (its key); an entry equal to PROBE is replaced
+** and *old (may be NULL) gets it, else *old = NULL.  Errors: MMFS_NOMEM
+** (the tree is unchanged and valid). */
+int mmfs__bt_put(mmfs__btree *t, const void *probe, const uint8_t *rec, const uint8_t **old);
+
+/* Removes the entry equal to PROBE; returns it, or NULL if absent. */
+const uint8_t *mmfs__bt_del(mmfs__btree *t, const void *probe);
+
+/* Positions *POS at the first entry >= PROBE (> PROBE when STRICT) and
+** returns it, or NULL at the end. */
+const uint8_t *mmfs__bt_seek(const mmfs__btree *t, const void *probe, int strict,
+                             mmfs__bt_pos *pos);
+
+/* The first entry, or NULL. */
+const uint8_t *mmfs__bt_first(const mmfs__btree *t, mmfs__bt_pos *pos);
+
+/* Advances *POS; returns the next entry, or NULL at the end. */
+const uint8_t *mmfs__bt_next(mmfs__bt_pos *pos);
+
+/* ------------------------------------------------------------- modules */
+
+/* kv.c: key -> latest KV_SET record, and the same records in key order. */
+typedef struct mmfs__kv {
+    mmfs__hmap map;    /* key -> record */
+    mmfs__btree order; /* records by key (mmfs__slice_cmp) */
+} mmfs__kv;
+
+/* memory.c: one entry per id from base. */
+typedef struct mmfs__mem_ent {
+    const uint8_t *raw; /* the MEMORY record; NULL: no such id */
+    uint32_t route;     /* index into routes */
+    uint32_t deleted;
+} mmfs__mem_ent;
+
+typedef struct mmfs__tag {
+    mmfs_slice name; /* into the first record that had the tag */
+    uint64_t *ids;   /* increasing; may hold deleted ids (dead of them) */
+    size_t n, cap, dead;
+} mmfs__tag;
+
+typedef struct mmfs__mems {
+    mmfs__mem_ent *ents; /* ents[i] is id base + i */
+    uint64_t base;
+    size_t n, cap;
+    uint64_t max_id; /* highest id applied, 0 = none */
+    uint64_t live;
+    mmfs__btree by_time;     /* MEMORY records, created_at desc then id desc */
+    mmfs__hmap tags;         /* name -> mmfs__tag * */
+    mmfs__hmap routes;       /* name -> index + 1 */
+    mmfs_slice *route_names; /* interned route names (into the log) */
+    size_t nroutes, route_cap;
+    mmfs__index *ix; /* docno = (uint32_t)id */
+} mmfs__mems;
+
+/* memory.c too: documents, the other tenant of the full-text engine. */
+typedef struct mmfs__docs {
+    mmfs__hmap map;       /* key -> docno */
+    const uint8_t **recs; /* docno -> DOC_INDEX record, NULL once replaced */
+    size_t next, cap;     /* next docno to give (docno 0 is never used) */
+    mmfs__index *ix;
+} mmfs__docs;
+
+/* session.c */
+typedef struct mmfs__intent {
+    mmfs_slice name;      /* into one of its records */
+    const uint8_t **recs; /* its current SESSION_PUT records, unordered */
+    size_t n, cap;
+} mmfs__intent;
+
+typedef struct mmfs__sessions {
+    mmfs__hmap map;      /* id -> SESSION_PUT record */
+    mmfs__btree by_time; /* records, created_at desc then LSN desc */
+    mmfs__hmap intents;  /* intent_id -> mmfs__intent * */
+} mmfs__sessions;
+
+/* stream.c */
+typedef struct mmfs__chunk {
+    const uint8_t *ptr; /* the bytes, in the log; chunks are never empty */
+    uint64_t start;     /* offset in the stream; len = next start - start */
+} mmfs__chunk;
+
+typedef struct mmfs__stream {
+    mmfs_slice name; /* into the first record */
+    mmfs__chunk *chunks;
+    size_t n, cap;
+    uint64_t size;
+} mmfs__stream;
+
+/* state.c */
+typedef struct mmfs__state {
+    const uint8_t *raw; /* latest STATE record, or NULL */
+    uint64_t version;
+    /* Subscribers: mu guards notified, subs and each sub's seen/fd.  mu
+    ** is never held while taking the engine's lock. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC; broadcast when notified grows */
+    uint64_t notified; /* the version apply last announced */
+    struct mmfs_sub *subs;
+} mmfs__state;
+
+struct mmfs__engine {
+    mmfs__kv kv;
+    mmfs__mems mems;
+    mmfs__docs docs;
+    mmfs__sessions sess;
+    mmfs__hmap streams; /* key -> mmfs__stream * */
+    mmfs__state state;
+    uint64_t live_bytes;
+};
+
+/* Each module: init (everything zero before; on error the engine is freed
+** with the module frees below, which accept a partly made module), free,
+** and apply for its record types. */
+int mmfs__kv_init(mmfs__engine *e);
+void mmfs__kv_free(mmfs__engine *e);
+int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r);
+
+int mmfs__mem_init(mmfs__engine *e);
+void mmfs__mem_free(mmfs__engine *e);
+int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r);
+int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r);
+
+int mmfs__sess_init(mmfs__engine *e);
+void mmfs__sess_free(mmfs__engine *e);
+int mmfs__sess_apply(mmfs__engine *e, const mmfs__rec *r);
+
+int mmfs__stream_init(mmfs__engine *e);
+void mmfs__stream_free(mmfs__engine *e);
+int mmfs__stream_apply(mmfs__engine *e, const mmfs__rec *r);
+
+int mmfs__state_init(mmfs__engine *e);
+void mmfs__state_free(mmfs__engine *e);
+int mmfs__state_apply(mmfs__engine *e, const mmfs__rec *r);
+
+/* Key function for maps whose values are records keyed by their first
+** string (mmfs__raw_key). */
+mmfs_slice mmfs__hkey_raw(const void *ctx, uintptr_t v);
+
+/* Grows *ARR (elements of SIZE bytes, capacity *CAP) to hold at least
+** NEED elements.  Errors: MMFS_NOMEM (unchanged). */
+int mmfs__grow(void **arr, size_t *cap, size_t need, size_t size);
+
+#endif /* MMFS_ENGINE_H */
