@@ -1,0 +1,566 @@
+/*
+** test_memory.c: memories (append, get, delete, list, search) as
+** memmapfs.h documents them: dense increasing ids never reused, tags
+** exact and ordered, created_at and route, filters, newest-first lists.
+*/
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ASSERT_STATUS(e, want)                                                     \
+    do {                                                                           \
+        int rc_ = (e);                                                             \
+        if (rc_ != (want))                                                         \
+            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
+                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
+    } while (0)
+
+typedef struct fx {
+    char *dir;
+    mmfs_db *db;
+} fx;
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->dir = mmfs_test_dir("memory");
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    o.segment_size = 4u << 20;
+    int rc = mmfs_open(f->dir, &o, &f->db);
+    if (rc != MMFS_OK) {
+        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    if (!f) return 0;
+    int rc = mmfs_close(f->db);
+    mmfs_test_rmdir(f->dir);
+    free(f);
+    return rc == MMFS_OK ? 0 : -1;
+}
+
+static void reopen(fx *f) {
+    MMFS_OK_OR_FAIL(mmfs_close(f->db));
+    f->db = NULL;
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &f->db));
+}
+
+static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
+    if (got.len != wlen)
+        fail_msg("slice \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)", (int)got.len,
+                 got.ptr ? (const char *)got.ptr : "", got.len, (int)wlen, (const char *)want, wlen);
+    if (wlen) assert_memory_equal(got.ptr, want, wlen);
+}
+#define ASSERT_SLICE_STR(s, str) assert_slice((s), (str), strlen(str))
+
+/* Appends TEXT with the NULL-terminated tag list and options. */
+static uint64_t add(mmfs_db *db, const char *text, const char *const *tags, int64_t created_at,
+                    const char *route) {
+    mmfs_slice ts[16];
+    size_t n = 0;
+    for (; tags && tags[n]; n++) ts[n] = mmfs_str(tags[n]);
+    mmfs_memory_opts o;
+    memset(&o, 0, sizeof o);
+    if (created_at) {
+        o.has_created_at = 1;
+        o.created_at = created_at;
+    }
+    if (route) o.route = mmfs_str(route);
+    uint64_t id = 0;
+    MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str(text), n ? ts : NULL, n, &o, &id));
+    return id;
+}
+
+static void assert_ids(const mmfs_memories *ms, const uint64_t *want, size_t n) {
+    char got[512] = "", exp[512] = "";
+    size_t gl = 0, el = 0;
+    for (size_t i = 0; i < ms->count && gl < 400; i++)
+        gl += (size_t)snprintf(got + gl, sizeof got - gl, "%llu ", (unsigned long long)ms->items[i].id);
+    for (size_t i = 0; i < n && el < 400; i++)
+        el += (size_t)snprintf(exp + el, sizeof exp - el, "%llu ", (unsigned long long)want[i]);
+    if (ms->count != n) fail_msg("ids [%s], want [%s]", got, exp);
+    for (size_t i = 0; i < n; i++)
+        if (ms->items[i].id != want[i]) fail_msg("ids [%s], want [%s]", got, exp);
+}
+
+static mmfs_memories *list(mmfs_db *db, const mmfs_filter *flt) {
+    mmfs_memories *ms = NULL;
+    MMFS_OK_OR_FAIL(mmfs_list_memories(db, flt, &ms));
+    assert_non_null(ms);
+    return ms;
+}
+
+static mmfs_memories *search(mmfs_db *db, const char *q, const mmfs_filter *flt) {
+    mmfs_memories *ms = NULL;
+    int rc = mmfs_search_memory(db, mmfs_str(q), flt, &ms);
+    if (rc != MMFS_OK) fail_msg("search_memory(\"%s\") -> %s: %s", q, mmfs_err_name(rc), mmfs_errmsg(db));
+    assert_non_null(ms);
+    return ms;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_ids_dense_increasing(void **state) {
+    fx *f = *state;
+    for (uint64_t i = 1; i <= 10; i++) {
+        uint64_t id = add(f->db, "some text", NULL, 0, NULL);
+        assert_int_equal(id, i);
+    }
+    /* *id may be NULL. */
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("no id wanted"), NULL, 0, NULL, NULL));
+    assert_int_equal(add(f->db, "twelve", NULL, 0, NULL), 12);
+    reopen(f);
+    assert_int_equal(add(f->db, "thirteen", NULL, 0, NULL), 13);
+}
+
+static void test_get_fields(void **state) {
+    fx *f = *state;
+    static const char *const tags[] = {"speaker:Ann", "work", "b", "a", NULL};
+    time_t before = time(NULL);
+    uint64_t id1 = add(f->db, "Ann said the meeting moved to Friday", tags, 0, NULL);
+    time_t after = time(NULL);
+    uint64_t id2 = add(f->db, "imported", NULL, 1600000000, "episodic");
+
+    for (int round = 0; round < 2; round++) {
+        mmfs_memory *m = NULL;
+        MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id1, &m));
+        assert_non_null(m);
+        assert_int_equal(m->id, id1);
+        ASSERT_SLICE_STR(m->text, "Ann said the meeting moved to Friday");
+        assert_int_equal(m->ntags, 4);
+        /* Tags come back as given, in order, case kept. */
+        for (size_t i = 0; i < 4; i++) ASSERT_SLICE_STR(m->tags[i], tags[i]);
+        ASSERT_SLICE_STR(m->route, "default");
+        assert_in_range(m->created_at, before, after);
+        assert_true(m->score == 0.0);
+        mmfs_free(m);
+
+        m = NULL;
+        MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id2, &m));
+        assert_int_equal(m->id, id2);
+        ASSERT_SLICE_STR(m->text, "imported");
+        assert_int_equal(m->ntags, 0);
+        ASSERT_SLICE_STR(m->route, "episodic");
+        assert_int_equal(m->created_at, 1600000000);
+        mmfs_free(m);
+        reopen(f);
+    }
+
+    mmfs_memory *m = NULL;
+    ASSERT_STATUS(mmfs_get_memory(f->db, 0, &m), MMFS_NOTFOUND);
+    ASSERT_STATUS(mmfs_get_memory(f->db, 3, &m), MMFS_NOTFOUND);
+    ASSERT_STATUS(mmfs_get_memory(f->db, UINT64_MAX, &m), MMFS_NOTFOUND);
+}
+
+/* Negative and zero-ish times are still times (history before 1970 is
+** unlikely, but created_at is an int64). */
+static void test_created_at_extremes(void **state) {
+    fx *f = *state;
+    mmfs_memory_opts o;
+    memset(&o, 0, sizeof o);
+    o.has_created_at = 1;
+    o.created_at = -5;
+    uint64_t id;
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("old"), NULL, 0, &o, &id));
+    o.created_at = INT64_C(4102444800); /* 2100 */
+    uint64_t id2;
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("future"), NULL, 0, &o, &id2));
+    reopen(f);
+    mmfs_memory *m;
+    MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id, &m));
+    assert_true(m->created_at == -5);
+    mmfs_free(m);
+    MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id2, &m));
+    assert_true(m->created_at == INT64_C(4102444800));
+    mmfs_free(m);
+}
+
+static void test_delete_never_reuses(void **state) {
+    fx *f = *state;
+    uint64_t a = add(f->db, "first", NULL, 0, NULL);
+    uint64_t b = add(f->db, "second", NULL, 0, NULL);
+    uint64_t c = add(f->db, "third", NULL, 0, NULL);
+    int deleted = -1;
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, c, &deleted));
+    assert_int_equal(deleted, 1);
+    mmfs_memory *m = NULL;
+    ASSERT_STATUS(mmfs_get_memory(f->db, c, &m), MMFS_NOTFOUND);
+    deleted = -1;
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, c, &deleted));
+    assert_int_equal(deleted, 0);
+    deleted = -1;
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, 999, &deleted));
+    assert_int_equal(deleted, 0);
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, a, NULL));
+
+    /* The highest id (deleted) is not given again, even after reopen. */
+    uint64_t d = add(f->db, "fourth", NULL, 0, NULL);
+    assert_int_equal(d, c + 1);
+    reopen(f);
+    ASSERT_STATUS(mmfs_get_memory(f->db, a, &m), MMFS_NOTFOUND);
+    ASSERT_STATUS(mmfs_get_memory(f->db, c, &m), MMFS_NOTFOUND);
+    MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, b, &m));
+    ASSERT_SLICE_STR(m->text, "second");
+    mmfs_free(m);
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, d, NULL));
+    reopen(f);
+    assert_int_equal(add(f->db, "fifth", NULL, 0, NULL), d + 1);
+    mmfs_store_stats st;
+    MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
+    assert_int_equal(st.memories, 2);
+}
+
+static void test_list_newest_first(void **state) {
+    fx *f = *state;
+    uint64_t i1 = add(f->db, "t=100 a", NULL, 100, NULL);
+    uint64_t i2 = add(f->db, "t=300", NULL, 300, NULL);
+    uint64_t i3 = add(f->db, "t=200", NULL, 200, NULL);
+    uint64_t i4 = add(f->db, "t=100 b", NULL, 100, NULL); /* tie with i1: newer id first */
+    uint64_t i5 = add(f->db, "t=300 b", NULL, 300, NULL);
+
+    mmfs_memories *ms = list(f->db, NULL);
+    uint64_t want[] = {i5, i2, i3, i4, i1};
+    assert_ids(ms, want, 5);
+    ASSERT_SLICE_STR(ms->items[0].text, "t=300 b");
+    assert_int_equal(ms->items[0].created_at, 300);
+    ASSERT_SLICE_STR(ms->items[4].text, "t=100 a");
+    mmfs_free(ms);
+
+    mmfs_filter flt;
+    memset(&flt, 0, sizeof flt);
+    flt.limit = 2;
+    ms = list(f->db, &flt);
+    assert_ids(ms, want, 2);
+    mmfs_free(ms);
+    flt.offset = 2;
+    ms = list(f->db, &flt);
+    assert_ids(ms, want + 2, 2);
+    mmfs_free(ms);
+    flt.offset = 4;
+    ms = list(f->db, &flt);
+    assert_ids(ms, want + 4, 1);
+    mmfs_free(ms);
+    flt.offset = 5;
+    ms = list(f->db, &flt);
+    assert_int_equal(ms->count, 0);
+    mmfs_free(ms);
+
+    /* Deleted memories leave lists. */
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, i2, NULL));
+    ms = list(f->db, NULL);
+    uint64_t want2[] = {i5, i3, i4, i1};
+    assert_ids(ms, want2, 4);
+    mmfs_free(ms);
+    reopen(f);
+    ms = list(f->db, NULL);
+    assert_ids(ms, want2, 4);
+    mmfs_free(ms);
+}
+
+static void test_list_default_limit(void **state) {
+    fx *f = *state;
+    for (int i = 1; i <= 25; i++) add(f->db, "x", NULL, 1000 + i, NULL);
+    mmfs_memories *ms = list(f->db, NULL);
+    assert_int_equal(ms->count, 20);
+    assert_int_equal(ms->items[0].id, 25);
+    assert_int_equal(ms->items[19].id, 6);
+    mmfs_free(ms);
+    mmfs_filter flt;
+    memset(&flt, 0, sizeof flt);
+    flt.limit = 100;
+    ms = list(f->db, &flt);
+    assert_int_equal(ms->count, 25);
+    mmfs_free(ms);
+}
+
+static void test_list_filters(void **state) {
+    fx *f = *state;
+    static const char *const t_work[] = {"work", NULL};
+    static const char *const t_work_ann[] = {"work", "speaker:Ann", NULL};
+    static const char *const t_ann[] = {"speaker:Ann", NULL};
+    static const char *const t_ann_lower[] = {"speaker:ann", NULL};
+    uint64_t a = add(f->db, "a", t_work, 100, NULL);
+    uint64_t b = add(f->db, "b", t_work_ann, 200, "episodic");
+    uint64_t c = add(f->db, "c", t_ann, 300, "episodic");
+    uint64_t d = add(f->db, "d", t_ann_lower, 400, NULL);
+    uint64_t e = add(f->db, "e", NULL, 500, "semantic");
+
+    mmfs_filter flt;
+    mmfs_memories *ms;
+    mmfs_slice tg[2];
+
+    memset(&flt, 0, sizeof flt);
+    tg[0] = mmfs_str("work");
+    flt.tags = tg;
+    flt.ntags = 1;
+    ms = list(f->db, &flt);
+    uint64_t w1[] = {b, a};
+    assert_ids(ms, w1, 2);
+    mmfs_free(ms);
+
+    /* All tags must match; tags are case-sensitive. */
+    tg[1] = mmfs_str("speaker:Ann");
+    flt.ntags = 2;
+    ms = list(f->db, &flt);
+    uint64_t w2[] = {b};
+    assert_ids(ms, w2, 1);
+    mmfs_free(ms);
+    tg[0] = mmfs_str("speaker:ann");
+    flt.ntags = 1;
+    ms = list(f->db, &flt);
+    uint64_t w3[] = {d};
+    assert_ids(ms, w3, 1);
+    mmfs_free(ms);
+    tg[0] = mmfs_str("nosuchtag");
+    ms = list(f->db, &flt);
+    assert_int_equal(ms->count, 0);
+    mmfs_free(ms);
+
+    memset(&flt, 0, sizeof flt);
+    flt.route = mmfs_str("episodic");
+    ms = list(f->db, &flt);
+    uint64_t w4[] = {c, b};
+    assert_ids(ms, w4, 2);
+    mmfs_free(ms);
+    flt.route = mmfs_str("default");
+    ms = list(f->db, &flt);
+    uint64_t w5[] = {d, a};
+    assert_ids(ms, w5, 2);
+    mmfs_free(ms);
+
+    memset(&flt, 0, sizeof flt);
+    flt.has_since = 1;
+    flt.since = 300; /* inclusive */
+    ms = list(f->db, &flt);
+    uint64_t w6[] = {e, d, c};
+    assert_ids(ms, w6, 3);
+    mmfs_free(ms);
+    flt.has_before = 1;
+    flt.before = 500; /* exclusive */
+    ms = list(f->db, &flt);
+    uint64_t w7[] = {d, c};
+    assert_ids(ms, w7, 2);
+    mmfs_free(ms);
+    flt.has_since = 0;
+    ms = list(f->db, &flt);
+    uint64_t w8[] = {d, c, b, a};
+    assert_ids(ms, w8, 4);
+    mmfs_free(ms);
+
+    /* Everything at once. */
+    memset(&flt, 0, sizeof flt);
+    tg[0] = mmfs_str("speaker:Ann");
+    flt.tags = tg;
+    flt.ntags = 1;
+    flt.route = mmfs_str("episodic");
+    flt.has_since = 1;
+    flt.since = 250;
+    ms = list(f->db, &flt);
+    uint64_t w9[] = {c};
+    assert_ids(ms, w9, 1);
+    mmfs_free(ms);
+}
+
+static void test_search_basic(void **state) {
+    fx *f = *state;
+    static const char *const t_work[] = {"work", NULL};
+    uint64_t a = add(f->db, "I drink coffee every morning", t_work, 100, NULL);
+    uint64_t b = add(f->db, "Tea is better than Coffee", NULL, 200, "episodic");
+    uint64_t c = add(f->db, "The cat sleeps on the sofa", NULL, 300, NULL);
+    (void)c;
+
+    mmfs_memories *ms = search(f->db, "coffee", NULL);
+    assert_int_equal(ms->count, 2);
+    for (size_t i = 0; i < ms->count; i++) {
+        assert_true(ms->items[i].id == a || ms->items[i].id == b);
+        assert_true(ms->items[i].score > 0.0);
+        /* Hits carry the whole memory. */
+        if (ms->items[i].id == b) {
+            ASSERT_SLICE_STR(ms->items[i].text, "Tea is better than Coffee");
+            ASSERT_SLICE_STR(ms->items[i].route, "episodic");
+            assert_int_equal(ms->items[i].created_at, 200);
+        } else {
+            assert_int_equal(ms->items[i].ntags, 1);
+            ASSERT_SLICE_STR(ms->items[i].tags[0], "work");
+        }
+    }
+    assert_true(ms->items[0].score >= ms->items[1].score);
+    mmfs_free(ms);
+
+    /* Case folding. */
+    ms = search(f->db, "COFFEE", NULL);
+    assert_int_equal(ms->count, 2);
+    mmfs_free(ms);
+
+    ms = search(f->db, "nothing-matches-this", NULL);
+    assert_int_equal(ms->count, 0);
+    mmfs_free(ms);
+
+    ms = search(f->db, "+coffee tea", NULL);
+    uint64_t w1[] = {b, a}; /* b has both terms */
+    assert_ids(ms, w1, 2);
+    mmfs_free(ms);
+    ms = search(f->db, "coffee -tea", NULL);
+    uint64_t w2[] = {a};
+    assert_ids(ms, w2, 1);
+    mmfs_free(ms);
+    ms = search(f->db, "\"every morning\"", NULL);
+    assert_ids(ms, w2, 1);
+    mmfs_free(ms);
+    ms = search(f->db, "\"morning every\"", NULL);
+    assert_int_equal(ms->count, 0);
+    mmfs_free(ms);
+    ms = search(f->db, "sof*", NULL);
+    uint64_t w3[] = {c};
+    assert_ids(ms, w3, 1);
+    mmfs_free(ms);
+    ms = search(f->db, "coffee tag:work", NULL);
+    assert_ids(ms, w2, 1);
+    mmfs_free(ms);
+    ms = search(f->db, "coffee route:episodic", NULL);
+    uint64_t w4[] = {b};
+    assert_ids(ms, w4, 1);
+    mmfs_free(ms);
+
+    /* Filters from the options. */
+    mmfs_filter flt;
+    memset(&flt, 0, sizeof flt);
+    flt.route = mmfs_str("episodic");
+    ms = search(f->db, "coffee", &flt);
+    assert_ids(ms, w4, 1);
+    mmfs_free(ms);
+    memset(&flt, 0, sizeof flt);
+    mmfs_slice tg = mmfs_str("work");
+    flt.tags = &tg;
+    flt.ntags = 1;
+    ms = search(f->db, "coffee", &flt);
+    assert_ids(ms, w2, 1);
+    mmfs_free(ms);
+    memset(&flt, 0, sizeof flt);
+    flt.has_before = 1;
+    flt.before = 200;
+    ms = search(f->db, "coffee", &flt);
+    assert_ids(ms, w2, 1);
+    mmfs_free(ms);
+    flt.has_before = 0;
+    flt.has_since = 1;
+    flt.since = 200;
+    ms = search(f->db, "coffee", &flt);
+    assert_ids(ms, w4, 1);
+    mmfs_free(ms);
+    memset(&flt, 0, sizeof flt);
+    flt.limit = 1;
+    ms = search(f->db, "coffee", &flt);
+    assert_int_equal(ms->count, 1);
+    mmfs_free(ms);
+
+    /* Deleted memories leave search; the index survives reopen. */
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, a, NULL));
+    ms = search(f->db, "coffee", NULL);
+    assert_ids(ms, w4, 1);
+    mmfs_free(ms);
+    reopen(f);
+    ms = search(f->db, "coffee", NULL);
+    assert_ids(ms, w4, 1);
+    mmfs_free(ms);
+    ms = search(f->db, "cat", NULL);
+    assert_ids(ms, w3, 1);
+    mmfs_free(ms);
+}
+
+static void test_search_ranking_and_ties(void **state) {
+    fx *f = *state;
+    uint64_t weak = add(f->db, "zebra lion tiger bear wolf fox owl hawk eagle", NULL, 0, NULL);
+    uint64_t strong = add(f->db, "zebra zebra zebra", NULL, 0, NULL);
+    mmfs_memories *ms = search(f->db, "zebra", NULL);
+    uint64_t w[] = {strong, weak};
+    assert_ids(ms, w, 2);
+    assert_true(ms->items[0].score > ms->items[1].score);
+    mmfs_free(ms);
+
+    /* Equal scores: newer id first. */
+    uint64_t t1 = add(f->db, "identical giraffe text", NULL, 0, NULL);
+    uint64_t t2 = add(f->db, "identical giraffe text", NULL, 0, NULL);
+    uint64_t t3 = add(f->db, "identical giraffe text", NULL, 0, NULL);
+    ms = search(f->db, "giraffe", NULL);
+    uint64_t wt[] = {t3, t2, t1};
+    assert_ids(ms, wt, 3);
+    mmfs_free(ms);
+}
+
+static void test_search_malformed_query(void **state) {
+    fx *f = *state;
+    add(f->db, "some text", NULL, 0, NULL);
+    static const char *const bad[] = {"\"unterminated", "(a OR b", "a AND", "+", "tag:"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        mmfs_memories *ms = NULL;
+        int rc = mmfs_search_memory(f->db, mmfs_str(bad[i]), NULL, &ms);
+        if (rc != MMFS_INVALID)
+            fail_msg("search_memory(\"%s\") -> %s, want INVALID", bad[i], mmfs_err_name(rc));
+        const char *msg = mmfs_errmsg(f->db);
+        assert_non_null(msg);
+        assert_true(strlen(msg) > 0);
+        mmfs_free(ms);
+    }
+}
+
+static void test_many_tags_roundtrip(void **state) {
+    fx *f = *state;
+    char buf[16][24];
+    mmfs_slice tags[16];
+    for (int i = 0; i < 16; i++) {
+        snprintf(buf[i], sizeof buf[i], "tag-%02d", 15 - i);
+        tags[i] = mmfs_str(buf[i]);
+    }
+    /* Tags are binary-safe strings: one with a zero byte, one empty. */
+    static const char zt[] = {'z', 0, 't'};
+    mmfs_slice zs = {zt, 3};
+    tags[3] = zs;
+    tags[5] = mmfs_str("");
+    uint64_t id;
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("tagged"), tags, 16, NULL, &id));
+    reopen(f);
+    mmfs_memory *m = NULL;
+    MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id, &m));
+    assert_int_equal(m->ntags, 16);
+    for (int i = 0; i < 16; i++) assert_slice(m->tags[i], tags[i].ptr, tags[i].len);
+    mmfs_free(m);
+
+    mmfs_filter flt;
+    memset(&flt, 0, sizeof flt);
+    flt.tags = &zs;
+    flt.ntags = 1;
+    mmfs_memories *ms = list(f->db, &flt);
+    assert_int_equal(ms->count, 1);
+    mmfs_free(ms);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ids_dense_increasing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_created_at_extremes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_never_reuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_newest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_default_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_basic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_ranking_and_ties, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_malformed_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_tags_roundtrip, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
