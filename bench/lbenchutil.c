@@ -1,0 +1,62 @@
+/*
+** lbenchutil.c: the Lua 5.4 module "benchutil" the Lua benchmarks use for
+** what plain Lua lacks: a monotonic wall clock, resident-set figures, bytes
+** on disk, rm -rf.  It wraps benchutil.c; it is not part of memmapfs.
+**
+**   benchutil.now()            seconds (monotonic, sub-microsecond)
+**   benchutil.rss()            total, anon resident bytes
+**   benchutil.peak_rss()       peak resident bytes
+**   benchutil.disk_bytes(path) bytes allocated under path
+**   benchutil.rmtree(path)
+**   benchutil.consume(s)       a number derived from every 8 bytes of s
+*/
+#include "benchutil.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+static int l_now(lua_State *L) {
+    lua_pushnumber(L, bu_now());
+    return 1;
+}
+
+static int l_rss(lua_State *L) {
+    uint64_t total, anon;
+    bu_rss(&total, &anon);
+    lua_pushinteger(L, (lua_Integer)total);
+    lua_pushinteger(L, (lua_Integer)anon);
+    return 2;
+}
+
+static int l_peak_rss(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)bu_peak_rss());
+    return 1;
+}
+
+static int l_disk_bytes(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)bu_disk_bytes(luaL_checkstring(L, 1), NULL));
+    return 1;
+}
+
+static int l_rmtree(lua_State *L) {
+    bu_rmtree(luaL_checkstring(L, 1));
+    return 0;
+}
+
+static int l_consume(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushinteger(L, (lua_Integer)bu_consume(s, n));
+    return 1;
+}
+
+int luaopen_benchutil(lua_State *L);
+
+int luaopen_benchutil(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"now", l_now},         {"rss", l_rss},       {"peak_rss", l_peak_rss},
+        {"disk_bytes", l_disk_bytes}, {"rmtree", l_rmtree}, {"consume", l_consume},
+        {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
+}

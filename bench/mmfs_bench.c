@@ -1,0 +1,359 @@
+/*
+** mmfs_bench.c: the memmapfs rows, through the public C API (memmapfs.h).
+**
+**   mmfs_bench w1   DIR MEMFILE COUNT         append_memory, sync=always, one thread
+**   mmfs_bench w1g  DIR MEMFILE THREADS PER   the same from THREADS threads, one handle
+**   mmfs_bench w2   DIR MEMFILE N LABEL       batches of 1,000, sync=batch, then mmfs_sync
+**   mmfs_bench w3   DIR QFILE LABEL           top-10 OR queries over the W2 store, warm
+**   mmfs_bench w4   DIR KVFILE N              N set_kv (1,000 per batch), N random get_kv
+**   mmfs_bench w5prep DIR MEMFILE NMEM KVFILE NKV   the W5 store (not timed)
+**   mmfs_bench w5   DIR KEY QUERY             open + first get_kv, open + first search
+**   mmfs_bench w7   DIR BYTES                 a stream in 64 KiB chunks, sync=batch,
+**                                             then read back (zero-copy and copying)
+**
+** Each invocation is a process of its own, so its peak RSS is memmapfs's.
+*/
+#include "benchutil.h"
+
+#include <memmapfs.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static mmfs_db *g_db;
+
+#define MC(call)                                                                     \
+    do {                                                                             \
+        int rc_ = (call);                                                            \
+        if (rc_ != MMFS_OK)                                                          \
+            bu_die("memmapfs %s: %s (%s)", #call, mmfs_errmsg(g_db), mmfs_err_name(rc_)); \
+    } while (0)
+
+static mmfs_db *open_store(const char *dir, mmfs_sync_mode sync, int fresh) {
+    if (fresh) bu_rmtree(dir);
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = sync;
+    mmfs_db *db = NULL;
+    g_db = NULL;
+    MC(mmfs_open(dir, &o, &db));
+    g_db = db;
+    return db;
+}
+
+static void close_store(mmfs_db *db) {
+    MC(mmfs_close(db));
+    g_db = NULL;
+}
+
+/* A memories.tsv line as the arguments of append_memory. */
+typedef struct memargs {
+    mmfs_slice text;
+    mmfs_slice tags[8];
+    size_t ntags;
+} memargs;
+
+static void to_args(char *line, memargs *a) {
+    bu_memline m;
+    if (bu_parse_memline(line, &m)) bu_die("malformed memories line");
+    a->text = (mmfs_slice){m.text, m.text_len};
+    a->ntags = m.ntags;
+    for (size_t i = 0; i < m.ntags; i++) a->tags[i] = (mmfs_slice){m.tags[i], m.tag_len[i]};
+}
+
+static void w1(const char *dir, const char *memfile, long count) {
+    size_t n;
+    char **lines = bu_load_lines(memfile, (size_t)count, &n);
+    if ((long)n < count) bu_die("%s: only %zu lines", memfile, n);
+    memargs *args = malloc(n * sizeof *args);
+    if (!args) bu_die("out of memory");
+    for (size_t i = 0; i < n; i++) to_args(lines[i], &args[i]);
+    mmfs_db *db = open_store(dir, MMFS_SYNC_ALWAYS, 1);
+    double t0 = bu_now();
+    for (size_t i = 0; i < n; i++)
+        MC(mmfs_append_memory(db, args[i].text, args[i].tags, args[i].ntags, NULL, NULL));
+    double dt = bu_now() - t0;
+    close_store(db);
+    bu_free_lines(lines, n);
+    free(args);
+    bu_result("W1", "memmapfs-c", "appends_per_s", (double)count / dt, "ops/s");
+}
+
+struct w1g_arg {
+    mmfs_db *db;
+    memargs *args;
+    long per;
+};
+
+static void *w1g_thread(void *p) {
+    struct w1g_arg *a = p;
+    for (long i = 0; i < a->per; i++)
+        MC(mmfs_append_memory(a->db, a->args[i].text, a->args[i].tags, a->args[i].ntags, NULL, NULL));
+    return NULL;
+}
+
+static void w1g(const char *dir, const char *memfile, int threads, long per) {
+    size_t n;
+    char **lines = bu_load_lines(memfile, (size_t)(threads * per), &n);
+    if ((long)n < threads * per) bu_die("%s: only %zu lines", memfile, n);
+    if (threads > 64) bu_die("too many threads");
+    memargs *args = malloc(n * sizeof *args);
+    if (!args) bu_die("out of memory");
+    for (size_t i = 0; i < n; i++) to_args(lines[i], &args[i]);
+    mmfs_db *db = open_store(dir, MMFS_SYNC_ALWAYS, 1);
+    pthread_t tid[64];
+    struct w1g_arg targ[64];
+    double t0 = bu_now();
+    for (int t = 0; t < threads; t++) {
+        targ[t] = (struct w1g_arg){db, args + t * per, per};
+        pthread_create(&tid[t], NULL, w1g_thread, &targ[t]);
+    }
+    for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
+    double dt = bu_now() - t0;
+    close_store(db);
+    bu_free_lines(lines, n);
+    free(args);
+    bu_result("W1g", "memmapfs-c", "appends_per_s", (double)(threads * per) / dt, "ops/s");
+}
+
+/* Appends the first N memories of MEMFILE in batches of 1,000. */
+static void ingest(mmfs_db *db, const char *memfile, long n) {
+    bu_lines l;
+    bu_lines_open(&l, memfile);
+    char *line;
+    long i = 0;
+    mmfs_batch *b = NULL;
+    while (i < n && (line = bu_lines_next(&l, NULL))) {
+        memargs a;
+        to_args(line, &a);
+        if (!b) MC(mmfs_batch_begin(db, &b));
+        MC(mmfs_batch_append_memory(b, a.text, a.tags, a.ntags, NULL));
+        if (++i % 1000 == 0) {
+            MC(mmfs_batch_commit(b, NULL, NULL));
+            b = NULL;
+        }
+    }
+    if (b) MC(mmfs_batch_commit(b, NULL, NULL));
+    bu_lines_close(&l);
+    if (i < n) bu_die("%s: only %ld lines", memfile, i);
+}
+
+static void w2(const char *dir, const char *memfile, long n, const char *label) {
+    bu_rmtree(dir);
+    double t0 = bu_now();
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    ingest(db, memfile, n);
+    MC(mmfs_sync(db));
+    close_store(db);
+    double dt = bu_now() - t0;
+    char m[64];
+    snprintf(m, sizeof m, "ingest_per_s_%s", label);
+    bu_result("W2", "memmapfs-c", m, (double)n / dt, "memories/s");
+    snprintf(m, sizeof m, "disk_bytes_%s", label);
+    bu_result("W2", "memmapfs-c", m, (double)bu_disk_bytes(dir, NULL), "bytes");
+    snprintf(m, sizeof m, "peak_rss_%s", label);
+    bu_result("W2", "memmapfs-c", m, (double)bu_peak_rss(), "bytes");
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static size_t run_query(mmfs_db *db, const char *q) {
+    mmfs_filter f;
+    memset(&f, 0, sizeof f);
+    f.limit = 10;
+    mmfs_memories *res = NULL;
+    MC(mmfs_search_memory(db, mmfs_str(q), &f, &res));
+    size_t hits = res->count;
+    for (size_t i = 0; i < res->count; i++) (void)*(volatile const char *)res->items[i].text.ptr;
+    mmfs_free(res);
+    return hits;
+}
+
+static void w3(const char *dir, const char *qfile, const char *label) {
+    size_t n;
+    char **lines = bu_load_lines(qfile, 100000, &n);
+    char (*qs)[256] = malloc(n * sizeof *qs);
+    if (!qs || !n) bu_die("no queries");
+    for (size_t i = 0; i < n; i++) bu_or_query(lines[i], qs[i], sizeof qs[i]);
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    for (size_t i = 0; i < n; i++) run_query(db, qs[i]); /* warm-up pass */
+    double *lat = malloc(n * sizeof *lat);
+    size_t hits = 0;
+    for (size_t i = 0; i < n; i++) {
+        double t0 = bu_now();
+        hits += run_query(db, qs[i]);
+        lat[i] = (bu_now() - t0) * 1e6;
+    }
+    qsort(lat, n, sizeof *lat, cmp_double);
+    char m[64];
+    snprintf(m, sizeof m, "p50_us_%s", label);
+    bu_result("W3", "memmapfs-c", m, lat[(n - 1) / 2], "us");
+    snprintf(m, sizeof m, "p99_us_%s", label);
+    bu_result("W3", "memmapfs-c", m, lat[(size_t)((double)(n - 1) * 0.99)], "us");
+    fprintf(stderr, "memmapfs w3: %.2f hits/query\n", (double)hits / (double)n);
+    close_store(db);
+    bu_free_lines(lines, n);
+    free(qs);
+    free(lat);
+}
+
+static void load_kv(mmfs_db *db, const char *kvfile, long n) {
+    bu_lines l;
+    bu_lines_open(&l, kvfile);
+    char *line;
+    size_t len;
+    long i = 0;
+    mmfs_batch *b = NULL;
+    while (i < n && (line = bu_lines_next(&l, &len))) {
+        char *tab = strchr(line, '\t');
+        if (!tab) bu_die("malformed kv line");
+        if (!b) MC(mmfs_batch_begin(db, &b));
+        MC(mmfs_batch_set_kv(b, (mmfs_slice){line, (size_t)(tab - line)},
+                             (mmfs_slice){tab + 1, len - (size_t)(tab + 1 - line)}));
+        if (++i % 1000 == 0) {
+            MC(mmfs_batch_commit(b, NULL, NULL));
+            b = NULL;
+        }
+    }
+    if (b) MC(mmfs_batch_commit(b, NULL, NULL));
+    bu_lines_close(&l);
+    if (i < n) bu_die("%s: only %ld lines", kvfile, i);
+}
+
+static void w4(const char *dir, const char *kvfile, long n) {
+    bu_rmtree(dir);
+    char *keys = bu_random_keys((size_t)n, n);
+    uint64_t rss0, anon0, rss1, anon1;
+    bu_rss(&rss0, &anon0);
+    double t0 = bu_now();
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    load_kv(db, kvfile, n);
+    MC(mmfs_sync(db));
+    double dt_set = bu_now() - t0;
+    uint64_t sink = 0;
+    t0 = bu_now();
+    for (long i = 0; i < n; i++) {
+        mmfs_slice v;
+        MC(mmfs_get_kv(db, (mmfs_slice){keys + i * BU_KEYLEN, BU_KEYLEN}, &v));
+        sink += ((const unsigned char *)v.ptr)[0] + v.len;
+    }
+    double dt_get = bu_now() - t0;
+    bu_rss(&rss1, &anon1);
+    fprintf(stderr, "memmapfs w4 sink %llu\n", (unsigned long long)sink);
+    bu_result("W4", "memmapfs-c", "sets_per_s", (double)n / dt_set, "ops/s");
+    bu_result("W4", "memmapfs-c", "gets_per_s", (double)n / dt_get, "ops/s");
+    bu_result("W4", "memmapfs-c", "rss_per_entry", (double)(rss1 - rss0) / (double)n, "bytes");
+    bu_result("W4", "memmapfs-c", "rss_anon_per_entry",
+              (double)(anon1 > anon0 ? anon1 - anon0 : 0) / (double)n, "bytes");
+    close_store(db);
+    free(keys);
+}
+
+static void w5prep(const char *dir, const char *memfile, long nmem, const char *kvfile, long nkv) {
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 1);
+    ingest(db, memfile, nmem);
+    load_kv(db, kvfile, nkv);
+    MC(mmfs_sync(db));
+    close_store(db);
+}
+
+static void w5(const char *dir, const char *key, const char *qline) {
+    char query[256];
+    bu_or_query(qline, query, sizeof query);
+    double t0 = bu_now();
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    mmfs_slice v;
+    MC(mmfs_get_kv(db, mmfs_str(key), &v));
+    double dt = bu_now() - t0;
+    close_store(db);
+    bu_result("W5", "memmapfs-c", "open_first_get_ms", dt * 1e3, "ms");
+
+    t0 = bu_now();
+    db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    run_query(db, query);
+    dt = bu_now() - t0;
+    close_store(db);
+    bu_result("W5", "memmapfs-c", "open_first_search_ms", dt * 1e3, "ms");
+}
+
+#define CHUNK (64 * 1024)
+
+static void w7(const char *dir, uint64_t bytes) {
+    static unsigned char chunk[CHUNK];
+    uint64_t seed = 7;
+    for (size_t i = 0; i < CHUNK; i += 8) {
+        uint64_t r = bu_rand(&seed);
+        memcpy(chunk + i, &r, 8);
+    }
+    mmfs_slice key = mmfs_str("w7");
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 1);
+    double t0 = bu_now();
+    for (uint64_t off = 0; off < bytes; off += CHUNK) {
+        chunk[0] = (unsigned char)(off >> 16); /* chunks differ */
+        size_t n = bytes - off < CHUNK ? (size_t)(bytes - off) : CHUNK;
+        MC(mmfs_append_stream(db, key, (mmfs_slice){chunk, n}));
+    }
+    MC(mmfs_sync(db));
+    double dt = bu_now() - t0;
+    close_store(db);
+    bu_result("W7", "memmapfs-c", "write_gb_per_s", (double)bytes / dt / 1e9, "GB/s");
+
+    /* Zero-copy: peek at each chunk where it lies in the mapped log. */
+    db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    mmfs_reader *r;
+    uint64_t sink = 0, got = 0;
+    t0 = bu_now();
+    MC(mmfs_open_read(db, key, &r));
+    for (;;) {
+        mmfs_slice c;
+        MC(mmfs_reader_peek(r, &c));
+        if (!c.len) break;
+        sink += bu_consume(c.ptr, c.len);
+        got += c.len;
+        MC(mmfs_reader_skip(r, c.len));
+    }
+    mmfs_reader_close(r);
+    dt = bu_now() - t0;
+    close_store(db);
+    if (got != bytes) bu_die("w7: read %llu of %llu bytes", (unsigned long long)got, (unsigned long long)bytes);
+    bu_result("W7", "memmapfs-c", "read_gb_per_s", (double)bytes / dt / 1e9, "GB/s");
+
+    /* Copying: mmfs_reader_read into a 64 KiB buffer. */
+    db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    got = 0;
+    t0 = bu_now();
+    MC(mmfs_open_read(db, key, &r));
+    for (;;) {
+        size_t n;
+        MC(mmfs_reader_read(r, chunk, CHUNK, &n));
+        if (!n) break;
+        sink += bu_consume(chunk, n);
+        got += n;
+    }
+    mmfs_reader_close(r);
+    dt = bu_now() - t0;
+    close_store(db);
+    if (got != bytes) bu_die("w7: read %llu of %llu bytes", (unsigned long long)got, (unsigned long long)bytes);
+    fprintf(stderr, "memmapfs w7 sink %llu\n", (unsigned long long)sink);
+    bu_result("W7", "memmapfs-c", "read_copy_gb_per_s", (double)bytes / dt / 1e9, "GB/s");
+}
+
+int main(int argc, char **argv) {
+    const char *w = argc > 1 ? argv[1] : "";
+    if (!strcmp(w, "w1") && argc == 5) w1(argv[2], argv[3], atol(argv[4]));
+    else if (!strcmp(w, "w1g") && argc == 6) w1g(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
+    else if (!strcmp(w, "w2") && argc == 6) w2(argv[2], argv[3], atol(argv[4]), argv[5]);
+    else if (!strcmp(w, "w3") && argc == 5) w3(argv[2], argv[3], argv[4]);
+    else if (!strcmp(w, "w4") && argc == 5) w4(argv[2], argv[3], atol(argv[4]));
+    else if (!strcmp(w, "w5prep") && argc == 7) w5prep(argv[2], argv[3], atol(argv[4]), argv[5], atol(argv[6]));
+    else if (!strcmp(w, "w5") && argc == 5) w5(argv[2], argv[3], argv[4]);
+    else if (!strcmp(w, "w7") && argc == 4) w7(argv[2], strtoull(argv[3], NULL, 10));
+    else {
+        fprintf(stderr, "usage: see the comment at the top of mmfs_bench.c\n");
+        return 2;
+    }
+    return 0;
+}

@@ -1,0 +1,154 @@
+/*
+** w0_limits.c: W0, the machine's limits every other figure is divided by.
+**
+**   w0_limits fsync DIR COUNT   4 KiB append + fdatasync, and 4 KiB pwrite into
+**                               a preallocated file + fdatasync, COUNT each, in
+**                               DIR (the filesystem of the stores)
+**   w0_limits memcpy MIB        memcpy bandwidth over MIB-sized buffers
+**   w0_limits mmap FILE BYTES   sequential read of a warm mmap'd file (created
+**                               with BYTES of data when missing or of another size)
+**   w0_limits cat FILE          `cat FILE > /dev/null` on the warm file (a W7 peer)
+**
+** The faster fsync loop is the limit: it is what one durable commit per call
+** can reach on this filesystem.
+*/
+#include "benchutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BLK 4096
+
+static double fsync_loop(const char *path, long count, int prealloc) {
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    if (fd < 0) bu_die("%s: %s", path, strerror(errno));
+    if (prealloc) {
+        int rc = posix_fallocate(fd, 0, (off_t)count * BLK);
+        if (rc) bu_die("fallocate %s: %s", path, strerror(rc));
+        if (fsync(fd)) bu_die("fsync %s: %s", path, strerror(errno));
+    }
+    char buf[BLK];
+    memset(buf, 'x', sizeof buf);
+    double t0 = bu_now();
+    for (long i = 0; i < count; i++) {
+        ssize_t w = prealloc ? pwrite(fd, buf, BLK, (off_t)i * BLK) : write(fd, buf, BLK);
+        if (w != BLK) bu_die("write %s: %s", path, strerror(errno));
+        if (fdatasync(fd)) bu_die("fdatasync %s: %s", path, strerror(errno));
+    }
+    double dt = bu_now() - t0;
+    close(fd);
+    unlink(path);
+    return (double)count / dt;
+}
+
+static void do_fsync(const char *dir, long count) {
+    char a[4096], p[4096];
+    snprintf(a, sizeof a, "%s/w0-append.dat", dir);
+    snprintf(p, sizeof p, "%s/w0-pwrite.dat", dir);
+    double ra = fsync_loop(a, count, 0);
+    double rp = fsync_loop(p, count, 1);
+    bu_result("W0", "machine", "fsync_append_per_s", ra, "ops/s");
+    bu_result("W0", "machine", "fsync_pwrite_per_s", rp, "ops/s");
+    bu_result("W0", "machine", "fsync_limit_per_s", ra > rp ? ra : rp, "ops/s");
+}
+
+static void do_memcpy(long mib) {
+    size_t n = (size_t)mib << 20;
+    char *src = malloc(n), *dst = malloc(n);
+    if (!src || !dst) bu_die("out of memory");
+    memset(src, 1, n);
+    memset(dst, 2, n);
+    int reps = (int)(4096 / mib);
+    if (reps < 2) reps = 2;
+    double t0 = bu_now();
+    for (int i = 0; i < reps; i++) {
+        src[i] = (char)i;
+        memcpy(dst, src, n);
+    }
+    double dt = bu_now() - t0;
+    uint64_t sink = bu_consume(dst, 64);
+    fprintf(stderr, "memcpy sink %llu\n", (unsigned long long)sink);
+    bu_result("W0", "machine", "memcpy_gb_per_s", (double)n * reps / dt / 1e9, "GB/s");
+    free(src);
+    free(dst);
+}
+
+/* Makes FILE hold exactly BYTES of non-zero data, then reads it once so the
+** page cache is warm. */
+static void prepare_file(const char *file, uint64_t bytes) {
+    struct stat st;
+    if (stat(file, &st) != 0 || (uint64_t)st.st_size != bytes) {
+        int fd = open(file, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+        if (fd < 0) bu_die("%s: %s", file, strerror(errno));
+        static char buf[1 << 20];
+        uint64_t seed = 7;
+        for (size_t i = 0; i < sizeof buf; i += 8) {
+            uint64_t r = bu_rand(&seed);
+            memcpy(buf + i, &r, 8);
+        }
+        for (uint64_t off = 0; off < bytes;) {
+            size_t n = bytes - off < sizeof buf ? (size_t)(bytes - off) : sizeof buf;
+            if (write(fd, buf, n) != (ssize_t)n) bu_die("write %s: %s", file, strerror(errno));
+            off += n;
+        }
+        close(fd);
+    }
+    int fd = open(file, O_RDONLY);
+    if (fd < 0) bu_die("%s: %s", file, strerror(errno));
+    static char buf[1 << 20];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+    close(fd);
+}
+
+static void do_mmap(const char *file, uint64_t bytes) {
+    prepare_file(file, bytes);
+    int fd = open(file, O_RDONLY);
+    if (fd < 0) bu_die("%s: %s", file, strerror(errno));
+    double t0 = bu_now();
+    void *p = mmap(NULL, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) bu_die("mmap %s: %s", file, strerror(errno));
+    uint64_t sink = bu_consume(p, bytes);
+    munmap(p, bytes);
+    double dt = bu_now() - t0;
+    close(fd);
+    fprintf(stderr, "mmap sink %llu\n", (unsigned long long)sink);
+    bu_result("W0", "machine", "mmap_read_gb_per_s", (double)bytes / dt / 1e9, "GB/s");
+}
+
+static void do_cat(const char *file) {
+    struct stat st;
+    if (stat(file, &st) != 0) bu_die("%s: %s", file, strerror(errno));
+    double t0 = bu_now();
+    pid_t pid = fork();
+    if (pid < 0) bu_die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int nul = open("/dev/null", O_WRONLY);
+        if (nul < 0 || dup2(nul, 1) < 0) _exit(127);
+        execlp("cat", "cat", file, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+        bu_die("cat %s failed", file);
+    double dt = bu_now() - t0;
+    bu_result("W7", "cat", "read_gb_per_s", (double)st.st_size / dt / 1e9, "GB/s");
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && !strcmp(argv[1], "fsync")) do_fsync(argv[2], atol(argv[3]));
+    else if (argc >= 3 && !strcmp(argv[1], "memcpy")) do_memcpy(atol(argv[2]));
+    else if (argc >= 4 && !strcmp(argv[1], "mmap")) do_mmap(argv[2], strtoull(argv[3], NULL, 10));
+    else if (argc >= 3 && !strcmp(argv[1], "cat")) do_cat(argv[2]);
+    else {
+        fprintf(stderr, "usage: w0_limits fsync DIR COUNT | memcpy MIB | mmap FILE BYTES | cat FILE\n");
+        return 2;
+    }
+    return 0;
+}
