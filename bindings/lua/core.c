@@ -1,0 +1,1633 @@
+/*
+** core.c: the C module memmapfs.core, the Lua binding of memmapfs.h.
+**
+** lua/memmapfs/init.lua builds the public module over it (require
+** "memmapfs"); this file owns the userdata types and their metatables:
+**
+**   "memmapfs.db"      a store handle              (ldb)
+**   "memmapfs.reader"  a stream reader             (lchild, K_READER)
+**   "memmapfs.sub"     a state subscription        (lchild, K_SUB)
+**   "memmapfs.kviter"  a kv prefix iterator        (lchild, K_ITER)
+**   "memmapfs.batch"   an open batch (the tx of db:batch)  (lbatch)
+**
+** Invariants:
+** - A handle's C pointer is NULL once closed.  Closing is idempotent and
+**   shared by close(), __gc and __close.  Methods on a closed handle return
+**   nil, msg, "CLOSED"; wrong argument types raise (checked first).
+** - Every child (reader, sub, iterator, batch) is linked into its db's
+**   list while open and holds its db userdata as user value, so the db is
+**   never collected before its children.  Closing the db closes its
+**   children first (their C handles must not outlive the store), after
+**   which they answer CLOSED.
+** - While a batch is open on a db (in_batch), the db's own write methods
+**   answer BUSY: inside db:batch(fn) writes go through the tx.
+** - Failures return nil, message, CODE through push_fail (the library's
+**   message and code) or push_err (the binding's own).
+*/
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "compat.h"
+#include "memmapfs.h"
+
+#define MT_DB "memmapfs.db"
+#define MT_READER "memmapfs.reader"
+#define MT_SUB "memmapfs.sub"
+#define MT_ITER "memmapfs.kviter"
+#define MT_BATCH "memmapfs.batch"
+
+/* Nesting limit of session field tables (also stops cycles). */
+#define MAX_DEPTH 64
+
+enum { K_READER, K_SUB, K_ITER, K_BATCH };
+
+struct ldb;
+
+typedef struct lchild {
+    struct lchild *next, *prev; /* in owner->children */
+    struct ldb *owner;          /* NULL once detached */
+    int kind;
+    void *h; /* mmfs_reader / mmfs_sub / mmfs_kv_iter / mmfs_batch; NULL once closed */
+} lchild;
+
+typedef struct ldb {
+    mmfs_db *db;      /* NULL once closed */
+    lchild *children; /* open readers, subs, iterators, batches */
+    int in_batch;     /* a batch is open: direct writes are BUSY */
+} ldb;
+
+typedef struct lbatch {
+    lchild c;        /* first: an lbatch is an lchild */
+    size_t nmem;     /* append_memory commands so far */
+    int failed;      /* a command failed: commit writes nothing */
+    int code;        /* its status */
+    char msg[256];   /* its message (the library's is per call) */
+} lbatch;
+
+/* ================================================================ errors */
+
+/* Pushes nil, MSG, the name of CODE; returns 3. */
+static int push_err(lua_State *L, const char *msg, int code) {
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, mmfs_err_name(code));
+    return 3;
+}
+
+/* Pushes nil, the library's message for the failed call, its code name.
+** DB may be NULL. */
+static int push_fail(lua_State *L, mmfs_db *db, int code) {
+    const char *msg = mmfs_errmsg(db);
+    if (msg == NULL || *msg == '\0') msg = mmfs_strerror(code);
+    return push_err(L, msg, code);
+}
+
+static int push_closed(lua_State *L, const char *what) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s is closed", what);
+    lua_pushstring(L, mmfs_err_name(MMFS_CLOSED));
+    return 3;
+}
+
+static int push_busy(lua_State *L) {
+    return push_err(L,
+                    "write to the store inside its own batch function "
+                    "(write through the batch's tx object)",
+                    MMFS_BUSY);
+}
+
+/* Raises a type error for argument ARG: "EXPECTED expected, got TYPE". */
+static int type_error(lua_State *L, int arg, const char *expected) {
+    const char *msg =
+        lua_pushfstring(L, "%s expected, got %s", expected, luaL_typename(L, arg));
+    return luaL_argerror(L, arg, msg);
+}
+
+/* Raises for the value on top of the stack, field NAME of the table
+** argument ARG. */
+static int field_error(lua_State *L, int arg, const char *name, const char *expected) {
+    const char *msg = lua_pushfstring(L, "field '%s': %s expected, got %s", name, expected,
+                                      luaL_typename(L, -1));
+    return luaL_argerror(L, arg, msg);
+}
+
+/* ============================================================ arguments */
+
+/* Argument ARG as bytes: a string, strictly (no number coercion: 1 and
+** "1" are different keys to a binary store).  The slice stays valid while
+** the argument is on the stack. */
+static mmfs_slice check_bytes(lua_State *L, int arg) {
+    mmfs_slice s;
+    size_t n;
+    if (lua_type(L, arg) != LUA_TSTRING) type_error(L, arg, "string");
+    s.ptr = lua_tolstring(L, arg, &n);
+    s.len = n;
+    return s;
+}
+
+static mmfs_slice opt_bytes(lua_State *L, int arg) {
+    mmfs_slice s = {"", 0};
+    if (lua_isnoneornil(L, arg)) return s;
+    return check_bytes(L, arg);
+}
+
+/* Argument ARG as a table of options, or absent/nil. */
+static int check_opts(lua_State *L, int arg) {
+    if (lua_isnoneornil(L, arg)) return 0;
+    if (lua_type(L, arg) != LUA_TTABLE) type_error(L, arg, "table");
+    return 1;
+}
+
+/* Pushes field NAME of the options table ARG (nil when there is no table)
+** and returns its type.  The value stays on the stack: the caller leaves
+** it there while it uses pointers into it. */
+static int get_opt(lua_State *L, int arg, const char *name) {
+    if (lua_isnoneornil(L, arg)) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    lua_getfield(L, arg, name);
+    return lua_type(L, -1);
+}
+
+/* Option NAME of ARG as an integer: returns 1 and sets *out when present;
+** raises on a non-integer. */
+static int opt_int_field(lua_State *L, int arg, const char *name, int64_t *out) {
+    if (get_opt(L, arg, name) == LUA_TNIL) return 0;
+    if (!compat_isinteger(L, -1)) field_error(L, arg, name, "integer");
+    *out = compat_toint64(L, -1);
+    return 1;
+}
+
+static int opt_str_field(lua_State *L, int arg, const char *name, mmfs_slice *out) {
+    size_t n;
+    if (get_opt(L, arg, name) == LUA_TNIL) return 0;
+    if (lua_type(L, -1) != LUA_TSTRING) field_error(L, arg, name, "string");
+    out->ptr = lua_tolstring(L, -1, &n);
+    out->len = n;
+    return 1;
+}
+
+static int opt_bool_field(lua_State *L, int arg, const char *name, int *out) {
+    if (get_opt(L, arg, name) == LUA_TNIL) return 0;
+    if (lua_type(L, -1) != LUA_TBOOLEAN) field_error(L, arg, name, "boolean");
+    *out = lua_toboolean(L, -1);
+    return 1;
+}
+
+/* The array of strings at stack index IDX (absolute) as slices, in a new
+** userdata pushed on the stack (collected with it: no leak when a later
+** check raises).  ARG and NAME name it in errors. */
+static const mmfs_slice *check_strings(lua_State *L, int idx, int arg, const char *name,
+                                       size_t *count) {
+    size_t i, n = (size_t)lua_rawlen(L, idx);
+    mmfs_slice *v = (mmfs_slice *)lua_newuserdata(L, (n ? n : 1) * sizeof *v);
+    for (i = 0; i < n; i++) {
+        size_t len;
+        lua_rawgeti(L, idx, (lua_Integer)(i + 1));
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            const char *msg =
+                lua_pushfstring(L, "%s[%d]: string expected, got %s", name, (int)(i + 1),
+                                luaL_typename(L, -2));
+            luaL_argerror(L, arg, msg);
+        }
+        v[i].ptr = lua_tolstring(L, -1, &len);
+        v[i].len = len;
+        lua_pop(L, 1); /* the array keeps the string alive */
+    }
+    *count = n;
+    return v;
+}
+
+/* Argument ARG: an id (non-negative integer); *ok = 0 for a negative one,
+** which names nothing. */
+static uint64_t check_id(lua_State *L, int arg, int *ok) {
+    int64_t v = compat_checkint64(L, arg);
+    *ok = v >= 0;
+    return (uint64_t)v;
+}
+
+/* Optional limit argument: nil = 0 (the library's default).  Returns 0 and
+** leaves INVALID on the stack for a negative one. */
+static int opt_limit(lua_State *L, int arg, size_t *out) {
+    int64_t v;
+    *out = 0;
+    if (lua_isnoneornil(L, arg)) return 1;
+    v = compat_checkint64(L, arg);
+    if (v < 0) {
+        push_err(L, "limit must not be negative", MMFS_INVALID);
+        return 0;
+    }
+    *out = (size_t)v;
+    return 1;
+}
+
+/* ============================================================ handles */
+
+static ldb *check_db(lua_State *L, int i) { return (ldb *)luaL_checkudata(L, i, MT_DB); }
+
+static void child_link(ldb *d, lchild *c) {
+    c->owner = d;
+    c->prev = NULL;
+    c->next = d->children;
+    if (d->children) d->children->prev = c;
+    d->children = c;
+}
+
+static void child_unlink(lchild *c) {
+    ldb *d = c->owner;
+    if (d == NULL) return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        d->children = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    c->owner = NULL;
+}
+
+/* Closes a child's C handle (an open batch is aborted: nothing written)
+** and detaches it from its db.  Idempotent. */
+static void child_close(lchild *c) {
+    void *h = c->h;
+    if (c->kind == K_BATCH && c->owner && h) c->owner->in_batch = 0;
+    child_unlink(c);
+    c->h = NULL;
+    if (h == NULL) return;
+    switch (c->kind) {
+    case K_READER: mmfs_reader_close((mmfs_reader *)h); break;
+    case K_SUB: mmfs_sub_close((mmfs_sub *)h); break;
+    case K_ITER: mmfs_kv_iter_close((mmfs_kv_iter *)h); break;
+    case K_BATCH: mmfs_batch_abort((mmfs_batch *)h); break;
+    default: break;
+    }
+}
+
+/* Closes the store and, first, every child.  Idempotent; returns the
+** status of mmfs_close (the handle is gone either way). */
+static int db_close(ldb *d) {
+    mmfs_db *db = d->db;
+    while (d->children) child_close(d->children);
+    d->in_batch = 0;
+    d->db = NULL;
+    return db ? mmfs_close(db) : MMFS_OK;
+}
+
+/* A new child userdata of SIZE bytes and metatable MT for the db at
+** stack index 1, linked to it and holding it as user value.  Its handle
+** is NULL until the caller opens it. */
+static lchild *new_child(lua_State *L, size_t size, const char *mt, int kind) {
+    lchild *c = (lchild *)compat_newud(L, size);
+    memset(c, 0, size);
+    c->kind = kind;
+    luaL_getmetatable(L, mt);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, 1);
+    compat_setuv(L, -2);
+    return c;
+}
+
+/* Argument 1 as the child of metatable MT. */
+static lchild *check_child(lua_State *L, const char *mt) {
+    return (lchild *)luaL_checkudata(L, 1, mt);
+}
+
+static mmfs_db *child_db(const lchild *c) { return c->owner ? c->owner->db : NULL; }
+
+/* ======================================================= session values */
+
+static void put_u32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+    put_u32(p, (uint32_t)v);
+    put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+/* The fields that mmfs_session holds apart; the others go to `fields`. */
+static int is_reserved(lua_State *L, int key) {
+    const char *k;
+    if (lua_type(L, key) != LUA_TSTRING) return 0;
+    k = lua_tostring(L, key);
+    return !strcmp(k, "id") || !strcmp(k, "intent_id") || !strcmp(k, "created_at") ||
+           !strcmp(k, "payload");
+}
+
+/* Raises: the value at IDX cannot be stored; KEY (an index or 0) is the
+** key it was found under. */
+static int enc_error(lua_State *L, int idx, int key, const char *why) {
+    if (key != 0 && lua_type(L, key) == LUA_TSTRING)
+        return luaL_error(L, "session field '%s': %s %s", lua_tostring(L, key), why,
+                          luaL_typename(L, idx));
+    if (key != 0 && lua_type(L, key) == LUA_TNUMBER) {
+        lua_pushvalue(L, key); /* lua_tostring would convert the key in place */
+        return luaL_error(L, "session field [%s]: %s %s", lua_tostring(L, -1), why,
+                          luaL_typename(L, idx));
+    }
+    return luaL_error(L, "session field: %s %s", why, luaL_typename(L, idx));
+}
+
+/* Encoded size of the value at IDX (absolute), found under key KEY (an
+** index or 0).  TOP: IDX is the session table itself, whose reserved
+** fields are skipped.  Raises for what the encoding cannot hold. */
+static size_t enc_size(lua_State *L, int idx, int key, int depth, int top) {
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: return 1;
+    case LUA_TNUMBER: return 9;
+    case LUA_TSTRING: {
+        size_t n = lua_rawlen(L, idx);
+        if (n > UINT32_MAX) enc_error(L, idx, key, "too long a");
+        return 5 + n;
+    }
+    case LUA_TTABLE: {
+        size_t size = 5, n = 0;
+        if (depth >= MAX_DEPTH) enc_error(L, idx, key, "nested too deep (a cycle?) in a");
+        luaL_checkstack(L, 4, "session fields nested too deep");
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            int k = lua_gettop(L) - 1, v = lua_gettop(L);
+            if (!(top && is_reserved(L, k))) {
+                size += enc_size(L, k, k, depth + 1, 0);
+                size += enc_size(L, v, k, depth + 1, 0);
+                n++;
+            }
+            lua_pop(L, 1);
+        }
+        if (n > UINT32_MAX) enc_error(L, idx, key, "too many fields in a");
+        return size;
+    }
+    default: return enc_error(L, idx, key, "cannot store a"), 0;
+    }
+}
+
+/* Writes the value at IDX (checked by enc_size) at P; returns the end.
+** Tables are traversed in the same order as enc_size saw them. */
+static unsigned char *enc_write(lua_State *L, int idx, unsigned char *p, int top) {
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? 't' : 'f'; return p;
+    case LUA_TNUMBER:
+        if (compat_isinttype(L, idx)) {
+            *p++ = 'i';
+            put_u64(p, (uint64_t)compat_toint64(L, idx));
+        } else {
+            double d = (double)lua_tonumber(L, idx);
+            uint64_t bits;
+            memcpy(&bits, &d, 8);
+            *p++ = 'd';
+            put_u64(p, bits);
+        }
+        return p + 8;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        *p++ = 's';
+        put_u32(p, (uint32_t)n);
+        if (n) memcpy(p + 4, s, n);
+        return p + 4 + n;
+    }
+    case LUA_TTABLE: {
+        unsigned char *count = p + 1;
+        uint32_t n = 0;
+        *p = 'T';
+        p += 5;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            int k = lua_gettop(L) - 1, v = lua_gettop(L);
+            if (!(top && is_reserved(L, k))) {
+                p = enc_write(L, k, p, 0);
+                p = enc_write(L, v, p, 0);
+                n++;
+            }
+            lua_pop(L, 1);
+        }
+        put_u32(count, n);
+        return p;
+    }
+    default: return p; /* unreachable: enc_size raised */
+    }
+}
+
+/* Pushes the value encoded at *P (before END); advances *P.  Returns 0 for
+** malformed input (pushing nothing). */
+static int dec_value(lua_State *L, const unsigned char **pp, const unsigned char *end,
+                     int depth) {
+    const unsigned char *p = *pp;
+    if (p >= end) return 0;
+    switch (*p++) {
+    case 'f': lua_pushboolean(L, 0); break;
+    case 't': lua_pushboolean(L, 1); break;
+    case 'i':
+        if (end - p < 8) return 0;
+        compat_pushint64(L, (int64_t)get_u64(p));
+        p += 8;
+        break;
+    case 'd': {
+        uint64_t bits;
+        double d;
+        if (end - p < 8) return 0;
+        bits = get_u64(p);
+        memcpy(&d, &bits, 8);
+        lua_pushnumber(L, (lua_Number)d);
+        p += 8;
+        break;
+    }
+    case 's': {
+        uint32_t n;
+        if (end - p < 4) return 0;
+        n = get_u32(p);
+        p += 4;
+        if ((size_t)(end - p) < n) return 0;
+        lua_pushlstring(L, (const char *)p, n);
+        p += n;
+        break;
+    }
+    case 'T': {
+        uint32_t i, n;
+        int t;
+        if (end - p < 4 || depth >= MAX_DEPTH || !lua_checkstack(L, 4)) return 0;
+        n = get_u32(p);
+        p += 4;
+        lua_newtable(L);
+        t = lua_gettop(L);
+        for (i = 0; i < n; i++) {
+            if (!dec_value(L, &p, end, depth + 1)) break;
+            if (!dec_value(L, &p, end, depth + 1)) {
+                lua_pop(L, 1);
+                break;
+            }
+            if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TNUMBER &&
+                                     lua_tonumber(L, -2) != lua_tonumber(L, -2))) {
+                lua_pop(L, 2); /* a nil or NaN key cannot be a table key */
+                continue;
+            }
+            lua_rawset(L, t);
+        }
+        if (i < n) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        break;
+    }
+    default: return 0;
+    }
+    *pp = p;
+    return 1;
+}
+
+/* Fills *S from the session table at ARG; raises for a wrong type.  Leaves
+** on the stack what S points into (the encoded fields userdata, strings). */
+static void check_session(lua_State *L, int arg, mmfs_session *s) {
+    int64_t created_at;
+    size_t size;
+    memset(s, 0, sizeof *s);
+    if (lua_type(L, arg) != LUA_TTABLE) type_error(L, arg, "table");
+    arg = lua_absindex(L, arg);
+    luaL_checkstack(L, 8, NULL);
+    if (!opt_str_field(L, arg, "id", &s->id)) field_error(L, arg, "id", "string");
+    s->has_intent = opt_str_field(L, arg, "intent_id", &s->intent_id);
+    s->has_payload = opt_str_field(L, arg, "payload", &s->payload);
+    s->has_created_at = 1;
+    s->created_at = opt_int_field(L, arg, "created_at", &created_at) ? created_at
+                                                                      : (int64_t)time(NULL);
+    size = enc_size(L, arg, 0, 0, 1);
+    if (size > 5) { /* some field besides the four */
+        unsigned char *buf = (unsigned char *)lua_newuserdata(L, size);
+        unsigned char *end = enc_write(L, arg, buf, 1);
+        s->fields.ptr = buf;
+        s->fields.len = (size_t)(end - buf);
+    }
+}
+
+/* Pushes session S as one table: its fields, then the four it holds apart. */
+static void push_session(lua_State *L, const mmfs_session *s) {
+    lua_newtable(L);
+    if (s->fields.len > 0) {
+        const unsigned char *p = (const unsigned char *)s->fields.ptr;
+        const unsigned char *end = p + s->fields.len;
+        if (dec_value(L, &p, end, 0) && lua_istable(L, -1)) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_rawset(L, -5);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushlstring(L, (const char *)s->id.ptr, s->id.len);
+    lua_setfield(L, -2, "id");
+    if (s->has_intent) {
+        lua_pushlstring(L, (const char *)s->intent_id.ptr, s->intent_id.len);
+        lua_setfield(L, -2, "intent_id");
+    }
+    compat_pushint64(L, s->created_at);
+    lua_setfield(L, -2, "created_at");
+    if (s->has_payload) {
+        lua_pushlstring(L, (const char *)s->payload.ptr, s->payload.len);
+        lua_setfield(L, -2, "payload");
+    }
+}
+
+static void push_sessions(lua_State *L, const mmfs_sessions *list) {
+    size_t i;
+    lua_createtable(L, list ? (int)list->count : 0, 0);
+    for (i = 0; list && i < list->count; i++) {
+        push_session(L, &list->items[i]);
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+}
+
+/* ============================================================ memories */
+
+static void push_slice(lua_State *L, mmfs_slice s) {
+    lua_pushlstring(L, s.ptr ? (const char *)s.ptr : "", s.len);
+}
+
+static void push_memory(lua_State *L, const mmfs_memory *m, int with_score) {
+    size_t i;
+    lua_createtable(L, 0, 6);
+    compat_pushint64(L, (int64_t)m->id);
+    lua_setfield(L, -2, "id");
+    push_slice(L, m->text);
+    lua_setfield(L, -2, "text");
+    lua_createtable(L, (int)m->ntags, 0);
+    for (i = 0; i < m->ntags; i++) {
+        push_slice(L, m->tags[i]);
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+    lua_setfield(L, -2, "tags");
+    compat_pushint64(L, m->created_at);
+    lua_setfield(L, -2, "created_at");
+    push_slice(L, m->route);
+    lua_setfield(L, -2, "route");
+    if (with_score) {
+        lua_pushnumber(L, (lua_Number)m->score);
+        lua_setfield(L, -2, "score");
+    }
+}
+
+static void push_memories(lua_State *L, const mmfs_memories *list, int with_score) {
+    size_t i;
+    lua_createtable(L, list ? (int)list->count : 0, 0);
+    for (i = 0; list && i < list->count; i++) {
+        push_memory(L, &list->items[i], with_score);
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+}
+
+/* Memory options at ARG: created_at, route. */
+static void check_memory_opts(lua_State *L, int arg, mmfs_memory_opts *o) {
+    memset(o, 0, sizeof *o);
+    if (!check_opts(L, arg)) return;
+    o->has_created_at = opt_int_field(L, arg, "created_at", &o->created_at);
+    opt_str_field(L, arg, "route", &o->route);
+}
+
+/* Search/list filter at ARG.  Raises for wrong types; returns 0 and pushes
+** INVALID for a bad value. */
+static int check_filter(lua_State *L, int arg, mmfs_filter *f, int with_offset) {
+    int64_t v;
+    memset(f, 0, sizeof *f);
+    if (!check_opts(L, arg)) return 1;
+    luaL_checkstack(L, 10, NULL);
+    if (opt_int_field(L, arg, "limit", &v)) {
+        if (v < 0) return push_err(L, "limit must not be negative", MMFS_INVALID), 0;
+        f->limit = (size_t)v;
+    }
+    if (with_offset && opt_int_field(L, arg, "offset", &v)) {
+        if (v < 0) return push_err(L, "offset must not be negative", MMFS_INVALID), 0;
+        f->offset = (size_t)v;
+    }
+    opt_str_field(L, arg, "route", &f->route);
+    if (get_opt(L, arg, "tags") != LUA_TNIL) {
+        if (!lua_istable(L, -1)) field_error(L, arg, "tags", "table");
+        f->tags = check_strings(L, lua_gettop(L), arg, "tags", &f->ntags);
+    }
+    f->has_since = opt_int_field(L, arg, "since", &f->since);
+    f->has_before = opt_int_field(L, arg, "before", &f->before);
+    return 1;
+}
+
+/* Returns nonzero (results pushed) when D cannot take a write now. */
+static int write_refused(lua_State *L, ldb *d) {
+    if (d->db == NULL) return push_closed(L, "store");
+    if (d->in_batch) return push_busy(L);
+    return 0;
+}
+
+#define CHECK_OPEN(L, d)                                                      \
+    do {                                                                      \
+        if ((d)->db == NULL) return push_closed((L), "store");                \
+    } while (0)
+
+#define CHECK_WRITE(L, d)                                                     \
+    do {                                                                      \
+        int n_ = write_refused((L), (d));                                     \
+        if (n_) return n_;                                                    \
+    } while (0)
+
+/* db:append_memory(text, tags [, opts]) --> id */
+static int l_append_memory(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice text = check_bytes(L, 2);
+    const mmfs_slice *tags = NULL;
+    size_t ntags = 0;
+    mmfs_memory_opts o;
+    uint64_t id = 0;
+    int rc;
+    if (!lua_isnoneornil(L, 3)) {
+        if (!lua_istable(L, 3)) type_error(L, 3, "table");
+        tags = check_strings(L, 3, 3, "tags", &ntags);
+    }
+    check_memory_opts(L, 4, &o);
+    CHECK_WRITE(L, d);
+    rc = mmfs_append_memory(d->db, text, tags, ntags, &o, &id);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    compat_pushint64(L, (int64_t)id);
+    return 1;
+}
+
+/* db:get_memory(id) --> memory or nil */
+static int l_get_memory(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    int ok, rc;
+    uint64_t id = check_id(L, 2, &ok);
+    mmfs_memory *m = NULL;
+    CHECK_OPEN(L, d);
+    if (!ok) return lua_pushnil(L), 1;
+    rc = mmfs_get_memory(d->db, id, &m);
+    if (rc == MMFS_NOTFOUND) return lua_pushnil(L), 1;
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_memory(L, m, 0);
+    mmfs_free(m);
+    return 1;
+}
+
+/* db:search_memory(query [, opts]) --> hits */
+static int l_search_memory(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice q = check_bytes(L, 2);
+    mmfs_filter f;
+    mmfs_memories *list = NULL;
+    int rc;
+    if (!check_filter(L, 3, &f, 0)) return 3;
+    CHECK_OPEN(L, d);
+    rc = mmfs_search_memory(d->db, q, &f, &list);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_memories(L, list, 1);
+    mmfs_free(list);
+    return 1;
+}
+
+/* db:list_memories([opts]) --> memories, newest first */
+static int l_list_memories(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_filter f;
+    mmfs_memories *list = NULL;
+    int rc;
+    if (!check_filter(L, 2, &f, 1)) return 3;
+    CHECK_OPEN(L, d);
+    rc = mmfs_list_memories(d->db, &f, &list);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_memories(L, list, 0);
+    mmfs_free(list);
+    return 1;
+}
+
+/* db:delete_memory(id) --> true if it existed, false if not */
+static int l_delete_memory(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    int ok, rc, deleted = 0;
+    uint64_t id = check_id(L, 2, &ok);
+    CHECK_WRITE(L, d);
+    if (!ok) return lua_pushboolean(L, 0), 1;
+    rc = mmfs_delete_memory(d->db, id, &deleted);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, deleted);
+    return 1;
+}
+
+/* ============================================================ key-value */
+
+static int l_set_kv(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2), v = check_bytes(L, 3);
+    int rc;
+    CHECK_WRITE(L, d);
+    rc = mmfs_set_kv(d->db, k, v);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_get_kv(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2), v;
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_get_kv(d->db, k, &v);
+    if (rc == MMFS_NOTFOUND) return lua_pushnil(L), 1;
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_slice(L, v);
+    return 1;
+}
+
+static int l_delete_kv(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2);
+    int rc, deleted = 0;
+    CHECK_WRITE(L, d);
+    rc = mmfs_delete_kv(d->db, k, &deleted);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, deleted);
+    return 1;
+}
+
+/* db:_kv_iter([prefix]) --> iterator (init.lua's scan_kv wraps it) */
+static int l_kv_iter(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice prefix = opt_bytes(L, 2);
+    mmfs_kv_iter *it = NULL;
+    lchild *c;
+    int rc;
+    CHECK_OPEN(L, d);
+    c = new_child(L, sizeof(lchild), MT_ITER, K_ITER);
+    rc = mmfs_kv_iter_open(d->db, prefix, &it);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    c->h = it;
+    child_link(d, c);
+    return 1;
+}
+
+/* it:next() --> key, value; nil at the end (which closes it) */
+static int l_iter_next(lua_State *L) {
+    lchild *c = check_child(L, MT_ITER);
+    mmfs_slice k, v;
+    int rc;
+    if (c->h == NULL) return push_closed(L, "iterator");
+    rc = mmfs_kv_iter_next((mmfs_kv_iter *)c->h, &k, &v);
+    if (rc == MMFS_NOTFOUND) {
+        child_close(c);
+        return lua_pushnil(L), 1;
+    }
+    if (rc != MMFS_OK) return push_fail(L, child_db(c), rc);
+    push_slice(L, k);
+    push_slice(L, v);
+    return 2;
+}
+
+/* ============================================================ sessions */
+
+static int l_put_session(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_session s;
+    int rc;
+    check_session(L, 2, &s);
+    CHECK_WRITE(L, d);
+    rc = mmfs_put_session(d->db, &s);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_get_session(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice id = check_bytes(L, 2);
+    mmfs_session s;
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_get_session(d->db, id, &s);
+    if (rc == MMFS_NOTFOUND) return lua_pushnil(L), 1;
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_session(L, &s);
+    return 1;
+}
+
+static int l_delete_session(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice id = check_bytes(L, 2);
+    int rc, deleted = 0;
+    CHECK_WRITE(L, d);
+    rc = mmfs_delete_session(d->db, id, &deleted);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, deleted);
+    return 1;
+}
+
+/* db:list_sessions([limit]) */
+static int l_list_sessions(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_sessions *list = NULL;
+    size_t limit;
+    int rc;
+    if (!opt_limit(L, 2, &limit)) return 3;
+    CHECK_OPEN(L, d);
+    rc = mmfs_list_sessions(d->db, limit, &list);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_sessions(L, list);
+    mmfs_free(list);
+    return 1;
+}
+
+/* db:list_by_intent(intent_id [, limit]) */
+static int l_list_by_intent(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice intent = check_bytes(L, 2);
+    mmfs_sessions *list = NULL;
+    size_t limit;
+    int rc;
+    if (!opt_limit(L, 3, &limit)) return 3;
+    CHECK_OPEN(L, d);
+    rc = mmfs_list_by_intent(d->db, intent, limit, &list);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_sessions(L, list);
+    mmfs_free(list);
+    return 1;
+}
+
+/* ============================================================= streams */
+
+static int l_append_stream(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2), b = check_bytes(L, 3);
+    int rc;
+    CHECK_WRITE(L, d);
+    rc = mmfs_append_stream(d->db, k, b);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_stream_size(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2);
+    uint64_t size = 0;
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_stream_size(d->db, k, &size);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    compat_pushint64(L, (int64_t)size);
+    return 1;
+}
+
+/* db:open_read(key) --> reader, or nil, msg, "NOTFOUND" */
+static int l_open_read(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2);
+    mmfs_reader *r = NULL;
+    lchild *c;
+    int rc;
+    CHECK_OPEN(L, d);
+    c = new_child(L, sizeof(lchild), MT_READER, K_READER);
+    rc = mmfs_open_read(d->db, k, &r);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    c->h = r;
+    child_link(d, c);
+    return 1;
+}
+
+/* Reads up to N bytes (N > 0) and pushes them; *got: bytes read. */
+static int read_n(lua_State *L, mmfs_reader *r, uint64_t n, size_t *got) {
+    luaL_Buffer b;
+    int rc = MMFS_OK;
+    *got = 0;
+    luaL_buffinit(L, &b);
+    while (n > 0) {
+        mmfs_slice chunk;
+        size_t take;
+        rc = mmfs_reader_peek(r, &chunk);
+        if (rc != MMFS_OK || chunk.len == 0) break;
+        take = chunk.len < n ? chunk.len : (size_t)n;
+        luaL_addlstring(&b, (const char *)chunk.ptr, take);
+        rc = mmfs_reader_skip(r, take);
+        if (rc != MMFS_OK) break;
+        *got += take;
+        n -= take;
+    }
+    luaL_pushresult(&b);
+    return rc;
+}
+
+/* Reads a line and pushes it (with its newline when KEEP); *ok = 0 at the
+** end of the stream. */
+static int read_line(lua_State *L, mmfs_reader *r, int keep, int *ok) {
+    luaL_Buffer b;
+    int rc = MMFS_OK;
+    *ok = 0;
+    luaL_buffinit(L, &b);
+    for (;;) {
+        mmfs_slice chunk;
+        const char *nl;
+        size_t take;
+        rc = mmfs_reader_peek(r, &chunk);
+        if (rc != MMFS_OK || chunk.len == 0) break;
+        nl = (const char *)memchr(chunk.ptr, '\n', chunk.len);
+        take = nl ? (size_t)(nl - (const char *)chunk.ptr) : chunk.len;
+        luaL_addlstring(&b, (const char *)chunk.ptr, take + (nl && keep ? 1 : 0));
+        *ok = 1;
+        rc = mmfs_reader_skip(r, take + (nl ? 1 : 0));
+        if (rc != MMFS_OK || nl) break;
+    }
+    luaL_pushresult(&b);
+    return rc;
+}
+
+/* r:read(...) --> like file:read with formats n, "a", "l", "L" ("*a" too);
+** nil at the end of the stream; nil, msg, code on failure. */
+static int l_reader_read(lua_State *L) {
+    lchild *c = check_child(L, MT_READER);
+    mmfs_reader *r = (mmfs_reader *)c->h;
+    int nargs = lua_gettop(L) - 1, first = 2, i, rc = MMFS_OK;
+    if (nargs == 0) { /* like io: the default is a line */
+        lua_pushliteral(L, "l");
+        nargs = 1;
+    }
+    for (i = first; i < first + nargs; i++) /* check every format first */
+        if (lua_type(L, i) == LUA_TNUMBER) {
+            if (compat_checkint64(L, i) < 0) luaL_argerror(L, i, "negative count");
+        } else {
+            const char *f = luaL_checkstring(L, i);
+            if (*f == '*') f++;
+            if (*f != 'a' && *f != 'l' && *f != 'L') luaL_argerror(L, i, "invalid format");
+        }
+    if (r == NULL) return push_closed(L, "reader");
+    luaL_checkstack(L, nargs + LUA_MINSTACK, "too many formats");
+    for (i = first; i < first + nargs; i++) {
+        int ok = 1;
+        if (lua_type(L, i) == LUA_TNUMBER) {
+            int64_t n = compat_toint64(L, i);
+            size_t got = 0;
+            if (n == 0) {
+                mmfs_slice chunk;
+                rc = mmfs_reader_peek(r, &chunk);
+                lua_pushliteral(L, "");
+                ok = chunk.len > 0;
+            } else {
+                rc = read_n(L, r, (uint64_t)n, &got);
+                ok = got > 0;
+            }
+        } else {
+            const char *f = lua_tostring(L, i);
+            size_t got;
+            if (*f == '*') f++;
+            if (*f == 'a')
+                rc = read_n(L, r, UINT64_MAX, &got);
+            else
+                rc = read_line(L, r, *f == 'L', &ok);
+        }
+        if (rc != MMFS_OK) return push_fail(L, child_db(c), rc);
+        if (!ok) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return i - first + 1;
+        }
+    }
+    return nargs;
+}
+
+/* r:seek(offset) --> the new position */
+static int l_reader_seek(lua_State *L) {
+    lchild *c = check_child(L, MT_READER);
+    int64_t off = compat_checkint64(L, 2);
+    int rc;
+    if (c->h == NULL) return push_closed(L, "reader");
+    if (off < 0) return push_err(L, "seek: negative offset", MMFS_INVALID);
+    rc = mmfs_reader_seek((mmfs_reader *)c->h, (uint64_t)off);
+    if (rc != MMFS_OK) return push_fail(L, child_db(c), rc);
+    compat_pushint64(L, (int64_t)mmfs_reader_tell((mmfs_reader *)c->h));
+    return 1;
+}
+
+static int l_reader_tell(lua_State *L) {
+    lchild *c = check_child(L, MT_READER);
+    if (c->h == NULL) return push_closed(L, "reader");
+    compat_pushint64(L, (int64_t)mmfs_reader_tell((mmfs_reader *)c->h));
+    return 1;
+}
+
+static int l_reader_size(lua_State *L) {
+    lchild *c = check_child(L, MT_READER);
+    if (c->h == NULL) return push_closed(L, "reader");
+    compat_pushint64(L, (int64_t)mmfs_reader_size((mmfs_reader *)c->h));
+    return 1;
+}
+
+/* =========================================================== documents */
+
+static int l_index(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2), text = check_bytes(L, 3);
+    int rc;
+    CHECK_WRITE(L, d);
+    rc = mmfs_index(d->db, k, text);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_unindex(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice k = check_bytes(L, 2);
+    int rc, deleted = 0;
+    CHECK_WRITE(L, d);
+    rc = mmfs_unindex(d->db, k, &deleted);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, deleted);
+    return 1;
+}
+
+/* db:search(query [, limit]) --> { {key=, score=}, ... } */
+static int l_search(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice q = check_bytes(L, 2);
+    mmfs_doc_hits *hits = NULL;
+    size_t limit, i;
+    int rc;
+    if (!opt_limit(L, 3, &limit)) return 3;
+    CHECK_OPEN(L, d);
+    rc = mmfs_search(d->db, q, limit, &hits);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_createtable(L, hits ? (int)hits->count : 0, 0);
+    for (i = 0; hits && i < hits->count; i++) {
+        lua_createtable(L, 0, 2);
+        push_slice(L, hits->items[i].key);
+        lua_setfield(L, -2, "key");
+        lua_pushnumber(L, (lua_Number)hits->items[i].score);
+        lua_setfield(L, -2, "score");
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+    mmfs_free(hits);
+    return 1;
+}
+
+/* =============================================================== state */
+
+static int l_update_state(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice v = check_bytes(L, 2);
+    uint64_t version = 0;
+    int rc;
+    CHECK_WRITE(L, d);
+    rc = mmfs_update_state(d->db, v, &version);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    compat_pushint64(L, (int64_t)version);
+    return 1;
+}
+
+/* db:get_state() --> value, version (nil, 0 before the first update) */
+static int l_get_state(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice v;
+    uint64_t version = 0;
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_get_state(d->db, &v, &version);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    if (version == 0)
+        lua_pushnil(L);
+    else
+        push_slice(L, v);
+    compat_pushint64(L, (int64_t)version);
+    return 2;
+}
+
+static int l_subscribe_state(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_sub *s = NULL;
+    lchild *c;
+    int rc;
+    CHECK_OPEN(L, d);
+    c = new_child(L, sizeof(lchild), MT_SUB, K_SUB);
+    rc = mmfs_subscribe_state(d->db, &s);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    c->h = s;
+    child_link(d, c);
+    return 1;
+}
+
+/* sub:next([timeout_ms]) --> value, version; nil, "timeout", "TIMEOUT".
+** No timeout (nil) or a negative one waits forever. */
+static int l_sub_next(lua_State *L) {
+    lchild *c = check_child(L, MT_SUB);
+    int64_t t = lua_isnoneornil(L, 2) ? -1 : compat_checkint64(L, 2);
+    mmfs_slice v;
+    uint64_t version = 0;
+    int rc;
+    if (c->h == NULL) return push_closed(L, "subscription");
+    if (t > INT32_MAX) t = INT32_MAX;
+    if (t < 0) t = -1;
+    rc = mmfs_sub_next((mmfs_sub *)c->h, (int)t, &v, &version);
+    if (rc == MMFS_TIMEOUT) return push_err(L, "timeout", MMFS_TIMEOUT);
+    if (rc != MMFS_OK) return push_fail(L, child_db(c), rc);
+    push_slice(L, v);
+    compat_pushint64(L, (int64_t)version);
+    return 2;
+}
+
+static int l_sub_fd(lua_State *L) {
+    lchild *c = check_child(L, MT_SUB);
+    if (c->h == NULL) return push_closed(L, "subscription");
+    lua_pushinteger(L, mmfs_sub_fd((mmfs_sub *)c->h));
+    return 1;
+}
+
+/* ============================================================= batches */
+
+/* db:_batch_begin() --> tx; direct writes on db are BUSY until the tx is
+** committed or aborted (init.lua's db:batch(fn) wraps it). */
+static int l_batch_begin(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_batch *h = NULL;
+    lbatch *b;
+    int rc;
+    CHECK_OPEN(L, d);
+    if (d->in_batch)
+        return push_err(L, "a batch is already open on this store (nested batch)", MMFS_BUSY);
+    b = (lbatch *)new_child(L, sizeof(lbatch), MT_BATCH, K_BATCH);
+    rc = mmfs_batch_begin(d->db, &h);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    b->c.h = h;
+    child_link(d, &b->c);
+    d->in_batch = 1;
+    return 1;
+}
+
+static lbatch *check_batch(lua_State *L) { return (lbatch *)luaL_checkudata(L, 1, MT_BATCH); }
+
+/* The result of adding a command: true (or VALUE when >= 0), or the
+** failure, which also poisons the batch so that commit writes nothing. */
+static int batch_result(lua_State *L, lbatch *b, int rc, int64_t value) {
+    if (rc != MMFS_OK) {
+        const char *msg = mmfs_errmsg(child_db(&b->c));
+        if (msg == NULL || *msg == '\0') msg = mmfs_strerror(rc);
+        if (!b->failed) {
+            b->failed = 1;
+            b->code = rc;
+            strncpy(b->msg, msg, sizeof b->msg - 1);
+            b->msg[sizeof b->msg - 1] = '\0';
+        }
+        return push_err(L, msg, rc);
+    }
+    if (value >= 0)
+        compat_pushint64(L, value);
+    else
+        lua_pushboolean(L, 1);
+    return 1;
+}
+
+#define BATCH_OPEN(L, b)                                                      \
+    do {                                                                      \
+        if ((b)->c.h == NULL) return push_closed((L), "batch");               \
+    } while (0)
+
+/* tx:append_memory(text, tags [, opts]) --> the position of its id in the
+** array that commit returns */
+static int l_tx_append_memory(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice text = check_bytes(L, 2);
+    const mmfs_slice *tags = NULL;
+    size_t ntags = 0;
+    mmfs_memory_opts o;
+    int rc;
+    if (!lua_isnoneornil(L, 3)) {
+        if (!lua_istable(L, 3)) type_error(L, 3, "table");
+        tags = check_strings(L, 3, 3, "tags", &ntags);
+    }
+    check_memory_opts(L, 4, &o);
+    BATCH_OPEN(L, b);
+    rc = mmfs_batch_append_memory((mmfs_batch *)b->c.h, text, tags, ntags, &o);
+    if (rc == MMFS_OK) b->nmem++;
+    return batch_result(L, b, rc, (int64_t)b->nmem);
+}
+
+static int l_tx_delete_memory(lua_State *L) {
+    lbatch *b = check_batch(L);
+    int ok;
+    uint64_t id = check_id(L, 2, &ok);
+    BATCH_OPEN(L, b);
+    if (!ok) return lua_pushboolean(L, 1), 1; /* names nothing: dropped */
+    return batch_result(L, b, mmfs_batch_delete_memory((mmfs_batch *)b->c.h, id), -1);
+}
+
+static int l_tx_set_kv(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice k = check_bytes(L, 2), v = check_bytes(L, 3);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_set_kv((mmfs_batch *)b->c.h, k, v), -1);
+}
+
+static int l_tx_delete_kv(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice k = check_bytes(L, 2);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_delete_kv((mmfs_batch *)b->c.h, k), -1);
+}
+
+static int l_tx_put_session(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_session s;
+    check_session(L, 2, &s);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_put_session((mmfs_batch *)b->c.h, &s), -1);
+}
+
+static int l_tx_delete_session(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice id = check_bytes(L, 2);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_delete_session((mmfs_batch *)b->c.h, id), -1);
+}
+
+static int l_tx_append_stream(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice k = check_bytes(L, 2), v = check_bytes(L, 3);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_append_stream((mmfs_batch *)b->c.h, k, v), -1);
+}
+
+static int l_tx_index(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice k = check_bytes(L, 2), text = check_bytes(L, 3);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_index((mmfs_batch *)b->c.h, k, text), -1);
+}
+
+static int l_tx_unindex(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice k = check_bytes(L, 2);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_unindex((mmfs_batch *)b->c.h, k), -1);
+}
+
+static int l_tx_update_state(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_slice v = check_bytes(L, 2);
+    BATCH_OPEN(L, b);
+    return batch_result(L, b, mmfs_batch_update_state((mmfs_batch *)b->c.h, v), -1);
+}
+
+/* tx:commit() --> the array of memory ids assigned; or nil, msg, code (a
+** command that failed earlier makes the whole batch fail: nothing written) */
+static int l_tx_commit(lua_State *L) {
+    lbatch *b = check_batch(L);
+    mmfs_batch *h = (mmfs_batch *)b->c.h;
+    ldb *d = b->c.owner;
+    uint64_t *ids = NULL;
+    size_t nids = 0, i;
+    int rc;
+    BATCH_OPEN(L, b);
+    if (b->failed) {
+        child_close(&b->c);
+        return push_err(L, b->msg, b->code);
+    }
+    /* detach first: mmfs_batch_commit frees H whatever happens */
+    if (d) d->in_batch = 0;
+    child_unlink(&b->c);
+    b->c.h = NULL;
+    rc = mmfs_batch_commit(h, &ids, &nids);
+    if (rc != MMFS_OK) return push_fail(L, d ? d->db : NULL, rc);
+    lua_createtable(L, (int)nids, 0);
+    for (i = 0; i < nids; i++) {
+        compat_pushint64(L, (int64_t)ids[i]);
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+    mmfs_free(ids);
+    return 1;
+}
+
+/* tx:_db() --> the store the batch belongs to */
+static int l_tx_db(lua_State *L) {
+    check_batch(L);
+    compat_getuv(L, 1);
+    return 1;
+}
+
+/* ========================================================= maintenance */
+
+static int l_sync(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_sync(d->db);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_refresh(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_refresh(d->db);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_verify(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_verify(d->db);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_stats(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_store_stats st;
+    int rc;
+    CHECK_OPEN(L, d);
+    memset(&st, 0, sizeof st);
+    rc = mmfs_stats(d->db, &st);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_createtable(L, 0, 12);
+#define STAT(name)                                                            \
+    compat_pushint64(L, (int64_t)st.name);                                    \
+    lua_setfield(L, -2, #name)
+    STAT(memories);
+    STAT(kv);
+    STAT(sessions);
+    STAT(streams);
+    STAT(documents);
+    STAT(log_bytes);
+    STAT(live_bytes);
+    STAT(dead_bytes);
+    STAT(lsn);
+    STAT(durable_lsn);
+    STAT(state_version);
+    STAT(segments);
+#undef STAT
+    return 1;
+}
+
+/* db:close() --> true (also on a closed store), or nil, msg, code when the
+** final sync failed (the handle is released anyway).  Also __gc/__close. */
+static int l_db_close(lua_State *L) {
+    int rc = db_close(check_db(L, 1));
+    if (rc != MMFS_OK) return push_fail(L, NULL, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_db_gc(lua_State *L) {
+    db_close(check_db(L, 1));
+    return 0;
+}
+
+static int l_db_tostring(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    if (d->db)
+        lua_pushfstring(L, "memmapfs.db (%p)", (void *)d->db);
+    else
+        lua_pushliteral(L, "memmapfs.db (closed)");
+    return 1;
+}
+
+/* Closes a child of any type (close(), __gc, __close); returns true. */
+static int child_close_method(lua_State *L, const char *mt) {
+    child_close(check_child(L, mt));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_reader_close(lua_State *L) { return child_close_method(L, MT_READER); }
+static int l_sub_close(lua_State *L) { return child_close_method(L, MT_SUB); }
+static int l_iter_close(lua_State *L) { return child_close_method(L, MT_ITER); }
+
+/* tx:abort(): drops the batch; nothing is written. */
+static int l_tx_abort(lua_State *L) { return child_close_method(L, MT_BATCH); }
+
+static int child_tostring(lua_State *L, const char *mt) {
+    lchild *c = check_child(L, mt);
+    if (c->h)
+        lua_pushfstring(L, "%s (%p)", mt, c->h);
+    else
+        lua_pushfstring(L, "%s (closed)", mt);
+    return 1;
+}
+
+static int l_reader_tostring(lua_State *L) { return child_tostring(L, MT_READER); }
+static int l_sub_tostring(lua_State *L) { return child_tostring(L, MT_SUB); }
+static int l_iter_tostring(lua_State *L) { return child_tostring(L, MT_ITER); }
+static int l_tx_tostring(lua_State *L) { return child_tostring(L, MT_BATCH); }
+
+/* ================================================================ open */
+
+/* memmapfs.core.open(dir [, opts]) --> db, or nil, msg, code */
+static int l_open(lua_State *L) {
+    static const char *const known[] = {"sync",     "sync_ms",         "checksum",
+                                        "key",      "readonly",        "create",
+                                        "lock_timeout_ms", "segment_size", NULL};
+    size_t dirlen;
+    const char *dir;
+    mmfs_options o;
+    mmfs_slice s;
+    int64_t v;
+    int b, rc;
+    ldb *d;
+    if (lua_type(L, 1) != LUA_TSTRING) type_error(L, 1, "string");
+    dir = lua_tolstring(L, 1, &dirlen);
+    if (strlen(dir) != dirlen) luaL_argerror(L, 1, "directory name contains a zero byte");
+    check_opts(L, 2);
+    luaL_checkstack(L, 20, NULL);
+    mmfs_options_init(&o);
+    if (opt_str_field(L, 2, "sync", &s)) {
+        const char *m = (const char *)s.ptr;
+        if (!strcmp(m, "batch"))
+            o.sync = MMFS_SYNC_BATCH;
+        else if (!strcmp(m, "always"))
+            o.sync = MMFS_SYNC_ALWAYS;
+        else if (!strcmp(m, "none"))
+            o.sync = MMFS_SYNC_NONE;
+        else
+            return push_err(L, lua_pushfstring(L, "sync: unknown mode '%s' (batch, always, none)", m),
+                            MMFS_INVALID);
+    }
+    if (opt_int_field(L, 2, "sync_ms", &v)) {
+        if (v < 0 || v > INT32_MAX) return push_err(L, "sync_ms: out of range", MMFS_INVALID);
+        o.sync_ms = (int)v;
+    }
+    if (opt_str_field(L, 2, "checksum", &s)) {
+        const char *m = (const char *)s.ptr;
+        if (!strcmp(m, "crc32c"))
+            o.checksum = MMFS_CHECKSUM_CRC32C;
+        else if (!strcmp(m, "blake2b"))
+            o.checksum = MMFS_CHECKSUM_BLAKE2B;
+        else
+            return push_err(L, lua_pushfstring(L, "checksum: unknown type '%s' (crc32c, blake2b)", m),
+                            MMFS_INVALID);
+    }
+    if (opt_str_field(L, 2, "key", &s)) {
+        o.key = s.ptr;
+        o.key_len = s.len;
+    }
+    if (opt_bool_field(L, 2, "readonly", &b)) o.readonly = b;
+    if (opt_bool_field(L, 2, "create", &b)) o.create = b;
+    if (opt_int_field(L, 2, "lock_timeout_ms", &v)) {
+        if (v < 0 || v > INT32_MAX) return push_err(L, "lock_timeout_ms: out of range", MMFS_INVALID);
+        o.lock_timeout_ms = (int)v;
+    }
+    if (opt_int_field(L, 2, "segment_size", &v)) {
+        if (v <= 0) return push_err(L, "segment_size: must be positive", MMFS_INVALID);
+        o.segment_size = (uint64_t)v;
+    }
+    if (!lua_isnoneornil(L, 2)) { /* a misspelt option must not pass unnoticed */
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            int i, found = 0;
+            lua_pop(L, 1);
+            if (lua_type(L, -1) == LUA_TSTRING)
+                for (i = 0; known[i] && !found; i++) found = !strcmp(lua_tostring(L, -1), known[i]);
+            if (!found) {
+                const char *name =
+                    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+                return push_err(L, lua_pushfstring(L, "unknown option '%s'", name),
+                                MMFS_INVALID);
+            }
+        }
+    }
+    d = (ldb *)compat_newud(L, sizeof *d);
+    memset(d, 0, sizeof *d);
+    luaL_getmetatable(L, MT_DB);
+    lua_setmetatable(L, -2);
+    rc = mmfs_open(dir, &o, &d->db);
+    if (rc != MMFS_OK) {
+        d->db = NULL;
+        return push_fail(L, NULL, rc);
+    }
+    return 1;
+}
+
+/* ============================================================ registry */
+
+static const luaL_Reg db_methods[] = {
+    {"append_memory", l_append_memory},
+    {"get_memory", l_get_memory},
+    {"search_memory", l_search_memory},
+    {"list_memories", l_list_memories},
+    {"delete_memory", l_delete_memory},
+    {"set_kv", l_set_kv},
+    {"get_kv", l_get_kv},
+    {"delete_kv", l_delete_kv},
+    {"_kv_iter", l_kv_iter},
+    {"put_session", l_put_session},
+    {"get_session", l_get_session},
+    {"delete_session", l_delete_session},
+    {"list_sessions", l_list_sessions},
+    {"list_by_intent", l_list_by_intent},
+    {"append_stream", l_append_stream},
+    {"stream_size", l_stream_size},
+    {"open_read", l_open_read},
+    {"index", l_index},
+    {"unindex", l_unindex},
+    {"search", l_search},
+    {"update_state", l_update_state},
+    {"get_state", l_get_state},
+    {"subscribe_state", l_subscribe_state},
+    {"_batch_begin", l_batch_begin},
+    {"sync", l_sync},
+    {"refresh", l_refresh},
+    {"verify", l_verify},
+    {"stats", l_stats},
+    {"close", l_db_close},
+    {NULL, NULL}};
+
+static const luaL_Reg db_meta[] = {
+    {"__gc", l_db_gc}, {"__close", l_db_gc}, {"__tostring", l_db_tostring}, {NULL, NULL}};
+
+static const luaL_Reg reader_methods[] = {{"read", l_reader_read},   {"seek", l_reader_seek},
+                                          {"tell", l_reader_tell},   {"size", l_reader_size},
+                                          {"close", l_reader_close}, {NULL, NULL}};
+
+static const luaL_Reg reader_meta[] = {{"__gc", l_reader_close},
+                                       {"__close", l_reader_close},
+                                       {"__tostring", l_reader_tostring},
+                                       {NULL, NULL}};
+
+static const luaL_Reg sub_methods[] = {
+    {"next", l_sub_next}, {"fd", l_sub_fd}, {"close", l_sub_close}, {NULL, NULL}};
+
+static const luaL_Reg sub_meta[] = {{"__gc", l_sub_close},
+                                    {"__close", l_sub_close},
+                                    {"__tostring", l_sub_tostring},
+                                    {NULL, NULL}};
+
+static const luaL_Reg iter_methods[] = {
+    {"next", l_iter_next}, {"close", l_iter_close}, {NULL, NULL}};
+
+static const luaL_Reg iter_meta[] = {{"__gc", l_iter_close},
+                                     {"__close", l_iter_close},
+                                     {"__tostring", l_iter_tostring},
+                                     {NULL, NULL}};
+
+static const luaL_Reg batch_methods[] = {
+    {"append_memory", l_tx_append_memory},
+    {"delete_memory", l_tx_delete_memory},
+    {"set_kv", l_tx_set_kv},
+    {"delete_kv", l_tx_delete_kv},
+    {"put_session", l_tx_put_session},
+    {"delete_session", l_tx_delete_session},
+    {"append_stream", l_tx_append_stream},
+    {"index", l_tx_index},
+    {"unindex", l_tx_unindex},
+    {"update_state", l_tx_update_state},
+    {"commit", l_tx_commit},
+    {"abort", l_tx_abort},
+    {"_db", l_tx_db},
+    {NULL, NULL}};
+
+static const luaL_Reg batch_meta[] = {
+    {"__gc", l_tx_abort}, {"__close", l_tx_abort}, {"__tostring", l_tx_tostring}, {NULL, NULL}};
+
+/* Creates metatable NAME with META and an __index table of METHODS, and
+** stores the methods table as field FIELD of the module table (on top
+** before the call) so that init.lua can add the methods written in Lua. */
+static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
+                     const luaL_Reg *meta, const char *field) {
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_setfield(L, -3, field); /* module._methods[field] */
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "locked"); /* getmetatable(handle) hides the table */
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
+static const luaL_Reg module_funcs[] = {{"open", l_open}, {NULL, NULL}};
+
+int luaopen_memmapfs_core(lua_State *L) {
+    luaL_newlib(L, module_funcs);
+    lua_pushliteral(L, MMFS_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_newtable(L); /* _methods */
+    new_type(L, MT_DB, db_methods, db_meta, "db");
+    new_type(L, MT_READER, reader_methods, reader_meta, "reader");
+    new_type(L, MT_SUB, sub_methods, sub_meta, "sub");
+    new_type(L, MT_ITER, iter_methods, iter_meta, "kviter");
+    new_type(L, MT_BATCH, batch_methods, batch_meta, "batch");
+    lua_setfield(L, -2, "_methods");
+    return 1;
+}
