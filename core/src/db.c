@@ -1,0 +1,264 @@
+/*
+** db.c: opening and closing a store, and the read path's entry
+** (mmfs__read_begin): the fork check, catching up with other processes,
+** the engine's read side.
+**
+** Open order: LOCK (create, map) -> writer flock -> MANIFEST (create) ->
+** replay the log (cutting a torn tail) -> publish the written end in LOCK's
+** page -> release the flock.  Recovery runs under the flock so that it never
+** cuts a frame another process is writing.
+*/
+#include "db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Atomic unsigned mmfs__fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void in_child(void) { atomic_fetch_add(&mmfs__fork_gen, 1); }
+static void install_atfork(void) { pthread_atfork(NULL, NULL, in_child); }
+
+void mmfs_options_init(mmfs_options *o) {
+    memset(o, 0, sizeof *o);
+    o->sync = MMFS_SYNC_BATCH;
+    o->sync_ms = 100;
+    o->checksum = MMFS_CHECKSUM_CRC32C;
+    o->create = 1;
+    o->lock_timeout_ms = 10000;
+    o->segment_size = (uint64_t)64 << 20;
+}
+
+int mmfs__usable(mmfs_db *db) {
+    if (!db) return mmfs__err(MMFS_INVALID, "no store handle");
+    if (atomic_load_explicit(&mmfs__fork_gen, memory_order_relaxed) != db->fork_gen)
+        return mmfs__err(MMFS_CLOSED, "%s: handle used in a forked child; open the store after forking",
+                         db->dir);
+    if (atomic_load_explicit(&db->broken, memory_order_relaxed))
+        return mmfs__err(MMFS_NOMEM, "%s: the in-memory engine ran out of memory; reopen the store",
+                         db->dir);
+    return MMFS_OK;
+}
+
+int mmfs__catch_up(mmfs_db *db) {
+    uint64_t target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
+    if (target <= atomic_load_explicit(&db->applied, memory_order_acquire)) return MMFS_OK;
+    pthread_mutex_lock(&db->wmu);
+    target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
+    int rc = mmfs__catch_up_locked(db, target);
+    pthread_mutex_unlock(&db->wmu);
+    return rc;
+}
+
+int mmfs__read_begin(mmfs_db *db, mmfs__engine **eng) {
+    int rc = mmfs__usable(db);
+    if (rc) return rc;
+    if ((rc = mmfs__catch_up(db)) != MMFS_OK) return rc;
+    pthread_rwlock_rdlock(&db->rw);
+    *eng = db->eng;
+    return MMFS_OK;
+}
+
+void mmfs__read_end(mmfs_db *db) { pthread_rwlock_unlock(&db->rw); }
+
+int mmfs_refresh(mmfs_db *db) {
+    int rc = mmfs__usable(db);
+    return rc ? rc : mmfs__catch_up(db);
+}
+
+/* mkdir -p PATH. */
+static int make_dirs(const char *path) {
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return mmfs__err(MMFS_INVALID, "%s: path too long", path);
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST) return mmfs__err_sys(errno, "mkdir", buf);
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST) return mmfs__err_sys(errno, "mkdir", buf);
+    struct stat st;
+    if (stat(buf, &st) < 0) return mmfs__err_sys(errno, "stat", buf);
+    if (!S_ISDIR(st.st_mode)) return mmfs__err(MMFS_IO, "%s: not a directory", buf);
+    return MMFS_OK;
+}
+
+static int check_options(const mmfs_options *o) {
+    if (o->sync != MMFS_SYNC_BATCH && o->sync != MMFS_SYNC_ALWAYS && o->sync != MMFS_SYNC_NONE)
+        return mmfs__err(MMFS_INVALID, "sync: unknown mode %d", (int)o->sync);
+    if (o->sync_ms < 1 || o->sync_ms > 3600000)
+        return mmfs__err(MMFS_INVALID, "sync_ms: %d is out of range 1..3600000", o->sync_ms);
+    if (o->lock_timeout_ms < 0) return mmfs__err(MMFS_INVALID, "lock_timeout_ms: negative");
+    if (o->segment_size < 65536 || o->segment_size > ((uint64_t)1 << 38))
+        return mmfs__err(MMFS_INVALID, "segment_size: %llu is out of range 64 KiB..256 GiB",
+                         (unsigned long long)o->segment_size);
+    if (o->key && o->checksum != MMFS_CHECKSUM_BLAKE2B)
+        return mmfs__err(MMFS_INVALID, "key: needs checksum = \"blake2b\"");
+    return MMFS_OK;
+}
+
+/* Everything after the handle's fields are initialised. */
+static int open_store(mmfs_db *db) {
+    int rc, created;
+    if (!db->opt.readonly && db->opt.create) {
+        if ((rc = make_dirs(db->dir)) != MMFS_OK) return rc;
+    } else {
+        struct stat st;
+        if (stat(db->dir, &st) < 0) {
+            if (errno == ENOENT) return mmfs__err(MMFS_NOTFOUND, "%s: no store here", db->dir);
+            return mmfs__err_sys(errno, "stat", db->dir);
+        }
+    }
+    if ((rc = mmfs__lock_open(db, &created)) != MMFS_OK) return rc;
+    if (!db->opt.readonly && (rc = mmfs__lock_acquire(db)) != MMFS_OK) return rc;
+
+    int exists;
+    if ((rc = mmfs__manifest_read(db, &exists)) != MMFS_OK) goto out;
+    if (!exists) {
+        if (db->opt.readonly || !db->opt.create) {
+            rc = mmfs__err(MMFS_NOTFOUND, "%s: no store here (no MANIFEST)", db->dir);
+            goto out;
+        }
+        if ((rc = mmfs__sum_init(&db->sum, db->opt.checksum, db->opt.key, db->opt.key_len)) != MMFS_OK)
+            goto out;
+        db->segment_size = db->opt.segment_size;
+        db->first_seg = 1;
+        if (mkdir(db->log_dir, 0755) < 0 && errno != EEXIST) {
+            rc = mmfs__err_sys(errno, "mkdir", db->log_dir);
+            goto out;
+        }
+        if ((rc = mmfs__fsync_dir(db->dir)) != MMFS_OK) goto out;
+        if ((rc = mmfs__manifest_write(db)) != MMFS_OK) goto out;
+    }
+    pthread_rwlock_wrlock(&db->rw);
+    rc = mmfs__recover(db);
+    pthread_rwlock_unlock(&db->rw);
+    if (rc) goto out;
+
+    uint64_t pos = atomic_load(&db->applied);
+    int fd = db->nsegs ? mmfs__seg_last(db)->fd : -1;
+    db->written_pos = db->durable_pos = pos;
+    db->written_lsn = db->durable_lsn = db->next_lsn - 1;
+    db->written_fd = fd;
+    if (!db->opt.readonly) {
+        /* What recovery found is the truth: make it durable, publish it. */
+        if (fd >= 0 && fdatasync(fd) < 0) {
+            rc = mmfs__err_sys(errno, "fdatasync", db->log_dir);
+            goto out;
+        }
+        db->shm->magic = MMFS__SHARED_MAGIC;
+        atomic_store(&db->shm->written, pos);
+        atomic_store(&db->shm->durable, pos);
+        atomic_store(&db->shm->written_lsn, db->next_lsn - 1);
+        atomic_store(&db->shm->state_version, mmfs__engine_state_version(db->eng));
+    }
+out:
+    if (!db->opt.readonly) mmfs__lock_release(db);
+    return rc;
+}
+
+static void free_handle(mmfs_db *db) {
+    mmfs__seg_close_all(db);
+    mmfs__lock_close(db);
+    if (db->eng) mmfs__engine_free(db->eng);
+    pthread_mutex_destroy(&db->wmu);
+    pthread_rwlock_destroy(&db->rw);
+    pthread_mutex_destroy(&db->smu);
+    pthread_cond_destroy(&db->scond);
+    free(db->scratch);
+    free(db->dir);
+    free(db->log_dir);
+    free(db);
+}
+
+int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
+    if (!out) return mmfs__err(MMFS_INVALID, "mmfs_open: out is NULL");
+    *out = NULL;
+    if (!dir || !*dir) return mmfs__err(MMFS_INVALID, "mmfs_open: empty directory name");
+    pthread_once(&atfork_once, install_atfork);
+    mmfs_options def;
+    if (!o) {
+        mmfs_options_init(&def);
+        o = &def;
+    }
+    int rc = check_options(o);
+    if (rc) return rc;
+    mmfs_db *db = calloc(1, sizeof *db);
+    if (!db) return mmfs__err(MMFS_NOMEM, "out of memory");
+    db->opt = *o;
+    db->opt.key = NULL; /* kept in db->sum once checked */
+    db->lock_fd = -1;
+    db->log_dir_fd = -1;
+    db->fork_gen = atomic_load(&mmfs__fork_gen);
+    pthread_mutex_init(&db->wmu, NULL);
+    pthread_rwlock_init(&db->rw, NULL);
+    pthread_mutex_init(&db->smu, NULL);
+    pthread_cond_init(&db->scond, NULL);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    db->dir = strndup(dir, n);
+    db->log_dir = malloc(n + 5);
+    if (!db->dir || !db->log_dir) {
+        free_handle(db);
+        return mmfs__err(MMFS_NOMEM, "out of memory");
+    }
+    snprintf(db->log_dir, n + 5, "%s/log", db->dir);
+    if ((rc = mmfs__engine_new(&db->eng)) != MMFS_OK) {
+        free_handle(db);
+        return rc;
+    }
+    /* The key is needed while reading MANIFEST; it is copied into db->sum. */
+    db->opt.key = o->key;
+    rc = open_store(db);
+    db->opt.key = NULL;
+    if (rc == MMFS_OK && !db->opt.readonly && db->opt.sync == MMFS_SYNC_BATCH)
+        rc = mmfs__flusher_start(db);
+    if (rc) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        free_handle(db);
+        mmfs__err(rc, "%s", msg);
+        return rc;
+    }
+    *out = db;
+    return MMFS_OK;
+}
+
+int mmfs_close(mmfs_db *db) {
+    if (!db) return MMFS_OK;
+    int rc = MMFS_OK;
+    int child = atomic_load(&mmfs__fork_gen) != db->fork_gen;
+    if (!child) {
+        mmfs__flusher_stop(db);
+        if (!db->opt.readonly && !atomic_load(&db->broken)) rc = mmfs_sync(db);
+    }
+    free_handle(db);
+    return rc;
+}
+
+int mmfs_stats(mmfs_db *db, mmfs_store_stats *st) {
+    if (!st) return mmfs__err(MMFS_INVALID, "mmfs_stats: out is NULL");
+    memset(st, 0, sizeof *st);
+    mmfs__engine *e;
+    int rc = mmfs__read_begin(db, &e);
+    if (rc) return rc;
+    mmfs__engine_stats(e, st);
+    mmfs__read_end(db);
+    pthread_mutex_lock(&db->wmu);
+    for (size_t i = 0; i < db->nsegs; i++) st->log_bytes += db->segs[i].end - MMFS__SEG_HDR;
+    st->segments = db->nsegs;
+    st->lsn = db->next_lsn - 1;
+    pthread_mutex_unlock(&db->wmu);
+    pthread_mutex_lock(&db->smu);
+    st->durable_lsn = db->durable_lsn;
+    pthread_mutex_unlock(&db->smu);
+    st->dead_bytes = st->log_bytes > st->live_bytes ? st->log_bytes - st->live_bytes : 0;
+    return MMFS_OK;
+}

@@ -1,0 +1,142 @@
+/*
+** db.h: the store handle, shared by db.c (open, close, read access),
+** segment.c (log files), recover.c (replay and verify), manifest.c,
+** lock.c, batch.c (writes) and sync.c (durability).
+**
+** Positions in the log are packed as (segment number << 40 | offset), so
+** that they compare as integers across segments.
+*/
+#ifndef MMFS_DB_H
+#define MMFS_DB_H
+
+#include "log.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#define MMFS__POS(seg, off) (((uint64_t)(seg) << 40) | (uint64_t)(off))
+#define MMFS__POS_SEG(p) ((uint32_t)((p) >> 40))
+#define MMFS__POS_OFF(p) ((p) & (((uint64_t)1 << 40) - 1))
+
+/* One log segment file, mapped read-only for the handle's whole life:
+** slices handed out point into MAP, so it is unmapped only at close. */
+typedef struct mmfs__seg {
+    uint32_t no;
+    int fd;
+    const uint8_t *map;
+    size_t size;      /* file size = mapping size */
+    uint64_t end;     /* offset past the last valid frame known here */
+    int sealed;       /* ends with a seal frame: the log goes on in no + 1 */
+} mmfs__seg;
+
+/* LOCK's first page, shared by every process that has the store open.
+** Written under the writer flock; read without it.  Recovery never trusts
+** it: open resets it from what the log holds. */
+typedef struct mmfs__shared {
+    uint64_t magic;
+    _Atomic uint64_t written;   /* position past the last written frame */
+    _Atomic uint64_t durable;   /* position up to which the log is synced */
+    _Atomic uint64_t state_version;
+    _Atomic uint64_t written_lsn; /* last LSN written */
+} mmfs__shared;
+
+#define MMFS__SHARED_MAGIC 0x314b434f4c53464dull /* "MFSLOCK1" */
+
+struct mmfs_db {
+    char *dir;
+    char *log_dir;
+    mmfs_options opt;
+    mmfs__sum sum;
+    uint64_t segment_size;
+    uint32_t first_seg;
+    unsigned fork_gen;        /* mmfs__fork_gen at open: a child refuses */
+
+    int lock_fd;
+    mmfs__shared *shm;
+    int log_dir_fd;
+
+    /* Writer side: one appender in the process, then flock across them. */
+    pthread_mutex_t wmu;
+    mmfs__seg *segs;          /* under wmu */
+    size_t nsegs, capsegs;
+    uint64_t next_lsn;        /* under wmu */
+    _Atomic uint64_t applied; /* position the engine has applied up to */
+    uint8_t *scratch;         /* frame buffer, under wmu */
+    size_t scratch_cap;
+
+    /* The engine: readers take the read side, apply takes the write side. */
+    pthread_rwlock_t rw;
+    mmfs__engine *eng;
+    _Atomic int broken;       /* an apply failed (NOMEM): refuse work */
+
+    /* Durability (sync.c), under smu. */
+    pthread_mutex_t smu;
+    pthread_cond_t scond;
+    uint64_t written_pos, written_lsn; /* what this process knows written */
+    int written_fd;                    /* fd of the segment holding it */
+    uint64_t durable_pos, durable_lsn;
+    int syncing;
+    int sync_failed;
+    char sync_err[256];
+    /* batch-mode flusher thread */
+    pthread_t flusher;
+    int flusher_on, stopping;
+    pthread_cond_t fcond;
+};
+
+/* A generation bumped in every forked child (pthread_atfork). */
+extern _Atomic unsigned mmfs__fork_gen;
+
+/* db.c: MMFS_CLOSED in a forked child, MMFS_NOMEM once broken. */
+int mmfs__usable(mmfs_db *db);
+
+/* segment.c */
+/* Path of segment NO ("DIR/log/00000001.seg") into BUF. */
+void mmfs__seg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len);
+/* Opens and maps existing segment NO, checks its header; appends it to
+** db->segs.  Errors: MMFS_IO, MMFS_CORRUPT, MMFS_NOMEM. */
+int mmfs__seg_open(mmfs_db *db, uint32_t no);
+/* Creates segment NO of SIZE bytes (preallocated, header written, synced,
+** renamed into place, directory synced) and opens it. */
+int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size);
+/* Unmaps and closes every segment. */
+void mmfs__seg_close_all(mmfs_db *db);
+/* The last segment. */
+static inline mmfs__seg *mmfs__seg_last(mmfs_db *db) { return &db->segs[db->nsegs - 1]; }
+/* The segment with number NO, or NULL if not open here. */
+mmfs__seg *mmfs__seg_find(mmfs_db *db, uint32_t no);
+
+/* manifest.c */
+int mmfs__manifest_read(mmfs_db *db, int *exists);
+int mmfs__manifest_write(mmfs_db *db);
+
+/* lock.c */
+int mmfs__lock_open(mmfs_db *db, int *created);
+int mmfs__lock_acquire(mmfs_db *db); /* flock with lock_timeout_ms: MMFS_BUSY */
+void mmfs__lock_release(mmfs_db *db);
+void mmfs__lock_close(mmfs_db *db);
+
+/* recover.c */
+/* Replays the whole log into the engine (under the writer flock unless
+** read-only), cutting a torn tail of the last segment. */
+int mmfs__recover(mmfs_db *db);
+/* Applies frames from db->applied up to TARGET (another process's
+** writes).  Caller holds wmu. */
+int mmfs__catch_up_locked(mmfs_db *db, uint64_t target);
+
+/* sync.c */
+/* Notes that frames up to POS (last LSN LSN, in segment fd FD) are written. */
+void mmfs__sync_written(mmfs_db *db, uint64_t pos, uint64_t lsn, int fd);
+/* Returns once the log is durable up to POS.  Errors: MMFS_READONLY after
+** a failed fsync (the handle then refuses writes until reopened). */
+int mmfs__sync_wait(mmfs_db *db, uint64_t pos);
+int mmfs__flusher_start(mmfs_db *db);
+void mmfs__flusher_stop(mmfs_db *db);
+/* MMFS_READONLY with the cause if a sync has failed. */
+int mmfs__sync_check(mmfs_db *db);
+
+/* Fsyncs directory PATH (after a create or a rename in it). */
+int mmfs__fsync_dir(const char *path);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+** lock.c: ROOT/LOCK.  flock() on it makes one appender at a time across
+** processes; its first page, mapped shared, publishes the written end, the
+** durable end and the state version to every process with the store open.
+*/
+#include "db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096
+
+int mmfs__lock_open(mmfs_db *db, int *created) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", db->dir);
+    *created = 0;
+    int ro = db->opt.readonly;
+    int fd = open(path, (ro ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        if (ro && errno == ENOENT) return mmfs__err(MMFS_NOTFOUND, "%s: no store here", db->dir);
+        return mmfs__err_sys(errno, "open", path);
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return mmfs__err_sys(e, "fstat", path);
+    }
+    if (st.st_size < PAGE) {
+        if (ro) {
+            close(fd);
+            return mmfs__err(MMFS_NOTFOUND, "%s: no store here (LOCK is incomplete)", db->dir);
+        }
+        /* Size it under the flock, so two creators cannot race. */
+        if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0 ||
+            (st.st_size < PAGE && ftruncate(fd, PAGE) < 0)) {
+            int e = errno;
+            close(fd);
+            return mmfs__err_sys(e, "size", path);
+        }
+        flock(fd, LOCK_UN);
+        *created = 1;
+    }
+    void *m = mmap(NULL, PAGE, ro ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return mmfs__err_sys(e, "mmap", path);
+    }
+    db->lock_fd = fd;
+    db->shm = m;
+    return MMFS_OK;
+}
+
+int mmfs__lock_acquire(mmfs_db *db) {
+    if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
+    if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", db->dir);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long sleep_us = 50;
+    for (;;) {
+        struct timespec ts = {0, sleep_us * 1000};
+        nanosleep(&ts, NULL);
+        if (sleep_us < 5000) sleep_us *= 2;
+        if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
+        if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", db->dir);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (ms >= db->opt.lock_timeout_ms)
+            return mmfs__err(MMFS_BUSY, "%s/LOCK: another process held the writer lock for %d ms",
+                             db->dir, db->opt.lock_timeout_ms);
+    }
+}
+
+void mmfs__lock_release(mmfs_db *db) { flock(db->lock_fd, LOCK_UN); }
+
+void mmfs__lock_close(mmfs_db *db) {
+    if (db->shm) munmap(db->shm, PAGE);
+    if (db->lock_fd >= 0) close(db->lock_fd);
+    db->shm = NULL;
+    db->lock_fd = -1;
+}

@@ -1,0 +1,128 @@
+/*
+** manifest.c: ROOT/MANIFEST, the store's options and where its log starts.
+** A short text file ending in a CRC32C line; replaced only by writing a
+** temporary file, fsyncing it, renaming it over MANIFEST and fsyncing the
+** directory, so a crash leaves the old MANIFEST or the new one.
+**
+**   memmapfs-manifest 1
+**   checksum crc32c|blake2b
+**   keycheck -|<hex of keyed blake2b of a fixed text>
+**   segment_size <bytes>
+**   first_segment <n>
+**   crc <hex CRC32C of the lines above>
+*/
+#include "db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#ifdef MMFS_HAVE_SODIUM
+#include <sodium.h>
+#endif
+
+/* The key check: a keyed hash of a fixed text, so a wrong key is told at
+** open instead of as a checksum error on every frame. */
+static void keycheck(const mmfs__sum *s, char out[65]) {
+    if (!s->key_len) {
+        strcpy(out, "-");
+        return;
+    }
+#ifdef MMFS_HAVE_SODIUM
+    static const char text[] = "memmapfs key check";
+    uint8_t h[32];
+    crypto_generichash(h, sizeof h, (const uint8_t *)text, sizeof text - 1, s->key, s->key_len);
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
+#else
+    strcpy(out, "-");
+#endif
+}
+
+static int format(mmfs_db *db, char *buf, size_t len) {
+    char kc[65];
+    keycheck(&db->sum, kc);
+    int n = snprintf(buf, len,
+                     "memmapfs-manifest %d\nchecksum %s\nkeycheck %s\nsegment_size %" PRIu64
+                     "\nfirst_segment %u\n",
+                     MMFS__FORMAT, db->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
+                     db->segment_size, db->first_seg);
+    n += snprintf(buf + n, len - (size_t)n, "crc %08x\n", mmfs__crc32c(0, buf, (size_t)n));
+    return n;
+}
+
+int mmfs__manifest_write(mmfs_db *db) {
+    char path[4096], tmp[4100], buf[1024];
+    snprintf(path, sizeof path, "%s/MANIFEST", db->dir);
+    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", db->dir);
+    int n = format(db, buf, sizeof buf);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return mmfs__err_sys(errno, "create", tmp);
+    int rc = MMFS_OK;
+    if (write(fd, buf, (size_t)n) != n)
+        rc = mmfs__err_sys(errno ? errno : EIO, "write", tmp);
+    else if (fsync(fd) < 0)
+        rc = mmfs__err_sys(errno, "fsync", tmp);
+    close(fd);
+    if (rc == MMFS_OK && rename(tmp, path) < 0) rc = mmfs__err_sys(errno, "rename", tmp);
+    if (rc != MMFS_OK) {
+        unlink(tmp);
+        return rc;
+    }
+    return mmfs__fsync_dir(db->dir);
+}
+
+int mmfs__manifest_read(mmfs_db *db, int *exists) {
+    char path[4096], buf[2048];
+    snprintf(path, sizeof path, "%s/MANIFEST", db->dir);
+    *exists = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return MMFS_OK;
+        return mmfs__err_sys(errno, "open", path);
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    int e = errno;
+    close(fd);
+    if (n < 0) return mmfs__err_sys(e, "read", path);
+    buf[n] = 0;
+    *exists = 1;
+    char *crcline = strstr(buf, "crc ");
+    unsigned crc = 0;
+    if (!crcline || sscanf(crcline, "crc %x", &crc) != 1 ||
+        crc != mmfs__crc32c(0, buf, (size_t)(crcline - buf)))
+        return mmfs__err(MMFS_CORRUPT, "%s: checksum mismatch", path);
+    int version = 0;
+    char sum[32], kc[80];
+    unsigned long long segsize = 0;
+    unsigned first = 0;
+    if (sscanf(buf, "memmapfs-manifest %d\nchecksum %31s\nkeycheck %79s\nsegment_size %llu\nfirst_segment %u",
+               &version, sum, kc, &segsize, &first) != 5)
+        return mmfs__err(MMFS_CORRUPT, "%s: unreadable", path);
+    if (version > MMFS__FORMAT)
+        return mmfs__err(MMFS_INVALID, "%s: format %d is newer than this library (%d)", path, version,
+                         MMFS__FORMAT);
+    int type;
+    if (!strcmp(sum, "crc32c"))
+        type = MMFS_CHECKSUM_CRC32C;
+    else if (!strcmp(sum, "blake2b"))
+        type = MMFS_CHECKSUM_BLAKE2B;
+    else
+        return mmfs__err(MMFS_CORRUPT, "%s: unknown checksum '%s'", path, sum);
+    int keyed = strcmp(kc, "-") != 0;
+    if (keyed && !db->opt.key)
+        return mmfs__err(MMFS_CORRUPT, "%s: the store is keyed: open it with its key", path);
+    int rc = mmfs__sum_init(&db->sum, type, keyed ? db->opt.key : NULL, keyed ? db->opt.key_len : 0);
+    if (rc) return rc;
+    if (!keyed && db->opt.key)
+        return mmfs__err(MMFS_INVALID, "%s: the store has no key, but a key was given", path);
+    char mine[65];
+    keycheck(&db->sum, mine);
+    if (strcmp(mine, kc) != 0) return mmfs__err(MMFS_CORRUPT, "%s: wrong key", path);
+    if (segsize < 4096 || first == 0) return mmfs__err(MMFS_CORRUPT, "%s: bad values", path);
+    db->segment_size = segsize;
+    db->first_seg = first;
+    return MMFS_OK;
+}

@@ -1,0 +1,255 @@
+/*
+** recover.c: replaying the log into the engine at open, catching up with
+** frames other processes appended, and verify.
+**
+** The recovery rule (DESIGN.md): in the LAST segment, a bad frame followed
+** by no valid frame is a torn tail, cut off (zeroed) and open goes on.  A
+** bad frame followed by a valid one, a bad frame in a sealed segment, or a
+** segment that ends without its seal frame while another follows it, is
+** corruption: open fails with MMFS_CORRUPT naming the segment and offset.
+** Nothing is ever skipped in silence.
+*/
+#include "db.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int corrupt(const mmfs__seg *s, uint64_t off, const char *why) {
+    return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (run verify; repair cuts here)", s->no,
+                     (unsigned long long)off, why);
+}
+
+/* Applies the records of a checked frame.  Caller holds the engine's
+** write side. */
+static int apply_frame(mmfs_db *db, const mmfs__frame *f) {
+    const uint8_t *p = f->body, *end = f->body + f->body_len;
+    for (uint32_t i = 0; i < f->count; i++) {
+        mmfs__rec r;
+        if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
+            return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
+        int rc = mmfs__engine_apply(db->eng, &r);
+        if (rc) {
+            atomic_store(&db->broken, 1);
+            return rc;
+        }
+        p += r.raw_len;
+    }
+    db->next_lsn = f->first_lsn + f->count;
+    return MMFS_OK;
+}
+
+/* Offset just past the last non-zero byte of S at or after FROM (8-byte
+** aligned), or FROM when all is zero.  Preallocated but unwritten space
+** reads as zeros; SEEK_HOLE skips most of it without touching pages. */
+static uint64_t data_end(const mmfs__seg *s, uint64_t from) {
+    off_t hole = lseek(s->fd, (off_t)from, SEEK_HOLE);
+    uint64_t end = (hole > 0 && (uint64_t)hole < s->size) ? (uint64_t)hole : s->size;
+    end &= ~(uint64_t)7;
+    while (end > from && mmfs__ld64(s->map + end - 8) == 0) end -= 8;
+    return end;
+}
+
+/* 1 if a valid frame starts anywhere in S after FROM (up to LIMIT). */
+static int valid_frame_after(mmfs_db *db, const mmfs__seg *s, uint64_t from, uint64_t limit) {
+    for (uint64_t q = from + 8; q + MMFS__FRAME_HDR <= limit; q += 8) {
+        if (!mmfs__frame_header_ok(s->map + q)) continue;
+        mmfs__frame f;
+        const char *why;
+        if (mmfs__frame_check(s->map + q, s->size - q, 0, &db->sum, &f, &why)) return 1;
+    }
+    return 0;
+}
+
+/* Scans segment S from its start, applying frames.  LAST: it is the last
+** segment (a torn tail may be cut).  Sets s->end and s->sealed. */
+static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
+    uint64_t off = MMFS__SEG_HDR;
+    const char *why = "bad frame";
+    for (;;) {
+        mmfs__frame f;
+        if (off + MMFS__FRAME_HDR > s->size ||
+            !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why))
+            break;
+        if (f.flags & MMFS__FRAME_SEAL) {
+            s->end = off;
+            s->sealed = 1;
+            return MMFS_OK;
+        }
+        int rc = apply_frame(db, &f);
+        if (rc) return rc;
+        off += f.frame_len;
+    }
+    s->end = off;
+    uint64_t dend = data_end(s, off);
+    if (!last) {
+        if (dend == off) why = "segment ends without its seal frame";
+        return corrupt(s, off, why);
+    }
+    if (dend == off) return MMFS_OK; /* a clean end */
+    if (valid_frame_after(db, s, off, dend)) return corrupt(s, off, why);
+    if (db->opt.readonly) return MMFS_OK; /* a writer will cut it */
+    /* A torn tail: zero it, so that later appends never sit before stale
+    ** bytes, and make the cut durable before anything is appended. */
+    static const uint8_t zeros[65536];
+    for (uint64_t p = off; p < dend;) {
+        size_t n = dend - p < sizeof zeros ? (size_t)(dend - p) : sizeof zeros;
+        if (pwrite(s->fd, zeros, n, (off_t)p) != (ssize_t)n) {
+            char path[4096];
+            mmfs__seg_path(db, s->no, path, sizeof path);
+            return mmfs__err_sys(errno ? errno : EIO, "cut torn tail", path);
+        }
+        p += n;
+    }
+    if (fdatasync(s->fd) < 0) {
+        char path[4096];
+        mmfs__seg_path(db, s->no, path, sizeof path);
+        return mmfs__err_sys(errno, "fdatasync", path);
+    }
+    return MMFS_OK;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists the segment numbers in log/ (sorted) and removes leftovers of
+** interrupted segment creation. */
+static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
+    DIR *d = opendir(db->log_dir);
+    if (!d) return mmfs__err_sys(errno, "open directory", db->log_dir);
+    uint32_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned no;
+        char tail[16];
+        if (sscanf(e->d_name, "%8u.%15s", &no, tail) != 2 || strlen(e->d_name) < 12) continue;
+        if (!strcmp(tail, "seg.tmp")) {
+            if (!db->opt.readonly) {
+                char p[4200];
+                snprintf(p, sizeof p, "%s/%s", db->log_dir, e->d_name);
+                unlink(p);
+            }
+            continue;
+        }
+        if (strcmp(tail, "seg") != 0 || no < db->first_seg) continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint32_t *nv = realloc(v, cap * sizeof *nv);
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return mmfs__err(MMFS_NOMEM, "out of memory listing segments");
+            }
+            v = nv;
+        }
+        v[cnt++] = no;
+    }
+    closedir(d);
+    if (cnt) qsort(v, cnt, sizeof *v, cmp_u32);
+    *out = v;
+    *n = cnt;
+    return MMFS_OK;
+}
+
+int mmfs__recover(mmfs_db *db) {
+    uint32_t *nos;
+    size_t n;
+    int rc = list_segments(db, &nos, &n);
+    if (rc) return rc;
+    db->next_lsn = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (nos[i] != db->first_seg + i) {
+            rc = mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment missing before it",
+                           nos[i]);
+            break;
+        }
+        if ((rc = mmfs__seg_open(db, nos[i])) != MMFS_OK) break;
+        if ((rc = scan_segment(db, mmfs__seg_last(db), i + 1 == n)) != MMFS_OK) break;
+    }
+    free(nos);
+    if (rc) return rc;
+    if (db->nsegs == 0 && !db->opt.readonly) {
+        if ((rc = mmfs__seg_create(db, db->first_seg, db->segment_size)) != MMFS_OK) return rc;
+    }
+    uint64_t pos = db->nsegs ? MMFS__POS(mmfs__seg_last(db)->no, mmfs__seg_last(db)->end)
+                             : MMFS__POS(db->first_seg, MMFS__SEG_HDR);
+    atomic_store(&db->applied, pos);
+    return MMFS_OK;
+}
+
+int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
+    uint64_t pos = atomic_load(&db->applied);
+    int rc = MMFS_OK, locked = 0;
+    while (pos < target) {
+        uint32_t no = MMFS__POS_SEG(pos);
+        uint64_t off = MMFS__POS_OFF(pos);
+        mmfs__seg *s = mmfs__seg_find(db, no);
+        if (!s) {
+            if (db->nsegs && no != mmfs__seg_last(db)->no + 1) {
+                rc = mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment missing", no);
+                break;
+            }
+            if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) break;
+            s = mmfs__seg_last(db);
+        }
+        mmfs__frame f;
+        const char *why;
+        if (off + MMFS__FRAME_HDR > s->size ||
+            !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why)) {
+            rc = corrupt(s, off, why);
+            break;
+        }
+        if (f.flags & MMFS__FRAME_SEAL) {
+            s->sealed = 1;
+            s->end = off;
+            pos = MMFS__POS(no + 1, MMFS__SEG_HDR);
+            continue;
+        }
+        if (!locked) {
+            pthread_rwlock_wrlock(&db->rw);
+            locked = 1;
+        }
+        if ((rc = apply_frame(db, &f)) != MMFS_OK) break;
+        pos += f.frame_len;
+        s->end = MMFS__POS_OFF(pos);
+        atomic_store(&db->applied, pos);
+    }
+    if (locked) pthread_rwlock_unlock(&db->rw);
+    return rc;
+}
+
+int mmfs_verify(mmfs_db *db) {
+    int rc = mmfs__usable(db);
+    if (rc) return rc;
+    if ((rc = mmfs__catch_up(db)) != MMFS_OK) return rc;
+    pthread_mutex_lock(&db->wmu);
+    uint64_t lsn = 1;
+    for (size_t i = 0; i < db->nsegs && rc == MMFS_OK; i++) {
+        mmfs__seg *s = &db->segs[i];
+        uint64_t off = MMFS__SEG_HDR;
+        while (off < s->end) {
+            mmfs__frame f;
+            const char *why;
+            if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->sum, &f, &why)) {
+                rc = corrupt(s, off, why);
+                break;
+            }
+            lsn = f.first_lsn + f.count;
+            off += f.frame_len;
+        }
+        if (rc == MMFS_OK && i + 1 < db->nsegs) {
+            mmfs__frame f;
+            const char *why;
+            if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->sum, &f, &why) ||
+                !(f.flags & MMFS__FRAME_SEAL))
+                rc = corrupt(s, off, "segment ends without its seal frame");
+        }
+    }
+    pthread_mutex_unlock(&db->wmu);
+    return rc;
+}
