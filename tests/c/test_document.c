@@ -1,0 +1,248 @@
+/*
+** test_document.c: documents (index, unindex, search) as memmapfs.h
+** documents them: replace under one key, best first, limits, separation
+** from memories, persistence.
+*/
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ASSERT_STATUS(e, want)                                                     \
+    do {                                                                           \
+        int rc_ = (e);                                                             \
+        if (rc_ != (want))                                                         \
+            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
+                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
+    } while (0)
+
+typedef struct fx {
+    char *dir;
+    mmfs_db *db;
+} fx;
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->dir = mmfs_test_dir("document");
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    o.segment_size = 4u << 20;
+    int rc = mmfs_open(f->dir, &o, &f->db);
+    if (rc != MMFS_OK) {
+        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    if (!f) return 0;
+    int rc = mmfs_close(f->db);
+    mmfs_test_rmdir(f->dir);
+    free(f);
+    return rc == MMFS_OK ? 0 : -1;
+}
+
+static void reopen(fx *f) {
+    MMFS_OK_OR_FAIL(mmfs_close(f->db));
+    f->db = NULL;
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &f->db));
+}
+
+static void idx(mmfs_db *db, const char *key, const char *text) {
+    MMFS_OK_OR_FAIL(mmfs_index(db, mmfs_str(key), mmfs_str(text)));
+}
+
+static mmfs_doc_hits *search(mmfs_db *db, const char *q, size_t limit) {
+    mmfs_doc_hits *h = NULL;
+    int rc = mmfs_search(db, mmfs_str(q), limit, &h);
+    if (rc != MMFS_OK) fail_msg("search(\"%s\") -> %s: %s", q, mmfs_err_name(rc), mmfs_errmsg(db));
+    assert_non_null(h);
+    return h;
+}
+
+/* Asserts the hit keys, in order (NULL-terminated list). */
+static void assert_keys(const mmfs_doc_hits *h, const char *const *keys) {
+    size_t n = 0;
+    while (keys[n]) n++;
+    char got[512] = "";
+    size_t gl = 0;
+    for (size_t i = 0; i < h->count && gl < 400; i++)
+        gl += (size_t)snprintf(got + gl, sizeof got - gl, "%.*s ", (int)h->items[i].key.len,
+                               (const char *)h->items[i].key.ptr);
+    int ok = h->count == n;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = h->items[i].key.len == strlen(keys[i]) &&
+             memcmp(h->items[i].key.ptr, keys[i], h->items[i].key.len) == 0;
+    if (!ok) {
+        char exp[512] = "";
+        size_t el = 0;
+        for (size_t i = 0; i < n && el < 400; i++) el += (size_t)snprintf(exp + el, sizeof exp - el, "%s ", keys[i]);
+        fail_msg("hits [%s], want [%s]", got, exp);
+    }
+    for (size_t i = 0; i < h->count; i++) {
+        assert_true(h->items[i].score > 0.0);
+        if (i) assert_true(h->items[i - 1].score >= h->items[i].score);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_index_search(void **state) {
+    fx *f = *state;
+    idx(f->db, "doc/a", "The quick brown fox jumps over the lazy dog");
+    idx(f->db, "doc/b", "A fox, a fox, a fox in the henhouse");
+    idx(f->db, "doc/c", "Nothing to see here");
+    for (int round = 0; round < 2; round++) {
+        mmfs_doc_hits *h = search(f->db, "fox", 0);
+        static const char *const w[] = {"doc/b", "doc/a", NULL};
+        assert_keys(h, w);
+        mmfs_free(h);
+        h = search(f->db, "LAZY", 0);
+        static const char *const w2[] = {"doc/a", NULL};
+        assert_keys(h, w2);
+        mmfs_free(h);
+        h = search(f->db, "\"brown fox\"", 0);
+        assert_keys(h, w2);
+        mmfs_free(h);
+        h = search(f->db, "fox -henhouse", 0);
+        assert_keys(h, w2);
+        mmfs_free(h);
+        h = search(f->db, "hen*", 0);
+        static const char *const w3[] = {"doc/b", NULL};
+        assert_keys(h, w3);
+        mmfs_free(h);
+        h = search(f->db, "elephant", 0);
+        static const char *const none[] = {NULL};
+        assert_keys(h, none);
+        mmfs_free(h);
+        reopen(f);
+    }
+    mmfs_store_stats st;
+    MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
+    assert_int_equal(st.documents, 3);
+}
+
+static void test_replace_and_unindex(void **state) {
+    fx *f = *state;
+    idx(f->db, "k", "apples and pears");
+    idx(f->db, "k", "bananas only");
+    static const char *const none[] = {NULL};
+    static const char *const k[] = {"k", NULL};
+    mmfs_doc_hits *h = search(f->db, "apples", 0);
+    assert_keys(h, none);
+    mmfs_free(h);
+    h = search(f->db, "bananas", 0);
+    assert_keys(h, k);
+    mmfs_free(h);
+    mmfs_store_stats st;
+    MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
+    assert_int_equal(st.documents, 1);
+
+    int deleted = -1;
+    MMFS_OK_OR_FAIL(mmfs_unindex(f->db, mmfs_str("k"), &deleted));
+    assert_int_equal(deleted, 1);
+    h = search(f->db, "bananas", 0);
+    assert_keys(h, none);
+    mmfs_free(h);
+    deleted = -1;
+    MMFS_OK_OR_FAIL(mmfs_unindex(f->db, mmfs_str("k"), &deleted));
+    assert_int_equal(deleted, 0);
+    MMFS_OK_OR_FAIL(mmfs_unindex(f->db, mmfs_str("never"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
+    assert_int_equal(st.documents, 0);
+
+    idx(f->db, "k2", "cherries");
+    reopen(f);
+    h = search(f->db, "bananas OR apples", 0);
+    assert_keys(h, none);
+    mmfs_free(h);
+    h = search(f->db, "cherries", 0);
+    static const char *const k2[] = {"k2", NULL};
+    assert_keys(h, k2);
+    mmfs_free(h);
+}
+
+static void test_limit(void **state) {
+    fx *f = *state;
+    char key[32], text[64];
+    for (int i = 0; i < 30; i++) {
+        snprintf(key, sizeof key, "d%02d", i);
+        snprintf(text, sizeof text, "common word number %d", i);
+        idx(f->db, key, text);
+    }
+    mmfs_doc_hits *h = search(f->db, "common", 0);
+    assert_int_equal(h->count, 20); /* 0 = 20 */
+    mmfs_free(h);
+    h = search(f->db, "common", 5);
+    assert_int_equal(h->count, 5);
+    mmfs_free(h);
+    h = search(f->db, "common", 100);
+    assert_int_equal(h->count, 30);
+    /* Each key at most once. */
+    for (size_t i = 0; i < h->count; i++)
+        for (size_t j = i + 1; j < h->count; j++)
+            assert_false(h->items[i].key.len == h->items[j].key.len &&
+                         memcmp(h->items[i].key.ptr, h->items[j].key.ptr, h->items[i].key.len) == 0);
+    mmfs_free(h);
+}
+
+/* Documents and memories are separate collections in the same engine. */
+static void test_separate_from_memories(void **state) {
+    fx *f = *state;
+    idx(f->db, "d", "walrus document");
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("narwhal memory"), NULL, 0, NULL, NULL));
+    mmfs_doc_hits *h = search(f->db, "narwhal", 0);
+    assert_int_equal(h->count, 0);
+    mmfs_free(h);
+    mmfs_memories *ms = NULL;
+    MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("walrus"), NULL, &ms));
+    assert_int_equal(ms->count, 0);
+    mmfs_free(ms);
+    MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("narwhal"), NULL, &ms));
+    assert_int_equal(ms->count, 1);
+    mmfs_free(ms);
+}
+
+static void test_malformed_query(void **state) {
+    fx *f = *state;
+    idx(f->db, "d", "text");
+    mmfs_doc_hits *h = NULL;
+    ASSERT_STATUS(mmfs_search(f->db, mmfs_str("\"open phrase"), 0, &h), MMFS_INVALID);
+    mmfs_free(h);
+    h = NULL;
+    ASSERT_STATUS(mmfs_search(f->db, mmfs_str("(text"), 0, &h), MMFS_INVALID);
+    mmfs_free(h);
+}
+
+static void test_binary_keys(void **state) {
+    fx *f = *state;
+    static const char k[] = {'d', 0, 1};
+    mmfs_slice key = {k, 3};
+    MMFS_OK_OR_FAIL(mmfs_index(f->db, key, mmfs_str("platypus")));
+    mmfs_doc_hits *h = search(f->db, "platypus", 0);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].key.len, 3);
+    assert_memory_equal(h->items[0].key.ptr, k, 3);
+    mmfs_free(h);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_index_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_and_unindex, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_separate_from_memories, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binary_keys, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
