@@ -1,0 +1,124 @@
+--- memmapfs: a local-first memory and state store for AI agents.
+--
+--     local memmapfs = require "memmapfs"
+--     local db = assert(memmapfs.open("agent.store", { sync = "batch" }))
+--
+-- The C module memmapfs.core does the work; this file adds what reads
+-- better in Lua: query_memory, scan_kv (a generic-for iterator), reader:lines
+-- and batch(fn).  Every method returns a truthy value on success and
+-- nil, message, CODE on failure (see API.md); wrong argument types raise.
+
+local core = require "memmapfs.core"
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143 (Lua 5.1)
+local select, type, error, pcall, tostring = select, type, error, pcall, tostring
+
+local M = {
+  version = "0.1.0",
+}
+
+local DB = core._methods.db
+local Reader = core._methods.reader
+local Tx = core._methods.batch
+
+--- Opens (by default creates) the store in directory `dir`.
+-- opts: sync ("batch" | "always" | "none"), sync_ms, checksum ("crc32c" |
+-- "blake2b"), key, readonly, create, lock_timeout_ms.  An unknown option or
+-- a bad value gives nil, msg, "INVALID"; a wrong type raises.
+function M.open(dir, opts)
+  return core.open(dir, opts)
+end
+
+---------------------------------------------------------------- memories
+
+--- Like search_memory, but only the texts, best first.
+function DB:query_memory(query, opts)
+  local hits, err, code = self:search_memory(query, opts)
+  if not hits then return nil, err, code end
+  local texts = {}
+  for i = 1, #hits do texts[i] = hits[i].text end
+  return texts
+end
+
+---------------------------------------------------------------- key-value
+
+local function scan_step(it)
+  local k, v, code = it:next()
+  if k == nil and v ~= nil then
+    error(("scan_kv: %s (%s)"):format(v, tostring(code)), 2)
+  end
+  return k, v
+end
+
+--- for key, value in db:scan_kv(prefix) do ... end: keys starting with
+-- `prefix` (all keys when nil), in byte order.  The iterator is closed when
+-- the loop ends, also by break in Lua 5.4 (its fourth value is the closing
+-- value).  On a closed store it returns nil, msg, "CLOSED" instead.
+function DB:scan_kv(prefix)
+  local it, err, code = self:_kv_iter(prefix)
+  if not it then return nil, err, code end
+  return scan_step, it, nil, it
+end
+
+---------------------------------------------------------------- streams
+
+--- for line in r:lines() do ... end; formats as in r:read (default "l").
+-- A read error raises, like io.lines.
+function Reader:lines(...)
+  local n = select("#", ...)
+  local formats = { ... }
+  return function()
+    local a, b, c = self:read(unpack(formats, 1, n))
+    if a == nil and b ~= nil then
+      error(("reader:lines: %s (%s)"):format(b, tostring(c)), 2)
+    end
+    return a, b, c
+  end
+end
+
+---------------------------------------------------------------- batches
+
+-- A batch's tx reads the store as the batch function sees it (committed
+-- contents), like the db it belongs to.
+for _, name in ipairs { "get_kv", "get_memory", "get_session", "get_state" } do
+  Tx[name] = function(tx, ...)
+    local db = tx:_db()
+    return db[name](db, ...)
+  end
+end
+
+--- db:batch(function(tx) ... end) --> array of the memory ids assigned.
+--
+-- fn runs without the writer lock and may read the store; tx has the
+-- write methods (append_memory, delete_memory, set_kv, delete_kv,
+-- put_session, delete_session, append_stream, index, unindex,
+-- update_state).  When fn returns, its commands commit as one frame: all
+-- or nothing.  tx:append_memory returns the position of its id in the
+-- array that batch returns.
+--
+-- While fn runs, the store's own write methods return nil, msg, "BUSY"
+-- (they would escape the batch), and so does a nested db:batch.
+--
+-- Failures commit nothing and return nil, message, code:
+-- * an error raised in fn: the batch is aborted and batch returns
+--   nil, <the error as a string>, "INVALID".  It does not re-raise: like
+--   every other failure of the store the caller can branch on the code,
+--   and assert(db:batch(fn)) still raises with the message.
+-- * a tx command that failed (it returned nil, msg, code to fn): the whole
+--   batch fails with that command's message and code, even if fn ignored it.
+-- * the commit itself failing (READONLY, IO, REJECTED by a policy...).
+function DB:batch(fn)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'batch' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  local tx, err, code = self:_batch_begin()
+  if not tx then return nil, err, code end
+  local ok, perr = pcall(fn, tx)
+  if not ok then
+    tx:abort()
+    return nil, tostring(perr), "INVALID"
+  end
+  return tx:commit()
+end
+
+return M
