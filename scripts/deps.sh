@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# deps.sh: installs the Debian packages memmapfs needs to build and test,
+# skipping those already installed.  Usage: scripts/deps.sh [extra-package...]
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config libxxhash-dev libsodium-dev libcmocka-dev
+      liblua5.4-dev lua5.4 lua-busted "$@")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${missing[@]}" >/dev/null
