@@ -1,0 +1,298 @@
+/*
+** test_state.c: the versioned agent state and its subscriptions: versions
+** from 1, latest value, waits that time out or wake, descriptors that turn
+** readable, and wakeups across two handles on one directory.
+*/
+#include "testutil.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ASSERT_STATUS(e, want)                                                     \
+    do {                                                                           \
+        int rc_ = (e);                                                             \
+        if (rc_ != (want))                                                         \
+            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
+                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
+    } while (0)
+
+typedef struct fx {
+    char *dir;
+    mmfs_db *db;
+} fx;
+
+static mmfs_db *open_dir(const char *dir) {
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    o.segment_size = 1u << 20;
+    mmfs_db *db = NULL;
+    int rc = mmfs_open(dir, &o, &db);
+    if (rc != MMFS_OK) print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
+    return db;
+}
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->dir = mmfs_test_dir("state");
+    f->db = open_dir(f->dir);
+    if (!f->db) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    if (!f) return 0;
+    int rc = mmfs_close(f->db);
+    mmfs_test_rmdir(f->dir);
+    free(f);
+    return rc == MMFS_OK ? 0 : -1;
+}
+
+static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
+    if (got.len != wlen)
+        fail_msg("slice \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)", (int)got.len,
+                 got.ptr ? (const char *)got.ptr : "", got.len, (int)wlen, (const char *)want, wlen);
+    if (wlen) assert_memory_equal(got.ptr, want, wlen);
+}
+#define ASSERT_SLICE_STR(s, str) assert_slice((s), (str), strlen(str))
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_versions(void **state) {
+    fx *f = *state;
+    mmfs_slice v = {"junk", 4};
+    uint64_t ver = 77;
+    MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
+    assert_null(v.ptr);
+    assert_int_equal(v.len, 0);
+    assert_int_equal(ver, 0);
+
+    uint64_t got = 0;
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("one"), &got));
+    assert_int_equal(got, 1);
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("two"), &got));
+    assert_int_equal(got, 2);
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("three"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
+    ASSERT_SLICE_STR(v, "three");
+    assert_int_equal(ver, 3);
+
+    /* Binary and empty states. */
+    static const char bin[] = {0, 1, 0, 2};
+    mmfs_slice b = {bin, 4};
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, b, &got));
+    assert_int_equal(got, 4);
+    MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
+    assert_slice(v, bin, 4);
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str(""), &got));
+    assert_int_equal(got, 5);
+    MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
+    assert_int_equal(v.len, 0);
+    assert_int_equal(ver, 5);
+
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("last"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_close(f->db));
+    f->db = open_dir(f->dir);
+    assert_non_null(f->db);
+    MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
+    ASSERT_SLICE_STR(v, "last");
+    assert_int_equal(ver, 6);
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("after reopen"), &got));
+    assert_int_equal(got, 7);
+    mmfs_store_stats st;
+    MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
+    assert_int_equal(st.state_version, 7);
+}
+
+static void test_sub_timeout_then_change(void **state) {
+    fx *f = *state;
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("before"), NULL));
+    mmfs_sub *s = NULL;
+    MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
+    assert_non_null(s);
+    mmfs_slice v;
+    uint64_t ver;
+    /* Nothing newer than what it remembered. */
+    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+    double t0 = now_ms();
+    ASSERT_STATUS(mmfs_sub_next(s, 60, &v, &ver), MMFS_TIMEOUT);
+    double dt = now_ms() - t0;
+    if (dt < 50 || dt > 3000) fail_msg("sub_next(60 ms) returned after %.1f ms", dt);
+
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v2"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_sub_next(s, 1000, &v, &ver));
+    ASSERT_SLICE_STR(v, "v2");
+    assert_int_equal(ver, 2);
+    /* Seen: no repeat. */
+    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+
+    /* Intermediate versions may be skipped: the latest comes back. */
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v3"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v4"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v5"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_sub_next(s, 1000, &v, &ver));
+    ASSERT_SLICE_STR(v, "v5");
+    assert_int_equal(ver, 5);
+    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+    mmfs_sub_close(s);
+}
+
+/* A subscription made before any update remembers version 0. */
+static void test_sub_from_nothing(void **state) {
+    fx *f = *state;
+    mmfs_sub *s = NULL;
+    MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
+    mmfs_slice v;
+    uint64_t ver;
+    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("first"), NULL));
+    MMFS_OK_OR_FAIL(mmfs_sub_next(s, 0, &v, &ver));
+    assert_int_equal(ver, 1);
+    ASSERT_SLICE_STR(v, "first");
+    mmfs_sub_close(s);
+}
+
+static void test_sub_fd_readable(void **state) {
+    fx *f = *state;
+    mmfs_sub *s = NULL;
+    MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
+    int fd = mmfs_sub_fd(s);
+    assert_true(fd >= 0);
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("x"), NULL));
+    p.revents = 0;
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_true(p.revents & POLLIN);
+    mmfs_slice v;
+    uint64_t ver;
+    MMFS_OK_OR_FAIL(mmfs_sub_next(s, 0, &v, &ver));
+    assert_int_equal(ver, 1);
+    /* Seen: no longer readable. */
+    p.revents = 0;
+    assert_int_equal(poll(&p, 1, 0), 0);
+    /* The same descriptor serves again. */
+    assert_int_equal(mmfs_sub_fd(s), fd);
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("y"), NULL));
+    p.revents = 0;
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    mmfs_sub_close(s);
+}
+
+typedef struct waiter {
+    mmfs_sub *sub;
+    int rc;
+    uint64_t version;
+    char value[32];
+    size_t len;
+} waiter;
+
+static void *wait_thread(void *arg) {
+    waiter *w = arg;
+    mmfs_slice v;
+    w->rc = mmfs_sub_next(w->sub, 5000, &v, &w->version);
+    if (w->rc == MMFS_OK) {
+        w->len = v.len < sizeof w->value ? v.len : sizeof w->value;
+        memcpy(w->value, v.ptr, w->len);
+    }
+    return NULL;
+}
+
+/* A waiting thread is woken by an update from another thread. */
+static void test_sub_wakes_waiter(void **state) {
+    fx *f = *state;
+    waiter w[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &w[i].sub));
+        assert_int_equal(pthread_create(&t[i], NULL, wait_thread, &w[i]), 0);
+    }
+    sleep_ms(50);
+    double t0 = now_ms();
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("wake"), NULL));
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    double dt = now_ms() - t0;
+    for (int i = 0; i < 3; i++) {
+        if (w[i].rc != MMFS_OK) fail_msg("waiter %d: %s", i, mmfs_err_name(w[i].rc));
+        assert_int_equal(w[i].version, 1);
+        assert_int_equal(w[i].len, 4);
+        assert_memory_equal(w[i].value, "wake", 4);
+        mmfs_sub_close(w[i].sub);
+    }
+    if (dt > 2000) fail_msg("waiters woke %.0f ms after the update", dt);
+}
+
+/* Updates through another handle on the same directory reach subscribers
+** (the path other processes take). */
+static void test_sub_other_handle(void **state) {
+    fx *f = *state;
+    mmfs_db *other = open_dir(f->dir);
+    assert_non_null(other);
+    waiter w;
+    memset(&w, 0, sizeof w);
+    MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &w.sub));
+    int fd = mmfs_sub_fd(w.sub);
+    assert_true(fd >= 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_thread, &w), 0);
+    sleep_ms(50);
+    MMFS_OK_OR_FAIL(mmfs_update_state(other, mmfs_str("remote"), NULL));
+    pthread_join(t, NULL);
+    if (w.rc != MMFS_OK) fail_msg("waiter: %s", mmfs_err_name(w.rc));
+    assert_int_equal(w.version, 1);
+    assert_int_equal(w.len, 6);
+    assert_memory_equal(w.value, "remote", 6);
+
+    /* And the descriptor turns readable for a remote update. */
+    MMFS_OK_OR_FAIL(mmfs_update_state(other, mmfs_str("remote2"), NULL));
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 3000), 1);
+    mmfs_slice v;
+    uint64_t ver;
+    MMFS_OK_OR_FAIL(mmfs_sub_next(w.sub, 0, &v, &ver));
+    assert_int_equal(ver, 2);
+    ASSERT_SLICE_STR(v, "remote2");
+    mmfs_sub_close(w.sub);
+
+    /* The local handle reads it too, and continues the version count. */
+    MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
+    assert_int_equal(ver, 2);
+    uint64_t nv;
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("local"), &nv));
+    assert_int_equal(nv, 3);
+    MMFS_OK_OR_FAIL(mmfs_get_state(other, &v, &ver));
+    assert_int_equal(ver, 3);
+    ASSERT_SLICE_STR(v, "local");
+    MMFS_OK_OR_FAIL(mmfs_close(other));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sub_timeout_then_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sub_from_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sub_fd_readable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sub_wakes_waiter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sub_other_handle, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
