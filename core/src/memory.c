@@ -240,8 +240,8 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
     mmfs_assert(id == mmfs__raw_mem_id(r->raw), "memory: id is not the first field");
     mmfs_assert(r->u.mem.created_at == mmfs__raw_mem_created(r->raw), "memory: created_at");
     if (id == 0) return MMFS_OK; /* ids start at 1; the writer never gives 0 */
-    mmfs__mem_ent *ent;
-    uint32_t route;
+    mmfs__mem_ent *ent = NULL;
+    uint32_t route = 0;
     int rc;
     if ((rc = mem_slot(e, id, &ent))) return rc;
     if (ent->raw && !ent->deleted) mem_delete(e, ent); /* an id is never reused */
