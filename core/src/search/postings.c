@@ -1,0 +1,689 @@
+/*
+** postings.c: the in-memory inverted index.
+**
+** Owns: the term dictionary (open-addressing hash of term ids, term bytes
+** back to back in one buffer), each term's postings (delta + varint
+** blocks, layout in search.h), the document table (docno -> length, with
+** a deleted flag), the live statistics (N, total length) and the ordered
+** view of terms for prefix expansion.
+**
+** Invariants:
+** - A term's postings are in strictly increasing docno order; block keys
+**   increase; every docno in postings has an entry in the document table
+**   (present, maybe deleted).
+** - Deletion only sets the flag: postings stay (df keeps counting them)
+**   until compaction rebuilds the index.  Adding a docno that is present
+**   (deleted or not) first purges its old postings, a scan of the whole
+**   dictionary: rare, since owners give new docnos on re-index.
+** - Removing a posting never allocates (the write-side scratch is always
+**   at least as large as the largest block), so a failed add can be
+**   rolled back completely.
+** - Term ids never change; sorted[0..nsorted) lists ids in byte order and
+**   ids >= nsorted are the unsorted tail, merged in once it grows past an
+**   eighth of the sorted part (amortized O(log) per new term).
+** - Nothing here changes the index outside add/remove/new/free: cursors
+**   and lookups are read-only.
+*/
+#include "search.h"
+
+#include <stdlib.h>
+#include <xxhash.h>
+
+#define MAX_DOC_LEN 0x7FFFFFFEu
+
+/* ------------------------------------------------------------ varints */
+
+static inline size_t put_varint(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static inline uint64_t get_varint(const uint8_t *p, uint32_t *pos) {
+    uint32_t i = *pos;
+    uint64_t v = p[i++];
+    if (v >= 0x80) {
+        v &= 0x7F;
+        int shift = 7;
+        for (;;) {
+            uint64_t b = p[i++];
+            v |= (b & 0x7F) << shift;
+            if (b < 0x80) break;
+            shift += 7;
+        }
+    }
+    *pos = i;
+    return v;
+}
+
+#define POSTING_MAX 15 /* bytes of one encoded posting, at most */
+
+static inline size_t put_posting(uint8_t *p, uint32_t gap, uint32_t tf) {
+    size_t n = put_varint(p, ((uint64_t)gap << 1) | (tf > 1));
+    if (tf > 1) n += put_varint(p + n, tf - 2);
+    return n;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static inline uint8_t *tbytes(mmfs__term *t) { return t->bcap ? t->b.p : t->b.inl; }
+static inline const uint8_t *tbytes_c(const mmfs__term *t) {
+    return t->bcap ? t->b.p : t->b.inl;
+}
+
+/* Makes room for NEED bytes in all.  Errors: MMFS_NOMEM. */
+static int treserve(mmfs__term *t, size_t need) {
+    size_t cap = t->bcap ? t->bcap : sizeof t->b.inl;
+    if (need <= cap) return MMFS_OK;
+    if (need > UINT32_MAX) return mmfs__err(MMFS_NOMEM, "search: postings too long");
+    size_t ncap = cap < 16 ? 16 : cap;
+    while (ncap < need) ncap = ncap + ncap / 2 + 8;
+    if (ncap > UINT32_MAX) ncap = UINT32_MAX;
+    uint8_t *p;
+    if (t->bcap) {
+        p = realloc(t->b.p, ncap);
+        if (!p) return mmfs__err(MMFS_NOMEM, "search: out of memory");
+    } else {
+        p = malloc(ncap);
+        if (!p) return mmfs__err(MMFS_NOMEM, "search: out of memory");
+        memcpy(p, t->b.inl, t->blen);
+    }
+    t->b.p = p;
+    t->bcap = (uint32_t)ncap;
+    return MMFS_OK;
+}
+
+static inline mmfs__skips *tskips(const mmfs__index *ix, const mmfs__term *t) {
+    return t->big ? &ix->skips[t->big - 1] : NULL;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return MMFS_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need) ncap *= 2;
+    void *np = realloc(*p, ncap * elem);
+    if (!np) return mmfs__err(MMFS_NOMEM, "search: out of memory");
+    *p = np;
+    *cap = ncap;
+    return MMFS_OK;
+}
+
+static int grow32(void **p, uint32_t *cap, size_t need, size_t elem) {
+    size_t c = *cap;
+    if (need > UINT32_MAX / 2) return mmfs__err(MMFS_NOMEM, "search: index too large");
+    int rc = grow(p, &c, need, elem);
+    *cap = (uint32_t)c;
+    return rc;
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+mmfs__index *mmfs__index_new(void) {
+    mmfs__index *ix = calloc(1, sizeof *ix);
+    if (!ix) return NULL;
+    ix->bcapn = 2 * MMFS__BLOCK;
+    ix->bdocs = malloc(ix->bcapn * sizeof *ix->bdocs);
+    ix->btfs = malloc(ix->bcapn * sizeof *ix->btfs);
+    ix->bbytescap = ix->bcapn * POSTING_MAX;
+    ix->bbytes = malloc(ix->bbytescap);
+    if (!ix->bdocs || !ix->btfs || !ix->bbytes) {
+        mmfs__index_free(ix);
+        return NULL;
+    }
+    return ix;
+}
+
+void mmfs__index_free(mmfs__index *ix) {
+    if (!ix) return;
+    for (uint32_t i = 0; i < ix->nterms; i++)
+        if (ix->terms[i].bcap) free(ix->terms[i].b.p);
+    for (uint32_t i = 0; i < ix->nskips; i++) free(ix->skips[i].v);
+    for (uint32_t i = 0; i < ix->npages; i++) free(ix->pages[i]);
+    free(ix->slots);
+    free(ix->terms);
+    free(ix->strs);
+    free(ix->sorted);
+    free(ix->skips);
+    free(ix->pages);
+    free(ix->ids);
+    free(ix->bdocs);
+    free(ix->btfs);
+    free(ix->bbytes);
+    free(ix);
+}
+
+uint64_t mmfs__index_count(const mmfs__index *ix) { return ix->ndocs; }
+
+/* ---------------------------------------------------------- dictionary */
+
+static inline const char *tstr(const mmfs__index *ix, const mmfs__term *t) {
+    return ix->strs + t->soff;
+}
+
+const mmfs__term *mmfs__term_find(const mmfs__index *ix, const void *s, size_t n) {
+    if (!ix->nslot || n > MMFS__TOK_MAX) return NULL;
+    uint64_t h = XXH3_64bits(s, n);
+    uint32_t mask = ix->nslot - 1, tag = (uint32_t)(h >> 32);
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        uint32_t id1 = ix->slots[2 * i];
+        if (!id1) return NULL;
+        if (ix->slots[2 * i + 1] == tag) {
+            const mmfs__term *t = &ix->terms[id1 - 1];
+            if (t->slen == n && memcmp(tstr(ix, t), s, n) == 0) return t;
+        }
+    }
+}
+
+/* Doubles the slot table (load factor stays <= 1/2). */
+static int dict_grow(mmfs__index *ix) {
+    uint32_t nslot = ix->nslot ? ix->nslot * 2 : 1024;
+    if (nslot == 0 || nslot > (UINT32_MAX >> 2))
+        return mmfs__err(MMFS_NOMEM, "search: dictionary too large");
+    uint32_t *slots = calloc((size_t)nslot * 2, sizeof *slots);
+    if (!slots) return mmfs__err(MMFS_NOMEM, "search: out of memory");
+    uint32_t mask = nslot - 1;
+    for (uint32_t id = 0; id < ix->nterms; id++) {
+        const mmfs__term *t = &ix->terms[id];
+        uint64_t h = XXH3_64bits(tstr(ix, t), t->slen);
+        uint32_t i = (uint32_t)h & mask;
+        while (slots[2 * i]) i = (i + 1) & mask;
+        slots[2 * i] = id + 1;
+        slots[2 * i + 1] = (uint32_t)(h >> 32);
+    }
+    free(ix->slots);
+    ix->slots = slots;
+    ix->nslot = nslot;
+    return MMFS_OK;
+}
+
+/* The id of term S[0..n), created if new.  Errors: MMFS_NOMEM. */
+static int intern(mmfs__index *ix, const uint8_t *s, size_t n, uint32_t *id) {
+    if ((uint64_t)(ix->nterms + 1) * 2 > ix->nslot) {
+        int rc = dict_grow(ix);
+        if (rc) return rc;
+    }
+    uint64_t h = XXH3_64bits(s, n);
+    uint32_t mask = ix->nslot - 1, tag = (uint32_t)(h >> 32), i = (uint32_t)h & mask;
+    for (;; i = (i + 1) & mask) {
+        uint32_t id1 = ix->slots[2 * i];
+        if (!id1) break;
+        if (ix->slots[2 * i + 1] == tag) {
+            const mmfs__term *t = &ix->terms[id1 - 1];
+            if (t->slen == n && memcmp(tstr(ix, t), s, n) == 0) {
+                *id = id1 - 1;
+                return MMFS_OK;
+            }
+        }
+    }
+    if (ix->strlen_ + n > UINT32_MAX) return mmfs__err(MMFS_NOMEM, "search: dictionary too large");
+    int rc = grow32((void **)&ix->terms, &ix->termcap, (size_t)ix->nterms + 1, sizeof *ix->terms);
+    if (rc) return rc;
+    rc = grow((void **)&ix->strs, &ix->strcap, ix->strlen_ + n, 1);
+    if (rc) return rc;
+    mmfs__term *t = &ix->terms[ix->nterms];
+    memset(t, 0, sizeof *t);
+    t->soff = (uint32_t)ix->strlen_;
+    t->slen = (uint16_t)n;
+    t->min_dl = UINT32_MAX;
+    memcpy(ix->strs + ix->strlen_, s, n);
+    ix->strlen_ += n;
+    ix->slots[2 * i] = ix->nterms + 1;
+    ix->slots[2 * i + 1] = tag;
+    *id = ix->nterms++;
+    return MMFS_OK;
+}
+
+/* ------------------------------------------------------- ordered view */
+
+static int term_cmp(const mmfs__index *ix, uint32_t a, uint32_t b) {
+    const mmfs__term *x = &ix->terms[a], *y = &ix->terms[b];
+    size_t n = x->slen < y->slen ? x->slen : y->slen;
+    int c = memcmp(tstr(ix, x), tstr(ix, y), n);
+    if (c) return c;
+    return x->slen < y->slen ? -1 : x->slen > y->slen;
+}
+
+/* Merge sort of ids by term bytes; TMP has room for N. */
+static void sort_ids(const mmfs__index *ix, uint32_t *v, size_t n, uint32_t *tmp) {
+    if (n < 16) {
+        for (size_t i = 1; i < n; i++) {
+            uint32_t x = v[i];
+            size_t j = i;
+            while (j > 0 && term_cmp(ix, v[j - 1], x) > 0) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = x;
+        }
+        return;
+    }
+    size_t h = n / 2;
+    sort_ids(ix, v, h, tmp);
+    sort_ids(ix, v + h, n - h, tmp);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) tmp[k++] = term_cmp(ix, v[j], v[i]) < 0 ? v[j++] : v[i++];
+    while (i < h) tmp[k++] = v[i++];
+    while (j < n) tmp[k++] = v[j++];
+    memcpy(v, tmp, n * sizeof *v);
+}
+
+/* Merges the unsorted tail into the sorted view once it is large.  An
+** optimization only: on allocation failure the tail just stays. */
+static void maybe_merge(mmfs__index *ix) {
+    uint32_t tail = ix->nterms - ix->nsorted;
+    uint32_t limit = ix->nsorted / 8 > 1024 ? ix->nsorted / 8 : 1024;
+    if (tail <= limit) return;
+    size_t n = ix->nterms;
+    if (n > ix->sortedcap) {
+        uint32_t *p = realloc(ix->sorted, n * sizeof *p);
+        if (!p) return;
+        ix->sorted = p;
+        ix->sortedcap = (uint32_t)n;
+    }
+    uint32_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp) return;
+    uint32_t *t = ix->sorted + ix->nsorted;
+    for (uint32_t i = 0; i < tail; i++) t[i] = ix->nsorted + i;
+    sort_ids(ix, t, tail, tmp);
+    size_t i = 0, j = ix->nsorted, k = 0;
+    while (i < ix->nsorted && j < n)
+        tmp[k++] = term_cmp(ix, ix->sorted[j], ix->sorted[i]) < 0 ? ix->sorted[j++] : ix->sorted[i++];
+    while (i < ix->nsorted) tmp[k++] = ix->sorted[i++];
+    while (j < n) tmp[k++] = ix->sorted[j++];
+    memcpy(ix->sorted, tmp, n * sizeof *tmp);
+    free(tmp);
+    ix->nsorted = (uint32_t)n;
+}
+
+static int has_prefix(const mmfs__index *ix, uint32_t id, const void *p, size_t n) {
+    const mmfs__term *t = &ix->terms[id];
+    return t->slen >= n && memcmp(tstr(ix, t), p, n) == 0;
+}
+
+int mmfs__term_prefix(const mmfs__index *ix, const void *prefix, size_t plen, size_t max,
+                      size_t pos, const mmfs__term ***out, size_t *nout) {
+    /* lower bound of PREFIX in the sorted view */
+    size_t lo = 0, hi = ix->nsorted;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const mmfs__term *t = &ix->terms[ix->sorted[mid]];
+        size_t n = t->slen < plen ? t->slen : plen;
+        int c = memcmp(tstr(ix, t), prefix, n);
+        if (c < 0 || (c == 0 && t->slen < plen)) lo = mid + 1;
+        else hi = mid;
+    }
+    uint32_t *ids = NULL;
+    size_t n = 0, cap = 0, nsorted_hits = 0;
+    int rc = MMFS_OK;
+    for (size_t i = lo; i < ix->nsorted && has_prefix(ix, ix->sorted[i], prefix, plen); i++) {
+        if (!ix->terms[ix->sorted[i]].df) continue;
+        if (n == max) goto too_many;
+        if ((rc = grow((void **)&ids, &cap, n + 1, sizeof *ids))) goto fail;
+        ids[n++] = ix->sorted[i];
+    }
+    nsorted_hits = n;
+    for (uint32_t id = ix->nsorted; id < ix->nterms; id++) {
+        if (!ix->terms[id].df || !has_prefix(ix, id, prefix, plen)) continue;
+        if (n == max) goto too_many;
+        if ((rc = grow((void **)&ids, &cap, n + 1, sizeof *ids))) goto fail;
+        ids[n++] = id;
+    }
+    if (n > nsorted_hits) { /* sort the tail hits and merge them in */
+        uint32_t *tmp = malloc(n * sizeof *tmp);
+        if (!tmp) {
+            rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
+            goto fail;
+        }
+        sort_ids(ix, ids + nsorted_hits, n - nsorted_hits, tmp);
+        size_t i = 0, j = nsorted_hits, k = 0;
+        while (i < nsorted_hits && j < n) tmp[k++] = term_cmp(ix, ids[j], ids[i]) < 0 ? ids[j++] : ids[i++];
+        while (i < nsorted_hits) tmp[k++] = ids[i++];
+        while (j < n) tmp[k++] = ids[j++];
+        memcpy(ids, tmp, n * sizeof *ids);
+        free(tmp);
+    }
+    const mmfs__term **terms = malloc((n ? n : 1) * sizeof *terms);
+    if (!terms) {
+        rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) terms[i] = &ix->terms[ids[i]];
+    free(ids);
+    *out = terms;
+    *nout = n;
+    return MMFS_OK;
+too_many:
+    rc = mmfs__err(MMFS_INVALID, "query: position %zu: prefix matches more than %zu terms", pos, max);
+fail:
+    free(ids);
+    return rc;
+}
+
+/* ---------------------------------------------------------- documents */
+
+uint64_t mmfs__doc_next_live(const mmfs__index *ix, uint64_t from) {
+    for (uint64_t d = from; d < MMFS__END;) {
+        uint32_t pg = (uint32_t)(d >> MMFS__PAGE_BITS);
+        if (pg >= ix->npages) break;
+        const uint32_t *p = ix->pages[pg];
+        if (!p) {
+            d = (uint64_t)(pg + 1) << MMFS__PAGE_BITS;
+            continue;
+        }
+        for (uint32_t i = (uint32_t)d & (MMFS__PAGE - 1); i < MMFS__PAGE; i++)
+            if (!(p[i] & MMFS__DOC_DELETED)) return ((uint64_t)pg << MMFS__PAGE_BITS) | i;
+        d = (uint64_t)(pg + 1) << MMFS__PAGE_BITS;
+    }
+    return MMFS__END;
+}
+
+/* The length slot of DOCNO, its page created.  Errors: NULL (NOMEM). */
+static uint32_t *doc_slot(mmfs__index *ix, uint32_t docno) {
+    uint32_t pg = docno >> MMFS__PAGE_BITS;
+    if (pg >= ix->npages) {
+        uint32_t n = ix->npages ? ix->npages : 16;
+        while (n <= pg) n = n * 2 > n ? n * 2 : pg + 1;
+        uint32_t **p = realloc(ix->pages, (size_t)n * sizeof *p);
+        if (!p) return NULL;
+        memset(p + ix->npages, 0, (size_t)(n - ix->npages) * sizeof *p);
+        ix->pages = p;
+        ix->npages = n;
+    }
+    if (!ix->pages[pg]) {
+        uint32_t *p = malloc(MMFS__PAGE * sizeof *p);
+        if (!p) return NULL;
+        memset(p, 0xFF, MMFS__PAGE * sizeof *p); /* MMFS__DOC_ABSENT */
+        ix->pages[pg] = p;
+    }
+    return &ix->pages[pg][docno & (MMFS__PAGE - 1)];
+}
+
+/* ----------------------------------------------------------- postings */
+
+/* Makes sure T has a skip table with room for one more entry. */
+static int reserve_skip(mmfs__index *ix, mmfs__term *t) {
+    if (!t->big) {
+        int rc = grow32((void **)&ix->skips, &ix->skipscap, (size_t)ix->nskips + 1, sizeof *ix->skips);
+        if (rc) return rc;
+        memset(&ix->skips[ix->nskips], 0, sizeof *ix->skips);
+        t->big = ++ix->nskips;
+    }
+    mmfs__skips *s = &ix->skips[t->big - 1];
+    return grow32((void **)&s->v, &s->cap, (size_t)s->n + 1, sizeof *s->v);
+}
+
+/* Closes the open block of T if it is full (room reserved beforehand). */
+static void maybe_close(mmfs__index *ix, mmfs__term *t) {
+    mmfs__skips *s = tskips(ix, t);
+    uint32_t open = t->df - (s ? s->closed_total : 0);
+    if (open < MMFS__BLOCK) return;
+    mmfs_assert(s && s->n < s->cap, "skip room reserved");
+    s->v[s->n].key = t->last;
+    s->v[s->n].end = t->blen;
+    s->v[s->n].count = open;
+    s->n++;
+    s->closed_total += open;
+}
+
+/* Decodes block J of T into ix->bdocs/btfs; returns its count. */
+static uint32_t decode_block(mmfs__index *ix, const mmfs__term *t, uint32_t j, uint32_t *start,
+                             uint32_t *end, uint32_t *base) {
+    const mmfs__skips *s = tskips(ix, t);
+    uint32_t nc = s ? s->n : 0;
+    *start = j ? s->v[j - 1].end : 0;
+    *end = j < nc ? s->v[j].end : t->blen;
+    *base = j ? s->v[j - 1].key : 0;
+    const uint8_t *p = tbytes_c(t);
+    uint32_t pos = *start, n = 0;
+    uint64_t prev = *base;
+    while (pos < *end) {
+        uint64_t v = get_varint(p, &pos);
+        uint32_t tf = 1;
+        if (v & 1) tf = (uint32_t)get_varint(p, &pos) + 2;
+        prev += v >> 1;
+        mmfs_assert(n < ix->bcapn, "block fits the scratch");
+        ix->bdocs[n] = (uint32_t)prev;
+        ix->btfs[n] = tf;
+        n++;
+    }
+    return n;
+}
+
+/* The block of T that holds (or would hold) DOCNO. */
+static uint32_t find_block(const mmfs__index *ix, const mmfs__term *t, uint32_t docno) {
+    const mmfs__skips *s = tskips(ix, t);
+    uint32_t lo = 0, hi = s ? s->n : 0;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid].key < docno) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Re-encodes N postings of ix->bdocs/btfs as block J of T (bytes
+** [start, end) before), shifting what follows.  Room for growth must be
+** reserved by the caller. */
+static void rewrite_block(mmfs__index *ix, mmfs__term *t, uint32_t j, uint32_t start, uint32_t end,
+                          uint32_t base, uint32_t n) {
+    size_t len = 0;
+    uint32_t prev = base;
+    for (uint32_t i = 0; i < n; i++) {
+        len += put_posting(ix->bbytes + len, ix->bdocs[i] - prev, ix->btfs[i]);
+        prev = ix->bdocs[i];
+    }
+    uint8_t *p = tbytes(t);
+    int64_t delta = (int64_t)len - (int64_t)(end - start);
+    memmove(p + start + len, p + end, t->blen - end);
+    memcpy(p + start, ix->bbytes, len);
+    t->blen = (uint32_t)((int64_t)t->blen + delta);
+    mmfs__skips *s = tskips(ix, t);
+    uint32_t nc = s ? s->n : 0;
+    for (uint32_t i = j; i < nc; i++) s->v[i].end = (uint32_t)((int64_t)s->v[i].end + delta);
+    if (j == nc) t->last = n ? ix->bdocs[n - 1] : base;
+}
+
+/* Removes DOCNO from T's postings if there.  Never allocates. */
+static void posting_remove(mmfs__index *ix, mmfs__term *t, uint32_t docno) {
+    if (!t->df || docno > t->last) return;
+    uint32_t j = find_block(ix, t, docno), start, end, base;
+    uint32_t n = decode_block(ix, t, j, &start, &end, &base);
+    uint32_t i = 0;
+    while (i < n && ix->bdocs[i] < docno) i++;
+    if (i == n || ix->bdocs[i] != docno) return;
+    memmove(ix->bdocs + i, ix->bdocs + i + 1, (n - i - 1) * sizeof *ix->bdocs);
+    memmove(ix->btfs + i, ix->btfs + i + 1, (n - i - 1) * sizeof *ix->btfs);
+    rewrite_block(ix, t, j, start, end, base, n - 1);
+    mmfs__skips *s = tskips(ix, t);
+    if (s && j < s->n) {
+        s->v[j].count--;
+        s->closed_total--;
+    }
+    t->df--;
+}
+
+/* Adds (DOCNO, TF) to T's postings.  Errors: MMFS_NOMEM (T unchanged). */
+static int posting_add(mmfs__index *ix, mmfs__term *t, uint32_t docno, uint32_t tf, uint32_t dl) {
+    int rc;
+    mmfs__skips *s = tskips(ix, t);
+    uint32_t open = t->df - (s ? s->closed_total : 0);
+    if (docno > t->last) { /* the common case: append to the open block */
+        if ((rc = treserve(t, (size_t)t->blen + POSTING_MAX))) return rc;
+        if (open + 1 >= MMFS__BLOCK && (rc = reserve_skip(ix, t))) return rc;
+        t->blen += (uint32_t)put_posting(tbytes(t) + t->blen, docno - t->last, tf);
+        t->last = docno;
+        t->df++;
+    } else { /* out of order: rewrite the block it belongs to */
+        uint32_t j = find_block(ix, t, docno);
+        uint32_t nc = s ? s->n : 0;
+        uint32_t count = j < nc ? s->v[j].count : open;
+        if (count + 1 > ix->bcapn) {
+            size_t cap = ix->bcapn;
+            if ((rc = grow((void **)&ix->bdocs, &cap, count + 1, sizeof *ix->bdocs))) return rc;
+            cap = ix->bcapn;
+            if ((rc = grow((void **)&ix->btfs, &cap, count + 1, sizeof *ix->btfs))) return rc;
+            ix->bcapn = cap;
+        }
+        if ((rc = grow((void **)&ix->bbytes, &ix->bbytescap, ix->bcapn * POSTING_MAX, 1))) return rc;
+        if ((rc = treserve(t, (size_t)t->blen + 2 * POSTING_MAX))) return rc;
+        if (j == nc && open + 1 >= MMFS__BLOCK && (rc = reserve_skip(ix, t))) return rc;
+        s = tskips(ix, t);
+        uint32_t start, end, base;
+        uint32_t n = decode_block(ix, t, j, &start, &end, &base);
+        uint32_t i = 0;
+        while (i < n && ix->bdocs[i] < docno) i++;
+        if (i < n && ix->bdocs[i] == docno) {
+            ix->btfs[i] = tf; /* cannot happen (add purges first); keep one posting */
+        } else {
+            memmove(ix->bdocs + i + 1, ix->bdocs + i, (n - i) * sizeof *ix->bdocs);
+            memmove(ix->btfs + i + 1, ix->btfs + i, (n - i) * sizeof *ix->btfs);
+            ix->bdocs[i] = docno;
+            ix->btfs[i] = tf;
+            n++;
+            t->df++;
+            if (j < nc) {
+                s->v[j].count++;
+                s->closed_total++;
+            }
+        }
+        rewrite_block(ix, t, j, start, end, base, n);
+    }
+    maybe_close(ix, t);
+    if (tf > t->max_tf) t->max_tf = tf > UINT16_MAX ? UINT16_MAX : (uint16_t)tf;
+    if (dl < t->min_dl) t->min_dl = dl;
+    return MMFS_OK;
+}
+
+/* Removes every posting of DOCNO and its document entry. */
+static void purge(mmfs__index *ix, uint32_t docno) {
+    uint32_t *slot = &ix->pages[docno >> MMFS__PAGE_BITS][docno & (MMFS__PAGE - 1)];
+    for (uint32_t i = 0; i < ix->nterms; i++) posting_remove(ix, &ix->terms[i], docno);
+    if (*slot & MMFS__DOC_DELETED) {
+        ix->ndeleted--;
+    } else {
+        ix->ndocs--;
+        ix->total_len -= *slot;
+    }
+    *slot = MMFS__DOC_ABSENT;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t len) {
+    int rc;
+    if (mmfs__doc_len(ix, docno) != MMFS__DOC_ABSENT) purge(ix, docno);
+    uint32_t *slot = doc_slot(ix, docno);
+    if (!slot) return mmfs__err(MMFS_NOMEM, "search: out of memory");
+
+    /* intern every token first: if that fails, no posting was touched */
+    mmfs__tok tk;
+    mmfs__tok_init(&tk, text, len);
+    size_t n = 0;
+    while (mmfs__tok_next(&tk)) {
+        if (n == ix->idcap && (rc = grow((void **)&ix->ids, &ix->idcap, n + 1, sizeof *ix->ids)))
+            return rc;
+        if ((rc = intern(ix, tk.buf, tk.n, &ix->ids[n]))) return rc;
+        n++;
+    }
+    uint32_t dl = n > MAX_DOC_LEN ? MAX_DOC_LEN : (uint32_t)n;
+    uint32_t *ids = ix->ids;
+    if (n < 24) {
+        for (size_t i = 1; i < n; i++) {
+            uint32_t x = ids[i];
+            size_t j = i;
+            while (j > 0 && ids[j - 1] > x) {
+                ids[j] = ids[j - 1];
+                j--;
+            }
+            ids[j] = x;
+        }
+    } else {
+        qsort(ids, n, sizeof *ids, cmp_u32);
+    }
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && ids[j] == ids[i]) j++;
+        uint32_t tf = j - i > UINT32_MAX ? UINT32_MAX : (uint32_t)(j - i);
+        if ((rc = posting_add(ix, &ix->terms[ids[i]], docno, tf, dl))) {
+            while (i > 0) { /* roll back: the runs before i */
+                size_t k = i - 1;
+                while (k > 0 && ids[k - 1] == ids[i - 1]) k--;
+                posting_remove(ix, &ix->terms[ids[k]], docno);
+                i = k;
+            }
+            return rc;
+        }
+        i = j;
+    }
+    *slot = dl;
+    ix->ndocs++;
+    ix->total_len += dl;
+    maybe_merge(ix);
+    return MMFS_OK;
+}
+
+void mmfs__index_remove(mmfs__index *ix, uint32_t docno) {
+    uint32_t len = mmfs__doc_len(ix, docno);
+    if (len == MMFS__DOC_ABSENT || (len & MMFS__DOC_DELETED)) return;
+    ix->pages[docno >> MMFS__PAGE_BITS][docno & (MMFS__PAGE - 1)] = len | MMFS__DOC_DELETED;
+    ix->ndocs--;
+    ix->total_len -= len;
+    ix->ndeleted++;
+}
+
+/* ------------------------------------------------------------ cursors */
+
+void mmfs__cur_init(mmfs__cur *c, const mmfs__index *ix, const mmfs__term *t) {
+    const mmfs__skips *s = tskips(ix, t);
+    c->buf = tbytes_c(t);
+    c->sk = s ? s->v : NULL;
+    c->nsk = s ? s->n : 0;
+    c->blen = t->blen;
+    c->blk = 0;
+    c->pos = 0;
+    c->bend = c->nsk ? c->sk[0].end : c->blen;
+    c->prev = 0;
+    c->doc = 0;
+    c->tf = 0;
+    mmfs__cur_next(c);
+}
+
+uint64_t mmfs__cur_next(mmfs__cur *c) {
+    while (c->pos >= c->bend) {
+        if (c->blk >= c->nsk) return c->doc = MMFS__END;
+        c->prev = c->sk[c->blk].key;
+        c->blk++;
+        c->bend = c->blk < c->nsk ? c->sk[c->blk].end : c->blen;
+    }
+    uint64_t v = get_varint(c->buf, &c->pos);
+    c->tf = 1;
+    if (v & 1) c->tf = (uint32_t)get_varint(c->buf, &c->pos) + 2;
+    c->prev += v >> 1;
+    return c->doc = c->prev;
+}
+
+uint64_t mmfs__cur_seek(mmfs__cur *c, uint64_t target) {
+    if (c->doc >= target) return c->doc;
+    if (c->blk < c->nsk && c->sk[c->blk].key < target) {
+        uint32_t lo = c->blk + 1, hi = c->nsk;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (c->sk[mid].key < target) lo = mid + 1;
+            else hi = mid;
+        }
+        c->blk = lo;
+        c->pos = c->sk[lo - 1].end;
+        c->prev = c->sk[lo - 1].key;
+        c->bend = lo < c->nsk ? c->sk[lo].end : c->blen;
+    }
+    while (mmfs__cur_next(c) < target) {
+    }
+    return c->doc;
+}

@@ -1,0 +1,224 @@
+/*
+** search.h: what the files of core/src/search share (private to them).
+**
+**   tokenize.c  UTF-8 tokenizer with case folding (mmfs__tok_*)
+**   postings.c  the in-memory index: term dictionary, postings, documents,
+**               cursors over postings, prefix expansion
+**   query.c     the query parser (text -> mmfs__qnode tree)
+**   bm25.c      evaluation: BM25 scoring, MaxScore, top-k, the public
+**               mmfs__index_search
+**
+** Concurrency: every function that changes the index runs under the
+** owner's write lock; everything reachable from mmfs__index_search only
+** reads the index and keeps its scratch memory per call.
+*/
+#ifndef MMFS_SEARCH_H
+#define MMFS_SEARCH_H
+
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------ tokenize.c
+** A token is a maximal run of letters and digits (ASCII, Latin-1 and
+** Latin Extended letters, Greek, Cyrillic, and any code point not known to
+** be punctuation or a symbol), folded to lower case.  Bytes that are not
+** valid UTF-8 separate tokens.  Tokens longer than MMFS__TOK_MAX bytes are
+** cut at a code point boundary (the same cut on indexing and querying). */
+#define MMFS__TOK_MAX 64
+
+typedef struct mmfs__tok {
+    const uint8_t *s;
+    size_t len;
+    size_t pos;        /* where the next token search starts */
+    size_t start, end; /* byte range of the current token in S */
+    size_t n;          /* folded length in buf */
+    uint8_t buf[MMFS__TOK_MAX + 4];
+} mmfs__tok;
+
+void mmfs__tok_init(mmfs__tok *t, const void *s, size_t len);
+
+/* Next token: 1 (t->buf[0..t->n), t->start, t->end set) or 0 at the end. */
+int mmfs__tok_next(mmfs__tok *t);
+
+/* ------------------------------------------------------------ postings.c
+** Postings of one term: a byte stream of blocks.  A block holds up to
+** MMFS__BLOCK postings (more after out-of-order inserts) in docno order;
+** each posting is varint(gap << 1 | (tf > 1)) then, if tf > 1,
+** varint(tf - 2).  The first gap of block j counts from the block's base:
+** 0 for block 0, else the key of block j-1.  A closed block's key is an
+** upper bound of its docnos and below every docno of later blocks (it is
+** the block's last docno when closed and stays put when that posting is
+** removed).  The last block is open: appends go there; its base is the key
+** of the last closed block (0 if none), and term.last is its last docno
+** (its base when empty).  Closed blocks have skip entries (key, end
+** offset, count), kept only for terms with more than one block.
+*/
+#define MMFS__BLOCK 128
+#define MMFS__END ((uint64_t)1 << 32) /* past every docno */
+
+typedef struct mmfs__skip {
+    uint32_t key;   /* upper bound of the block's docnos (see above) */
+    uint32_t end;   /* byte offset just past the block */
+    uint32_t count; /* postings in the block */
+} mmfs__skip;
+
+typedef struct mmfs__skips {
+    mmfs__skip *v;
+    uint32_t n, cap;
+    uint32_t closed_total; /* postings in closed blocks */
+} mmfs__skips;
+
+typedef struct mmfs__term {
+    union {
+        uint8_t *p;
+        uint8_t inl[8];
+    } b;             /* postings bytes: inline while bcap == 0 */
+    uint32_t blen;   /* bytes used */
+    uint32_t bcap;   /* 0: inline (8 bytes) */
+    uint32_t df;     /* postings, deleted documents included */
+    uint32_t last;   /* last docno of the open block (its base if empty) */
+    uint32_t min_dl; /* smallest document length ever posted (score bound) */
+    uint32_t big;    /* 1 + index into ix->skips, 0: one block only */
+    uint32_t soff;   /* term bytes in ix->strs */
+    uint16_t slen;
+    uint16_t max_tf; /* largest tf ever posted, saturated (score bound) */
+} mmfs__term;
+
+/* Document table: docno -> length, paged (MMFS__PAGE docnos a page) so
+** sparse docnos cost little. */
+#define MMFS__PAGE_BITS 12
+#define MMFS__PAGE ((uint32_t)1 << MMFS__PAGE_BITS)
+#define MMFS__DOC_ABSENT 0xFFFFFFFFu
+#define MMFS__DOC_DELETED 0x80000000u /* flag on a present length */
+
+struct mmfs__index {
+    /* term dictionary: open addressing, slot = (id + 1, hash >> 32) */
+    uint32_t *slots; /* 2 * nslot words */
+    uint32_t nslot;  /* power of two */
+    mmfs__term *terms;
+    uint32_t nterms, termcap;
+    char *strs; /* term bytes, back to back */
+    size_t strlen_, strcap;
+
+    /* ordered view for prefix expansion: sorted[0..nsorted) in byte order,
+    ** terms with id >= nsorted are the unsorted tail (merged during add) */
+    uint32_t *sorted;
+    uint32_t nsorted, sortedcap;
+
+    mmfs__skips *skips;
+    uint32_t nskips, skipscap;
+
+    uint32_t **pages;
+    uint32_t npages;
+    uint64_t ndocs;     /* live documents */
+    uint64_t total_len; /* tokens in live documents */
+    uint64_t ndeleted;  /* deleted documents whose postings remain */
+
+    /* write-side scratch (add/remove only) */
+    uint32_t *ids;
+    size_t idcap;
+    uint32_t *bdocs, *btfs;
+    size_t bcapn;
+    uint8_t *bbytes;
+    size_t bbytescap;
+};
+
+/* Length of DOCNO: MMFS__DOC_ABSENT, or the length with maybe the
+** MMFS__DOC_DELETED flag. */
+static inline uint32_t mmfs__doc_len(const mmfs__index *ix, uint32_t docno) {
+    uint32_t pg = docno >> MMFS__PAGE_BITS;
+    if (pg >= ix->npages || !ix->pages[pg]) return MMFS__DOC_ABSENT;
+    return ix->pages[pg][docno & (MMFS__PAGE - 1)];
+}
+
+/* The live document at or after FROM: its docno, or MMFS__END. */
+uint64_t mmfs__doc_next_live(const mmfs__index *ix, uint64_t from);
+
+/* The term with these bytes, or NULL. */
+const mmfs__term *mmfs__term_find(const mmfs__index *ix, const void *s, size_t n);
+
+/* Terms starting with PREFIX (df > 0), in byte order: *out is malloc'd
+** (free it), *n its length.  At most MAX; more is MMFS_INVALID (with a
+** message naming POS, the 1-based position in the query).  Errors:
+** MMFS_NOMEM, MMFS_INVALID. */
+int mmfs__term_prefix(const mmfs__index *ix, const void *prefix, size_t plen, size_t max,
+                      size_t pos, const mmfs__term ***out, size_t *n);
+
+/* A forward cursor over one term's postings (read-only). */
+typedef struct mmfs__cur {
+    const uint8_t *buf;
+    const mmfs__skip *sk;
+    uint32_t nsk;  /* closed blocks; block nsk is the open one */
+    uint32_t blen;
+    uint32_t blk;  /* current block */
+    uint32_t pos;  /* next byte to decode */
+    uint32_t bend; /* end of the current block */
+    uint64_t prev; /* docno the next gap counts from */
+    uint64_t doc;  /* current docno, MMFS__END past the end */
+    uint32_t tf;
+} mmfs__cur;
+
+/* Positions C on the first posting of T (c->doc; MMFS__END if none). */
+void mmfs__cur_init(mmfs__cur *c, const mmfs__index *ix, const mmfs__term *t);
+/* Next posting: returns c->doc. */
+uint64_t mmfs__cur_next(mmfs__cur *c);
+/* First posting with docno >= TARGET (stays if already there). */
+uint64_t mmfs__cur_seek(mmfs__cur *c, uint64_t target);
+
+/* ------------------------------------------------------------- query.c */
+enum {
+    MMFS__Q_NONE,   /* matches nothing (no searchable token, unknown term) */
+    MMFS__Q_TERM,   /* one term */
+    MMFS__Q_PREFIX, /* any term starting with text */
+    MMFS__Q_PHRASE, /* kids (TERM/PREFIX) adjacent, in order */
+    MMFS__Q_FIELD,  /* filter text:value through cb->field */
+    MMFS__Q_BOOL    /* kids, each with an occur */
+};
+
+enum {
+    MMFS__OCC_SHOULD, /* scores; one SHOULD must match if no MUST/FILTER */
+    MMFS__OCC_MUST,   /* must match, scores */
+    MMFS__OCC_FILTER, /* must match, no score (fields) */
+    MMFS__OCC_NOT     /* must not match */
+};
+
+typedef struct mmfs__qnode mmfs__qnode;
+struct mmfs__qnode {
+    int kind;
+    int occur;         /* in the parent BOOL */
+    size_t pos;        /* 1-based character position in the query */
+    mmfs_slice text;   /* TERM/PREFIX: folded bytes; FIELD: the name */
+    mmfs_slice value;  /* FIELD: the value (raw bytes) */
+    mmfs__qnode **kid; /* BOOL, PHRASE */
+    size_t nkid;
+    mmfs__qnode *next_alloc; /* every node of a query, for freeing */
+
+    /* evaluation state (bm25.c) */
+    int valid;        /* doc is this node's first match >= the last target */
+    uint64_t doc;
+    const mmfs__term **terms; /* TERM: 1, PREFIX: the expansion */
+    size_t nterms;
+    mmfs__cur *cur;   /* one per term */
+    double *w;        /* per term: idf * (k1 + 1) */
+    uint8_t *ring;    /* PHRASE: nkid tokens of scratch for verification */
+    size_t *ringlen;
+};
+
+typedef struct mmfs__query {
+    mmfs__qnode *root;
+    mmfs__qnode *nodes; /* allocation list */
+    uint8_t *arena;     /* folded term bytes */
+    size_t nleaves;
+} mmfs__query;
+
+/* Parses QUERY (API.md).  Errors: MMFS_INVALID ("query: position N: ..."),
+** MMFS_NOMEM.  On success free *q with mmfs__query_free. */
+int mmfs__query_parse(mmfs_slice query, mmfs__query *q);
+void mmfs__query_free(mmfs__query *q);
+
+/* Maps a byte offset of S to a 1-based character position. */
+size_t mmfs__char_pos(const uint8_t *s, size_t off);
+
+#endif /* MMFS_SEARCH_H */
