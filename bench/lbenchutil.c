@@ -9,11 +9,13 @@
 **   benchutil.disk_bytes(path) bytes allocated under path
 **   benchutil.rmtree(path)
 **   benchutil.consume(s)       a number derived from every 8 bytes of s
+**   benchutil.random_keys(n, nkeys)  the C programs' random kv keys, as an array
 */
 #include "benchutil.h"
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdlib.h>
 
 static int l_now(lua_State *L) {
     lua_pushnumber(L, bu_now());
@@ -50,12 +52,26 @@ static int l_consume(lua_State *L) {
     return 1;
 }
 
+static int l_random_keys(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1), nkeys = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0 && nkeys > 0, 1, "counts must be positive");
+    char *keys = bu_random_keys((size_t)n, (long)nkeys);
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_pushlstring(L, keys + i * BU_KEYLEN, BU_KEYLEN);
+        lua_rawseti(L, -2, i + 1);
+    }
+    free(keys);
+    return 1;
+}
+
 int luaopen_benchutil(lua_State *L);
 
 int luaopen_benchutil(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"now", l_now},         {"rss", l_rss},       {"peak_rss", l_peak_rss},
         {"disk_bytes", l_disk_bytes}, {"rmtree", l_rmtree}, {"consume", l_consume},
+        {"random_keys", l_random_keys},
         {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

@@ -1,0 +1,162 @@
+-- mmfs_bench.lua: the memmapfs rows from Lua 5.4, through require "memmapfs".
+--
+--   lua5.4 bench/mmfs_bench.lua w1 DIR MEMFILE COUNT     append_memory, sync="always"
+--   lua5.4 bench/mmfs_bench.lua w2 DIR MEMFILE N LABEL   db:batch of 1,000, sync="batch", sync()
+--   lua5.4 bench/mmfs_bench.lua w3 DIR QFILE LABEL       search_memory top 10, warm
+--   lua5.4 bench/mmfs_bench.lua w4 DIR KVFILE N          set_kv in batches, random get_kv
+--   lua5.4 bench/mmfs_bench.lua w7 DIR BYTES             64 KiB append_stream, read back
+--
+-- Run from the project root with LUA_PATH=lua/?.lua;lua/?/init.lua;bench/?.lua
+-- and LUA_CPATH=<build>/lua/?.so;<build>/bench/?.so (bench/run sets them).
+local B = require "benchlib"
+local memmapfs = require "memmapfs"
+local SYS = "memmapfs-lua"
+
+local function open(dir, sync, fresh)
+  if fresh then B.rmtree(dir) end
+  return B.check(memmapfs.open(dir, { sync = sync }))
+end
+
+local W = {}
+
+function W.w1(dir, memfile, count)
+  count = tonumber(count)
+  local texts, tags = {}, {}
+  for i, line in ipairs(B.head(memfile, count)) do texts[i], tags[i] = B.memline(line) end
+  local db = open(dir, "always", true)
+  local t0 = B.now()
+  for i = 1, count do B.check(db:append_memory(texts[i], tags[i])) end
+  local dt = B.now() - t0
+  B.check(db:close())
+  B.result("W1", SYS, "appends_per_s", count / dt, "ops/s")
+end
+
+local function ingest(db, memfile, n)
+  local lines = io.lines(memfile)
+  local done = 0
+  while done < n do
+    local k = math.min(1000, n - done)
+    B.check(db:batch(function(tx)
+      for _ = 1, k do
+        local line = lines()
+        if not line then B.die(memfile .. ": too few lines") end
+        tx:append_memory(B.memline(line))
+      end
+    end))
+    done = done + k
+  end
+end
+
+function W.w2(dir, memfile, n, label)
+  n = tonumber(n)
+  B.rmtree(dir)
+  local t0 = B.now()
+  local db = open(dir, "batch", false)
+  ingest(db, memfile, n)
+  B.check(db:sync())
+  B.check(db:close())
+  local dt = B.now() - t0
+  B.result("W2", SYS, "ingest_per_s_" .. label, n / dt, "memories/s")
+  B.result("W2", SYS, "disk_bytes_" .. label, B.disk_bytes(dir), "bytes")
+  B.result("W2", SYS, "peak_rss_" .. label, B.peak_rss(), "bytes")
+end
+
+function W.w3(dir, qfile, label)
+  local qs = {}
+  for line in io.lines(qfile) do qs[#qs + 1] = B.or_query(line) end
+  local db = open(dir, "batch", false)
+  local opts = { limit = 10 }
+  for i = 1, #qs do B.check(db:search_memory(qs[i], opts)) end -- warm-up pass
+  local lat, hits = {}, 0
+  for i = 1, #qs do
+    local t0 = B.now()
+    local res = B.check(db:search_memory(qs[i], opts))
+    lat[i] = (B.now() - t0) * 1e6
+    hits = hits + #res
+  end
+  table.sort(lat)
+  B.result("W3", SYS, "p50_us_" .. label, B.pct(lat, 0.5), "us")
+  B.result("W3", SYS, "p99_us_" .. label, B.pct(lat, 0.99), "us")
+  io.stderr:write(string.format("memmapfs-lua w3: %.2f hits/query\n", hits / #qs))
+  B.check(db:close())
+end
+
+function W.w4(dir, kvfile, n)
+  n = tonumber(n)
+  B.rmtree(dir)
+  local keys = B.random_keys(n, n)
+  collectgarbage()
+  local rss0, anon0 = B.rss()
+  local t0 = B.now()
+  local db = open(dir, "batch", false)
+  local lines = io.lines(kvfile)
+  local done = 0
+  while done < n do
+    local k = math.min(1000, n - done)
+    B.check(db:batch(function(tx)
+      for _ = 1, k do
+        local key, value = lines():match("^([^\t]*)\t(.*)$")
+        tx:set_kv(key, value)
+      end
+    end))
+    done = done + k
+  end
+  B.check(db:sync())
+  local dt_set = B.now() - t0
+  local get, sink = db.get_kv, 0
+  t0 = B.now()
+  for i = 1, n do
+    local v = get(db, keys[i])
+    if not v then B.die("get_kv: missing " .. keys[i]) end
+    sink = sink + #v
+  end
+  local dt_get = B.now() - t0
+  collectgarbage()
+  local rss1, anon1 = B.rss()
+  io.stderr:write("memmapfs-lua w4 sink ", sink, "\n")
+  B.result("W4", SYS, "sets_per_s", n / dt_set, "ops/s")
+  B.result("W4", SYS, "gets_per_s", n / dt_get, "ops/s")
+  B.result("W4", SYS, "rss_per_entry", (rss1 - rss0) / n, "bytes")
+  B.result("W4", SYS, "rss_anon_per_entry", math.max(0, anon1 - anon0) / n, "bytes")
+  B.check(db:close())
+end
+
+function W.w7(dir, bytes)
+  bytes = tonumber(bytes)
+  local CHUNK = 64 * 1024
+  local base = string.rep("memmapfs", CHUNK // 8)
+  local db = open(dir, "batch", true)
+  local t0 = B.now()
+  local off = 0
+  while off < bytes do
+    local n = math.min(CHUNK, bytes - off)
+    local chunk = n == CHUNK and base or base:sub(1, n)
+    B.check(db:append_stream("w7", chunk))
+    off = off + n
+  end
+  B.check(db:sync())
+  local dt = B.now() - t0
+  B.check(db:close())
+  B.result("W7", SYS, "write_gb_per_s", bytes / dt / 1e9, "GB/s")
+
+  db = open(dir, "batch", false)
+  local got, sink = 0, 0
+  t0 = B.now()
+  local r = B.check(db:open_read("w7"))
+  while true do
+    local s = r:read(CHUNK)
+    if not s or #s == 0 then break end
+    sink = sink ~ B.consume(s)
+    got = got + #s
+  end
+  r:close()
+  dt = B.now() - t0
+  B.check(db:close())
+  if got ~= bytes then B.die(string.format("w7: read %d of %d bytes", got, bytes)) end
+  io.stderr:write("memmapfs-lua w7 sink ", sink, "\n")
+  B.result("W7", SYS, "read_gb_per_s", bytes / dt / 1e9, "GB/s")
+end
+
+local w = W[arg[1] or ""]
+if not w then B.die("usage: see the comment at the top of bench/mmfs_bench.lua") end
+w(table.unpack(arg, 2))
