@@ -152,8 +152,8 @@ static void test_commit_all_kinds(void **state) {
         assert_int_equal(s1.memories, s0.memories + 3 - 1);
         assert_int_equal(s1.kv, 1);
         assert_int_equal(s1.documents, 1);
-        /* One LSN per record: 14 commands. */
-        assert_int_equal(s1.lsn, s0.lsn + 14);
+        /* One LSN per record: 13 commands. */
+        assert_int_equal(s1.lsn, s0.lsn + 13);
         reopen(f);
     }
     mmfs_free(ids);

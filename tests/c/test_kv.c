@@ -269,13 +269,14 @@ static void test_scan_prefix_order(void **state) {
                                       "user", "b", "user:1:x", "us"};
     for (size_t i = 0; i < sizeof ins / sizeof *ins; i++) set_v(f->db, ins[i]);
 
-    static const char *const all[] = {"a", "b", "us", "user", "user:", "user:1", "user:1:x",
-                                      "user:10", "user:2", "userx"};
+    /* '0' (0x30) sorts before ':' (0x3a). */
+    static const char *const all[] = {"a", "b", "us", "user", "user:", "user:1", "user:10",
+                                      "user:1:x", "user:2", "userx"};
     expect_scan(f->db, mmfs_str(""), all, 10);
     expect_scan(f->db, mmfs_str(NULL), all, 10);
-    static const char *const users[] = {"user:", "user:1", "user:1:x", "user:10", "user:2"};
+    static const char *const users[] = {"user:", "user:1", "user:10", "user:1:x", "user:2"};
     expect_scan(f->db, mmfs_str("user:"), users, 5);
-    static const char *const u1[] = {"user:1", "user:1:x", "user:10"};
+    static const char *const u1[] = {"user:1", "user:10", "user:1:x"};
     expect_scan(f->db, mmfs_str("user:1"), u1, 3);
     static const char *const exact[] = {"userx"};
     expect_scan(f->db, mmfs_str("userx"), exact, 1);
@@ -285,7 +286,7 @@ static void test_scan_prefix_order(void **state) {
     /* Deleted keys are gone; overwritten keys show their latest value. */
     MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_str("user:1"), NULL));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("user:2"), mmfs_str("v:user:2")));
-    static const char *const users2[] = {"user:", "user:1:x", "user:10", "user:2"};
+    static const char *const users2[] = {"user:", "user:10", "user:1:x", "user:2"};
     expect_scan(f->db, mmfs_str("user:"), users2, 4);
     reopen(f);
     expect_scan(f->db, mmfs_str("user:"), users2, 4);

@@ -349,14 +349,26 @@ static void torn_tail_sweep(const cfg *c, int trunc) {
             memset(img + cut, 0, end - cut);
             spit(seg, img, seglen);
         }
-        int keep = 0;
-        while (keep < NF && fr[keep].off + fr[keep].len <= cut) keep++;
+        /* A frame survives when its checked bytes (header, records,
+        ** checksum) are all before the cut: zeroing its padding changes
+        ** nothing.  A truncation inside the padding may keep the frame or
+        ** cut it; both are whole-or-nothing. */
+        size_t sumlen = c->checksum == MMFS_CHECKSUM_BLAKE2B ? 16 : 4;
+        int keep = 0, keep_whole = 0;
+        while (keep < NF && fr[keep].off + FRAME_HDR + fr[keep].body_len + sumlen <= cut) keep++;
+        while (keep_whole < NF && fr[keep_whole].off + fr[keep_whole].len <= cut) keep_whole++;
 
         mmfs_db *db = NULL;
         int rc = open_cfg(dir, c, &db);
         if (rc != MMFS_OK)
             fail_msg("%s at byte %zu (frame %d at %zu): open -> %s: %s", trunc ? "truncated" : "zeroed", cut,
                      keep, fr[keep < NF ? keep : NF - 1].off, mmfs_err_name(rc), mmfs_errmsg(NULL));
+        if (trunc && keep != keep_whole) {
+            char k[32];
+            mmfs_slice v;
+            kv_name(k, sizeof k, keep_whole);
+            if (mmfs_get_kv(db, mmfs_str(k), &v) != MMFS_OK) keep = keep_whole;
+        }
         check_kvs(db, keep, NF, trunc ? "truncated at" : "zeroed from", cut);
         assert_int_equal(lsn_of(db), lsn0 + (uint64_t)keep);
         MMFS_OK_OR_FAIL(mmfs_verify(db));
