@@ -644,6 +644,7 @@ static int write_refused(lua_State *L, ldb *d) {
 
 /* db:append_memory(text, tags [, opts]) --> id */
 static int l_append_memory(lua_State *L) {
+    lua_settop(L, 4); /* absent optional arguments = nil; what we push goes above */
     ldb *d = check_db(L, 1);
     mmfs_slice text = check_bytes(L, 2);
     const mmfs_slice *tags = NULL;
@@ -681,6 +682,7 @@ static int l_get_memory(lua_State *L) {
 
 /* db:search_memory(query [, opts]) --> hits */
 static int l_search_memory(lua_State *L) {
+    lua_settop(L, 3); /* absent optional arguments = nil; what we push goes above */
     ldb *d = check_db(L, 1);
     mmfs_slice q = check_bytes(L, 2);
     mmfs_filter f;
@@ -697,6 +699,7 @@ static int l_search_memory(lua_State *L) {
 
 /* db:list_memories([opts]) --> memories, newest first */
 static int l_list_memories(lua_State *L) {
+    lua_settop(L, 2); /* absent optional arguments = nil; what we push goes above */
     ldb *d = check_db(L, 1);
     mmfs_filter f;
     mmfs_memories *list = NULL;
@@ -1199,6 +1202,7 @@ static int batch_result(lua_State *L, lbatch *b, int rc, int64_t value) {
 /* tx:append_memory(text, tags [, opts]) --> the position of its id in the
 ** array that commit returns */
 static int l_tx_append_memory(lua_State *L) {
+    lua_settop(L, 4); /* absent optional arguments = nil; what we push goes above */
     lbatch *b = check_batch(L);
     mmfs_slice text = check_bytes(L, 2);
     const mmfs_slice *tags = NULL;
@@ -1433,6 +1437,7 @@ static int l_tx_tostring(lua_State *L) { return child_tostring(L, MT_BATCH); }
 
 /* memmapfs.core.open(dir [, opts]) --> db, or nil, msg, code */
 static int l_open(lua_State *L) {
+    lua_settop(L, 2); /* absent optional arguments = nil; what we push goes above */
     static const char *const known[] = {"sync",     "sync_ms",         "checksum",
                                         "key",      "readonly",        "create",
                                         "lock_timeout_ms", "segment_size", NULL};
