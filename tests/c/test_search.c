@@ -1,0 +1,621 @@
+/* test_search.c: core/src/search (tokenizer, postings, query parser, BM25). */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "search/search.h"
+
+/* ------------------------------------------------------------ corpus
+** The owner side of a test index: texts and tags by docno. */
+#define MAXDOC 20000
+
+typedef struct corpus {
+    mmfs__index *ix;
+    char *text[MAXDOC];
+    char *tags[MAXDOC]; /* space-separated */
+    uint32_t min_docno; /* accept(): docno >= min_docno */
+    int text_calls;
+} corpus;
+
+static int cb_text(void *ud, uint32_t d, mmfs_slice *t) {
+    corpus *c = ud;
+    c->text_calls++;
+    if (d >= MAXDOC || !c->text[d]) return 0;
+    *t = mmfs_str(c->text[d]);
+    return 1;
+}
+
+static int cb_field(void *ud, uint32_t d, mmfs_slice field, mmfs_slice value) {
+    corpus *c = ud;
+    if (field.len != 3 || memcmp(field.ptr, "tag", 3) != 0 || d >= MAXDOC || !c->tags[d]) return 0;
+    const char *p = c->tags[d];
+    while (*p) {
+        size_t n = strcspn(p, " ");
+        if (n == value.len && memcmp(p, value.ptr, n) == 0) return 1;
+        p += n;
+        while (*p == ' ') p++;
+    }
+    return 0;
+}
+
+static int cb_accept(void *ud, uint32_t d) { return d >= ((corpus *)ud)->min_docno; }
+
+static corpus *corpus_new(void) {
+    corpus *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->ix = mmfs__index_new();
+    assert_non_null(c->ix);
+    return c;
+}
+
+static void corpus_free(corpus *c) {
+    for (int i = 0; i < MAXDOC; i++) {
+        free(c->text[i]);
+        free(c->tags[i]);
+    }
+    mmfs__index_free(c->ix);
+    free(c);
+}
+
+static void add(corpus *c, uint32_t d, const char *text, const char *tags) {
+    free(c->text[d]);
+    free(c->tags[d]);
+    c->text[d] = strdup(text);
+    c->tags[d] = tags ? strdup(tags) : NULL;
+    assert_int_equal(mmfs__index_add(c->ix, d, text, strlen(text)), MMFS_OK);
+}
+
+static const mmfs__search_cb *cbs(corpus *c) {
+    static mmfs__search_cb cb;
+    cb.ud = c;
+    cb.text = cb_text;
+    cb.field = cb_field;
+    cb.accept = cb_accept;
+    return &cb;
+}
+
+/* Runs QUERY and writes the docnos of the hits as "3 1 2" into BUF. */
+static int search_k(corpus *c, const char *query, size_t k, char *buf, mmfs__hit *hits, size_t *n) {
+    mmfs__hit local[64];
+    size_t ln;
+    if (!hits) {
+        hits = local;
+        n = &ln;
+        assert_true(k <= 64);
+    }
+    int rc = mmfs__index_search(c->ix, mmfs_str(query), cbs(c), k, hits, n);
+    buf[0] = 0;
+    if (rc) return rc;
+    size_t off = 0;
+    for (size_t i = 0; i < *n; i++)
+        off += (size_t)snprintf(buf + off, 512 - off, "%s%u", i ? " " : "", hits[i].docno);
+    return rc;
+}
+
+static void expect(corpus *c, const char *query, const char *want) {
+    char got[512];
+    int rc = search_k(c, query, 20, got, NULL, NULL);
+    if (rc) fail_msg("query [%s] failed: %s", query, mmfs_errmsg(NULL));
+    if (strcmp(got, want) != 0) fail_msg("query [%s]: got [%s], want [%s]", query, got, want);
+}
+
+static void expect_invalid(corpus *c, const char *query, const char *msg) {
+    char got[512];
+    int rc = search_k(c, query, 20, got, NULL, NULL);
+    if (rc != MMFS_INVALID) fail_msg("query [%s]: rc %d, hits [%s]", query, rc, got);
+    if (!strstr(mmfs_errmsg(NULL), msg))
+        fail_msg("query [%s]: message [%s], want [%s]", query, mmfs_errmsg(NULL), msg);
+}
+
+/* ---------------------------------------------------------- tokenizer */
+
+static void tokens(const char *s, size_t len, char *out) {
+    mmfs__tok t;
+    mmfs__tok_init(&t, s, len);
+    out[0] = 0;
+    size_t off = 0;
+    while (mmfs__tok_next(&t)) {
+        if (off) out[off++] = '|';
+        memcpy(out + off, t.buf, t.n);
+        off += t.n;
+        out[off] = 0;
+    }
+}
+
+static void test_tokenizer(void **state) {
+    (void)state;
+    char out[1024];
+    const char *s = "Hello, WORLD! it's 42abc x_y 3.14";
+    tokens(s, strlen(s), out);
+    assert_string_equal(out, "hello|world|it|s|42abc|x|y|3|14");
+
+    s = "Café CAFÉ Ünïcödé straße ŁÓDŹ Ĳssel";
+    tokens(s, strlen(s), out);
+    assert_string_equal(out, "café|café|ünïcödé|straße|łódź|ĳssel");
+
+    s = "ΣΟΦΊΑ σοφίας Москва ЁЛКА «quoted» — dash…end";
+    tokens(s, strlen(s), out);
+    assert_string_equal(out, "σοφία|σοφίασ|москва|ёлка|quoted|dash|end");
+
+    s = "emoji🙂inside tab\there\nnewline";
+    tokens(s, strlen(s), out);
+    assert_string_equal(out, "emoji|inside|tab|here|newline");
+
+    /* invalid UTF-8 separates; a truncated sequence at the end too */
+    const char bad[] = "ab\xff" "cd\xc3";
+    tokens(bad, sizeof bad - 1, out);
+    assert_string_equal(out, "ab|cd");
+
+    /* long tokens are cut at MMFS__TOK_MAX bytes, on a code point */
+    char longw[200];
+    memset(longw, 'A', 150);
+    longw[150] = 0;
+    tokens(longw, 150, out);
+    assert_int_equal(strlen(out), MMFS__TOK_MAX);
+    char longu[200] = "a";
+    for (int i = 0; i < 40; i++) strcat(longu, "é");
+    tokens(longu, strlen(longu), out);
+    assert_int_equal(strlen(out), 63); /* 'a' + 31 two-byte letters */
+
+    /* token offsets in the input */
+    mmfs__tok t;
+    mmfs__tok_init(&t, "  (foo)  bär", 13);
+    assert_true(mmfs__tok_next(&t));
+    assert_int_equal(t.start, 3);
+    assert_int_equal(t.end, 6);
+    assert_true(mmfs__tok_next(&t));
+    assert_int_equal(t.start, 9);
+    assert_int_equal(t.end, 13);
+    assert_false(mmfs__tok_next(&t));
+}
+
+/* --------------------------------------------------------------- BM25 */
+
+static void tiny(corpus *c) {
+    add(c, 1, "coffee coffee coffee", "work");
+    add(c, 2, "Coffee, tea.", "home");
+    add(c, 3, "tea time", "work home");
+    add(c, 4, "morning coffee with milk and sugar and more words here", NULL);
+}
+
+static void test_bm25_order(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    tiny(c);
+    assert_int_equal(mmfs__index_count(c->ix), 4);
+    /* one term: more occurrences and shorter documents first */
+    expect(c, "coffee", "1 2 4");
+    /* tea is rarer (higher idf): doc 2 has both, doc 3 only tea */
+    expect(c, "coffee tea", "2 3 1 4");
+    expect(c, "COFFEE OR tea", "2 3 1 4");
+    expect(c, "nothing", "");
+    expect(c, "nothing coffee", "1 2 4");
+
+    /* the score is the formula (N=4, avgdl=17/4) */
+    mmfs__hit hits[4];
+    size_t n;
+    char buf[512];
+    assert_int_equal(search_k(c, "tea", 4, buf, hits, &n), MMFS_OK);
+    assert_int_equal(n, 2);
+    double idf = log(1 + (4 - 2 + 0.5) / (2 + 0.5));
+    double want = idf * 1 * 2.2 / (1 + 1.2 * (1 - 0.75 + 0.75 * 2 / (17.0 / 4)));
+    assert_true(fabs(hits[0].score - want) < 1e-12);
+    /* docs 2 and 3 have the same length and tf: a tie, higher docno first */
+    assert_true(hits[0].score == hits[1].score);
+    assert_int_equal(hits[0].docno, 3);
+    assert_int_equal(hits[1].docno, 2);
+    corpus_free(c);
+}
+
+static void test_ties_and_k(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    for (uint32_t d = 10; d < 20; d++) add(c, d, "same text here", NULL);
+    add(c, 5, "other", NULL);
+    expect(c, "same", "19 18 17 16 15 14 13 12 11 10");
+    char buf[512];
+    mmfs__hit hits[3];
+    size_t n;
+    assert_int_equal(search_k(c, "same", 3, buf, hits, &n), MMFS_OK);
+    assert_string_equal(buf, "19 18 17");
+    assert_int_equal(search_k(c, "+same text", 3, buf, hits, &n), MMFS_OK);
+    assert_string_equal(buf, "19 18 17");
+    assert_int_equal(search_k(c, "same", 0, buf, hits, &n), MMFS_OK);
+    assert_int_equal(n, 0);
+    /* k smaller than matches keeps the best ones */
+    add(c, 3, "same same same", NULL);
+    assert_int_equal(search_k(c, "same", 2, buf, hits, &n), MMFS_OK);
+    assert_string_equal(buf, "3 19");
+    corpus_free(c);
+}
+
+/* -------------------------------------------------------- query forms */
+
+static void test_query_forms(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    tiny(c);
+    add(c, 5, "decaf coffee in the morning", "work");
+    add(c, 6, "the coffee maker makes morning coffee", NULL);
+    add(c, 7, "café au lait", NULL);
+    add(c, 8, "and or not", NULL);
+
+    expect(c, "+coffee tea", "2 1 6 5 4");
+    expect(c, "coffee AND tea", "2");
+    expect(c, "tea AND coffee", "2");
+    expect(c, "+tea +coffee", "2");
+    expect(c, "coffee -decaf", "1 2 6 4");
+    expect(c, "coffee NOT decaf", "1 2 6 4");
+    expect(c, "coffee AND NOT decaf", "1 2 6 4");
+    expect(c, "\"morning coffee\"", "6 4");
+    expect(c, "\"coffee morning\"", "");
+    expect(c, "\"MORNING, coffee!\"", "6 4");
+    expect(c, "-\"morning coffee\" coffee", "1 2 5");
+    expect(c, "coffee-maker", "6");
+    expect(c, "caf*", "7");
+    expect(c, "CAFÉ", "7");
+    expect(c, "co*", "1 2 6 5 4");
+    expect(c, "mak*", "6");
+    expect(c, "\"coffee mak*\"", "6");
+    expect(c, "zzz*", "");
+    expect(c, "(tea OR decaf) AND coffee", "2 5");
+    expect(c, "(tea decaf) AND (coffee)", "2 5");
+    expect(c, "tea OR (decaf AND morning)", "5 3 2");
+    expect(c, "tea ((decaf AND morning))", "5 3 2");
+    /* AND binds tighter than OR */
+    expect(c, "time OR tea AND coffee", "3 2");
+    /* lower-case operators are terms */
+    expect(c, "and", "8 4");
+    expect(c, "not", "8");
+    expect(c, "tea and", "3 2 8 4");
+    /* words without tokens match nothing */
+    expect(c, "!!!", "");
+    expect(c, "!!! tea", "3 2");
+    expect(c, "tea AND !!!", "");
+    /* filters */
+    expect(c, "coffee tag:work", "1 5");
+    expect(c, "tea +tag:home", "3 2");
+    expect(c, "coffee -tag:work", "2 6 4");
+    expect(c, "tag:work", "5 3 1");
+    expect(c, "tag:\"work\"", "5 3 1");
+    expect(c, "tag:nope", "");
+    /* only exclusions: every other live doc, score 0, newest first */
+    expect(c, "-coffee", "8 7 3");
+    expect(c, "NOT coffee -tea", "8 7");
+    expect(c, "-tag:work -tag:home", "8 7 6 4");
+    /* accept() filters candidates */
+    c->min_docno = 3;
+    expect(c, "coffee", "6 5 4");
+    expect(c, "-coffee", "8 7 3");
+    c->min_docno = 0;
+    corpus_free(c);
+}
+
+static void test_phrase_text_calls(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    add(c, 1, "red apple green pear", NULL);
+    add(c, 2, "green apple red pear", NULL);
+    add(c, 3, "a red car", NULL);
+    c->text_calls = 0;
+    expect(c, "\"red apple\"", "1");
+    assert_int_equal(c->text_calls, 2); /* only docs with both words */
+    expect(c, "\"apple red\"", "2");
+    expect(c, "\"red apple\" OR \"red pear\"", "2 1");
+    expect(c, "car OR \"green pear\"", "3 1");
+    expect(c, "\"red\"", "3 2 1");
+    corpus_free(c);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    tiny(c);
+    expect_invalid(c, "coffee (tea", "query: position 8: unclosed parenthesis");
+    expect_invalid(c, "coffee tea)", "query: position 11: unmatched ')'");
+    expect_invalid(c, "\"morning coffee", "query: position 1: unclosed quote");
+    expect_invalid(c, "a \"b", "query: position 3: unclosed quote");
+    expect_invalid(c, "coffee AND", "query: position 8: dangling AND");
+    expect_invalid(c, "OR tea", "query: position 1: dangling OR");
+    expect_invalid(c, "a AND OR b", "query: position 3: dangling AND");
+    expect_invalid(c, "(a OR) b", "query: position 4: dangling OR");
+    expect_invalid(c, "coffee NOT", "query: position 8: dangling NOT");
+    expect_invalid(c, "NOT AND a", "query: position 1: dangling NOT");
+    expect_invalid(c, "", "query: position 1: empty query");
+    expect_invalid(c, "   ", "query: position 1: empty query");
+    expect_invalid(c, "coffee - tea", "query: position 8: '-' without a term");
+    expect_invalid(c, "tea -", "query: position 5: '-' without a term");
+    expect_invalid(c, "+ tea", "query: position 1: '+' without a term");
+    expect_invalid(c, "*", "query: position 1: '*' without a prefix");
+    expect_invalid(c, "tea **", "query: position 5: '*' without a prefix");
+    expect_invalid(c, "tag:", "query: position 1: filter 'tag:' without a value");
+    expect_invalid(c, "coffee route:", "query: position 8: filter 'route:' without a value");
+    expect_invalid(c, "tag:\"\"", "without a value");
+    expect_invalid(c, "tag:\"x", "query: position 5: unclosed quote");
+    expect_invalid(c, "()", "query: position 1: empty parentheses");
+    expect_invalid(c, "\"\"", "query: position 1: empty phrase");
+    expect_invalid(c, "\"!!\"", "query: position 1: empty phrase");
+    /* positions count characters, not bytes */
+    expect_invalid(c, "ünï (x", "query: position 5: unclosed parenthesis");
+    char deep[200];
+    memset(deep, '(', 100);
+    strcpy(deep + 100, "a");
+    expect_invalid(c, deep, "nested too deeply");
+
+    /* no field callback: filters are invalid */
+    mmfs__search_cb cb = {.ud = c, .text = cb_text};
+    mmfs__hit hits[4];
+    size_t n;
+    assert_int_equal(mmfs__index_search(c->ix, mmfs_str("coffee tag:work"), &cb, 4, hits, &n),
+                     MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "position 8"));
+    /* no callbacks at all: plain queries still work */
+    assert_int_equal(mmfs__index_search(c->ix, mmfs_str("coffee"), NULL, 4, hits, &n), MMFS_OK);
+    assert_int_equal(n, 3);
+    corpus_free(c);
+}
+
+static void test_delete(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    tiny(c);
+    mmfs__index_remove(c->ix, 1);
+    mmfs__index_remove(c->ix, 1); /* no-op */
+    mmfs__index_remove(c->ix, 99);
+    assert_int_equal(mmfs__index_count(c->ix), 3);
+    expect(c, "coffee", "2 4");
+    expect(c, "-tea", "4");
+    expect(c, "\"coffee coffee\"", "");
+    /* re-adding a docno replaces it (old postings purged) */
+    add(c, 1, "tea tea", NULL);
+    assert_int_equal(mmfs__index_count(c->ix), 4);
+    expect(c, "coffee", "2 4");
+    expect(c, "tea", "1 3 2");
+    add(c, 2, "biscuits", NULL); /* live docno re-added */
+    expect(c, "tea", "1 3");
+    expect(c, "biscuits", "2");
+    for (uint32_t d = 1; d <= 4; d++) mmfs__index_remove(c->ix, d);
+    assert_int_equal(mmfs__index_count(c->ix), 0);
+    expect(c, "tea", "");
+    expect(c, "-tea", "");
+    corpus_free(c);
+}
+
+/* ------------------------------------------------- brute-force compare */
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+#define VOCAB 400
+
+static uint32_t zipf_word(void) {
+    double u = (double)(rnd() % 1000000) / 1000000.0;
+    return (uint32_t)(u * u * u * VOCAB);
+}
+
+typedef struct bf {
+    uint32_t docno;
+    double score;
+} bf;
+
+static int bf_cmp(const void *a, const void *b) {
+    const bf *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->docno < y->docno ? 1 : -1;
+}
+
+/* Term frequency of word W in document text (words "wN" split by space). */
+static uint32_t tf_of(const char *text, uint32_t w) {
+    char word[16];
+    snprintf(word, sizeof word, "w%u", w);
+    size_t wl = strlen(word);
+    uint32_t tf = 0;
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n == wl && memcmp(p, word, n) == 0) tf++;
+        p += n;
+        while (*p == ' ') p++;
+    }
+    return tf;
+}
+
+static uint32_t len_of(const char *text) {
+    uint32_t n = 0;
+    for (const char *p = text; *p;) {
+        size_t k = strcspn(p, " ");
+        n += k > 0;
+        p += k;
+        while (*p == ' ') p++;
+    }
+    return n;
+}
+
+static void compare(corpus *c, const int *live, const uint32_t *qw, size_t nq, int req_first,
+                    size_t k) {
+    /* statistics: df counts deleted documents until compaction */
+    double N = 0, total = 0;
+    double df[8] = {0};
+    for (uint32_t d = 0; d < MAXDOC; d++) {
+        if (!c->text[d]) continue;
+        for (size_t i = 0; i < nq; i++) df[i] += tf_of(c->text[d], qw[i]) > 0;
+        if (!live[d]) continue;
+        N++;
+        total += len_of(c->text[d]);
+    }
+    double avgdl = total / N;
+    bf *all = malloc(MAXDOC * sizeof *all);
+    size_t na = 0;
+    for (uint32_t d = 0; d < MAXDOC; d++) {
+        if (!c->text[d] || !live[d]) continue;
+        double dl = len_of(c->text[d]), s = 0;
+        int any = 0;
+        if (req_first && !tf_of(c->text[d], qw[0])) continue;
+        for (size_t i = 0; i < nq; i++) {
+            uint32_t tf = tf_of(c->text[d], qw[i]);
+            if (!tf) continue;
+            any = 1;
+            double dfe = df[i] < N ? df[i] : N;
+            double w = log(1.0 + (N - dfe + 0.5) / (dfe + 0.5)) * 2.2;
+            s += w * tf / (tf + (1.2 * 0.25 + 1.2 * 0.75 / avgdl * dl));
+        }
+        if (any) all[na++] = (bf){d, s};
+    }
+    qsort(all, na, sizeof *all, bf_cmp);
+    char query[128];
+    size_t off = 0;
+    for (size_t i = 0; i < nq; i++)
+        off += (size_t)snprintf(query + off, sizeof query - off, "%s%sw%u", i ? " " : "",
+                                i == 0 && req_first ? "+" : "", qw[i]);
+    mmfs__hit hits[16];
+    size_t n;
+    assert_int_equal(mmfs__index_search(c->ix, mmfs_str(query), cbs(c), k, hits, &n), MMFS_OK);
+    size_t want = na < k ? na : k;
+    if (n != want) fail_msg("[%s]: %zu hits, want %zu", query, n, want);
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(hits[i].score - all[i].score) > 1e-9 * (1 + all[i].score))
+            fail_msg("[%s] rank %zu: score %.17g (doc %u), want %.17g (doc %u)", query, i,
+                     hits[i].score, hits[i].docno, all[i].score, all[i].docno);
+        if (hits[i].docno != all[i].docno) {
+            /* only a near tie may swap documents */
+            int tie = (i > 0 && fabs(all[i - 1].score - all[i].score) < 1e-9) ||
+                      (i + 1 < na && fabs(all[i + 1].score - all[i].score) < 1e-9);
+            if (!tie)
+                fail_msg("[%s] rank %zu: doc %u, want %u", query, i, hits[i].docno, all[i].docno);
+        }
+    }
+    free(all);
+}
+
+static void test_brute_force(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    static int live[MAXDOC];
+    memset(live, 0, sizeof live);
+    /* 4000 docs on sparse docnos; every fifth added late (out of order) */
+    uint32_t late[1000];
+    size_t nlate = 0;
+    char text[1024];
+    for (uint32_t i = 0; i < 4000; i++) {
+        uint32_t d = i * 3 + (i % 2);
+        uint32_t len = 3 + rnd() % 40;
+        size_t off = 0;
+        for (uint32_t j = 0; j < len; j++)
+            off += (size_t)snprintf(text + off, sizeof text - off, "%sw%u", j ? " " : "", zipf_word());
+        if (i % 5 == 2) {
+            c->text[d] = strdup(text);
+            late[nlate++] = d;
+            continue;
+        }
+        add(c, d, text, NULL);
+        live[d] = 1;
+    }
+    for (size_t i = nlate; i-- > 0;) { /* newest first: worst order */
+        char *t = c->text[late[i]];
+        c->text[late[i]] = NULL;
+        add(c, late[i], t, NULL);
+        free(t);
+        live[late[i]] = 1;
+    }
+    for (int round = 0; round < 2; round++) {
+        for (int q = 0; q < 40; q++) {
+            uint32_t qw[4];
+            size_t nq = 1 + rnd() % 4;
+            for (size_t i = 0; i < nq; i++) qw[i] = rnd() % 3 ? zipf_word() : rnd() % VOCAB;
+            compare(c, live, qw, nq, 0, 10);
+            compare(c, live, qw, nq, 0, 3);
+            compare(c, live, qw, nq, 1, 10);
+        }
+        /* delete a tenth, re-index a few under the same docno */
+        for (uint32_t d = 0; d < MAXDOC; d++) {
+            if (!live[d]) continue;
+            if (rnd() % 10 == 0) {
+                mmfs__index_remove(c->ix, d);
+                live[d] = 0;
+            } else if (rnd() % 50 == 0) {
+                snprintf(text, sizeof text, "w%u w%u w%u", zipf_word(), zipf_word(), rnd() % VOCAB);
+                add(c, d, text, NULL);
+            }
+        }
+    }
+    corpus_free(c);
+}
+
+/* A quick speed check, reported, not asserted (MMFS_SEARCH_BENCH=n docs). */
+static void test_bench(void **state) {
+    (void)state;
+    const char *env = getenv("MMFS_SEARCH_BENCH");
+    if (!env) skip();
+    size_t ndocs = strtoul(env, NULL, 10);
+    static const char *words[] = {"the", "a", "coffee", "tea", "agent", "memory", "user",
+                                  "likes", "morning", "meeting"};
+    mmfs__index *ix = mmfs__index_new();
+    char text[1024];
+    struct timespec t0, t1;
+    size_t bytes = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (size_t d = 0; d < ndocs; d++) {
+        uint32_t len = 20 + rnd() % 41;
+        size_t off = 0;
+        for (uint32_t j = 0; j < len; j++) {
+            uint32_t r = rnd() % 100;
+            if (r < 30) off += (size_t)snprintf(text + off, sizeof text - off, "%s ", words[rnd() % 10]);
+            else off += (size_t)snprintf(text + off, sizeof text - off, "w%u ", (uint32_t)(pow((double)(rnd() % 100000) / 100000.0, 3) * 200000));
+        }
+        bytes += off;
+        assert_int_equal(mmfs__index_add(ix, (uint32_t)d, text, off), MMFS_OK);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    size_t postings = 0, pbytes = 0;
+    for (uint32_t i = 0; i < ix->nterms; i++) {
+        postings += ix->terms[i].df;
+        pbytes += ix->terms[i].blen;
+    }
+    printf("bench: %zu docs (%.1f MB text) indexed in %.3f s: %.0f docs/s; %u terms, %zu postings, "
+           "%.2f bytes/posting\n",
+           ndocs, bytes / 1e6, secs, ndocs / secs, ix->nterms, postings, (double)pbytes / postings);
+    static const char *queries[] = {"coffee tea", "agent memory user", "w1 w2", "w100 coffee",
+                                    "w5000 w7000 w9", "+coffee morning", "\"morning coffee\"", "w1*"};
+    for (size_t q = 0; q < sizeof queries / sizeof *queries; q++) {
+        mmfs__hit hits[10];
+        size_t n = 0;
+        int reps = 20;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int r = 0; r < reps; r++) {
+            int rc = mmfs__index_search(ix, mmfs_str(queries[q]), NULL, 10, hits, &n);
+            if (rc) { /* phrases need text */
+                reps = r;
+                break;
+            }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (!reps) continue;
+        secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        printf("bench: top-10 [%s]: %.3f ms (%zu hits)\n", queries[q], secs * 1e3 / reps, n);
+    }
+    mmfs__index_free(ix);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_bm25_order),
+        cmocka_unit_test(test_ties_and_k),
+        cmocka_unit_test(test_query_forms),
+        cmocka_unit_test(test_phrase_text_calls),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_brute_force),
+        cmocka_unit_test(test_bench),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
