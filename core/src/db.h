@@ -83,6 +83,9 @@ struct mmfs_db {
     pthread_t flusher;
     int flusher_on, stopping;
     pthread_cond_t fcond;
+    /* state watcher thread (watch.c), under smu */
+    pthread_t watcher;
+    int watch_on, watch_stop;
 };
 
 /* A generation bumped in every forked child (pthread_atfork). */
@@ -135,6 +138,11 @@ int mmfs__flusher_start(mmfs_db *db);
 void mmfs__flusher_stop(mmfs_db *db);
 /* MMFS_READONLY with the cause if a sync has failed. */
 int mmfs__sync_check(mmfs_db *db);
+
+/* watch.c: start (idempotent) and stop the thread that catches up when
+** another process changes the state, so subscribers wake. */
+int mmfs__watch_start(mmfs_db *db);
+void mmfs__watch_stop(mmfs_db *db);
 
 /* Fsyncs directory PATH (after a create or a rename in it). */
 int mmfs__fsync_dir(const char *path);

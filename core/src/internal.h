@@ -208,6 +208,10 @@ void mmfs__read_end(mmfs_db *db);
 ** writer mutex and the engine's write side briefly. */
 int mmfs__catch_up(mmfs_db *db);
 
+/* watch.c: called on subscribe: makes sure updates from other processes
+** are caught up with (and so wake subscribers) without any call. */
+int mmfs__watch_start(mmfs_db *db);
+
 /* ------------------------------------------------------------- search
 ** core/src/search/: the full-text engine shared by memories and documents
 ** (one mmfs__index instance each).  Documents are numbered by the caller

@@ -70,10 +70,29 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
         close(fd);
         return mmfs__err_sys(e, "fstat", path);
     }
-    if ((uint64_t)st.st_size < MMFS__SEG_HDR + 64) {
+    if ((uint64_t)st.st_size < MMFS__SEG_HDR) {
         close(fd);
         return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment too short (%lld bytes)", no,
                          (long long)st.st_size);
+    }
+    uint8_t hdr[MMFS__SEG_HDR];
+    if (pread(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
+        int e = errno ? errno : EIO;
+        close(fd);
+        return mmfs__err_sys(e, "read", path);
+    }
+    /* A file shorter than its header says lost its tail (a copy, a file
+    ** system that dropped preallocated blocks): the missing bytes read as
+    ** zeros, which recovery treats like any torn tail. */
+    uint64_t want = mmfs__ld64(hdr + 24);
+    if (mmfs__ld32(hdr + 60) == mmfs__crc32c(0, hdr, 60) && want > (uint64_t)st.st_size &&
+        want <= ((uint64_t)1 << 38) && !db->opt.readonly) {
+        if (ftruncate(fd, (off_t)want) < 0) {
+            int e = errno;
+            close(fd);
+            return mmfs__err_sys(e, "extend", path);
+        }
+        st.st_size = (off_t)want;
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
@@ -93,8 +112,8 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
         why = "segment number does not match its file name";
     else if ((int)mmfs__ld32(h + 12) != db->sum.type)
         why = "segment checksum type differs from MANIFEST";
-    else if (mmfs__ld64(h + 24) != (uint64_t)st.st_size)
-        why = "segment size differs from its header";
+    else if (mmfs__ld64(h + 24) < (uint64_t)st.st_size)
+        why = "segment larger than its header says";
     if (why) {
         munmap(map, (size_t)st.st_size);
         close(fd);
