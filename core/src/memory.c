@@ -428,10 +428,12 @@ int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out) {
             ids = arr;
             ids[n++] = small->ids[i];
         }
-        qsort_r(ids, n, sizeof *ids, cmp_newest, e);
         size_t from = offset < n ? offset : n;
         size_t cnt = n - from < limit ? n - from : limit;
-        memmove(ids, ids + from, cnt * sizeof *ids);
+        if (cnt) {
+            qsort_r(ids, n, sizeof *ids, cmp_newest, e);
+            memmove(ids, ids + from, cnt * sizeof *ids);
+        }
         n = cnt;
     } else {
         mmfs__bt_pos pos;

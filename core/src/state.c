@@ -55,7 +55,7 @@ int mmfs__state_init(mmfs__engine *e) {
 }
 
 void mmfs__state_free(mmfs__engine *e) {
-    mmfs_assert(e->state.subs == NULL, "state: subscriptions still open at close");
+    /* Subscriptions still open here dangle (see the top of this file). */
     pthread_cond_destroy(&e->state.cv);
     pthread_mutex_destroy(&e->state.mu);
 }
