@@ -203,10 +203,18 @@ static const mmfs_slice *check_strings(lua_State *L, int idx, int arg, const cha
     return v;
 }
 
+/* Argument ARG as an integer, strictly: a number with an integer value
+** (a numeric string such as "1" raises, as a number would for a key). */
+static int64_t check_int(lua_State *L, int arg) {
+    if (lua_type(L, arg) != LUA_TNUMBER) type_error(L, arg, "integer");
+    if (!compat_isinteger(L, arg)) luaL_argerror(L, arg, "number has no integer representation");
+    return compat_toint64(L, arg);
+}
+
 /* Argument ARG: an id (non-negative integer); *ok = 0 for a negative one,
 ** which names nothing. */
 static uint64_t check_id(lua_State *L, int arg, int *ok) {
-    int64_t v = compat_checkint64(L, arg);
+    int64_t v = check_int(L, arg);
     *ok = v >= 0;
     return (uint64_t)v;
 }
@@ -217,7 +225,7 @@ static int opt_limit(lua_State *L, int arg, size_t *out) {
     int64_t v;
     *out = 0;
     if (lua_isnoneornil(L, arg)) return 1;
-    v = compat_checkint64(L, arg);
+    v = check_int(L, arg);
     if (v < 0) {
         push_err(L, "limit must not be negative", MMFS_INVALID);
         return 0;
@@ -963,7 +971,7 @@ static int l_reader_read(lua_State *L) {
     }
     for (i = first; i < first + nargs; i++) /* check every format first */
         if (lua_type(L, i) == LUA_TNUMBER) {
-            if (compat_checkint64(L, i) < 0) luaL_argerror(L, i, "negative count");
+            if (check_int(L, i) < 0) luaL_argerror(L, i, "negative count");
         } else {
             const char *f = luaL_checkstring(L, i);
             if (*f == '*') f++;
@@ -1007,7 +1015,7 @@ static int l_reader_read(lua_State *L) {
 /* r:seek(offset) --> the new position */
 static int l_reader_seek(lua_State *L) {
     lchild *c = check_child(L, MT_READER);
-    int64_t off = compat_checkint64(L, 2);
+    int64_t off = check_int(L, 2);
     int rc;
     if (c->h == NULL) return push_closed(L, "reader");
     if (off < 0) return push_err(L, "seek: negative offset", MMFS_INVALID);
@@ -1128,7 +1136,7 @@ static int l_subscribe_state(lua_State *L) {
 ** No timeout (nil) or a negative one waits forever. */
 static int l_sub_next(lua_State *L) {
     lchild *c = check_child(L, MT_SUB);
-    int64_t t = lua_isnoneornil(L, 2) ? -1 : compat_checkint64(L, 2);
+    int64_t t = lua_isnoneornil(L, 2) ? -1 : check_int(L, 2);
     mmfs_slice v;
     uint64_t version = 0;
     int rc;
@@ -1623,7 +1631,17 @@ static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
 
 static const luaL_Reg module_funcs[] = {{"open", l_open}, {NULL, NULL}};
 
-int luaopen_memmapfs_core(lua_State *L) {
+/* The one exported symbol: the module may be built with hidden visibility
+** (the engine's objects are), and the interpreter must still find it. */
+#if defined(__GNUC__)
+#define MMFS_LUA_EXPORT __attribute__((visibility("default")))
+#else
+#define MMFS_LUA_EXPORT
+#endif
+
+MMFS_LUA_EXPORT int luaopen_memmapfs_core(lua_State *L);
+
+MMFS_LUA_EXPORT int luaopen_memmapfs_core(lua_State *L) {
     luaL_newlib(L, module_funcs);
     lua_pushliteral(L, MMFS_VERSION);
     lua_setfield(L, -2, "version");

@@ -121,7 +121,9 @@ end
 --- Asserts that FN raises (a programmer error: wrong argument type).
 function H.raises(fn, pattern)
   local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error to be raised")
+  local where = debug.getinfo(2, "Sl")
+  assert.is_false(ok, ("expected an error to be raised (%s:%d)"):format(where.short_src,
+    where.currentline))
   if pattern then
     assert.is_truthy(tostring(err):find(pattern),
       ("error %q does not match %q"):format(tostring(err), pattern))
