@@ -238,6 +238,19 @@ static unsigned char *build_kv_store(const char *dir, const cfg *c, int nf, uint
     return img;
 }
 
+/* Whether byte B of frame F (of checksum length SUMLEN) is one of the
+** offsets worth a (slow: each costs an open with fsyncs) probe when not
+** every byte is: the header fields and their edges, the first and last
+** record bytes, the checksum and the padding, and every 8th byte. */
+static int probe_at(const frame *f, size_t b, size_t sumlen) {
+    size_t body_end = FRAME_HDR + f->body_len, sum_end = body_end + sumlen;
+    if (b < FRAME_HDR) return b % 4 == 0 || b % 4 == 3;
+    if (b < FRAME_HDR + 2 || (b + 2 >= body_end && b < body_end)) return 1;
+    if (b >= body_end && b < sum_end) return 1;
+    if (b == sum_end || b + 1 == f->len) return 1;
+    return b % 8 == 5;
+}
+
 /* ================================================================== */
 
 /* Close then open returns exactly what was written, for each sync mode. */
@@ -341,7 +354,14 @@ static void torn_tail_sweep(const cfg *c, int trunc) {
     assert_non_null(img);
     size_t start = fr[0].off, end = fr[NF - 1].off + fr[NF - 1].len;
 
+    size_t sumlen_c = c->checksum == MMFS_CHECKSUM_BLAKE2B ? 16 : 4;
     for (size_t cut = start; cut < end; cut++) {
+        /* Every byte of the last frame; sampled bytes of the earlier ones. */
+        if (cut < fr[NF - 1].off) {
+            int fi = 0;
+            while (fr[fi].off + fr[fi].len <= cut) fi++;
+            if (!probe_at(&fr[fi], cut - fr[fi].off, sumlen_c)) continue;
+        }
         memcpy(img, pristine, seglen);
         if (trunc) {
             spit(seg, img, cut);
@@ -373,7 +393,7 @@ static void torn_tail_sweep(const cfg *c, int trunc) {
         assert_int_equal(lsn_of(db), lsn0 + (uint64_t)keep);
         MMFS_OK_OR_FAIL(mmfs_verify(db));
         /* New writes go after the surviving frames. */
-        if (cut % 3 == 0 || cut == start || cut == end - 1) {
+        if (cut % 7 == 0 || cut == start || cut == end - 1) {
             MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("after"), mmfs_str("cut")));
             MMFS_OK_OR_FAIL(mmfs_close(db));
             rc = open_cfg(dir, c, &db);
@@ -421,6 +441,7 @@ static void test_torn_tail_garbage_last_frame(void **state) {
     frame last = fr[NF - 1];
     size_t covered = FRAME_HDR + last.body_len + 4;
     for (size_t b = 0; b < covered; b++) {
+        if (!probe_at(&last, b, 4)) continue;
         spit(seg, pristine, seglen);
         unsigned char x = pristine[last.off + b] ^ 0x40;
         poke(seg, last.off + b, &x, 1);
@@ -452,6 +473,7 @@ static void flip_sweep(const cfg *c, int which) {
     size_t covered = FRAME_HDR + t.body_len + sumlen; /* the zero padding after is not checked here */
     assert_true(covered <= t.len);
     for (size_t b = 0; b < covered; b++) {
+        if (!probe_at(&t, b, sumlen)) continue;
         static const unsigned char masks[] = {0x01, 0x80, 0xff};
         unsigned char mask = masks[b % 3];
         spit(seg, pristine, seglen);
