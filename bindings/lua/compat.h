@@ -31,9 +31,13 @@
 /* ------------------------------------------------------------ Lua 5.1 */
 #if LUA_VERSION_NUM < 502
 
+#ifndef lua_rawlen
 #define lua_rawlen(L, i) lua_objlen((L), (i))
+#endif
+#ifndef luaL_newlib /* LuaJIT 2.1 has these two */
 #define luaL_newlibtable(L, l) lua_createtable((L), 0, sizeof(l) / sizeof((l)[0]) - 1)
 #define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
+#endif
 
 /* Index I as an absolute index (pseudo-indices stay as they are). */
 #define lua_absindex compat_absindex
