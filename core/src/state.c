@@ -112,10 +112,14 @@ int mmfs_get_state(mmfs_db *db, mmfs_slice *value, uint64_t *version) {
 int mmfs_subscribe_state(mmfs_db *db, mmfs_sub **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "subscribe_state: db and out must not be NULL");
     *out = NULL;
+    /* Updates from other processes must wake this subscription (and make
+    ** its descriptor readable) without any call: see watch.c. */
+    int rc = mmfs__watch_start(db);
+    if (rc) return rc;
     mmfs_sub *sub = calloc(1, sizeof *sub);
     if (!sub) return mmfs__err(MMFS_NOMEM, "subscribe_state: out of memory");
     mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
+    rc = mmfs__read_begin(db, &e);
     if (rc) {
         free(sub);
         return rc;
