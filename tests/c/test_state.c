@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ASSERT_STATUS(e, want)                                                     \
     do {                                                                           \
@@ -285,6 +287,41 @@ static void test_sub_other_handle(void **state) {
     MMFS_OK_OR_FAIL(mmfs_close(other));
 }
 
+/* An update made by another process wakes a waiting subscriber. */
+static void test_sub_other_process(void **state) {
+    fx *f = *state;
+    mmfs_sub *s = NULL;
+    MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sleep_ms(100);
+        mmfs_options o;
+        mmfs_options_init(&o);
+        o.sync = MMFS_SYNC_NONE;
+        mmfs_db *db = NULL;
+        if (mmfs_open(f->dir, &o, &db) != MMFS_OK) _exit(10);
+        uint64_t ver = 0;
+        if (mmfs_update_state(db, mmfs_str("from child"), &ver) != MMFS_OK) _exit(11);
+        if (ver != 1) _exit(12);
+        _exit(mmfs_close(db) == MMFS_OK ? 0 : 13);
+    }
+    mmfs_slice v;
+    uint64_t ver = 0;
+    double t0 = now_ms();
+    int rc = mmfs_sub_next(s, 5000, &v, &ver);
+    double dt = now_ms() - t0;
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0) fail_msg("child failed with code %d", WEXITSTATUS(status));
+    if (rc != MMFS_OK) fail_msg("sub_next after a child's update: %s", mmfs_err_name(rc));
+    assert_int_equal(ver, 1);
+    ASSERT_SLICE_STR(v, "from child");
+    if (dt > 3000) fail_msg("woke %.0f ms after the child started", dt);
+    mmfs_sub_close(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
@@ -293,6 +330,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sub_fd_readable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sub_wakes_waiter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sub_other_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sub_other_process, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 enum { NT = 4, PER = 1000 };
 
@@ -419,6 +421,78 @@ static void test_hot_key(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* ---------------------------------------------------------- processes */
+
+/* A child process appends through its own handle while the parent does:
+** ids stay unique and dense, nothing is lost, both see everything. */
+static int child_writes(const char *dir, int n) {
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    mmfs_db *db = NULL;
+    if (mmfs_open(dir, &o, &db) != MMFS_OK) return 10;
+    uint64_t last = 0;
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        uint64_t id;
+        if (mmfs_append_memory(db, mmfs_str("from the child"), NULL, 0, NULL, &id) != MMFS_OK) return 11;
+        if (id <= last) return 12;
+        last = id;
+        snprintf(key, sizeof key, "child/%05d", i);
+        if (mmfs_set_kv(db, mmfs_str(key), mmfs_str("c")) != MMFS_OK) return 13;
+    }
+    return mmfs_close(db) == MMFS_OK ? 0 : 14;
+}
+
+static void test_two_processes(void **state) {
+    (void)state;
+    enum { N = 500 };
+    char *dir = mmfs_test_dir("threads-procs");
+    /* Create the store first so both sides open an existing one. */
+    mmfs_db *db = open_dir(dir, MMFS_SYNC_NONE);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(child_writes(dir, N));
+    db = open_dir(dir, MMFS_SYNC_NONE);
+    uint64_t *mine = calloc(N, sizeof *mine);
+    assert_non_null(mine);
+    char key[32];
+    for (int i = 0; i < N; i++) {
+        MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str("from the parent"), NULL, 0, NULL, &mine[i]));
+        if (i) assert_true(mine[i] > mine[i - 1]);
+        snprintf(key, sizeof key, "parent/%05d", i);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(key), mmfs_str("p")));
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0) fail_msg("child failed with code %d", WEXITSTATUS(status));
+    /* The parent's handle sees the child's writes without reopening. */
+    mmfs_store_stats st;
+    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
+    assert_int_equal(st.memories, 2 * N);
+    assert_int_equal(st.kv, 2 * N);
+    mmfs_slice v;
+    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("child/00499"), &v));
+    /* Ids 1..2N each name exactly one memory. */
+    for (uint64_t id = 1; id <= 2 * N; id++) {
+        mmfs_memory *m = NULL;
+        int rc = mmfs_get_memory(db, id, &m);
+        if (rc) fail_msg("memory %llu: %s", (unsigned long long)id, mmfs_err_name(rc));
+        mmfs_free(m);
+    }
+    MMFS_OK_OR_FAIL(mmfs_verify(db));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = open_dir(dir, MMFS_SYNC_NONE);
+    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
+    assert_int_equal(st.memories, 2 * N);
+    assert_int_equal(st.kv, 2 * N);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    free(mine);
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_handle),
@@ -426,6 +500,7 @@ int main(void) {
         cmocka_unit_test(test_sync_always_concurrent),
         cmocka_unit_test(test_batches_atomic_for_readers),
         cmocka_unit_test(test_hot_key),
+        cmocka_unit_test(test_two_processes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
