@@ -1491,6 +1491,9 @@ static int l_open(lua_State *L) {
     if (opt_str_field(L, 2, "key", &s)) {
         o.key = s.ptr;
         o.key_len = s.len;
+        /* a key means keyed BLAKE2b: reopening with the key alone must work
+        ** (mmfs_options cannot tell "no checksum given" from crc32c) */
+        if (get_opt(L, 2, "checksum") == LUA_TNIL) o.checksum = MMFS_CHECKSUM_BLAKE2B;
     }
     if (opt_bool_field(L, 2, "readonly", &b)) o.readonly = b;
     if (opt_bool_field(L, 2, "create", &b)) o.create = b;

@@ -144,6 +144,46 @@ describe("store", function()
     assert.is_true(db:close())
   end)
 
+  it("rolls the log over to new segments (segment_size) and reads across them", function()
+    local db, dir = H.open({ segment_size = 1024 * 1024 })
+    local value = H.bytes(100000, 5)
+    for i = 1, 40 do assert(db:set_kv("k" .. i, i .. value)) end
+    assert.is_true(db:stats().segments > 1)
+    db:close()
+    db = H.reopen(dir)
+    for i = 1, 40 do assert.is_true(db:get_kv("k" .. i) == i .. value, "k" .. i) end
+    assert.is_true(db:verify())
+    db:close()
+  end)
+
+  describe("blake2b", function()
+    local sodium = os.getenv("MMFS_HAVE_SODIUM")
+
+    it("keeps a keyed store and refuses the wrong key", function()
+      if sodium ~= "1" then
+        pending("built without libsodium")
+        return
+      end
+      local key = ("k"):rep(32)
+      local db, dir = H.open({ checksum = "blake2b", key = key })
+      assert(db:set_kv("secret", "value"))
+      db:close()
+      db = H.reopen(dir, { key = key })
+      assert.are.equal("value", db:get_kv("secret"))
+      assert.is_true(db:verify())
+      db:close()
+      H.fails("CORRUPT", memmapfs.open(dir, { key = ("x"):rep(32) }))
+    end)
+
+    it("is INVALID without libsodium", function()
+      if sodium ~= "0" then
+        pending("built with libsodium")
+        return
+      end
+      H.fails("INVALID", memmapfs.open(H.store_path("b2"), { checksum = "blake2b" }))
+    end)
+  end)
+
   for _, mode in ipairs(H.sync_modes) do
     it("returns exactly what was written after close and reopen (sync = " .. mode .. ")",
       function()
