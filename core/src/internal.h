@@ -81,6 +81,7 @@ static inline int mmfs__slice_cmp(mmfs_slice a, mmfs_slice b) {
 **   DOC_INDEX      str key, str text
 **   DOC_UNINDEX    str key
 **   STATE          u64 version, str value
+**   POLICY         str source (empty: the store has no policy from here on)
 **
 ** The same struct is a command before it is framed (slices then point into
 ** the batch's own copies; lsn and ids are set at commit), so a policy hook
@@ -97,13 +98,15 @@ enum {
     MMFS__R_DOC_INDEX = 8,
     MMFS__R_DOC_UNINDEX = 9,
     MMFS__R_STATE = 10,
-    MMFS__R_MAX = 10
+    MMFS__R_POLICY = 11, /* str source (empty: no policy) */
+    MMFS__R_MAX = 11
 };
 
 #define MMFS__REC_HDR 16
 
 typedef struct mmfs__rec {
     int type;
+    int flags; /* the record's flag byte: MMFS__RF_* (policy.h) */
     uint64_t lsn;
     const uint8_t *raw; /* the encoded record (decoded ones only), else NULL */
     uint32_t raw_len;   /* its length in bytes */
