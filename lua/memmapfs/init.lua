@@ -10,7 +10,7 @@
 
 local core = require "memmapfs.core"
 
-local unpack = table.unpack or unpack -- luacheck: ignore 143 (Lua 5.1)
+local unpack = rawget(table, "unpack") or rawget(_G, "unpack") -- 5.1: a global
 local select, type, error, pcall, tostring = select, type, error, pcall, tostring
 
 local M = {

@@ -1,7 +1,7 @@
 -- Batches: db:batch(fn), the tx object, all or nothing.
 
 local H = require "helpers"
-local unpack = table.unpack or unpack -- luacheck: ignore 143
+local unpack = table.unpack or rawget(_G, "unpack") -- Lua 5.1: a global
 
 describe("batch", function()
   local db, dir

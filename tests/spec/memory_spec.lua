@@ -10,8 +10,8 @@ local function texts(list)
 end
 
 describe("memories", function()
-  local db, dir
-  before_each(function() db, dir = H.open() end)
+  local db
+  before_each(function() db = H.open() end)
   after_each(function()
     db:close()
     H.cleanup()
@@ -260,7 +260,6 @@ describe("memories", function()
       assert.are.equal(49, d2:stats().memories)
       d2:close()
       db = d2
-      dir = path
     end)
   end
 end)
