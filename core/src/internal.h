@@ -139,6 +139,9 @@ typedef struct mmfs__rec {
             uint64_t version;
             mmfs_slice value;
         } state;
+        struct {
+            mmfs_slice source;
+        } policy;
     } u;
 } mmfs__rec;
 

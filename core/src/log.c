@@ -63,6 +63,7 @@ int mmfs__rec_decode(const uint8_t *p, size_t avail, mmfs__rec *out) {
     if (len < MMFS__REC_HDR || len > avail) return MMFS_CORRUPT;
     memset(out, 0, sizeof *out);
     out->type = p[4];
+    out->flags = p[5];
     out->lsn = mmfs__ld64(p + 8);
     out->raw = p;
     out->raw_len = len;
@@ -119,6 +120,9 @@ int mmfs__rec_decode(const uint8_t *p, size_t avail, mmfs__rec *out) {
         out->u.state.version = rd64(&r);
         out->u.state.value = rdstr(&r);
         break;
+    case MMFS__R_POLICY:
+        out->u.policy.source = rdstr(&r);
+        break;
     default:
         return MMFS_CORRUPT;
     }
@@ -164,6 +168,9 @@ size_t mmfs__rec_size(const mmfs__rec *r) {
     case MMFS__R_STATE:
         n += 8 + str_size(r->u.state.value);
         break;
+    case MMFS__R_POLICY:
+        n += str_size(r->u.policy.source);
+        break;
     }
     return n;
 }
@@ -189,7 +196,7 @@ void mmfs__rec_encode(const mmfs__rec *r, uint8_t *out) {
     uint8_t *p = out;
     p = wr32(p, (uint32_t)len);
     *p++ = (uint8_t)r->type;
-    *p++ = 0;
+    *p++ = (uint8_t)r->flags;
     *p++ = 0;
     *p++ = 0;
     p = wr64(p, r->lsn);
@@ -238,6 +245,9 @@ void mmfs__rec_encode(const mmfs__rec *r, uint8_t *out) {
     case MMFS__R_STATE:
         p = wr64(p, r->u.state.version);
         p = wrstr(p, r->u.state.value);
+        break;
+    case MMFS__R_POLICY:
+        p = wrstr(p, r->u.policy.source);
         break;
     }
     mmfs_assert((size_t)(p - out) == len, "record size and encoding agree");
