@@ -107,6 +107,10 @@ enum {
 typedef struct mmfs__rec {
     int type;
     int flags; /* the record's flag byte: MMFS__RF_* (policy.h) */
+    /* Commands only, never written: 1 + the index of the caller's command
+    ** this one came from (a policy copies it along with the struct); 0 for
+    ** a command a hook added. */
+    uint32_t origin;
     uint64_t lsn;
     const uint8_t *raw; /* the encoded record (decoded ones only), else NULL */
     uint32_t raw_len;   /* its length in bytes */
