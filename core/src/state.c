@@ -10,10 +10,12 @@
 ** checks notified under mu before sleeping, so an apply between its check
 ** under the read lock and its wait is never missed.
 **
-** Other processes' updates reach this process only when it catches up;
-** mmfs_sub_next catches up (through mmfs__read_begin) at least every 50 ms
-** while it waits.  A sub's descriptor turns readable when this process
-** applies a newer version (or at mmfs_sub_fd if one is already there).
+** Other processes' updates reach this process when it catches up: the
+** watcher thread (watch.c, started at subscribe) does so when the shared
+** state version moves, and mmfs_sub_next catches up (through
+** mmfs__read_begin) at least every 50 ms while it waits.  A sub's
+** descriptor turns readable when this process applies a newer version
+** (or at mmfs_sub_fd if one is already there).
 **
 ** Subscriptions keep the db and engine pointers: close them before
 ** mmfs_close (the same holds for readers and kv iterators).
@@ -112,14 +114,10 @@ int mmfs_get_state(mmfs_db *db, mmfs_slice *value, uint64_t *version) {
 int mmfs_subscribe_state(mmfs_db *db, mmfs_sub **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "subscribe_state: db and out must not be NULL");
     *out = NULL;
-    /* Updates from other processes must wake this subscription (and make
-    ** its descriptor readable) without any call: see watch.c. */
-    int rc = mmfs__watch_start(db);
-    if (rc) return rc;
     mmfs_sub *sub = calloc(1, sizeof *sub);
     if (!sub) return mmfs__err(MMFS_NOMEM, "subscribe_state: out of memory");
     mmfs__engine *e;
-    rc = mmfs__read_begin(db, &e);
+    int rc = mmfs__read_begin(db, &e); /* first: fails on a closed or forked handle */
     if (rc) {
         free(sub);
         return rc;
@@ -129,6 +127,12 @@ int mmfs_subscribe_state(mmfs_db *db, mmfs_sub **out) {
     sub->fd = -1;
     sub->seen = e->state.version;
     mmfs__read_end(db);
+    /* Updates from other processes must wake this subscription (and make
+    ** its descriptor readable) without any call: see watch.c. */
+    if ((rc = mmfs__watch_start(db))) {
+        free(sub);
+        return rc;
+    }
     pthread_mutex_lock(&e->state.mu);
     sub->next = e->state.subs;
     if (sub->next) sub->next->prev = sub;
