@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,6 @@ typedef struct worker {
     int n;
     uint64_t *ids;
     char err[256];
-    volatile int *stop;
 } worker;
 
 #define WFAIL(w, ...)                                                          \
@@ -267,7 +267,7 @@ typedef struct bworker {
     mmfs_db *db;
     int t;
     char err[256];
-    volatile int *done;
+    atomic_int *done;
 } bworker;
 
 static void *batch_writer(void *arg) {
@@ -296,7 +296,7 @@ static void *batch_reader(void *arg) {
     bworker *w = arg;
     unsigned seed = (unsigned)w->t * 7919u + 1;
     long checks = 0;
-    while (!*w->done || checks < 100) {
+    while (!atomic_load(w->done) || checks < 100) {
         seed = seed * 1103515245u + 12345u;
         int t = (int)((seed >> 8) % 2), i = (int)((seed >> 12) % NB);
         char k0[48], kl[48];
@@ -332,7 +332,7 @@ static void test_batches_atomic_for_readers(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("threads-batch");
     mmfs_db *db = open_dir(dir, MMFS_SYNC_NONE);
-    volatile int done = 0;
+    atomic_int done = 0;
     bworker ws[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
@@ -347,7 +347,7 @@ static void test_batches_atomic_for_readers(void **state) {
     assert_int_equal(pthread_create(&th[1], NULL, batch_writer, &ws[1]), 0);
     pthread_join(th[0], NULL);
     pthread_join(th[1], NULL);
-    done = 1;
+    atomic_store(&done, 1);
     pthread_join(th[2], NULL);
     pthread_join(th[3], NULL);
     for (int i = 0; i < 4; i++)
