@@ -310,6 +310,25 @@ void mmfs__engine_free(mmfs__engine *e) {
     free(e);
 }
 
+/* The latest POLICY record is in force; an empty source removes the
+** policy, and such a record is not needed once applied. */
+static void policy_apply(mmfs__engine *e, const mmfs__rec *r) {
+    if (e->policy && mmfs__ld32(e->policy + MMFS__REC_HDR) > 0)
+        e->live_bytes -= mmfs__raw_len(e->policy);
+    e->policy = r->raw;
+    if (r->u.policy.source.len) e->live_bytes += r->raw_len;
+}
+
+void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *lsn) {
+    mmfs__rec r;
+    source->ptr = NULL;
+    source->len = 0;
+    *lsn = 0;
+    if (!e->policy || mmfs__raw_decode(e->policy, &r) != MMFS_OK || !r.u.policy.source.len) return;
+    *source = r.u.policy.source;
+    *lsn = r.lsn;
+}
+
 int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r) {
     mmfs_assert(r->raw != NULL, "engine_apply: record without raw bytes");
     mmfs_assert(r->raw_len == mmfs__raw_len(r->raw), "engine_apply: raw_len mismatch");
@@ -331,8 +350,11 @@ int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r) {
         return mmfs__doc_apply(e, r);
     case MMFS__R_STATE:
         return mmfs__state_apply(e, r);
+    case MMFS__R_POLICY:
+        policy_apply(e, r);
+        return MMFS_OK;
     default:
-        return MMFS_OK; /* records the engine does not index (e.g. policy) */
+        return MMFS_OK; /* a type this engine does not know: nothing to index */
     }
 }
 

@@ -13,7 +13,8 @@
 **   not even to a cache.
 ** - live_bytes is the sum of the raw lengths of the records still needed:
 **   the latest value of each kv key, live memories, current sessions and
-**   documents, every stream chunk and the latest state.
+**   documents, every stream chunk, the latest state and the latest policy
+**   (unless it removed the policy).
 */
 #ifndef MMFS_ENGINE_H
 #define MMFS_ENGINE_H
@@ -200,6 +201,7 @@ struct mmfs__engine {
     mmfs__sessions sess;
     mmfs__hmap streams; /* key -> mmfs__stream * */
     mmfs__state state;
+    const uint8_t *policy; /* latest POLICY record, or NULL */
     uint64_t live_bytes;
 };
 

@@ -57,6 +57,15 @@ int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key) {
     return mmfs__hmap_get(&e->kv.map, key, mmfs__hash(key)) != 0;
 }
 
+int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {
+    const uint8_t *raw = (const uint8_t *)mmfs__hmap_get(&e->kv.map, key, mmfs__hash(key));
+    mmfs__rec r;
+    if (!raw) return MMFS_NOTFOUND;
+    int rc = mmfs__raw_decode(raw, &r);
+    if (rc == MMFS_OK) *value = r.u.kv.value;
+    return rc;
+}
+
 int mmfs_get_kv(mmfs_db *db, mmfs_slice key, mmfs_slice *value) {
     if (!db || !value) return mmfs__err(MMFS_INVALID, "get_kv: db and value must not be NULL");
     value->ptr = NULL;

@@ -266,6 +266,11 @@ uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e) { return e->mems.max
 
 int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id) { return mem_live(e, id) != NULL; }
 
+int mmfs__engine_get_memory(const mmfs__engine *e, uint64_t id, mmfs__rec *rec) {
+    const mmfs__mem_ent *ent = mem_live(e, id);
+    return ent ? mmfs__raw_decode(ent->raw, rec) : MMFS_NOTFOUND;
+}
+
 /* --------------------------------------------------------------- reads */
 
 /* Fills *M from decoded memory record R; its tags go to TAGS. */

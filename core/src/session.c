@@ -143,6 +143,11 @@ int mmfs__engine_has_session(const mmfs__engine *e, mmfs_slice id) {
     return mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id)) != 0;
 }
 
+int mmfs__engine_get_session(const mmfs__engine *e, mmfs_slice id, mmfs__rec *rec) {
+    const uint8_t *raw = (const uint8_t *)mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id));
+    return raw ? mmfs__raw_decode(raw, rec) : MMFS_NOTFOUND;
+}
+
 /* --------------------------------------------------------------- reads */
 
 static int sess_fill(mmfs_session *s, const uint8_t *raw) {
