@@ -623,6 +623,75 @@ static void test_verify_clean_store(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* CRC32C (Castagnoli), bit by bit: the MANIFEST's own check line. */
+static uint32_t crc32c(const unsigned char *p, size_t n) {
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+/* A store written by a newer format version is refused with INVALID (not
+** CORRUPT: nothing is damaged), and left as it was. */
+static void test_newer_format_invalid(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("store-format");
+    mmfs_db *db = open_none(dir);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("v")));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char *man = path_join(dir, "MANIFEST");
+    size_t n;
+    unsigned char *orig = slurp(man, &n);
+    /* "memmapfs-manifest <version>" first, "crc <hex>" last (manifest.c). */
+    const char *first_nl = memchr(orig, '\n', n);
+    assert_non_null(first_nl);
+    const char *crc_line = NULL;
+    for (size_t i = 0; i + 4 <= n; i++)
+        if ((i == 0 || orig[i - 1] == '\n') && memcmp(orig + i, "crc ", 4) == 0) crc_line = (const char *)orig + i;
+    if (!crc_line || memcmp(orig, "memmapfs-manifest ", 18) != 0) {
+        free(orig);
+        free(man);
+        mmfs_test_rmdir(dir);
+        skip(); /* the MANIFEST layout changed: nothing to forge */
+    }
+    char buf[4096];
+    size_t body = 0;
+    body += (size_t)snprintf(buf, sizeof buf, "memmapfs-manifest 999\n");
+    size_t rest = (size_t)(crc_line - first_nl - 1);
+    assert_true(body + rest + 32 < sizeof buf);
+    memcpy(buf + body, first_nl + 1, rest);
+    body += rest;
+    body += (size_t)snprintf(buf + body, sizeof buf - body, "crc %08x\n", crc32c((unsigned char *)buf, body));
+    FILE *f = fopen(man, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, body, f), body);
+    fclose(f);
+
+    db = (mmfs_db *)man;
+    ASSERT_STATUS(mmfs_open(dir, NULL, &db), MMFS_INVALID);
+    assert_null(db);
+    size_t n2;
+    unsigned char *after = slurp(man, &n2);
+    assert_int_equal(n2, body);
+    assert_memory_equal(after, buf, body);
+    free(after);
+
+    /* Put back, it opens again. */
+    f = fopen(man, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(orig, 1, n, f), n);
+    fclose(f);
+    db = open_none(dir);
+    mmfs_slice v;
+    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("k"), &v));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    free(orig);
+    free(man);
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options_defaults),
@@ -643,6 +712,7 @@ int main(void) {
         cmocka_unit_test(test_lock_timeout_busy),
         cmocka_unit_test(test_fork_child_refuses),
         cmocka_unit_test(test_verify_clean_store),
+        cmocka_unit_test(test_newer_format_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
