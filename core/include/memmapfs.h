@@ -121,6 +121,9 @@ typedef struct mmfs_options {
     int create;                  /* create the store if missing (default 1) */
     int lock_timeout_ms;         /* writer lock wait before MMFS_BUSY (10000) */
     uint64_t segment_size;       /* log segment size at creation (64 MiB) */
+    mmfs_slice policy;           /* policy source to install if it differs from
+                                    the store's (empty: leave it as it is) */
+    uint64_t hook_budget;        /* VM instructions per policy hook call (1e6) */
 } mmfs_options;
 
 /* Fills O with the defaults above. */
@@ -393,6 +396,72 @@ MMFS_API int mmfs_batch_commit(mmfs_batch *b, uint64_t **ids, size_t *nids);
 
 /* Drops the batch without writing anything.  NULL is a no-op. */
 MMFS_API void mmfs_batch_abort(mmfs_batch *b);
+
+/* ---------------------------------------------------------------------
+** Policies: the store's Lua policy (routing, session schemas, one hook per
+** command type) is a log command, so every process follows the policy in
+** force at each point of the log.  Needs a build with Lua policies
+** (MMFS_WITH_POLICY); without it, mmfs_set_policy gives MMFS_INVALID and a
+** store that has a policy refuses writes with MMFS_INVALID.
+*/
+
+/* Installs SOURCE (Lua text, never bytecode) as the store's policy; an
+** empty slice removes it.  The source is compiled and run in a sandbox
+** first.  Errors: MMFS_INVALID (it does not compile or does not return a
+** table: the message names the line), MMFS_LIMIT. */
+MMFS_API int mmfs_set_policy(mmfs_db *db, mmfs_slice source);
+
+/* *source: the policy in force (into the log).  Errors: MMFS_NOTFOUND. */
+MMFS_API int mmfs_get_policy(mmfs_db *db, mmfs_slice *source);
+
+/* C hooks: the same power as a Lua hook, without Lua.  A hook is a
+** property of one handle (not of the store), runs under the writer lock
+** for every command of every commit through this handle, after the Lua
+** policy, and may edit the command in place (pointing slices at memory
+** that lives until the commit returns), reject it, or add commands to the
+** same frame through TX with the mmfs_batch_* calls (added commands are
+** not hooked again).  TX must not be committed or aborted by the hook.
+** A hook that calls a write function of its own store gets MMFS_BUSY. */
+typedef enum mmfs_command_type {
+    MMFS_CMD_APPEND_MEMORY = 1,
+    MMFS_CMD_DELETE_MEMORY,
+    MMFS_CMD_SET_KV,
+    MMFS_CMD_DELETE_KV,
+    MMFS_CMD_PUT_SESSION,
+    MMFS_CMD_DELETE_SESSION,
+    MMFS_CMD_APPEND_STREAM,
+    MMFS_CMD_INDEX,
+    MMFS_CMD_UNINDEX,
+    MMFS_CMD_UPDATE_STATE
+} mmfs_command_type;
+
+typedef struct mmfs_command {
+    mmfs_command_type type;
+    mmfs_slice text;           /* append_memory; index */
+    const mmfs_slice *tags;    /* append_memory */
+    size_t ntags;
+    mmfs_slice route;          /* append_memory */
+    int64_t created_at;        /* append_memory */
+    uint64_t id;               /* delete_memory */
+    mmfs_slice key;            /* kv, stream, index, unindex */
+    mmfs_slice value;          /* set_kv; append_stream (the bytes); update_state */
+    mmfs_session session;      /* put_session; delete_session (session.id) */
+} mmfs_command;
+
+/* Return MMFS_OK to let CMD through, or mmfs_reject(...) to reject the
+** whole commit (the caller gets MMFS_REJECTED with the message). */
+typedef int (*mmfs_hook_fn)(void *ud, mmfs_command *cmd, mmfs_batch *tx);
+
+/* Sets this handle's hook (NULL removes it). */
+MMFS_API int mmfs_set_hook(mmfs_db *db, mmfs_hook_fn fn, void *ud);
+
+/* Records REASON (printf-style) as the rejection message and returns
+** MMFS_REJECTED, for a hook to return. */
+MMFS_API int mmfs_reject(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
 
 /* ---------------------------------------------------------------------
 ** Maintenance.

@@ -16,6 +16,7 @@
 ** frame is written over the failed one's bytes.
 */
 #include "db.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -39,7 +40,12 @@ struct mmfs_batch {
     size_t n, cap;
     block *blocks;
     int failed; /* an add ran out of memory: commit refuses */
+    int is_tx;  /* handed to a C hook: the library commits it */
 };
+
+/* The handle whose writer lock this thread holds, so that a hook calling
+** back into its own store gets BUSY instead of a deadlock. */
+static _Thread_local mmfs_db *tl_writer;
 
 static void *arena_alloc(mmfs_batch *b, size_t n) {
     block *k = b->blocks;
@@ -77,6 +83,8 @@ static int check_len(mmfs_slice s, const char *what) {
     if (s.len && !s.ptr) return mmfs__err(MMFS_INVALID, "%s: NULL pointer with a length", what);
     return MMFS_OK;
 }
+
+static const mmfs_slice none = {"", 0};
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
@@ -180,6 +188,8 @@ static int make_keyed(mmfs__rec *c, int type, mmfs_slice a, mmfs_slice b) {
 static int writer_enter(mmfs_db *db) {
     int rc = mmfs__usable(db);
     if (rc) return rc;
+    if (tl_writer == db)
+        return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store", db->dir);
     if (db->opt.readonly) return mmfs__err(MMFS_READONLY, "%s: opened read-only", db->dir);
     if ((rc = mmfs__sync_check(db)) != MMFS_OK) return rc;
     pthread_mutex_lock(&db->wmu);
@@ -191,11 +201,14 @@ static int writer_enter(mmfs_db *db) {
     if (rc) {
         mmfs__lock_release(db);
         pthread_mutex_unlock(&db->wmu);
+    } else {
+        tl_writer = db;
     }
     return rc;
 }
 
 static void writer_leave(mmfs_db *db) {
+    tl_writer = NULL;
     mmfs__lock_release(db);
     pthread_mutex_unlock(&db->wmu);
 }
@@ -238,6 +251,248 @@ static int delete_finds(mmfs_db *db, mmfs__rec *cmds, const char *keep, size_t i
         return mmfs__engine_has_memory(db->eng, c->u.del_mem.id);
     }
     return 1;
+}
+
+
+/* ------------------------------------------------------------- policy */
+
+#ifdef MMFS_HAVE_POLICY
+static void *work_alloc(void *ud, size_t n) { return arena_alloc(ud, n ? n : 1); }
+
+static int st_get_kv(void *ud, mmfs_slice key, mmfs_slice *value) {
+    return mmfs__engine_get_kv(((mmfs_db *)ud)->eng, key, value);
+}
+static int st_get_memory(void *ud, uint64_t id, mmfs__rec *rec) {
+    return mmfs__engine_get_memory(((mmfs_db *)ud)->eng, id, rec);
+}
+static int st_get_session(void *ud, mmfs_slice id, mmfs__rec *rec) {
+    return mmfs__engine_get_session(((mmfs_db *)ud)->eng, id, rec);
+}
+
+static void policy_limits(const mmfs_db *db, mmfs__policy_limits *lim) {
+    lim->hook_budget = db->opt.hook_budget ? db->opt.hook_budget : 1000000;
+    lim->batch_budget = lim->hook_budget * 100;
+    lim->mem_limit = (size_t)64 << 20;
+}
+
+/* Makes db->policy the VM of the policy in force (rebuilt when another
+** process, or this one, installed a new one). */
+static int policy_sync(mmfs_db *db) {
+    mmfs_slice src;
+    uint64_t lsn;
+    mmfs__engine_policy(db->eng, &src, &lsn);
+    if (lsn == db->policy_lsn) return MMFS_OK;
+    if (db->policy) mmfs__policy_free(db->policy);
+    db->policy = NULL;
+    db->policy_lsn = 0;
+    if (src.len) {
+        mmfs__policy_limits lim;
+        policy_limits(db, &lim);
+        mmfs__policy *p;
+        int rc = mmfs__policy_new(src.ptr, src.len, &lim, &p);
+        if (rc) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+            return mmfs__err(rc, "the policy in force (LSN %llu) fails here: %s", (unsigned long long)lsn, msg);
+        }
+        db->policy = p;
+    }
+    db->policy_lsn = lsn;
+    return MMFS_OK;
+}
+#endif
+
+/* mmfs__rec <-> mmfs_command for C hooks. */
+static int to_command(mmfs_batch *work, const mmfs__rec *c, mmfs_command *m) {
+    memset(m, 0, sizeof *m);
+    switch (c->type) {
+    case MMFS__R_MEMORY: {
+        m->type = MMFS_CMD_APPEND_MEMORY;
+        m->text = c->u.mem.text;
+        m->route = c->u.mem.route;
+        m->created_at = c->u.mem.created_at;
+        mmfs_slice *tags = arena_alloc(work, (c->u.mem.ntags + 1) * sizeof *tags);
+        if (!tags) return mmfs__err(MMFS_NOMEM, "out of memory");
+        const uint8_t *p = c->u.mem.tags.ptr;
+        for (uint32_t i = 0; i < c->u.mem.ntags; i++) tags[i] = mmfs__tag_next(&p);
+        m->tags = tags;
+        m->ntags = c->u.mem.ntags;
+        break;
+    }
+    case MMFS__R_DEL_MEMORY: m->type = MMFS_CMD_DELETE_MEMORY; m->id = c->u.del_mem.id; break;
+    case MMFS__R_KV_SET: m->type = MMFS_CMD_SET_KV; m->key = c->u.kv.key; m->value = c->u.kv.value; break;
+    case MMFS__R_KV_DEL: m->type = MMFS_CMD_DELETE_KV; m->key = c->u.kv.key; break;
+    case MMFS__R_SESSION_PUT:
+        m->type = MMFS_CMD_PUT_SESSION;
+        m->session.id = c->u.sess.id;
+        m->session.has_intent = c->u.sess.has_intent;
+        m->session.intent_id = c->u.sess.intent_id;
+        m->session.has_created_at = 1;
+        m->session.created_at = c->u.sess.created_at;
+        m->session.has_payload = c->u.sess.has_payload;
+        m->session.payload = c->u.sess.payload;
+        m->session.fields = c->u.sess.fields;
+        break;
+    case MMFS__R_SESSION_DEL: m->type = MMFS_CMD_DELETE_SESSION; m->session.id = c->u.sess.id; break;
+    case MMFS__R_STREAM_APPEND:
+        m->type = MMFS_CMD_APPEND_STREAM; m->key = c->u.stream.key; m->value = c->u.stream.bytes; break;
+    case MMFS__R_DOC_INDEX: m->type = MMFS_CMD_INDEX; m->key = c->u.doc.key; m->text = c->u.doc.text; break;
+    case MMFS__R_DOC_UNINDEX: m->type = MMFS_CMD_UNINDEX; m->key = c->u.doc.key; break;
+    case MMFS__R_STATE: m->type = MMFS_CMD_UPDATE_STATE; m->value = c->u.state.value; break;
+    default: m->type = 0;
+    }
+    return MMFS_OK;
+}
+
+/* Rebuilds command C from what the hook left in M (same type). */
+static int from_command(mmfs_batch *work, const mmfs_command *m, mmfs__rec *c) {
+    mmfs__rec n;
+    int rc = MMFS_OK;
+    switch (c->type) {
+    case MMFS__R_MEMORY: {
+        size_t tsz;
+        if ((rc = tags_size(m->tags, m->ntags, &tsz)) != MMFS_OK) return rc;
+        uint8_t *buf = arena_alloc(work, tsz ? tsz : 1);
+        if (!buf) return mmfs__err(MMFS_NOMEM, "out of memory");
+        mmfs_memory_opts o = {1, m->created_at, m->route};
+        rc = make_memory(&n, m->text, m->tags, m->ntags, &o, buf);
+        break;
+    }
+    case MMFS__R_DEL_MEMORY:
+        n = *c;
+        n.u.del_mem.id = m->id;
+        break;
+    case MMFS__R_SESSION_PUT:
+        rc = make_session(&n, &m->session);
+        break;
+    case MMFS__R_KV_SET: case MMFS__R_KV_DEL: rc = make_keyed(&n, c->type, m->key, m->value); break;
+    case MMFS__R_SESSION_DEL: rc = make_keyed(&n, c->type, m->session.id, none); break;
+    case MMFS__R_STREAM_APPEND: rc = make_keyed(&n, c->type, m->key, m->value); break;
+    case MMFS__R_DOC_INDEX: rc = make_keyed(&n, c->type, m->key, m->text); break;
+    case MMFS__R_DOC_UNINDEX: rc = make_keyed(&n, c->type, m->key, none); break;
+    case MMFS__R_STATE: rc = make_keyed(&n, c->type, none, m->value); break;
+    default: return MMFS_OK;
+    }
+    if (rc) return rc;
+    n.origin = c->origin;
+    n.flags = c->flags;
+    *c = n;
+    return MMFS_OK;
+}
+
+static int push_cmd(mmfs_batch *w, const mmfs__rec *c) {
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 16;
+        mmfs__rec *nc = realloc(w->cmds, cap * sizeof *nc);
+        if (!nc) return mmfs__err(MMFS_NOMEM, "out of memory");
+        w->cmds = nc;
+        w->cap = cap;
+    }
+    w->cmds[w->n++] = *c;
+    return MMFS_OK;
+}
+
+/* Runs this handle's C hook over LIST (N commands) into WORK. */
+static int run_hook(mmfs_db *db, const mmfs__rec *list, size_t n, mmfs_batch *work) {
+    mmfs_batch tx;
+    memset(&tx, 0, sizeof tx);
+    tx.db = db;
+    tx.is_tx = 1;
+    int rc = MMFS_OK;
+    for (size_t i = 0; i < n && rc == MMFS_OK; i++) {
+        mmfs__rec c = list[i];
+        if (c.type == MMFS__R_POLICY) {
+            rc = push_cmd(work, &c);
+            continue;
+        }
+        mmfs_command m;
+        if ((rc = to_command(work, &c, &m)) != MMFS_OK) break;
+        mmfs__err(MMFS_REJECTED, "rejected by the C hook");
+        int hr = db->hook(db->hook_ud, &m, &tx);
+        if (hr != MMFS_OK) {
+            rc = hr == MMFS_REJECTED ? hr : mmfs__err(MMFS_REJECTED, "the C hook failed: %s", mmfs_err_name(hr));
+            break;
+        }
+        if (tx.failed) {
+            rc = mmfs__err(MMFS_NOMEM, "out of memory in a hook's batch");
+            break;
+        }
+        if ((rc = from_command(work, &m, &c)) != MMFS_OK) break;
+        if ((rc = push_cmd(work, &c)) != MMFS_OK) break;
+        for (size_t j = 0; j < tx.n && rc == MMFS_OK; j++) {
+            tx.cmds[j].origin = 0;
+            rc = push_cmd(work, &tx.cmds[j]);
+        }
+        tx.n = 0;
+    }
+    /* The tx arena must outlive the frame: hand its blocks to WORK. */
+    if (tx.blocks) {
+        block *last = tx.blocks;
+        while (last->next) last = last->next;
+        last->next = work->blocks;
+        work->blocks = tx.blocks;
+    }
+    free(tx.cmds);
+    return rc;
+}
+
+/* The policy step: the Lua policy, then the C hook.  OUT and NOUT get the
+** commands to write (IN itself when there is nothing to run); WORK owns
+** whatever was made. */
+static int run_policy(mmfs_db *db, mmfs__rec *in, size_t n, mmfs_batch *work, mmfs__rec **out, size_t *nout) {
+    for (size_t i = 0; i < n; i++) in[i].origin = (uint32_t)(i + 1);
+    *out = in;
+    *nout = n;
+    if (n == 1 && in[0].type == MMFS__R_POLICY) return MMFS_OK; /* checked by set_policy */
+    int rc;
+#ifdef MMFS_HAVE_POLICY
+    if ((rc = policy_sync(db)) != MMFS_OK) return rc;
+    if (db->policy) {
+        mmfs__policy_store st = {db, st_get_kv, st_get_memory, st_get_session};
+        mmfs__cmds oc = {NULL, 0, 0, work_alloc, work};
+        rc = mmfs__policy_run(db->policy, in, n, &st, &oc);
+        if (rc) {
+            free(oc.v);
+            return rc;
+        }
+        work->cmds = oc.v;
+        work->n = oc.n;
+        work->cap = oc.cap;
+        for (size_t i = 0; i < oc.n; i++)
+            if (oc.v[i].type == MMFS__R_MEMORY && !mmfs__policy_route_indexed(db->policy, oc.v[i].u.mem.route))
+                oc.v[i].flags |= MMFS__RF_NOINDEX;
+        *out = oc.v;
+        *nout = oc.n;
+    }
+#else
+    mmfs_slice src;
+    uint64_t lsn;
+    mmfs__engine_policy(db->eng, &src, &lsn);
+    if (src.len)
+        return mmfs__err(MMFS_INVALID, "%s: the store has a policy, and this build has no Lua policy support",
+                         db->dir);
+#endif
+    if (db->hook) {
+        mmfs_batch *w2 = calloc(1, sizeof *w2);
+        if (!w2) return mmfs__err(MMFS_NOMEM, "out of memory");
+        rc = run_hook(db, *out, *nout, w2);
+        /* WORK takes over W2's commands and blocks. */
+        block *last = w2->blocks;
+        if (last) {
+            while (last->next) last = last->next;
+            last->next = work->blocks;
+            work->blocks = w2->blocks;
+        }
+        free(work->cmds);
+        work->cmds = w2->cmds;
+        work->n = w2->n;
+        work->cap = w2->cap;
+        free(w2);
+        if (rc) return rc;
+        *out = work->cmds;
+        *nout = work->n;
+    }
+    return MMFS_OK;
 }
 
 /* Decides which commands are written and gives them ids, versions and
@@ -377,20 +632,67 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     return rc;
 }
 
-/* Commits N commands as one frame.  KEEP (n bytes, may be NULL for n==1)
-** reports which were written. */
-static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep) {
+/* Commits N commands as one frame.  KEEP (N bytes) reports which of the
+** caller's commands were written; IDS (may be NULL, N entries) gets the
+** memory id given to each caller's append_memory and the version given to
+** each update_state.  ALL_IDS (may be NULL)
+** gets every memory id written, hook-added ones included, in log order. */
+static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *ids, uint64_t **all_ids,
+                  size_t *nall) {
+    memset(keep, 0, n);
+    mmfs_batch work;
+    memset(&work, 0, sizeof work);
     int rc = writer_enter(db);
     if (rc) return rc;
-    size_t kept = prepare(db, cmds, n, keep);
+    mmfs__rec *list;
+    size_t m;
+    char *k2 = NULL;
     uint64_t pos = 0;
+    size_t kept = 0;
+    if ((rc = run_policy(db, cmds, n, &work, &list, &m)) != MMFS_OK) goto leave;
+    k2 = list == cmds ? keep : malloc(m ? m : 1);
+    if (!k2) {
+        rc = mmfs__err(MMFS_NOMEM, "out of memory");
+        goto leave;
+    }
+    kept = prepare(db, list, m, k2);
     if (kept) {
         mmfs__seg *s = NULL;
         uint64_t off = 0;
-        rc = write_frame(db, cmds, n, keep, kept, &pos, &s, &off);
+        rc = write_frame(db, list, m, k2, kept, &pos, &s, &off);
         if (rc == MMFS_OK) rc = publish(db, s, off, pos);
     }
+    if (rc == MMFS_OK) {
+        size_t nm = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (list != cmds && list[i].origin && k2[i]) keep[list[i].origin - 1] = 1;
+            if (ids && list[i].origin && list[i].type == MMFS__R_MEMORY) ids[list[i].origin - 1] = list[i].u.mem.id;
+            if (ids && list[i].origin && list[i].type == MMFS__R_STATE)
+                ids[list[i].origin - 1] = list[i].u.state.version;
+            nm += list[i].type == MMFS__R_MEMORY;
+        }
+        if (all_ids && nm) {
+            uint64_t *v = malloc(nm * sizeof *v);
+            if (v) {
+                size_t j = 0;
+                for (size_t i = 0; i < m; i++)
+                    if (list[i].type == MMFS__R_MEMORY) v[j++] = list[i].u.mem.id;
+                *all_ids = v;
+                *nall = nm;
+            } else {
+                rc = mmfs__err(MMFS_NOMEM, "committed, but no memory for the id list");
+            }
+        }
+    }
+leave:
     writer_leave(db);
+    if (k2 && k2 != keep) free(k2);
+    if (work.cmds != cmds) free(work.cmds);
+    work.cmds = NULL;
+    for (block *b = work.blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     if (rc == MMFS_OK && kept && db->opt.sync == MMFS_SYNC_ALWAYS) rc = mmfs__sync_wait(db, pos);
     return rc;
 }
@@ -406,9 +708,10 @@ int mmfs_append_memory(mmfs_db *db, mmfs_slice text, const mmfs_slice *tags, siz
     if (!buf) return mmfs__err(MMFS_NOMEM, "out of memory");
     mmfs__rec c;
     char keep;
+    uint64_t got = 0;
     rc = make_memory(&c, text, tags, ntags, opts, buf);
-    if (!rc) rc = commit(db, &c, 1, &keep);
-    if (!rc && id) *id = c.u.mem.id;
+    if (!rc) rc = commit(db, &c, 1, &keep, &got, NULL, NULL);
+    if (!rc && id) *id = got;
     if (buf != stackbuf) free(buf);
     return rc;
 }
@@ -418,12 +721,10 @@ static int single(mmfs_db *db, int type, mmfs_slice a, mmfs_slice b, int *found)
     mmfs__rec c;
     char keep = 0;
     int rc = make_keyed(&c, type, a, b);
-    if (!rc) rc = commit(db, &c, 1, &keep);
+    if (!rc) rc = commit(db, &c, 1, &keep, NULL, NULL, NULL);
     if (found) *found = rc == MMFS_OK && keep;
     return rc;
 }
-
-static const mmfs_slice none = {"", 0};
 
 int mmfs_delete_memory(mmfs_db *db, uint64_t id, int *deleted) {
     mmfs__rec c;
@@ -431,7 +732,7 @@ int mmfs_delete_memory(mmfs_db *db, uint64_t id, int *deleted) {
     memset(&c, 0, sizeof c);
     c.type = MMFS__R_DEL_MEMORY;
     c.u.del_mem.id = id;
-    int rc = commit(db, &c, 1, &keep);
+    int rc = commit(db, &c, 1, &keep, NULL, NULL, NULL);
     if (deleted) *deleted = rc == MMFS_OK && keep;
     return rc;
 }
@@ -448,7 +749,7 @@ int mmfs_put_session(mmfs_db *db, const mmfs_session *s) {
     mmfs__rec c;
     char keep;
     int rc = make_session(&c, s);
-    return rc ? rc : commit(db, &c, 1, &keep);
+    return rc ? rc : commit(db, &c, 1, &keep, NULL, NULL, NULL);
 }
 
 int mmfs_delete_session(mmfs_db *db, mmfs_slice id, int *deleted) {
@@ -471,8 +772,9 @@ int mmfs_update_state(mmfs_db *db, mmfs_slice value, uint64_t *version) {
     mmfs__rec c;
     char keep;
     int rc = make_keyed(&c, MMFS__R_STATE, none, value);
-    if (!rc) rc = commit(db, &c, 1, &keep);
-    if (!rc && version) *version = c.u.state.version;
+    uint64_t got = 0;
+    if (!rc) rc = commit(db, &c, 1, &keep, &got, NULL, NULL);
+    if (!rc && version) *version = got;
     return rc;
 }
 
@@ -597,7 +899,7 @@ int mmfs_batch_put_session(mmfs_batch *b, const mmfs_session *s) {
 }
 
 void mmfs_batch_abort(mmfs_batch *b) {
-    if (!b) return;
+    if (!b || b->is_tx) return; /* a hook's tx belongs to the commit */
     for (block *k = b->blocks, *next; k; k = next) {
         next = k->next;
         free(k);
@@ -610,6 +912,7 @@ int mmfs_batch_commit(mmfs_batch *b, uint64_t **ids, size_t *nids) {
     if (ids) *ids = NULL;
     if (nids) *nids = 0;
     BATCH_CHECK(b);
+    if (b->is_tx) return mmfs__err(MMFS_INVALID, "a hook's tx is committed with the command that hooked it");
     int rc = MMFS_OK;
     char *keep = NULL;
     if (b->failed) {
@@ -622,24 +925,66 @@ int mmfs_batch_commit(mmfs_batch *b, uint64_t **ids, size_t *nids) {
         rc = mmfs__err(MMFS_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = commit(b->db, b->cmds, b->n, keep)) != MMFS_OK) goto out;
-    size_t m = 0;
-    for (size_t i = 0; i < b->n; i++) m += b->cmds[i].type == MMFS__R_MEMORY;
-    if (ids && m) {
-        /* Written already: a failure here loses only the id list. */
-        uint64_t *v = malloc(m * sizeof *v);
-        if (!v) {
-            rc = mmfs__err(MMFS_NOMEM, "batch committed, but no memory for its id list");
-            goto out;
-        }
-        size_t k = 0;
-        for (size_t i = 0; i < b->n; i++)
-            if (b->cmds[i].type == MMFS__R_MEMORY) v[k++] = b->cmds[i].u.mem.id;
-        *ids = v;
-    }
-    if (nids) *nids = m;
+    size_t dummy;
+    rc = commit(b->db, b->cmds, b->n, keep, NULL, ids, nids ? nids : &dummy);
 out:
     free(keep);
     mmfs_batch_abort(b);
     return rc;
+}
+
+/* ---------------------------------------------------- policy commands */
+
+int mmfs_set_policy(mmfs_db *db, mmfs_slice source) {
+    int rc = check_len(source, "policy");
+    if (rc) return rc;
+#ifdef MMFS_HAVE_POLICY
+    if (source.len) {
+        /* Compile it here first: a policy that fails never reaches the log. */
+        mmfs__policy_limits lim;
+        policy_limits(db, &lim);
+        mmfs__policy *p;
+        if ((rc = mmfs__policy_new(source.ptr, source.len, &lim, &p)) != MMFS_OK) return rc;
+        mmfs__policy_free(p);
+    }
+#else
+    if (source.len) return mmfs__err(MMFS_INVALID, "policies need a build with Lua policy support");
+#endif
+    mmfs__rec c;
+    char keep;
+    memset(&c, 0, sizeof c);
+    c.type = MMFS__R_POLICY;
+    c.u.policy.source = source.len ? source : none;
+    return commit(db, &c, 1, &keep, NULL, NULL, NULL);
+}
+
+int mmfs_get_policy(mmfs_db *db, mmfs_slice *source) {
+    if (!source) return mmfs__err(MMFS_INVALID, "mmfs_get_policy: source is NULL");
+    mmfs__engine *e;
+    int rc = mmfs__read_begin(db, &e);
+    if (rc) return rc;
+    uint64_t lsn;
+    mmfs__engine_policy(e, source, &lsn);
+    mmfs__read_end(db);
+    return source->len ? MMFS_OK : mmfs__err(MMFS_NOTFOUND, "the store has no policy");
+}
+
+int mmfs_set_hook(mmfs_db *db, mmfs_hook_fn fn, void *ud) {
+    int rc = mmfs__usable(db);
+    if (rc) return rc;
+    if (tl_writer == db) return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store", db->dir);
+    pthread_mutex_lock(&db->wmu);
+    db->hook = fn;
+    db->hook_ud = ud;
+    pthread_mutex_unlock(&db->wmu);
+    return MMFS_OK;
+}
+
+int mmfs_reject(const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt ? fmt : "rejected", ap);
+    va_end(ap);
+    return mmfs__err(MMFS_REJECTED, "%s", msg);
 }

@@ -83,6 +83,12 @@ struct mmfs_db {
     pthread_t flusher;
     int flusher_on, stopping;
     pthread_cond_t fcond;
+    /* Policy (batch.c): the VM built from the POLICY record at policy_lsn
+    ** (0: none), and this handle's C hook.  Under wmu. */
+    void *policy;
+    uint64_t policy_lsn;
+    mmfs_hook_fn hook;
+    void *hook_ud;
     /* state watcher thread (watch.c), under smu */
     pthread_t watcher;
     int watch_on, watch_stop;

@@ -202,6 +202,17 @@ int mmfs__engine_has_session(const mmfs__engine *e, mmfs_slice id);
 int mmfs__engine_has_doc(const mmfs__engine *e, mmfs_slice key);
 uint64_t mmfs__engine_state_version(const mmfs__engine *e);
 
+/* Writer-side reads for policy hooks (tx:get_kv...), without the read lock
+** (the caller holds the writer mutex).  the record and value slices point into the log.
+** MMFS_NOTFOUND when missing. */
+int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value);
+int mmfs__engine_get_memory(const mmfs__engine *e, uint64_t id, mmfs__rec *rec);
+int mmfs__engine_get_session(const mmfs__engine *e, mmfs_slice id, mmfs__rec *rec);
+
+/* The policy in force: its source (into the log) and the LSN of its
+** POLICY record; *lsn = 0 and an empty source when the store has none. */
+void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *lsn);
+
 /* Fills the count fields of *st (memories, kv, sessions, streams,
 ** documents, live_bytes, state_version). */
 void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st);
