@@ -3,15 +3,17 @@
 ** (mmfs_stream_size, mmfs_open_read, mmfs_reader_*).
 **
 ** Invariants: a stream, once created, lives as long as the engine (there
-** is no stream delete), so a reader may keep its mmfs__stream pointer.  Its
-** chunk array only grows and may be moved by realloc on append, so it is
-** read under the engine's read lock only; a chunk's bytes are in the log
-** and never move.  Chunks are never empty; chunk i covers [start_i,
-** start_{i+1}) and the last one ends at size.  A chunk costs 16 bytes.
+** is no stream delete) and only grows.  Its chunk array may be moved by
+** realloc on append, so it is read under the engine's read lock only; a
+** chunk's bytes are in the log and never move.  Chunks are never empty;
+** chunk i covers [start_i, start_{i+1}) and the last one ends at size.  A
+** chunk costs 16 bytes.
 **
-** A reader sees the stream as it was at open: the chunk count and size
-** then.  It caches the chunk holding its position, so sequential reads
-** take the read lock once per chunk, not per call.
+** A reader sees the stream as it was at open: the first SIZE bytes.  It
+** keeps the stream's key, not a pointer into the engine, and caches the
+** chunk holding its position, so sequential reads take the read lock once
+** per chunk, not per call; since it finds chunks by offset, it does not
+** depend on how the bytes are cut into chunks (compaction may merge them).
 */
 #include "engine.h"
 
@@ -88,13 +90,13 @@ int mmfs_stream_size(mmfs_db *db, mmfs_slice key, uint64_t *size) {
 
 struct mmfs_reader {
     mmfs_db *db;
-    const mmfs__stream *st;
-    size_t nchunks; /* chunks visible to this reader */
-    uint64_t size;  /* size at open */
+    uint64_t size; /* size at open */
     uint64_t pos;
     /* The cached chunk (valid when clen > 0): bytes [cstart, cstart+clen). */
     const uint8_t *cptr;
     uint64_t cstart, clen;
+    size_t klen;
+    uint8_t key[]; /* the stream's key */
 };
 
 int mmfs_open_read(mmfs_db *db, mmfs_slice key, mmfs_reader **out) {
@@ -107,13 +109,13 @@ int mmfs_open_read(mmfs_db *db, mmfs_slice key, mmfs_reader **out) {
     mmfs_reader *r = NULL;
     if (!st) {
         rc = mmfs__err(MMFS_NOTFOUND, "open_read: no such stream");
-    } else if (!(r = calloc(1, sizeof *r))) {
+    } else if (!(r = calloc(1, sizeof *r + key.len))) {
         rc = mmfs__err(MMFS_NOMEM, "open_read: out of memory");
     } else {
         r->db = db;
-        r->st = st;
-        r->nchunks = st->n;
         r->size = st->size;
+        r->klen = key.len;
+        if (key.len) memcpy(r->key, key.ptr, key.len);
         *out = r;
     }
     mmfs__read_end(db);
@@ -125,8 +127,14 @@ static int reader_locate(mmfs_reader *r) {
     mmfs__engine *e;
     int rc = mmfs__read_begin(r->db, &e);
     if (rc) return rc;
-    const mmfs__chunk *c = r->st->chunks;
-    size_t lo = 0, hi = r->nchunks; /* last chunk with start <= pos */
+    mmfs_slice key = {r->key, r->klen};
+    const mmfs__stream *st = (const mmfs__stream *)mmfs__hmap_get(&e->streams, key, mmfs__hash(key));
+    if (!st || st->size < r->size) {
+        mmfs__read_end(r->db);
+        return mmfs__err(MMFS_CORRUPT, "reader: the stream lost bytes it had at open");
+    }
+    const mmfs__chunk *c = st->chunks;
+    size_t lo = 0, hi = st->n; /* last chunk with start <= pos */
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
         if (c[mid].start <= r->pos)
@@ -134,9 +142,10 @@ static int reader_locate(mmfs_reader *r) {
         else
             hi = mid;
     }
+    uint64_t end = lo + 1 < st->n ? c[lo + 1].start : st->size;
     r->cptr = c[lo].ptr;
     r->cstart = c[lo].start;
-    r->clen = (lo + 1 < r->nchunks ? c[lo + 1].start : r->size) - c[lo].start;
+    r->clen = (end < r->size ? end : r->size) - c[lo].start;
     mmfs__read_end(r->db);
     return MMFS_OK;
 }
