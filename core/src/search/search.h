@@ -119,6 +119,11 @@ struct mmfs__index {
     /* write-side scratch (add/remove only) */
     uint32_t *ids;
     size_t idcap;
+    uint64_t *hashes; /* one document's tokens: hash, offset in tokbytes */
+    uint32_t *tokoff;
+    size_t tokcap;
+    uint8_t *tokbytes;
+    size_t tokbcap;
     uint32_t *bdocs, *btfs;
     size_t bcapn;
     uint8_t *bbytes;
