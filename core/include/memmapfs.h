@@ -115,7 +115,8 @@ typedef struct mmfs_options {
     mmfs_sync_mode sync;         /* default MMFS_SYNC_BATCH */
     int sync_ms;                 /* batch mode: durable at most this late (100) */
     mmfs_checksum_type checksum; /* used when the store is created */
-    const void *key;             /* blake2b key (tamper-evident log); NULL = none */
+    const void *key;             /* blake2b key (tamper-evident log); NULL = none;
+                                    a key implies MMFS_CHECKSUM_BLAKE2B */
     size_t key_len;              /* 16..64 bytes when key is set */
     int readonly;                /* no writer lock; writes give MMFS_READONLY */
     int create;                  /* create the store if missing (default 1) */

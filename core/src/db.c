@@ -99,8 +99,7 @@ static int check_options(const mmfs_options *o) {
     if (o->segment_size < 65536 || o->segment_size > ((uint64_t)1 << 38))
         return mmfs__err(MMFS_INVALID, "segment_size: %llu is out of range 64 KiB..256 GiB",
                          (unsigned long long)o->segment_size);
-    if (o->key && o->checksum != MMFS_CHECKSUM_BLAKE2B)
-        return mmfs__err(MMFS_INVALID, "key: needs checksum = \"blake2b\"");
+    if (o->policy.len && !o->policy.ptr) return mmfs__err(MMFS_INVALID, "policy: NULL with a length");
     return MMFS_OK;
 }
 
@@ -194,6 +193,9 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     if (!db) return mmfs__err(MMFS_NOMEM, "out of memory");
     db->opt = *o;
     db->opt.key = NULL; /* kept in db->sum once checked */
+    db->opt.policy.ptr = NULL; /* only used below, while O is valid */
+    db->opt.policy.len = 0;
+    if (o->key) db->opt.checksum = MMFS_CHECKSUM_BLAKE2B; /* a key means keyed BLAKE2b */
     db->lock_fd = -1;
     db->log_dir_fd = -1;
     db->fork_gen = atomic_load(&mmfs__fork_gen);
@@ -220,9 +222,20 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     db->opt.key = NULL;
     if (rc == MMFS_OK && !db->opt.readonly && db->opt.sync == MMFS_SYNC_BATCH)
         rc = mmfs__flusher_start(db);
+    if (rc == MMFS_OK && o->policy.len) {
+        /* Install the caller's policy unless it is the one in force. */
+        mmfs_slice cur = {NULL, 0};
+        int g = mmfs_get_policy(db, &cur);
+        if (g == MMFS_NOTFOUND || (g == MMFS_OK && !mmfs__slice_eq(cur, o->policy)))
+            rc = db->opt.readonly ? mmfs__err(MMFS_READONLY, "%s: opened read-only: cannot install the policy", db->dir)
+                                  : mmfs_set_policy(db, o->policy);
+        else
+            rc = g;
+    }
     if (rc) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        mmfs__flusher_stop(db);
         free_handle(db);
         mmfs__err(rc, "%s", msg);
         return rc;
