@@ -1101,6 +1101,37 @@ static int l_update_state(lua_State *L) {
     return 1;
 }
 
+/* db:set_policy(source | nil) --> true: installs (or with nil removes) the
+** store's policy; INVALID when it does not compile (the message names the
+** line). */
+static int l_set_policy(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice src = {"", 0};
+    int rc;
+    if (!lua_isnoneornil(L, 2)) src = check_bytes(L, 2);
+    CHECK_WRITE(L, d);
+    rc = mmfs_set_policy(d->db, src);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* db:get_policy() --> source, or nil when the store has none */
+static int l_get_policy(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    mmfs_slice src;
+    int rc;
+    CHECK_OPEN(L, d);
+    rc = mmfs_get_policy(d->db, &src);
+    if (rc == MMFS_NOTFOUND) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    push_slice(L, src);
+    return 1;
+}
+
 /* db:get_state() --> value, version (nil, 0 before the first update) */
 static int l_get_state(lua_State *L) {
     ldb *d = check_db(L, 1);
@@ -1448,7 +1479,8 @@ static int l_open(lua_State *L) {
     lua_settop(L, 2); /* absent optional arguments = nil; what we push goes above */
     static const char *const known[] = {"sync",     "sync_ms",         "checksum",
                                         "key",      "readonly",        "create",
-                                        "lock_timeout_ms", "segment_size", NULL};
+                                        "lock_timeout_ms", "segment_size", "policy",
+                                        "hook_budget", NULL};
     size_t dirlen;
     const char *dir;
     mmfs_options o;
@@ -1505,6 +1537,11 @@ static int l_open(lua_State *L) {
         if (v <= 0) return push_err(L, "segment_size: must be positive", MMFS_INVALID);
         o.segment_size = (uint64_t)v;
     }
+    if (opt_str_field(L, 2, "policy", &s)) o.policy = s; /* source text: init.lua reads a file */
+    if (opt_int_field(L, 2, "hook_budget", &v)) {
+        if (v <= 0) return push_err(L, "hook_budget: must be positive", MMFS_INVALID);
+        o.hook_budget = (uint64_t)v;
+    }
     if (!lua_isnoneornil(L, 2)) { /* a misspelt option must not pass unnoticed */
         lua_pushnil(L);
         while (lua_next(L, 2)) {
@@ -1558,6 +1595,8 @@ static const luaL_Reg db_methods[] = {
     {"update_state", l_update_state},
     {"get_state", l_get_state},
     {"subscribe_state", l_subscribe_state},
+    {"set_policy", l_set_policy},
+    {"get_policy", l_get_policy},
     {"_batch_begin", l_batch_begin},
     {"sync", l_sync},
     {"refresh", l_refresh},

@@ -21,11 +21,31 @@ local DB = core._methods.db
 local Reader = core._methods.reader
 local Tx = core._methods.batch
 
+-- Reads a whole file, or returns nil when PATH names no readable file.
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
 --- Opens (by default creates) the store in directory `dir`.
 -- opts: sync ("batch" | "always" | "none"), sync_ms, checksum ("crc32c" |
--- "blake2b"), key, readonly, create, lock_timeout_ms.  An unknown option or
--- a bad value gives nil, msg, "INVALID"; a wrong type raises.
+-- "blake2b"), key, readonly, create, lock_timeout_ms, hook_budget, and
+-- policy: a string naming an existing file is its path, any other string is
+-- its source; it is installed if it differs from the store's.  An unknown
+-- option or a bad value gives nil, msg, "INVALID"; a wrong type raises.
 function M.open(dir, opts)
+  if type(opts) == "table" and type(opts.policy) == "string" then
+    local source = read_file(opts.policy)
+    if source then
+      local copy = {}
+      for k, v in pairs(opts) do copy[k] = v end
+      copy.policy = source
+      opts = copy
+    end
+  end
   return core.open(dir, opts)
 end
 
