@@ -140,7 +140,9 @@ MMFS_API void mmfs_options_init(mmfs_options *o);
 MMFS_API int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out);
 
 /* Makes everything written durable (unless the handle is read-only), then
-** releases the handle and every slice it gave out.  Adds no record to the
+** releases the handle and every slice it gave out.  Close every reader,
+** subscription, kv iterator and batch of the handle first, and make sure
+** no other thread is inside a call on it.  Adds no record to the
 ** log.  NULL is a no-op.  The handle is freed even when an error (MMFS_IO
 ** from the final sync) is returned. */
 MMFS_API int mmfs_close(mmfs_db *db);
@@ -360,7 +362,8 @@ MMFS_API int mmfs_subscribe_state(mmfs_db *db, mmfs_sub **out);
 MMFS_API int mmfs_sub_next(mmfs_sub *s, int timeout_ms, mmfs_slice *value, uint64_t *version);
 
 /* A descriptor that is readable while a newer version than the last seen
-** exists (for poll/epoll/libuv).  Owned by the subscription. */
+** exists (for poll/epoll/libuv).  Owned by the subscription; -1 (with the
+** message set) if one cannot be made. */
 MMFS_API int mmfs_sub_fd(mmfs_sub *s);
 
 /* Releases the subscription.  NULL is a no-op. */

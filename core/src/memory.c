@@ -17,6 +17,7 @@
 ** mmfs_search.  Lists are one malloc block (released by mmfs_free).
 */
 #include "engine.h"
+#include "policy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -251,7 +252,10 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
     const uint8_t *p = r->u.mem.tags.ptr;
     for (uint32_t i = 0; i < r->u.mem.ntags; i++)
         if ((rc = tag_add(e, mmfs__tag_next(&p), id))) return rc;
-    if ((rc = mmfs__index_add(e->mems.ix, (uint32_t)id, r->u.mem.text.ptr, r->u.mem.text.len)))
+    /* A route with index = false keeps its memories out of search; the
+    ** writer decided it under the policy in force and marked the record. */
+    if (!(r->flags & MMFS__RF_NOINDEX) &&
+        (rc = mmfs__index_add(e->mems.ix, (uint32_t)id, r->u.mem.text.ptr, r->u.mem.text.len)))
         return rc;
     ent->raw = r->raw;
     ent->route = route;
