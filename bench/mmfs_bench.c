@@ -4,10 +4,11 @@
 **   mmfs_bench w1   DIR MEMFILE COUNT         append_memory, sync=always, one thread
 **   mmfs_bench w1g  DIR MEMFILE THREADS PER   the same from THREADS threads, one handle
 **   mmfs_bench w2   DIR MEMFILE N LABEL       batches of 1,000, sync=batch, then mmfs_sync
-**   mmfs_bench w3   DIR QFILE LABEL           top-10 OR queries over the W2 store, warm
+**   mmfs_bench w3   DIR QFILE LABEL [PASSES]  top-10 OR queries over the W2 store: a
+**                                             warm-up pass, then PASSES timed ones
 **   mmfs_bench w4   DIR KVFILE N              N set_kv (1,000 per batch), N random get_kv
 **   mmfs_bench w5prep DIR MEMFILE NMEM KVFILE NKV   the W5 store (not timed)
-**   mmfs_bench w5   DIR KEY QUERY             open + first get_kv, open + first search
+**   mmfs_bench w5   DIR KEY                   open + first get_kv
 **   mmfs_bench w7   DIR BYTES                 a stream in 64 KiB chunks, sync=batch,
 **                                             then read back (zero-copy and copying)
 **
@@ -178,7 +179,9 @@ static size_t run_query(mmfs_db *db, const char *q) {
     return hits;
 }
 
-static void w3(const char *dir, const char *qfile, const char *label) {
+/* One warm-up pass, then PASSES timed passes over the queries: each timed
+** pass is one run of W3 (p50 and p99 of its 1,000 latencies). */
+static void w3(const char *dir, const char *qfile, const char *label, int passes) {
     size_t n;
     char **lines = bu_load_lines(qfile, 100000, &n);
     char (*qs)[256] = malloc(n * sizeof *qs);
@@ -187,19 +190,21 @@ static void w3(const char *dir, const char *qfile, const char *label) {
     mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 0);
     for (size_t i = 0; i < n; i++) run_query(db, qs[i]); /* warm-up pass */
     double *lat = malloc(n * sizeof *lat);
-    size_t hits = 0;
-    for (size_t i = 0; i < n; i++) {
-        double t0 = bu_now();
-        hits += run_query(db, qs[i]);
-        lat[i] = (bu_now() - t0) * 1e6;
+    for (int pass = 0; pass < passes; pass++) {
+        size_t hits = 0;
+        for (size_t i = 0; i < n; i++) {
+            double t0 = bu_now();
+            hits += run_query(db, qs[i]);
+            lat[i] = (bu_now() - t0) * 1e6;
+        }
+        qsort(lat, n, sizeof *lat, cmp_double);
+        char m[64];
+        snprintf(m, sizeof m, "p50_us_%s", label);
+        bu_result("W3", "memmapfs-c", m, lat[(n - 1) / 2], "us");
+        snprintf(m, sizeof m, "p99_us_%s", label);
+        bu_result("W3", "memmapfs-c", m, lat[(size_t)((double)(n - 1) * 0.99)], "us");
+        fprintf(stderr, "memmapfs w3: %.2f hits/query\n", (double)hits / (double)n);
     }
-    qsort(lat, n, sizeof *lat, cmp_double);
-    char m[64];
-    snprintf(m, sizeof m, "p50_us_%s", label);
-    bu_result("W3", "memmapfs-c", m, lat[(n - 1) / 2], "us");
-    snprintf(m, sizeof m, "p99_us_%s", label);
-    bu_result("W3", "memmapfs-c", m, lat[(size_t)((double)(n - 1) * 0.99)], "us");
-    fprintf(stderr, "memmapfs w3: %.2f hits/query\n", (double)hits / (double)n);
     close_store(db);
     bu_free_lines(lines, n);
     free(qs);
@@ -266,9 +271,7 @@ static void w5prep(const char *dir, const char *memfile, long nmem, const char *
     close_store(db);
 }
 
-static void w5(const char *dir, const char *key, const char *qline) {
-    char query[256];
-    bu_or_query(qline, query, sizeof query);
+static void w5(const char *dir, const char *key) {
     double t0 = bu_now();
     mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 0);
     mmfs_slice v;
@@ -276,13 +279,6 @@ static void w5(const char *dir, const char *key, const char *qline) {
     double dt = bu_now() - t0;
     close_store(db);
     bu_result("W5", "memmapfs-c", "open_first_get_ms", dt * 1e3, "ms");
-
-    t0 = bu_now();
-    db = open_store(dir, MMFS_SYNC_BATCH, 0);
-    run_query(db, query);
-    dt = bu_now() - t0;
-    close_store(db);
-    bu_result("W5", "memmapfs-c", "open_first_search_ms", dt * 1e3, "ms");
 }
 
 #define CHUNK (64 * 1024)
@@ -352,10 +348,11 @@ int main(int argc, char **argv) {
     if (!strcmp(w, "w1") && argc == 5) w1(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w1g") && argc == 6) w1g(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
     else if (!strcmp(w, "w2") && argc == 6) w2(argv[2], argv[3], atol(argv[4]), argv[5]);
-    else if (!strcmp(w, "w3") && argc == 5) w3(argv[2], argv[3], argv[4]);
+    else if (!strcmp(w, "w3") && (argc == 5 || argc == 6))
+        w3(argv[2], argv[3], argv[4], argc == 6 ? atoi(argv[5]) : 1);
     else if (!strcmp(w, "w4") && argc == 5) w4(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w5prep") && argc == 7) w5prep(argv[2], argv[3], atol(argv[4]), argv[5], atol(argv[6]));
-    else if (!strcmp(w, "w5") && argc == 5) w5(argv[2], argv[3], argv[4]);
+    else if (!strcmp(w, "w5") && argc == 4) w5(argv[2], argv[3]);
     else if (!strcmp(w, "w7") && argc == 4) w7(argv[2], strtoull(argv[3], NULL, 10));
     else {
         fprintf(stderr, "usage: see the comment at the top of mmfs_bench.c\n");

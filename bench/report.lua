@@ -141,7 +141,6 @@ cmp { w = "W4", what = "Lua sets/s ÷ luasql", a = { "W4", "memmapfs-lua", "sets
 cmp { w = "W4", what = "C anon RSS/entry ÷ (64 B + 12 B key)", a = { "W4", "memmapfs-c", "rss_anon_per_entry" }, const = 76, op = "<=", target = 1 }
 cmp { w = "W5", what = "C open + first get ÷ SQLite", a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "sqlite", "open_first_get_ms" } }
 cmp { w = "W5", what = "C open + first get ÷ LMDB", a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "lmdb", "open_first_get_ms" } }
-cmp { w = "W5", what = "C open + first search ÷ SQLite", a = { "W5", "memmapfs-c", "open_first_search_ms" }, b = { "W5", "sqlite", "open_first_search_ms" } }
 cmp { w = "W5", what = "C open + first get, ms (goal ≤ 10 ms is with a checkpoint: pending)", a = { "W5", "memmapfs-c", "open_first_get_ms" }, const = 10 }
 local MMAP = { "W0", "machine", "mmap_read_gb_per_s" }
 cmp { w = "W7", what = "C read (zero-copy peek) ÷ W0 mmap read", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = MMAP, op = ">=", target = 0.8 }

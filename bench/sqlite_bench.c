@@ -4,10 +4,11 @@
 **   sqlite_bench w1   DB MEMFILE COUNT          one INSERT per transaction, FTS5
 **   sqlite_bench w1g  DB MEMFILE THREADS PER    the same from THREADS connections
 **   sqlite_bench w2   DB MEMFILE N LABEL        bulk ingest, 1,000 rows per txn
-**   sqlite_bench w3   DB QFILE LABEL            top-10 OR queries, warm
+**   sqlite_bench w3   DB QFILE LABEL [PASSES]   top-10 OR queries: a warm-up pass,
+**                                               then PASSES timed ones (default 1)
 **   sqlite_bench w4   DB KVFILE N               kv table: N sets (1,000 per txn), N random gets
 **   sqlite_bench w5prep DB MEMFILE NMEM KVFILE NKV   the W5 database (not timed)
-**   sqlite_bench w5   DB KEY QUERY              open + first kv answer, open + first search
+**   sqlite_bench w5   DB KEY                    open + first kv answer
 **
 ** Every database runs journal_mode=WAL, synchronous=FULL (durable commits,
 ** as memmapfs's sync="always" / sync()).  The memories table is
@@ -197,7 +198,9 @@ static long run_query(sqlite3 *db, sqlite3_stmt *q, const char *query) {
     return hits;
 }
 
-static void w3(const char *path, const char *qfile, const char *label) {
+/* One warm-up pass, then PASSES timed passes over the queries: each timed
+** pass is one run of W3 (p50 and p99 of its 1,000 latencies). */
+static void w3(const char *path, const char *qfile, const char *label, int passes) {
     sqlite3 *db = open_db(path);
     size_t n;
     char **lines = bu_load_lines(qfile, 100000, &n);
@@ -208,19 +211,21 @@ static void w3(const char *path, const char *qfile, const char *label) {
     CHECK(db, sqlite3_prepare_v2(db, SEARCH_SQL, -1, &q, NULL), "prepare");
     for (size_t i = 0; i < n; i++) run_query(db, q, qs[i]); /* warm-up pass */
     double *lat = malloc(n * sizeof *lat);
-    long hits = 0;
-    for (size_t i = 0; i < n; i++) {
-        double t0 = bu_now();
-        hits += run_query(db, q, qs[i]);
-        lat[i] = (bu_now() - t0) * 1e6;
+    for (int pass = 0; pass < passes; pass++) {
+        long hits = 0;
+        for (size_t i = 0; i < n; i++) {
+            double t0 = bu_now();
+            hits += run_query(db, q, qs[i]);
+            lat[i] = (bu_now() - t0) * 1e6;
+        }
+        qsort(lat, n, sizeof *lat, cmp_double);
+        char m[64];
+        snprintf(m, sizeof m, "p50_us_%s", label);
+        bu_result("W3", "sqlite-fts5", m, lat[(n - 1) / 2], "us");
+        snprintf(m, sizeof m, "p99_us_%s", label);
+        bu_result("W3", "sqlite-fts5", m, lat[(size_t)((double)(n - 1) * 0.99)], "us");
+        fprintf(stderr, "sqlite w3: %.2f hits/query\n", (double)hits / (double)n);
     }
-    qsort(lat, n, sizeof *lat, cmp_double);
-    char m[64];
-    snprintf(m, sizeof m, "p50_us_%s", label);
-    bu_result("W3", "sqlite-fts5", m, lat[(n - 1) / 2], "us");
-    snprintf(m, sizeof m, "p99_us_%s", label);
-    bu_result("W3", "sqlite-fts5", m, lat[(size_t)((double)(n - 1) * 0.99)], "us");
-    fprintf(stderr, "sqlite w3: %.2f hits/query\n", (double)hits / (double)n);
     sqlite3_finalize(q);
     sqlite3_close(db);
     bu_free_lines(lines, n);
@@ -304,9 +309,7 @@ static void w5prep(const char *path, const char *memfile, long nmem, const char 
     CHECK(db, sqlite3_close(db), "close");
 }
 
-static void w5(const char *path, const char *key, const char *qline) {
-    char query[256];
-    bu_or_query(qline, query, sizeof query);
+static void w5(const char *path, const char *key) {
     double t0 = bu_now();
     sqlite3 *db;
     CHECK(NULL, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), path);
@@ -318,16 +321,6 @@ static void w5(const char *path, const char *key, const char *qline) {
     sqlite3_finalize(get);
     sqlite3_close(db);
     bu_result("W5", "sqlite", "open_first_get_ms", dt * 1e3, "ms");
-
-    t0 = bu_now();
-    CHECK(NULL, sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), path);
-    sqlite3_stmt *q;
-    CHECK(db, sqlite3_prepare_v2(db, SEARCH_SQL, -1, &q, NULL), "prepare");
-    run_query(db, q, query);
-    dt = bu_now() - t0;
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    bu_result("W5", "sqlite", "open_first_search_ms", dt * 1e3, "ms");
 }
 
 int main(int argc, char **argv) {
@@ -335,10 +328,11 @@ int main(int argc, char **argv) {
     if (!strcmp(w, "w1") && argc == 5) w1(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w1g") && argc == 6) w1g(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
     else if (!strcmp(w, "w2") && argc == 6) w2(argv[2], argv[3], atol(argv[4]), argv[5]);
-    else if (!strcmp(w, "w3") && argc == 5) w3(argv[2], argv[3], argv[4]);
+    else if (!strcmp(w, "w3") && (argc == 5 || argc == 6))
+        w3(argv[2], argv[3], argv[4], argc == 6 ? atoi(argv[5]) : 1);
     else if (!strcmp(w, "w4") && argc == 5) w4(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w5prep") && argc == 7) w5prep(argv[2], argv[3], atol(argv[4]), argv[5], atol(argv[6]));
-    else if (!strcmp(w, "w5") && argc == 5) w5(argv[2], argv[3], argv[4]);
+    else if (!strcmp(w, "w5") && argc == 4) w5(argv[2], argv[3]);
     else {
         fprintf(stderr, "usage: see the comment at the top of sqlite_bench.c\n");
         return 2;
