@@ -298,7 +298,6 @@ static int key_index(mmfs_slice k) {
 }
 
 static void replay_rec(replay *rp, const mmfs__rec *r) {
-    if (getenv("MP_DEBUG")) fprintf(stderr, "rec type %d lsn %" PRIu64 " last %" PRIu64 "\n", r->type, r->lsn, rp->last_lsn);
     rp->records++;
     if (r->lsn != rp->last_lsn + 1)
         ct_fail(__FILE__, __LINE__, "log: LSN %" PRIu64 " after %" PRIu64 " (not dense)", r->lsn, rp->last_lsn);
