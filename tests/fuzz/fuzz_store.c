@@ -195,3 +195,14 @@ size_t fz_sample_list(uint8_t *out, size_t cap, unsigned v) {
     }
     return u;
 }
+
+size_t fz_memory_item(uint8_t *out, size_t cap, uint64_t id) {
+    mmfs__rec r;
+    memset(&r, 0, sizeof r);
+    r.type = MMFS__R_MEMORY;
+    r.u.mem.id = id;
+    r.u.mem.created_at = 1700000000;
+    r.u.mem.route = S("default");
+    r.u.mem.text = S("a memory with an id far beyond the dense range");
+    return add(out, cap, 0, &r);
+}

@@ -41,4 +41,7 @@ size_t fz_seal(uint8_t *out, size_t cap, uint64_t lsn);
 ** VARIANT changes their contents.  Returns the bytes used. */
 size_t fz_sample_list(uint8_t *out, size_t cap, unsigned variant);
 
+/* One MEMORY record item with id ID (a list of one) into OUT. */
+size_t fz_memory_item(uint8_t *out, size_t cap, uint64_t id);
+
 #endif
