@@ -178,6 +178,30 @@ static int sb_setmetatable(lua_State *L) {
     return 1;
 }
 
+/* xpcall(f, msgh, ...): the handler runs after the call has unwound.
+** The stock xpcall runs it at the point of the error, and when the error
+** comes from the count hook, hooks are still off there: a handler that
+** loops would never be stopped. */
+static int sb_xpcall(lua_State *L) {
+    int n = lua_gettop(L), status;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_checkstack(L, n + 2, "too many arguments");
+    lua_pushvalue(L, 1);
+    for (int i = 3; i <= n; i++) lua_pushvalue(L, i);
+    status = lua_pcall(L, n - 2, LUA_MULTRET, 0);
+    if (status == LUA_OK) {
+        lua_pushboolean(L, 1);
+        lua_insert(L, n + 1);
+        return lua_gettop(L) - n;
+    }
+    lua_pushvalue(L, 2);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+}
+
 /* string.rep(s, n [, sep]) with its result bounded by the memory limit. */
 static int sb_rep(lua_State *L) {
     mmfs__policy *p = lua_touserdata(L, lua_upvalueindex(1));
@@ -273,6 +297,8 @@ static void open_sandbox(lua_State *L, mmfs__policy *p) {
     lua_pushcfunction(L, sb_collectgarbage);
     lua_setfield(L, -2, "collectgarbage");
     wrap(L, p, "setmetatable", sb_setmetatable);
+    lua_pushcfunction(L, sb_xpcall);
+    lua_setfield(L, -2, "xpcall");
 
     pc_openlib(L, "string", luaopen_string);
     lua_pushnil(L);
