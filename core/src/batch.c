@@ -224,8 +224,9 @@ static int same_target(const mmfs__rec *a, const mmfs__rec *b) {
     case MMFS__R_DOC_UNINDEX:
         return (a->type == MMFS__R_DOC_INDEX || a->type == MMFS__R_DOC_UNINDEX) &&
                mmfs__slice_eq(a->u.doc.key, b->u.doc.key);
-    case MMFS__R_DEL_MEMORY:
-        return a->type == MMFS__R_DEL_MEMORY && a->u.del_mem.id == b->u.del_mem.id;
+    case MMFS__R_DEL_MEMORY: /* prepare gave earlier appends their ids already */
+        return (a->type == MMFS__R_DEL_MEMORY && a->u.del_mem.id == b->u.del_mem.id) ||
+               (a->type == MMFS__R_MEMORY && a->u.mem.id == b->u.del_mem.id);
     }
     return 0;
 }

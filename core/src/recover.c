@@ -22,14 +22,30 @@ static int corrupt(const mmfs__seg *s, uint64_t off, const char *why) {
                      (unsigned long long)off, why);
 }
 
+/* What a writer can never have framed, even under a valid checksum (a
+** forged or buggy frame): NULL if R fits the engine's state, else why.
+** Memory ids are dense and state versions count up by one: the engine
+** sizes its id table by the ids it sees, so a forged id far out of range
+** must not reach it.  (Compaction, when it keeps ids across rewritten
+** segments, must carry the high-water id here.) */
+static const char *implausible(const mmfs__engine *e, const mmfs__rec *r) {
+    if (r->type == MMFS__R_MEMORY && r->u.mem.id != mmfs__engine_next_memory_id(e))
+        return "memory id out of sequence";
+    if (r->type == MMFS__R_STATE && r->u.state.version != mmfs__engine_state_version(e) + 1)
+        return "state version out of sequence";
+    return NULL;
+}
+
 /* Applies the records of a checked frame.  Caller holds the engine's
-** write side. */
-static int apply_frame(mmfs_db *db, const mmfs__frame *f) {
+** write side.  S and OFF name the frame in errors. */
+static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, uint64_t off) {
     const uint8_t *p = f->body, *end = f->body + f->body_len;
     for (uint32_t i = 0; i < f->count; i++) {
         mmfs__rec r;
+        const char *why;
         if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
             return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
+        if ((why = implausible(db->eng, &r)) != NULL) return corrupt(s, off, why);
         int rc = mmfs__engine_apply(db->eng, &r);
         if (rc) {
             atomic_store(&db->broken, 1);
@@ -78,7 +94,7 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
             s->sealed = 1;
             return MMFS_OK;
         }
-        int rc = apply_frame(db, &f);
+        int rc = apply_frame(db, &f, s, off);
         if (rc) return rc;
         off += f.frame_len;
     }
@@ -214,7 +230,7 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
             pthread_rwlock_wrlock(&db->rw);
             locked = 1;
         }
-        if ((rc = apply_frame(db, &f)) != MMFS_OK) break;
+        if ((rc = apply_frame(db, &f, s, off)) != MMFS_OK) break;
         pos += f.frame_len;
         s->end = MMFS__POS_OFF(pos);
         atomic_store(&db->applied, pos);
