@@ -20,20 +20,38 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* OUT's allocator: every block is remembered and freed by out_free. */
+/* OUT's allocator, a bump arena like the batch's: blocks of 64 KiB (or
+** one for a larger request), all freed by out_free. */
 typedef struct arena {
     void **v;
     size_t n, cap;
+    char *cur;
+    size_t left;
 } arena;
 
-static void *arena_alloc(void *ud, size_t n) {
-    arena *a = ud;
+static void *arena_block(arena *a, size_t n) {
     if (a->n == a->cap) {
         a->cap = a->cap ? a->cap * 2 : 64;
         a->v = realloc(a->v, a->cap * sizeof *a->v);
         assert_non_null(a->v);
     }
     return a->v[a->n++] = malloc(n);
+}
+
+static void *arena_alloc(void *ud, size_t n) {
+    arena *a = ud;
+    char *m;
+    n = (n + 7) & ~(size_t)7;
+    if (n > 4096) return arena_block(a, n);
+    if (a->left < n) {
+        a->cur = arena_block(a, 65536);
+        a->left = a->cur ? 65536 : 0;
+        if (!a->cur) return NULL;
+    }
+    m = a->cur;
+    a->cur += n;
+    a->left -= n;
+    return m;
 }
 
 typedef struct out {

@@ -37,6 +37,29 @@ static const char *const hook_what[MMFS__R_MAX + 1] = {
     NULL,          "hook append_memory", "hook delete_memory", "hook set_kv", "hook delete_kv", "hook put_session",
     "hook delete_session", "hook append_stream", "hook index", "hook unindex", "hook update_state", NULL};
 
+/* Field names of command tables, prebuilt: during a run the table of them
+** sits at stack index KEYS, so setting and reading a field is a raw array
+** lookup and a raw set, without interning the name again. */
+enum { K_TYPE = 1, K_TEXT, K_TAGS, K_ROUTE, K_CREATED_AT, K_ID, K_KEY, K_VALUE, K_SESSION, K_BYTES, K_N };
+static const char *const key_name[K_N] = {NULL, "type", "text", "tags", "route", "created_at", "id", "key",
+                                          "value", "session", "bytes"};
+#define KEYS 1
+
+/* t[K] = the value on top (popped); T is an absolute index or -2. */
+static void setk(lua_State *L, int t, int k) {
+    t = pc_absindex(L, t);
+    lua_rawgeti(L, KEYS, k);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+}
+
+/* Pushes t[K] (raw). */
+static void getk(lua_State *L, int t, int k) {
+    t = pc_absindex(L, t);
+    lua_rawgeti(L, KEYS, k);
+    lua_rawget(L, t);
+}
+
 static char reg_key; /* registry[&reg_key] = the policy (light userdata) */
 
 /* ------------------------------------------------------------- limits */
@@ -438,29 +461,22 @@ static int bad_field(lua_State *L, mmfs__policy *p, const char *name, const char
     return luaL_error(L, "policy: %s: cmd.%s must be %s, got %s", p->what, name, want, luaL_typename(L, idx));
 }
 
-/* Field NAME of the table at T: a string, copied to OUT. */
-static mmfs_slice get_str(lua_State *L, mmfs__policy *p, int t, const char *name) {
-    mmfs_slice s;
-    lua_getfield(L, t, name);
-    if (lua_type(L, -1) != LUA_TSTRING) bad_field(L, p, name, "a string", -1);
-    s = keep_str(L, p, -1);
-    lua_pop(L, 1);
-    return s;
-}
-
-static int64_t get_int(lua_State *L, mmfs__policy *p, int t, const char *name) {
+static int64_t get_int(lua_State *L, mmfs__policy *p, int t, int k) {
     int64_t v;
-    lua_getfield(L, t, name);
-    if (!pc_isintegral(L, -1)) bad_field(L, p, name, "an integer", -1);
+    getk(L, t, k);
+    if (!pc_isintegral(L, -1)) bad_field(L, p, key_name[k], "an integer", -1);
     v = pc_toint64(L, -1);
     lua_pop(L, 1);
     return v;
 }
 
-/* The tag array at IDX, encoded into OUT's memory. */
+/* The tag array at IDX, encoded into OUT's memory; when it holds the same
+** tags as the encoded list (*NTAGS, *TAGS) on entry, that list is kept. */
 static void keep_tags(lua_State *L, mmfs__policy *p, int idx, const char *what, uint32_t *ntags, mmfs_slice *tags) {
     size_t n, size = 0;
     uint8_t *b, *q;
+    const uint8_t *o = tags->ptr;
+    int same = 1;
     idx = pc_absindex(L, idx);
     if (!lua_istable(L, idx))
         luaL_error(L, "policy: %s: tags must be a table (an array of strings), got %s", what, luaL_typename(L, idx));
@@ -471,8 +487,15 @@ static void keep_tags(lua_State *L, mmfs__policy *p, int idx, const char *what, 
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "policy: %s: tags[%d] must be a string, got %s", what, (int)i, luaL_typename(L, -1));
         size += 4 + pc_rawlen(L, -1);
+        if (same && i <= *ntags) {
+            size_t l;
+            const char *s = lua_tolstring(L, -1, &l);
+            mmfs_slice t = mmfs__tag_next(&o);
+            same = t.len == l && memcmp(t.ptr, s, l) == 0;
+        }
         lua_pop(L, 1);
     }
+    if (same && n == *ntags && size == tags->len) return;
     *ntags = (uint32_t)n;
     tags->len = size;
     if (size == 0) {
@@ -636,99 +659,131 @@ static mmfs__rec *out_push(lua_State *L, mmfs__policy *p) {
 
 static void pushs(lua_State *L, mmfs_slice s) { lua_pushlstring(L, (const char *)s.ptr, s.len); }
 
-/* Pushes command R as a table: type and its fields by name. */
-static void push_cmd(lua_State *L, mmfs__policy *p, const mmfs__rec *r) {
+/* The strings push_cmd gave a command table, by slot (see push_cmd).  A
+** field that still holds the very same Lua string after the hook is
+** unchanged: its original slice is kept and nothing is copied.  (The string
+** is alive, referenced by the table, so its address cannot be reused.) */
+typedef struct pushed {
+    const char *s[3];
+} pushed;
+
+/* Pushes S and records its Lua copy in slot I of PU. */
+static void pushs_at(lua_State *L, mmfs_slice s, pushed *pu, int i) {
+    lua_pushlstring(L, (const char *)s.ptr, s.len);
+    pu->s[i] = lua_tostring(L, -1);
+}
+
+/* Pushes command R as a table: type and its fields by name.  Slots of
+** PU: 0 text/key/id/value (state), 1 value/bytes/text (document), 2 route. */
+static void push_cmd(lua_State *L, mmfs__policy *p, const mmfs__rec *r, pushed *pu) {
     lua_createtable(L, 0, 5);
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tname[r->type]);
-    lua_setfield(L, -2, "type");
+    setk(L, -2, K_TYPE);
     switch (r->type) {
     case MMFS__R_MEMORY:
-        pushs(L, r->u.mem.text);
-        lua_setfield(L, -2, "text");
+        pushs_at(L, r->u.mem.text, pu, 0);
+        setk(L, -2, K_TEXT);
         push_tags(L, p, r->u.mem.ntags, r->u.mem.tags);
-        lua_setfield(L, -2, "tags");
-        pushs(L, r->u.mem.route);
-        lua_setfield(L, -2, "route");
+        setk(L, -2, K_TAGS);
+        pushs_at(L, r->u.mem.route, pu, 2);
+        setk(L, -2, K_ROUTE);
         pc_pushint64(L, r->u.mem.created_at);
-        lua_setfield(L, -2, "created_at");
+        setk(L, -2, K_CREATED_AT);
         break;
     case MMFS__R_DEL_MEMORY:
         pc_pushint64(L, (int64_t)r->u.del_mem.id);
-        lua_setfield(L, -2, "id");
+        setk(L, -2, K_ID);
         break;
     case MMFS__R_KV_SET:
-        pushs(L, r->u.kv.value);
-        lua_setfield(L, -2, "value");
+        pushs_at(L, r->u.kv.value, pu, 1);
+        setk(L, -2, K_VALUE);
         /* fall through */
     case MMFS__R_KV_DEL:
-        pushs(L, r->u.kv.key);
-        lua_setfield(L, -2, "key");
+        pushs_at(L, r->u.kv.key, pu, 0);
+        setk(L, -2, K_KEY);
         break;
     case MMFS__R_SESSION_PUT:
         mmfs__pvm_push_session(L, r);
-        lua_setfield(L, -2, "session");
+        setk(L, -2, K_SESSION);
         break;
     case MMFS__R_SESSION_DEL:
-        pushs(L, r->u.sess.id);
-        lua_setfield(L, -2, "id");
+        pushs_at(L, r->u.sess.id, pu, 0);
+        setk(L, -2, K_ID);
         break;
     case MMFS__R_STREAM_APPEND:
-        pushs(L, r->u.stream.key);
-        lua_setfield(L, -2, "key");
-        pushs(L, r->u.stream.bytes);
-        lua_setfield(L, -2, "bytes");
+        pushs_at(L, r->u.stream.key, pu, 0);
+        setk(L, -2, K_KEY);
+        pushs_at(L, r->u.stream.bytes, pu, 1);
+        setk(L, -2, K_BYTES);
         break;
     case MMFS__R_DOC_INDEX:
-        pushs(L, r->u.doc.text);
-        lua_setfield(L, -2, "text");
+        pushs_at(L, r->u.doc.text, pu, 1);
+        setk(L, -2, K_TEXT);
         /* fall through */
     case MMFS__R_DOC_UNINDEX:
-        pushs(L, r->u.doc.key);
-        lua_setfield(L, -2, "key");
+        pushs_at(L, r->u.doc.key, pu, 0);
+        setk(L, -2, K_KEY);
         break;
     case MMFS__R_STATE:
-        pushs(L, r->u.state.value);
-        lua_setfield(L, -2, "value");
+        pushs_at(L, r->u.state.value, pu, 0);
+        setk(L, -2, K_VALUE);
         break;
     }
 }
 
-/* Reads the command table at T back into R (a copy of the original). */
-static void read_cmd(lua_State *L, mmfs__policy *p, int t, mmfs__rec *r) {
+/* Field NAME of the table at T, a string: ORIG when it is still the string
+** pushed as LSTR, else a copy in OUT's memory. */
+static mmfs_slice get_str_or(lua_State *L, mmfs__policy *p, int t, int k, mmfs_slice orig, const char *lstr) {
+    mmfs_slice s;
+    getk(L, t, k);
+    if (lua_type(L, -1) != LUA_TSTRING) bad_field(L, p, key_name[k], "a string", -1);
+    if (lstr && lua_tostring(L, -1) == lstr) s = orig;
+    else s = keep_str(L, p, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+/* Reads the command table at T back into R (a copy of the original, whose
+** strings PU recorded). */
+static void read_cmd(lua_State *L, mmfs__policy *p, int t, mmfs__rec *r, const pushed *pu) {
     switch (r->type) {
     case MMFS__R_MEMORY:
-        r->u.mem.text = get_str(L, p, t, "text");
-        r->u.mem.route = get_str(L, p, t, "route");
+        r->u.mem.text = get_str_or(L, p, t, K_TEXT, r->u.mem.text, pu->s[0]);
+        r->u.mem.route = get_str_or(L, p, t, K_ROUTE, r->u.mem.route, pu->s[2]);
         if (r->u.mem.route.len > MAX_ROUTE) luaL_error(L, "policy: %s: cmd.route is longer than 256 bytes", p->what);
-        r->u.mem.created_at = get_int(L, p, t, "created_at");
-        lua_getfield(L, t, "tags");
+        r->u.mem.created_at = get_int(L, p, t, K_CREATED_AT);
+        getk(L, t, K_TAGS);
         keep_tags(L, p, -1, p->what, &r->u.mem.ntags, &r->u.mem.tags);
         lua_pop(L, 1);
         break;
     case MMFS__R_DEL_MEMORY: {
-        int64_t id = get_int(L, p, t, "id");
+        int64_t id = get_int(L, p, t, K_ID);
         if (id < 0) luaL_error(L, "policy: %s: cmd.id must not be negative", p->what);
         r->u.del_mem.id = (uint64_t)id;
         break;
     }
-    case MMFS__R_KV_SET: r->u.kv.value = get_str(L, p, t, "value"); /* fall through */
-    case MMFS__R_KV_DEL: r->u.kv.key = get_str(L, p, t, "key"); break;
+    case MMFS__R_KV_SET:
+        r->u.kv.value = get_str_or(L, p, t, K_VALUE, r->u.kv.value, pu->s[1]);
+        /* fall through */
+    case MMFS__R_KV_DEL: r->u.kv.key = get_str_or(L, p, t, K_KEY, r->u.kv.key, pu->s[0]); break;
     case MMFS__R_SESSION_PUT:
-        lua_getfield(L, t, "session");
+        getk(L, t, K_SESSION);
         keep_session(L, p, -1, r, p->what);
         lua_pop(L, 1);
         break;
     case MMFS__R_SESSION_DEL:
-        r->u.sess.id = get_str(L, p, t, "id");
+        r->u.sess.id = get_str_or(L, p, t, K_ID, r->u.sess.id, pu->s[0]);
         if (r->u.sess.id.len == 0) luaL_error(L, "policy: %s: cmd.id must not be empty", p->what);
         break;
     case MMFS__R_STREAM_APPEND:
-        r->u.stream.key = get_str(L, p, t, "key");
-        r->u.stream.bytes = get_str(L, p, t, "bytes");
+        r->u.stream.key = get_str_or(L, p, t, K_KEY, r->u.stream.key, pu->s[0]);
+        r->u.stream.bytes = get_str_or(L, p, t, K_BYTES, r->u.stream.bytes, pu->s[1]);
         break;
-    case MMFS__R_DOC_INDEX: r->u.doc.text = get_str(L, p, t, "text"); /* fall through */
-    case MMFS__R_DOC_UNINDEX: r->u.doc.key = get_str(L, p, t, "key"); break;
-    case MMFS__R_STATE: r->u.state.value = get_str(L, p, t, "value"); break;
+    case MMFS__R_DOC_INDEX:
+        r->u.doc.text = get_str_or(L, p, t, K_TEXT, r->u.doc.text, pu->s[1]);
+        /* fall through */
+    case MMFS__R_DOC_UNINDEX: r->u.doc.key = get_str_or(L, p, t, K_KEY, r->u.doc.key, pu->s[0]); break;
+    case MMFS__R_STATE: r->u.state.value = get_str_or(L, p, t, K_VALUE, r->u.state.value, pu->s[0]); break;
     }
 }
 
@@ -762,7 +817,7 @@ static void run_route(lua_State *L, mmfs__policy *p, int t) {
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
-    lua_setfield(L, t, "route");
+    setk(L, t, K_ROUTE);
 }
 
 static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with_hook);
@@ -777,17 +832,18 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
     int top = lua_gettop(L), cmd;
     size_t pend0 = p->npend;
     mmfs__rec r = *in;
+    pushed pu = {{NULL, NULL, NULL}};
 
     if (!routed && !schema && !hook) {
         *out_push(L, p) = *in;
         return;
     }
     luaL_checkstack(L, 16, NULL);
-    push_cmd(L, p, in);
+    push_cmd(L, p, in, &pu);
     cmd = lua_gettop(L);
     if (routed) run_route(L, p, cmd);
     if (schema) {
-        lua_getfield(L, cmd, "session");
+        getk(L, cmd, K_SESSION);
         schema_check(L, p, -1);
         lua_pop(L, 1);
     }
@@ -802,14 +858,14 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
         if (!lua_toboolean(L, -2) && (lua_type(L, -2) == LUA_TBOOLEAN || !lua_isnil(L, -1))) reject(L, p, 2);
         lua_pop(L, 2);
         if (schema) {
-            lua_getfield(L, cmd, "session");
+            getk(L, cmd, K_SESSION);
             schema_check(L, p, -1);
             lua_pop(L, 1);
         }
-        read_cmd(L, p, cmd, &r);
+        read_cmd(L, p, cmd, &r, &pu);
     } else if (routed) { /* route may change the route and the tags only */
-        r.u.mem.route = get_str(L, p, cmd, "route");
-        lua_getfield(L, cmd, "tags");
+        r.u.mem.route = get_str_or(L, p, cmd, K_ROUTE, r.u.mem.route, pu.s[2]);
+        getk(L, cmd, K_TAGS);
         keep_tags(L, p, -1, "route", &r.u.mem.ntags, &r.u.mem.tags);
     } /* else a schema check alone: the command stays as it came */
     *out_push(L, p) = r;
@@ -830,6 +886,7 @@ typedef struct run_args {
 static int run_protected(lua_State *L) {
     run_args *a = lua_touserdata(L, 1);
     lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_keys); /* at KEYS */
     for (size_t i = 0; i < a->n; i++) process(L, a->p, &a->in[i], 1);
     return 0;
 }
@@ -958,6 +1015,8 @@ static int tx_append_memory(lua_State *L) {
     r->u.mem.text = text;
     r->u.mem.route = route;
     r->u.mem.created_at = created_at;
+    r->u.mem.ntags = 0;
+    r->u.mem.tags.len = 0;
     keep_tags(L, p, 3, "tx:append_memory", &r->u.mem.ntags, &r->u.mem.tags);
     return tx_done(L);
 }
@@ -1265,6 +1324,12 @@ static int new_protected(lua_State *L) {
         lua_pushstring(L, type_name[t]);
         p->ref_tname[t] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    lua_createtable(L, K_N, 0);
+    for (int k = 1; k < K_N; k++) {
+        lua_pushstring(L, key_name[k]);
+        lua_rawseti(L, -2, k);
+    }
+    p->ref_keys = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, tags_index);
     lua_setfield(L, -2, "__index");
@@ -1303,7 +1368,7 @@ int mmfs__policy_new(const char *src, size_t len, const mmfs__policy_limits *lim
     if (!p->lim.hook_budget) p->lim.hook_budget = DEFAULT_HOOK_BUDGET;
     if (!p->lim.batch_budget) p->lim.batch_budget = p->lim.hook_budget * 100;
     if (!p->lim.mem_limit) p->lim.mem_limit = DEFAULT_MEM_LIMIT;
-    p->ref_route = p->ref_routes = p->ref_tags_mt = p->ref_tx = LUA_NOREF;
+    p->ref_route = p->ref_routes = p->ref_tags_mt = p->ref_tx = p->ref_keys = LUA_NOREF;
     for (int t = 0; t <= MMFS__R_MAX; t++) p->ref_hook[t] = p->ref_tname[t] = LUA_NOREF;
 
     p->L = lua_newstate(l_alloc, p);
@@ -1326,6 +1391,9 @@ int mmfs__policy_new(const char *src, size_t len, const mmfs__policy_limits *lim
     lua_pushlightuserdata(p->L, p);
     lua_rawset(p->L, LUA_REGISTRYINDEX);
     lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+#if LUA_VERSION_NUM >= 504
+    lua_gc(p->L, LUA_GCGEN, 0, 0); /* most garbage is one command's tables */
+#endif
 
     run_reset(p->L, p);
     p->call_budget = p->lim.hook_budget;

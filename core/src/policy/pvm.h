@@ -50,6 +50,7 @@ struct mmfs__policy {
     int ref_hook[MMFS__R_MAX + 1];     /* hooks[type] or LUA_NOREF */
     int ref_tname[MMFS__R_MAX + 1];    /* interned command type names */
     int ref_tags_mt;                   /* metatable of tag arrays */
+    int ref_keys;                      /* field names of command tables (policy.c) */
     int ref_tx;                        /* the tx object, alive for the VM's life */
     const void *tx_ptr;
     pvm_sfield *schema;                /* schemas.session, NULL if none */
