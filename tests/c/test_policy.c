@@ -869,7 +869,7 @@ static void test_memory_limit(void **state) {
         "    while true do i = i + 1; t[i] = string.rep('x', 1000) .. i end end\n"
         "  if cmd.key == 'swallow' then local t = {}\n"
         "    while true do pcall(function() while true do t[#t + 1] = {} end end) end end\n"
-        "  if cmd.key == 'keep' then keep[#keep + 1] = string.rep('k', 1000000) end\n"
+        "  if cmd.key == 'keep' then keep[#keep + 1] = string.rep('k', 1000000) .. #keep end\n"
         "end } }",
         100000000, 1000000000, 8u << 20);
     double t0 = now_s();
