@@ -29,7 +29,7 @@ end
 --- The output of a shell command (all of it), and whether it succeeded.
 function H.capture(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
+  local out = p:read("*a") -- "*a": 5.1 and 5.2 need the star
   local ok = p:close()
   return out, ok
 end
@@ -131,15 +131,22 @@ function H.raises(fn, pattern)
   return err
 end
 
---- The Lua interpreter running the specs, for child processes.
+--- The Lua interpreter running the specs, for child processes: the one
+-- tests/run-busted.sh was given (MMFS_TEST_LUA; LuaJIT also calls itself
+-- "Lua 5.1"), else guessed from _VERSION.
 function H.lua()
-  return os.getenv("MMFS_LUA") or ("lua" .. _VERSION:match("%d+%.%d+"))
+  local lua = os.getenv("MMFS_TEST_LUA")
+  if lua and lua ~= "" then return lua end
+  if rawget(_G, "jit") then return "luajit" end
+  return "lua" .. _VERSION:match("%d+%.%d+")
 end
 
 --- Runs SOURCE in a child Lua process with the same module paths.  Returns
 -- its output and whether it succeeded.
 function H.child(source)
   local path, cpath = package.path, package.cpath
+  local cdir = os.getenv("MMFS_TEST_CPATH")
+  if cdir and cdir ~= "" then cpath = cdir .. "/?.so;" .. cpath end
   local v = _VERSION:match("%d+%.%d+")
   local suffix = (v == "5.1") and "" or ("_" .. (v:gsub("%.", "_")))
   local cmd = ("LUA_PATH%s=%s LUA_CPATH%s=%s %s -e %s"):format(suffix, quote(path), suffix,

@@ -120,8 +120,11 @@ describe("store", function()
     H.fails("INVALID", memmapfs.open(dir, { lock_timeout_ms = -5 }))
     local msg = H.fails("INVALID", memmapfs.open(dir, { syncc = "none" }))
     assert.is_truthy(msg:find("syncc", 1, true))
-    -- not a policy yet: later issues bring it
-    H.fails("INVALID", memmapfs.open(dir, { policy = "return {}" }))
+    H.fails("INVALID", memmapfs.open(dir, { hook_budget = 0 }))
+    -- a policy that does not compile, or does not return a table
+    msg = H.fails("INVALID", memmapfs.open(dir, { policy = "return {" }))
+    assert.is_truthy(msg:find("policy:1:", 1, true), msg)
+    H.fails("INVALID", memmapfs.open(dir, { policy = "return 42" }))
   end)
 
   it("raises on wrong argument types", function()
@@ -141,6 +144,16 @@ describe("store", function()
       create = true, lock_timeout_ms = 1000 })
     assert(db:set_kv("k", "v"))
     assert.are.equal("v", db:get_kv("k"))
+    assert.is_true(db:close())
+    if os.getenv("MMFS_HAVE_POLICY") == "0" then
+      pending("built without Lua policies: policy and hook_budget not checked")
+      return
+    end
+    local policy = "return { hooks = { set_kv = function(cmd) cmd.value = cmd.value .. '!' end } }"
+    db = H.open({ policy = policy, hook_budget = 5000 })
+    assert.are.equal(policy, db:get_policy())
+    assert(db:set_kv("k", "v"))
+    assert.are.equal("v!", db:get_kv("k"))
     assert.is_true(db:close())
   end)
 
@@ -406,7 +419,7 @@ describe("store", function()
       assert.is_truthy(seg, "no log segment")
       local path = dir .. "/log/" .. seg
       local f = assert(io.open(path, "r+b"))
-      local data = f:read("a")
+      local data = f:read("*a")
       local at = data:find(("A"):rep(100), 1, true)
       assert.is_truthy(at, "value not found in the log")
       f:seek("set", at + 50)
