@@ -15,7 +15,7 @@
 
 typedef struct mmfs__policy mmfs__policy;
 
-typedef struct mmfs__policy_limits {
+typedef struct mmfs__policy_limits { /* 0: the default (1e6, 100 x hook_budget, 64 MiB) */
     uint64_t hook_budget;  /* VM instructions per hook call (API: hook_budget, 1e6) */
     uint64_t batch_budget; /* VM instructions per policy run over one batch */
     size_t mem_limit;      /* bytes the VM may allocate in all */
@@ -58,7 +58,9 @@ void mmfs__policy_free(mmfs__policy *p);
 ** (SESSION_PUT), then hooks[type](cmd, tx), which may edit the command,
 ** reject it, or add commands through tx (those are routed and
 ** schema-checked, not hooked, and follow the command that added them).
-** Appends the resulting commands to OUT.
+** Appends the resulting commands to OUT.  Bytes the VM produced are in
+** OUT's allocator; commands and fields the policy left unchanged keep
+** IN's slices (so IN's bytes must live as long as OUT's).
 ** Errors: MMFS_REJECTED (a hook said nil, reason, or raised; a schema
 ** violation, naming the field), MMFS_LIMIT (instruction budget or memory
 ** limit), MMFS_NOMEM.  The VM stays usable after any error. */

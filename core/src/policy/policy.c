@@ -1317,6 +1317,10 @@ static int new_protected(lua_State *L) {
                                       {"get_session", tx_get_session},
                                       {NULL, NULL}};
     lua_settop(L, 0);
+    /* First, before any Lua code runs (the count hook finds P here). */
+    lua_pushlightuserdata(L, &reg_key);
+    lua_pushlightuserdata(L, p);
+    lua_rawset(L, LUA_REGISTRYINDEX);
     open_sandbox(L, p);
 
     for (int t = 1; t <= MMFS__R_MAX; t++) {
@@ -1389,11 +1393,6 @@ int mmfs__policy_new(const char *src, size_t len, const mmfs__policy_limits *lim
 #if PC_LUAJIT
     luaJIT_setmode(p->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF); /* so the count hook fires */
 #endif
-    /* Set before anything can run; cannot fail for lack of memory: the
-    ** registry has room for a few entries from the start. */
-    lua_pushlightuserdata(p->L, &reg_key);
-    lua_pushlightuserdata(p->L, p);
-    lua_rawset(p->L, LUA_REGISTRYINDEX);
     lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
 #if LUA_VERSION_NUM >= 504
     lua_gc(p->L, LUA_GCGEN, 0, 0); /* most garbage is one command's tables */
