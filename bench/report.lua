@@ -147,6 +147,7 @@ cmp { w = "W7", what = "C read (zero-copy peek) ÷ W0 mmap read", a = { "W7", "m
 cmp { w = "W7", what = "C read (reader_read copy) ÷ W0 mmap read", a = { "W7", "memmapfs-c", "read_copy_gb_per_s" }, b = MMAP, op = ">=", target = 0.8 }
 cmp { w = "W7", what = "Lua read ÷ W0 mmap read", a = { "W7", "memmapfs-lua", "read_gb_per_s" }, b = MMAP, op = ">=", target = 0.8 }
 cmp { w = "W7", what = "C read (zero-copy) ÷ cat > /dev/null", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W7", "cat", "read_gb_per_s" } }
+cmp { w = "W7", what = "C read (zero-copy) ÷ W0 mmap read of a fresh mapping", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W0", "machine", "mmap_fault_read_gb_per_s" } }
 cmp { w = "W7", what = "cat > /dev/null ÷ W0 mmap read", a = { "W7", "cat", "read_gb_per_s" }, b = MMAP }
 
 local rows = {}
