@@ -75,17 +75,18 @@ static inline void *compat_testudata(lua_State *L, int ud, const char *tname) {
 
 /* ------------------------------------------------------------ integers */
 
-/* 1 if the value at I is a number with an exact int64 value. */
+/* 1 if the value at I is a number with an exact int64 value: an integer,
+** or a float with an integral value (1e6 and 2.0 count, 1.5 does not), on
+** every version alike, as luaL_checkinteger of 5.3+ does.  Strings never. */
 static inline int compat_isinteger(lua_State *L, int i) {
-#if LUA_VERSION_NUM >= 503
-    return lua_isinteger(L, i);
-#else
     lua_Number n;
     if (lua_type(L, i) != LUA_TNUMBER) return 0;
-    n = lua_tonumber(L, i);
-    return n == (lua_Number)(int64_t)n && n >= -9223372036854775808.0 &&
-           n < 9223372036854775808.0;
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, i)) return 1;
 #endif
+    n = lua_tonumber(L, i);
+    return n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
+           n == (lua_Number)(int64_t)n;
 }
 
 /* The integer at I (raises like luaL_checkinteger when there is none). */
@@ -101,7 +102,7 @@ static inline int64_t compat_checkint64(lua_State *L, int i) {
 }
 
 /* The integer value at I, which the caller has checked with
-** compat_isinteger (5.4 also turns an integral float into one). */
+** compat_isinteger (5.3+ turn an integral float into one). */
 static inline int64_t compat_toint64(lua_State *L, int i) {
 #if LUA_VERSION_NUM >= 503
     return (int64_t)lua_tointeger(L, i);
