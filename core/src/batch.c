@@ -592,6 +592,7 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
     mmfs__frame_finish(db->scratch, db->next_lsn, (uint32_t)kept, 0, body, &db->sum);
     if ((rc = ensure_space(db, flen)) != MMFS_OK) return rc;
     mmfs__seg *s = mmfs__seg_last(db);
+    if ((rc = mmfs__seg_zero_ahead(db, s, s->end + flen)) != MMFS_OK) return rc;
     if ((rc = pwrite_all(db, s, db->scratch, flen, s->end)) != MMFS_OK) return rc;
     *seg = s;
     *off = s->end;

@@ -28,6 +28,7 @@ typedef struct mmfs__seg {
     size_t size;      /* file size = mapping size */
     uint64_t end;     /* offset past the last valid frame known here */
     int sealed;       /* ends with a seal frame: the log goes on in no + 1 */
+    uint64_t zeroed;  /* [0, zeroed) is known allocated and written (0: unknown) */
 } mmfs__seg;
 
 /* LOCK's first page, shared by every process that has the store open.
@@ -109,6 +110,10 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no);
 /* Creates segment NO of SIZE bytes (preallocated, header written, synced,
 ** renamed into place, directory synced) and opens it. */
 int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size);
+/* Makes sure [end, UPTO) of S, and about 1 MiB past it, is allocated and
+** written (zeros), so frames written there need no extent conversion.
+** Caller holds the writer lock.  Errors: MMFS_NOSPACE, MMFS_IO. */
+int mmfs__seg_zero_ahead(mmfs_db *db, mmfs__seg *s, uint64_t upto);
 /* Unmaps and closes every segment. */
 void mmfs__seg_close_all(mmfs_db *db);
 /* The last segment. */

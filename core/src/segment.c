@@ -1,11 +1,16 @@
 /*
-** segment.c: log segment files.  A segment is preallocated at its full
-** size, written with pwrite, mapped read-only once and never shrunk or
-** unmapped while the handle lives (slices point into it).  A new segment
-** is made under a temporary name and renamed into place once its header is
-** durable, so a crash never leaves a half-made segment under a real name;
-** the directory is fsynced after the rename, before the first frame in it
-** can be acknowledged.
+** segment.c: log segment files.  A segment file has its full size from the
+** start (ftruncate: sparse) and is mapped read-only once, never shrunk or
+** unmapped while the handle lives (slices point into it).  Ahead of the
+** written end, the writer keeps about 1 MiB of the file allocated and
+** written with real zeros (mmfs__seg_zero_ahead): an fdatasync of frames
+** written there then flushes data only, where a frame written into a
+** preallocated-but-unwritten extent would also cost a journal commit for
+** the extent's conversion, and a store takes the space it uses plus 1 MiB,
+** not the whole segment.  A new segment is made under a temporary name and
+** renamed into place once its header is durable, so a crash never leaves a
+** half-made segment under a real name; the directory is fsynced after the
+** rename, before the first frame in it can be acknowledged.
 */
 #include "db.h"
 
@@ -119,7 +124,7 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
         close(fd);
         return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: %s", no, why);
     }
-    mmfs__seg s = {no, fd, map, (size_t)st.st_size, MMFS__SEG_HDR, 0};
+    mmfs__seg s = {no, fd, map, (size_t)st.st_size, MMFS__SEG_HDR, 0, 0};
     int rc = push_seg(db, &s);
     if (rc) {
         munmap(map, (size_t)st.st_size);
@@ -128,15 +133,39 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
     return rc;
 }
 
-/* Preallocates LEN bytes of FD; falls back to ftruncate where the file
-** system has no fallocate (the file is then sparse). */
-static int prealloc(int fd, uint64_t len) {
-    int rc = posix_fallocate(fd, 0, (off_t)len);
-    if (rc == EOPNOTSUPP || rc == EINVAL) {
-        if (ftruncate(fd, (off_t)len) < 0) return errno;
-        return 0;
+#define ZERO_AHEAD ((uint64_t)1 << 20)
+
+/* Allocates [FROM, TO) of FD and writes zeros there.  Returns 0 or errno. */
+static int zero_fill(int fd, uint64_t from, uint64_t to) {
+    static const uint8_t zeros[65536];
+    if (from >= to) return 0;
+    /* Reserve first, so a full disk is told before any byte is written;
+    ** file systems without fallocate allocate on the writes below. */
+    int e = posix_fallocate(fd, (off_t)from, (off_t)(to - from));
+    if (e && e != EOPNOTSUPP && e != EINVAL) return e;
+    while (from < to) {
+        size_t n = to - from < sizeof zeros ? (size_t)(to - from) : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, (off_t)from);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? errno : EIO;
+        from += (uint64_t)w;
     }
-    return rc;
+    return 0;
+}
+
+int mmfs__seg_zero_ahead(mmfs_db *db, mmfs__seg *s, uint64_t upto) {
+    if (s->zeroed >= upto) return MMFS_OK;
+    uint64_t from = s->zeroed > s->end ? s->zeroed : s->end;
+    uint64_t to = (upto + ZERO_AHEAD + 4095) & ~(uint64_t)4095;
+    if (to > s->size) to = s->size;
+    int e = zero_fill(s->fd, from, to);
+    if (e) {
+        char path[4096];
+        mmfs__seg_path(db, s->no, path, sizeof path);
+        return mmfs__err_sys(e, "allocate", path);
+    }
+    s->zeroed = to;
+    return MMFS_OK;
 }
 
 int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
@@ -147,9 +176,10 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
     if (fd < 0) return mmfs__err_sys(errno, "create", tmp);
     uint8_t h[MMFS__SEG_HDR];
     make_header(h, db->sum.type, no, size);
-    int rc, e = prealloc(fd, size);
+    uint64_t zeroed = (MMFS__SEG_HDR + ZERO_AHEAD) < size ? MMFS__SEG_HDR + ZERO_AHEAD : size;
+    int rc, e = ftruncate(fd, (off_t)size) < 0 ? errno : zero_fill(fd, MMFS__SEG_HDR, zeroed);
     if (e) {
-        rc = mmfs__err_sys(e, "fallocate", tmp);
+        rc = mmfs__err_sys(e, "allocate", tmp);
         goto fail;
     }
     if (pwrite(fd, h, sizeof h, 0) != (ssize_t)sizeof h) {
@@ -166,7 +196,9 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
     }
     close(fd);
     if ((rc = mmfs__fsync_dir(db->log_dir)) != MMFS_OK) return rc;
-    return mmfs__seg_open(db, no);
+    if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) return rc;
+    mmfs__seg_last(db)->zeroed = zeroed;
+    return MMFS_OK;
 fail:
     close(fd);
     unlink(tmp);
