@@ -26,9 +26,7 @@ function W.w1(dir, memfile, count)
   for i, line in ipairs(B.head(memfile, count)) do texts[i], tags[i] = B.memline(line) end
   local db = open(dir, "always", true)
   local t0 = B.now()
-  -- The explicit nil opts: with opts omitted, the binding (bindings/lua/core.c,
-  -- l_append_memory) mistakes its own tags buffer for opts; see docs/bench/README.md.
-  for i = 1, count do B.check(db:append_memory(texts[i], tags[i], nil)) end
+  for i = 1, count do B.check(db:append_memory(texts[i], tags[i])) end
   local dt = B.now() - t0
   B.check(db:close())
   B.result("W1", SYS, "appends_per_s", count / dt, "ops/s")
@@ -44,7 +42,7 @@ local function ingest(db, memfile, n)
         local line = lines()
         if not line then B.die(memfile .. ": too few lines") end
         local text, tags = B.memline(line)
-        tx:append_memory(text, tags, nil) -- explicit nil opts: see w1
+        tx:append_memory(text, tags)
       end
     end))
     done = done + k
