@@ -10,6 +10,7 @@ scripts/deps.sh
 BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DMMFS_SANITIZE=ON
 cd build-asan
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1}
+export MMFS_TEST_TIME_SCALE=${MMFS_TEST_TIME_SCALE:-10}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --output-on-failure -j2 --timeout 900 -E '^lua|fuzz|fault'
 LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
