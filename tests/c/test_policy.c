@@ -1013,40 +1013,7 @@ static void test_patterns(void **state) {
     mmfs__policy_free(p);
 }
 
-/* --------------------------------------------------------- performance */
-
-static void test_cost_of_a_trivial_hook(void **state) {
-    (void)state;
-    enum { N = 200000, B = 100 };
-    mmfs__policy *p = load("return { hooks = { set_kv = function(cmd, tx) end } }");
-    mmfs__rec *in = malloc(B * sizeof *in);
-    assert_non_null(in);
-    for (int i = 0; i < B; i++) in[i] = kv_set("key", "value");
-    out o;
-    out_init(&o);
-    double t0 = now_s();
-    for (int i = 0; i < N / B; i++) {
-        ASSERT_RC(mmfs__policy_run(p, in, B, NULL, &o.c), MMFS_OK);
-        assert_int_equal(o.c.n, B);
-        out_free(&o);
-    }
-    double per = (now_s() - t0) / N * 1e9;
-    print_message("    trivial set_kv hook: %.0f ns per command (batches of %d, incl. the arena)\n", per, B);
-    assert_true(per < 20000); /* generous: sanitizer and debug builds */
-    mmfs__policy_free(p);
-
-    /* Without a hook for the type, no Lua runs at all. */
-    p = load("return { hooks = { append_stream = function() end } }");
-    t0 = now_s();
-    for (int i = 0; i < N / B; i++) {
-        ASSERT_RC(mmfs__policy_run(p, in, B, NULL, &o.c), MMFS_OK);
-        out_free(&o);
-    }
-    per = (now_s() - t0) / N * 1e9;
-    print_message("    no hook for the type: %.0f ns per command\n", per);
-    mmfs__policy_free(p);
-    free(in);
-}
+/* The cost of a hook is measured in bench/ (W6), not asserted here. */
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -1062,7 +1029,6 @@ int main(void) {
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_patterns),
-        cmocka_unit_test(test_cost_of_a_trivial_hook),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
