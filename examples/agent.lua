@@ -1,5 +1,7 @@
 -- A short agent session over memmapfs: memories, kv, sessions, a stream and
--- the agent's state with a subscription.
+-- the agent's state with a subscription, in a store whose policy
+-- (examples/policies/private-routing.lua) keeps private memories out of
+-- search.  examples/policy_agent.lua shows more of policies.
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua' LUA_CPATH='build/lua/?.so' \
 --     lua5.4 examples/agent.lua [storedir]
@@ -19,7 +21,10 @@ if not dir then
   scratch = true
 end
 
-local db = assert(memmapfs.open(dir, { sync = "batch" }))
+-- The policy file is read and installed if the store does not have it yet.
+local here = (arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local db = assert(memmapfs.open(dir, { sync = "batch",
+  policy = here .. "/policies/private-routing.lua" }))
 print(("memmapfs %s, store %s"):format(memmapfs.version, scratch and "(scratch)" or dir))
 
 -- A conversation turn in one atomic batch: the memories and the session
@@ -34,6 +39,8 @@ local ids = assert(db:batch(function(tx)
     { created_at = day + 120 })
   tx:append_memory("The team meets on Tuesdays at 10:00", { "calendar" },
     { created_at = day + 180 })
+  tx:append_memory("Ann's home address is 12 Elm Street", { "speaker:Ann", "private" },
+    { created_at = day + 240 })
   tx:put_session { id = "conv-1", intent_id = "plan-offsite", created_at = day,
     payload = "planning the team offsite", turns = 4, participants = { "Ann", "Bob" } }
 end))
@@ -48,6 +55,10 @@ end
 print("\nwhat do we know about Ann?")
 for _, text in ipairs(assert(db:query_memory("tag:speaker:Ann"))) do
   print("  - " .. text)
+end
+-- the policy routed the private memory where search does not look
+for _, m in ipairs(assert(db:list_memories { route = "private" })) do
+  print(("  (kept out of search by the policy: #%d %q)"):format(m.id, m.text))
 end
 
 -- Small facts by key.
