@@ -1239,7 +1239,9 @@ static int batch_result(lua_State *L, lbatch *b, int rc, int64_t value) {
     } while (0)
 
 /* tx:append_memory(text, tags [, opts]) --> the position of its id in the
-** array that commit returns */
+** array that commit returns, counting this batch's own memories only:
+** memories a policy hook adds are in that array too (see init.lua, batch),
+** and mmfs_batch_commit does not say which ids are theirs. */
 static int l_tx_append_memory(lua_State *L) {
     lua_settop(L, 4); /* absent optional arguments = nil; what we push goes above */
     lbatch *b = check_batch(L);
