@@ -9,52 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
+/* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("document");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 4u << 20;
-    int rc = mmfs_open(f->dir, &o, &f->db);
-    if (rc != MMFS_OK) {
-        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void reopen(fx *f) {
-    MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = NULL;
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &f->db));
+    mmfs_options o = mmfs_test_options(4u << 20);
+    mmfs_options r = mmfs_test_options(0);
+    return mmfs_test_fx_setup(state, "document", &o, &r);
 }
 
 static void idx(mmfs_db *db, const char *key, const char *text) {
@@ -97,7 +56,7 @@ static void assert_keys(const mmfs_doc_hits *h, const char *const *keys) {
 /* ------------------------------------------------------------------ */
 
 static void test_index_search(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     idx(f->db, "doc/a", "The quick brown fox jumps over the lazy dog");
     idx(f->db, "doc/b", "A fox, a fox, a fox in the henhouse");
     idx(f->db, "doc/c", "Nothing to see here");
@@ -124,7 +83,7 @@ static void test_index_search(void **state) {
         static const char *const none[] = {NULL};
         assert_keys(h, none);
         mmfs_free(h);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
     mmfs_store_stats st;
     MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
@@ -132,7 +91,7 @@ static void test_index_search(void **state) {
 }
 
 static void test_replace_and_unindex(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     idx(f->db, "k", "apples and pears");
     idx(f->db, "k", "bananas only");
     static const char *const none[] = {NULL};
@@ -161,7 +120,7 @@ static void test_replace_and_unindex(void **state) {
     assert_int_equal(st.documents, 0);
 
     idx(f->db, "k2", "cherries");
-    reopen(f);
+    mmfs_test_reopen(f);
     h = search(f->db, "bananas OR apples", 0);
     assert_keys(h, none);
     mmfs_free(h);
@@ -172,7 +131,7 @@ static void test_replace_and_unindex(void **state) {
 }
 
 static void test_limit(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     char key[32], text[64];
     for (int i = 0; i < 30; i++) {
         snprintf(key, sizeof key, "d%02d", i);
@@ -197,7 +156,7 @@ static void test_limit(void **state) {
 
 /* Documents and memories are separate collections in the same engine. */
 static void test_separate_from_memories(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     idx(f->db, "d", "walrus document");
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("narwhal memory"), NULL, 0, NULL, NULL));
     mmfs_doc_hits *h = search(f->db, "narwhal", 0);
@@ -213,18 +172,18 @@ static void test_separate_from_memories(void **state) {
 }
 
 static void test_malformed_query(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     idx(f->db, "d", "text");
     mmfs_doc_hits *h = NULL;
-    ASSERT_STATUS(mmfs_search(f->db, mmfs_str("\"open phrase"), 0, &h), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_search(f->db, mmfs_str("\"open phrase"), 0, &h), MMFS_INVALID);
     mmfs_free(h);
     h = NULL;
-    ASSERT_STATUS(mmfs_search(f->db, mmfs_str("(text"), 0, &h), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_search(f->db, mmfs_str("(text"), 0, &h), MMFS_INVALID);
     mmfs_free(h);
 }
 
 static void test_binary_keys(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const char k[] = {'d', 0, 1};
     mmfs_slice key = {k, 3};
     MMFS_OK_OR_FAIL(mmfs_index(f->db, key, mmfs_str("platypus")));
@@ -237,12 +196,12 @@ static void test_binary_keys(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_index_search, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replace_and_unindex, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_separate_from_memories, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_query, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_binary_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_search, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_replace_and_unindex, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_limit, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_separate_from_memories, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_query, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_binary_keys, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,199 +9,138 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
+/* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("kv");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 4u << 20;
-    int rc = mmfs_open(f->dir, &o, &f->db);
-    if (rc != MMFS_OK) {
-        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void reopen(fx *f) {
-    MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = NULL;
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &f->db));
-}
-
-static mmfs_slice sl(const void *p, size_t n) {
-    mmfs_slice s = {p, n};
-    return s;
-}
-
-static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
-    assert_int_equal(got.len, wlen);
-    if (wlen) assert_memory_equal(got.ptr, want, wlen);
+    mmfs_options o = mmfs_test_options(4u << 20);
+    mmfs_options r = mmfs_test_options(0);
+    return mmfs_test_fx_setup(state, "kv", &o, &r);
 }
 
 static void assert_kv(mmfs_db *db, const char *k, const char *want) {
     mmfs_slice v;
     int rc = mmfs_get_kv(db, mmfs_str(k), &v);
     if (rc != MMFS_OK) fail_msg("get_kv(\"%s\") -> %s, want \"%s\"", k, mmfs_err_name(rc), want);
-    assert_slice(v, want, strlen(want));
+    mmfs_test_assert_slice(v, want, strlen(want));
 }
 
-static uint64_t lsn_of(mmfs_db *db) {
-    mmfs_store_stats st;
-    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
-    return st.lsn;
-}
-
-static uint64_t kv_count(mmfs_db *db) {
-    mmfs_store_stats st;
-    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
-    return st.kv;
-}
+static uint64_t kv_count(mmfs_db *db) { return mmfs_test_stats(db).kv; }
 
 /* ------------------------------------------------------------------ */
 
 static void test_set_get(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     mmfs_slice v = {"junk", 4};
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("missing"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("missing"), &v), MMFS_NOTFOUND);
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("alpha"), mmfs_str("one")));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("beta"), mmfs_str("two")));
     assert_kv(f->db, "alpha", "one");
     assert_kv(f->db, "beta", "two");
     /* Keys are exact: no prefix or case matching. */
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("alph"), &v), MMFS_NOTFOUND);
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("Alpha"), &v), MMFS_NOTFOUND);
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("alphab"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("alph"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("Alpha"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("alphab"), &v), MMFS_NOTFOUND);
     assert_int_equal(kv_count(f->db), 2);
 }
 
 static void test_overwrite(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k"), mmfs_str("first value")));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k"), mmfs_str("2nd")));
     assert_kv(f->db, "k", "2nd");
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k"), mmfs_str("a third, longer value")));
     assert_kv(f->db, "k", "a third, longer value");
     assert_int_equal(kv_count(f->db), 1);
-    reopen(f);
+    mmfs_test_reopen(f);
     assert_kv(f->db, "k", "a third, longer value");
     assert_int_equal(kv_count(f->db), 1);
 }
 
 static void test_delete(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k1"), mmfs_str("v1")));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k2"), mmfs_str("v2")));
     int deleted = -1;
     MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_str("k1"), &deleted));
     assert_int_equal(deleted, 1);
     mmfs_slice v;
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k1"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k1"), &v), MMFS_NOTFOUND);
     assert_kv(f->db, "k2", "v2");
     assert_int_equal(kv_count(f->db), 1);
 
     /* Deleting what is not there reports 0 and writes nothing. */
-    uint64_t lsn = lsn_of(f->db);
+    uint64_t lsn = mmfs_test_lsn(f->db);
     deleted = -1;
     MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_str("k1"), &deleted));
     assert_int_equal(deleted, 0);
     deleted = -1;
     MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_str("never"), &deleted));
     assert_int_equal(deleted, 0);
-    assert_int_equal(lsn_of(f->db), lsn);
+    assert_int_equal(mmfs_test_lsn(f->db), lsn);
     /* DELETED may be NULL. */
     MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_str("k2"), NULL));
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k2"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k2"), &v), MMFS_NOTFOUND);
     assert_int_equal(kv_count(f->db), 0);
 
     /* Set again after delete. */
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k1"), mmfs_str("back")));
     assert_kv(f->db, "k1", "back");
-    reopen(f);
+    mmfs_test_reopen(f);
     assert_kv(f->db, "k1", "back");
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k2"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k2"), &v), MMFS_NOTFOUND);
     assert_int_equal(kv_count(f->db), 1);
 }
 
 static void test_binary_and_empty(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const unsigned char k1[] = {0, 0, 0};
     static const unsigned char k2[] = {0, 0};
     static const unsigned char k3[] = {'a', 0, 'b'};
     static const unsigned char k4[] = {'a', 0, 'c'};
     static const unsigned char v1[] = {0, 1, 2, 0, 255, 0};
     static const unsigned char v3[] = {0xff, 0xfe, 0, 0x80};
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl(k1, 3), sl(v1, sizeof v1)));
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl(k2, 2), sl("two zeros", 9)));
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl(k3, 3), sl(v3, sizeof v3)));
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl(k4, 3), sl("", 0)));
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl("", 0), sl("empty key", 9)));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice(k1, 3), mmfs_test_slice(v1, sizeof v1)));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice(k2, 2), mmfs_test_slice("two zeros", 9)));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice(k3, 3), mmfs_test_slice(v3, sizeof v3)));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice(k4, 3), mmfs_test_slice("", 0)));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice("", 0), mmfs_test_slice("empty key", 9)));
     /* A NULL pointer with length 0 is the empty string too. */
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl("ek", 2), sl(NULL, 0)));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice("ek", 2), mmfs_test_slice(NULL, 0)));
 
     for (int round = 0; round < 2; round++) {
         mmfs_slice v;
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl(k1, 3), &v));
-        assert_slice(v, v1, sizeof v1);
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl(k2, 2), &v));
-        assert_slice(v, "two zeros", 9);
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl(k3, 3), &v));
-        assert_slice(v, v3, sizeof v3);
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl(k4, 3), &v));
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice(k1, 3), &v));
+        mmfs_test_assert_slice(v, v1, sizeof v1);
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice(k2, 2), &v));
+        mmfs_test_assert_slice(v, "two zeros", 9);
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice(k3, 3), &v));
+        mmfs_test_assert_slice(v, v3, sizeof v3);
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice(k4, 3), &v));
         assert_int_equal(v.len, 0);
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl("", 0), &v));
-        assert_slice(v, "empty key", 9);
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl("ek", 2), &v));
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice("", 0), &v));
+        mmfs_test_assert_slice(v, "empty key", 9);
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice("ek", 2), &v));
         assert_int_equal(v.len, 0);
         /* "a" alone and "a\0" are different keys from "a\0b". */
-        ASSERT_STATUS(mmfs_get_kv(f->db, sl(k3, 1), &v), MMFS_NOTFOUND);
-        ASSERT_STATUS(mmfs_get_kv(f->db, sl(k3, 2), &v), MMFS_NOTFOUND);
-        ASSERT_STATUS(mmfs_get_kv(f->db, sl(k1, 1), &v), MMFS_NOTFOUND);
+        MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_test_slice(k3, 1), &v), MMFS_NOTFOUND);
+        MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_test_slice(k3, 2), &v), MMFS_NOTFOUND);
+        MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_test_slice(k1, 1), &v), MMFS_NOTFOUND);
         assert_int_equal(kv_count(f->db), 6);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
     int deleted = 0;
-    MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, sl("", 0), &deleted));
+    MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_test_slice("", 0), &deleted));
     assert_int_equal(deleted, 1);
-    MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, sl(k2, 2), &deleted));
+    MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_test_slice(k2, 2), &deleted));
     assert_int_equal(deleted, 1);
     mmfs_slice v;
-    MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl(k1, 3), &v));
-    assert_slice(v, v1, sizeof v1);
+    MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice(k1, 3), &v));
+    mmfs_test_assert_slice(v, v1, sizeof v1);
 }
 
 /* The library copies what it keeps: changing the caller's buffers after
 ** the call changes nothing. */
 static void test_copies_arguments(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     char key[16], val[16];
     strcpy(key, "mutable");
     strcpy(val, "original");
@@ -215,7 +154,7 @@ static void test_copies_arguments(void **state) {
 /* Returned slices stay valid (and unchanged) until close, even after the
 ** key is overwritten or deleted and many more writes follow. */
 static void test_slices_stay_valid(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k"), mmfs_str("old value")));
     mmfs_slice old;
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("k"), &old));
@@ -224,10 +163,10 @@ static void test_slices_stay_valid(void **state) {
     memset(big, 'x', sizeof big);
     for (int i = 0; i < 2000; i++) {
         snprintf(buf, sizeof buf, "filler%04d", i);
-        MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str(buf), sl(big, sizeof big)));
+        MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str(buf), mmfs_test_slice(big, sizeof big)));
     }
     MMFS_OK_OR_FAIL(mmfs_delete_kv(f->db, mmfs_str("k"), NULL));
-    assert_slice(old, "old value", 9);
+    mmfs_test_assert_slice(old, "old value", 9);
 }
 
 static void expect_scan(mmfs_db *db, mmfs_slice prefix, const char *const *keys, size_t n) {
@@ -252,7 +191,7 @@ static void expect_scan(mmfs_db *db, mmfs_slice prefix, const char *const *keys,
         fail_msg("scan: extra item (%s) \"%.*s\" after %zu", mmfs_err_name(rc), rc ? 0 : (int)k.len,
                  rc ? "" : (const char *)k.ptr, n);
     /* Stays at the end. */
-    ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
     mmfs_kv_iter_close(it);
 }
 
@@ -263,7 +202,7 @@ static void set_v(mmfs_db *db, const char *k) {
 }
 
 static void test_scan_prefix_order(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     /* Inserted out of order. */
     static const char *const ins[] = {"user:2", "user:10", "a", "user:1", "userx", "user:",
                                       "user", "b", "user:1:x", "us"};
@@ -288,21 +227,21 @@ static void test_scan_prefix_order(void **state) {
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("user:2"), mmfs_str("v:user:2")));
     static const char *const users2[] = {"user:", "user:10", "user:1:x", "user:2"};
     expect_scan(f->db, mmfs_str("user:"), users2, 4);
-    reopen(f);
+    mmfs_test_reopen(f);
     expect_scan(f->db, mmfs_str("user:"), users2, 4);
 }
 
 /* Byte order is unsigned: 0x80..0xff sort after ASCII; a key that is a
 ** prefix of another sorts first; embedded zeros sort lowest. */
 static void test_scan_byte_order_binary(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const unsigned char keys[][4] = {
         {'p', 0xff, 0, 0}, {'p', 0x80, 0, 0}, {'p', 0x7f, 0, 0}, {'p', 0x00, 0, 0},
         {'p', 0x00, 0x00, 0}, {'p', 'a', 0, 0}, {'p', 0xff, 0xff, 0},
     };
     static const size_t lens[] = {2, 2, 2, 2, 3, 2, 3};
     for (size_t i = 0; i < 7; i++)
-        MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl(keys[i], lens[i]), sl(&i, sizeof i)));
+        MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice(keys[i], lens[i]), mmfs_test_slice(&i, sizeof i)));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("q"), mmfs_str("outside")));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("o\xff"), mmfs_str("outside")));
 
@@ -313,28 +252,28 @@ static void test_scan_byte_order_binary(void **state) {
         mmfs_slice k, v;
         MMFS_OK_OR_FAIL(mmfs_kv_iter_next(it, &k, &v));
         size_t want = order[i];
-        assert_slice(k, keys[want], lens[want]);
-        assert_slice(v, &want, sizeof want);
+        mmfs_test_assert_slice(k, keys[want], lens[want]);
+        mmfs_test_assert_slice(v, &want, sizeof want);
     }
     mmfs_slice k, v;
-    ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
     mmfs_kv_iter_close(it);
 
     /* A prefix with an embedded zero. */
     static const unsigned char pz[] = {'p', 0};
-    MMFS_OK_OR_FAIL(mmfs_kv_iter_open(f->db, sl(pz, 2), &it));
+    MMFS_OK_OR_FAIL(mmfs_kv_iter_open(f->db, mmfs_test_slice(pz, 2), &it));
     MMFS_OK_OR_FAIL(mmfs_kv_iter_next(it, &k, &v));
-    assert_slice(k, keys[3], 2);
+    mmfs_test_assert_slice(k, keys[3], 2);
     MMFS_OK_OR_FAIL(mmfs_kv_iter_next(it, &k, &v));
-    assert_slice(k, keys[4], 3);
-    ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
+    mmfs_test_assert_slice(k, keys[4], 3);
+    MMFS_ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
     mmfs_kv_iter_close(it);
 }
 
 /* An iterator sees writes made after it was opened only past its current
 ** position. */
 static void test_iter_concurrent_writes(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     set_v(f->db, "k2");
     set_v(f->db, "k4");
     set_v(f->db, "k6");
@@ -342,24 +281,24 @@ static void test_iter_concurrent_writes(void **state) {
     MMFS_OK_OR_FAIL(mmfs_kv_iter_open(f->db, mmfs_str("k"), &it));
     mmfs_slice k, v;
     MMFS_OK_OR_FAIL(mmfs_kv_iter_next(it, &k, &v));
-    assert_slice(k, "k2", 2);
+    mmfs_test_assert_slice(k, "k2", 2);
     set_v(f->db, "k1"); /* behind the position: not seen */
     set_v(f->db, "k5"); /* ahead: seen */
     MMFS_OK_OR_FAIL(mmfs_kv_iter_next(it, &k, &v));
-    assert_slice(k, "k4", 2);
+    mmfs_test_assert_slice(k, "k4", 2);
     MMFS_OK_OR_FAIL(mmfs_kv_iter_next(it, &k, &v));
-    assert_slice(k, "k5", 2);
-    assert_slice(v, "v:k5", 4);
+    mmfs_test_assert_slice(k, "k5", 2);
+    mmfs_test_assert_slice(v, "v:k5", 4);
     MMFS_OK_OR_FAIL(mmfs_kv_iter_next(it, &k, &v));
-    assert_slice(k, "k6", 2);
-    ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
+    mmfs_test_assert_slice(k, "k6", 2);
+    MMFS_ASSERT_STATUS(mmfs_kv_iter_next(it, &k, &v), MMFS_NOTFOUND);
     mmfs_kv_iter_close(it);
     static const char *const all[] = {"k1", "k2", "k4", "k5", "k6"};
     expect_scan(f->db, mmfs_str("k"), all, 5);
 }
 
 static void test_many_keys_scan_count(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     char k[32];
     for (int i = 0; i < 3000; i++) {
         snprintf(k, sizeof k, "n%05d", (i * 7919) % 3000); /* a permutation */
@@ -372,7 +311,7 @@ static void test_many_keys_scan_count(void **state) {
     int n = 0;
     while (mmfs_kv_iter_next(it, &key, &v) == MMFS_OK) {
         snprintf(k, sizeof k, "n%05d", n);
-        assert_slice(key, k, strlen(k));
+        mmfs_test_assert_slice(key, k, strlen(k));
         n++;
     }
     mmfs_kv_iter_close(it);
@@ -381,16 +320,16 @@ static void test_many_keys_scan_count(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_set_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_overwrite, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_binary_and_empty, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_copies_arguments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_slices_stay_valid, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_scan_prefix_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_scan_byte_order_binary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_iter_concurrent_writes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_keys_scan_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_get, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_overwrite, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_binary_and_empty, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_copies_arguments, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_slices_stay_valid, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_scan_prefix_order, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_scan_byte_order_binary, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_iter_concurrent_writes, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_many_keys_scan_count, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

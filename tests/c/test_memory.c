@@ -10,61 +10,12 @@
 #include <string.h>
 #include <time.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
+/* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("memory");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 4u << 20;
-    int rc = mmfs_open(f->dir, &o, &f->db);
-    if (rc != MMFS_OK) {
-        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-        return -1;
-    }
-    *state = f;
-    return 0;
+    mmfs_options o = mmfs_test_options(4u << 20);
+    mmfs_options r = mmfs_test_options(0);
+    return mmfs_test_fx_setup(state, "memory", &o, &r);
 }
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void reopen(fx *f) {
-    MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = NULL;
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &f->db));
-}
-
-static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
-    if (got.len != wlen)
-        fail_msg("slice \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)", (int)got.len,
-                 got.ptr ? (const char *)got.ptr : "", got.len, (int)wlen, (const char *)want, wlen);
-    if (wlen) assert_memory_equal(got.ptr, want, wlen);
-}
-#define ASSERT_SLICE_STR(s, str) assert_slice((s), (str), strlen(str))
 
 /* Appends TEXT with the NULL-terminated tag list and options. */
 static uint64_t add(mmfs_db *db, const char *text, const char *const *tags, int64_t created_at,
@@ -114,7 +65,7 @@ static mmfs_memories *search(mmfs_db *db, const char *q, const mmfs_filter *flt)
 /* ------------------------------------------------------------------ */
 
 static void test_ids_dense_increasing(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     for (uint64_t i = 1; i <= 10; i++) {
         uint64_t id = add(f->db, "some text", NULL, 0, NULL);
         assert_int_equal(id, i);
@@ -122,12 +73,12 @@ static void test_ids_dense_increasing(void **state) {
     /* *id may be NULL. */
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("no id wanted"), NULL, 0, NULL, NULL));
     assert_int_equal(add(f->db, "twelve", NULL, 0, NULL), 12);
-    reopen(f);
+    mmfs_test_reopen(f);
     assert_int_equal(add(f->db, "thirteen", NULL, 0, NULL), 13);
 }
 
 static void test_get_fields(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const char *const tags[] = {"speaker:Ann", "work", "b", "a", NULL};
     time_t before = time(NULL);
     uint64_t id1 = add(f->db, "Ann said the meeting moved to Friday", tags, 0, NULL);
@@ -139,11 +90,11 @@ static void test_get_fields(void **state) {
         MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id1, &m));
         assert_non_null(m);
         assert_int_equal(m->id, id1);
-        ASSERT_SLICE_STR(m->text, "Ann said the meeting moved to Friday");
+        MMFS_ASSERT_SLICE_STR(m->text, "Ann said the meeting moved to Friday");
         assert_int_equal(m->ntags, 4);
         /* Tags come back as given, in order, case kept. */
-        for (size_t i = 0; i < 4; i++) ASSERT_SLICE_STR(m->tags[i], tags[i]);
-        ASSERT_SLICE_STR(m->route, "default");
+        for (size_t i = 0; i < 4; i++) MMFS_ASSERT_SLICE_STR(m->tags[i], tags[i]);
+        MMFS_ASSERT_SLICE_STR(m->route, "default");
         assert_in_range(m->created_at, before, after);
         assert_true(m->score == 0.0);
         mmfs_free(m);
@@ -151,24 +102,24 @@ static void test_get_fields(void **state) {
         m = NULL;
         MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id2, &m));
         assert_int_equal(m->id, id2);
-        ASSERT_SLICE_STR(m->text, "imported");
+        MMFS_ASSERT_SLICE_STR(m->text, "imported");
         assert_int_equal(m->ntags, 0);
-        ASSERT_SLICE_STR(m->route, "episodic");
+        MMFS_ASSERT_SLICE_STR(m->route, "episodic");
         assert_int_equal(m->created_at, 1600000000);
         mmfs_free(m);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
 
     mmfs_memory *m = NULL;
-    ASSERT_STATUS(mmfs_get_memory(f->db, 0, &m), MMFS_NOTFOUND);
-    ASSERT_STATUS(mmfs_get_memory(f->db, 3, &m), MMFS_NOTFOUND);
-    ASSERT_STATUS(mmfs_get_memory(f->db, UINT64_MAX, &m), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, 0, &m), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, 3, &m), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, UINT64_MAX, &m), MMFS_NOTFOUND);
 }
 
 /* Negative and zero-ish times are still times (history before 1970 is
 ** unlikely, but created_at is an int64). */
 static void test_created_at_extremes(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     mmfs_memory_opts o;
     memset(&o, 0, sizeof o);
     o.has_created_at = 1;
@@ -178,7 +129,7 @@ static void test_created_at_extremes(void **state) {
     o.created_at = INT64_C(4102444800); /* 2100 */
     uint64_t id2;
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("future"), NULL, 0, &o, &id2));
-    reopen(f);
+    mmfs_test_reopen(f);
     mmfs_memory *m;
     MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id, &m));
     assert_true(m->created_at == -5);
@@ -189,7 +140,7 @@ static void test_created_at_extremes(void **state) {
 }
 
 static void test_delete_never_reuses(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     uint64_t a = add(f->db, "first", NULL, 0, NULL);
     uint64_t b = add(f->db, "second", NULL, 0, NULL);
     uint64_t c = add(f->db, "third", NULL, 0, NULL);
@@ -197,7 +148,7 @@ static void test_delete_never_reuses(void **state) {
     MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, c, &deleted));
     assert_int_equal(deleted, 1);
     mmfs_memory *m = NULL;
-    ASSERT_STATUS(mmfs_get_memory(f->db, c, &m), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, c, &m), MMFS_NOTFOUND);
     deleted = -1;
     MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, c, &deleted));
     assert_int_equal(deleted, 0);
@@ -209,14 +160,14 @@ static void test_delete_never_reuses(void **state) {
     /* The highest id (deleted) is not given again, even after reopen. */
     uint64_t d = add(f->db, "fourth", NULL, 0, NULL);
     assert_int_equal(d, c + 1);
-    reopen(f);
-    ASSERT_STATUS(mmfs_get_memory(f->db, a, &m), MMFS_NOTFOUND);
-    ASSERT_STATUS(mmfs_get_memory(f->db, c, &m), MMFS_NOTFOUND);
+    mmfs_test_reopen(f);
+    MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, a, &m), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, c, &m), MMFS_NOTFOUND);
     MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, b, &m));
-    ASSERT_SLICE_STR(m->text, "second");
+    MMFS_ASSERT_SLICE_STR(m->text, "second");
     mmfs_free(m);
     MMFS_OK_OR_FAIL(mmfs_delete_memory(f->db, d, NULL));
-    reopen(f);
+    mmfs_test_reopen(f);
     assert_int_equal(add(f->db, "fifth", NULL, 0, NULL), d + 1);
     mmfs_store_stats st;
     MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
@@ -224,7 +175,7 @@ static void test_delete_never_reuses(void **state) {
 }
 
 static void test_list_newest_first(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     uint64_t i1 = add(f->db, "t=100 a", NULL, 100, NULL);
     uint64_t i2 = add(f->db, "t=300", NULL, 300, NULL);
     uint64_t i3 = add(f->db, "t=200", NULL, 200, NULL);
@@ -234,9 +185,9 @@ static void test_list_newest_first(void **state) {
     mmfs_memories *ms = list(f->db, NULL);
     uint64_t want[] = {i5, i2, i3, i4, i1};
     assert_ids(ms, want, 5);
-    ASSERT_SLICE_STR(ms->items[0].text, "t=300 b");
+    MMFS_ASSERT_SLICE_STR(ms->items[0].text, "t=300 b");
     assert_int_equal(ms->items[0].created_at, 300);
-    ASSERT_SLICE_STR(ms->items[4].text, "t=100 a");
+    MMFS_ASSERT_SLICE_STR(ms->items[4].text, "t=100 a");
     mmfs_free(ms);
 
     mmfs_filter flt;
@@ -264,14 +215,14 @@ static void test_list_newest_first(void **state) {
     uint64_t want2[] = {i5, i3, i4, i1};
     assert_ids(ms, want2, 4);
     mmfs_free(ms);
-    reopen(f);
+    mmfs_test_reopen(f);
     ms = list(f->db, NULL);
     assert_ids(ms, want2, 4);
     mmfs_free(ms);
 }
 
 static void test_list_default_limit(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     for (int i = 1; i <= 25; i++) add(f->db, "x", NULL, 1000 + i, NULL);
     mmfs_memories *ms = list(f->db, NULL);
     assert_int_equal(ms->count, 20);
@@ -287,7 +238,7 @@ static void test_list_default_limit(void **state) {
 }
 
 static void test_list_filters(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const char *const t_work[] = {"work", NULL};
     static const char *const t_work_ann[] = {"work", "speaker:Ann", NULL};
     static const char *const t_ann[] = {"speaker:Ann", NULL};
@@ -375,7 +326,7 @@ static void test_list_filters(void **state) {
 }
 
 static void test_search_basic(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const char *const t_work[] = {"work", NULL};
     uint64_t a = add(f->db, "I drink coffee every morning", t_work, 100, NULL);
     uint64_t b = add(f->db, "Tea is better than Coffee", NULL, 200, "episodic");
@@ -389,12 +340,12 @@ static void test_search_basic(void **state) {
         assert_true(ms->items[i].score > 0.0);
         /* Hits carry the whole memory. */
         if (ms->items[i].id == b) {
-            ASSERT_SLICE_STR(ms->items[i].text, "Tea is better than Coffee");
-            ASSERT_SLICE_STR(ms->items[i].route, "episodic");
+            MMFS_ASSERT_SLICE_STR(ms->items[i].text, "Tea is better than Coffee");
+            MMFS_ASSERT_SLICE_STR(ms->items[i].route, "episodic");
             assert_int_equal(ms->items[i].created_at, 200);
         } else {
             assert_int_equal(ms->items[i].ntags, 1);
-            ASSERT_SLICE_STR(ms->items[i].tags[0], "work");
+            MMFS_ASSERT_SLICE_STR(ms->items[i].tags[0], "work");
         }
     }
     assert_true(ms->items[0].score >= ms->items[1].score);
@@ -472,7 +423,7 @@ static void test_search_basic(void **state) {
     ms = search(f->db, "coffee", NULL);
     assert_ids(ms, w4, 1);
     mmfs_free(ms);
-    reopen(f);
+    mmfs_test_reopen(f);
     ms = search(f->db, "coffee", NULL);
     assert_ids(ms, w4, 1);
     mmfs_free(ms);
@@ -482,7 +433,7 @@ static void test_search_basic(void **state) {
 }
 
 static void test_search_ranking_and_ties(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     uint64_t weak = add(f->db, "zebra lion tiger bear wolf fox owl hawk eagle", NULL, 0, NULL);
     uint64_t strong = add(f->db, "zebra zebra zebra", NULL, 0, NULL);
     mmfs_memories *ms = search(f->db, "zebra", NULL);
@@ -502,7 +453,7 @@ static void test_search_ranking_and_ties(void **state) {
 }
 
 static void test_search_malformed_query(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     add(f->db, "some text", NULL, 0, NULL);
     static const char *const bad[] = {"\"unterminated", "(a OR b", "a AND"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -518,7 +469,7 @@ static void test_search_malformed_query(void **state) {
 }
 
 static void test_many_tags_roundtrip(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     char buf[16][24];
     mmfs_slice tags[16];
     for (int i = 0; i < 16; i++) {
@@ -532,11 +483,11 @@ static void test_many_tags_roundtrip(void **state) {
     tags[5] = mmfs_str("\xc3\xa9t\xc3\xa9");
     uint64_t id;
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("tagged"), tags, 16, NULL, &id));
-    reopen(f);
+    mmfs_test_reopen(f);
     mmfs_memory *m = NULL;
     MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id, &m));
     assert_int_equal(m->ntags, 16);
-    for (int i = 0; i < 16; i++) assert_slice(m->tags[i], tags[i].ptr, tags[i].len);
+    for (int i = 0; i < 16; i++) mmfs_test_assert_slice(m->tags[i], tags[i].ptr, tags[i].len);
     mmfs_free(m);
 
     mmfs_filter flt;
@@ -550,17 +501,17 @@ static void test_many_tags_roundtrip(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ids_dense_increasing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_get_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_created_at_extremes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_never_reuses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_newest_first, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_default_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_basic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_ranking_and_ties, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_malformed_query, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_tags_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_dense_increasing, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_get_fields, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_created_at_extremes, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_never_reuses, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_newest_first, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_default_limit, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_filters, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_search_basic, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_search_ranking_and_ties, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_search_malformed_query, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_many_tags_roundtrip, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,63 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
+/* Sync none, 1 MiB segments; reopen with the library defaults. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("session");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 1u << 20;
-    int rc = mmfs_open(f->dir, &o, &f->db);
-    if (rc != MMFS_OK) {
-        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void reopen(fx *f) {
-    MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(f->dir, NULL, &f->db));
-}
-
-static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
-    if (got.len != wlen)
-        fail_msg("slice \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)", (int)got.len,
-                 got.ptr ? (const char *)got.ptr : "", got.len, (int)wlen, (const char *)want, wlen);
-    if (wlen) assert_memory_equal(got.ptr, want, wlen);
-}
-#define ASSERT_SLICE_STR(s, str) assert_slice((s), (str), strlen(str))
-
-static uint64_t lsn_of(mmfs_db *db) {
-    mmfs_store_stats st;
-    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
-    return st.lsn;
+    mmfs_options o = mmfs_test_options(1u << 20);
+    return mmfs_test_fx_setup(state, "session", &o, NULL);
 }
 
 /* A small encoder for the field encoding of memmapfs.h. */
@@ -169,7 +116,7 @@ static void assert_list(const mmfs_sessions *ss, const char *const *ids, size_t 
 /* ------------------------------------------------------------------ */
 
 static void test_put_get_all_fields(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     enc e;
     sample_fields(&e);
     mmfs_session s = sess("s1", "i1", 1700000000, "hello\0world");
@@ -181,27 +128,27 @@ static void test_put_get_all_fields(void **state) {
         mmfs_session g;
         memset(&g, 0xab, sizeof g);
         MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_str("s1"), &g));
-        ASSERT_SLICE_STR(g.id, "s1");
+        MMFS_ASSERT_SLICE_STR(g.id, "s1");
         assert_int_equal(g.has_intent, 1);
-        ASSERT_SLICE_STR(g.intent_id, "i1");
+        MMFS_ASSERT_SLICE_STR(g.intent_id, "i1");
         assert_int_equal(g.created_at, 1700000000);
         assert_int_equal(g.has_payload, 1);
-        assert_slice(g.payload, "hello\0world", 11);
+        mmfs_test_assert_slice(g.payload, "hello\0world", 11);
         /* Stored as given. */
-        assert_slice(g.fields, e.b, e.n);
-        reopen(f);
+        mmfs_test_assert_slice(g.fields, e.b, e.n);
+        mmfs_test_reopen(f);
     }
 }
 
 static void test_optional_parts(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     time_t t0 = time(NULL);
     mmfs_session s = sess("bare", NULL, 0, NULL);
     MMFS_OK_OR_FAIL(mmfs_put_session(f->db, &s));
     time_t t1 = time(NULL);
     mmfs_session g;
     MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_str("bare"), &g));
-    ASSERT_SLICE_STR(g.id, "bare");
+    MMFS_ASSERT_SLICE_STR(g.id, "bare");
     assert_int_equal(g.has_intent, 0);
     assert_int_equal(g.has_payload, 0);
     assert_int_equal(g.fields.len, 0);
@@ -210,7 +157,7 @@ static void test_optional_parts(void **state) {
     /* An empty payload is a payload. */
     s = sess("emptypayload", "i", 5, "");
     MMFS_OK_OR_FAIL(mmfs_put_session(f->db, &s));
-    reopen(f);
+    mmfs_test_reopen(f);
     MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_str("emptypayload"), &g));
     assert_int_equal(g.has_payload, 1);
     assert_int_equal(g.payload.len, 0);
@@ -219,17 +166,17 @@ static void test_optional_parts(void **state) {
     assert_int_equal(g.has_intent, 0);
     assert_int_equal(g.has_payload, 0);
 
-    ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("absent"), &g), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("absent"), &g), MMFS_NOTFOUND);
 }
 
 static void test_replace(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     put(f->db, "s", "i1", 100, "first");
     put(f->db, "s", "i2", 200, "second");
     mmfs_session g;
     MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_str("s"), &g));
-    ASSERT_SLICE_STR(g.intent_id, "i2");
-    ASSERT_SLICE_STR(g.payload, "second");
+    MMFS_ASSERT_SLICE_STR(g.intent_id, "i2");
+    MMFS_ASSERT_SLICE_STR(g.payload, "second");
     assert_int_equal(g.created_at, 200);
     mmfs_store_stats st;
     MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
@@ -243,40 +190,40 @@ static void test_replace(void **state) {
     static const char *const w[] = {"s"};
     assert_list(ss, w, 1);
     mmfs_free(ss);
-    reopen(f);
+    mmfs_test_reopen(f);
     MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_str("s"), &g));
-    ASSERT_SLICE_STR(g.payload, "second");
+    MMFS_ASSERT_SLICE_STR(g.payload, "second");
 }
 
 static void test_delete(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     put(f->db, "a", "i", 1, NULL);
     put(f->db, "b", "i", 2, NULL);
     int deleted = -1;
     MMFS_OK_OR_FAIL(mmfs_delete_session(f->db, mmfs_str("a"), &deleted));
     assert_int_equal(deleted, 1);
     mmfs_session g;
-    ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("a"), &g), MMFS_NOTFOUND);
-    uint64_t lsn = lsn_of(f->db);
+    MMFS_ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("a"), &g), MMFS_NOTFOUND);
+    uint64_t lsn = mmfs_test_lsn(f->db);
     deleted = -1;
     MMFS_OK_OR_FAIL(mmfs_delete_session(f->db, mmfs_str("a"), &deleted));
     assert_int_equal(deleted, 0);
     MMFS_OK_OR_FAIL(mmfs_delete_session(f->db, mmfs_str("zz"), NULL));
-    assert_int_equal(lsn_of(f->db), lsn);
+    assert_int_equal(mmfs_test_lsn(f->db), lsn);
     mmfs_sessions *ss = NULL;
     MMFS_OK_OR_FAIL(mmfs_list_by_intent(f->db, mmfs_str("i"), 0, &ss));
     static const char *const w[] = {"b"};
     assert_list(ss, w, 1);
     mmfs_free(ss);
-    reopen(f);
-    ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("a"), &g), MMFS_NOTFOUND);
+    mmfs_test_reopen(f);
+    MMFS_ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("a"), &g), MMFS_NOTFOUND);
     MMFS_OK_OR_FAIL(mmfs_list_sessions(f->db, 0, &ss));
     assert_list(ss, w, 1);
     mmfs_free(ss);
 }
 
 static void test_lists(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     put(f->db, "s1", "A", 100, NULL);
     put(f->db, "s2", "B", 300, NULL);
     put(f->db, "s3", "A", 200, NULL);
@@ -289,7 +236,7 @@ static void test_lists(void **state) {
         static const char *const all[] = {"s4", "s2", "s3", "s1", "s5"};
         assert_list(ss, all, 5);
         assert_int_equal(ss->items[0].created_at, 300);
-        ASSERT_SLICE_STR(ss->items[0].intent_id, "A");
+        MMFS_ASSERT_SLICE_STR(ss->items[0].intent_id, "A");
         mmfs_free(ss);
         MMFS_OK_OR_FAIL(mmfs_list_sessions(f->db, 2, &ss));
         assert_list(ss, all, 2);
@@ -304,15 +251,15 @@ static void test_lists(void **state) {
         MMFS_OK_OR_FAIL(mmfs_list_by_intent(f->db, mmfs_str("nope"), 0, &ss));
         assert_int_equal(ss->count, 0);
         mmfs_free(ss);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
 }
 
 static void test_invalid(void **state) {
-    fx *f = *state;
-    uint64_t lsn = lsn_of(f->db);
+    mmfs_test_fx *f = *state;
+    uint64_t lsn = mmfs_test_lsn(f->db);
     mmfs_session s = sess("", "i", 1, "p");
-    ASSERT_STATUS(mmfs_put_session(f->db, &s), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_put_session(f->db, &s), MMFS_INVALID);
 
     enc e;
     /* Malformed field encodings. */
@@ -341,9 +288,9 @@ static void test_invalid(void **state) {
         if (rc != MMFS_INVALID) fail_msg("malformed fields #%zu -> %s, want INVALID", i, mmfs_err_name(rc));
     }
     /* Nothing was written. */
-    assert_int_equal(lsn_of(f->db), lsn);
+    assert_int_equal(mmfs_test_lsn(f->db), lsn);
     mmfs_session g;
-    ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("x"), &g), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_session(f->db, mmfs_str("x"), &g), MMFS_NOTFOUND);
 
     /* The well-formed empty table is fine. */
     e.n = 0;
@@ -352,11 +299,11 @@ static void test_invalid(void **state) {
     s.fields = enc_slice(&e);
     MMFS_OK_OR_FAIL(mmfs_put_session(f->db, &s));
     MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_str("x"), &g));
-    assert_slice(g.fields, e.b, e.n);
+    mmfs_test_assert_slice(g.fields, e.b, e.n);
 }
 
 static void test_binary_ids(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const char id1[] = {'s', 0, '1'};
     static const char id2[] = {'s', 0, '2'};
     mmfs_session s = sess("x", "i", 10, "one");
@@ -369,23 +316,23 @@ static void test_binary_ids(void **state) {
     mmfs_slice k = {id1, 3};
     mmfs_session g;
     MMFS_OK_OR_FAIL(mmfs_get_session(f->db, k, &g));
-    ASSERT_SLICE_STR(g.payload, "one");
+    MMFS_ASSERT_SLICE_STR(g.payload, "one");
     k.ptr = id2;
     MMFS_OK_OR_FAIL(mmfs_get_session(f->db, k, &g));
-    ASSERT_SLICE_STR(g.payload, "two");
+    MMFS_ASSERT_SLICE_STR(g.payload, "two");
     k.len = 1; /* "s" */
-    ASSERT_STATUS(mmfs_get_session(f->db, k, &g), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_session(f->db, k, &g), MMFS_NOTFOUND);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_put_get_all_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_optional_parts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_binary_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_get_all_fields, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_optional_parts, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_replace, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_lists, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_binary_ids, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

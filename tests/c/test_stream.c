@@ -8,57 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
+/* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("stream");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 4u << 20;
-    int rc = mmfs_open(f->dir, &o, &f->db);
-    if (rc != MMFS_OK) {
-        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void reopen(fx *f) {
-    MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = NULL;
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &f->db));
-}
-
-static mmfs_slice sl(const void *p, size_t n) {
-    mmfs_slice s = {p, n};
-    return s;
+    mmfs_options o = mmfs_test_options(4u << 20);
+    mmfs_options r = mmfs_test_options(0);
+    return mmfs_test_fx_setup(state, "stream", &o, &r);
 }
 
 static uint64_t size_of(mmfs_db *db, const char *key) {
@@ -96,11 +50,11 @@ static unsigned char *read_all(mmfs_reader *r, size_t step, size_t *total) {
 /* ------------------------------------------------------------------ */
 
 static void test_append_and_read(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     assert_int_equal(size_of(f->db, "log"), 0);
     MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("log"), mmfs_str("hello ")));
     MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("log"), mmfs_str("world")));
-    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("log"), sl("\0!\n", 3)));
+    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("log"), mmfs_test_slice("\0!\n", 3)));
     MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("other"), mmfs_str("zzz")));
     static const char want[] = "hello world\0!\n";
     size_t wlen = sizeof want - 1;
@@ -128,7 +82,7 @@ static void test_append_and_read(void **state) {
             free(got);
             mmfs_reader_close(r);
         }
-        reopen(f);
+        mmfs_test_reopen(f);
     }
     mmfs_store_stats st;
     MMFS_OK_OR_FAIL(mmfs_stats(f->db, &st));
@@ -136,14 +90,14 @@ static void test_append_and_read(void **state) {
 }
 
 static void test_missing_and_empty(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     mmfs_reader *r = (mmfs_reader *)f;
-    ASSERT_STATUS(mmfs_open_read(f->db, mmfs_str("nope"), &r), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_open_read(f->db, mmfs_str("nope"), &r), MMFS_NOTFOUND);
     assert_int_equal(size_of(f->db, "nope"), 0);
 
     /* An empty append creates the stream. */
-    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("empty"), sl(NULL, 0)));
-    reopen(f);
+    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("empty"), mmfs_test_slice(NULL, 0)));
+    mmfs_test_reopen(f);
     r = NULL;
     MMFS_OK_OR_FAIL(mmfs_open_read(f->db, mmfs_str("empty"), &r));
     assert_int_equal(mmfs_reader_size(r), 0);
@@ -161,20 +115,20 @@ static void test_missing_and_empty(void **state) {
 
     /* Empty and binary stream names. */
     static const char k0[] = {'a', 0, 'b'};
-    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, sl(k0, 3), mmfs_str("zero")));
-    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, sl("", 0), mmfs_str("noname")));
+    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_test_slice(k0, 3), mmfs_str("zero")));
+    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_test_slice("", 0), mmfs_str("noname")));
     uint64_t n;
-    MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, sl(k0, 3), &n));
+    MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, mmfs_test_slice(k0, 3), &n));
     assert_int_equal(n, 4);
-    MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, sl(k0, 1), &n));
+    MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, mmfs_test_slice(k0, 1), &n));
     assert_int_equal(n, 0);
-    MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, sl("", 0), &n));
+    MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, mmfs_test_slice("", 0), &n));
     assert_int_equal(n, 6);
 }
 
 /* A reader sees the stream as it was when opened. */
 static void test_reader_snapshot(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("s"), mmfs_str("abc")));
     mmfs_reader *r = NULL;
     MMFS_OK_OR_FAIL(mmfs_open_read(f->db, mmfs_str("s"), &r));
@@ -196,7 +150,7 @@ static void test_reader_snapshot(void **state) {
 }
 
 static void test_seek_skip_peek(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     /* Chunks: "0123" "45" "6789ab" */
     MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("s"), mmfs_str("0123")));
     MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("s"), mmfs_str("45")));
@@ -241,7 +195,7 @@ static void test_seek_skip_peek(void **state) {
     assert_int_equal(mmfs_reader_tell(r), 12);
     MMFS_OK_OR_FAIL(mmfs_reader_peek(r, &c));
     assert_int_equal(c.len, 0);
-    ASSERT_STATUS(mmfs_reader_seek(r, 13), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_reader_seek(r, 13), MMFS_INVALID);
     assert_int_equal(mmfs_reader_tell(r), 12);
 
     /* Skip stops at the end. */
@@ -270,7 +224,7 @@ static void test_seek_skip_peek(void **state) {
 
 /* Many interleaved streams, many chunks: every byte in order. */
 static void test_many_chunks_interleaved(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     enum { NS = 4, NC = 500 };
     size_t expect[NS] = {0};
     for (int c = 0; c < NC; c++) {
@@ -279,11 +233,11 @@ static void test_many_chunks_interleaved(void **state) {
             snprintf(key, sizeof key, "s%d", s);
             size_t len = (size_t)((c * 7 + s) % 50);
             for (size_t i = 0; i < len; i++) chunk[i] = (char)((expect[s] + i) % 251);
-            MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str(key), sl(chunk, len)));
+            MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str(key), mmfs_test_slice(chunk, len)));
             expect[s] += len;
         }
     }
-    reopen(f);
+    mmfs_test_reopen(f);
     for (int s = 0; s < NS; s++) {
         char key[8];
         snprintf(key, sizeof key, "s%d", s);
@@ -309,11 +263,11 @@ static void test_many_chunks_interleaved(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_missing_and_empty, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reader_snapshot, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seek_skip_peek, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_chunks_interleaved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_and_read, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_and_empty, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reader_snapshot, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_seek_skip_peek, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_many_chunks_interleaved, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* testutil.c: temporary directories for the C tests. */
+/* testutil.c: temporary directories, assertions and the store fixture
+** shared by the C tests (see testutil.h). */
 #include "testutil.h"
 
 #include <ftw.h>
@@ -32,4 +33,76 @@ void mmfs_test_rmdir(char *path) {
     if (!path) return;
     nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     free(path);
+}
+
+void mmfs_test_assert_slice(mmfs_slice got, const void *want, size_t wlen) {
+    if (got.len != wlen)
+        fail_msg("slice \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)", (int)got.len,
+                 got.ptr ? (const char *)got.ptr : "", got.len, (int)wlen,
+                 want ? (const char *)want : "", wlen);
+    if (wlen) assert_memory_equal(got.ptr, want, wlen);
+}
+
+mmfs_slice mmfs_test_slice(const void *p, size_t n) {
+    mmfs_slice s = {p, n};
+    return s;
+}
+
+mmfs_store_stats mmfs_test_stats(mmfs_db *db) {
+    mmfs_store_stats st;
+    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
+    return st;
+}
+
+uint64_t mmfs_test_lsn(mmfs_db *db) { return mmfs_test_stats(db).lsn; }
+
+mmfs_options mmfs_test_options(uint64_t segment_size) {
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    if (segment_size) o.segment_size = segment_size;
+    return o;
+}
+
+mmfs_db *mmfs_test_open(const char *dir, const mmfs_options *o) {
+    mmfs_db *db = NULL;
+    MMFS_OK_OR_FAIL(mmfs_open(dir, o, &db));
+    assert_non_null(db);
+    return db;
+}
+
+int mmfs_test_fx_setup(void **state, const char *name, const mmfs_options *open_opts,
+                       const mmfs_options *reopen_opts) {
+    mmfs_test_fx *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    if (reopen_opts) {
+        f->reopen_opts = *reopen_opts;
+        f->reopen_with = &f->reopen_opts;
+    }
+    f->dir = mmfs_test_dir(name);
+    int rc = mmfs_open(f->dir, open_opts, &f->db);
+    if (rc != MMFS_OK) {
+        print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
+        mmfs_test_rmdir(f->dir);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+int mmfs_test_fx_teardown(void **state) {
+    mmfs_test_fx *f = *state;
+    if (!f) return 0;
+    int rc = mmfs_close(f->db);
+    mmfs_test_rmdir(f->dir);
+    free(f);
+    *state = NULL;
+    return rc == MMFS_OK ? 0 : -1;
+}
+
+void mmfs_test_reopen(mmfs_test_fx *f) {
+    MMFS_OK_OR_FAIL(mmfs_close(f->db));
+    f->db = NULL;
+    f->db = mmfs_test_open(f->dir, f->reopen_with);
 }
