@@ -12,78 +12,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
-static mmfs_db *open_dir(const char *dir) {
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 64u << 10;
-    mmfs_db *db = NULL;
-    int rc = mmfs_open(dir, &o, &db);
-    if (rc != MMFS_OK) print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-    return db;
-}
-
+/* Sync none, 64 KiB segments; reopened with the same options. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("batch");
-    f->db = open_dir(f->dir);
-    if (!f->db) return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void reopen(fx *f) {
-    MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = open_dir(f->dir);
-    assert_non_null(f->db);
-}
-
-static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
-    if (got.len != wlen)
-        fail_msg("slice \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)", (int)got.len,
-                 got.ptr ? (const char *)got.ptr : "", got.len, (int)wlen, (const char *)want, wlen);
-    if (wlen) assert_memory_equal(got.ptr, want, wlen);
-}
-#define ASSERT_SLICE_STR(s, str) assert_slice((s), (str), strlen(str))
-
-static mmfs_store_stats stats(mmfs_db *db) {
-    mmfs_store_stats st;
-    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
-    return st;
+    mmfs_options o = mmfs_test_options(64u << 10);
+    return mmfs_test_fx_setup(state, "batch", &o, &o);
 }
 
 /* ------------------------------------------------------------------ */
 
 static void test_commit_all_kinds(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     uint64_t pre;
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("before the batch"), NULL, 0, NULL, &pre));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("gone"), mmfs_str("soon")));
     MMFS_OK_OR_FAIL(mmfs_index(f->db, mmfs_str("olddoc"), mmfs_str("obsolete")));
-    mmfs_store_stats s0 = stats(f->db);
+    mmfs_store_stats s0 = mmfs_test_stats(f->db);
 
     mmfs_batch *b = NULL;
     MMFS_OK_OR_FAIL(mmfs_batch_begin(f->db, &b));
@@ -120,17 +63,17 @@ static void test_commit_all_kinds(void **state) {
     for (int round = 0; round < 2; round++) {
         mmfs_memory *m = NULL;
         MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, ids[0], &m));
-        ASSERT_SLICE_STR(m->text, "first in batch");
+        MMFS_ASSERT_SLICE_STR(m->text, "first in batch");
         assert_int_equal(m->ntags, 1);
         mmfs_free(m);
         MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, ids[2], &m));
-        ASSERT_SLICE_STR(m->text, "third in batch");
+        MMFS_ASSERT_SLICE_STR(m->text, "third in batch");
         mmfs_free(m);
-        ASSERT_STATUS(mmfs_get_memory(f->db, pre, &m), MMFS_NOTFOUND);
+        MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, pre, &m), MMFS_NOTFOUND);
         mmfs_slice v;
         MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("k1"), &v));
-        ASSERT_SLICE_STR(v, "v1");
-        ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("gone"), &v), MMFS_NOTFOUND);
+        MMFS_ASSERT_SLICE_STR(v, "v1");
+        MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("gone"), &v), MMFS_NOTFOUND);
         mmfs_session g;
         MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_str("s1"), &g));
         assert_int_equal(g.created_at, 10);
@@ -139,7 +82,7 @@ static void test_commit_all_kinds(void **state) {
         assert_int_equal(sz, 3);
         uint64_t ver;
         MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
-        ASSERT_SLICE_STR(v, "st2");
+        MMFS_ASSERT_SLICE_STR(v, "st2");
         assert_int_equal(ver, 2);
         mmfs_doc_hits *h = NULL;
         MMFS_OK_OR_FAIL(mmfs_search(f->db, mmfs_str("batched"), 0, &h));
@@ -148,21 +91,21 @@ static void test_commit_all_kinds(void **state) {
         MMFS_OK_OR_FAIL(mmfs_search(f->db, mmfs_str("obsolete"), 0, &h));
         assert_int_equal(h->count, 0);
         mmfs_free(h);
-        mmfs_store_stats s1 = stats(f->db);
+        mmfs_store_stats s1 = mmfs_test_stats(f->db);
         assert_int_equal(s1.memories, s0.memories + 3 - 1);
         assert_int_equal(s1.kv, 1);
         assert_int_equal(s1.documents, 1);
         /* One LSN per record: 13 commands. */
         assert_int_equal(s1.lsn, s0.lsn + 13);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
     mmfs_free(ids);
 }
 
 static void test_abort_and_empty(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k"), mmfs_str("v")));
-    mmfs_store_stats s0 = stats(f->db);
+    mmfs_store_stats s0 = mmfs_test_stats(f->db);
 
     mmfs_batch *b = NULL;
     MMFS_OK_OR_FAIL(mmfs_batch_begin(f->db, &b));
@@ -171,8 +114,8 @@ static void test_abort_and_empty(void **state) {
     mmfs_batch_abort(b);
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("k"), &v));
-    ASSERT_SLICE_STR(v, "v");
-    mmfs_store_stats s1 = stats(f->db);
+    MMFS_ASSERT_SLICE_STR(v, "v");
+    mmfs_store_stats s1 = mmfs_test_stats(f->db);
     assert_int_equal(s1.lsn, s0.lsn);
     assert_int_equal(s1.log_bytes, s0.log_bytes);
     assert_int_equal(s1.memories, 0);
@@ -184,7 +127,7 @@ static void test_abort_and_empty(void **state) {
     MMFS_OK_OR_FAIL(mmfs_batch_commit(b, &ids, &nids));
     assert_null(ids);
     assert_int_equal(nids, 0);
-    s1 = stats(f->db);
+    s1 = mmfs_test_stats(f->db);
     assert_int_equal(s1.lsn, s0.lsn);
     assert_int_equal(s1.log_bytes, s0.log_bytes);
 
@@ -196,7 +139,7 @@ static void test_abort_and_empty(void **state) {
     MMFS_OK_OR_FAIL(mmfs_batch_delete_session(b, mmfs_str("no-such-session")));
     MMFS_OK_OR_FAIL(mmfs_batch_unindex(b, mmfs_str("no-such-doc")));
     MMFS_OK_OR_FAIL(mmfs_batch_commit(b, NULL, NULL));
-    s1 = stats(f->db);
+    s1 = mmfs_test_stats(f->db);
     assert_int_equal(s1.lsn, s0.lsn);
     assert_int_equal(s1.log_bytes, s0.log_bytes);
 
@@ -207,7 +150,7 @@ static void test_abort_and_empty(void **state) {
     MMFS_OK_OR_FAIL(mmfs_batch_commit(b, &ids, &nids));
     assert_int_equal(nids, 0);
     assert_null(ids);
-    s1 = stats(f->db);
+    s1 = mmfs_test_stats(f->db);
     assert_int_equal(s1.lsn, s0.lsn + 1);
 
     mmfs_batch_abort(NULL);
@@ -216,7 +159,7 @@ static void test_abort_and_empty(void **state) {
 /* The batch is not visible before commit; reads in between see the
 ** committed store. */
 static void test_invisible_until_commit(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("k"), mmfs_str("committed")));
     mmfs_batch *b = NULL;
     MMFS_OK_OR_FAIL(mmfs_batch_begin(f->db, &b));
@@ -225,10 +168,10 @@ static void test_invisible_until_commit(void **state) {
     MMFS_OK_OR_FAIL(mmfs_batch_append_memory(b, mmfs_str("pending memory"), NULL, 0, NULL));
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("k"), &v));
-    ASSERT_SLICE_STR(v, "committed");
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("new"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_SLICE_STR(v, "committed");
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("new"), &v), MMFS_NOTFOUND);
     mmfs_memory *m = NULL;
-    ASSERT_STATUS(mmfs_get_memory(f->db, 1, &m), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_memory(f->db, 1, &m), MMFS_NOTFOUND);
     /* Single writes go on meanwhile. */
     uint64_t id;
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("single"), NULL, 0, NULL, &id));
@@ -241,14 +184,14 @@ static void test_invisible_until_commit(void **state) {
     assert_int_equal(ids[0], 2);
     mmfs_free(ids);
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("k"), &v));
-    ASSERT_SLICE_STR(v, "pending");
+    MMFS_ASSERT_SLICE_STR(v, "pending");
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("new"), &v));
-    ASSERT_SLICE_STR(v, "pending");
+    MMFS_ASSERT_SLICE_STR(v, "pending");
 }
 
 /* The batch copies its arguments. */
 static void test_batch_copies(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     char k[8] = "key", val[8] = "value";
     mmfs_batch *b = NULL;
     MMFS_OK_OR_FAIL(mmfs_batch_begin(f->db, &b));
@@ -258,15 +201,15 @@ static void test_batch_copies(void **state) {
     MMFS_OK_OR_FAIL(mmfs_batch_commit(b, NULL, NULL));
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("key"), &v));
-    ASSERT_SLICE_STR(v, "value");
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("XXX"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_SLICE_STR(v, "value");
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("XXX"), &v), MMFS_NOTFOUND);
 }
 
 /* A bad command makes the whole batch fail: nothing of it is written and
 ** no id is consumed. */
 static void test_invalid_command_commits_nothing(void **state) {
-    fx *f = *state;
-    mmfs_store_stats s0 = stats(f->db);
+    mmfs_test_fx *f = *state;
+    mmfs_store_stats s0 = mmfs_test_stats(f->db);
     mmfs_batch *b = NULL;
     MMFS_OK_OR_FAIL(mmfs_batch_begin(f->db, &b));
     MMFS_OK_OR_FAIL(mmfs_batch_set_kv(b, mmfs_str("k"), mmfs_str("v")));
@@ -277,15 +220,15 @@ static void test_invalid_command_commits_nothing(void **state) {
     int rc = mmfs_batch_put_session(b, &s);
     if (rc == MMFS_OK) {
         /* Not checked until commit: then the commit fails as a whole. */
-        ASSERT_STATUS(mmfs_batch_commit(b, NULL, NULL), MMFS_INVALID);
+        MMFS_ASSERT_STATUS(mmfs_batch_commit(b, NULL, NULL), MMFS_INVALID);
     } else {
-        ASSERT_STATUS(rc, MMFS_INVALID);
+        MMFS_ASSERT_STATUS(rc, MMFS_INVALID);
         mmfs_batch_abort(b);
     }
-    mmfs_store_stats s1 = stats(f->db);
+    mmfs_store_stats s1 = mmfs_test_stats(f->db);
     assert_int_equal(s1.lsn, s0.lsn);
     mmfs_slice v;
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k"), &v), MMFS_NOTFOUND);
     uint64_t id;
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("after"), NULL, 0, NULL, &id));
     assert_int_equal(id, 1);
@@ -299,21 +242,21 @@ static void test_invalid_command_commits_nothing(void **state) {
     MMFS_OK_OR_FAIL(mmfs_batch_set_kv(b, mmfs_str("k"), mmfs_str("v")));
     rc = mmfs_batch_put_session(b, &s);
     if (rc == MMFS_OK) {
-        ASSERT_STATUS(mmfs_batch_commit(b, NULL, NULL), MMFS_INVALID);
+        MMFS_ASSERT_STATUS(mmfs_batch_commit(b, NULL, NULL), MMFS_INVALID);
     } else {
-        ASSERT_STATUS(rc, MMFS_INVALID);
+        MMFS_ASSERT_STATUS(rc, MMFS_INVALID);
         mmfs_batch_abort(b);
     }
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k"), &v), MMFS_NOTFOUND);
-    reopen(f);
-    ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k"), &v), MMFS_NOTFOUND);
+    mmfs_test_reopen(f);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_str("k"), &v), MMFS_NOTFOUND);
     MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_str("after2"), NULL, 0, NULL, &id));
     assert_int_equal(id, 2);
 }
 
 /* A large batch: many commands, one commit. */
 static void test_large_batch(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     enum { N = 2000 };
     mmfs_batch *b = NULL;
     MMFS_OK_OR_FAIL(mmfs_batch_begin(f->db, &b));
@@ -332,13 +275,13 @@ static void test_large_batch(void **state) {
     assert_int_equal(nids, N / 4);
     for (size_t i = 0; i < nids; i++) assert_int_equal(ids[i], i + 1);
     mmfs_free(ids);
-    reopen(f);
-    mmfs_store_stats st = stats(f->db);
+    mmfs_test_reopen(f);
+    mmfs_store_stats st = mmfs_test_stats(f->db);
     assert_int_equal(st.kv, N);
     assert_int_equal(st.memories, N / 4);
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("bk01999"), &v));
-    ASSERT_SLICE_STR(v, "bk01999");
+    MMFS_ASSERT_SLICE_STR(v, "bk01999");
 }
 
 /* ---------------------------------------------------------- torn batch */
@@ -350,7 +293,7 @@ static uint32_t ld32(const unsigned char *p) {
 /* A batch frame cut at any byte recovers to none of its commands: the
 ** commands before it all survive, none of the batch does. */
 static void test_torn_batch_all_or_nothing(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("before"), mmfs_str("1")));
     mmfs_batch *b = NULL;
     MMFS_OK_OR_FAIL(mmfs_batch_begin(f->db, &b));
@@ -394,8 +337,9 @@ static void test_torn_batch_all_or_nothing(void **state) {
         assert_true(fd >= 0);
         assert_int_equal(pwrite(fd, work, n, 0), (ssize_t)n);
         close(fd);
-        f->db = open_dir(f->dir);
-        if (!f->db) fail_msg("batch frame cut at %zu: open failed", cut);
+        int orc = mmfs_open(f->dir, f->reopen_with, &f->db);
+        if (orc != MMFS_OK || !f->db)
+            fail_msg("batch frame cut at %zu: open failed: %s: %s", cut, mmfs_err_name(orc), mmfs_errmsg(NULL));
         mmfs_slice v;
         MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("before"), &v));
         int r1 = mmfs_get_kv(f->db, mmfs_str("b1"), &v);
@@ -415,11 +359,10 @@ static void test_torn_batch_all_or_nothing(void **state) {
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, img, n, 0), (ssize_t)n);
     close(fd);
-    f->db = open_dir(f->dir);
-    assert_non_null(f->db);
+    f->db = mmfs_test_fx_open(f);
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("b2"), &v));
-    ASSERT_SLICE_STR(v, "y");
+    MMFS_ASSERT_SLICE_STR(v, "y");
     free(img);
     free(work);
     free(seg);
@@ -427,13 +370,13 @@ static void test_torn_batch_all_or_nothing(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_commit_all_kinds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_abort_and_empty, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invisible_until_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_copies, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_command_commits_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_large_batch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_torn_batch_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_all_kinds, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_abort_and_empty, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_invisible_until_commit, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_copies, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_command_commits_nothing, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_large_batch, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_torn_batch_all_or_nothing, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,62 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
-static mmfs_db *open_dir(const char *dir) {
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    mmfs_db *db = NULL;
-    int rc = mmfs_open(dir, &o, &db);
-    if (rc != MMFS_OK) print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-    return db;
-}
-
+/* Sync none, default segment size; reopened with the same options. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("limits");
-    f->db = open_dir(f->dir);
-    if (!f->db) return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void reopen(fx *f) {
-    MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = open_dir(f->dir);
-    assert_non_null(f->db);
-}
-
-static mmfs_slice sl(const void *p, size_t n) {
-    mmfs_slice s = {p, n};
-    return s;
-}
-
-static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
-    assert_int_equal(got.len, wlen);
-    if (wlen) assert_memory_equal(got.ptr, want, wlen);
+    mmfs_options o = mmfs_test_options(0);
+    return mmfs_test_fx_setup(state, "limits", &o, &o);
 }
 
 /* Pseudo-random bytes, zeros included. */
@@ -85,32 +33,32 @@ static unsigned char *pattern(size_t n, unsigned seed) {
 /* ------------------------------------------------------------------ */
 
 static void test_binary_everywhere(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     unsigned char *k = pattern(300, 1), *v = pattern(5000, 2);
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl(k, 300), sl(v, 5000)));
-    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, sl(k, 300), sl(v, 5000)));
-    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, sl(v, 5000), NULL));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice(k, 300), mmfs_test_slice(v, 5000)));
+    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_test_slice(k, 300), mmfs_test_slice(v, 5000)));
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_test_slice(v, 5000), NULL));
     /* A memory whose text has zeros and high bytes, and a binary tag. */
-    mmfs_slice tag = sl(k, 20);
+    mmfs_slice tag = mmfs_test_slice(k, 20);
     uint64_t id;
-    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, sl(v, 1000), &tag, 1, NULL, &id));
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_test_slice(v, 1000), &tag, 1, NULL, &id));
     mmfs_session s;
     memset(&s, 0, sizeof s);
-    s.id = sl(k, 50);
+    s.id = mmfs_test_slice(k, 50);
     s.has_intent = 1;
-    s.intent_id = sl(k + 50, 50);
+    s.intent_id = mmfs_test_slice(k + 50, 50);
     s.has_payload = 1;
-    s.payload = sl(v, 5000);
+    s.payload = mmfs_test_slice(v, 5000);
     MMFS_OK_OR_FAIL(mmfs_put_session(f->db, &s));
 
     for (int round = 0; round < 2; round++) {
         mmfs_slice got;
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl(k, 300), &got));
-        assert_slice(got, v, 5000);
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice(k, 300), &got));
+        mmfs_test_assert_slice(got, v, 5000);
         /* One byte shorter is another key. */
-        ASSERT_STATUS(mmfs_get_kv(f->db, sl(k, 299), &got), MMFS_NOTFOUND);
+        MMFS_ASSERT_STATUS(mmfs_get_kv(f->db, mmfs_test_slice(k, 299), &got), MMFS_NOTFOUND);
         mmfs_reader *r = NULL;
-        MMFS_OK_OR_FAIL(mmfs_open_read(f->db, sl(k, 300), &r));
+        MMFS_OK_OR_FAIL(mmfs_open_read(f->db, mmfs_test_slice(k, 300), &r));
         unsigned char *buf = malloc(6000);
         size_t n = 0, g;
         do {
@@ -123,52 +71,52 @@ static void test_binary_everywhere(void **state) {
         mmfs_reader_close(r);
         uint64_t ver;
         MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &got, &ver));
-        assert_slice(got, v, 5000);
+        mmfs_test_assert_slice(got, v, 5000);
         mmfs_memory *m = NULL;
         MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, id, &m));
-        assert_slice(m->text, v, 1000);
+        mmfs_test_assert_slice(m->text, v, 1000);
         assert_int_equal(m->ntags, 1);
-        assert_slice(m->tags[0], k, 20);
+        mmfs_test_assert_slice(m->tags[0], k, 20);
         mmfs_free(m);
         mmfs_session g2;
-        MMFS_OK_OR_FAIL(mmfs_get_session(f->db, sl(k, 50), &g2));
-        assert_slice(g2.intent_id, k + 50, 50);
-        assert_slice(g2.payload, v, 5000);
+        MMFS_OK_OR_FAIL(mmfs_get_session(f->db, mmfs_test_slice(k, 50), &g2));
+        mmfs_test_assert_slice(g2.intent_id, k + 50, 50);
+        mmfs_test_assert_slice(g2.payload, v, 5000);
         mmfs_sessions *ss = NULL;
-        MMFS_OK_OR_FAIL(mmfs_list_by_intent(f->db, sl(k + 50, 50), 0, &ss));
+        MMFS_OK_OR_FAIL(mmfs_list_by_intent(f->db, mmfs_test_slice(k + 50, 50), 0, &ss));
         assert_int_equal(ss->count, 1);
         mmfs_free(ss);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
     free(k);
     free(v);
 }
 
 static void test_empty_strings(void **state) {
-    fx *f = *state;
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, sl("", 0), sl("", 0)));
-    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, sl("", 0), sl("", 0)));
-    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, sl("", 0), NULL));
-    MMFS_OK_OR_FAIL(mmfs_index(f->db, mmfs_str("emptydoc"), sl("", 0)));
+    mmfs_test_fx *f = *state;
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_test_slice("", 0), mmfs_test_slice("", 0)));
+    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_test_slice("", 0), mmfs_test_slice("", 0)));
+    MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_test_slice("", 0), NULL));
+    MMFS_OK_OR_FAIL(mmfs_index(f->db, mmfs_str("emptydoc"), mmfs_test_slice("", 0)));
     uint64_t id;
-    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, sl("", 0), NULL, 0, NULL, &id));
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_test_slice("", 0), NULL, 0, NULL, &id));
     mmfs_session s;
     memset(&s, 0, sizeof s);
     s.id = mmfs_str("s");
     s.has_intent = 1;
-    s.intent_id = sl("", 0);
+    s.intent_id = mmfs_test_slice("", 0);
     s.has_payload = 1;
-    s.payload = sl("", 0);
+    s.payload = mmfs_test_slice("", 0);
     MMFS_OK_OR_FAIL(mmfs_put_session(f->db, &s));
     for (int round = 0; round < 2; round++) {
         mmfs_slice v;
-        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, sl("", 0), &v));
+        MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_test_slice("", 0), &v));
         assert_int_equal(v.len, 0);
         uint64_t n = 9;
-        MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, sl("", 0), &n));
+        MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, mmfs_test_slice("", 0), &n));
         assert_int_equal(n, 0);
         mmfs_reader *r = NULL;
-        MMFS_OK_OR_FAIL(mmfs_open_read(f->db, sl("", 0), &r));
+        MMFS_OK_OR_FAIL(mmfs_open_read(f->db, mmfs_test_slice("", 0), &r));
         mmfs_reader_close(r);
         uint64_t ver;
         MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
@@ -192,21 +140,21 @@ static void test_empty_strings(void **state) {
         assert_int_equal(st.documents, 1);
         /* An empty query matches nothing (or is INVALID), never everything. */
         mmfs_doc_hits *h = NULL;
-        int rc = mmfs_search(f->db, sl("", 0), 0, &h);
+        int rc = mmfs_search(f->db, mmfs_test_slice("", 0), 0, &h);
         if (rc == MMFS_OK) assert_int_equal(h->count, 0);
-        else ASSERT_STATUS(rc, MMFS_INVALID);
+        else MMFS_ASSERT_STATUS(rc, MMFS_INVALID);
         mmfs_free(h);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
 }
 
 #define BIG ((size_t)16 << 20)
 
 static void test_16mib_values(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     unsigned char *a = pattern(BIG, 3), *b = pattern(BIG, 4);
-    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("big"), sl(a, BIG)));
-    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("bigstream"), sl(b, BIG)));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("big"), mmfs_test_slice(a, BIG)));
+    MMFS_OK_OR_FAIL(mmfs_append_stream(f->db, mmfs_str("bigstream"), mmfs_test_slice(b, BIG)));
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("small-after"), mmfs_str("ok")));
     for (int round = 0; round < 2; round++) {
         mmfs_slice v;
@@ -214,7 +162,7 @@ static void test_16mib_values(void **state) {
         assert_int_equal(v.len, BIG);
         assert_true(memcmp(v.ptr, a, BIG) == 0);
         MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("small-after"), &v));
-        assert_slice(v, "ok", 2);
+        mmfs_test_assert_slice(v, "ok", 2);
         uint64_t n;
         MMFS_OK_OR_FAIL(mmfs_stream_size(f->db, mmfs_str("bigstream"), &n));
         assert_int_equal(n, BIG);
@@ -230,13 +178,13 @@ static void test_16mib_values(void **state) {
         assert_int_equal(got, 100);
         assert_memory_equal(tail, b + BIG - 100, 100);
         mmfs_reader_close(r);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
     /* Overwrite the big value with a small one and back. */
     MMFS_OK_OR_FAIL(mmfs_set_kv(f->db, mmfs_str("big"), mmfs_str("tiny")));
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(f->db, mmfs_str("big"), &v));
-    assert_slice(v, "tiny", 4);
+    mmfs_test_assert_slice(v, "tiny", 4);
     MMFS_OK_OR_FAIL(mmfs_verify(f->db));
     free(a);
     free(b);
@@ -256,15 +204,15 @@ static void test_value_larger_than_segment(void **state) {
     MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("before"), mmfs_str("1")));
     unsigned char *a = pattern(BIG, 5);
-    int rc = mmfs_set_kv(db, mmfs_str("big"), sl(a, BIG));
+    int rc = mmfs_set_kv(db, mmfs_str("big"), mmfs_test_slice(a, BIG));
     mmfs_slice v;
     if (rc == MMFS_OK) {
         MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("big"), &v));
         assert_int_equal(v.len, BIG);
         assert_true(memcmp(v.ptr, a, BIG) == 0);
     } else {
-        ASSERT_STATUS(rc, MMFS_INVALID);
-        ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("big"), &v), MMFS_NOTFOUND);
+        MMFS_ASSERT_STATUS(rc, MMFS_INVALID);
+        MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("big"), &v), MMFS_NOTFOUND);
     }
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("after"), mmfs_str("2")));
     MMFS_OK_OR_FAIL(mmfs_close(db));
@@ -283,7 +231,7 @@ static void test_value_larger_than_segment(void **state) {
 }
 
 static void test_100k_keys(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     enum { N = 100000 };
     char k[32], val[32];
     /* Written in a scrambled order. */
@@ -324,13 +272,13 @@ static void test_100k_keys(void **state) {
         while (mmfs_kv_iter_next(it, &key, &v) == MMFS_OK) n++;
         mmfs_kv_iter_close(it);
         assert_int_equal(n, 100);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
 }
 
 /* Unicode: UTF-8 text is searchable, case-folded beyond ASCII. */
 static void test_unicode_search(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const char *const texts[] = {
         "Café au lait in München",          /* 1 */
         "Δελφοί και ΑΘΗΝΑ",                  /* 2 */
@@ -370,7 +318,7 @@ static void test_unicode_search(void **state) {
         mmfs_doc_hits *h = NULL;
         MMFS_OK_OR_FAIL(mmfs_search(f->db, mmfs_str("привет"), 0, &h));
         assert_int_equal(h->count, 1);
-        assert_slice(h->items[0].key, "doc-ru", 6);
+        mmfs_test_assert_slice(h->items[0].key, "doc-ru", 6);
         mmfs_free(h);
         /* Prefix over multi-byte characters. */
         mmfs_memories *ms = NULL;
@@ -378,21 +326,21 @@ static void test_unicode_search(void **state) {
         assert_int_equal(ms->count, 1);
         assert_int_equal(ms->items[0].id, ids[0]);
         mmfs_free(ms);
-        reopen(f);
+        mmfs_test_reopen(f);
     }
 }
 
 /* Invalid UTF-8 in text is stored byte for byte and does not break
 ** indexing or search of the valid words around it. */
 static void test_invalid_utf8_text(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     static const char bad[] = "valid \xff\xfe broken \xc3 word \xe2\x82 end";
     uint64_t id;
-    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, sl(bad, sizeof bad - 1), NULL, 0, NULL, &id));
+    MMFS_OK_OR_FAIL(mmfs_append_memory(f->db, mmfs_test_slice(bad, sizeof bad - 1), NULL, 0, NULL, &id));
     mmfs_memories *ms = NULL;
     MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("valid"), NULL, &ms));
     assert_int_equal(ms->count, 1);
-    assert_slice(ms->items[0].text, bad, sizeof bad - 1);
+    mmfs_test_assert_slice(ms->items[0].text, bad, sizeof bad - 1);
     mmfs_free(ms);
     MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("end"), NULL, &ms));
     assert_int_equal(ms->count, 1);
@@ -401,13 +349,13 @@ static void test_invalid_utf8_text(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_binary_everywhere, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_empty_strings, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_16mib_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binary_everywhere, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_empty_strings, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_16mib_values, setup, mmfs_test_fx_teardown),
         cmocka_unit_test(test_value_larger_than_segment),
-        cmocka_unit_test_setup_teardown(test_100k_keys, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unicode_search, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_utf8_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_100k_keys, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unicode_search, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_utf8_text, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,56 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-typedef struct fx {
-    char *dir;
-    mmfs_db *db;
-} fx;
-
-static mmfs_db *open_dir(const char *dir) {
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 1u << 20;
-    mmfs_db *db = NULL;
-    int rc = mmfs_open(dir, &o, &db);
-    if (rc != MMFS_OK) print_error("mmfs_open: %s: %s\n", mmfs_err_name(rc), mmfs_errmsg(NULL));
-    return db;
-}
-
+/* Sync none, 1 MiB segments; reopened with the same options. */
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = mmfs_test_dir("state");
-    f->db = open_dir(f->dir);
-    if (!f->db) return -1;
-    *state = f;
-    return 0;
+    mmfs_options o = mmfs_test_options(1u << 20);
+    return mmfs_test_fx_setup(state, "state", &o, &o);
 }
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (!f) return 0;
-    int rc = mmfs_close(f->db);
-    mmfs_test_rmdir(f->dir);
-    free(f);
-    return rc == MMFS_OK ? 0 : -1;
-}
-
-static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
-    if (got.len != wlen)
-        fail_msg("slice \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)", (int)got.len,
-                 got.ptr ? (const char *)got.ptr : "", got.len, (int)wlen, (const char *)want, wlen);
-    if (wlen) assert_memory_equal(got.ptr, want, wlen);
-}
-#define ASSERT_SLICE_STR(s, str) assert_slice((s), (str), strlen(str))
 
 static double now_ms(void) {
     struct timespec ts;
@@ -79,7 +34,7 @@ static void sleep_ms(int ms) {
 /* ------------------------------------------------------------------ */
 
 static void test_versions(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     mmfs_slice v = {"junk", 4};
     uint64_t ver = 77;
     MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
@@ -94,7 +49,7 @@ static void test_versions(void **state) {
     assert_int_equal(got, 2);
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("three"), NULL));
     MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
-    ASSERT_SLICE_STR(v, "three");
+    MMFS_ASSERT_SLICE_STR(v, "three");
     assert_int_equal(ver, 3);
 
     /* Binary and empty states. */
@@ -103,7 +58,7 @@ static void test_versions(void **state) {
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, b, &got));
     assert_int_equal(got, 4);
     MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
-    assert_slice(v, bin, 4);
+    mmfs_test_assert_slice(v, bin, 4);
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str(""), &got));
     assert_int_equal(got, 5);
     MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
@@ -112,10 +67,9 @@ static void test_versions(void **state) {
 
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("last"), NULL));
     MMFS_OK_OR_FAIL(mmfs_close(f->db));
-    f->db = open_dir(f->dir);
-    assert_non_null(f->db);
+    f->db = mmfs_test_fx_open(f);
     MMFS_OK_OR_FAIL(mmfs_get_state(f->db, &v, &ver));
-    ASSERT_SLICE_STR(v, "last");
+    MMFS_ASSERT_SLICE_STR(v, "last");
     assert_int_equal(ver, 6);
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("after reopen"), &got));
     assert_int_equal(got, 7);
@@ -125,7 +79,7 @@ static void test_versions(void **state) {
 }
 
 static void test_sub_timeout_then_change(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("before"), NULL));
     mmfs_sub *s = NULL;
     MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
@@ -133,47 +87,47 @@ static void test_sub_timeout_then_change(void **state) {
     mmfs_slice v;
     uint64_t ver;
     /* Nothing newer than what it remembered. */
-    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+    MMFS_ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
     double t0 = now_ms();
-    ASSERT_STATUS(mmfs_sub_next(s, 60, &v, &ver), MMFS_TIMEOUT);
+    MMFS_ASSERT_STATUS(mmfs_sub_next(s, 60, &v, &ver), MMFS_TIMEOUT);
     double dt = now_ms() - t0;
     if (dt < 50 || dt > 3000) fail_msg("sub_next(60 ms) returned after %.1f ms", dt);
 
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v2"), NULL));
     MMFS_OK_OR_FAIL(mmfs_sub_next(s, 1000, &v, &ver));
-    ASSERT_SLICE_STR(v, "v2");
+    MMFS_ASSERT_SLICE_STR(v, "v2");
     assert_int_equal(ver, 2);
     /* Seen: no repeat. */
-    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+    MMFS_ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
 
     /* Intermediate versions may be skipped: the latest comes back. */
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v3"), NULL));
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v4"), NULL));
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("v5"), NULL));
     MMFS_OK_OR_FAIL(mmfs_sub_next(s, 1000, &v, &ver));
-    ASSERT_SLICE_STR(v, "v5");
+    MMFS_ASSERT_SLICE_STR(v, "v5");
     assert_int_equal(ver, 5);
-    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+    MMFS_ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
     mmfs_sub_close(s);
 }
 
 /* A subscription made before any update remembers version 0. */
 static void test_sub_from_nothing(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     mmfs_sub *s = NULL;
     MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
     mmfs_slice v;
     uint64_t ver;
-    ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
+    MMFS_ASSERT_STATUS(mmfs_sub_next(s, 0, &v, &ver), MMFS_TIMEOUT);
     MMFS_OK_OR_FAIL(mmfs_update_state(f->db, mmfs_str("first"), NULL));
     MMFS_OK_OR_FAIL(mmfs_sub_next(s, 0, &v, &ver));
     assert_int_equal(ver, 1);
-    ASSERT_SLICE_STR(v, "first");
+    MMFS_ASSERT_SLICE_STR(v, "first");
     mmfs_sub_close(s);
 }
 
 static void test_sub_fd_readable(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     mmfs_sub *s = NULL;
     MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
     int fd = mmfs_sub_fd(s);
@@ -220,7 +174,7 @@ static void *wait_thread(void *arg) {
 
 /* A waiting thread is woken by an update from another thread. */
 static void test_sub_wakes_waiter(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     waiter w[3];
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
@@ -246,9 +200,8 @@ static void test_sub_wakes_waiter(void **state) {
 /* Updates through another handle on the same directory reach subscribers
 ** (the path other processes take). */
 static void test_sub_other_handle(void **state) {
-    fx *f = *state;
-    mmfs_db *other = open_dir(f->dir);
-    assert_non_null(other);
+    mmfs_test_fx *f = *state;
+    mmfs_db *other = mmfs_test_fx_open(f);
     waiter w;
     memset(&w, 0, sizeof w);
     MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &w.sub));
@@ -272,7 +225,7 @@ static void test_sub_other_handle(void **state) {
     uint64_t ver;
     MMFS_OK_OR_FAIL(mmfs_sub_next(w.sub, 0, &v, &ver));
     assert_int_equal(ver, 2);
-    ASSERT_SLICE_STR(v, "remote2");
+    MMFS_ASSERT_SLICE_STR(v, "remote2");
     mmfs_sub_close(w.sub);
 
     /* The local handle reads it too, and continues the version count. */
@@ -283,22 +236,20 @@ static void test_sub_other_handle(void **state) {
     assert_int_equal(nv, 3);
     MMFS_OK_OR_FAIL(mmfs_get_state(other, &v, &ver));
     assert_int_equal(ver, 3);
-    ASSERT_SLICE_STR(v, "local");
+    MMFS_ASSERT_SLICE_STR(v, "local");
     MMFS_OK_OR_FAIL(mmfs_close(other));
 }
 
 /* An update made by another process wakes a waiting subscriber. */
 static void test_sub_other_process(void **state) {
-    fx *f = *state;
+    mmfs_test_fx *f = *state;
     mmfs_sub *s = NULL;
     MMFS_OK_OR_FAIL(mmfs_subscribe_state(f->db, &s));
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         sleep_ms(100);
-        mmfs_options o;
-        mmfs_options_init(&o);
-        o.sync = MMFS_SYNC_NONE;
+        mmfs_options o = mmfs_test_options(0);
         mmfs_db *db = NULL;
         if (mmfs_open(f->dir, &o, &db) != MMFS_OK) _exit(10);
         uint64_t ver = 0;
@@ -317,20 +268,20 @@ static void test_sub_other_process(void **state) {
     if (WEXITSTATUS(status) != 0) fail_msg("child failed with code %d", WEXITSTATUS(status));
     if (rc != MMFS_OK) fail_msg("sub_next after a child's update: %s", mmfs_err_name(rc));
     assert_int_equal(ver, 1);
-    ASSERT_SLICE_STR(v, "from child");
+    MMFS_ASSERT_SLICE_STR(v, "from child");
     if (dt > 3000) fail_msg("woke %.0f ms after the child started", dt);
     mmfs_sub_close(s);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sub_timeout_then_change, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sub_from_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sub_fd_readable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sub_wakes_waiter, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sub_other_handle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sub_other_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_versions, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_timeout_then_change, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_from_nothing, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_fd_readable, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_wakes_waiter, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_other_handle, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_other_process, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

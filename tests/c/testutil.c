@@ -101,8 +101,10 @@ int mmfs_test_fx_teardown(void **state) {
     return rc == MMFS_OK ? 0 : -1;
 }
 
+mmfs_db *mmfs_test_fx_open(const mmfs_test_fx *f) { return mmfs_test_open(f->dir, f->reopen_with); }
+
 void mmfs_test_reopen(mmfs_test_fx *f) {
     MMFS_OK_OR_FAIL(mmfs_close(f->db));
     f->db = NULL;
-    f->db = mmfs_test_open(f->dir, f->reopen_with);
+    f->db = mmfs_test_fx_open(f);
 }

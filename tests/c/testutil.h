@@ -109,8 +109,12 @@ int mmfs_test_fx_setup(void **state, const char *name, const mmfs_options *open_
 ** and frees the fixture; returns -1 if mmfs_close fails. */
 int mmfs_test_fx_teardown(void **state);
 
+/* Opens another handle on F's directory with the reopen options given to
+** mmfs_test_fx_setup; fails the test if that does not give MMFS_OK. */
+mmfs_db *mmfs_test_fx_open(const mmfs_test_fx *f);
+
 /* Closes F's handle (asserting MMFS_OK) and opens the directory again with
-** the reopen options given to mmfs_test_fx_setup. */
+** mmfs_test_fx_open. */
 void mmfs_test_reopen(mmfs_test_fx *f);
 
 #endif
