@@ -392,8 +392,9 @@ MMFS_API int mmfs_batch_unindex(mmfs_batch *b, mmfs_slice key);
 MMFS_API int mmfs_batch_update_state(mmfs_batch *b, mmfs_slice value);
 
 /* Commits the batch as one frame and frees it (also on error).  *ids (may
-** be NULL) gets the memory ids assigned, in command order, as an array to
-** release with mmfs_free (NULL when none); *nids their count.  Deletes of
+** be NULL) gets the ids of the batch's append_memory commands, in command
+** order (not those of memories a hook added), as an array to release with
+** mmfs_free (NULL when none); *nids their count.  Deletes of
 ** missing entries are dropped from the frame.  An empty batch writes
 ** nothing. */
 MMFS_API int mmfs_batch_commit(mmfs_batch *b, uint64_t **ids, size_t *nids);

@@ -637,10 +637,8 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
 /* Commits N commands as one frame.  KEEP (N bytes) reports which of the
 ** caller's commands were written; IDS (may be NULL, N entries) gets the
 ** memory id given to each caller's append_memory and the version given to
-** each update_state.  ALL_IDS (may be NULL)
-** gets every memory id written, hook-added ones included, in log order. */
-static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *ids, uint64_t **all_ids,
-                  size_t *nall) {
+** each update_state. */
+static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *ids) {
     memset(keep, 0, n);
     mmfs_batch work;
     memset(&work, 0, sizeof work);
@@ -665,25 +663,11 @@ static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *
         if (rc == MMFS_OK) rc = publish(db, s, off, pos);
     }
     if (rc == MMFS_OK) {
-        size_t nm = 0;
         for (size_t i = 0; i < m; i++) {
             if (list != cmds && list[i].origin && k2[i]) keep[list[i].origin - 1] = 1;
             if (ids && list[i].origin && list[i].type == MMFS__R_MEMORY) ids[list[i].origin - 1] = list[i].u.mem.id;
             if (ids && list[i].origin && list[i].type == MMFS__R_STATE)
                 ids[list[i].origin - 1] = list[i].u.state.version;
-            nm += list[i].type == MMFS__R_MEMORY;
-        }
-        if (all_ids && nm) {
-            uint64_t *v = malloc(nm * sizeof *v);
-            if (v) {
-                size_t j = 0;
-                for (size_t i = 0; i < m; i++)
-                    if (list[i].type == MMFS__R_MEMORY) v[j++] = list[i].u.mem.id;
-                *all_ids = v;
-                *nall = nm;
-            } else {
-                rc = mmfs__err(MMFS_NOMEM, "committed, but no memory for the id list");
-            }
         }
     }
 leave:
@@ -712,7 +696,7 @@ int mmfs_append_memory(mmfs_db *db, mmfs_slice text, const mmfs_slice *tags, siz
     char keep;
     uint64_t got = 0;
     rc = make_memory(&c, text, tags, ntags, opts, buf);
-    if (!rc) rc = commit(db, &c, 1, &keep, &got, NULL, NULL);
+    if (!rc) rc = commit(db, &c, 1, &keep, &got);
     if (!rc && id) *id = got;
     if (buf != stackbuf) free(buf);
     return rc;
@@ -723,7 +707,7 @@ static int single(mmfs_db *db, int type, mmfs_slice a, mmfs_slice b, int *found)
     mmfs__rec c;
     char keep = 0;
     int rc = make_keyed(&c, type, a, b);
-    if (!rc) rc = commit(db, &c, 1, &keep, NULL, NULL, NULL);
+    if (!rc) rc = commit(db, &c, 1, &keep, NULL);
     if (found) *found = rc == MMFS_OK && keep;
     return rc;
 }
@@ -734,7 +718,7 @@ int mmfs_delete_memory(mmfs_db *db, uint64_t id, int *deleted) {
     memset(&c, 0, sizeof c);
     c.type = MMFS__R_DEL_MEMORY;
     c.u.del_mem.id = id;
-    int rc = commit(db, &c, 1, &keep, NULL, NULL, NULL);
+    int rc = commit(db, &c, 1, &keep, NULL);
     if (deleted) *deleted = rc == MMFS_OK && keep;
     return rc;
 }
@@ -751,7 +735,7 @@ int mmfs_put_session(mmfs_db *db, const mmfs_session *s) {
     mmfs__rec c;
     char keep;
     int rc = make_session(&c, s);
-    return rc ? rc : commit(db, &c, 1, &keep, NULL, NULL, NULL);
+    return rc ? rc : commit(db, &c, 1, &keep, NULL);
 }
 
 int mmfs_delete_session(mmfs_db *db, mmfs_slice id, int *deleted) {
@@ -775,7 +759,7 @@ int mmfs_update_state(mmfs_db *db, mmfs_slice value, uint64_t *version) {
     char keep;
     int rc = make_keyed(&c, MMFS__R_STATE, none, value);
     uint64_t got = 0;
-    if (!rc) rc = commit(db, &c, 1, &keep, &got, NULL, NULL);
+    if (!rc) rc = commit(db, &c, 1, &keep, &got);
     if (!rc && version) *version = got;
     return rc;
 }
@@ -917,19 +901,31 @@ int mmfs_batch_commit(mmfs_batch *b, uint64_t **ids, size_t *nids) {
     if (b->is_tx) return mmfs__err(MMFS_INVALID, "a hook's tx is committed with the command that hooked it");
     int rc = MMFS_OK;
     char *keep = NULL;
+    uint64_t *per = NULL;
     if (b->failed) {
         rc = mmfs__err(MMFS_NOMEM, "batch: an earlier add ran out of memory; nothing written");
         goto out;
     }
     if (b->n == 0) goto out;
     keep = malloc(b->n);
-    if (!keep) {
+    per = calloc(b->n, sizeof *per);
+    if (!keep || !per) {
         rc = mmfs__err(MMFS_NOMEM, "out of memory");
         goto out;
     }
-    size_t dummy;
-    rc = commit(b->db, b->cmds, b->n, keep, NULL, ids, nids ? nids : &dummy);
+    if ((rc = commit(b->db, b->cmds, b->n, keep, per)) != MMFS_OK) goto out;
+    /* The ids of the batch's own appends, in command order (memories a hook
+    ** added are not among them: the caller did not ask for those). */
+    size_t nm = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->cmds[i].type == MMFS__R_MEMORY) per[nm++] = per[i];
+    if (nids) *nids = nm;
+    if (ids && nm) {
+        *ids = per;
+        per = NULL;
+    }
 out:
+    free(per);
     free(keep);
     mmfs_batch_abort(b);
     return rc;
@@ -957,7 +953,7 @@ int mmfs_set_policy(mmfs_db *db, mmfs_slice source) {
     memset(&c, 0, sizeof c);
     c.type = MMFS__R_POLICY;
     c.u.policy.source = source.len ? source : none;
-    return commit(db, &c, 1, &keep, NULL, NULL, NULL);
+    return commit(db, &c, 1, &keep, NULL);
 }
 
 int mmfs_get_policy(mmfs_db *db, mmfs_slice *source) {

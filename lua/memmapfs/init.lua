@@ -114,10 +114,9 @@ end
 -- put_session, delete_session, append_stream, index, unindex,
 -- update_state).  When fn returns, its commands commit as one frame: all
 -- or nothing.  tx:append_memory returns the position of its id in the
--- array that batch returns.  Under a policy whose hooks add memories
--- (tx:append_memory inside a hook), the array holds their ids too, in
--- command order: each right after the id of the command whose hook added
--- it, which shifts the positions of later memories of the batch.
+-- array that batch returns.  The array holds the ids of the batch's own
+-- append_memory commands only; memories a policy hook adds are in the
+-- store but not in the array.
 --
 -- While fn runs, the store's own write methods return nil, msg, "BUSY"
 -- (they would escape the batch), and so does a nested db:batch.
