@@ -6,15 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static mmfs_db *open_store(const char *dir) {
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    mmfs_db *db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
-    return db;
-}
-
 static void assert_kv(mmfs_db *db, const char *key, const char *want) {
     mmfs_slice v;
     int rc = mmfs_get_kv(db, mmfs_str(key), &v);
@@ -71,7 +62,7 @@ static int editing_hook(void *ud, mmfs_command *cmd, mmfs_batch *tx) {
 static void test_hook_edits_and_adds(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("hook-edit");
-    mmfs_db *db = open_store(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     seen s;
     memset(&s, 0, sizeof s);
     MMFS_OK_OR_FAIL(mmfs_set_hook(db, editing_hook, &s));
@@ -103,7 +94,7 @@ static void test_hook_edits_and_adds(void **state) {
     MMFS_OK_OR_FAIL(mmfs_close(db));
 
     /* What the hook made is in the log: a reopen without the hook sees it. */
-    db = open_store(dir);
+    db = mmfs_test_open_sync_none(dir, 0);
     assert_kv(db, "audit", "deleted greeting");
     MMFS_OK_OR_FAIL(mmfs_close(db));
     mmfs_test_rmdir(dir);
@@ -112,7 +103,7 @@ static void test_hook_edits_and_adds(void **state) {
 static void test_hook_rejects_whole_commit(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("hook-reject");
-    mmfs_db *db = open_store(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     seen s;
     memset(&s, 0, sizeof s);
     MMFS_OK_OR_FAIL(mmfs_set_hook(db, editing_hook, &s));
@@ -164,7 +155,7 @@ static int reentrant_hook(void *ud, mmfs_command *cmd, mmfs_batch *tx) {
 static void test_hook_reentry_busy(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("hook-busy");
-    mmfs_db *db = open_store(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     seen s;
     memset(&s, 0, sizeof s);
     s.db = db;
@@ -192,7 +183,7 @@ static int failing_hook(void *ud, mmfs_command *cmd, mmfs_batch *tx) {
 static void test_hook_failure_rejects(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("hook-fail");
-    mmfs_db *db = open_store(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     MMFS_OK_OR_FAIL(mmfs_set_hook(db, failing_hook, NULL));
     assert_int_equal(mmfs_update_state(db, mmfs_str("s"), NULL), MMFS_REJECTED);
     assert_non_null(strstr(mmfs_errmsg(db), "IO"));

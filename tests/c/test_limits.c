@@ -196,12 +196,8 @@ static void test_16mib_values(void **state) {
 static void test_value_larger_than_segment(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("limits-bigseg");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 1u << 20;
-    mmfs_db *db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
+    mmfs_options o = mmfs_test_options(1u << 20);
+    mmfs_db *db = mmfs_test_open(dir, &o);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("before"), mmfs_str("1")));
     unsigned char *a = pattern(BIG, 5);
     int rc = mmfs_set_kv(db, mmfs_str("big"), mmfs_test_slice(a, BIG));

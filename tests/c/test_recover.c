@@ -24,14 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
 #define SEG_HDR 64
 #define FRAME_HDR 32
 #define SMALL_SEG (64u << 10)
@@ -162,12 +154,6 @@ static mmfs_db *must_open(const char *dir, const cfg *c) {
     return db;
 }
 
-static uint64_t lsn_of(mmfs_db *db) {
-    mmfs_store_stats st;
-    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
-    return st.lsn;
-}
-
 static void kv_name(char *buf, size_t n, int i) { snprintf(buf, n, "key-%03d", i); }
 
 /* Value i: a length that varies, so frames differ in size. */
@@ -221,9 +207,9 @@ static unsigned char *build_kv_store(const char *dir, const cfg *c, int nf, uint
     free(img);
 
     db = must_open(dir, c);
-    *lsn0 = lsn_of(db);
+    *lsn0 = mmfs_test_lsn(db);
     for (int i = 0; i < nf; i++) put_kv(db, i);
-    assert_int_equal(lsn_of(db), *lsn0 + (uint64_t)nf);
+    assert_int_equal(mmfs_test_lsn(db), *lsn0 + (uint64_t)nf);
     MMFS_OK_OR_FAIL(mmfs_close(db));
 
     img = slurp(seg, seglen);
@@ -289,12 +275,12 @@ static void test_reopen_each_sync_mode(void **state) {
         MMFS_OK_OR_FAIL(mmfs_index(db, mmfs_str("doc"), mmfs_str("searchable words")));
         MMFS_OK_OR_FAIL(mmfs_update_state(db, mmfs_str("state-1"), NULL));
         MMFS_OK_OR_FAIL(mmfs_update_state(db, mmfs_str("state-2"), NULL));
-        uint64_t lsn = lsn_of(db);
+        uint64_t lsn = mmfs_test_lsn(db);
         MMFS_OK_OR_FAIL(mmfs_close(db));
 
         for (int round = 0; round < 2; round++) {
             db = must_open(dir, &c);
-            assert_int_equal(lsn_of(db), lsn);
+            assert_int_equal(mmfs_test_lsn(db), lsn);
             check_kvs(db, 9, 10, "sync mode", m);
             mmfs_memory *mem = NULL;
             MMFS_OK_OR_FAIL(mmfs_get_memory(db, id1, &mem));
@@ -392,7 +378,7 @@ static void torn_tail_sweep(const cfg *c, int trunc) {
             if (mmfs_get_kv(db, mmfs_str(k), &v) != MMFS_OK) keep = keep_whole;
         }
         check_kvs(db, keep, NF, trunc ? "truncated at" : "zeroed from", cut);
-        assert_int_equal(lsn_of(db), lsn0 + (uint64_t)keep);
+        assert_int_equal(mmfs_test_lsn(db), lsn0 + (uint64_t)keep);
         MMFS_OK_OR_FAIL(mmfs_verify(db));
         /* New writes go after the surviving frames. */
         if (cut % 7 == 0 || cut == start || cut == end - 1) {
@@ -405,7 +391,7 @@ static void torn_tail_sweep(const cfg *c, int trunc) {
             MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("after"), &v));
             assert_int_equal(v.len, 3);
             assert_memory_equal(v.ptr, "cut", 3);
-            assert_int_equal(lsn_of(db), lsn0 + (uint64_t)keep + 1);
+            assert_int_equal(mmfs_test_lsn(db), lsn0 + (uint64_t)keep + 1);
             MMFS_OK_OR_FAIL(mmfs_delete_kv(db, mmfs_str("after"), NULL));
             check_kvs(db, keep, NF, "rewritten after cut", cut);
         }
@@ -524,7 +510,7 @@ static void test_zeroed_middle_frame_corrupt(void **state) {
     memset(img + fr[2].off, 0, fr[2].len);
     spit(seg, img, seglen);
     mmfs_db *db = (mmfs_db *)seg;
-    ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
     assert_null(db);
     assert_names(mmfs_errmsg(NULL), 1, fr[2].off);
     free(img);
@@ -550,7 +536,7 @@ static void test_verify_reports_damage(void **state) {
         size_t off = fr[1].off + at[i];
         unsigned char x = img[off] ^ 0x10;
         poke(seg, off, &x, 1);
-        ASSERT_STATUS(mmfs_verify(db), MMFS_CORRUPT);
+        MMFS_ASSERT_STATUS(mmfs_verify(db), MMFS_CORRUPT);
         assert_names(mmfs_errmsg(db), 1, fr[1].off);
         poke(seg, off, &img[off], 1);
         MMFS_OK_OR_FAIL(mmfs_verify(db));
@@ -682,7 +668,7 @@ static void test_sealed_segment_damage_corrupt(void **state) {
     work[fr[k - 2].off + FRAME_HDR + 1] ^= 0x20;
     spit(seg2, work, n);
     mmfs_db *db = (mmfs_db *)img;
-    ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
     assert_null(db);
     assert_names(mmfs_errmsg(NULL), 2, fr[k - 2].off);
 
@@ -691,7 +677,7 @@ static void test_sealed_segment_damage_corrupt(void **state) {
     memset(work + fr[k - 1].off, 0, fr[k - 1].len);
     spit(seg2, work, n);
     db = (mmfs_db *)img;
-    ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
     assert_null(db);
     assert_names(mmfs_errmsg(NULL), 2, fr[k - 1].off);
 
@@ -701,7 +687,7 @@ static void test_sealed_segment_damage_corrupt(void **state) {
     memset(work + mid, 0, n - mid);
     spit(seg2, work, n);
     db = (mmfs_db *)img;
-    ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
     assert_null(db);
     assert_names(mmfs_errmsg(NULL), 2, mid);
 
@@ -710,7 +696,7 @@ static void test_sealed_segment_damage_corrupt(void **state) {
     work[fr[k - 1].off + FRAME_HDR + fr[k - 1].body_len + 3] ^= 1;
     spit(seg2, work, n);
     db = (mmfs_db *)img;
-    ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
     assert_null(db);
     assert_names(mmfs_errmsg(NULL), 2, fr[k - 1].off);
 
@@ -754,7 +740,7 @@ static void test_torn_tail_last_of_many_segments(void **state) {
     db = must_open(dir, &crc_cfg);
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("tail-1"), &v));
-    ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("tail-2"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("tail-2"), &v), MMFS_NOTFOUND);
     check_rolled(db, ROLL_KV);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     free(img);
@@ -814,7 +800,7 @@ static void test_blake2b_wrong_key(void **state) {
     cfg bad = good;
     bad.key = key2;
     db = (mmfs_db *)dir;
-    ASSERT_STATUS(open_cfg(dir, &bad, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &bad, &db), MMFS_CORRUPT);
     assert_null(db);
     const char *msg = mmfs_errmsg(NULL);
     assert_non_null(msg);
@@ -823,13 +809,13 @@ static void test_blake2b_wrong_key(void **state) {
     bad.key_len = 16; /* a prefix of the right key is still wrong */
     bad.key = key1;
     db = (mmfs_db *)dir;
-    ASSERT_STATUS(open_cfg(dir, &bad, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &bad, &db), MMFS_CORRUPT);
     assert_null(db);
 
     bad.key = NULL;
     bad.key_len = 0;
     db = (mmfs_db *)dir;
-    ASSERT_STATUS(open_cfg(dir, &bad, &db), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &bad, &db), MMFS_CORRUPT);
     assert_null(db);
 
     /* A failed open changed nothing: the right key still works. */

@@ -15,41 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ASSERT_STATUS(e, want)                                                     \
-    do {                                                                           \
-        int rc_ = (e);                                                             \
-        if (rc_ != (want))                                                         \
-            fail_msg("%s -> %s, want %s (%s)", #e, mmfs_err_name(rc_),             \
-                     mmfs_err_name(want), mmfs_errmsg(NULL));                      \
-    } while (0)
-
-static void assert_slice(mmfs_slice got, const void *want, size_t wlen) {
-    assert_int_equal(got.len, wlen);
-    if (wlen) assert_memory_equal(got.ptr, want, wlen);
-}
-
 static char *path_join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
     char *p = malloc(n);
     assert_non_null(p);
     snprintf(p, n, "%s/%s", a, b);
     return p;
-}
-
-static mmfs_db *open_none(const char *dir) {
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    mmfs_db *db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
-    assert_non_null(db);
-    return db;
-}
-
-static uint64_t stats_lsn(mmfs_db *db) {
-    mmfs_store_stats st;
-    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
-    return st.lsn;
 }
 
 /* Reads a whole file; *n gets its size. */
@@ -136,13 +107,8 @@ static void test_str_and_null_noops(void **state) {
 static void test_open_creates_layout(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-layout");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 1u << 20;
-    mmfs_db *db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
-    assert_non_null(db);
+    mmfs_options o = mmfs_test_options(1u << 20);
+    mmfs_db *db = mmfs_test_open(dir, &o);
 
     struct stat st;
     char *p = path_join(dir, "MANIFEST");
@@ -181,7 +147,7 @@ static void test_open_null_options(void **state) {
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("v")));
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("k"), &v));
-    assert_slice(v, "v", 1);
+    mmfs_test_assert_slice(v, "v", 1);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     mmfs_test_rmdir(dir);
 }
@@ -208,7 +174,7 @@ static void test_open_missing_without_create(void **state) {
     mmfs_options_init(&o);
     o.create = 0;
     mmfs_db *db = (mmfs_db *)&o; /* must be reset to NULL */
-    ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_NOTFOUND);
     assert_null(db);
     /* And nothing was created. */
     struct stat st;
@@ -216,7 +182,7 @@ static void test_open_missing_without_create(void **state) {
 
     /* An empty existing directory is not a store either. */
     db = (mmfs_db *)&o;
-    ASSERT_STATUS(mmfs_open(base, &o, &db), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_open(base, &o, &db), MMFS_NOTFOUND);
     assert_null(db);
     free(dir);
     mmfs_test_rmdir(base);
@@ -236,7 +202,7 @@ static void test_open_unwritable_path_is_io(void **state) {
 
     mmfs_db *db = (mmfs_db *)file;
     int rc = mmfs_open(dir, NULL, &db);
-    ASSERT_STATUS(rc, MMFS_IO);
+    MMFS_ASSERT_STATUS(rc, MMFS_IO);
     assert_null(db);
     const char *msg = mmfs_errmsg(NULL);
     assert_non_null(msg);
@@ -256,13 +222,13 @@ static void test_invalid_options(void **state) {
     mmfs_options_init(&o);
     o.sync = (mmfs_sync_mode)42;
     db = (mmfs_db *)&o;
-    ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
     assert_null(db);
 
     mmfs_options_init(&o);
     o.checksum = (mmfs_checksum_type)9;
     db = (mmfs_db *)&o;
-    ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
     assert_null(db);
 
     /* Keys are 16..64 bytes. */
@@ -272,18 +238,18 @@ static void test_invalid_options(void **state) {
     o.key = key;
     o.key_len = 8;
     db = (mmfs_db *)&o;
-    ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
     assert_null(db);
     o.key_len = 65;
     db = (mmfs_db *)&o;
-    ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
     assert_null(db);
 
     /* A segment too small for its own 64-byte header. */
     mmfs_options_init(&o);
     o.segment_size = 16;
     db = (mmfs_db *)&o;
-    ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
     assert_null(db);
 
 #ifndef MMFS_HAVE_SODIUM
@@ -291,7 +257,7 @@ static void test_invalid_options(void **state) {
     mmfs_options_init(&o);
     o.checksum = MMFS_CHECKSUM_BLAKE2B;
     db = (mmfs_db *)&o;
-    ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &o, &db), MMFS_INVALID);
     assert_null(db);
 #endif
     mmfs_test_rmdir(dir);
@@ -300,7 +266,7 @@ static void test_invalid_options(void **state) {
 static void test_readonly_handle(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-ro");
-    mmfs_db *db = open_none(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("v")));
     uint64_t id = 0;
     MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str("hello world"), NULL, 0, NULL, &id));
@@ -310,43 +276,43 @@ static void test_readonly_handle(void **state) {
     mmfs_options_init(&o);
     o.readonly = 1;
     MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
-    uint64_t lsn0 = stats_lsn(db);
+    uint64_t lsn0 = mmfs_test_lsn(db);
 
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("k"), &v));
-    assert_slice(v, "v", 1);
+    mmfs_test_assert_slice(v, "v", 1);
     mmfs_memory *m = NULL;
     MMFS_OK_OR_FAIL(mmfs_get_memory(db, id, &m));
-    assert_slice(m->text, "hello world", 11);
+    mmfs_test_assert_slice(m->text, "hello world", 11);
     mmfs_free(m);
 
-    ASSERT_STATUS(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("w")), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("w")), MMFS_READONLY);
     const char *msg = mmfs_errmsg(db);
     assert_non_null(msg);
     assert_true(strlen(msg) > 0);
-    ASSERT_STATUS(mmfs_delete_kv(db, mmfs_str("k"), NULL), MMFS_READONLY);
-    ASSERT_STATUS(mmfs_append_memory(db, mmfs_str("x"), NULL, 0, NULL, NULL), MMFS_READONLY);
-    ASSERT_STATUS(mmfs_delete_memory(db, id, NULL), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_delete_kv(db, mmfs_str("k"), NULL), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_append_memory(db, mmfs_str("x"), NULL, 0, NULL, NULL), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_delete_memory(db, id, NULL), MMFS_READONLY);
     mmfs_session s;
     memset(&s, 0, sizeof s);
     s.id = mmfs_str("s1");
-    ASSERT_STATUS(mmfs_put_session(db, &s), MMFS_READONLY);
-    ASSERT_STATUS(mmfs_append_stream(db, mmfs_str("st"), mmfs_str("b")), MMFS_READONLY);
-    ASSERT_STATUS(mmfs_index(db, mmfs_str("d"), mmfs_str("text")), MMFS_READONLY);
-    ASSERT_STATUS(mmfs_update_state(db, mmfs_str("s"), NULL), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_put_session(db, &s), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_append_stream(db, mmfs_str("st"), mmfs_str("b")), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_index(db, mmfs_str("d"), mmfs_str("text")), MMFS_READONLY);
+    MMFS_ASSERT_STATUS(mmfs_update_state(db, mmfs_str("s"), NULL), MMFS_READONLY);
     mmfs_batch *b = NULL;
     int rc = mmfs_batch_begin(db, &b);
     if (rc == MMFS_OK) {
         MMFS_OK_OR_FAIL(mmfs_batch_set_kv(b, mmfs_str("k"), mmfs_str("batch")));
-        ASSERT_STATUS(mmfs_batch_commit(b, NULL, NULL), MMFS_READONLY);
+        MMFS_ASSERT_STATUS(mmfs_batch_commit(b, NULL, NULL), MMFS_READONLY);
     } else {
-        ASSERT_STATUS(rc, MMFS_READONLY);
+        MMFS_ASSERT_STATUS(rc, MMFS_READONLY);
     }
 
     /* Nothing changed. */
-    assert_int_equal(stats_lsn(db), lsn0);
+    assert_int_equal(mmfs_test_lsn(db), lsn0);
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("k"), &v));
-    assert_slice(v, "v", 1);
+    mmfs_test_assert_slice(v, "v", 1);
     MMFS_OK_OR_FAIL(mmfs_verify(db));
     MMFS_OK_OR_FAIL(mmfs_close(db));
 
@@ -367,21 +333,17 @@ static void test_readonly_handle(void **state) {
 static void test_close_adds_no_record(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-close");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
-    o.segment_size = 64u << 10;
-    mmfs_db *db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
+    mmfs_options o = mmfs_test_options(64u << 10);
+    mmfs_db *db = mmfs_test_open(dir, &o);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("1")));
-    uint64_t lsn = stats_lsn(db);
+    uint64_t lsn = mmfs_test_lsn(db);
     MMFS_OK_OR_FAIL(mmfs_close(db));
 
     char *seg = path_join(dir, "log/00000001.seg");
     size_t n1, n2;
     unsigned char *before = slurp(seg, &n1);
     MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
-    assert_int_equal(stats_lsn(db), lsn);
+    assert_int_equal(mmfs_test_lsn(db), lsn);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
     MMFS_OK_OR_FAIL(mmfs_close(db));
@@ -397,7 +359,7 @@ static void test_close_adds_no_record(void **state) {
 static void test_stats_counts(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-stats");
-    mmfs_db *db = open_none(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     mmfs_store_stats s0, s1;
     MMFS_OK_OR_FAIL(mmfs_stats(db, &s0));
 
@@ -508,12 +470,12 @@ static void test_batch_mode_becomes_durable(void **state) {
 static void test_two_handles_see_each_other(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-two");
-    mmfs_db *a = open_none(dir);
-    mmfs_db *b = open_none(dir);
+    mmfs_db *a = mmfs_test_open_sync_none(dir, 0);
+    mmfs_db *b = mmfs_test_open_sync_none(dir, 0);
     MMFS_OK_OR_FAIL(mmfs_set_kv(a, mmfs_str("from-a"), mmfs_str("1")));
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(b, mmfs_str("from-a"), &v));
-    assert_slice(v, "1", 1);
+    mmfs_test_assert_slice(v, "1", 1);
     uint64_t ida = 0, idb = 0;
     MMFS_OK_OR_FAIL(mmfs_append_memory(a, mmfs_str("memory from a"), NULL, 0, NULL, &ida));
     MMFS_OK_OR_FAIL(mmfs_append_memory(b, mmfs_str("memory from b"), NULL, 0, NULL, &idb));
@@ -521,14 +483,14 @@ static void test_two_handles_see_each_other(void **state) {
     assert_int_equal(idb, ida + 1);
     mmfs_memory *m = NULL;
     MMFS_OK_OR_FAIL(mmfs_get_memory(a, idb, &m));
-    assert_slice(m->text, "memory from b", 13);
+    mmfs_test_assert_slice(m->text, "memory from b", 13);
     mmfs_free(m);
     MMFS_OK_OR_FAIL(mmfs_delete_kv(b, mmfs_str("from-a"), NULL));
-    ASSERT_STATUS(mmfs_get_kv(a, mmfs_str("from-a"), &v), MMFS_NOTFOUND);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(a, mmfs_str("from-a"), &v), MMFS_NOTFOUND);
     MMFS_OK_OR_FAIL(mmfs_close(a));
     MMFS_OK_OR_FAIL(mmfs_close(b));
 
-    mmfs_db *c = open_none(dir);
+    mmfs_db *c = mmfs_test_open_sync_none(dir, 0);
     mmfs_store_stats st;
     MMFS_OK_OR_FAIL(mmfs_stats(c, &st));
     assert_int_equal(st.memories, 2);
@@ -542,14 +504,12 @@ static void test_two_handles_see_each_other(void **state) {
 static void test_lock_timeout_busy(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-busy");
-    mmfs_options o;
-    mmfs_options_init(&o);
-    o.sync = MMFS_SYNC_NONE;
+    mmfs_options o = mmfs_test_options(0);
     o.lock_timeout_ms = 100;
     mmfs_db *db = NULL;
     MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("1")));
-    uint64_t lsn = stats_lsn(db);
+    uint64_t lsn = mmfs_test_lsn(db);
 
     char *lockp = path_join(dir, "LOCK");
     int fd = open(lockp, O_RDWR);
@@ -558,7 +518,7 @@ static void test_lock_timeout_busy(void **state) {
 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    ASSERT_STATUS(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")), MMFS_BUSY);
+    MMFS_ASSERT_STATUS(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")), MMFS_BUSY);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
     assert_true(ms >= 50);   /* it waited */
@@ -569,11 +529,11 @@ static void test_lock_timeout_busy(void **state) {
 
     assert_int_equal(flock(fd, LOCK_UN), 0);
     close(fd);
-    ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("b"), &v), MMFS_NOTFOUND);
-    assert_int_equal(stats_lsn(db), lsn);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("b"), &v), MMFS_NOTFOUND);
+    assert_int_equal(mmfs_test_lsn(db), lsn);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")));
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("b"), &v));
-    assert_slice(v, "2", 1);
+    mmfs_test_assert_slice(v, "2", 1);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     free(lockp);
     mmfs_test_rmdir(dir);
@@ -583,7 +543,7 @@ static void test_lock_timeout_busy(void **state) {
 static void test_fork_child_refuses(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-fork");
-    mmfs_db *db = open_none(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("v")));
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -606,7 +566,7 @@ static void test_fork_child_refuses(void **state) {
     /* The parent is unaffected. */
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("k"), &v));
-    assert_slice(v, "v", 1);
+    mmfs_test_assert_slice(v, "v", 1);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("k2"), mmfs_str("v2")));
     MMFS_OK_OR_FAIL(mmfs_close(db));
     mmfs_test_rmdir(dir);
@@ -615,7 +575,7 @@ static void test_fork_child_refuses(void **state) {
 static void test_verify_clean_store(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-verify");
-    mmfs_db *db = open_none(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     MMFS_OK_OR_FAIL(mmfs_verify(db));
     for (int i = 0; i < 50; i++) {
         char k[32];
@@ -642,7 +602,7 @@ static uint32_t crc32c(const unsigned char *p, size_t n) {
 static void test_newer_format_invalid(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-format");
-    mmfs_db *db = open_none(dir);
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("v")));
     MMFS_OK_OR_FAIL(mmfs_close(db));
     char *man = path_join(dir, "MANIFEST");
@@ -674,7 +634,7 @@ static void test_newer_format_invalid(void **state) {
     fclose(f);
 
     db = (mmfs_db *)man;
-    ASSERT_STATUS(mmfs_open(dir, NULL, &db), MMFS_INVALID);
+    MMFS_ASSERT_STATUS(mmfs_open(dir, NULL, &db), MMFS_INVALID);
     assert_null(db);
     size_t n2;
     unsigned char *after = slurp(man, &n2);
@@ -687,7 +647,7 @@ static void test_newer_format_invalid(void **state) {
     assert_non_null(f);
     assert_int_equal(fwrite(orig, 1, n, f), n);
     fclose(f);
-    db = open_none(dir);
+    db = mmfs_test_open_sync_none(dir, 0);
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("k"), &v));
     MMFS_OK_OR_FAIL(mmfs_close(db));

@@ -71,6 +71,11 @@ mmfs_db *mmfs_test_open(const char *dir, const mmfs_options *o) {
     return db;
 }
 
+mmfs_db *mmfs_test_open_sync_none(const char *dir, uint64_t segment_size) {
+    mmfs_options o = mmfs_test_options(segment_size);
+    return mmfs_test_open(dir, &o);
+}
+
 int mmfs_test_fx_setup(void **state, const char *name, const mmfs_options *open_opts,
                        const mmfs_options *reopen_opts) {
     mmfs_test_fx *f = calloc(1, sizeof *f);

@@ -76,6 +76,9 @@ mmfs_options mmfs_test_options(uint64_t segment_size);
 ** test unless that gives MMFS_OK and a handle. */
 mmfs_db *mmfs_test_open(const char *dir, const mmfs_options *o);
 
+/* mmfs_test_open(DIR, &O) with O = mmfs_test_options(SEGMENT_SIZE). */
+mmfs_db *mmfs_test_open_sync_none(const char *dir, uint64_t segment_size);
+
 /* ---------------------------------------------------------------------
 ** The fixture most test files use: a fresh temporary directory with a
 ** store open in it.  Each file wraps mmfs_test_fx_setup in a setup with
