@@ -236,7 +236,19 @@ static int opt_limit(lua_State *L, int arg, size_t *out) {
 
 /* ============================================================ handles */
 
-static ldb *check_db(lua_State *L, int i) { return (ldb *)luaL_checkudata(L, i, MT_DB); }
+/* The store handle at I.  Methods carry their type's metatable as upvalue
+** 1 (new_type), so the common case is one pointer comparison instead of a
+** registry lookup by name; anything else takes luaL_checkudata's path,
+** which also raises the usual argument error. */
+static ldb *check_db(lua_State *L, int i) {
+    void *p = lua_touserdata(L, i);
+    if (p && lua_getmetatable(L, i)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same) return (ldb *)p;
+    }
+    return (ldb *)luaL_checkudata(L, i, MT_DB);
+}
 
 static void child_link(ldb *d, lchild *c) {
     c->owner = d;
@@ -1662,7 +1674,8 @@ static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
     luaL_newmetatable(L, name);
     luaL_setfuncs(L, meta, 0);
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2); /* every method gets the metatable as upvalue 1 */
+    luaL_setfuncs(L, methods, 1);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_setfield(L, -3, field); /* module._methods[field] */

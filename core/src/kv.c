@@ -74,11 +74,15 @@ int mmfs_get_kv(mmfs_db *db, mmfs_slice key, mmfs_slice *value) {
     int rc = mmfs__read_begin(db, &e);
     if (rc) return rc;
     const uint8_t *raw = (const uint8_t *)mmfs__hmap_get(&e->kv.map, key, mmfs__hash(key));
-    mmfs__rec r;
-    if (!raw)
+    if (!raw) {
         rc = mmfs__err(MMFS_NOTFOUND, "get_kv: no such key");
-    else if ((rc = mmfs__raw_decode(raw, &r)) == MMFS_OK)
-        *value = r.u.kv.value;
+    } else {
+        /* KV_SET: header, str key, str value; the frame was checked when it
+        ** was applied, so the lengths are within the record. */
+        const uint8_t *v = raw + MMFS__REC_HDR + 4 + mmfs__ld32(raw + MMFS__REC_HDR);
+        value->len = mmfs__ld32(v);
+        value->ptr = v + 4;
+    }
     mmfs__read_end(db);
     return rc;
 }
