@@ -64,7 +64,14 @@ static char reg_key; /* registry[&reg_key] = the policy (light userdata) */
 
 /* ------------------------------------------------------------- limits */
 
-/* The allocator: counts bytes and refuses to pass the memory limit. */
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The allocator: counts bytes and refuses to pass the memory limit, or the
+** wall-clock guard of the current call (see pvm.h). */
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     mmfs__policy *p = ud;
     size_t old = ptr ? osize : 0;
@@ -75,6 +82,10 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     }
     if (nsize > old && p->mem_used - old + nsize > p->lim.mem_limit) {
         p->mem_refused = p->mem_refused_run = 1;
+        return NULL;
+    }
+    if (nsize > old && p->deadline_ns && (++p->alloc_n & 63) == 0 && now_ns() > p->deadline_ns) {
+        p->time_refused = 1;
         return NULL;
     }
     void *n = realloc(ptr, nsize);
@@ -115,6 +126,7 @@ static void check_limits(lua_State *L, mmfs__policy *p) {
     if (p->call_used > p->call_budget) p->over = PVM_OVER_CALL;
     else if (p->batch_used > p->lim.batch_budget) p->over = PVM_OVER_BATCH;
     else if (p->mem_refused) p->over = PVM_OVER_MEM;
+    else if (p->time_refused) p->over = PVM_OVER_TIME;
     else if (p->gccount && mem_now(L, p) > p->lim.mem_limit) {
         lua_gc(L, LUA_GCCOLLECT, 0);
         if (mem_now(L, p) > p->lim.mem_limit) p->over = PVM_OVER_MEM;
@@ -155,6 +167,7 @@ int mmfs__pvm_nomem(lua_State *L, mmfs__policy *p) {
 static void begin_call(mmfs__policy *p, const char *what) {
     p->what = what;
     p->call_used = 0;
+    p->deadline_ns = now_ns() + p->time_limit_ns;
 }
 
 /* ----------------------------------------------------- sandbox: globals */
@@ -898,6 +911,7 @@ static int fail(lua_State *L, mmfs__policy *p, int status, int fallback) {
     int memerr = status == LUA_ERRMEM || (msg && strcmp(msg, "not enough memory") == 0);
     if (p->nomem) return mmfs__err(MMFS_NOMEM, "policy: out of memory");
     if (memerr && p->mem_refused_run && !p->over) p->over = PVM_OVER_MEM;
+    if (memerr && p->time_refused && !p->over) p->over = PVM_OVER_TIME;
     switch (p->over) {
     case PVM_OVER_CALL:
         return mmfs__err(MMFS_LIMIT, "policy: %s ran past its budget of %llu instructions", p->what,
@@ -907,6 +921,9 @@ static int fail(lua_State *L, mmfs__policy *p, int status, int fallback) {
                          (unsigned long long)p->lim.batch_budget, p->what);
     case PVM_OVER_MEM:
         return mmfs__err(MMFS_LIMIT, "policy: %s ran past the memory limit of %zu bytes", p->what, p->lim.mem_limit);
+    case PVM_OVER_TIME:
+        return mmfs__err(MMFS_LIMIT, "policy: %s ran past its time limit of %llu ms", p->what,
+                         (unsigned long long)(p->time_limit_ns / 1000000u));
     }
     if (memerr) return mmfs__err(MMFS_NOMEM, "policy: %s: out of memory", p->what);
     if (msg) return mmfs__err(fallback, "%s", msg);
@@ -918,6 +935,12 @@ static void run_reset(lua_State *L, mmfs__policy *p) {
     p->over = PVM_OVER_NONE;
     p->nomem = 0;
     p->mem_refused = p->mem_refused_run = 0;
+    p->time_refused = 0;
+    p->deadline_ns = 0;
+    /* 1 us per budgeted instruction, at least 1 s: far past what the
+    ** budget allows at any ordinary speed (also under valgrind). */
+    p->time_limit_ns = p->lim.hook_budget > UINT64_MAX / 1000u ? UINT64_MAX / 2 : p->lim.hook_budget * 1000u;
+    if (p->time_limit_ns < 1000000000u) p->time_limit_ns = 1000000000u;
     p->call_used = p->batch_used = 0;
     p->tx_active = 0;
     p->npend = 0;

@@ -13,7 +13,7 @@
 #include "lcompat.h"
 
 /* Which limit stopped the policy (sticky until the run or load ends). */
-enum { PVM_OVER_NONE, PVM_OVER_CALL, PVM_OVER_BATCH, PVM_OVER_MEM };
+enum { PVM_OVER_NONE, PVM_OVER_CALL, PVM_OVER_BATCH, PVM_OVER_MEM, PVM_OVER_TIME };
 
 /* A compiled entry of schemas.session. */
 typedef struct pvm_sfield {
@@ -36,6 +36,15 @@ struct mmfs__policy {
     int gccount;
     int mem_refused;     /* the last growing allocation was refused */
     int mem_refused_run; /* some allocation was refused during this run */
+
+    /* A wall-clock guard for work the count hook cannot see: one Lua
+    ** instruction that loops in C (Lua 5.1 interning strings whose hashes
+    ** collide walks a chain per new string).  The capped allocator checks
+    ** the clock every 64 growing allocations against the current call's
+    ** deadline (0: none) and refuses past it. */
+    uint64_t deadline_ns, time_limit_ns;
+    unsigned alloc_n;
+    int time_refused;
 
     /* Instruction budget of the current call and of the current run. */
     uint64_t call_used, call_budget, batch_used;
