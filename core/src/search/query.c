@@ -182,7 +182,7 @@ static int parse_prim(parser *p, mmfs__qnode **out, int *is_field) {
         return rc;
     }
     if (c == '"') {
-        size_t s, n;
+        size_t s = 0, n = 0;
         if ((rc = quoted(p, &s, &n))) return rc;
         return words(p, s, n, 0, 1, out);
     }
@@ -204,7 +204,7 @@ static int parse_prim(parser *p, mmfs__qnode **out, int *is_field) {
                 n->value.ptr = w + j + 1;
                 n->value.len = wl - j - 1;
             } else if (p->i < p->len && p->s[p->i] == '"') {
-                size_t s, len;
+                size_t s = 0, len = 0;
                 if ((rc = quoted(p, &s, &len))) return rc;
                 n->value.ptr = p->s + s;
                 n->value.len = len;
