@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -209,4 +210,51 @@ uint64_t bu_consume(const void *p, size_t len) {
     }
     for (; i < len; i++) s0 += b[i];
     return s0 ^ s1 ^ s2 ^ s3;
+}
+
+double bu_fork_run(int procs, void (*setup)(int i, void *ud), void (*work)(int i, void *ud), void *ud) {
+    int ready[2], go[2];
+    if (procs < 1 || procs > 64) bu_die("bu_fork_run: 1..64 processes");
+    if (pipe(ready) || pipe(go)) bu_die("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid[64];
+    for (int i = 0; i < procs; i++) {
+        pid[i] = fork();
+        if (pid[i] < 0) bu_die("fork: %s", strerror(errno));
+        if (pid[i] == 0) {
+            close(ready[0]);
+            close(go[1]);
+            setup(i, ud);
+            char c = 1, g;
+            if (write(ready[1], &c, 1) != 1) bu_die("child %d: write: %s", i, strerror(errno));
+            /* released when the parent closes its end of GO (EOF) */
+            while (read(go[0], &g, 1) < 0 && errno == EINTR) {
+            }
+            work(i, ud);
+            fflush(NULL);
+            _exit(0);
+        }
+    }
+    close(ready[1]);
+    close(go[0]);
+    for (int n = 0; n < procs;) {
+        char c;
+        ssize_t r = read(ready[0], &c, 1);
+        if (r == 1) n++;
+        else if (r == 0) bu_die("a child process failed before it was ready");
+        else if (errno != EINTR) bu_die("read: %s", strerror(errno));
+    }
+    double t0 = bu_now();
+    close(go[1]);
+    int failed = 0;
+    for (int i = 0; i < procs; i++) {
+        int st;
+        while (waitpid(pid[i], &st, 0) < 0)
+            if (errno != EINTR) bu_die("waitpid: %s", strerror(errno));
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failed++;
+    }
+    double dt = bu_now() - t0;
+    close(ready[0]);
+    if (failed) bu_die("%d of %d child processes failed", failed, procs);
+    return dt;
 }

@@ -89,4 +89,10 @@ char *bu_random_keys(size_t n, long nkeys);
 ** away; every reader of W0 and W7 consumes bytes through this. */
 uint64_t bu_consume(const void *p, size_t len);
 
+/* W1p: runs PROCS child processes at once.  Child I calls SETUP(I, UD) (open
+** its store: not timed), then waits until every child is set up, then calls
+** WORK(I, UD) and exits 0 (a child that fails exits non-zero through
+** bu_die).  Returns the seconds from the moment all children were released
+** until the last one exited; dies if any child failed. */
+double bu_fork_run(int procs, void (*setup)(int i, void *ud), void (*work)(int i, void *ud), void *ud);
 #endif

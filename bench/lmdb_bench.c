@@ -4,6 +4,7 @@
 **
 **   lmdb_bench w1   DIR MEMFILE COUNT         mdb_put of one memory per transaction
 **   lmdb_bench w1g  DIR MEMFILE THREADS PER   the same from THREADS threads, own txns
+**   lmdb_bench w1p  DIR MEMFILE PROCS PER     the same from PROCS processes, an env each
 **   lmdb_bench w4   DIR KVFILE N              N sets (1,000 per txn), N random gets
 **   lmdb_bench w5prep DIR MEMFILE NMEM KVFILE NKV   the W5 environment (not timed)
 **   lmdb_bench w5   DIR KEY                   env open + first get
@@ -72,6 +73,43 @@ static void w1(const char *dir, const char *memfile, long count) {
     mdb_env_close(env);
     bu_free_lines(lines, n);
     bu_result("W1", "lmdb", "appends_per_s", (double)count / dt, "ops/s");
+}
+
+/* W1p: each process opens the environment itself (after fork, as LMDB
+** requires), before the clock starts. */
+struct w1p_ctx {
+    const char *dir;
+    char **lines;
+    long per;
+    MDB_env *env;
+    MDB_dbi dbi;
+};
+
+static void w1p_setup(int i, void *ud) {
+    (void)i;
+    struct w1p_ctx *c = ud;
+    c->env = open_env(c->dir, 0);
+    c->dbi = open_dbi(c->env, "mem");
+}
+
+static void w1p_work(int i, void *ud) {
+    struct w1p_ctx *c = ud;
+    long base = (long)i * c->per;
+    for (long k = 0; k < c->per; k++) put_one(c->env, c->dbi, (uint64_t)(base + k + 1), c->lines[base + k]);
+    mdb_env_close(c->env);
+}
+
+static void w1p(const char *dir, const char *memfile, int procs, long per) {
+    MDB_env *env = open_env(dir, 1);
+    open_dbi(env, "mem");
+    mdb_env_close(env);
+    size_t n;
+    char **lines = bu_load_lines(memfile, (size_t)(procs * per), &n);
+    if ((long)n < procs * per) bu_die("%s: only %zu lines", memfile, n);
+    struct w1p_ctx c = {dir, lines, per, NULL, 0};
+    double dt = bu_fork_run(procs, w1p_setup, w1p_work, &c);
+    bu_free_lines(lines, n);
+    bu_result("W1p", "lmdb", "appends_per_s", (double)(procs * per) / dt, "ops/s");
 }
 
 struct w1g_arg {
@@ -203,6 +241,7 @@ int main(int argc, char **argv) {
     const char *w = argc > 1 ? argv[1] : "";
     if (!strcmp(w, "w1") && argc == 5) w1(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w1g") && argc == 6) w1g(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
+    else if (!strcmp(w, "w1p") && argc == 6) w1p(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
     else if (!strcmp(w, "w4") && argc == 5) w4(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w5prep") && argc == 7) w5prep(argv[2], argv[3], atol(argv[4]), argv[5], atol(argv[6]));
     else if (!strcmp(w, "w5") && argc == 4) w5(argv[2], argv[3]);

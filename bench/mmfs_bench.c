@@ -3,12 +3,16 @@
 **
 **   mmfs_bench w1   DIR MEMFILE COUNT         append_memory, sync=always, one thread
 **   mmfs_bench w1g  DIR MEMFILE THREADS PER   the same from THREADS threads, one handle
+**   mmfs_bench w1p  DIR MEMFILE PROCS PER     the same from PROCS processes, one store
 **   mmfs_bench w2   DIR MEMFILE N LABEL       batches of 1,000, sync=batch, then mmfs_sync
 **   mmfs_bench w3   DIR QFILE LABEL [PASSES]  top-10 OR queries over the W2 store: a
 **                                             warm-up pass, then PASSES timed ones
 **   mmfs_bench w4   DIR KVFILE N              N set_kv (1,000 per batch), N random get_kv
 **   mmfs_bench w5prep DIR MEMFILE NMEM KVFILE NKV   the W5 store (not timed)
 **   mmfs_bench w5   DIR KEY                   open + first get_kv
+**   mmfs_bench w6   DIR MEMFILE N             W2 ingest with no policy, a trivial hook,
+**                                             a routing function; N put_session with
+**                                             no policy and with routing + a schema
 **   mmfs_bench w7   DIR BYTES                 a stream in 64 KiB chunks, sync=batch,
 **                                             then read back (zero-copy and copying)
 **
@@ -30,16 +34,21 @@ static mmfs_db *g_db;
             bu_die("memmapfs %s: %s (%s)", #call, mmfs_errmsg(g_db), mmfs_err_name(rc_)); \
     } while (0)
 
-static mmfs_db *open_store(const char *dir, mmfs_sync_mode sync, int fresh) {
+static mmfs_db *open_store_policy(const char *dir, mmfs_sync_mode sync, int fresh, const char *policy) {
     if (fresh) bu_rmtree(dir);
     mmfs_options o;
     mmfs_options_init(&o);
     o.sync = sync;
+    if (policy) o.policy = mmfs_str(policy);
     mmfs_db *db = NULL;
     g_db = NULL;
     MC(mmfs_open(dir, &o, &db));
     g_db = db;
     return db;
+}
+
+static mmfs_db *open_store(const char *dir, mmfs_sync_mode sync, int fresh) {
+    return open_store_policy(dir, sync, fresh, NULL);
 }
 
 static void close_store(mmfs_db *db) {
@@ -115,6 +124,50 @@ static void w1g(const char *dir, const char *memfile, int threads, long per) {
     bu_free_lines(lines, n);
     free(args);
     bu_result("W1g", "memmapfs-c", "appends_per_s", (double)(threads * per) / dt, "ops/s");
+}
+
+/* W1p: PROCS processes, each with its own handle on the same store, PER
+** durable appends each; opening is not timed. */
+struct w1p_ctx {
+    const char *dir;
+    memargs *args;
+    long per;
+    mmfs_db *db; /* the child's own (after fork) */
+};
+
+static void w1p_setup(int i, void *ud) {
+    (void)i;
+    struct w1p_ctx *c = ud;
+    c->db = open_store(c->dir, MMFS_SYNC_ALWAYS, 0);
+}
+
+static void w1p_work(int i, void *ud) {
+    struct w1p_ctx *c = ud;
+    memargs *a = c->args + (long)i * c->per;
+    for (long k = 0; k < c->per; k++)
+        MC(mmfs_append_memory(c->db, a[k].text, a[k].tags, a[k].ntags, NULL, NULL));
+    close_store(c->db);
+}
+
+static void w1p(const char *dir, const char *memfile, int procs, long per) {
+    size_t n;
+    char **lines = bu_load_lines(memfile, (size_t)(procs * per), &n);
+    if ((long)n < procs * per) bu_die("%s: only %zu lines", memfile, n);
+    memargs *args = malloc(n * sizeof *args);
+    if (!args) bu_die("out of memory");
+    for (size_t i = 0; i < n; i++) to_args(lines[i], &args[i]);
+    close_store(open_store(dir, MMFS_SYNC_ALWAYS, 1)); /* create it once */
+    struct w1p_ctx c = {dir, args, per, NULL};
+    double dt = bu_fork_run(procs, w1p_setup, w1p_work, &c);
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    mmfs_store_stats st;
+    MC(mmfs_stats(db, &st));
+    close_store(db);
+    if (st.memories != (uint64_t)(procs * per))
+        bu_die("w1p: %llu memories in the store, want %ld", (unsigned long long)st.memories, procs * per);
+    bu_free_lines(lines, n);
+    free(args);
+    bu_result("W1p", "memmapfs-c", "appends_per_s", (double)(procs * per) / dt, "ops/s");
 }
 
 /* Appends the first N memories of MEMFILE in batches of 1,000. */
@@ -281,6 +334,112 @@ static void w5(const char *dir, const char *key) {
     bu_result("W5", "memmapfs-c", "open_first_get_ms", dt * 1e3, "ms");
 }
 
+/* W6: the cost a policy adds per command.  Every variant is measured twice
+** per run, in the order A B C C B A, and the faster of the two counts, so a
+** drift of the machine during the run does not favour one variant. */
+static const char *W6_HOOK = "return { hooks = { append_memory = function(cmd, tx) end } }";
+static const char *W6_ROUTE =
+    "return { route = function(mem) return mem.tags.t01 and \"special\" or \"default\" end,\n"
+    "  routes = { default = {}, special = {} } }";
+static const char *W6_SCHEMA =
+    "return { route = function(mem) return mem.tags.t01 and \"special\" or \"default\" end,\n"
+    "  routes = { default = {}, special = {} },\n"
+    "  schemas = { session = { id = \"string\", intent_id = \"string\", created_at = \"integer\",\n"
+    "    payload = \"string?\", status = { \"open\", \"closed\" } } } }";
+
+/* Seconds to ingest N memories (batches of 1,000) and sync, open and close
+** not counted (installing the policy is a one-off). */
+static double w6_ingest(const char *dir, const char *memfile, long n, const char *policy) {
+    mmfs_db *db = open_store_policy(dir, MMFS_SYNC_BATCH, 1, policy);
+    double t0 = bu_now();
+    ingest(db, memfile, n);
+    MC(mmfs_sync(db));
+    double dt = bu_now() - t0;
+    close_store(db);
+    return dt;
+}
+
+static void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Seconds to put N sessions (id, intent_id, created_at, payload and a
+** status field: 5 fields), 1,000 per batch, then sync. */
+static double w6_sessions(const char *dir, long n, const char *policy) {
+    unsigned char fields[32];
+    size_t fl = 0;
+    fields[fl++] = 'T';
+    put32(fields + fl, 1), fl += 4;
+    fields[fl++] = 's';
+    put32(fields + fl, 6), fl += 4;
+    memcpy(fields + fl, "status", 6), fl += 6;
+    fields[fl++] = 's';
+    put32(fields + fl, 4), fl += 4;
+    memcpy(fields + fl, "open", 4), fl += 4;
+    mmfs_db *db = open_store_policy(dir, MMFS_SYNC_BATCH, 1, policy);
+    double t0 = bu_now();
+    mmfs_batch *b = NULL;
+    char id[32], intent[32], payload[64];
+    for (long i = 0; i < n; i++) {
+        mmfs_session ss;
+        memset(&ss, 0, sizeof ss);
+        int il = snprintf(id, sizeof id, "s%08ld", i);
+        int nl = snprintf(intent, sizeof intent, "intent-%ld", i % 16);
+        int pl = snprintf(payload, sizeof payload, "{\"step\":%ld,\"note\":\"bench\"}", i);
+        ss.id = (mmfs_slice){id, (size_t)il};
+        ss.has_intent = 1;
+        ss.intent_id = (mmfs_slice){intent, (size_t)nl};
+        ss.has_created_at = 1;
+        ss.created_at = 1700000000 + i;
+        ss.has_payload = 1;
+        ss.payload = (mmfs_slice){payload, (size_t)pl};
+        ss.fields = (mmfs_slice){fields, fl};
+        if (!b) MC(mmfs_batch_begin(db, &b));
+        MC(mmfs_batch_put_session(b, &ss));
+        if ((i + 1) % 1000 == 0) {
+            MC(mmfs_batch_commit(b, NULL, NULL));
+            b = NULL;
+        }
+    }
+    if (b) MC(mmfs_batch_commit(b, NULL, NULL));
+    MC(mmfs_sync(db));
+    double dt = bu_now() - t0;
+    mmfs_store_stats st;
+    MC(mmfs_stats(db, &st));
+    close_store(db);
+    if (st.sessions != (uint64_t)n) bu_die("w6: %llu sessions stored, want %ld", (unsigned long long)st.sessions, n);
+    return dt;
+}
+
+static double min2(double a, double b) { return a < b ? a : b; }
+
+static void w6(const char *dir, const char *memfile, long n) {
+    char d[4096];
+    snprintf(d, sizeof d, "%s", dir);
+    double none1 = w6_ingest(d, memfile, n, NULL);
+    double hook1 = w6_ingest(d, memfile, n, W6_HOOK);
+    double route1 = w6_ingest(d, memfile, n, W6_ROUTE);
+    double route2 = w6_ingest(d, memfile, n, W6_ROUTE);
+    double hook2 = w6_ingest(d, memfile, n, W6_HOOK);
+    double none2 = w6_ingest(d, memfile, n, NULL);
+    double snone1 = w6_sessions(d, n, NULL);
+    double sschema1 = w6_sessions(d, n, W6_SCHEMA);
+    double sschema2 = w6_sessions(d, n, W6_SCHEMA);
+    double snone2 = w6_sessions(d, n, NULL);
+    bu_rmtree(d);
+    double none = min2(none1, none2), hook = min2(hook1, hook2), route = min2(route1, route2);
+    double snone = min2(snone1, snone2), sschema = min2(sschema1, sschema2);
+    double us = 1e6 / (double)n;
+    bu_result("W6", "memmapfs-c", "us_per_append_no_policy", none * us, "us");
+    bu_result("W6", "memmapfs-c", "us_per_append_hook", hook * us, "us");
+    bu_result("W6", "memmapfs-c", "us_per_append_route", route * us, "us");
+    bu_result("W6", "memmapfs-c", "us_per_put_session_no_policy", snone * us, "us");
+    bu_result("W6", "memmapfs-c", "us_per_put_session_route_schema", sschema * us, "us");
+    bu_result("W6", "memmapfs-c", "added_us_hook", (hook - none) * us, "us");
+    bu_result("W6", "memmapfs-c", "added_us_route", (route - none) * us, "us");
+    bu_result("W6", "memmapfs-c", "added_us_route_schema", (sschema - snone) * us, "us");
+}
+
 #define CHUNK (64 * 1024)
 
 static void w7(const char *dir, uint64_t bytes) {
@@ -347,6 +506,8 @@ int main(int argc, char **argv) {
     const char *w = argc > 1 ? argv[1] : "";
     if (!strcmp(w, "w1") && argc == 5) w1(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w1g") && argc == 6) w1g(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
+    else if (!strcmp(w, "w1p") && argc == 6) w1p(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
+    else if (!strcmp(w, "w6") && argc == 5) w6(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w2") && argc == 6) w2(argv[2], argv[3], atol(argv[4]), argv[5]);
     else if (!strcmp(w, "w3") && (argc == 5 || argc == 6))
         w3(argv[2], argv[3], argv[4], argc == 6 ? atoi(argv[5]) : 1);

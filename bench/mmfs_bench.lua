@@ -5,6 +5,9 @@
 --   lua5.4 bench/mmfs_bench.lua w3 DIR QFILE LABEL [PASSES]  search_memory top 10: a
 --                                                        warm-up pass, PASSES timed ones
 --   lua5.4 bench/mmfs_bench.lua w4 DIR KVFILE N          set_kv in batches, random get_kv
+--   lua5.4 bench/mmfs_bench.lua w6 DIR MEMFILE N         W2 ingest with no policy, a trivial
+--                                                        hook, a routing function; N put_session
+--                                                        with no policy and routing + a schema
 --   lua5.4 bench/mmfs_bench.lua w7 DIR BYTES             64 KiB append_stream, read back
 --
 -- Run from the project root with LUA_PATH=lua/?.lua;lua/?/init.lua;bench/?.lua
@@ -13,9 +16,9 @@ local B = require "benchlib"
 local memmapfs = require "memmapfs"
 local SYS = "memmapfs-lua"
 
-local function open(dir, sync, fresh)
+local function open(dir, sync, fresh, policy)
   if fresh then B.rmtree(dir) end
-  return B.check(memmapfs.open(dir, { sync = sync }))
+  return B.check(memmapfs.open(dir, { sync = sync, policy = policy }))
 end
 
 local W = {}
@@ -125,6 +128,73 @@ function W.w4(dir, kvfile, n)
   B.result("W4", SYS, "rss_per_entry", (rss1 - rss0) / n, "bytes")
   B.result("W4", SYS, "rss_anon_per_entry", math.max(0, anon1 - anon0) / n, "bytes")
   B.check(db:close())
+end
+
+-- W6: the policies are those of mmfs_bench.c (the same text).  Every variant
+-- runs twice per run, in the order A B C C B A, and the faster counts.
+local W6_HOOK = "return { hooks = { append_memory = function(cmd, tx) end } }"
+local W6_ROUTE = [[return { route = function(mem) return mem.tags.t01 and "special" or "default" end,
+  routes = { default = {}, special = {} } }]]
+local W6_SCHEMA = [[return { route = function(mem) return mem.tags.t01 and "special" or "default" end,
+  routes = { default = {}, special = {} },
+  schemas = { session = { id = "string", intent_id = "string", created_at = "integer",
+    payload = "string?", status = { "open", "closed" } } } }]]
+
+local function w6_ingest(dir, memfile, n, policy)
+  local db = open(dir, "batch", true, policy)
+  local t0 = B.now()
+  ingest(db, memfile, n)
+  B.check(db:sync())
+  local dt = B.now() - t0
+  B.check(db:close())
+  return dt
+end
+
+local function w6_sessions(dir, n, policy)
+  local db = open(dir, "batch", true, policy)
+  local t0 = B.now()
+  local done = 0
+  while done < n do
+    local k = math.min(1000, n - done)
+    B.check(db:batch(function(tx)
+      for i = done, done + k - 1 do
+        tx:put_session { id = string.format("s%08d", i), intent_id = "intent-" .. (i % 16),
+                         created_at = 1700000000 + i,
+                         payload = string.format('{"step":%d,"note":"bench"}', i), status = "open" }
+      end
+    end))
+    done = done + k
+  end
+  B.check(db:sync())
+  local dt = B.now() - t0
+  B.check(db:close())
+  return dt
+end
+
+function W.w6(dir, memfile, n)
+  n = tonumber(n)
+  local none1 = w6_ingest(dir, memfile, n, nil)
+  local hook1 = w6_ingest(dir, memfile, n, W6_HOOK)
+  local route1 = w6_ingest(dir, memfile, n, W6_ROUTE)
+  local route2 = w6_ingest(dir, memfile, n, W6_ROUTE)
+  local hook2 = w6_ingest(dir, memfile, n, W6_HOOK)
+  local none2 = w6_ingest(dir, memfile, n, nil)
+  local snone1 = w6_sessions(dir, n, nil)
+  local sschema1 = w6_sessions(dir, n, W6_SCHEMA)
+  local sschema2 = w6_sessions(dir, n, W6_SCHEMA)
+  local snone2 = w6_sessions(dir, n, nil)
+  B.rmtree(dir)
+  local none, hook, route = math.min(none1, none2), math.min(hook1, hook2), math.min(route1, route2)
+  local snone, sschema = math.min(snone1, snone2), math.min(sschema1, sschema2)
+  local us = 1e6 / n
+  B.result("W6", SYS, "us_per_append_no_policy", none * us, "us")
+  B.result("W6", SYS, "us_per_append_hook", hook * us, "us")
+  B.result("W6", SYS, "us_per_append_route", route * us, "us")
+  B.result("W6", SYS, "us_per_put_session_no_policy", snone * us, "us")
+  B.result("W6", SYS, "us_per_put_session_route_schema", sschema * us, "us")
+  B.result("W6", SYS, "added_us_hook", (hook - none) * us, "us")
+  B.result("W6", SYS, "added_us_route", (route - none) * us, "us")
+  B.result("W6", SYS, "added_us_route_schema", (sschema - snone) * us, "us")
 end
 
 function W.w7(dir, bytes)

@@ -3,6 +3,7 @@
 **
 **   sqlite_bench w1   DB MEMFILE COUNT          one INSERT per transaction, FTS5
 **   sqlite_bench w1g  DB MEMFILE THREADS PER    the same from THREADS connections
+**   sqlite_bench w1p  DB MEMFILE PROCS PER      the same from PROCS processes
 **   sqlite_bench w2   DB MEMFILE N LABEL        bulk ingest, 1,000 rows per txn
 **   sqlite_bench w3   DB QFILE LABEL [PASSES]   top-10 OR queries: a warm-up pass,
 **                                               then PASSES timed ones (default 1)
@@ -137,6 +138,48 @@ static void w1g(const char *path, const char *memfile, int threads, long per) {
     sqlite3_close(db);
     bu_free_lines(lines, n);
     bu_result("W1g", "sqlite-fts5", "appends_per_s", (double)(threads * per) / dt, "ops/s");
+}
+
+/* W1p: a connection per process, opened before the clock starts. */
+struct w1p_ctx {
+    const char *path;
+    char **lines;
+    long per;
+    sqlite3 *db;
+    sqlite3_stmt *ins;
+};
+
+static void w1p_setup(int i, void *ud) {
+    (void)i;
+    struct w1p_ctx *c = ud;
+    c->db = open_db(c->path);
+    CHECK(c->db, sqlite3_prepare_v2(c->db, INS_SQL, -1, &c->ins, NULL), "prepare");
+}
+
+static void w1p_work(int i, void *ud) {
+    struct w1p_ctx *c = ud;
+    char **lines = c->lines + (long)i * c->per;
+    for (long k = 0; k < c->per; k++) {
+        exec(c->db, "BEGIN IMMEDIATE");
+        insert_line(c->db, c->ins, lines[k]);
+        exec(c->db, "COMMIT");
+    }
+    sqlite3_finalize(c->ins);
+    sqlite3_close(c->db);
+}
+
+static void w1p(const char *path, const char *memfile, int procs, long per) {
+    fresh(path);
+    sqlite3 *db = open_db(path);
+    create_mem(db);
+    sqlite3_close(db);
+    size_t n;
+    char **lines = bu_load_lines(memfile, (size_t)(procs * per), &n);
+    if ((long)n < procs * per) bu_die("%s: only %zu lines", memfile, n);
+    struct w1p_ctx c = {path, lines, per, NULL, NULL};
+    double dt = bu_fork_run(procs, w1p_setup, w1p_work, &c);
+    bu_free_lines(lines, n);
+    bu_result("W1p", "sqlite-fts5", "appends_per_s", (double)(procs * per) / dt, "ops/s");
 }
 
 static void ingest(sqlite3 *db, const char *memfile, long n) {
@@ -327,6 +370,7 @@ int main(int argc, char **argv) {
     const char *w = argc > 1 ? argv[1] : "";
     if (!strcmp(w, "w1") && argc == 5) w1(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w1g") && argc == 6) w1g(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
+    else if (!strcmp(w, "w1p") && argc == 6) w1p(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
     else if (!strcmp(w, "w2") && argc == 6) w2(argv[2], argv[3], atol(argv[4]), argv[5]);
     else if (!strcmp(w, "w3") && (argc == 5 || argc == 6))
         w3(argv[2], argv[3], argv[4], argc == 6 ? atoi(argv[5]) : 1);
