@@ -1494,7 +1494,7 @@ static int l_open(lua_State *L) {
     static const char *const known[] = {"sync",     "sync_ms",         "checksum",
                                         "key",      "readonly",        "create",
                                         "lock_timeout_ms", "segment_size", "policy",
-                                        "hook_budget", NULL};
+                                        "hook_budget", "repair", NULL};
     size_t dirlen;
     const char *dir;
     mmfs_options o;
@@ -1543,6 +1543,7 @@ static int l_open(lua_State *L) {
     }
     if (opt_bool_field(L, 2, "readonly", &b)) o.readonly = b;
     if (opt_bool_field(L, 2, "create", &b)) o.create = b;
+    if (opt_bool_field(L, 2, "repair", &b)) o.repair = b;
     if (opt_int_field(L, 2, "lock_timeout_ms", &v)) {
         if (v < 0 || v > INT32_MAX) return push_err(L, "lock_timeout_ms: out of range", MMFS_INVALID);
         o.lock_timeout_ms = (int)v;

@@ -125,6 +125,11 @@ typedef struct mmfs_options {
     mmfs_slice policy;           /* policy source to install if it differs from
                                     the store's (empty: leave it as it is) */
     uint64_t hook_budget;        /* VM instructions per policy hook call (1e6) */
+    int repair;                  /* cut a damaged last segment at its first bad
+                                    frame even when valid frames follow (which
+                                    is otherwise MMFS_CORRUPT), keeping the cut
+                                    bytes in ROOT/repair/; damage anywhere else
+                                    still fails */
 } mmfs_options;
 
 /* Fills O with the defaults above. */

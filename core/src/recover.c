@@ -13,6 +13,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -79,6 +81,37 @@ static int valid_frame_after(mmfs_db *db, const mmfs__seg *s, uint64_t from, uin
     return 0;
 }
 
+/* Repair (mmfs_options.repair): keeps the bytes [OFF, END) of the last
+** segment, from its first bad frame on, in ROOT/repair/ before they are
+** cut, so that nothing is thrown away unseen: the side file is named after
+** the segment and offset, and is synced with its directory. */
+static int save_cut(mmfs_db *db, const mmfs__seg *s, uint64_t off, uint64_t end) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/repair", db->dir);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) return mmfs__err_sys(errno, "mkdir", dir);
+    snprintf(path, sizeof path, "%s/%08u.seg.%llu.cut", dir, s->no, (unsigned long long)off);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return mmfs__err_sys(errno, "create", path);
+    const uint8_t *p = s->map + off;
+    size_t left = (size_t)(end - off);
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            close(fd);
+            return mmfs__err_sys(e, "write", path);
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    int rc = fsync(fd) < 0 ? mmfs__err_sys(errno, "fsync", path) : MMFS_OK;
+    close(fd);
+    if (rc == MMFS_OK) rc = mmfs__fsync_dir(dir);
+    if (rc == MMFS_OK) rc = mmfs__fsync_dir(db->dir);
+    return rc;
+}
+
 /* Scans segment S from its start, applying frames.  LAST: it is the last
 ** segment (a torn tail may be cut).  Sets s->end and s->sealed. */
 static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
@@ -105,7 +138,11 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
         return corrupt(s, off, why);
     }
     if (dend == off) return MMFS_OK; /* a clean end */
-    if (valid_frame_after(db, s, off, dend)) return corrupt(s, off, why);
+    if (valid_frame_after(db, s, off, dend)) {
+        if (!db->opt.repair || db->opt.readonly) return corrupt(s, off, why);
+        int rc = save_cut(db, s, off, dend);
+        if (rc) return rc;
+    }
     if (db->opt.readonly) return MMFS_OK; /* a writer will cut it */
     /* A torn tail: zero it, so that later appends never sit before stale
     ** bytes, and make the cut durable before anything is appended. */
