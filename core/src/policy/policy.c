@@ -37,26 +37,27 @@ static const char *const hook_what[MMFS__R_MAX + 1] = {
     NULL,          "hook append_memory", "hook delete_memory", "hook set_kv", "hook delete_kv", "hook put_session",
     "hook delete_session", "hook append_stream", "hook index", "hook unindex", "hook update_state", NULL};
 
-/* Field names of command tables, prebuilt: during a run the table of them
-** sits at stack index KEYS, so setting and reading a field is a raw array
-** lookup and a raw set, without interning the name again. */
+/* Field names of command tables, prebuilt: during a run (run_protected's
+** frame) field name K sits at stack index KEY(K), and the metatable of tag
+** arrays at TAGS_MT, so setting and reading a field is a stack copy and a
+** raw set or get, without interning the name again. */
 enum { K_TYPE = 1, K_TEXT, K_TAGS, K_ROUTE, K_CREATED_AT, K_ID, K_KEY, K_VALUE, K_SESSION, K_BYTES, K_N };
 static const char *const key_name[K_N] = {NULL, "type", "text", "tags", "route", "created_at", "id", "key",
                                           "value", "session", "bytes"};
-#define KEYS 1
+#define KEY(k) (k)
+#define TAGS_MT K_N
+#define RUN_SLOTS K_N /* the stack slots above, from 1 */
 
-/* t[K] = the value on top (popped); T is an absolute index or -2. */
+/* t[K] = the value on top (popped); T is an absolute index. */
 static void setk(lua_State *L, int t, int k) {
-    t = pc_absindex(L, t);
-    lua_rawgeti(L, KEYS, k);
+    lua_pushvalue(L, KEY(k));
     lua_insert(L, -2);
     lua_rawset(L, t);
 }
 
-/* Pushes t[K] (raw). */
+/* Pushes t[K] (raw); T is an absolute index. */
 static void getk(lua_State *L, int t, int k) {
-    t = pc_absindex(L, t);
-    lua_rawgeti(L, KEYS, k);
+    lua_pushvalue(L, KEY(k));
     lua_rawget(L, t);
 }
 
@@ -434,8 +435,8 @@ static int tags_newindex(lua_State *L) {
 }
 
 /* Pushes the encoded tag list (NTAGS, TAGS) as an array with the set
-** metatable. */
-static void push_tags(lua_State *L, mmfs__policy *p, uint32_t ntags, mmfs_slice tags) {
+** metatable, the table at stack index MT (absolute). */
+static void push_tags(lua_State *L, uint32_t ntags, mmfs_slice tags, int mt) {
     const uint8_t *q = tags.ptr;
     lua_createtable(L, (int)ntags, 0);
     for (uint32_t i = 0; i < ntags; i++) {
@@ -443,7 +444,7 @@ static void push_tags(lua_State *L, mmfs__policy *p, uint32_t ntags, mmfs_slice 
         lua_pushlstring(L, (const char *)t.ptr, t.len);
         lua_rawseti(L, -2, (int)i + 1);
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tags_mt);
+    lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
 }
 
@@ -496,13 +497,14 @@ static void keep_tags(lua_State *L, mmfs__policy *p, int idx, const char *what, 
     n = pc_rawlen(L, idx);
     if (n > UINT32_MAX) luaL_error(L, "policy: %s: too many tags", what);
     for (size_t i = 1; i <= n; i++) {
+        size_t l;
+        const char *s;
         lua_rawgeti(L, idx, (int)i);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "policy: %s: tags[%d] must be a string, got %s", what, (int)i, luaL_typename(L, -1));
-        size += 4 + pc_rawlen(L, -1);
+        s = lua_tolstring(L, -1, &l);
+        size += 4 + l;
         if (same && i <= *ntags) {
-            size_t l;
-            const char *s = lua_tolstring(L, -1, &l);
             mmfs_slice t = mmfs__tag_next(&o);
             same = t.len == l && memcmp(t.ptr, s, l) == 0;
         }
@@ -686,60 +688,83 @@ static void pushs_at(lua_State *L, mmfs_slice s, pushed *pu, int i) {
     pu->s[i] = lua_tostring(L, -1);
 }
 
+/* Fields of command tables by type (type included): exact hash sizes. */
+static const unsigned char cmd_nfields[MMFS__R_MAX + 1] = {
+    1, 5 /* memory */, 2 /* delete_memory */, 3 /* set_kv */, 2 /* delete_kv */, 2 /* put_session */,
+    2 /* delete_session */, 3 /* append_stream */, 3 /* index */, 2 /* unindex */, 2 /* update_state */, 1};
+
 /* Pushes command R as a table: type and its fields by name.  Slots of
-** PU: 0 text/key/id/value (state), 1 value/bytes/text (document), 2 route. */
+** PU: 0 text/key/id/value (state), 1 value/bytes/text (document), 2 route.
+** Each field: its name (a stack copy), the value, a raw set. */
 static void push_cmd(lua_State *L, mmfs__policy *p, const mmfs__rec *r, pushed *pu) {
-    lua_createtable(L, 0, 5);
+    int t;
+    lua_createtable(L, 0, r->type >= 0 && r->type <= MMFS__R_MAX ? cmd_nfields[r->type] : 5);
+    t = lua_gettop(L);
+    lua_pushvalue(L, KEY(K_TYPE));
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tname[r->type]);
-    setk(L, -2, K_TYPE);
+    lua_rawset(L, t);
     switch (r->type) {
     case MMFS__R_MEMORY:
+        lua_pushvalue(L, KEY(K_TEXT));
         pushs_at(L, r->u.mem.text, pu, 0);
-        setk(L, -2, K_TEXT);
-        push_tags(L, p, r->u.mem.ntags, r->u.mem.tags);
-        setk(L, -2, K_TAGS);
+        lua_rawset(L, t);
+        lua_pushvalue(L, KEY(K_TAGS));
+        push_tags(L, r->u.mem.ntags, r->u.mem.tags, TAGS_MT);
+        lua_rawset(L, t);
+        lua_pushvalue(L, KEY(K_ROUTE));
         pushs_at(L, r->u.mem.route, pu, 2);
-        setk(L, -2, K_ROUTE);
+        lua_rawset(L, t);
+        lua_pushvalue(L, KEY(K_CREATED_AT));
         pc_pushint64(L, r->u.mem.created_at);
-        setk(L, -2, K_CREATED_AT);
+        lua_rawset(L, t);
         break;
     case MMFS__R_DEL_MEMORY:
+        lua_pushvalue(L, KEY(K_ID));
         pc_pushint64(L, (int64_t)r->u.del_mem.id);
-        setk(L, -2, K_ID);
+        lua_rawset(L, t);
         break;
     case MMFS__R_KV_SET:
+        lua_pushvalue(L, KEY(K_VALUE));
         pushs_at(L, r->u.kv.value, pu, 1);
-        setk(L, -2, K_VALUE);
+        lua_rawset(L, t);
         /* fall through */
     case MMFS__R_KV_DEL:
+        lua_pushvalue(L, KEY(K_KEY));
         pushs_at(L, r->u.kv.key, pu, 0);
-        setk(L, -2, K_KEY);
+        lua_rawset(L, t);
         break;
     case MMFS__R_SESSION_PUT:
+        lua_pushvalue(L, KEY(K_SESSION));
         mmfs__pvm_push_session(L, r);
-        setk(L, -2, K_SESSION);
+        lua_rawset(L, t);
         break;
     case MMFS__R_SESSION_DEL:
+        lua_pushvalue(L, KEY(K_ID));
         pushs_at(L, r->u.sess.id, pu, 0);
-        setk(L, -2, K_ID);
+        lua_rawset(L, t);
         break;
     case MMFS__R_STREAM_APPEND:
+        lua_pushvalue(L, KEY(K_KEY));
         pushs_at(L, r->u.stream.key, pu, 0);
-        setk(L, -2, K_KEY);
+        lua_rawset(L, t);
+        lua_pushvalue(L, KEY(K_BYTES));
         pushs_at(L, r->u.stream.bytes, pu, 1);
-        setk(L, -2, K_BYTES);
+        lua_rawset(L, t);
         break;
     case MMFS__R_DOC_INDEX:
+        lua_pushvalue(L, KEY(K_TEXT));
         pushs_at(L, r->u.doc.text, pu, 1);
-        setk(L, -2, K_TEXT);
+        lua_rawset(L, t);
         /* fall through */
     case MMFS__R_DOC_UNINDEX:
+        lua_pushvalue(L, KEY(K_KEY));
         pushs_at(L, r->u.doc.key, pu, 0);
-        setk(L, -2, K_KEY);
+        lua_rawset(L, t);
         break;
     case MMFS__R_STATE:
+        lua_pushvalue(L, KEY(K_VALUE));
         pushs_at(L, r->u.state.value, pu, 0);
-        setk(L, -2, K_VALUE);
+        lua_rawset(L, t);
         break;
     }
 }
@@ -899,7 +924,11 @@ typedef struct run_args {
 static int run_protected(lua_State *L) {
     run_args *a = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_keys); /* at KEYS */
+    luaL_checkstack(L, RUN_SLOTS + 16, NULL);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_keys);
+    for (int k = 1; k < K_N; k++) lua_rawgeti(L, 1, k);
+    lua_remove(L, 1); /* the names at KEY(k) */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_tags_mt); /* at TAGS_MT */
     for (size_t i = 0; i < a->n; i++) process(L, a->p, &a->in[i], 1);
     return 0;
 }
@@ -1150,7 +1179,9 @@ static int tx_get_memory(lua_State *L) {
     lua_setfield(L, -2, "id");
     pushs(L, r.u.mem.text);
     lua_setfield(L, -2, "text");
-    push_tags(L, p, r.u.mem.ntags, r.u.mem.tags);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tags_mt);
+    push_tags(L, r.u.mem.ntags, r.u.mem.tags, lua_gettop(L));
+    lua_remove(L, -2);
     lua_setfield(L, -2, "tags");
     pc_pushint64(L, r.u.mem.created_at);
     lua_setfield(L, -2, "created_at");
