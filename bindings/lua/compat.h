@@ -1,14 +1,18 @@
 /*
-** compat.h: every difference between Lua 5.1 (and LuaJIT), 5.2, 5.3 and
-** 5.4 that the binding meets, in one place.  core.c is written against the
-** 5.4 API plus the compat_* helpers below; each helper states its contract.
+** compat.h: what the binding needs beyond core/src/policy/lcompat.h (shared
+** with the policy VM and the fields codec: absolute indices, integers,
+** pc_* helpers) to bridge Lua 5.1 (and LuaJIT), 5.2, 5.3 and 5.4.  core.c
+** is written against the 5.4 API plus the pc_* and compat_* helpers; each
+** helper states its contract.
 **
 ** What differs, and how it is bridged:
 ** - 5.1 lacks luaL_setfuncs, luaL_newlib, lua_rawlen, luaL_testudata,
-**   lua_absindex, LUA_OK: defined here, under compat_ names with macros
-**   (LuaJIT 2.1 declares some of them itself: the macros avoid a clash).
+**   lua_absindex: defined here, under compat_ (or lcompat.h's pc_) names
+**   with macros (LuaJIT 2.1 declares some of them itself: the macros avoid
+**   a clash).  LUA_OK comes from lcompat.h.
 ** - 5.1/5.2 have no integer subtype: integers travel as lua_Number, which
-**   holds every integer up to 2^53 exactly (ids and times stay far below).
+**   holds every integer up to 2^53 exactly (ids and times stay far below);
+**   pc_isintegral, pc_toint64, pc_pushint64 (lcompat.h) bridge them.
 ** - User values: 5.4 has n of any type (lua_setiuservalue), 5.3 one of any
 **   type, 5.2 one table, 5.1 an environment table.  compat_setuv and
 **   compat_getuv keep one value per userdata on every version by wrapping
@@ -19,14 +23,7 @@
 #ifndef MMFS_LUA_COMPAT_H
 #define MMFS_LUA_COMPAT_H
 
-#include <stdint.h>
-
-#include <lua.h>
-#include <lauxlib.h>
-
-#ifndef LUA_OK
-#define LUA_OK 0
-#endif
+#include "policy/lcompat.h"
 
 /* ------------------------------------------------------------ Lua 5.1 */
 #if LUA_VERSION_NUM < 502
@@ -39,11 +36,7 @@
 #define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
 #endif
 
-/* Index I as an absolute index (pseudo-indices stay as they are). */
-#define lua_absindex compat_absindex
-static inline int compat_absindex(lua_State *L, int i) {
-    return (i > 0 || i <= LUA_REGISTRYINDEX) ? i : lua_gettop(L) + i + 1;
-}
+#define lua_absindex pc_absindex
 
 /* Registers the functions of L into the table below NUP upvalues. */
 #define luaL_setfuncs compat_setfuncs
@@ -75,57 +68,15 @@ static inline void *compat_testudata(lua_State *L, int ud, const char *tname) {
 
 /* ------------------------------------------------------------ integers */
 
-/* 1 if the value at I is a number with an exact int64 value: an integer,
-** or a float with an integral value (1e6 and 2.0 count, 1.5 does not), on
-** every version alike, as luaL_checkinteger of 5.3+ does.  Strings never. */
-static inline int compat_isinteger(lua_State *L, int i) {
-    lua_Number n;
-    if (lua_type(L, i) != LUA_TNUMBER) return 0;
-#if LUA_VERSION_NUM >= 503
-    if (lua_isinteger(L, i)) return 1;
-#endif
-    n = lua_tonumber(L, i);
-    return n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
-           n == (lua_Number)(int64_t)n;
-}
-
 /* The integer at I (raises like luaL_checkinteger when there is none). */
 static inline int64_t compat_checkint64(lua_State *L, int i) {
 #if LUA_VERSION_NUM >= 503
     return (int64_t)luaL_checkinteger(L, i);
 #else
     lua_Number n = luaL_checknumber(L, i);
-    if (!compat_isinteger(L, i))
+    if (!pc_isintegral(L, i))
         luaL_argerror(L, i, "number has no integer representation");
     return (int64_t)n;
-#endif
-}
-
-/* The integer value at I, which the caller has checked with
-** compat_isinteger (5.3+ turn an integral float into one). */
-static inline int64_t compat_toint64(lua_State *L, int i) {
-#if LUA_VERSION_NUM >= 503
-    return (int64_t)lua_tointeger(L, i);
-#else
-    return (int64_t)lua_tonumber(L, i);
-#endif
-}
-
-static inline void compat_pushint64(lua_State *L, int64_t v) {
-#if LUA_VERSION_NUM >= 503
-    lua_pushinteger(L, (lua_Integer)v);
-#else
-    lua_pushnumber(L, (lua_Number)v);
-#endif
-}
-
-/* Whether the number at I is stored as an integer (decides the 'i' or 'd'
-** encoding of session fields; before 5.3, any integral number). */
-static inline int compat_isinttype(lua_State *L, int i) {
-#if LUA_VERSION_NUM >= 503
-    return lua_isinteger(L, i);
-#else
-    return compat_isinteger(L, i);
 #endif
 }
 

@@ -25,6 +25,7 @@
 **   message and code) or push_err (the binding's own).
 */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -32,6 +33,7 @@
 #include <lauxlib.h>
 
 #include "compat.h"
+#include "policy/lfields.h"
 #include "memmapfs.h"
 
 #define MT_DB "memmapfs.db"
@@ -39,9 +41,6 @@
 #define MT_SUB "memmapfs.sub"
 #define MT_ITER "memmapfs.kviter"
 #define MT_BATCH "memmapfs.batch"
-
-/* Nesting limit of session field tables (also stops cycles). */
-#define MAX_DEPTH 64
 
 enum { K_READER, K_SUB, K_ITER, K_BATCH };
 
@@ -158,8 +157,8 @@ static int get_opt(lua_State *L, int arg, const char *name) {
 ** raises on a non-integer. */
 static int opt_int_field(lua_State *L, int arg, const char *name, int64_t *out) {
     if (get_opt(L, arg, name) == LUA_TNIL) return 0;
-    if (!compat_isinteger(L, -1)) field_error(L, arg, name, "integer");
-    *out = compat_toint64(L, -1);
+    if (!pc_isintegral(L, -1)) field_error(L, arg, name, "integer");
+    *out = pc_toint64(L, -1);
     return 1;
 }
 
@@ -207,8 +206,8 @@ static const mmfs_slice *check_strings(lua_State *L, int idx, int arg, const cha
 ** (a numeric string such as "1" raises, as a number would for a key). */
 static int64_t check_int(lua_State *L, int arg) {
     if (lua_type(L, arg) != LUA_TNUMBER) type_error(L, arg, "integer");
-    if (!compat_isinteger(L, arg)) luaL_argerror(L, arg, "number has no integer representation");
-    return compat_toint64(L, arg);
+    if (!pc_isintegral(L, arg)) luaL_argerror(L, arg, "number has no integer representation");
+    return pc_toint64(L, arg);
 }
 
 /* Argument ARG: an id (non-negative integer); *ok = 0 for a negative one,
@@ -320,201 +319,35 @@ static mmfs_db *child_db(const lchild *c) { return c->owner ? c->owner->db : NUL
 
 /* ======================================================= session values */
 
-static void put_u32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
+/* The session field codec is core/src/policy/lfields.c, shared with the
+** policy VM.  Its buffer lives in a userdata whose __gc frees it, so an
+** error raised while encoding leaks nothing. */
+#define MT_FIELDBUF "memmapfs.fieldbuf"
+
+static int fieldbuf_gc(lua_State *L) {
+    mmfs__lbuf *b = (mmfs__lbuf *)luaL_checkudata(L, 1, MT_FIELDBUF);
+    free(b->buf);
+    b->buf = NULL;
+    return 0;
 }
 
-static void put_u64(unsigned char *p, uint64_t v) {
-    put_u32(p, (uint32_t)v);
-    put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const unsigned char *p) {
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-/* The fields that mmfs_session holds apart; the others go to `fields`. */
-static int is_reserved(lua_State *L, int key) {
-    const char *k;
-    if (lua_type(L, key) != LUA_TSTRING) return 0;
-    k = lua_tostring(L, key);
-    return !strcmp(k, "id") || !strcmp(k, "intent_id") || !strcmp(k, "created_at") ||
-           !strcmp(k, "payload");
-}
-
-/* Raises: the value at IDX cannot be stored; KEY (an index or 0) is the
-** key it was found under. */
-static int enc_error(lua_State *L, int idx, int key, const char *why) {
-    if (key != 0 && lua_type(L, key) == LUA_TSTRING)
-        return luaL_error(L, "session field '%s': %s %s", lua_tostring(L, key), why,
-                          luaL_typename(L, idx));
-    if (key != 0 && lua_type(L, key) == LUA_TNUMBER) {
-        lua_pushvalue(L, key); /* lua_tostring would convert the key in place */
-        return luaL_error(L, "session field [%s]: %s %s", lua_tostring(L, -1), why,
-                          luaL_typename(L, idx));
+/* Pushes a new, empty field buffer. */
+static mmfs__lbuf *push_fieldbuf(lua_State *L) {
+    mmfs__lbuf *b = (mmfs__lbuf *)lua_newuserdata(L, sizeof *b);
+    memset(b, 0, sizeof *b);
+    if (luaL_newmetatable(L, MT_FIELDBUF)) {
+        lua_pushcfunction(L, fieldbuf_gc);
+        lua_setfield(L, -2, "__gc");
     }
-    return luaL_error(L, "session field: %s %s", why, luaL_typename(L, idx));
-}
-
-/* Encoded size of the value at IDX (absolute), found under key KEY (an
-** index or 0).  TOP: IDX is the session table itself, whose reserved
-** fields are skipped.  Raises for what the encoding cannot hold. */
-static size_t enc_size(lua_State *L, int idx, int key, int depth, int top) {
-    switch (lua_type(L, idx)) {
-    case LUA_TBOOLEAN: return 1;
-    case LUA_TNUMBER: return 9;
-    case LUA_TSTRING: {
-        size_t n = lua_rawlen(L, idx);
-        if (n > UINT32_MAX) enc_error(L, idx, key, "too long a");
-        return 5 + n;
-    }
-    case LUA_TTABLE: {
-        size_t size = 5, n = 0;
-        if (depth >= MAX_DEPTH) enc_error(L, idx, key, "nested too deep (a cycle?) in a");
-        luaL_checkstack(L, 4, "session fields nested too deep");
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            int k = lua_gettop(L) - 1, v = lua_gettop(L);
-            if (!(top && is_reserved(L, k))) {
-                size += enc_size(L, k, k, depth + 1, 0);
-                size += enc_size(L, v, k, depth + 1, 0);
-                n++;
-            }
-            lua_pop(L, 1);
-        }
-        if (n > UINT32_MAX) enc_error(L, idx, key, "too many fields in a");
-        return size;
-    }
-    default: return enc_error(L, idx, key, "cannot store a"), 0;
-    }
-}
-
-/* Writes the value at IDX (checked by enc_size) at P; returns the end.
-** Tables are traversed in the same order as enc_size saw them. */
-static unsigned char *enc_write(lua_State *L, int idx, unsigned char *p, int top) {
-    switch (lua_type(L, idx)) {
-    case LUA_TBOOLEAN: *p++ = lua_toboolean(L, idx) ? 't' : 'f'; return p;
-    case LUA_TNUMBER:
-        if (compat_isinttype(L, idx)) {
-            *p++ = 'i';
-            put_u64(p, (uint64_t)compat_toint64(L, idx));
-        } else {
-            double d = (double)lua_tonumber(L, idx);
-            uint64_t bits;
-            memcpy(&bits, &d, 8);
-            *p++ = 'd';
-            put_u64(p, bits);
-        }
-        return p + 8;
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        *p++ = 's';
-        put_u32(p, (uint32_t)n);
-        if (n) memcpy(p + 4, s, n);
-        return p + 4 + n;
-    }
-    case LUA_TTABLE: {
-        unsigned char *count = p + 1;
-        uint32_t n = 0;
-        *p = 'T';
-        p += 5;
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            int k = lua_gettop(L) - 1, v = lua_gettop(L);
-            if (!(top && is_reserved(L, k))) {
-                p = enc_write(L, k, p, 0);
-                p = enc_write(L, v, p, 0);
-                n++;
-            }
-            lua_pop(L, 1);
-        }
-        put_u32(count, n);
-        return p;
-    }
-    default: return p; /* unreachable: enc_size raised */
-    }
-}
-
-/* Pushes the value encoded at *P (before END); advances *P.  Returns 0 for
-** malformed input (pushing nothing). */
-static int dec_value(lua_State *L, const unsigned char **pp, const unsigned char *end,
-                     int depth) {
-    const unsigned char *p = *pp;
-    if (p >= end) return 0;
-    switch (*p++) {
-    case 'f': lua_pushboolean(L, 0); break;
-    case 't': lua_pushboolean(L, 1); break;
-    case 'i':
-        if (end - p < 8) return 0;
-        compat_pushint64(L, (int64_t)get_u64(p));
-        p += 8;
-        break;
-    case 'd': {
-        uint64_t bits;
-        double d;
-        if (end - p < 8) return 0;
-        bits = get_u64(p);
-        memcpy(&d, &bits, 8);
-        lua_pushnumber(L, (lua_Number)d);
-        p += 8;
-        break;
-    }
-    case 's': {
-        uint32_t n;
-        if (end - p < 4) return 0;
-        n = get_u32(p);
-        p += 4;
-        if ((size_t)(end - p) < n) return 0;
-        lua_pushlstring(L, (const char *)p, n);
-        p += n;
-        break;
-    }
-    case 'T': {
-        uint32_t i, n;
-        int t;
-        if (end - p < 4 || depth >= MAX_DEPTH || !lua_checkstack(L, 4)) return 0;
-        n = get_u32(p);
-        p += 4;
-        lua_newtable(L);
-        t = lua_gettop(L);
-        for (i = 0; i < n; i++) {
-            if (!dec_value(L, &p, end, depth + 1)) break;
-            if (!dec_value(L, &p, end, depth + 1)) {
-                lua_pop(L, 1);
-                break;
-            }
-            if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TNUMBER &&
-                                     lua_tonumber(L, -2) != lua_tonumber(L, -2))) {
-                lua_pop(L, 2); /* a nil or NaN key cannot be a table key */
-                continue;
-            }
-            lua_rawset(L, t);
-        }
-        if (i < n) {
-            lua_pop(L, 1);
-            return 0;
-        }
-        break;
-    }
-    default: return 0;
-    }
-    *pp = p;
-    return 1;
+    lua_setmetatable(L, -2);
+    return b;
 }
 
 /* Fills *S from the session table at ARG; raises for a wrong type.  Leaves
 ** on the stack what S points into (the encoded fields userdata, strings). */
 static void check_session(lua_State *L, int arg, mmfs_session *s) {
     int64_t created_at;
-    size_t size;
+    mmfs__lbuf *b;
     memset(s, 0, sizeof *s);
     if (lua_type(L, arg) != LUA_TTABLE) type_error(L, arg, "table");
     arg = lua_absindex(L, arg);
@@ -525,44 +358,17 @@ static void check_session(lua_State *L, int arg, mmfs_session *s) {
     s->has_created_at = 1;
     s->created_at = opt_int_field(L, arg, "created_at", &created_at) ? created_at
                                                                       : (int64_t)time(NULL);
-    size = enc_size(L, arg, 0, 0, 1);
-    if (size > 5) { /* some field besides the four */
-        unsigned char *buf = (unsigned char *)lua_newuserdata(L, size);
-        unsigned char *end = enc_write(L, arg, buf, 1);
-        s->fields.ptr = buf;
-        s->fields.len = (size_t)(end - buf);
+    b = push_fieldbuf(L);
+    mmfs__lf_encode(L, arg, b, NULL, NULL);
+    if (b->len > 0) { /* some field besides the four */
+        s->fields.ptr = b->buf;
+        s->fields.len = b->len;
     }
 }
 
-/* Pushes session S as one table: its fields, then the four it holds apart. */
-static void push_session(lua_State *L, const mmfs_session *s) {
-    lua_newtable(L);
-    if (s->fields.len > 0) {
-        const unsigned char *p = (const unsigned char *)s->fields.ptr;
-        const unsigned char *end = p + s->fields.len;
-        if (dec_value(L, &p, end, 0) && lua_istable(L, -1)) {
-            lua_pushnil(L);
-            while (lua_next(L, -2)) {
-                lua_pushvalue(L, -2);
-                lua_insert(L, -2);
-                lua_rawset(L, -5);
-            }
-            lua_pop(L, 1);
-        }
-    }
-    lua_pushlstring(L, (const char *)s->id.ptr, s->id.len);
-    lua_setfield(L, -2, "id");
-    if (s->has_intent) {
-        lua_pushlstring(L, (const char *)s->intent_id.ptr, s->intent_id.len);
-        lua_setfield(L, -2, "intent_id");
-    }
-    compat_pushint64(L, s->created_at);
-    lua_setfield(L, -2, "created_at");
-    if (s->has_payload) {
-        lua_pushlstring(L, (const char *)s->payload.ptr, s->payload.len);
-        lua_setfield(L, -2, "payload");
-    }
-}
+/* Pushes session S as one table: its fields, then the four it holds apart
+** (fields that do not decode are left out). */
+static void push_session(lua_State *L, const mmfs_session *s) { (void)mmfs__lf_push_session(L, s); }
 
 static void push_sessions(lua_State *L, const mmfs_sessions *list) {
     size_t i;
@@ -582,7 +388,7 @@ static void push_slice(lua_State *L, mmfs_slice s) {
 static void push_memory(lua_State *L, const mmfs_memory *m, int with_score) {
     size_t i;
     lua_createtable(L, 0, 6);
-    compat_pushint64(L, (int64_t)m->id);
+    pc_pushint64(L, (int64_t)m->id);
     lua_setfield(L, -2, "id");
     push_slice(L, m->text);
     lua_setfield(L, -2, "text");
@@ -592,7 +398,7 @@ static void push_memory(lua_State *L, const mmfs_memory *m, int with_score) {
         lua_rawseti(L, -2, (lua_Integer)(i + 1));
     }
     lua_setfield(L, -2, "tags");
-    compat_pushint64(L, m->created_at);
+    pc_pushint64(L, m->created_at);
     lua_setfield(L, -2, "created_at");
     push_slice(L, m->route);
     lua_setfield(L, -2, "route");
@@ -680,7 +486,7 @@ static int l_append_memory(lua_State *L) {
     CHECK_WRITE(L, d);
     rc = mmfs_append_memory(d->db, text, tags, ntags, &o, &id);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
-    compat_pushint64(L, (int64_t)id);
+    pc_pushint64(L, (int64_t)id);
     return 1;
 }
 
@@ -905,7 +711,7 @@ static int l_stream_size(lua_State *L) {
     CHECK_OPEN(L, d);
     rc = mmfs_stream_size(d->db, k, &size);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
-    compat_pushint64(L, (int64_t)size);
+    pc_pushint64(L, (int64_t)size);
     return 1;
 }
 
@@ -994,7 +800,7 @@ static int l_reader_read(lua_State *L) {
     for (i = first; i < first + nargs; i++) {
         int ok = 1;
         if (lua_type(L, i) == LUA_TNUMBER) {
-            int64_t n = compat_toint64(L, i);
+            int64_t n = pc_toint64(L, i);
             size_t got = 0;
             if (n == 0) {
                 mmfs_slice chunk;
@@ -1033,21 +839,21 @@ static int l_reader_seek(lua_State *L) {
     if (off < 0) return push_err(L, "seek: negative offset", MMFS_INVALID);
     rc = mmfs_reader_seek((mmfs_reader *)c->h, (uint64_t)off);
     if (rc != MMFS_OK) return push_fail(L, child_db(c), rc);
-    compat_pushint64(L, (int64_t)mmfs_reader_tell((mmfs_reader *)c->h));
+    pc_pushint64(L, (int64_t)mmfs_reader_tell((mmfs_reader *)c->h));
     return 1;
 }
 
 static int l_reader_tell(lua_State *L) {
     lchild *c = check_child(L, MT_READER);
     if (c->h == NULL) return push_closed(L, "reader");
-    compat_pushint64(L, (int64_t)mmfs_reader_tell((mmfs_reader *)c->h));
+    pc_pushint64(L, (int64_t)mmfs_reader_tell((mmfs_reader *)c->h));
     return 1;
 }
 
 static int l_reader_size(lua_State *L) {
     lchild *c = check_child(L, MT_READER);
     if (c->h == NULL) return push_closed(L, "reader");
-    compat_pushint64(L, (int64_t)mmfs_reader_size((mmfs_reader *)c->h));
+    pc_pushint64(L, (int64_t)mmfs_reader_size((mmfs_reader *)c->h));
     return 1;
 }
 
@@ -1109,7 +915,7 @@ static int l_update_state(lua_State *L) {
     CHECK_WRITE(L, d);
     rc = mmfs_update_state(d->db, v, &version);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
-    compat_pushint64(L, (int64_t)version);
+    pc_pushint64(L, (int64_t)version);
     return 1;
 }
 
@@ -1157,7 +963,7 @@ static int l_get_state(lua_State *L) {
         lua_pushnil(L);
     else
         push_slice(L, v);
-    compat_pushint64(L, (int64_t)version);
+    pc_pushint64(L, (int64_t)version);
     return 2;
 }
 
@@ -1190,7 +996,7 @@ static int l_sub_next(lua_State *L) {
     if (rc == MMFS_TIMEOUT) return push_err(L, "timeout", MMFS_TIMEOUT);
     if (rc != MMFS_OK) return push_fail(L, child_db(c), rc);
     push_slice(L, v);
-    compat_pushint64(L, (int64_t)version);
+    pc_pushint64(L, (int64_t)version);
     return 2;
 }
 
@@ -1239,7 +1045,7 @@ static int batch_result(lua_State *L, lbatch *b, int rc, int64_t value) {
         return push_err(L, msg, rc);
     }
     if (value >= 0)
-        compat_pushint64(L, value);
+        pc_pushint64(L, value);
     else
         lua_pushboolean(L, 1);
     return 1;
@@ -1361,7 +1167,7 @@ static int l_tx_commit(lua_State *L) {
     if (rc != MMFS_OK) return push_fail(L, d ? d->db : NULL, rc);
     lua_createtable(L, (int)nids, 0);
     for (i = 0; i < nids; i++) {
-        compat_pushint64(L, (int64_t)ids[i]);
+        pc_pushint64(L, (int64_t)ids[i]);
         lua_rawseti(L, -2, (lua_Integer)(i + 1));
     }
     mmfs_free(ids);
@@ -1417,7 +1223,7 @@ static int l_stats(lua_State *L) {
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
     lua_createtable(L, 0, 12);
 #define STAT(name)                                                            \
-    compat_pushint64(L, (int64_t)st.name);                                    \
+    pc_pushint64(L, (int64_t)st.name);                                    \
     lua_setfield(L, -2, #name)
     STAT(memories);
     STAT(kv);

@@ -1,8 +1,10 @@
 /*
 ** lcompat.h: every difference between Lua 5.1, LuaJIT 2.1, 5.2, 5.3 and
-** 5.4 that the policy VM meets, in one place.  The other files of
-** core/src/policy/ are written against the pc_* helpers below and the API
-** the five share; each helper states its contract.
+** 5.4 that the C code meeting a Lua meets, in one place: the policy VM
+** (core/src/policy/), the session field codec (lfields.c) and the Lua
+** binding (bindings/lua/compat.h adds what only the binding needs).  They
+** are written against the pc_* helpers below and the API the five share;
+** each helper states its contract.
 **
 ** What differs, and how it is bridged:
 ** - 5.1 (and LuaJIT) lack lua_rawlen, lua_absindex, luaL_setfuncs (LuaJIT
@@ -65,8 +67,9 @@ static inline void pc_setfuncs(lua_State *L, const luaL_Reg *r, void *up) {
     }
 }
 
-/* 1 if the value at I is a number with an exact int64 value (5.3+: an
-** integer, or a float with an integral value). */
+/* 1 if the value at I is a number with an exact int64 value: an integer,
+** or a float with an integral value (1e6 and 2.0 count, 1.5 does not), on
+** every version alike, as luaL_checkinteger of 5.3+ does.  Strings never. */
 static inline int pc_isintegral(lua_State *L, int i) {
     lua_Number n;
     if (lua_type(L, i) != LUA_TNUMBER) return 0;

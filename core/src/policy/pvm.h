@@ -1,7 +1,8 @@
 /*
 ** pvm.h: what the files of the policy VM share (policy.c: the state, the
 ** sandbox, the limits, running commands; pattern.c: bounded string
-** patterns; value.c: Lua values <-> the session field encoding).  Nothing
+** patterns; value.c: the VM's side of the session field codec,
+** core/src/policy/lfields.c).  Nothing
 ** outside core/src/policy/ includes it.
 */
 #ifndef MMFS_POLICY_PVM_H
@@ -11,6 +12,7 @@
 #include "policy.h"
 
 #include "lcompat.h"
+#include "lfields.h"
 
 /* Which limit stopped the policy (sticky until the run or load ends). */
 enum { PVM_OVER_NONE, PVM_OVER_CALL, PVM_OVER_BATCH, PVM_OVER_MEM, PVM_OVER_TIME };
@@ -75,9 +77,15 @@ struct mmfs__policy {
     mmfs__rec *pend; /* commands a hook added through tx */
     size_t npend, cappend;
 
-    /* Scratch for encoding session fields (value.c). */
-    uint8_t *buf;
-    size_t buflen, bufcap;
+    /* Scratch for encoding session fields (value.c): fbuf for the codec,
+    ** buf/buflen/bufcap name the same members (policy.c frees buf). */
+    union {
+        mmfs__lbuf fbuf;
+        struct {
+            uint8_t *buf;
+            size_t buflen, bufcap;
+        };
+    };
 };
 
 /* policy.c: charges N instructions to the current call and run; raises
