@@ -1183,35 +1183,20 @@ static int l_tx_db(lua_State *L) {
 
 /* ========================================================= maintenance */
 
-static int l_sync(lua_State *L) {
+/* db:sync(), db:refresh(), db:verify(): FN on the open store --> true */
+static int db_call(lua_State *L, int (*fn)(mmfs_db *)) {
     ldb *d = check_db(L, 1);
     int rc;
     CHECK_OPEN(L, d);
-    rc = mmfs_sync(d->db);
+    rc = fn(d->db);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-static int l_refresh(lua_State *L) {
-    ldb *d = check_db(L, 1);
-    int rc;
-    CHECK_OPEN(L, d);
-    rc = mmfs_refresh(d->db);
-    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_verify(lua_State *L) {
-    ldb *d = check_db(L, 1);
-    int rc;
-    CHECK_OPEN(L, d);
-    rc = mmfs_verify(d->db);
-    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
-    lua_pushboolean(L, 1);
-    return 1;
-}
+static int l_sync(lua_State *L) { return db_call(L, mmfs_sync); }
+static int l_refresh(lua_State *L) { return db_call(L, mmfs_refresh); }
+static int l_verify(lua_State *L) { return db_call(L, mmfs_verify); }
 
 static int l_stats(lua_State *L) {
     ldb *d = check_db(L, 1);
