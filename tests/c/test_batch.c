@@ -331,6 +331,12 @@ static void test_torn_batch_all_or_nothing(void **state) {
     size_t end = off;
 
     for (size_t cut = last; cut < end; cut++) {
+        /* Zeroing bytes that are zero already (padding, or a checksum that
+        ** happens to end in zero bytes: it depends on created_at) damages
+        ** nothing: not a cut. */
+        size_t z = cut;
+        while (z < end && img[z] == 0) z++;
+        if (z == end) continue;
         memcpy(work, img, n);
         memset(work + cut, 0, end - cut);
         int fd = open(seg, O_WRONLY);
