@@ -19,6 +19,7 @@
 #include "policy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -571,6 +572,22 @@ static int ensure_space(mmfs_db *db, size_t flen) {
     return mmfs__seg_create(db, s->no + 1, size);
 }
 
+/* A lone writer in "always" mode starts writing its frame's pages at once,
+** so that the device works while the engine applies the frame and the
+** fdatasync only waits for it and flushes (W1: about a tenth more appends/s).
+** Not when other threads of this process commit too: their frames land in
+** the same page, which would then be written twice, the second write
+** waiting for the first (W1g: nearly a third fewer appends/s).  Only a hint: an
+** I/O error surfaces from the fdatasync. */
+static void start_writeback(mmfs_db *db, const mmfs__seg *s, uint64_t off, size_t len) {
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (db->opt.sync == MMFS_SYNC_ALWAYS && atomic_load_explicit(&db->committers, memory_order_relaxed) == 1)
+        (void)sync_file_range(s->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)db, (void)s, (void)off, (void)len;
+#endif
+}
+
 /* Encodes the kept commands into one frame and writes it at the end of the
 ** log.  *pos gets the position past the frame. */
 static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char *keep, size_t kept,
@@ -594,6 +611,7 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
     mmfs__seg *s = mmfs__seg_last(db);
     if ((rc = mmfs__seg_zero_ahead(db, s, s->end + flen)) != MMFS_OK) return rc;
     if ((rc = pwrite_all(db, s, db->scratch, flen, s->end)) != MMFS_OK) return rc;
+    start_writeback(db, s, s->end, flen);
     *seg = s;
     *off = s->end;
     *pos = MMFS__POS(s->no, s->end + flen);
@@ -642,8 +660,13 @@ static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *
     memset(keep, 0, n);
     mmfs_batch work;
     memset(&work, 0, sizeof work);
+    int always = db->opt.sync == MMFS_SYNC_ALWAYS;
+    if (always) atomic_fetch_add_explicit(&db->committers, 1, memory_order_relaxed);
     int rc = writer_enter(db);
-    if (rc) return rc;
+    if (rc) {
+        if (always) atomic_fetch_sub_explicit(&db->committers, 1, memory_order_relaxed);
+        return rc;
+    }
     mmfs__rec *list;
     size_t m;
     char *k2 = NULL;
@@ -679,7 +702,8 @@ leave:
         next = b->next;
         free(b);
     }
-    if (rc == MMFS_OK && kept && db->opt.sync == MMFS_SYNC_ALWAYS) rc = mmfs__sync_wait(db, pos);
+    if (rc == MMFS_OK && kept && always) rc = mmfs__sync_wait(db, pos);
+    if (always) atomic_fetch_sub_explicit(&db->committers, 1, memory_order_relaxed);
     return rc;
 }
 

@@ -203,6 +203,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     pthread_rwlock_init(&db->rw, NULL);
     pthread_mutex_init(&db->smu, NULL);
     pthread_cond_init(&db->scond, NULL);
+    atomic_init(&db->committers, 0);
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
     db->dir = strndup(dir, n);

@@ -78,6 +78,7 @@ struct mmfs_db {
     int written_fd;                    /* fd of the segment holding it */
     uint64_t durable_pos, durable_lsn;
     int syncing;
+    _Atomic int committers; /* threads in an "always" commit, up to its sync */
     int sync_failed;
     char sync_err[256];
     /* batch-mode flusher thread */
