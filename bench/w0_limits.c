@@ -10,16 +10,29 @@
 **                               with BYTES of data when missing or of another size),
 **                               through a populated mapping, and through a fresh one
 **   w0_limits cat FILE          `cat FILE > /dev/null` on the warm file (a W7 peer)
+**   w0_limits gcommit DIR THREADS PER
+**                               textbook group commit (context for W1g): THREADS
+**                               threads, PER durable 400-byte commits each, into a
+**                               file in DIR preallocated by writing it
 **
 ** The fastest fsync loop is the limit: it is what one durable commit per call
 ** can reach on this filesystem.  (A file preallocated with fallocate holds
 ** unwritten extents: the first write to each block costs a metadata commit,
 ** so that loop is reported but is rarely the limit.)
+**
+** The group commit is the least a store can do to share fdatasyncs between
+** threads, in a few lines: each commit pwrites its record at the end under
+** a mutex, then waits until an fdatasync started after its write has ended;
+** when no sync is running, that waiter becomes the leader: it syncs
+** everything written so far, then wakes every waiter.  On a machine where
+** waking a thread on another CPU costs a sizeable part of an fdatasync, this
+** stays well short of THREADS times the fsync limit; W1g is compared with it.
 */
 #include "benchutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,6 +41,8 @@
 #include <unistd.h>
 
 #define BLK 4096
+#define REC 400 /* a group commit record: about one corpus memory and its frame */
+#define MAXTHREADS 64
 
 enum { GROW, FALLOCATED, PREWRITTEN };
 
@@ -77,6 +92,123 @@ static void do_fsync(const char *dir, long count) {
     bu_result("W0", "machine", "fsync_pwrite_fallocated_per_s", rf, "ops/s");
     bu_result("W0", "machine", "fsync_pwrite_per_s", rp, "ops/s");
     bu_result("W0", "machine", "fsync_limit_per_s", lim, "ops/s");
+}
+
+/* The group commit: the file, the end of what was written, and how far it
+** is known to be durable; SYNCING while a leader is in fdatasync. */
+struct gcommit {
+    int fd;
+    const char *path;
+    pthread_mutex_t mu;
+    pthread_cond_t synced_cv;
+    off_t written, durable;
+    int syncing;
+    long syncs;
+};
+
+struct gc_thread {
+    struct gcommit *g;
+    long per;
+    char rec[REC];
+};
+
+static void gc_lock(struct gcommit *g) {
+    int rc = pthread_mutex_lock(&g->mu);
+    if (rc) bu_die("pthread_mutex_lock: %s", strerror(rc));
+}
+
+static void gc_unlock(struct gcommit *g) {
+    int rc = pthread_mutex_unlock(&g->mu);
+    if (rc) bu_die("pthread_mutex_unlock: %s", strerror(rc));
+}
+
+/* One durable commit of REC: returns once an fdatasync that started after
+** the record was written has completed. */
+static void gc_commit(struct gcommit *g, const char *rec) {
+    gc_lock(g);
+    if (pwrite(g->fd, rec, REC, g->written) != REC) bu_die("pwrite %s: %s", g->path, strerror(errno));
+    g->written += REC;
+    off_t mine = g->written;
+    while (g->durable < mine) {
+        if (g->syncing) {
+            int rc = pthread_cond_wait(&g->synced_cv, &g->mu);
+            if (rc) bu_die("pthread_cond_wait: %s", strerror(rc));
+            continue;
+        }
+        g->syncing = 1; /* the leader: syncs every record written so far */
+        off_t upto = g->written;
+        gc_unlock(g);
+        if (fdatasync(g->fd)) bu_die("fdatasync %s: %s", g->path, strerror(errno));
+        gc_lock(g);
+        g->syncing = 0;
+        g->durable = upto;
+        g->syncs++;
+        int rc = pthread_cond_broadcast(&g->synced_cv);
+        if (rc) bu_die("pthread_cond_broadcast: %s", strerror(rc));
+    }
+    gc_unlock(g);
+}
+
+static void *gc_thread_main(void *p) {
+    struct gc_thread *t = p;
+    for (long i = 0; i < t->per; i++) gc_commit(t->g, t->rec);
+    return NULL;
+}
+
+/* THREADS threads, PER commits each, into a file of DIR preallocated by
+** writing zeros (and synced), so the commits overwrite written blocks as in
+** the fastest fsync loop; timed from starting the threads to joining them,
+** as mmfs_bench's W1g. */
+static void do_gcommit(const char *dir, int threads, long per) {
+    if (threads < 1 || threads > MAXTHREADS || per < 1)
+        bu_die("gcommit: THREADS must be 1..%d and PER at least 1", MAXTHREADS);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/w0-gcommit.dat", dir);
+    struct gcommit g = {.path = path};
+    g.fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    if (g.fd < 0) bu_die("%s: %s", path, strerror(errno));
+    off_t bytes = (off_t)threads * per * REC;
+    char zero[BLK];
+    memset(zero, 0, sizeof zero);
+    for (off_t off = 0; off < bytes; off += BLK)
+        if (write(g.fd, zero, BLK) != BLK) bu_die("write %s: %s", path, strerror(errno));
+    if (fsync(g.fd)) bu_die("fsync %s: %s", path, strerror(errno));
+    int rc = pthread_mutex_init(&g.mu, NULL);
+    if (rc) bu_die("pthread_mutex_init: %s", strerror(rc));
+    rc = pthread_cond_init(&g.synced_cv, NULL);
+    if (rc) bu_die("pthread_cond_init: %s", strerror(rc));
+
+    pthread_t tid[MAXTHREADS];
+    struct gc_thread targ[MAXTHREADS];
+    for (int t = 0; t < threads; t++) {
+        targ[t].g = &g;
+        targ[t].per = per;
+        memset(targ[t].rec, 'a' + t % 26, REC);
+    }
+    double t0 = bu_now();
+    for (int t = 0; t < threads; t++) {
+        rc = pthread_create(&tid[t], NULL, gc_thread_main, &targ[t]);
+        if (rc) bu_die("pthread_create: %s", strerror(rc));
+    }
+    for (int t = 0; t < threads; t++) {
+        rc = pthread_join(tid[t], NULL);
+        if (rc) bu_die("pthread_join: %s", strerror(rc));
+    }
+    double dt = bu_now() - t0;
+    long commits = (long)threads * per;
+    if (g.written != bytes || g.durable != bytes)
+        bu_die("gcommit: %lld bytes written, %lld durable, want %lld", (long long)g.written,
+               (long long)g.durable, (long long)bytes);
+    if (close(g.fd)) bu_die("close %s: %s", path, strerror(errno));
+    if (unlink(path)) bu_die("unlink %s: %s", path, strerror(errno));
+    pthread_cond_destroy(&g.synced_cv);
+    pthread_mutex_destroy(&g.mu);
+    fprintf(stderr, "gcommit %d threads: %ld commits, %ld fdatasyncs, %.3f s\n", threads, commits, g.syncs, dt);
+    char metric[64];
+    snprintf(metric, sizeof metric, "group_commit_%dt_per_s", threads);
+    bu_result("W0", "machine", metric, (double)commits / dt, "ops/s");
+    snprintf(metric, sizeof metric, "group_commit_%dt_commits_per_sync", threads);
+    bu_result("W0", "machine", metric, (double)commits / (double)g.syncs, "commits");
 }
 
 static void do_memcpy(long mib) {
@@ -182,8 +314,10 @@ int main(int argc, char **argv) {
     else if (argc >= 3 && !strcmp(argv[1], "memcpy")) do_memcpy(atol(argv[2]));
     else if (argc >= 4 && !strcmp(argv[1], "mmap")) do_mmap(argv[2], strtoull(argv[3], NULL, 10));
     else if (argc >= 3 && !strcmp(argv[1], "cat")) do_cat(argv[2]);
+    else if (argc >= 5 && !strcmp(argv[1], "gcommit")) do_gcommit(argv[2], atoi(argv[3]), atol(argv[4]));
     else {
-        fprintf(stderr, "usage: w0_limits fsync DIR COUNT | memcpy MIB | mmap FILE BYTES | cat FILE\n");
+        fprintf(stderr, "usage: w0_limits fsync DIR COUNT | memcpy MIB | mmap FILE BYTES | cat FILE"
+                        " | gcommit DIR THREADS PER\n");
         return 2;
     }
     return 0;
