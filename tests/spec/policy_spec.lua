@@ -483,6 +483,99 @@ describe("policy", function()
       for _, k in ipairs(kinds) do assert(calls[k](), k) end
     end)
 
+    -- Command tables are filled in lazily (docs/policies.md): what a hook
+    -- does not read is not copied, and must still reach the log as it came.
+    describe("command tables", function()
+      it("a hook that reads nothing leaves every command as it came", function()
+        local hooks = {}
+        for _, k in ipairs(kinds) do hooks[#hooks + 1] = k .. " = function(cmd, tx) end" end
+        assert(db:set_policy("return { hooks = {\n" .. table.concat(hooks, ",\n") .. "\n} }"))
+        local id = assert(db:append_memory("plain text", { "a", "b" }, { created_at = 1234 }))
+        assert.are.same({ "a", "b" }, db:get_memory(id).tags)
+        assert.are.equal("plain text", db:get_memory(id).text)
+        assert.are.equal(1234, db:get_memory(id).created_at)
+        assert(db:set_kv("k", "v"))
+        assert.are.equal("v", db:get_kv("k"))
+        assert(db:put_session { id = "s", intent_id = "i", created_at = 7, payload = "p" })
+        assert.are.same({ id = "s", intent_id = "i", created_at = 7, payload = "p" }, db:get_session("s"))
+        assert(db:append_stream("st", "bytes"))
+        assert.are.equal("bytes", stream(db, "st"))
+        assert(db:index("d", "document words"))
+        assert.are.equal("d", db:search("document")[1].key)
+        assert.are.equal(1, db:update_state("now"))
+        assert.are.equal("now", (db:get_state()))
+        assert(db:delete_memory(id))
+        assert.is_nil(db:get_memory(id))
+        assert(db:delete_kv("k"))
+        assert.is_nil(db:get_kv("k"))
+        assert(db:delete_session("s"))
+        assert.is_nil(db:get_session("s"))
+        assert(db:unindex("d"))
+        assert.are.equal(0, #db:search("document"))
+      end)
+
+      it("a field set without being read replaces it", function()
+        assert(db:set_policy([[
+          return { hooks = { append_memory = function(cmd, tx)
+            cmd.text = "replaced"; cmd.tags = { "x" }; cmd.created_at = 99
+          end } }
+        ]]))
+        local id = assert(db:append_memory("original", { "a" }))
+        local m = db:get_memory(id)
+        assert.are.same({ "replaced", { "x" }, 99 }, { m.text, m.tags, m.created_at })
+      end)
+
+      it("pairs lists every field, for every command type", function()
+        local want = {
+          append_memory = "created_at,route,tags,text,type", delete_memory = "id,type",
+          set_kv = "key,type,value", delete_kv = "key,type", put_session = "session,type",
+          delete_session = "id,type", append_stream = "bytes,key,type", index = "key,text,type",
+          unindex = "key,type", update_state = "type,value",
+        }
+        assert(db:append_memory("m0", {}))
+        assert(db:set_kv("k", "v0"))
+        assert(db:put_session { id = "s" })
+        assert(db:index("d", "text0"))
+        local hooks = {}
+        for _, k in ipairs(kinds) do
+          hooks[#hooks + 1] = k .. [[ = function(cmd)
+            local names = {}
+            for name in pairs(cmd) do names[#names + 1] = name end
+            table.sort(names)
+            return nil, table.concat(names, ",")
+          end]]
+        end
+        assert(db:set_policy("return { hooks = {\n" .. table.concat(hooks, ",\n") .. "\n} }"))
+        for _, k in ipairs(kinds) do
+          assert.are.equal(want[k], refused(db, "REJECTED", calls[k]), k)
+        end
+      end)
+
+      it("a table kept past its call keeps what it read and refuses the rest", function()
+        assert(db:set_policy([[
+          local kept
+          return { hooks = { set_kv = function(cmd, tx)
+            if not kept then
+              kept = cmd
+              return cmd.key == "first"
+            end
+            local ok, err = pcall(function() return kept.value end)
+            return nil, kept.key .. "|" .. tostring(ok) .. "|" .. tostring(err)
+          end } }
+        ]]))
+        assert(db:set_kv("first", "1"))
+        local msg = refused(db, "REJECTED", function() return db:set_kv("second", "2") end)
+        assert.is_truthy(msg:find("^first|false|"), msg)
+        assert.is_truthy(msg:find("cmd.value read after the call", 1, true), msg)
+      end)
+
+      it("its metatable is protected", function()
+        assert(db:set_policy(set_kv_hook(
+          "return nil, tostring(getmetatable(cmd)) .. '|' .. tostring(pcall(setmetatable, cmd, {}))")))
+        assert.are.equal("cmd|false", refused(db, "REJECTED", function() return db:set_kv("k", "v") end))
+      end)
+    end)
+
     it("return false rejects with a generic message", function()
       assert(db:set_policy(set_kv_hook("return false")))
       refused(db, "REJECTED", function() return db:set_kv("k", "v") end)

@@ -46,7 +46,9 @@ static const char *const key_name[K_N] = {NULL, "type", "text", "tags", "route",
                                           "value", "session", "bytes"};
 #define KEY(k) (k)
 #define TAGS_MT K_N
-#define RUN_SLOTS K_N /* the stack slots above, from 1 */
+#define CMD_MT (K_N + 1) /* the metatable of command tables */
+#define RUN_SLOTS (K_N + 1) /* the stack slots above, from 1 */
+#define BIT(k) (1u << (k))
 
 /* t[K] = the value on top (popped); T is an absolute index. */
 static void setk(lua_State *L, int t, int k) {
@@ -240,6 +242,23 @@ static int sb_xpcall(lua_State *L) {
 }
 
 /* string.rep(s, n [, sep]) with its result bounded by the memory limit. */
+#if LUA_VERSION_NUM < 502
+/* pairs honouring __pairs, as in 5.2 and later, so that command tables
+** list their lazy fields under every Lua. */
+static int sb_pairs(lua_State *L) {
+    if (luaL_getmetafield(L, 1, "__pairs")) {
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 3);
+        return 3;
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+#endif
+
 static int sb_rep(lua_State *L) {
     mmfs__policy *p = lua_touserdata(L, lua_upvalueindex(1));
     size_t l, lsep = 0;
@@ -336,6 +355,11 @@ static void open_sandbox(lua_State *L, mmfs__policy *p) {
     wrap(L, p, "setmetatable", sb_setmetatable);
     lua_pushcfunction(L, sb_xpcall);
     lua_setfield(L, -2, "xpcall");
+#if LUA_VERSION_NUM < 502
+    lua_getfield(L, -1, "next");
+    lua_pushcclosure(L, sb_pairs, 1);
+    lua_setfield(L, -2, "pairs");
+#endif
 
     pc_openlib(L, "string", luaopen_string);
     lua_pushnil(L);
@@ -688,85 +712,155 @@ static void pushs_at(lua_State *L, mmfs_slice s, pushed *pu, int i) {
     pu->s[i] = lua_tostring(L, -1);
 }
 
-/* Fields of command tables by type (type included): exact hash sizes. */
-static const unsigned char cmd_nfields[MMFS__R_MAX + 1] = {
-    1, 5 /* memory */, 2 /* delete_memory */, 3 /* set_kv */, 2 /* delete_kv */, 2 /* put_session */,
-    2 /* delete_session */, 3 /* append_stream */, 3 /* index */, 2 /* unindex */, 2 /* update_state */, 1};
-
-/* Pushes command R as a table: type and its fields by name.  Slots of
-** PU: 0 text/key/id/value (state), 1 value/bytes/text (document), 2 route.
-** Each field: its name (a stack copy), the value, a raw set. */
-static void push_cmd(lua_State *L, mmfs__policy *p, const mmfs__rec *r, pushed *pu) {
-    int t;
-    lua_createtable(L, 0, r->type >= 0 && r->type <= MMFS__R_MAX ? cmd_nfields[r->type] : 5);
-    t = lua_gettop(L);
-    lua_pushvalue(L, KEY(K_TYPE));
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tname[r->type]);
-    lua_rawset(L, t);
-    switch (r->type) {
-    case MMFS__R_MEMORY:
-        lua_pushvalue(L, KEY(K_TEXT));
-        pushs_at(L, r->u.mem.text, pu, 0);
-        lua_rawset(L, t);
-        lua_pushvalue(L, KEY(K_TAGS));
-        push_tags(L, r->u.mem.ntags, r->u.mem.tags, TAGS_MT);
-        lua_rawset(L, t);
-        lua_pushvalue(L, KEY(K_ROUTE));
-        pushs_at(L, r->u.mem.route, pu, 2);
-        lua_rawset(L, t);
-        lua_pushvalue(L, KEY(K_CREATED_AT));
-        pc_pushint64(L, r->u.mem.created_at);
-        lua_rawset(L, t);
-        break;
+/* Lazy fields.  A command table starts empty: each field enters it when
+** the policy first reads it (the table's __index) or lists the fields (its
+** __pairs), so a hook that looks at nothing copies nothing.  Only the table
+** being processed (p->cur_t) can fill them in: its record is gone once its
+** call returns, so a table kept past its call raises when it reads a field
+** it never read.  p->cur_has holds the fields filled in; a field neither
+** read nor set is unchanged. */
+static unsigned cmd_fields(int type) {
+    switch (type) {
+    case MMFS__R_MEMORY: return BIT(K_TYPE) | BIT(K_TEXT) | BIT(K_TAGS) | BIT(K_ROUTE) | BIT(K_CREATED_AT);
     case MMFS__R_DEL_MEMORY:
-        lua_pushvalue(L, KEY(K_ID));
-        pc_pushint64(L, (int64_t)r->u.del_mem.id);
-        lua_rawset(L, t);
-        break;
-    case MMFS__R_KV_SET:
-        lua_pushvalue(L, KEY(K_VALUE));
-        pushs_at(L, r->u.kv.value, pu, 1);
-        lua_rawset(L, t);
-        /* fall through */
+    case MMFS__R_SESSION_DEL: return BIT(K_TYPE) | BIT(K_ID);
+    case MMFS__R_KV_SET: return BIT(K_TYPE) | BIT(K_KEY) | BIT(K_VALUE);
     case MMFS__R_KV_DEL:
-        lua_pushvalue(L, KEY(K_KEY));
-        pushs_at(L, r->u.kv.key, pu, 0);
-        lua_rawset(L, t);
-        break;
-    case MMFS__R_SESSION_PUT:
-        lua_pushvalue(L, KEY(K_SESSION));
-        mmfs__pvm_push_session(L, r);
-        lua_rawset(L, t);
-        break;
-    case MMFS__R_SESSION_DEL:
-        lua_pushvalue(L, KEY(K_ID));
-        pushs_at(L, r->u.sess.id, pu, 0);
-        lua_rawset(L, t);
-        break;
-    case MMFS__R_STREAM_APPEND:
-        lua_pushvalue(L, KEY(K_KEY));
-        pushs_at(L, r->u.stream.key, pu, 0);
-        lua_rawset(L, t);
-        lua_pushvalue(L, KEY(K_BYTES));
-        pushs_at(L, r->u.stream.bytes, pu, 1);
-        lua_rawset(L, t);
-        break;
-    case MMFS__R_DOC_INDEX:
-        lua_pushvalue(L, KEY(K_TEXT));
-        pushs_at(L, r->u.doc.text, pu, 1);
-        lua_rawset(L, t);
-        /* fall through */
-    case MMFS__R_DOC_UNINDEX:
-        lua_pushvalue(L, KEY(K_KEY));
-        pushs_at(L, r->u.doc.key, pu, 0);
-        lua_rawset(L, t);
-        break;
-    case MMFS__R_STATE:
-        lua_pushvalue(L, KEY(K_VALUE));
-        pushs_at(L, r->u.state.value, pu, 0);
-        lua_rawset(L, t);
-        break;
+    case MMFS__R_DOC_UNINDEX: return BIT(K_TYPE) | BIT(K_KEY);
+    case MMFS__R_SESSION_PUT: return BIT(K_TYPE) | BIT(K_SESSION);
+    case MMFS__R_STREAM_APPEND: return BIT(K_TYPE) | BIT(K_KEY) | BIT(K_BYTES);
+    case MMFS__R_DOC_INDEX: return BIT(K_TYPE) | BIT(K_KEY) | BIT(K_TEXT);
+    case MMFS__R_STATE: return BIT(K_TYPE) | BIT(K_VALUE);
     }
+    return 0;
+}
+
+/* Pushes field K of R.  The strings are recorded in slots of PU: 0
+** text/key/id/value (state), 1 value/bytes/text (document), 2 route.  MT
+** is the index of the tags metatable. */
+static void push_field(lua_State *L, const mmfs__policy *p, const mmfs__rec *r, int k, pushed *pu, int mt) {
+    switch (k) {
+    case K_TYPE: lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tname[r->type]); break;
+    case K_TEXT:
+        if (r->type == MMFS__R_MEMORY) pushs_at(L, r->u.mem.text, pu, 0);
+        else pushs_at(L, r->u.doc.text, pu, 1);
+        break;
+    case K_TAGS: push_tags(L, r->u.mem.ntags, r->u.mem.tags, mt); break;
+    case K_ROUTE: pushs_at(L, r->u.mem.route, pu, 2); break;
+    case K_CREATED_AT: pc_pushint64(L, r->u.mem.created_at); break;
+    case K_ID:
+        if (r->type == MMFS__R_DEL_MEMORY) pc_pushint64(L, (int64_t)r->u.del_mem.id);
+        else pushs_at(L, r->u.sess.id, pu, 0);
+        break;
+    case K_KEY:
+        if (r->type == MMFS__R_STREAM_APPEND) pushs_at(L, r->u.stream.key, pu, 0);
+        else if (r->type == MMFS__R_DOC_INDEX || r->type == MMFS__R_DOC_UNINDEX) pushs_at(L, r->u.doc.key, pu, 0);
+        else pushs_at(L, r->u.kv.key, pu, 0);
+        break;
+    case K_VALUE:
+        if (r->type == MMFS__R_KV_SET) pushs_at(L, r->u.kv.value, pu, 1);
+        else pushs_at(L, r->u.state.value, pu, 0);
+        break;
+    case K_SESSION: mmfs__pvm_push_session(L, r); break;
+    case K_BYTES: pushs_at(L, r->u.stream.bytes, pu, 1); break;
+    default: lua_pushnil(L);
+    }
+}
+
+/* Which of the fields in SET the key at IDX names, or 0. */
+static int field_key(lua_State *L, int idx, unsigned set) {
+    size_t n;
+    const char *s;
+    if (!set || lua_type(L, idx) != LUA_TSTRING) return 0;
+    s = lua_tolstring(L, idx, &n);
+    for (int k = 1; k < K_N; k++)
+        if ((set & BIT(k)) && strlen(key_name[k]) == n && memcmp(key_name[k], s, n) == 0) return k;
+    return 0;
+}
+
+/* Is the table at IDX the one being processed? */
+static int is_current(lua_State *L, const mmfs__policy *p, int idx) {
+    return p->cur_t && lua_topointer(L, idx) == p->cur_t;
+}
+
+/* Fills field K of the current command table at T (absolute) in. */
+static void fill(lua_State *L, mmfs__policy *p, int t, int k, int mt) {
+    lua_pushstring(L, key_name[k]);
+    push_field(L, p, p->cur, k, p->cur_pu, mt);
+    lua_rawset(L, t);
+    p->cur_has |= BIT(k);
+}
+
+/* cmd[k] for a key the table does not hold: a field, filled in. */
+static int cmd_index(lua_State *L) {
+    mmfs__policy *p = lua_touserdata(L, lua_upvalueindex(1));
+    int k;
+    if (!is_current(L, p, 1)) {
+        if ((k = field_key(L, 2, BIT(K_N) - 2)) != 0)
+            return luaL_error(L, "policy: %s: cmd.%s read after the call that got cmd returned (copy what you "
+                                 "need during the call)",
+                              p->what, key_name[k]);
+        return lua_pushnil(L), 1;
+    }
+    k = field_key(L, 2, cmd_fields(p->cur->type) & ~p->cur_has);
+    if (!k) return lua_pushnil(L), 1;
+    fill(L, p, 1, k, lua_upvalueindex(2));
+    lua_pushvalue(L, 2);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+/* Fills in every field of the current command table at T (absolute). */
+static void fill_all(lua_State *L, mmfs__policy *p, int t, int mt) {
+    unsigned want = cmd_fields(p->cur->type) & ~p->cur_has;
+    for (int k = 1; k < K_N; k++)
+        if (want & BIT(k)) fill(L, p, t, k, mt);
+}
+
+/* pairs(cmd): fills in the fields, then iterates with next. */
+static int cmd_pairs(lua_State *L) {
+    mmfs__policy *p = lua_touserdata(L, lua_upvalueindex(1));
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (is_current(L, p, 1)) fill_all(L, p, 1, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Pushes field K of the current command table at T, filled in first if
+** it was not. */
+static void getf(lua_State *L, mmfs__policy *p, int t, int k) {
+    if (!(p->cur_has & BIT(k))) {
+        getk(L, t, k);
+        int absent = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (absent) fill(L, p, t, k, TAGS_MT);
+    }
+    getk(L, t, k);
+}
+
+/* Is lazy field K of the command table at T neither read nor set? */
+static int untouched(lua_State *L, const mmfs__policy *p, int t, int k) {
+    int none;
+    if (p->cur_has & BIT(k)) return 0;
+    getk(L, t, k);
+    none = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return none;
+}
+
+/* Pushes command R as a table, empty but for its metatable (its fields are
+** lazy), and makes it the current command.  A memory about to be routed
+** gets room for the two fields routing fills in, tags and route. */
+static void push_cmd(lua_State *L, mmfs__policy *p, const mmfs__rec *r, pushed *pu) {
+    lua_createtable(L, 0, r->type == MMFS__R_MEMORY && p->ref_route != LUA_NOREF ? 2 : 0);
+    lua_pushvalue(L, CMD_MT);
+    lua_setmetatable(L, -2);
+    p->cur_t = lua_topointer(L, -1);
+    p->cur = r;
+    p->cur_pu = pu;
+    p->cur_has = 0;
 }
 
 /* Field NAME of the table at T, a string: ORIG when it is still the string
@@ -782,47 +876,65 @@ static mmfs_slice get_str_or(lua_State *L, mmfs__policy *p, int t, int k, mmfs_s
 }
 
 /* Reads the command table at T back into R (a copy of the original, whose
-** strings PU recorded). */
+** strings PU recorded): only the fields the policy read or set. */
 static void read_cmd(lua_State *L, mmfs__policy *p, int t, mmfs__rec *r, const pushed *pu) {
+#define TOUCHED(k) (!untouched(L, p, t, (k)))
     switch (r->type) {
     case MMFS__R_MEMORY:
-        r->u.mem.text = get_str_or(L, p, t, K_TEXT, r->u.mem.text, pu->s[0]);
-        r->u.mem.route = get_str_or(L, p, t, K_ROUTE, r->u.mem.route, pu->s[2]);
-        if (r->u.mem.route.len > MAX_ROUTE) luaL_error(L, "policy: %s: cmd.route is longer than 256 bytes", p->what);
-        r->u.mem.created_at = get_int(L, p, t, K_CREATED_AT);
-        getk(L, t, K_TAGS);
-        keep_tags(L, p, -1, p->what, &r->u.mem.ntags, &r->u.mem.tags);
-        lua_pop(L, 1);
+        if (TOUCHED(K_TEXT)) r->u.mem.text = get_str_or(L, p, t, K_TEXT, r->u.mem.text, pu->s[0]);
+        if (TOUCHED(K_ROUTE)) {
+            r->u.mem.route = get_str_or(L, p, t, K_ROUTE, r->u.mem.route, pu->s[2]);
+            if (r->u.mem.route.len > MAX_ROUTE)
+                luaL_error(L, "policy: %s: cmd.route is longer than 256 bytes", p->what);
+        }
+        if (TOUCHED(K_CREATED_AT)) r->u.mem.created_at = get_int(L, p, t, K_CREATED_AT);
+        if (TOUCHED(K_TAGS)) {
+            getk(L, t, K_TAGS);
+            keep_tags(L, p, -1, p->what, &r->u.mem.ntags, &r->u.mem.tags);
+            lua_pop(L, 1);
+        }
         break;
-    case MMFS__R_DEL_MEMORY: {
-        int64_t id = get_int(L, p, t, K_ID);
-        if (id < 0) luaL_error(L, "policy: %s: cmd.id must not be negative", p->what);
-        r->u.del_mem.id = (uint64_t)id;
+    case MMFS__R_DEL_MEMORY:
+        if (TOUCHED(K_ID)) {
+            int64_t id = get_int(L, p, t, K_ID);
+            if (id < 0) luaL_error(L, "policy: %s: cmd.id must not be negative", p->what);
+            r->u.del_mem.id = (uint64_t)id;
+        }
         break;
-    }
     case MMFS__R_KV_SET:
-        r->u.kv.value = get_str_or(L, p, t, K_VALUE, r->u.kv.value, pu->s[1]);
+        if (TOUCHED(K_VALUE)) r->u.kv.value = get_str_or(L, p, t, K_VALUE, r->u.kv.value, pu->s[1]);
         /* fall through */
-    case MMFS__R_KV_DEL: r->u.kv.key = get_str_or(L, p, t, K_KEY, r->u.kv.key, pu->s[0]); break;
+    case MMFS__R_KV_DEL:
+        if (TOUCHED(K_KEY)) r->u.kv.key = get_str_or(L, p, t, K_KEY, r->u.kv.key, pu->s[0]);
+        break;
     case MMFS__R_SESSION_PUT:
-        getk(L, t, K_SESSION);
-        keep_session(L, p, -1, r, p->what);
-        lua_pop(L, 1);
+        if (TOUCHED(K_SESSION)) {
+            getk(L, t, K_SESSION);
+            keep_session(L, p, -1, r, p->what);
+            lua_pop(L, 1);
+        }
         break;
     case MMFS__R_SESSION_DEL:
-        r->u.sess.id = get_str_or(L, p, t, K_ID, r->u.sess.id, pu->s[0]);
-        if (r->u.sess.id.len == 0) luaL_error(L, "policy: %s: cmd.id must not be empty", p->what);
+        if (TOUCHED(K_ID)) {
+            r->u.sess.id = get_str_or(L, p, t, K_ID, r->u.sess.id, pu->s[0]);
+            if (r->u.sess.id.len == 0) luaL_error(L, "policy: %s: cmd.id must not be empty", p->what);
+        }
         break;
     case MMFS__R_STREAM_APPEND:
-        r->u.stream.key = get_str_or(L, p, t, K_KEY, r->u.stream.key, pu->s[0]);
-        r->u.stream.bytes = get_str_or(L, p, t, K_BYTES, r->u.stream.bytes, pu->s[1]);
+        if (TOUCHED(K_KEY)) r->u.stream.key = get_str_or(L, p, t, K_KEY, r->u.stream.key, pu->s[0]);
+        if (TOUCHED(K_BYTES)) r->u.stream.bytes = get_str_or(L, p, t, K_BYTES, r->u.stream.bytes, pu->s[1]);
         break;
     case MMFS__R_DOC_INDEX:
-        r->u.doc.text = get_str_or(L, p, t, K_TEXT, r->u.doc.text, pu->s[1]);
+        if (TOUCHED(K_TEXT)) r->u.doc.text = get_str_or(L, p, t, K_TEXT, r->u.doc.text, pu->s[1]);
         /* fall through */
-    case MMFS__R_DOC_UNINDEX: r->u.doc.key = get_str_or(L, p, t, K_KEY, r->u.doc.key, pu->s[0]); break;
-    case MMFS__R_STATE: r->u.state.value = get_str_or(L, p, t, K_VALUE, r->u.state.value, pu->s[0]); break;
+    case MMFS__R_DOC_UNINDEX:
+        if (TOUCHED(K_KEY)) r->u.doc.key = get_str_or(L, p, t, K_KEY, r->u.doc.key, pu->s[0]);
+        break;
+    case MMFS__R_STATE:
+        if (TOUCHED(K_VALUE)) r->u.state.value = get_str_or(L, p, t, K_VALUE, r->u.state.value, pu->s[0]);
+        break;
     }
+#undef TOUCHED
 }
 
 /* Raises the rejection of a call that returned nil/false, reason (the
@@ -881,7 +993,7 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
     cmd = lua_gettop(L);
     if (routed) run_route(L, p, cmd);
     if (schema) {
-        getk(L, cmd, K_SESSION);
+        getf(L, p, cmd, K_SESSION);
         schema_check(L, p, -1);
         lua_pop(L, 1);
     }
@@ -896,16 +1008,19 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
         if (!lua_toboolean(L, -2) && (lua_type(L, -2) == LUA_TBOOLEAN || !lua_isnil(L, -1))) reject(L, p, 2);
         lua_pop(L, 2);
         if (schema) {
-            getk(L, cmd, K_SESSION);
+            getf(L, p, cmd, K_SESSION);
             schema_check(L, p, -1);
             lua_pop(L, 1);
         }
         read_cmd(L, p, cmd, &r, &pu);
     } else if (routed) { /* route may change the route and the tags only */
-        r.u.mem.route = get_str_or(L, p, cmd, K_ROUTE, r.u.mem.route, pu.s[2]);
-        getk(L, cmd, K_TAGS);
-        keep_tags(L, p, -1, "route", &r.u.mem.ntags, &r.u.mem.tags);
+        if (!untouched(L, p, cmd, K_ROUTE)) r.u.mem.route = get_str_or(L, p, cmd, K_ROUTE, r.u.mem.route, pu.s[2]);
+        if (!untouched(L, p, cmd, K_TAGS)) {
+            getk(L, cmd, K_TAGS);
+            keep_tags(L, p, -1, "route", &r.u.mem.ntags, &r.u.mem.tags);
+        }
     } /* else a schema check alone: the command stays as it came */
+    p->cur_t = NULL; /* the table may live on; its record is done */
     *out_push(L, p) = r;
     lua_settop(L, top);
     if (hook) { /* the commands the hook added: routed and checked, not hooked */
@@ -929,6 +1044,7 @@ static int run_protected(lua_State *L) {
     for (int k = 1; k < K_N; k++) lua_rawgeti(L, 1, k);
     lua_remove(L, 1); /* the names at KEY(k) */
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_tags_mt); /* at TAGS_MT */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_cmd_mt);  /* at CMD_MT */
     for (size_t i = 0; i < a->n; i++) process(L, a->p, &a->in[i], 1);
     return 0;
 }
@@ -973,6 +1089,7 @@ static void run_reset(lua_State *L, mmfs__policy *p) {
     p->call_used = p->batch_used = 0;
     p->tx_active = 0;
     p->npend = 0;
+    p->cur_t = NULL;
     if (p->every_insn) {
         lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
         p->every_insn = 0;
@@ -1394,6 +1511,21 @@ static int new_protected(lua_State *L) {
     lua_pushcfunction(L, tags_newindex);
     lua_setfield(L, -2, "__newindex");
     p->ref_tags_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 0, 3); /* command tables: lazy fields */
+    lua_pushlightuserdata(L, p);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tags_mt);
+    lua_pushcclosure(L, cmd_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_pushlightuserdata(L, p);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tags_mt);
+    pc_pushglobals(L);
+    lua_getfield(L, -1, "next");
+    lua_remove(L, -2);
+    lua_pushcclosure(L, cmd_pairs, 3);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "cmd");
+    lua_setfield(L, -2, "__metatable");
+    p->ref_cmd_mt = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_newtable(L); /* tx: methods in its metatable, the object itself empty */
     lua_createtable(L, 0, 2);
@@ -1426,7 +1558,7 @@ int mmfs__policy_new(const char *src, size_t len, const mmfs__policy_limits *lim
     if (!p->lim.hook_budget) p->lim.hook_budget = DEFAULT_HOOK_BUDGET;
     if (!p->lim.batch_budget) p->lim.batch_budget = p->lim.hook_budget * 100;
     if (!p->lim.mem_limit) p->lim.mem_limit = DEFAULT_MEM_LIMIT;
-    p->ref_route = p->ref_routes = p->ref_tags_mt = p->ref_tx = p->ref_keys = LUA_NOREF;
+    p->ref_route = p->ref_routes = p->ref_tags_mt = p->ref_cmd_mt = p->ref_tx = p->ref_keys = LUA_NOREF;
     for (int t = 0; t <= MMFS__R_MAX; t++) p->ref_hook[t] = p->ref_tname[t] = LUA_NOREF;
 
 #if PC_LUAJIT && defined(MMFS_POLICY_GCCOUNT)

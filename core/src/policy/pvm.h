@@ -61,6 +61,7 @@ struct mmfs__policy {
     int ref_hook[MMFS__R_MAX + 1];     /* hooks[type] or LUA_NOREF */
     int ref_tname[MMFS__R_MAX + 1];    /* interned command type names */
     int ref_tags_mt;                   /* metatable of tag arrays */
+    int ref_cmd_mt;                    /* metatable of command tables (lazy fields) */
     int ref_keys;                      /* field names of command tables (policy.c) */
     int ref_tx;                        /* the tx object, alive for the VM's life */
     const void *tx_ptr;
@@ -74,6 +75,12 @@ struct mmfs__policy {
     const mmfs__policy_store *st;
     mmfs__cmds *out;
     int tx_active;   /* a hook is running: tx may be used */
+    /* The command table being processed (policy.c): its identity, its
+    ** record, the strings pushed for it, and which fields it holds. */
+    const void *cur_t;
+    const mmfs__rec *cur;
+    void *cur_pu;
+    unsigned cur_has;
     mmfs__rec *pend; /* commands a hook added through tx */
     size_t npend, cappend;
 
