@@ -3,7 +3,7 @@
 -- and corpus parsing.  Not part of memmapfs.
 local bu = require "benchutil"
 
-local M = { now = bu.now, rss = bu.rss, peak_rss = bu.peak_rss, disk_bytes = bu.disk_bytes,
+local M = { now = bu.now, cpu_now = bu.cpu_now, rss = bu.rss, peak_rss = bu.peak_rss, disk_bytes = bu.disk_bytes,
             rmtree = bu.rmtree, consume = bu.consume, random_keys = bu.random_keys }
 
 function M.result(workload, system, metric, value, unit)

@@ -20,6 +20,12 @@ double bu_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double bu_cpu_now(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0) bu_die("no thread CPU clock");
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 void bu_result(const char *workload, const char *system, const char *metric, double value,
                const char *unit) {
     printf("R %s %s %s %.6g %s\n", workload, system, metric, value, unit);

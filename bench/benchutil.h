@@ -1,6 +1,6 @@
 /*
 ** benchutil.h: what every benchmark program of bench/ shares: a monotonic
-** clock, resident-set figures, the result line format that bench/run
+** clock, a thread CPU clock, resident-set figures, the result line format that bench/run
 ** parses, corpus reading, and bytes-on-disk of a directory.
 **
 ** Result lines (stdout, one per measured figure, nothing else on stdout):
@@ -20,6 +20,10 @@
 
 /* Seconds from an arbitrary origin (CLOCK_MONOTONIC). */
 double bu_now(void);
+
+/* CPU seconds the calling thread has used (CLOCK_THREAD_CPUTIME_ID): user
+** and system time of this thread only, not of other threads, not waiting. */
+double bu_cpu_now(void);
 
 /* Prints one result line (see above) and flushes stdout. */
 void bu_result(const char *workload, const char *system, const char *metric, double value,

@@ -1,9 +1,10 @@
 /*
 ** lbenchutil.c: the Lua 5.4 module "benchutil" the Lua benchmarks use for
-** what plain Lua lacks: a monotonic wall clock, resident-set figures, bytes
+** what plain Lua lacks: a monotonic wall clock, a thread CPU clock, resident-set figures, bytes
 ** on disk, rm -rf.  It wraps benchutil.c; it is not part of memmapfs.
 **
 **   benchutil.now()            seconds (monotonic, sub-microsecond)
+**   benchutil.cpu_now()        CPU seconds of the calling thread (user + system)
 **   benchutil.rss()            total, anon resident bytes
 **   benchutil.peak_rss()       peak resident bytes
 **   benchutil.disk_bytes(path) bytes allocated under path
@@ -19,6 +20,11 @@
 
 static int l_now(lua_State *L) {
     lua_pushnumber(L, bu_now());
+    return 1;
+}
+
+static int l_cpu_now(lua_State *L) {
+    lua_pushnumber(L, bu_cpu_now());
     return 1;
 }
 
@@ -69,7 +75,7 @@ int luaopen_benchutil(lua_State *L);
 
 int luaopen_benchutil(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"now", l_now},         {"rss", l_rss},       {"peak_rss", l_peak_rss},
+        {"now", l_now},         {"cpu_now", l_cpu_now}, {"rss", l_rss},       {"peak_rss", l_peak_rss},
         {"disk_bytes", l_disk_bytes}, {"rmtree", l_rmtree}, {"consume", l_consume},
         {"random_keys", l_random_keys},
         {NULL, NULL}};

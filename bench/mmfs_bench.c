@@ -12,7 +12,8 @@
 **   mmfs_bench w5   DIR KEY                   open + first get_kv
 **   mmfs_bench w6   DIR MEMFILE N             W2 ingest with no policy, a trivial hook,
 **                                             a routing function; N put_session with
-**                                             no policy and with routing + a schema
+**                                             no policy and with routing + a schema:
+**                                             CPU time, side by side, batch by batch
 **   mmfs_bench w7   DIR BYTES                 a stream in 64 KiB chunks, sync=batch,
 **                                             then read back (zero-copy and copying)
 **
@@ -334,9 +335,14 @@ static void w5(const char *dir, const char *key) {
     bu_result("W5", "memmapfs-c", "open_first_get_ms", dt * 1e3, "ms");
 }
 
-/* W6: the cost a policy adds per command.  Every variant is measured twice
-** per run, in the order A B C C B A, and the faster of the two counts, so a
-** drift of the machine during the run does not favour one variant. */
+/* W6: the cost a policy adds per command, side by side.  One store per
+** variant is open at once, each with its policy, and the same batches of
+** 1,000 commands go to every store in turn, the variant that goes first
+** rotating from batch to batch.  Each commit (mmfs_batch_begin, the
+** commands, mmfs_batch_commit, where the policy runs) is timed in CPU time
+** of the calling thread and summed per variant, so a drift of the machine
+** hits all variants alike.  Reading and parsing the corpus, building the
+** arguments, open, sync and close are not timed. */
 static const char *W6_HOOK = "return { hooks = { append_memory = function(cmd, tx) end } }";
 static const char *W6_ROUTE =
     "return { route = function(mem) return mem.tags.t01 and \"special\" or \"default\" end,\n"
@@ -347,25 +353,99 @@ static const char *W6_SCHEMA =
     "  schemas = { session = { id = \"string\", intent_id = \"string\", created_at = \"integer\",\n"
     "    payload = \"string?\", status = { \"open\", \"closed\" } } } }";
 
-/* Seconds to ingest N memories (batches of 1,000) and sync, open and close
-** not counted (installing the policy is a one-off). */
-static double w6_ingest(const char *dir, const char *memfile, long n, const char *policy) {
-    mmfs_db *db = open_store_policy(dir, MMFS_SYNC_BATCH, 1, policy);
-    double t0 = bu_now();
-    ingest(db, memfile, n);
-    MC(mmfs_sync(db));
-    double dt = bu_now() - t0;
-    close_store(db);
-    return dt;
+#define W6_BATCH 1000
+
+/* One variant: its store under DIR/NAME, opened with POLICY; CPU seconds
+** of its commits. */
+typedef struct w6_store {
+    const char *name;
+    const char *policy;
+    mmfs_db *db;
+    double cpu;
+} w6_store;
+
+static void w6_open(const char *dir, w6_store *s, int nv) {
+    char path[4096];
+    for (int v = 0; v < nv; v++) {
+        snprintf(path, sizeof path, "%s/%s", dir, s[v].name);
+        s[v].db = open_store_policy(path, MMFS_SYNC_BATCH, 1, s[v].policy);
+        s[v].cpu = 0;
+    }
+}
+
+/* Syncs and closes every store (not timed), checking that each holds
+** N memories (SESSIONS 0) or N sessions (SESSIONS 1). */
+static void w6_close(w6_store *s, int nv, long n, int sessions) {
+    for (int v = 0; v < nv; v++) {
+        mmfs_store_stats st;
+        g_db = s[v].db;
+        MC(mmfs_sync(s[v].db));
+        MC(mmfs_stats(s[v].db, &st));
+        close_store(s[v].db);
+        uint64_t got = sessions ? st.sessions : st.memories;
+        if (got != (uint64_t)n)
+            bu_die("w6 %s: %llu %s stored, want %ld", s[v].name, (unsigned long long)got,
+                   sessions ? "sessions" : "memories", n);
+    }
+}
+
+/* N memories of MEMFILE, batch by batch, into the stores none, hook and
+** route; CPU[v] gets each one's seconds. */
+static void w6_memories(const char *dir, const char *memfile, long n, double cpu[3]) {
+    w6_store s[3] = {{"none", NULL, NULL, 0}, {"hook", W6_HOOK, NULL, 0}, {"route", W6_ROUTE, NULL, 0}};
+    w6_open(dir, s, 3);
+    char **lines = malloc(W6_BATCH * sizeof *lines);
+    memargs *args = malloc(W6_BATCH * sizeof *args);
+    if (!lines || !args) bu_die("out of memory");
+    bu_lines l;
+    bu_lines_open(&l, memfile);
+    long done = 0;
+    for (long k = 0; done < n; k++) {
+        size_t m = 0, len;
+        char *line;
+        while (m < W6_BATCH && done + (long)m < n && (line = bu_lines_next(&l, &len))) {
+            lines[m] = malloc(len + 1);
+            if (!lines[m]) bu_die("out of memory");
+            memcpy(lines[m], line, len + 1);
+            to_args(lines[m], &args[m]);
+            m++;
+        }
+        if (!m) bu_die("%s: only %ld lines", memfile, done);
+        for (int j = 0; j < 3; j++) {
+            w6_store *st = &s[(k + j) % 3];
+            mmfs_batch *b = NULL;
+            g_db = st->db;
+            double t0 = bu_cpu_now();
+            MC(mmfs_batch_begin(st->db, &b));
+            for (size_t i = 0; i < m; i++)
+                MC(mmfs_batch_append_memory(b, args[i].text, args[i].tags, args[i].ntags, NULL));
+            MC(mmfs_batch_commit(b, NULL, NULL));
+            st->cpu += bu_cpu_now() - t0;
+        }
+        for (size_t i = 0; i < m; i++) free(lines[i]);
+        done += (long)m;
+    }
+    bu_lines_close(&l);
+    free(lines);
+    free(args);
+    w6_close(s, 3, n, 0);
+    for (int v = 0; v < 3; v++) cpu[v] = s[v].cpu;
 }
 
 static void put32(unsigned char *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
-/* Seconds to put N sessions (id, intent_id, created_at, payload and a
-** status field: 5 fields), 1,000 per batch, then sync. */
-static double w6_sessions(const char *dir, long n, const char *policy) {
+/* One put_session's arguments and the bytes they point into. */
+typedef struct w6_sess {
+    mmfs_session ss;
+    char id[32], intent[32], payload[64];
+} w6_sess;
+
+/* N sessions (id, intent_id, created_at, payload and a status field: 5
+** fields), batch by batch, into the stores none and schema (routing + a
+** session schema); CPU[v] gets each one's seconds. */
+static void w6_sessions(const char *dir, long n, double cpu[2]) {
     unsigned char fields[32];
     size_t fl = 0;
     fields[fl++] = 'T';
@@ -376,59 +456,53 @@ static double w6_sessions(const char *dir, long n, const char *policy) {
     fields[fl++] = 's';
     put32(fields + fl, 4), fl += 4;
     memcpy(fields + fl, "open", 4), fl += 4;
-    mmfs_db *db = open_store_policy(dir, MMFS_SYNC_BATCH, 1, policy);
-    double t0 = bu_now();
-    mmfs_batch *b = NULL;
-    char id[32], intent[32], payload[64];
-    for (long i = 0; i < n; i++) {
-        mmfs_session ss;
-        memset(&ss, 0, sizeof ss);
-        int il = snprintf(id, sizeof id, "s%08ld", i);
-        int nl = snprintf(intent, sizeof intent, "intent-%ld", i % 16);
-        int pl = snprintf(payload, sizeof payload, "{\"step\":%ld,\"note\":\"bench\"}", i);
-        ss.id = (mmfs_slice){id, (size_t)il};
-        ss.has_intent = 1;
-        ss.intent_id = (mmfs_slice){intent, (size_t)nl};
-        ss.has_created_at = 1;
-        ss.created_at = 1700000000 + i;
-        ss.has_payload = 1;
-        ss.payload = (mmfs_slice){payload, (size_t)pl};
-        ss.fields = (mmfs_slice){fields, fl};
-        if (!b) MC(mmfs_batch_begin(db, &b));
-        MC(mmfs_batch_put_session(b, &ss));
-        if ((i + 1) % 1000 == 0) {
-            MC(mmfs_batch_commit(b, NULL, NULL));
-            b = NULL;
+    w6_store s[2] = {{"snone", NULL, NULL, 0}, {"sschema", W6_SCHEMA, NULL, 0}};
+    w6_open(dir, s, 2);
+    w6_sess *a = malloc(W6_BATCH * sizeof *a);
+    if (!a) bu_die("out of memory");
+    long done = 0;
+    for (long k = 0; done < n; k++) {
+        size_t m = (size_t)(n - done < W6_BATCH ? n - done : W6_BATCH);
+        for (size_t j = 0; j < m; j++) {
+            long i = done + (long)j;
+            w6_sess *e = &a[j];
+            memset(&e->ss, 0, sizeof e->ss);
+            int il = snprintf(e->id, sizeof e->id, "s%08ld", i);
+            int nl = snprintf(e->intent, sizeof e->intent, "intent-%ld", i % 16);
+            int pl = snprintf(e->payload, sizeof e->payload, "{\"step\":%ld,\"note\":\"bench\"}", i);
+            e->ss.id = (mmfs_slice){e->id, (size_t)il};
+            e->ss.has_intent = 1;
+            e->ss.intent_id = (mmfs_slice){e->intent, (size_t)nl};
+            e->ss.has_created_at = 1;
+            e->ss.created_at = 1700000000 + i;
+            e->ss.has_payload = 1;
+            e->ss.payload = (mmfs_slice){e->payload, (size_t)pl};
+            e->ss.fields = (mmfs_slice){fields, fl};
         }
+        for (int j = 0; j < 2; j++) {
+            w6_store *st = &s[(k + j) % 2];
+            mmfs_batch *b = NULL;
+            g_db = st->db;
+            double t0 = bu_cpu_now();
+            MC(mmfs_batch_begin(st->db, &b));
+            for (size_t i = 0; i < m; i++) MC(mmfs_batch_put_session(b, &a[i].ss));
+            MC(mmfs_batch_commit(b, NULL, NULL));
+            st->cpu += bu_cpu_now() - t0;
+        }
+        done += (long)m;
     }
-    if (b) MC(mmfs_batch_commit(b, NULL, NULL));
-    MC(mmfs_sync(db));
-    double dt = bu_now() - t0;
-    mmfs_store_stats st;
-    MC(mmfs_stats(db, &st));
-    close_store(db);
-    if (st.sessions != (uint64_t)n) bu_die("w6: %llu sessions stored, want %ld", (unsigned long long)st.sessions, n);
-    return dt;
+    free(a);
+    w6_close(s, 2, n, 1);
+    for (int v = 0; v < 2; v++) cpu[v] = s[v].cpu;
 }
 
-static double min2(double a, double b) { return a < b ? a : b; }
-
 static void w6(const char *dir, const char *memfile, long n) {
-    char d[4096];
-    snprintf(d, sizeof d, "%s", dir);
-    double none1 = w6_ingest(d, memfile, n, NULL);
-    double hook1 = w6_ingest(d, memfile, n, W6_HOOK);
-    double route1 = w6_ingest(d, memfile, n, W6_ROUTE);
-    double route2 = w6_ingest(d, memfile, n, W6_ROUTE);
-    double hook2 = w6_ingest(d, memfile, n, W6_HOOK);
-    double none2 = w6_ingest(d, memfile, n, NULL);
-    double snone1 = w6_sessions(d, n, NULL);
-    double sschema1 = w6_sessions(d, n, W6_SCHEMA);
-    double sschema2 = w6_sessions(d, n, W6_SCHEMA);
-    double snone2 = w6_sessions(d, n, NULL);
-    bu_rmtree(d);
-    double none = min2(none1, none2), hook = min2(hook1, hook2), route = min2(route1, route2);
-    double snone = min2(snone1, snone2), sschema = min2(sschema1, sschema2);
+    double mem[3], ses[2];
+    bu_rmtree(dir);
+    w6_memories(dir, memfile, n, mem);
+    w6_sessions(dir, n, ses);
+    bu_rmtree(dir);
+    double none = mem[0], hook = mem[1], route = mem[2], snone = ses[0], sschema = ses[1];
     double us = 1e6 / (double)n;
     bu_result("W6", "memmapfs-c", "us_per_append_no_policy", none * us, "us");
     bu_result("W6", "memmapfs-c", "us_per_append_hook", hook * us, "us");

@@ -313,8 +313,9 @@ md:write("Written by `bench/run`; see [README.md](README.md) for what each workl
 md:write("## Machine\n\n```\n", machine, "```\n\n")
 md:write(string.format("Command: `%s` — size **%s**, **%s** runs per figure; every figure below is the median (min, max) of those runs, all systems measured in the same run.\n\n", COMMAND, SIZE, RUNS))
 md:write("## Ratios and goals\n\n", table.concat(ratio_lines, "\n"), "\n\n")
-md:write("W6 rows: µs per command a policy adds, i.e. (time with the policy − time without) ÷ commands, ",
-  "computed within each run, then the median (min, max) over the runs; a negative figure is noise. ",
+md:write("W6 rows: µs per command a policy adds, i.e. (CPU time with the policy − without) ÷ commands, ",
+  "measured side by side, batch by batch, within each run, then the median (min, max) over the runs; ",
+  "a negative figure is noise. ",
   "The ratio is to the goal's µs (≤ 1× meets). ",
   "W1p has no goal of its own in WORKLOADS.md: its ratios are context (issue #5). ")
 md:write("W1g “textbook group commit” rows (context, no goal; W0 `group_commit_Nt_per_s`): N threads, the same ",
