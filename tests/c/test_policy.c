@@ -515,8 +515,25 @@ static void test_schema(void **state) {
     assert_string_equal(mmfs_errmsg(NULL), "session field 'intent_id': required (string), missing");
     out_free(&o);
 
-    /* A field the schema does not list. */
+    /* A key that is not a string: the check in C cannot tell, the check on
+    ** the table decides and words it. */
     uint8_t *q = buf;
+    *q++ = 'T';
+    mmfs__st32(q, 2);
+    q = enc_s(q + 4, "status");
+    q = enc_s(q, "open");
+    *q++ = 'i';
+    mmfs__st64(q, 1);
+    q = enc_s(q + 8, "one");
+    s = session(buf, NULL);
+    s.u.sess.fields.ptr = buf;
+    s.u.sess.fields.len = (size_t)(q - buf);
+    ASSERT_RC(mmfs__policy_run(p, &s, 1, NULL, &o.c), MMFS_REJECTED);
+    assert_string_equal(mmfs_errmsg(NULL), "session field [1]: not in the schema (schemas.session)");
+    out_free(&o);
+
+    /* A field the schema does not list. */
+    q = buf;
     *q++ = 'T';
     mmfs__st32(q, 2);
     q = enc_s(q + 4, "status");
@@ -529,6 +546,7 @@ static void test_schema(void **state) {
     ASSERT_RC(mmfs__policy_run(p, &s, 1, NULL, &o.c), MMFS_REJECTED);
     assert_string_equal(mmfs_errmsg(NULL), "session field 'colour': not in the schema (schemas.session)");
     out_free(&o);
+
     mmfs__policy_free(p);
 
     /* _extra = true lets it through; a wrong type is still caught. */

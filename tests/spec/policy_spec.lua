@@ -340,6 +340,56 @@ describe("policy", function()
       assert.are.equal("blue", db:get_session("s1").colour)
     end)
 
+    -- Sessions as they came are checked from the record, in C; where that
+    -- check cannot tell, the check on the table decides.  Both must agree.
+    it("an integral float is an integer, on every Lua", function()
+      assert(db:set_policy(schema))
+      assert(db:put_session(ok_session { count = 3.0 }))
+      assert.are.equal(3, db:get_session("s1").count)
+    end)
+
+    it("an enumeration of numbers and strings", function()
+      assert(db:set_policy([[
+        return { schemas = { session = { id = "string", created_at = "integer?", level = { 1, 2, "max" } } } }
+      ]]))
+      assert(db:put_session { id = "a", level = 2 })
+      assert(db:put_session { id = "b", level = "max" })
+      local msg = refused(db, "REJECTED", function() return db:put_session { id = "c", level = 3 } end)
+      assert.is_truthy(msg:find("expected one of 1, 2, max", 1, true), msg)
+    end)
+
+    it("is the schema as installed: changing its tables later changes nothing", function()
+      assert(db:set_policy([[
+        local status = { "open" }
+        return {
+          schemas = { session = { id = "string", created_at = "integer?", status = status } },
+          hooks = { set_kv = function() status[2] = "closed" end },
+        }
+      ]]))
+      assert(db:set_kv("k", "v"))
+      local msg = refused(db, "REJECTED", function() return db:put_session { id = "s", status = "closed" } end)
+      assert.is_truthy(msg:find("status", 1, true), msg)
+      assert(db:put_session { id = "s", status = "open" })
+    end)
+
+    it("checks the session a hook left, and not again one it left alone", function()
+      assert(db:set_policy([[
+        return {
+          schemas = { session = { id = "string", created_at = "integer?", status = { "open", "closed" } } },
+          hooks = { put_session = function(cmd)
+            if cmd.session.id == "bad" then cmd.session.status = "lost" end
+          end },
+        }
+      ]]))
+      assert(db:put_session { id = "good", status = "open" })
+      local msg = refused(db, "REJECTED", function() return db:put_session { id = "bad", status = "open" } end)
+      assert.is_truthy(msg:find("session field 'status'", 1, true), msg)
+      assert.is_truthy(msg:find("lost", 1, true), msg)
+      -- what the hook was given is checked before it runs
+      msg = refused(db, "REJECTED", function() return db:put_session { id = "x", status = "odd" } end)
+      assert.is_truthy(msg:find("odd", 1, true), msg)
+    end)
+
     it("checks sessions added by a hook through tx", function()
       assert(db:set_policy([[
         return {

@@ -682,6 +682,115 @@ static void schema_check(lua_State *L, mmfs__policy *p, int idx) {
     }
 }
 
+/* One field of a session record, for schema_fast. */
+typedef struct sval {
+    const char *name;
+    size_t len;
+    uint8_t tag; /* the codec's: s i d t f T */
+    mmfs_slice s; /* the string, for tag s */
+} sval;
+
+/* Skips the encoded value at *PP (before END); 0 if malformed. */
+static int skip_value(const uint8_t **pp, const uint8_t *end, int depth) {
+    const uint8_t *p = *pp;
+    uint32_t n;
+    if (p >= end || depth > MMFS__LF_MAXDEPTH) return 0;
+    switch (*p++) {
+    case 't':
+    case 'f': break;
+    case 'i':
+    case 'd':
+        if (end - p < 8) return 0;
+        p += 8;
+        break;
+    case 's':
+        if (end - p < 4) return 0;
+        n = mmfs__ld32(p);
+        p += 4;
+        if ((size_t)(end - p) < n) return 0;
+        p += n;
+        break;
+    case 'T':
+        if (end - p < 4) return 0;
+        n = mmfs__ld32(p);
+        p += 4;
+        for (uint32_t i = 0; i < n; i++)
+            if (!skip_value(&p, end, depth + 1) || !skip_value(&p, end, depth + 1)) return 0;
+        break;
+    default: return 0;
+    }
+    *pp = p;
+    return 1;
+}
+
+/* Checks session R against schemas.session in C, from the record, without
+** building its table.  1: it passes.  0: it fails, or this check cannot
+** tell (a key that is not a string, many fields, an enumeration with
+** values that are not strings, a float where an integer is wanted): the
+** check on the table then decides, and words the error.  The fields are
+** found as the table would hold them: id, intent_id, created_at, payload
+** over the encoded ones. */
+static int schema_fast(const mmfs__policy *p, const mmfs__rec *r) {
+    sval v[32];
+    size_t n = 0;
+    v[n++] = (sval){"id", 2, 's', r->u.sess.id};
+    if (r->u.sess.has_intent) v[n++] = (sval){"intent_id", 9, 's', r->u.sess.intent_id};
+    v[n++] = (sval){"created_at", 10, 'i', {"", 0}};
+    if (r->u.sess.has_payload) v[n++] = (sval){"payload", 7, 's', r->u.sess.payload};
+    if (r->u.sess.fields.len) {
+        const uint8_t *q = r->u.sess.fields.ptr, *end = q + r->u.sess.fields.len;
+        uint32_t count;
+        if (end - q < 5 || *q != 'T') return 0;
+        count = mmfs__ld32(q + 1);
+        q += 5;
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t kl;
+            if (n == sizeof v / sizeof v[0] || end - q < 5 || *q != 's') return 0;
+            kl = mmfs__ld32(q + 1);
+            q += 5;
+            if ((size_t)(end - q) < kl) return 0;
+            v[n] = (sval){(const char *)q, kl, 0, {"", 0}};
+            q += kl;
+            if (q >= end) return 0;
+            v[n].tag = *q;
+            if (*q == 's' && end - q >= 5 && (size_t)(end - q - 5) >= mmfs__ld32(q + 1))
+                v[n].s = (mmfs_slice){q + 5, mmfs__ld32(q + 1)};
+            if (!skip_value(&q, end, 1)) return 0;
+            n++;
+        }
+    }
+    for (size_t i = 0; i < p->nschema; i++) {
+        const pvm_sfield *f = &p->schema[i];
+        const sval *x = NULL;
+        int ok = 0;
+        for (size_t j = 0; j < n && !x; j++)
+            if (v[j].len == f->len && memcmp(v[j].name, f->name, f->len) == 0) x = &v[j];
+        if (!x) {
+            if (!f->optional) return 0;
+            continue;
+        }
+        switch (f->type) {
+        case PVM_T_STRING: ok = x->tag == 's'; break;
+        case PVM_T_INTEGER: ok = x->tag == 'i'; break;
+        case PVM_T_NUMBER: ok = x->tag == 'i' || x->tag == 'd'; break;
+        case PVM_T_BOOLEAN: ok = x->tag == 't' || x->tag == 'f'; break;
+        case PVM_T_TABLE: ok = x->tag == 'T'; break;
+        default:
+            for (size_t k = 0; f->vals_fast && x->tag == 's' && k < f->nvals && !ok; k++)
+                ok = mmfs__slice_eq(f->vals[k], x->s);
+        }
+        if (!ok) return 0;
+    }
+    if (p->schema_extra) return 1;
+    for (size_t j = 0; j < n; j++) {
+        int known = 0;
+        for (size_t i = 0; i < p->nschema && !known; i++)
+            known = p->schema[i].len == v[j].len && memcmp(p->schema[i].name, v[j].name, v[j].len) == 0;
+        if (!known) return 0;
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------ running commands */
 
 static mmfs__rec *out_push(lua_State *L, mmfs__policy *p) {
@@ -826,6 +935,15 @@ static int cmd_pairs(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_pushnil(L);
     return 3;
+}
+
+/* Does the table at T (absolute) hold no key?  A command table still empty
+** after its hook was neither read nor edited. */
+static int table_empty(lua_State *L, int t) {
+    lua_pushnil(L);
+    if (!lua_next(L, t)) return 1;
+    lua_pop(L, 2);
+    return 0;
 }
 
 /* Pushes field K of the current command table at T, filled in first if
@@ -979,12 +1097,13 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
     int routed = t == MMFS__R_MEMORY && p->ref_route != LUA_NOREF;
     int schema = t == MMFS__R_SESSION_PUT && p->schema != NULL;
     int hook = with_hook && t >= 1 && t <= MMFS__R_MAX && p->ref_hook[t] != LUA_NOREF;
+    int checked = schema && schema_fast(p, in); /* the session as it came passes */
     int top = lua_gettop(L), cmd;
     size_t pend0 = p->npend;
     mmfs__rec r = *in;
     pushed pu = {{NULL, NULL, NULL}};
 
-    if (!routed && !schema && !hook) {
+    if (!routed && (!schema || checked) && !hook) {
         *out_push(L, p) = *in;
         return;
     }
@@ -992,7 +1111,7 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
     push_cmd(L, p, in, &pu);
     cmd = lua_gettop(L);
     if (routed) run_route(L, p, cmd);
-    if (schema) {
+    if (schema && !checked) {
         getf(L, p, cmd, K_SESSION);
         schema_check(L, p, -1);
         lua_pop(L, 1);
@@ -1007,12 +1126,12 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
         p->tx_active = 0;
         if (!lua_toboolean(L, -2) && (lua_type(L, -2) == LUA_TBOOLEAN || !lua_isnil(L, -1))) reject(L, p, 2);
         lua_pop(L, 2);
-        if (schema) {
+        if (schema && (!checked || !untouched(L, p, cmd, K_SESSION))) { /* as the hook left it */
             getf(L, p, cmd, K_SESSION);
             schema_check(L, p, -1);
             lua_pop(L, 1);
         }
-        read_cmd(L, p, cmd, &r, &pu);
+        if (p->cur_has || !table_empty(L, cmd)) read_cmd(L, p, cmd, &r, &pu);
     } else if (routed) { /* route may change the route and the tags only */
         if (!untouched(L, p, cmd, K_ROUTE)) r.u.mem.route = get_str_or(L, p, cmd, K_ROUTE, r.u.mem.route, pu.s[2]);
         if (!untouched(L, p, cmd, K_TAGS)) {
@@ -1324,6 +1443,34 @@ static int tx_get_session(lua_State *L) {
 /* --------------------------------------------------- loading a policy */
 
 /* Compiles schemas.session (the table at IDX). */
+/* The allowed values of F, the array at IDX, copied (the policy's own
+** table may change later; the schema is what it was when compiled): a
+** Lua table for the check on tables, C strings for the check on records. */
+static void compile_enum(lua_State *L, mmfs__policy *p, pvm_sfield *f, int idx, const char *name) {
+    size_t n = pc_rawlen(L, idx);
+    if (n > INT_MAX) luaL_error(L, "policy: schemas.session.%s: too many allowed values", name);
+    f->vals = calloc(n, sizeof *f->vals);
+    if (!f->vals) mmfs__pvm_nomem(L, p);
+    f->vals_fast = 1;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t len;
+            const char *v = lua_tolstring(L, -1, &len);
+            char *c = malloc(len ? len : 1);
+            if (!c) mmfs__pvm_nomem(L, p);
+            memcpy(c, v, len);
+            f->vals[f->nvals].ptr = c;
+            f->vals[f->nvals++].len = len;
+        } else {
+            f->vals_fast = 0;
+        }
+        lua_rawseti(L, -2, (int)i);
+    }
+    f->enum_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 static void compile_schema(lua_State *L, mmfs__policy *p, int idx) {
     size_t n = 0;
     idx = pc_absindex(L, idx);
@@ -1364,8 +1511,7 @@ static void compile_schema(lua_State *L, mmfs__policy *p, int idx) {
             lua_pop(L, 1);
             if (pc_rawlen(L, -1) == 0) luaL_error(L, "policy: schemas.session.%s: an empty list of allowed values", k);
             f->type = PVM_T_ENUM;
-            lua_pushvalue(L, -1);
-            f->enum_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            compile_enum(L, p, f, lua_gettop(L), k);
         } else {
             luaL_error(L, "policy: schemas.session.%s: a type name or a table of allowed values expected, got %s", k,
                        luaL_typename(L, -1));
@@ -1606,7 +1752,11 @@ int mmfs__policy_new(const char *src, size_t len, const mmfs__policy_limits *lim
 void mmfs__policy_free(mmfs__policy *p) {
     if (!p) return;
     if (p->L) lua_close(p->L);
-    for (size_t i = 0; i < p->nschema; i++) free(p->schema[i].name);
+    for (size_t i = 0; i < p->nschema; i++) {
+        free(p->schema[i].name);
+        for (size_t j = 0; j < p->schema[i].nvals; j++) free((void *)p->schema[i].vals[j].ptr);
+        free(p->schema[i].vals);
+    }
     free(p->schema);
     for (size_t i = 0; i < p->nnoindex; i++) free(p->noindex[i]);
     free(p->noindex);

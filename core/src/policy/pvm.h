@@ -23,7 +23,10 @@ typedef struct pvm_sfield {
     size_t len;
     int type;     /* PVM_T_*; PVM_T_ENUM: allowed values in enum_ref */
     int optional; /* "?" suffix, or optional = true in an enumeration */
-    int enum_ref; /* registry reference of the enumeration table */
+    int enum_ref; /* registry reference of the enumeration table (a copy) */
+    mmfs_slice *vals; /* PVM_T_ENUM: C copies of the string values */
+    size_t nvals;
+    int vals_fast;    /* every allowed value is a string: the C check can decide */
 } pvm_sfield;
 
 enum { PVM_T_STRING, PVM_T_INTEGER, PVM_T_NUMBER, PVM_T_BOOLEAN, PVM_T_TABLE, PVM_T_ENUM };
