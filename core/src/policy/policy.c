@@ -47,7 +47,8 @@ static const char *const key_name[K_N] = {NULL, "type", "text", "tags", "route",
 #define KEY(k) (k)
 #define TAGS_MT K_N
 #define CMD_MT (K_N + 1) /* the metatable of command tables */
-#define RUN_SLOTS (K_N + 1) /* the stack slots above, from 1 */
+#define TX (K_N + 2)     /* the tx object */
+#define RUN_SLOTS (K_N + 2) /* the stack slots above, from 1 */
 #define BIT(k) (1u << (k))
 
 /* t[K] = the value on top (popped); T is an absolute index. */
@@ -1119,7 +1120,7 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
     if (hook) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_hook[t]);
         lua_pushvalue(L, cmd);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tx);
+        lua_pushvalue(L, TX);
         begin_call(p, hook_what[t]);
         p->tx_active = 1;
         lua_call(L, 2, 2);
@@ -1164,6 +1165,7 @@ static int run_protected(lua_State *L) {
     lua_remove(L, 1); /* the names at KEY(k) */
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_tags_mt); /* at TAGS_MT */
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_cmd_mt);  /* at CMD_MT */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_tx);      /* at TX */
     for (size_t i = 0; i < a->n; i++) process(L, a->p, &a->in[i], 1);
     return 0;
 }
@@ -1221,6 +1223,12 @@ int mmfs__policy_run(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs_
     run_args a = {p, in, n};
     int status, rc = MMFS_OK;
     run_reset(L, p);
+    if (out->cap - out->n < n) { /* room for the commands as they came: no growing per command */
+        mmfs__rec *v = realloc(out->v, (out->n + n) * sizeof *v);
+        if (!v) return mmfs__err(MMFS_NOMEM, "policy: out of memory");
+        out->v = v;
+        out->cap = out->n + n;
+    }
     p->st = st;
     p->out = out;
     p->call_budget = p->lim.hook_budget;
