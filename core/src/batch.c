@@ -695,6 +695,11 @@ static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *
     }
 leave:
     writer_leave(db);
+    /* Index what was applied outside the writer's lock, before waiting for
+    ** the sync: the next writer need not wait for it, and the device works
+    ** meanwhile.  Failing here loses nothing: it stays queued, and the next
+    ** search drains again and reports. */
+    if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
     if (k2 && k2 != keep) free(k2);
     if (work.cmds != cmds) free(work.cmds);
     work.cmds = NULL;

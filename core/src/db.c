@@ -138,6 +138,7 @@ static int open_store(mmfs_db *db) {
     }
     pthread_rwlock_wrlock(&db->rw);
     rc = mmfs__recover(db);
+    if (rc == MMFS_OK) mmfs__engine_defer_index(db->eng); /* the log so far is indexed */
     pthread_rwlock_unlock(&db->rw);
     if (rc) goto out;
 

@@ -146,6 +146,18 @@ typedef struct mmfs__mems {
     mmfs_slice *route_names; /* interned route names (into the log) */
     size_t nroutes, route_cap;
     mmfs__index *ix; /* docno = (uint32_t)id */
+    /* Deferred indexing (once mmfs__engine_defer_index is called, after
+    ** recovery): apply, under the engine's write lock, only queues the
+    ** index work of a memory, in log order; mmfs__engine_index_drain does
+    ** it later, outside the writer's lock, under ixlock alone.  So ix is
+    ** guarded by ixlock (searches read under it), the queue by qmu; apply
+    ** never waits for ixlock.  The index may lag the entries, never lead:
+    ** searches drain first and check each hit against its entry. */
+    int defer;
+    pthread_rwlock_t ixlock;
+    pthread_mutex_t qmu;
+    struct mmfs__ixop *q; /* q[qhead, qn) wait; under qmu */
+    size_t qhead, qn, qcap;
 } mmfs__mems;
 
 /* memory.c too: documents, the other tenant of the full-text engine. */
@@ -211,6 +223,14 @@ struct mmfs__engine {
 int mmfs__kv_init(mmfs__engine *e);
 void mmfs__kv_free(mmfs__engine *e);
 int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r);
+
+/* A memory's index work, queued: add TEXT as docno, or remove docno. */
+typedef struct mmfs__ixop {
+    uint32_t docno;
+    uint32_t add;
+    const char *text;
+    size_t len;
+} mmfs__ixop;
 
 int mmfs__mem_init(mmfs__engine *e);
 void mmfs__mem_free(mmfs__engine *e);

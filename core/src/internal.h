@@ -196,6 +196,12 @@ int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r);
 
 /* Writer-side queries. */
 uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e); /* 1 + highest id */
+/* From now on memories are indexed by mmfs__engine_index_drain, not by
+** apply (call once, after recovery, before other threads use E). */
+void mmfs__engine_defer_index(mmfs__engine *e);
+/* Indexes the memories applied so far, in log order; any thread, without
+** the engine's lock.  Errors: MMFS_NOMEM (what failed stays queued). */
+int mmfs__engine_index_drain(mmfs__engine *e);
 int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id);
 int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key);
 int mmfs__engine_has_session(const mmfs__engine *e, mmfs_slice id);

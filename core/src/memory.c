@@ -60,6 +60,8 @@ int mmfs__mem_init(mmfs__engine *e) {
     mmfs__hmap_init(&e->mems.routes, route_key, e);
     mmfs__hmap_init(&e->docs.map, doc_key, e);
     e->docs.next = 1;
+    pthread_rwlock_init(&e->mems.ixlock, NULL);
+    pthread_mutex_init(&e->mems.qmu, NULL);
     e->mems.ix = mmfs__index_new();
     e->docs.ix = mmfs__index_new();
     if (!e->mems.ix || !e->docs.ix) return mmfs__err(MMFS_NOMEM, "engine: cannot make the search index");
@@ -82,6 +84,9 @@ void mmfs__mem_free(mmfs__engine *e) {
     free(m->ents);
     free(m->route_names);
     if (m->ix) mmfs__index_free(m->ix);
+    free(m->q);
+    pthread_rwlock_destroy(&m->ixlock);
+    pthread_mutex_destroy(&m->qmu);
     mmfs__hmap_free(&e->docs.map);
     free(e->docs.recs);
     if (e->docs.ix) mmfs__index_free(e->docs.ix);
@@ -218,6 +223,59 @@ static void tag_dead(mmfs__engine *e, mmfs_slice name) {
     }
 }
 
+/* The index work of one memory: done now, or queued (see mmfs__mems). */
+static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
+    mmfs__mems *m = &e->mems;
+    if (!m->defer) {
+        if (add) return mmfs__index_add(m->ix, docno, text.ptr, text.len);
+        mmfs__index_remove(m->ix, docno);
+        return MMFS_OK;
+    }
+    int rc = MMFS_OK;
+    pthread_mutex_lock(&m->qmu);
+    if (m->qn == m->qcap && m->qhead > 0) { /* slide the waiting ops down */
+        memmove(m->q, m->q + m->qhead, (m->qn - m->qhead) * sizeof *m->q);
+        m->qn -= m->qhead;
+        m->qhead = 0;
+    }
+    if (m->qn == m->qcap) rc = mmfs__grow((void **)&m->q, &m->qcap, m->qn + 1, sizeof *m->q);
+    if (rc == MMFS_OK) m->q[m->qn++] = (mmfs__ixop){docno, (uint32_t)add, text.ptr, text.len};
+    pthread_mutex_unlock(&m->qmu);
+    return rc;
+}
+
+void mmfs__engine_defer_index(mmfs__engine *e) { e->mems.defer = 1; }
+
+int mmfs__engine_index_drain(mmfs__engine *e) {
+    mmfs__mems *m = &e->mems;
+    int rc = MMFS_OK;
+    pthread_mutex_lock(&m->qmu);
+    int idle = m->qhead == m->qn;
+    pthread_mutex_unlock(&m->qmu);
+    if (idle) return MMFS_OK;
+    pthread_rwlock_wrlock(&m->ixlock);
+    for (;;) {
+        /* One drainer at a time (ixlock), so the head is ours; apply may
+        ** append and move q meanwhile, so copy the op under qmu. */
+        pthread_mutex_lock(&m->qmu);
+        if (m->qhead == m->qn) {
+            m->qhead = m->qn = 0;
+            pthread_mutex_unlock(&m->qmu);
+            break;
+        }
+        mmfs__ixop op = m->q[m->qhead];
+        pthread_mutex_unlock(&m->qmu);
+        if (op.add) rc = mmfs__index_add(m->ix, op.docno, op.text, op.len);
+        else mmfs__index_remove(m->ix, op.docno);
+        if (rc) break; /* left at the head: the next drain tries again */
+        pthread_mutex_lock(&m->qmu);
+        m->qhead++;
+        pthread_mutex_unlock(&m->qmu);
+    }
+    pthread_rwlock_unlock(&m->ixlock);
+    return rc;
+}
+
 static void mem_delete(mmfs__engine *e, mmfs__mem_ent *ent) {
     mmfs__rec r;
     ent->deleted = 1; /* first: tag_dead's sweep must see it dead */
@@ -225,7 +283,9 @@ static void mem_delete(mmfs__engine *e, mmfs__mem_ent *ent) {
     e->live_bytes -= mmfs__raw_len(ent->raw);
     struct time_key k = {mmfs__raw_mem_created(ent->raw), mmfs__raw_mem_id(ent->raw)};
     mmfs__bt_del(&e->mems.by_time, &k);
-    mmfs__index_remove(e->mems.ix, (uint32_t)k.id);
+    /* Out of memory to queue the removal leaves the memory in the index,
+    ** where searches skip it (they check each hit against its entry). */
+    (void)index_op(e, (uint32_t)k.id, 0, (mmfs_slice){"", 0});
     if (mmfs__raw_decode(ent->raw, &r) != MMFS_OK) return;
     const uint8_t *p = r.u.mem.tags.ptr;
     for (uint32_t i = 0; i < r.u.mem.ntags; i++) tag_dead(e, mmfs__tag_next(&p));
@@ -254,9 +314,7 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
         if ((rc = tag_add(e, mmfs__tag_next(&p), id))) return rc;
     /* A route with index = false keeps its memories out of search; the
     ** writer decided it under the policy in force and marked the record. */
-    if (!(r->flags & MMFS__RF_NOINDEX) &&
-        (rc = mmfs__index_add(e->mems.ix, (uint32_t)id, r->u.mem.text.ptr, r->u.mem.text.len)))
-        return rc;
+    if (!(r->flags & MMFS__RF_NOINDEX) && (rc = index_op(e, (uint32_t)id, 1, r->u.mem.text))) return rc;
     ent->raw = r->raw;
     ent->route = route;
     ent->deleted = 0;
@@ -522,7 +580,11 @@ int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs
     uint64_t *ids = NULL;
     double *scores = NULL;
     size_t n = 0;
+    int ixlocked = 0;
     if ((rc = filter_init(&mf, e, f, &none))) goto done;
+    if ((rc = mmfs__engine_index_drain(e))) goto done;
+    pthread_rwlock_rdlock(&e->mems.ixlock);
+    ixlocked = 1;
     /* Run the search even when nothing can match, so that a malformed
     ** query is reported. */
     uint64_t live = mmfs__index_count(e->mems.ix);
@@ -545,6 +607,7 @@ int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs
     }
     n = m;
 done:
+    if (ixlocked) pthread_rwlock_unlock(&e->mems.ixlock);
     if (rc == MMFS_OK) rc = mem_list(e, ids, scores, n, out);
     mmfs__read_end(db);
     filter_done(&mf);
