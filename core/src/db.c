@@ -52,6 +52,10 @@ int mmfs__catch_up(mmfs_db *db) {
     target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
     int rc = mmfs__catch_up_locked(db, target);
     pthread_mutex_unlock(&db->wmu);
+    /* Index what arrived, as a writer does after its commit: a handle that
+    ** only reads must not queue the index work of every memory others add.
+    ** A failure stays queued; the next search reports it. */
+    if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
     return rc;
 }
 
