@@ -510,12 +510,16 @@ describe("policy", function()
     for k in pairs(calls) do kinds[#kinds + 1] = k end
     table.sort(kinds)
 
-    it("every command type: nil, reason rejects it and writes nothing", function()
-      -- something for the deletes to delete
+    -- Something for the deletes to delete.
+    local function seed()
       assert(db:append_memory("m0", {}))
       assert(db:set_kv("k", "v0"))
       assert(db:put_session { id = "s" })
       assert(db:index("d", "text0"))
+    end
+
+    it("every command type: nil, reason rejects it and writes nothing", function()
+      seed()
       local hooks = {}
       for _, k in ipairs(kinds) do
         hooks[#hooks + 1] = ("%s = function(cmd) return nil, 'no %s here' end"):format(k, k)
@@ -582,10 +586,7 @@ describe("policy", function()
           delete_session = "id,type", append_stream = "bytes,key,type", index = "key,text,type",
           unindex = "key,type", update_state = "type,value",
         }
-        assert(db:append_memory("m0", {}))
-        assert(db:set_kv("k", "v0"))
-        assert(db:put_session { id = "s" })
-        assert(db:index("d", "text0"))
+        seed()
         local hooks = {}
         for _, k in ipairs(kinds) do
           hooks[#hooks + 1] = k .. [[ = function(cmd)
