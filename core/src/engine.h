@@ -154,6 +154,7 @@ typedef struct mmfs__mems {
     ** never waits for ixlock.  The index may lag the entries, never lead:
     ** searches drain first and check each hit against its entry. */
     int defer;
+    int locks; /* ixlock and qmu are initialised */
     pthread_rwlock_t ixlock;
     pthread_mutex_t qmu;
     struct mmfs__ixop *q; /* q[qhead, qn) wait; under qmu */

@@ -62,6 +62,7 @@ int mmfs__mem_init(mmfs__engine *e) {
     e->docs.next = 1;
     pthread_rwlock_init(&e->mems.ixlock, NULL);
     pthread_mutex_init(&e->mems.qmu, NULL);
+    e->mems.locks = 1;
     e->mems.ix = mmfs__index_new();
     e->docs.ix = mmfs__index_new();
     if (!e->mems.ix || !e->docs.ix) return mmfs__err(MMFS_NOMEM, "engine: cannot make the search index");
@@ -85,8 +86,10 @@ void mmfs__mem_free(mmfs__engine *e) {
     free(m->route_names);
     if (m->ix) mmfs__index_free(m->ix);
     free(m->q);
-    pthread_rwlock_destroy(&m->ixlock);
-    pthread_mutex_destroy(&m->qmu);
+    if (m->locks) { /* not when an earlier module's init failed */
+        pthread_rwlock_destroy(&m->ixlock);
+        pthread_mutex_destroy(&m->qmu);
+    }
     mmfs__hmap_free(&e->docs.map);
     free(e->docs.recs);
     if (e->docs.ix) mmfs__index_free(e->docs.ix);
