@@ -50,6 +50,7 @@ static const char *const key_name[K_N] = {NULL, "type", "text", "tags", "route",
 #define TX (K_N + 2)     /* the tx object */
 #define RUN_SLOTS (K_N + 2) /* the stack slots above, from 1 */
 #define BIT(k) (1u << (k))
+#define ANY_FIELD (BIT(K_N) - BIT(K_TYPE)) /* the bits K_TYPE .. K_N - 1 */
 
 /* t[K] = the value on top (popped); T is an absolute index. */
 static void setk(lua_State *L, int t, int k) {
@@ -242,7 +243,6 @@ static int sb_xpcall(lua_State *L) {
     return 2;
 }
 
-/* string.rep(s, n [, sep]) with its result bounded by the memory limit. */
 #if LUA_VERSION_NUM < 502
 /* pairs honouring __pairs, as in 5.2 and later, so that command tables
 ** list their lazy fields under every Lua. */
@@ -260,6 +260,7 @@ static int sb_pairs(lua_State *L) {
 }
 #endif
 
+/* string.rep(s, n [, sep]) with its result bounded by the memory limit. */
 static int sb_rep(lua_State *L) {
     mmfs__policy *p = lua_touserdata(L, lua_upvalueindex(1));
     size_t l, lsep = 0;
@@ -752,11 +753,10 @@ static int schema_fast(const mmfs__policy *p, const mmfs__rec *r) {
             if ((size_t)(end - q) < kl) return 0;
             v[n] = (sval){(const char *)q, kl, 0, {"", 0}};
             q += kl;
-            if (q >= end) return 0;
-            v[n].tag = *q;
-            if (*q == 's' && end - q >= 5 && (size_t)(end - q - 5) >= mmfs__ld32(q + 1))
-                v[n].s = (mmfs_slice){q + 5, mmfs__ld32(q + 1)};
-            if (!skip_value(&q, end, 1)) return 0;
+            const uint8_t *val = q;
+            if (!skip_value(&q, end, 1)) return 0; /* also checks a string's length */
+            v[n].tag = *val;
+            if (*val == 's') v[n].s = (mmfs_slice){val + 5, mmfs__ld32(val + 1)};
             n++;
         }
     }
@@ -906,7 +906,7 @@ static int cmd_index(lua_State *L) {
     mmfs__policy *p = lua_touserdata(L, lua_upvalueindex(1));
     int k;
     if (!is_current(L, p, 1)) {
-        if ((k = field_key(L, 2, BIT(K_N) - 2)) != 0)
+        if ((k = field_key(L, 2, ANY_FIELD)) != 0)
             return luaL_error(L, "policy: %s: cmd.%s read after the call that got cmd returned (copy what you "
                                  "need during the call)",
                               p->what, key_name[k]);
@@ -947,19 +947,7 @@ static int table_empty(lua_State *L, int t) {
     return 0;
 }
 
-/* Pushes field K of the current command table at T, filled in first if
-** it was not. */
-static void getf(lua_State *L, mmfs__policy *p, int t, int k) {
-    if (!(p->cur_has & BIT(k))) {
-        getk(L, t, k);
-        int absent = lua_isnil(L, -1);
-        lua_pop(L, 1);
-        if (absent) fill(L, p, t, k, TAGS_MT);
-    }
-    getk(L, t, k);
-}
-
-/* Is lazy field K of the command table at T neither read nor set? */
+/* Is field K of the command table at T neither read nor set? */
 static int untouched(lua_State *L, const mmfs__policy *p, int t, int k) {
     int none;
     if (p->cur_has & BIT(k)) return 0;
@@ -967,6 +955,13 @@ static int untouched(lua_State *L, const mmfs__policy *p, int t, int k) {
     none = lua_isnil(L, -1);
     lua_pop(L, 1);
     return none;
+}
+
+/* Pushes field K of the current command table at T, filled in first if
+** it was not. */
+static void getf(lua_State *L, mmfs__policy *p, int t, int k) {
+    if (untouched(L, p, t, k)) fill(L, p, t, k, TAGS_MT);
+    getk(L, t, k);
 }
 
 /* Pushes command R as a table, empty but for its metatable (its fields are
@@ -1450,7 +1445,6 @@ static int tx_get_session(lua_State *L) {
 
 /* --------------------------------------------------- loading a policy */
 
-/* Compiles schemas.session (the table at IDX). */
 /* The allowed values of F, the array at IDX, copied (the policy's own
 ** table may change later; the schema is what it was when compiled): a
 ** Lua table for the check on tables, C strings for the check on records. */
@@ -1479,6 +1473,7 @@ static void compile_enum(lua_State *L, mmfs__policy *p, pvm_sfield *f, int idx, 
     f->enum_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* Compiles schemas.session (the table at IDX). */
 static void compile_schema(lua_State *L, mmfs__policy *p, int idx) {
     size_t n = 0;
     idx = pc_absindex(L, idx);
