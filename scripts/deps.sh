@@ -5,14 +5,27 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libxxhash-dev libsodium-dev libcmocka-dev
       liblua5.4-dev lua5.4 lua-busted
-      lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev luajit libluajit-5.1-dev
+      lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
       clang libclang-rt-14-dev fiu-utils libfiu-dev valgrind
       luarocks
       "$@")
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# Debian has two LuaJIT packages that exclude each other: luajit and luajit2
+# (OpenResty's, which libnginx-mod-http-lua needs).  Use whichever is there;
+# install luajit2 only when neither is, so nginx's Lua module can sit beside it.
+if installed luajit2 || installed libluajit2-5.1-dev; then
+  pkgs+=(luajit2 libluajit2-5.1-dev)
+elif installed luajit || installed libluajit-5.1-dev; then
+  pkgs+=(luajit libluajit-5.1-dev)
+else
+  pkgs+=(luajit2 libluajit2-5.1-dev)
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
