@@ -49,6 +49,18 @@ describe("memmapfs.ffi", function()
     assert.are.equal(Cm.version, F.version)
   end)
 
+  it("declares every struct of memmapfs.h as the C compiler lays it out", function()
+    local layout = assert(os.getenv("MMFS_FFI_LAYOUT"), "MMFS_FFI_LAYOUT is not set")
+    local out = H.capture(H.quote(layout))
+    local n = 0
+    for st, field, v in out:gmatch("(%S+) (%S+) (%d+)\n") do
+      local got = field == "sizeof" and ffi.sizeof(st) or ffi.offsetof(st, field)
+      assert.are.equal(tonumber(v), got, st .. " " .. field)
+      n = n + 1
+    end
+    assert.is_true(n > 50, out)
+  end)
+
   describe("finds the library", function()
     local libdir = library:match("^(.*)/[^/]+$")
 
