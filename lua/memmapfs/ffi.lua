@@ -46,10 +46,14 @@ local sbyte, schar, sfind, ssub, sformat = string.byte, string.char, string.find
 local getinfo = debug.getinfo
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack") -- 5.1: a global
 
--- The declarations mirror core/include/memmapfs.h.  mmfs_slice's pointer
--- is declared const char * (same layout as const void *) so that a Lua
--- string can be assigned to it and ffi.string can read it.
-ffi.cdef [[
+-- The declarations mirror core/include/memmapfs.h (tests/ffi/layout.c
+-- checks the struct layouts).  mmfs_slice's pointer is declared const
+-- char * (same layout as const void *) so that a Lua string can be
+-- assigned to it and ffi.string can read it.  They are made once per Lua
+-- state: loading this file again (a cleared package.loaded, OpenResty's
+-- lua_code_cache off) must not redefine them, which LuaJIT refuses.
+local declared = pcall(ffi.typeof, "struct mmfs_store_stats")
+if not declared then ffi.cdef [[
 typedef struct mmfs_db mmfs_db;
 typedef struct mmfs_slice { const char *ptr; size_t len; } mmfs_slice;
 
@@ -164,7 +168,7 @@ typedef struct mmfs_store_stats {
            dead_bytes, lsn, durable_lsn, state_version, segments;
 } mmfs_store_stats;
 int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);
-]]
+]] end
 
 -- Loader and libc functions, declared apart: another module may have
 -- declared them already (a second cdef of a function is an error).
@@ -252,7 +256,7 @@ local lib = load_library()
 -- first five argument registers (x86-64 has six, arm64 eight), where the
 -- two conventions cannot differ.  Other platforms use the by-value calls.
 local FAST = (ffi.arch == "x64" or ffi.arch == "arm64") and ffi.os ~= "Windows"
-if FAST then
+if FAST and not declared then
   ffi.cdef [[
 int mmfs__ffi_get_kv(mmfs_db *db, const char *k, size_t kn, mmfs_slice *value)
   __asm__("mmfs_get_kv");

@@ -61,6 +61,19 @@ describe("memmapfs.ffi", function()
     assert.is_true(n > 50, out)
   end)
 
+  it("loads again in the same Lua state (no redefinition)", function()
+    local out = H.child(([[
+      local a = require "memmapfs.ffi"
+      package.loaded["memmapfs.ffi"] = nil
+      local b = require "memmapfs.ffi"
+      local db = assert(b.open(%q))
+      assert(db:set_kv("k", "v"))
+      io.write(tostring(a ~= b), " ", db:get_kv("k"))
+      db:close()
+    ]]):format(H.store_path("reload")))
+    assert.are.equal("true v", out)
+  end)
+
   describe("finds the library", function()
     local libdir = library:match("^(.*)/[^/]+$")
 
