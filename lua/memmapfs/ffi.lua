@@ -16,7 +16,9 @@
 --      the prefix it is installed under (PREFIX/share/lua/5.1/memmapfs/ ->
 --      PREFIX/lib, PREFIX/lib/<multiarch>, PREFIX/lib64);
 --   3. the dynamic loader's own search: libmemmapfs.so, libmemmapfs.so.0
---      (LD_LIBRARY_PATH, ldconfig's cache).
+--      (LD_LIBRARY_PATH, ldconfig's cache);
+--   4. the C module memmapfs/core.so on package.cpath (what a LuaRocks
+--      install provides): it exports the same C API.
 --
 -- Invariants:
 -- - A handle's C pointer (field h) is nil once closed; methods on a closed
@@ -230,7 +232,10 @@ local function load_library()
     end
   end
   if not forced then
-    for _, name in ipairs { "libmemmapfs.so", "libmemmapfs.so.0" } do
+    local names = { "libmemmapfs.so", "libmemmapfs.so.0" }
+    local search = rawget(package, "searchpath")
+    names[3] = search and search("memmapfs.core", package.cpath)
+    for _, name in ipairs(names) do
       C.dlopen(name, RTLD_NOW + RTLD_DEEPBIND)
       local ok, lib = pcall(ffi.load, name)
       if ok then return lib end

@@ -115,6 +115,21 @@ describe("memmapfs.ffi", function()
       assert.are.equal("v", out)
     end)
 
+    it("in the C module on package.cpath (a LuaRocks install), policies included", function()
+      local cpath = assert(os.getenv("MMFS_TEST_CPATH"))
+      local out = child(("LUA_PATH=%s LUA_CPATH=%s"):format(H.quote(root .. "/lua/?.lua;;"),
+        H.quote(cpath .. "/?.so")), ([[
+        local m = require "memmapfs.ffi"
+        assert(package.loaded["memmapfs.core"] == nil)
+        local db = assert(m.open(%q, { policy =
+          "return { hooks = { set_kv = function(cmd) cmd.value = cmd.value .. '!' end } }" }))
+        assert(db:set_kv("k", "v"))
+        io.write(db:get_kv("k"))
+        db:close()
+      ]]):format(H.store_path("cpath")))
+      assert.are.equal("v!", out)
+    end)
+
     it("says how to point at it when it is not found", function()
       local out, ok = child(("MMFS_LIBRARY=%s LUA_PATH=%s"):format(
         H.quote(H.tmpdir("nolib") .. "/libmemmapfs.so"), H.quote(root .. "/lua/?.lua;;")),
