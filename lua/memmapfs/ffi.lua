@@ -368,7 +368,7 @@ local NIDS = ffi.new("size_t[1]")
 -- What the scratch cdata point into besides the call's own arguments
 -- (tag arrays, encoded session fields): held here until the next call,
 -- since the garbage collector does not follow a cdata pointer.
-local keep1, keep2
+local keep1, keep2 -- luacheck: ignore (written only: C reads what they hold)
 
 local function slice(s, str)
   s.ptr = str
@@ -1077,7 +1077,7 @@ end
 -- Reads a line (with its newline when KEEP); returns it, whether there was
 -- one, the status.
 local function read_line(r, keep)
-  local parts, ok, rc = {}, false, OK
+  local parts, ok, rc = {}, false
   while true do
     rc = lib.mmfs_reader_peek(r, CHUNK)
     if rc ~= OK or CHUNK.len == 0 then break end
@@ -1572,7 +1572,6 @@ function M.open(dir, opts)
   check_opts(opts, 2)
   local o = OPTS
   lib.mmfs_options_init(o)
-  local keep = {}
   if opts ~= nil then
     local s = opt_field(opts, 2, "sync", "string")
     if s then
@@ -1595,7 +1594,7 @@ function M.open(dir, opts)
     end
     s = opt_field(opts, 2, "key", "string")
     if s then
-      keep.key = s
+      keep1 = s
       o.key = s
       o.key_len = #s
       -- a key means keyed BLAKE2b: reopening with the key alone must work
@@ -1620,7 +1619,7 @@ function M.open(dir, opts)
     s = opt_field(opts, 2, "policy", "string")
     if s then
       s = read_file(s) or s -- a string naming an existing file is its path
-      keep.policy = s
+      keep2 = s
       slice(o.policy, s)
     end
     v = opt_field(opts, 2, "hook_budget", "integer")

@@ -178,7 +178,10 @@ describe("memmapfs.ffi", function()
       { "append_memory tags type", function(_, db) return db:append_memory("x", "a") end },
       { "append_memory created_at", function(_, db) return db:append_memory("x", {}, { created_at = 1.5 }) end },
       { "append_memory route type", function(_, db) return db:append_memory("x", {}, { route = 1 }) end },
-      { "get_memory 1", function(_, db) local m = db:get_memory(1); return m.text, m.tags[2], m.created_at, m.route end },
+      { "get_memory 1", function(_, db)
+        local m = db:get_memory(1)
+        return m.text, m.tags[2], m.created_at, m.route
+      end },
       { "get_memory -1", function(_, db) return db:get_memory(-1) end },
       { "get_memory 1.5", function(_, db) return db:get_memory(1.5) end },
       { "get_memory '1'", function(_, db) return db:get_memory("1") end },
