@@ -321,6 +321,27 @@ describe("memmapfs.ffi", function()
       c:close()
     end)
 
+    it("read each other's session fields (the codec in Lua and in C agree)", function()
+      local dir = H.store_path("sessions")
+      local f = assert(F.open(dir))
+      local c = assert(Cm.open(dir))
+      local fields = { n = 3, neg = -2 ^ 53, f = 1.5, tiny = 1e-300, b = true, no = false,
+        s = "bin\0\255", e = "", list = { 1, "two", { three = 3 } }, [7] = "seven", [2.5] = "x" }
+      local function session(id)
+        local t = { id = id, intent_id = "i", created_at = 1700000000, payload = "p" }
+        for k, v in pairs(fields) do t[k] = v end
+        return t
+      end
+      assert(f:put_session(session("by-ffi")))
+      assert(c:put_session(session("by-c")))
+      for _, id in ipairs { "by-ffi", "by-c" } do
+        assert.are.same(session(id), c:get_session(id))
+        assert.are.same(session(id), f:get_session(id))
+      end
+      f:close()
+      c:close()
+    end)
+
     it("sub:fd() turns readable on another process's update", function()
       local db, dir = H.open()
       local sub = assert(db:subscribe_state())
