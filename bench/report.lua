@@ -176,6 +176,11 @@ cmp { w = "W7", what = "Lua read ÷ W0 mmap read", a = { "W7", "memmapfs-lua", "
 cmp { w = "W7", what = "C read (zero-copy) ÷ cat > /dev/null", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W7", "cat", "read_gb_per_s" } }
 cmp { w = "W7", what = "C read (zero-copy) ÷ W0 mmap read of a fresh mapping", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W0", "machine", "mmap_fault_read_gb_per_s" } }
 cmp { w = "W7", what = "cat > /dev/null ÷ W0 mmap read", a = { "W7", "cat", "read_gb_per_s" }, b = MMAP }
+-- FFI: the LuaJIT FFI binding's time per call ÷ the C module's, both under
+-- LuaJIT (bench/ffi_bench.lua); below 1 the FFI binding is faster.  Context.
+for _, m in ipairs { "get_kv_ns", "append_batch_ns", "search_ns" } do
+  cmp { w = "FFI", what = "FFI binding ÷ C module under LuaJIT, time per " .. m:gsub("_ns$", ""), a = { "FFI", "memmapfs-luajit-ffi", m }, b = { "FFI", "memmapfs-luajit-c", m } }
+end
 
 local rows = {}
 for _, c in ipairs(C) do

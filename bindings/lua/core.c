@@ -191,7 +191,7 @@ static const mmfs_slice *check_strings(lua_State *L, int idx, int arg, const cha
         if (lua_type(L, -1) != LUA_TSTRING) {
             const char *msg =
                 lua_pushfstring(L, "%s[%d]: string expected, got %s", name, (int)(i + 1),
-                                luaL_typename(L, -2));
+                                luaL_typename(L, -1));
             luaL_argerror(L, arg, msg);
         }
         v[i].ptr = lua_tolstring(L, -1, &len);

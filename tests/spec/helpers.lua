@@ -7,6 +7,14 @@ local memmapfs = require "memmapfs"
 
 local H = {}
 
+--- The binding under test: "c" (init.lua over the C module memmapfs.core)
+-- or "ffi" (memmapfs.ffi over the shared library: tests/run-busted.sh
+-- with "ffi" makes require "memmapfs" give it, here and in children).
+H.binding = os.getenv("MMFS_TEST_BINDING") == "ffi" and "ffi" or "c"
+if H.binding == "ffi" then
+  assert(memmapfs == require "memmapfs.ffi", "MMFS_TEST_BINDING=ffi, but memmapfs is not memmapfs.ffi")
+end
+
 H.sync_modes = { "always", "batch", "none" }
 
 local base = os.getenv("MMFS_TEST_TMP")
