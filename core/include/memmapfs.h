@@ -120,7 +120,8 @@ typedef struct mmfs_options {
     size_t key_len;              /* 16..64 bytes when key is set */
     int readonly;                /* no writer lock; writes give MMFS_READONLY */
     int create;                  /* create the store if missing (default 1) */
-    int lock_timeout_ms;         /* writer lock wait before MMFS_BUSY (10000) */
+    int lock_timeout_ms;         /* writer lock wait before MMFS_BUSY (10000);
+                                    0: try once, MMFS_BUSY at once (event loops) */
     uint64_t segment_size;       /* log segment size at creation (64 MiB) */
     mmfs_slice policy;           /* policy source to install if it differs from
                                     the store's (empty: leave it as it is) */
