@@ -484,6 +484,12 @@ MMFS_API int mmfs_sync(mmfs_db *db);
 /* Catches up with frames other processes appended (reads do it anyway). */
 MMFS_API int mmfs_refresh(mmfs_db *db);
 
+/* The store's directory: the name given to mmfs_open without trailing
+** slashes (relative if it was).  Owned by DB, valid until mmfs_close(db);
+** NULL when DB is NULL.  No error: it works on any open handle, also one
+** used across fork() or refusing writes. */
+MMFS_API const char *mmfs_path(const mmfs_db *db);
+
 /* Re-reads every frame of the log and checks its checksum.
 ** Errors: MMFS_CORRUPT (message names segment and offset). */
 MMFS_API int mmfs_verify(mmfs_db *db);
