@@ -32,7 +32,7 @@ local function transfer(out, url, method, data, extra)
   if data then out[#out + 1] = "data-binary = " .. q(data) end
   if extra then out[#out + 1] = extra end
   out[#out + 1] = 'write-out = "<<@@ %{http_code} %header{x-worker} %{url_effective}\\n"'
-  out[#out + 1] = "max-time = 20"
+  out[#out + 1] = "max-time = 10"
   out[#out + 1] = "next"
 end
 

@@ -27,11 +27,18 @@ command -v curl >/dev/null 2>&1 || skip "curl is not installed (scripts/deps.sh 
   skip "memmapfs.core was not built for LuaJIT (install luajit2 and libluajit2-5.1-dev)"
 command -v lua5.4 >/dev/null 2>&1 || skip "lua5.4 (the checker's interpreter) is not installed"
 
+# A sanitizer build preloads the sanitizer runtimes (tests/integration/
+# CMakeLists.txt): nginx and the checker load the instrumented module and
+# need them; curl does not, and hangs with them.
+preload=${LD_PRELOAD:-}
+unset LD_PRELOAD
+
 mkdir -p "$base"
 tmp=$(mktemp -d "$base/nginx.XXXXXX")
 prefix=$tmp/prefix
-master=""
+master="" watchdog=""
 cleanup() {
+  kill "$watchdog" 2>/dev/null || true
   if [ -n "$master" ] && kill -0 "$master" 2>/dev/null; then
     kill -TERM "$master" 2>/dev/null || true
     sleep 1
@@ -40,7 +47,12 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 1' INT TERM
+trap 'echo "FAIL: interrupted, or still running after 50 s"; exit 1' INT TERM
+# ctest's timeout would kill this script but not the nginx it started: stop
+# first, with the cleanup above, when the minute is nearly over.  (No
+# output: a leftover sleep must not hold ctest's pipe open.)
+( sleep 50; kill -TERM "$(cat "$prefix/logs/nginx.pid")"; kill -TERM $$ ) >/dev/null 2>&1 &
+watchdog=$!
 
 # The prefix holds the example as it is, linked, plus the modules on the
 # paths its nginx.conf names ($prefix/lua, $prefix/lib).
@@ -51,7 +63,7 @@ ln -s "$build/luajit/memmapfs/core.so" "$prefix/lib/memmapfs/core.so"
 export MEMMAPFS_STORE="$tmp/store"
 
 check() {
-  LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua" LUA_CPATH="$build/lua/?.so" \
+  LD_PRELOAD=$preload LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua" LUA_CPATH="$build/lua/?.so" \
     lua5.4 "$root/tests/integration/nginx_check.lua" "$@"
 }
 
@@ -65,7 +77,7 @@ while :; do
   { [ "$(id -u)" -eq 0 ] && echo "user root root;"
     sed "s/127\.0\.0\.1:8080/127.0.0.1:$port/" "$root/examples/openresty/nginx.conf"; } \
     > "$prefix/nginx.conf"
-  if nginx -p "$prefix" -c nginx.conf -e logs/error.log 2>"$tmp/start.err"; then break; fi
+  if LD_PRELOAD=$preload nginx -p "$prefix" -c nginx.conf -e logs/error.log 2>"$tmp/start.err"; then break; fi
   if [ $tries -ge 10 ] || ! grep -q "in use" "$tmp/start.err"; then
     cat "$tmp/start.err" "$prefix/logs/error.log" 2>/dev/null
     echo "FAIL: nginx did not start"
@@ -79,9 +91,9 @@ master=$(cat "$prefix/logs/nginx.pid")
 # Wait until every worker has opened the store (a request answered by a
 # worker whose open timer has not run yet would get 503).
 i=0
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/state")" = 200 ]; do
+until [ "$(timeout 5 curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/state")" = 200 ]; do
   i=$((i + 1))
-  [ $i -lt 100 ] || { echo "FAIL: nginx does not answer"; cat "$prefix/logs/error.log"; exit 1; }
+  [ $i -lt 50 ] || { echo "FAIL: nginx does not answer"; cat "$prefix/logs/error.log"; exit 1; }
   sleep 0.1
 done
 sleep 0.3
@@ -91,7 +103,7 @@ check load "$tmp" "$port" $CLIENTS $N
 pids=""
 c=1
 while [ $c -le $CLIENTS ]; do
-  curl -s -K "$tmp/load-$c.curl" >"$tmp/load-$c.out" 2>/dev/null &
+  timeout 30 curl -s -K "$tmp/load-$c.curl" >"$tmp/load-$c.out" 2>/dev/null &
   pids="$pids $!"
   c=$((c + 1))
 done
@@ -114,7 +126,7 @@ echo "killed worker $victim after $done_ of $total answers"
 for p in $pids; do wait "$p" || true; done
 
 check final "$tmp" "$port" $CLIENTS $N
-curl -s -K "$tmp/final.curl" >"$tmp/final.out" 2>/dev/null || true
+timeout 10 curl -s -K "$tmp/final.curl" >"$tmp/final.out" 2>/dev/null || true
 
 kill -QUIT "$master"
 i=0
