@@ -1501,7 +1501,9 @@ static const luaL_Reg batch_meta[] = {
 
 /* Creates metatable NAME with META and an __index table of METHODS, and
 ** stores the methods table as field FIELD of the module table (on top
-** before the call) so that init.lua can add the methods written in Lua. */
+** before the call) so that init.lua can add the methods written in Lua.
+** Each method's upvalues: 1 the metatable (check_db), 2 its own name
+** (arg_error). */
 static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
                      const luaL_Reg *meta, const char *field) {
     luaL_newmetatable(L, name);
