@@ -1396,9 +1396,12 @@ static int l_open(lua_State *L) {
             if (lua_type(L, -1) == LUA_TSTRING)
                 for (i = 0; known[i] && !found; i++) found = !strcmp(lua_tostring(L, -1), known[i]);
             if (!found) {
-                const char *name =
-                    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
-                return push_err(L, lua_pushfstring(L, "unknown option '%s'", name),
+                if (lua_type(L, -1) != LUA_TSTRING) /* {"always"}: a list, not options */
+                    return push_err(L, lua_pushfstring(L, "unknown option (a %s key; options are "
+                                                          "named, e.g. sync = \"always\")",
+                                                       luaL_typename(L, -1)),
+                                    MMFS_INVALID);
+                return push_err(L, lua_pushfstring(L, "unknown option '%s'", lua_tostring(L, -1)),
                                 MMFS_INVALID);
             }
         }
