@@ -541,6 +541,25 @@ static void test_lock_timeout_busy(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* mmfs_path gives the directory as given to mmfs_open, without trailing
+** slashes, for as long as the handle is open. */
+static void test_path(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("store-path");
+    size_t n = strlen(dir);
+    char *slashed = malloc(n + 3);
+    assert_non_null(slashed);
+    snprintf(slashed, n + 3, "%s//", dir);
+    mmfs_db *db = NULL;
+    mmfs_options o = mmfs_test_options(0);
+    MMFS_OK_OR_FAIL(mmfs_open(slashed, &o, &db));
+    free(slashed); /* the handle keeps its own copy */
+    assert_string_equal(mmfs_path(db), dir);
+    assert_null(mmfs_path(NULL));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 /* lock_timeout_ms = 0 (event loops): while another process holds the
 ** writer lock, a write is BUSY after one try, writes nothing, and the
 ** next write after the lock is released goes through. */
@@ -779,6 +798,7 @@ int main(void) {
         cmocka_unit_test(test_two_handles_see_each_other),
         cmocka_unit_test(test_lock_timeout_busy),
         cmocka_unit_test(test_lock_timeout_zero_busy),
+        cmocka_unit_test(test_path),
         cmocka_unit_test(test_lock_timeout_zero_thread),
         cmocka_unit_test(test_fork_child_refuses),
         cmocka_unit_test(test_verify_clean_store),
