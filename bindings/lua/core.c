@@ -99,11 +99,29 @@ static int push_busy(lua_State *L) {
                     MMFS_BUSY);
 }
 
+/* Raises "bad argument #N to 'NAME' (MSG)" for argument ARG of the running
+** binding function, which carries its own NAME as upvalue 2 (new_type,
+** luaopen_memmapfs_core): luaL_argerror finds the name in debug
+** information, which LuaJIT loses in a tail call and every Lua loses in
+** pcall(db.set_kv, db, ...), leaving '?'.  A method (upvalue 1 is its
+** metatable) counts arguments after self, as db:set_kv(k, v) reads.
+** Functions without the name (__gc, __tostring) fall back to luaL_argerror. */
+static int arg_error(lua_State *L, int arg, const char *msg) {
+    const char *name;
+    if (lua_type(L, lua_upvalueindex(2)) != LUA_TSTRING) return luaL_argerror(L, arg, msg);
+    name = lua_tostring(L, lua_upvalueindex(2));
+    if (lua_type(L, lua_upvalueindex(1)) == LUA_TTABLE) {
+        if (arg == 1) return luaL_error(L, "calling '%s' on bad self (%s)", name, msg);
+        arg--;
+    }
+    return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, name, msg);
+}
+
 /* Raises a type error for argument ARG: "EXPECTED expected, got TYPE". */
 static int type_error(lua_State *L, int arg, const char *expected) {
     const char *msg =
         lua_pushfstring(L, "%s expected, got %s", expected, luaL_typename(L, arg));
-    return luaL_argerror(L, arg, msg);
+    return arg_error(L, arg, msg);
 }
 
 /* Raises for the value on top of the stack, field NAME of the table
@@ -111,7 +129,7 @@ static int type_error(lua_State *L, int arg, const char *expected) {
 static int field_error(lua_State *L, int arg, const char *name, const char *expected) {
     const char *msg = lua_pushfstring(L, "field '%s': %s expected, got %s", name, expected,
                                       luaL_typename(L, -1));
-    return luaL_argerror(L, arg, msg);
+    return arg_error(L, arg, msg);
 }
 
 /* ============================================================ arguments */
@@ -192,7 +210,7 @@ static const mmfs_slice *check_strings(lua_State *L, int idx, int arg, const cha
             const char *msg =
                 lua_pushfstring(L, "%s[%d]: string expected, got %s", name, (int)(i + 1),
                                 luaL_typename(L, -1));
-            luaL_argerror(L, arg, msg);
+            arg_error(L, arg, msg);
         }
         v[i].ptr = lua_tolstring(L, -1, &len);
         v[i].len = len;
@@ -206,7 +224,7 @@ static const mmfs_slice *check_strings(lua_State *L, int idx, int arg, const cha
 ** (a numeric string such as "1" raises, as a number would for a key). */
 static int64_t check_int(lua_State *L, int arg) {
     if (lua_type(L, arg) != LUA_TNUMBER) type_error(L, arg, "integer");
-    if (!pc_isintegral(L, arg)) luaL_argerror(L, arg, "number has no integer representation");
+    if (!pc_isintegral(L, arg)) arg_error(L, arg, "number has no integer representation");
     return pc_toint64(L, arg);
 }
 
@@ -235,10 +253,21 @@ static int opt_limit(lua_State *L, int arg, size_t *out) {
 
 /* ============================================================ handles */
 
+/* The userdata at I of metatable MT, or an argument error naming the
+** method (arg_error). */
+static void *check_udata(lua_State *L, int i, const char *mt) {
+    void *p = luaL_testudata(L, i, mt);
+    if (p == NULL) {
+        const char *msg = lua_pushfstring(L, "%s expected, got %s", mt, luaL_typename(L, i));
+        arg_error(L, i, msg);
+    }
+    return p;
+}
+
 /* The store handle at I.  Methods carry their type's metatable as upvalue
 ** 1 (new_type), so the common case is one pointer comparison instead of a
-** registry lookup by name; anything else takes luaL_checkudata's path,
-** which also raises the usual argument error. */
+** registry lookup by name; anything else takes check_udata's path, which
+** also raises the argument error. */
 static ldb *check_db(lua_State *L, int i) {
     void *p = lua_touserdata(L, i);
     if (p && lua_getmetatable(L, i)) {
@@ -246,7 +275,7 @@ static ldb *check_db(lua_State *L, int i) {
         lua_pop(L, 1);
         if (same) return (ldb *)p;
     }
-    return (ldb *)luaL_checkudata(L, i, MT_DB);
+    return (ldb *)check_udata(L, i, MT_DB);
 }
 
 static void child_link(ldb *d, lchild *c) {
@@ -312,7 +341,7 @@ static lchild *new_child(lua_State *L, size_t size, const char *mt, int kind) {
 
 /* Argument 1 as the child of metatable MT. */
 static lchild *check_child(lua_State *L, const char *mt) {
-    return (lchild *)luaL_checkudata(L, 1, mt);
+    return (lchild *)check_udata(L, 1, mt);
 }
 
 static mmfs_db *child_db(const lchild *c) { return c->owner ? c->owner->db : NULL; }
@@ -789,11 +818,13 @@ static int l_reader_read(lua_State *L) {
     }
     for (i = first; i < first + nargs; i++) /* check every format first */
         if (lua_type(L, i) == LUA_TNUMBER) {
-            if (check_int(L, i) < 0) luaL_argerror(L, i, "negative count");
+            if (check_int(L, i) < 0) arg_error(L, i, "negative count");
         } else {
-            const char *f = luaL_checkstring(L, i);
+            const char *f;
+            if (lua_type(L, i) != LUA_TSTRING) type_error(L, i, "string or integer");
+            f = lua_tostring(L, i);
             if (*f == '*') f++;
-            if (*f != 'a' && *f != 'l' && *f != 'L') luaL_argerror(L, i, "invalid format");
+            if (*f != 'a' && *f != 'l' && *f != 'L') arg_error(L, i, "invalid format");
         }
     if (r == NULL) return push_closed(L, "reader");
     luaL_checkstack(L, nargs + LUA_MINSTACK, "too many formats");
@@ -1028,7 +1059,7 @@ static int l_batch_begin(lua_State *L) {
     return 1;
 }
 
-static lbatch *check_batch(lua_State *L) { return (lbatch *)luaL_checkudata(L, 1, MT_BATCH); }
+static lbatch *check_batch(lua_State *L) { return (lbatch *)check_udata(L, 1, MT_BATCH); }
 
 /* The result of adding a command: true (or VALUE when >= 0), or the
 ** failure, which also poisons the batch so that commit writes nothing. */
@@ -1194,6 +1225,15 @@ static int db_call(lua_State *L, int (*fn)(mmfs_db *)) {
     return 1;
 }
 
+/* db:path() --> the store's directory (as given to open, without trailing
+** slashes); nil, msg, "CLOSED" on a closed store */
+static int l_path(lua_State *L) {
+    ldb *d = check_db(L, 1);
+    CHECK_OPEN(L, d);
+    lua_pushstring(L, mmfs_path(d->db));
+    return 1;
+}
+
 static int l_sync(lua_State *L) { return db_call(L, mmfs_sync); }
 static int l_refresh(lua_State *L) { return db_call(L, mmfs_refresh); }
 static int l_verify(lua_State *L) { return db_call(L, mmfs_verify); }
@@ -1295,7 +1335,7 @@ static int l_open(lua_State *L) {
     ldb *d;
     if (lua_type(L, 1) != LUA_TSTRING) type_error(L, 1, "string");
     dir = lua_tolstring(L, 1, &dirlen);
-    if (strlen(dir) != dirlen) luaL_argerror(L, 1, "directory name contains a zero byte");
+    if (strlen(dir) != dirlen) arg_error(L, 1, "directory name contains a zero byte");
     check_opts(L, 2);
     luaL_checkstack(L, 20, NULL);
     mmfs_options_init(&o);
@@ -1356,9 +1396,12 @@ static int l_open(lua_State *L) {
             if (lua_type(L, -1) == LUA_TSTRING)
                 for (i = 0; known[i] && !found; i++) found = !strcmp(lua_tostring(L, -1), known[i]);
             if (!found) {
-                const char *name =
-                    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
-                return push_err(L, lua_pushfstring(L, "unknown option '%s'", name),
+                if (lua_type(L, -1) != LUA_TSTRING) /* {"always"}: a list, not options */
+                    return push_err(L, lua_pushfstring(L, "unknown option (a %s key; options are "
+                                                          "named, e.g. sync = \"always\")",
+                                                       luaL_typename(L, -1)),
+                                    MMFS_INVALID);
+                return push_err(L, lua_pushfstring(L, "unknown option '%s'", lua_tostring(L, -1)),
                                 MMFS_INVALID);
             }
         }
@@ -1404,6 +1447,7 @@ static const luaL_Reg db_methods[] = {
     {"set_policy", l_set_policy},
     {"get_policy", l_get_policy},
     {"_batch_begin", l_batch_begin},
+    {"path", l_path},
     {"sync", l_sync},
     {"refresh", l_refresh},
     {"verify", l_verify},
@@ -1460,14 +1504,20 @@ static const luaL_Reg batch_meta[] = {
 
 /* Creates metatable NAME with META and an __index table of METHODS, and
 ** stores the methods table as field FIELD of the module table (on top
-** before the call) so that init.lua can add the methods written in Lua. */
+** before the call) so that init.lua can add the methods written in Lua.
+** Each method's upvalues: 1 the metatable (check_db), 2 its own name
+** (arg_error). */
 static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
                      const luaL_Reg *meta, const char *field) {
     luaL_newmetatable(L, name);
     luaL_setfuncs(L, meta, 0);
     lua_newtable(L);
-    lua_pushvalue(L, -2); /* every method gets the metatable as upvalue 1 */
-    luaL_setfuncs(L, methods, 1);
+    for (; methods->name; methods++) { /* upvalues: the metatable, the name */
+        lua_pushvalue(L, -2);
+        lua_pushstring(L, methods->name);
+        lua_pushcclosure(L, methods->func, 2);
+        lua_setfield(L, -2, methods->name);
+    }
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_setfield(L, -3, field); /* module._methods[field] */
@@ -1491,7 +1541,14 @@ static const luaL_Reg module_funcs[] = {{"open", l_open}, {NULL, NULL}};
 MMFS_LUA_EXPORT int luaopen_memmapfs_core(lua_State *L);
 
 MMFS_LUA_EXPORT int luaopen_memmapfs_core(lua_State *L) {
-    luaL_newlib(L, module_funcs);
+    const luaL_Reg *f;
+    lua_createtable(L, 0, 8);
+    for (f = module_funcs; f->name; f++) { /* upvalues: none (not a method), the name */
+        lua_pushnil(L);
+        lua_pushstring(L, f->name);
+        lua_pushcclosure(L, f->func, 2);
+        lua_setfield(L, -2, f->name);
+    }
     lua_pushliteral(L, MMFS_VERSION);
     lua_setfield(L, -2, "version");
     lua_newtable(L); /* _methods */

@@ -120,7 +120,8 @@ typedef struct mmfs_options {
     size_t key_len;              /* 16..64 bytes when key is set */
     int readonly;                /* no writer lock; writes give MMFS_READONLY */
     int create;                  /* create the store if missing (default 1) */
-    int lock_timeout_ms;         /* writer lock wait before MMFS_BUSY (10000) */
+    int lock_timeout_ms;         /* writer lock wait before MMFS_BUSY (10000);
+                                    0: try once, MMFS_BUSY at once (event loops) */
     uint64_t segment_size;       /* log segment size at creation (64 MiB) */
     mmfs_slice policy;           /* policy source to install if it differs from
                                     the store's (empty: leave it as it is) */
@@ -482,6 +483,12 @@ MMFS_API int mmfs_sync(mmfs_db *db);
 
 /* Catches up with frames other processes appended (reads do it anyway). */
 MMFS_API int mmfs_refresh(mmfs_db *db);
+
+/* The store's directory: the name given to mmfs_open without trailing
+** slashes (relative if it was).  Owned by DB, valid until mmfs_close(db);
+** NULL when DB is NULL.  No error: it works on any open handle, also one
+** used across fork() or refusing writes. */
+MMFS_API const char *mmfs_path(const mmfs_db *db);
 
 /* Re-reads every frame of the log and checks its checksum.
 ** Errors: MMFS_CORRUPT (message names segment and offset). */

@@ -193,7 +193,15 @@ static int writer_enter(mmfs_db *db) {
         return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store", db->dir);
     if (db->opt.readonly) return mmfs__err(MMFS_READONLY, "%s: opened read-only", db->dir);
     if ((rc = mmfs__sync_check(db)) != MMFS_OK) return rc;
-    pthread_mutex_lock(&db->wmu);
+    /* lock_timeout_ms = 0 promises an event loop no wait, also not for
+    ** another thread of this process in the middle of its write. */
+    if (db->opt.lock_timeout_ms == 0) {
+        if (pthread_mutex_trylock(&db->wmu) != 0)
+            return mmfs__err(MMFS_BUSY, "%s: another thread is writing "
+                                        "(lock_timeout_ms = 0: not waiting)", db->dir);
+    } else {
+        pthread_mutex_lock(&db->wmu);
+    }
     if ((rc = mmfs__lock_acquire(db)) != MMFS_OK) {
         pthread_mutex_unlock(&db->wmu);
         return rc;

@@ -75,6 +75,8 @@ int mmfs_refresh(mmfs_db *db) {
     return rc ? rc : mmfs__catch_up(db);
 }
 
+const char *mmfs_path(const mmfs_db *db) { return db ? db->dir : NULL; }
+
 /* mkdir -p PATH. */
 static int make_dirs(const char *path) {
     char buf[PATH_MAX];

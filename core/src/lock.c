@@ -61,6 +61,10 @@ int mmfs__lock_open(mmfs_db *db, int *created) {
 int mmfs__lock_acquire(mmfs_db *db) {
     if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
     if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", db->dir);
+    /* 0 is for event loops (nginx, Neovim): one try, no sleep at all. */
+    if (db->opt.lock_timeout_ms == 0)
+        return mmfs__err(MMFS_BUSY, "%s/LOCK: another process holds the writer lock "
+                                    "(lock_timeout_ms = 0: not waiting)", db->dir);
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long sleep_us = 50;

@@ -21,24 +21,55 @@ local DB = core._methods.db
 local Reader = core._methods.reader
 local Tx = core._methods.batch
 
--- Reads a whole file, or returns nil when PATH names no readable file.
+-- errno values of io.open's third result (Linux, the platform memmapfs runs
+-- on); its message may be translated, the number is not.
+local ENOENT, ENOTDIR = 2, 20
+
+-- Reads a whole file: its text, or nil, io.open's message and errno.
 local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
+  local f, err, errno = io.open(path, "rb")
+  if not f then return nil, err, errno end
   local text = f:read("*a")
   f:close()
   return text
+end
+
+-- Whether a policy string that names no readable file was meant as a path:
+-- one line ending in ".lua" or holding a "/", without the characters Lua
+-- source needs (a policy returns a table: "{", "}", "(", "=", quotes).
+-- "polcy.lua" then says "no such policy file" instead of a syntax error.
+local function looks_like_path(s)
+  if s:find("[\n{}()=\"']") then return false end
+  return s:find("%.lua%s*$") ~= nil or s:find("/", 1, true) ~= nil
 end
 
 --- Opens (by default creates) the store in directory `dir`.
 -- opts: sync ("batch" | "always" | "none"), sync_ms, checksum ("crc32c" |
 -- "blake2b"), key, readonly, create, lock_timeout_ms, hook_budget, and
 -- policy: a string naming an existing file is its path, any other string is
--- its source; it is installed if it differs from the store's.  An unknown
--- option or a bad value gives nil, msg, "INVALID"; a wrong type raises.
+-- its source; it is installed if it differs from the store's.  A string
+-- that names no file but looks like a path (one line ending in ".lua" or
+-- holding a "/", no "{", "(", "=" or quotes) is nil, "no such policy file
+-- ...", "INVALID" (or "IO" when the file exists but cannot be read).  An
+-- unknown option or a bad value gives nil, msg, "INVALID"; a wrong type
+-- raises.
 function M.open(dir, opts)
+  -- checked here so that the error points at the caller's line
+  if type(dir) ~= "string" then
+    error(("bad argument #1 to 'open' (string expected, got %s)"):format(type(dir)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'open' (table expected, got %s)"):format(type(opts)), 2)
+  end
   if type(opts) == "table" and type(opts.policy) == "string" then
-    local source = read_file(opts.policy)
+    local source, err, errno = read_file(opts.policy)
+    if not source and looks_like_path(opts.policy) then
+      if errno ~= ENOENT and errno ~= ENOTDIR then -- there, but unreadable
+        return nil, ("policy: cannot read the policy file %s"):format(tostring(err)), "IO"
+      end
+      return nil, ("policy: no such policy file '%s' (a policy is the path of an "
+        .. "existing file or Lua source)"):format(opts.policy), "INVALID"
+    end
     if source then
       local copy = {}
       for k, v in pairs(opts) do copy[k] = v end
@@ -53,6 +84,13 @@ end
 
 --- Like search_memory, but only the texts, best first.
 function DB:query_memory(query, opts)
+  -- checked here so that the error names query_memory, not search_memory
+  if type(query) ~= "string" then
+    error(("bad argument #1 to 'query_memory' (string expected, got %s)"):format(type(query)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'query_memory' (table expected, got %s)"):format(type(opts)), 2)
+  end
   local hits, err, code = self:search_memory(query, opts)
   if not hits then return nil, err, code end
   local texts = {}

@@ -6,6 +6,8 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,6 +541,127 @@ static void test_lock_timeout_busy(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* mmfs_path gives the directory as given to mmfs_open, without trailing
+** slashes, for as long as the handle is open. */
+static void test_path(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("store-path");
+    size_t n = strlen(dir);
+    char *slashed = malloc(n + 3);
+    assert_non_null(slashed);
+    snprintf(slashed, n + 3, "%s//", dir);
+    mmfs_db *db = NULL;
+    mmfs_options o = mmfs_test_options(0);
+    MMFS_OK_OR_FAIL(mmfs_open(slashed, &o, &db));
+    free(slashed); /* the handle keeps its own copy */
+    assert_string_equal(mmfs_path(db), dir);
+    assert_null(mmfs_path(NULL));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
+/* lock_timeout_ms = 0 (event loops): while another process holds the
+** writer lock, a write is BUSY after one try, writes nothing, and the
+** next write after the lock is released goes through. */
+static void test_lock_timeout_zero_busy(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("store-nowait");
+    mmfs_options o = mmfs_test_options(0);
+    o.lock_timeout_ms = 0;
+    mmfs_db *db = NULL;
+    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("1")));
+    uint64_t lsn = mmfs_test_lsn(db);
+
+    char *lockp = path_join(dir, "LOCK");
+    int fd = open(lockp, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    MMFS_ASSERT_STATUS(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")), MMFS_BUSY);
+    assert_non_null(strstr(mmfs_errmsg(db), "lock_timeout_ms = 0"));
+    uint64_t ver = 0;
+    MMFS_ASSERT_STATUS(mmfs_update_state(db, mmfs_str("s"), &ver), MMFS_BUSY);
+    mmfs_slice v;
+    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("a"), &v)); /* reads go on */
+    assert_int_equal(flock(fd, LOCK_UN), 0);
+    close(fd);
+
+    assert_int_equal(mmfs_test_lsn(db), lsn);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("b"), &v), MMFS_NOTFOUND);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")));
+    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("b"), &v));
+    mmfs_test_assert_slice(v, "2", 1);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    free(lockp);
+    mmfs_test_rmdir(dir);
+}
+
+/* A hook that holds the writer (in-process mutex and flock) until the
+** main thread says it is done, or 3 s pass. */
+typedef struct hold {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int inside, done;
+} hold;
+
+static int holding_hook(void *ud, mmfs_command *cmd, mmfs_batch *tx) {
+    (void)cmd;
+    (void)tx;
+    hold *h = ud;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 3;
+    pthread_mutex_lock(&h->mu);
+    h->inside = 1;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->done)
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) != 0) break;
+    pthread_mutex_unlock(&h->mu);
+    return MMFS_OK;
+}
+
+static void *holding_writer(void *arg) {
+    mmfs_db *db = arg;
+    return (void *)(intptr_t)mmfs_set_kv(db, mmfs_str("held"), mmfs_str("1"));
+}
+
+/* lock_timeout_ms = 0 also does not wait for another thread of the same
+** process in the middle of a write on the same handle: BUSY at once.  (It
+** used to wait on the handle's writer mutex until that write ended.) */
+static void test_lock_timeout_zero_thread(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("store-nowait-thread");
+    mmfs_options o = mmfs_test_options(0);
+    o.lock_timeout_ms = 0;
+    mmfs_db *db = NULL;
+    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
+    hold h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    MMFS_OK_OR_FAIL(mmfs_set_hook(db, holding_hook, &h));
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, holding_writer, db), 0);
+    pthread_mutex_lock(&h.mu);
+    while (!h.inside) pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+
+    int rc = mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")); /* the writer is inside */
+    pthread_mutex_lock(&h.mu);
+    int released_early = h.done;
+    h.done = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.mu);
+    void *res;
+    assert_int_equal(pthread_join(t, &res), 0);
+    assert_false(released_early);
+    MMFS_ASSERT_STATUS(rc, MMFS_BUSY);
+    assert_int_equal((int)(intptr_t)res, MMFS_OK);
+    mmfs_slice v;
+    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("b"), &v), MMFS_NOTFOUND);
+    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("held"), &v));
+    MMFS_OK_OR_FAIL(mmfs_set_hook(db, NULL, NULL));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 /* A handle used in a forked child refuses with CLOSED. */
 static void test_fork_child_refuses(void **state) {
     (void)state;
@@ -674,6 +797,9 @@ int main(void) {
         cmocka_unit_test(test_batch_mode_becomes_durable),
         cmocka_unit_test(test_two_handles_see_each_other),
         cmocka_unit_test(test_lock_timeout_busy),
+        cmocka_unit_test(test_lock_timeout_zero_busy),
+        cmocka_unit_test(test_path),
+        cmocka_unit_test(test_lock_timeout_zero_thread),
         cmocka_unit_test(test_fork_child_refuses),
         cmocka_unit_test(test_verify_clean_store),
         cmocka_unit_test(test_newer_format_invalid),
