@@ -5,6 +5,41 @@
 **
 ** Positions in the log are packed as (segment number << 40 | offset), so
 ** that they compare as integers across segments.
+**
+** Locks (docs/design.md, "Locks", has the full table).  A thread takes a
+** lock only while holding locks before it in this order:
+**
+**   wmu -> flock(LOCK) -> smu
+**                      -> rw -> state.mu
+**                            -> mems.ixlock -> mems.qmu
+**                            -> mems.qmu
+**
+**   wmu          one appender per handle, from catch-up to publish (policy
+**                and hooks included); segs, next_lsn, scratch, policy,
+**                hook.  Also a reader's catch-up, verify, stats, set_hook.
+**   flock(LOCK)  one appender per store across processes: bytes past the
+**                written end, new segments, the seal, cutting a torn tail;
+**                the written end and state version in LOCK's page.
+**   rw           the engine: read by every public read (mmfs__read_begin)
+**                and the watcher; written only by apply, inside wmu.  A
+**                wmu holder may read the engine without it.
+**   smu (+scond, fcond)  durability (written_*, durable_*, syncing,
+**                sync_failed), the flusher and the watcher's flags; never
+**                held while taking another lock, nor across an fdatasync.
+**   mems.ixlock  the memories' full-text index (engine.h, mmfs__mems):
+**                written by the index drain, read by searches; never by
+**                apply.  mems.qmu: the queue of index work, innermost.
+**   state.mu (+cv)  notified and the subscribers (state.c); taken by
+**                apply inside rw; never held while taking rw.
+**   atomics      shm->written (release after the frame is applied; acquire
+**                before catching up), shm->durable (CAS to a maximum after
+**                an fdatasync), shm->state_version, applied, broken,
+**                committers, mmfs__fork_gen.
+**
+** ixlock and qmu are also taken with nothing held (the drain after a
+** commit or a catch-up).  batch.c's tl_writer turns a hook's write to its
+** own store into BUSY; stats and verify do not check it yet, so a C hook
+** calling them waits for itself on wmu.
 */
 #ifndef MMFS_DB_H
 #define MMFS_DB_H

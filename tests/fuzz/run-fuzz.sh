@@ -4,6 +4,9 @@
 #
 #   tests/fuzz/run-fuzz.sh [SECONDS] [extra libFuzzer flags...]
 #
+# TARGET=query fuzzes the query language instead (fuzz_query.c, its seeds
+# in tests/fuzz/query_seeds/ and the dictionary query.dict).
+#
 # SECONDS defaults to 600.  Output (binary, seed corpus, the growing
 # corpus, crash inputs) goes to $MMFS_FUZZ_OUT, default build-fuzz/ at the
 # top of the source tree.  JOBS=N runs N fuzzing processes (-fork=N) that
@@ -59,6 +62,23 @@ if pkg-config --exists libsodium; then
     cflags="$cflags $(pkg-config --cflags libsodium)"
 fi
 core=$(ls "$src"/core/src/*.c "$src"/core/src/search/*.c)
+
+if [ "${TARGET:-recover}" = query ]; then
+    echo "run-fuzz.sh: building fuzz_query with $CC"
+    # shellcheck disable=SC2086
+    "$CC" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=undefined $defs $cflags \
+        -I"$src/core/include" -I"$src/core/src" \
+        "$src/tests/fuzz/fuzz_query.c" $core $libs -lpthread -lm -o "$out/fuzz_query"
+    mkdir -p "$out/corpus_query"
+    set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
+        -dict="$src/tests/fuzz/query.dict" -artifact_prefix="$out/query-" "$@"
+    if [ "$jobs" -gt 1 ]; then
+        set -- -fork="$jobs" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 "$@"
+    fi
+    echo "run-fuzz.sh: fuzzing queries for $secs s; crash inputs go to $out/query-*"
+    exec "$out/fuzz_query" "$@" "$out/corpus_query" "$src/tests/fuzz/query_seeds"
+fi
 
 echo "run-fuzz.sh: building with $CC"
 # shellcheck disable=SC2086
