@@ -333,6 +333,37 @@ do
   end
 end
 
+-- --------------------------------- dump pages through runs of equal times
+do
+  -- More memories than one page (512), most sharing a created_at: each
+  -- must come out once, newest first (ties: higher id first).
+  local big = tmp .. "/big"
+  local db = assert(memmapfs.open(big))
+  assert(db:batch(function(tx)
+    for i = 1, 1300 do
+      assert(tx:append_memory("m" .. i, {}, { created_at = t0 + (i <= 1100 and 7 or i) }))
+    end
+  end))
+  assert(db:close())
+  local code, out = run({ "dump", big })
+  eq(code, 0, "dump of 1300 memories")
+  local ids, seen, prev = {}, {}, nil
+  for ct, id in out:gmatch('"created_at":(%d+),"route":"default","tags":%[%],"text":"m%d+"}}\n') do
+    ct = tonumber(ct)
+    ids[#ids + 1] = ct
+    if prev then assert(ct <= prev, "dump: newest first") end
+    prev = ct
+  end
+  for id in out:gmatch('"memory":{"id":(%d+)') do
+    assert(not seen[id], "dump: memory " .. id .. " twice")
+    seen[id] = true
+  end
+  eq(#ids, 1300, "dump: every memory once across pages")
+  local n = 0
+  for _ in pairs(seen) do n = n + 1 end
+  eq(n, 1300, "dump: 1300 distinct ids")
+end
+
 -- ------------------------------------------------------------- corruption
 do
   -- Flip a byte inside an early frame's payload, with frames after it.
