@@ -43,7 +43,7 @@ int cli_exit_code(int status);
 #define CLI_MAX_OPTS 32
 
 typedef struct cli_opt {
-    const char *name;  /* without the leading "--" */
+    char name[24];     /* without the leading "--" (known names are short) */
     const char *value; /* NULL for a flag */
 } cli_opt;
 

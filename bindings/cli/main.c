@@ -229,8 +229,9 @@ int main(int argc, char **argv) {
                 return cli_usage_error(c->name, "unknown option '--%.*s'", (int)len, name);
             if (a.nopts == CLI_MAX_OPTS) return cli_usage_error(c->name, "too many options");
             cli_opt *o = &a.opts[a.nopts++];
-            o->name = strndup(name, len);
-            if (!o->name) return cli_fail(c->name, NULL, MMFS_NOMEM);
+            if (len >= sizeof o->name) return cli_usage_error(c->name, "option name too long");
+            memcpy(o->name, name, len);
+            o->name[len] = 0;
             if (takes) {
                 if (eq) o->value = eq + 1;
                 else if (i + 1 < argc) o->value = argv[++i];
@@ -248,7 +249,5 @@ int main(int argc, char **argv) {
         }
     }
     if (a.nargs < c->min_args) return cli_usage_error(c->name, "missing arguments: usage: mmfs %s", c->usage);
-    int rc = c->run(&a);
-    for (int i = 0; i < a.nopts; i++) free((void *)a.opts[i].name);
-    return rc;
+    return c->run(&a);
 }
