@@ -90,18 +90,18 @@ int cli_opt_i64(const cli_args *a, const char *name, int64_t *out);
 
 /* Bytes as a JSON value: a string when they are valid UTF-8 (with '"',
 ** '\\' and control characters escaped), else {"base64":"..."}. */
-void json_bytes(FILE *f, const void *p, size_t n);
-void json_slice(FILE *f, mmfs_slice s);
+void cli_json_bytes(FILE *f, const void *p, size_t n);
+void cli_json_slice(FILE *f, mmfs_slice s);
 
 /* A session as one flat object (id, intent_id, created_at, payload, then
 ** its other fields), like get_session's table in Lua. */
-void json_session(FILE *f, const mmfs_session *s);
+void cli_json_session(FILE *f, const mmfs_session *s);
 
 /* A memory as one object; SCORE is written when WITH_SCORE. */
-void json_memory(FILE *f, const mmfs_memory *m, int with_score);
+void cli_json_memory(FILE *f, const mmfs_memory *m, int with_score);
 
 /* A finite double ("null" for NaN and infinities, which JSON lacks). */
-void json_double(FILE *f, double d);
+void cli_json_double(FILE *f, double d);
 
 /* ----------------------------------------------------------- commands */
 

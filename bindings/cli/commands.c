@@ -84,7 +84,7 @@ static int dump_memories(const cli_args *a, mmfs_db *db) {
             const mmfs_memory *m = &ms->items[i];
             if (have && m->created_at == last_ct && m->id >= last_id) continue;
             fputs("{\"type\":\"memory\",\"memory\":", stdout);
-            json_memory(stdout, m, 0);
+            cli_json_memory(stdout, m, 0);
             fputs("}\n", stdout);
             emitted++;
             if (have && m->created_at == last_ct) run++;
@@ -106,9 +106,9 @@ static int dump_kv(const cli_args *a, mmfs_db *db) {
     mmfs_slice k, v;
     while ((rc = mmfs_kv_iter_next(it, &k, &v)) == MMFS_OK) {
         fputs("{\"type\":\"kv\",\"key\":", stdout);
-        json_slice(stdout, k);
+        cli_json_slice(stdout, k);
         fputs(",\"value\":", stdout);
-        json_slice(stdout, v);
+        cli_json_slice(stdout, v);
         fputs("}\n", stdout);
     }
     mmfs_kv_iter_close(it);
@@ -121,7 +121,7 @@ static int dump_sessions(const cli_args *a, mmfs_db *db) {
     if (rc) return cli_fail(a->cmd, db, rc);
     for (size_t i = 0; i < ss->count; i++) {
         fputs("{\"type\":\"session\",\"session\":", stdout);
-        json_session(stdout, &ss->items[i]);
+        cli_json_session(stdout, &ss->items[i]);
         fputs("}\n", stdout);
     }
     mmfs_free(ss);
@@ -135,14 +135,14 @@ static int dump_state_policy(const cli_args *a, mmfs_db *db) {
     if (rc) return cli_fail(a->cmd, db, rc);
     if (version) {
         printf("{\"type\":\"state\",\"version\":%llu,\"value\":", (unsigned long long)version);
-        json_slice(stdout, v);
+        cli_json_slice(stdout, v);
         fputs("}\n", stdout);
     }
     rc = mmfs_get_policy(db, &v);
     if (rc == MMFS_NOTFOUND) return 0;
     if (rc) return cli_fail(a->cmd, db, rc);
     fputs("{\"type\":\"policy\",\"source\":", stdout);
-    json_slice(stdout, v);
+    cli_json_slice(stdout, v);
     fputs("}\n", stdout);
     return 0;
 }
@@ -251,9 +251,9 @@ static int search_docs(const cli_args *a, mmfs_db *db, size_t limit) {
     if (rc) return cli_fail(a->cmd, db, rc);
     for (size_t i = 0; i < hits->count; i++) {
         fputs("{\"key\":", stdout);
-        json_slice(stdout, hits->items[i].key);
+        cli_json_slice(stdout, hits->items[i].key);
         fputs(",\"score\":", stdout);
-        json_double(stdout, hits->items[i].score);
+        cli_json_double(stdout, hits->items[i].score);
         fputs("}\n", stdout);
     }
     mmfs_free(hits);
@@ -277,7 +277,7 @@ static int search_memories(const cli_args *a, mmfs_db *db, size_t limit) {
     mmfs_memories *ms;
     if ((rc = mmfs_search_memory(db, mmfs_str(a->args[1]), &f, &ms))) return cli_fail(a->cmd, db, rc);
     for (size_t i = 0; i < ms->count; i++) {
-        json_memory(stdout, &ms->items[i], 1);
+        cli_json_memory(stdout, &ms->items[i], 1);
         fputc('\n', stdout);
     }
     mmfs_free(ms);
@@ -312,7 +312,7 @@ static int cmd_sessions(const cli_args *a) {
                 : mmfs_list_sessions(db, (size_t)limit, &ss);
     if (rc) return cli_close(a->cmd, db, cli_fail(a->cmd, db, rc));
     for (size_t i = 0; i < ss->count; i++) {
-        json_session(stdout, &ss->items[i]);
+        cli_json_session(stdout, &ss->items[i]);
         fputc('\n', stdout);
     }
     mmfs_free(ss);
@@ -345,7 +345,7 @@ static int cmd_cat(const cli_args *a) {
 
 static void print_state(mmfs_slice v, uint64_t version) {
     printf("{\"version\":%llu,\"value\":", (unsigned long long)version);
-    json_slice(stdout, v);
+    cli_json_slice(stdout, v);
     fputs("}\n", stdout);
     fflush(stdout); /* a reader at the other end of a pipe waits for it */
 }

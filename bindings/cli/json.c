@@ -67,7 +67,7 @@ static void base64(FILE *f, const unsigned char *p, size_t n) {
     }
 }
 
-void json_bytes(FILE *f, const void *ptr, size_t n) {
+void cli_json_bytes(FILE *f, const void *ptr, size_t n) {
     const unsigned char *p = ptr ? ptr : (const unsigned char *)"";
     if (!utf8_valid(p, n)) {
         fputs("{\"base64\":\"", f);
@@ -92,9 +92,9 @@ void json_bytes(FILE *f, const void *ptr, size_t n) {
     fputc('"', f);
 }
 
-void json_slice(FILE *f, mmfs_slice s) { json_bytes(f, s.ptr, s.len); }
+void cli_json_slice(FILE *f, mmfs_slice s) { cli_json_bytes(f, s.ptr, s.len); }
 
-void json_double(FILE *f, double d) {
+void cli_json_double(FILE *f, double d) {
     if (!isfinite(d)) fputs("null", f);
     else fprintf(f, "%.17g", d);
 }
@@ -165,7 +165,7 @@ static int write_table(FILE *f, const unsigned char **pp, const unsigned char *e
         } else if (p < end && *p == 's') {
             const unsigned char *k = p;
             if (!skip_value(&p, end, depth + 1)) return 0;
-            json_bytes(f, k + 5, ld32(k + 1));
+            cli_json_bytes(f, k + 5, ld32(k + 1));
         } else {
             /* Not a string: the key's text, quoted. */
             char buf[40];
@@ -181,7 +181,7 @@ static int write_table(FILE *f, const unsigned char **pp, const unsigned char *e
             } else {
                 snprintf(buf, sizeof buf, "%s", *k == 't' ? "true" : *k == 'f' ? "false" : "table");
             }
-            json_bytes(f, buf, strlen(buf));
+            cli_json_bytes(f, buf, strlen(buf));
         }
         if (!array) fputc(':', f);
         if (!write_value(f, &p, end, depth + 1)) return 0;
@@ -203,13 +203,13 @@ static int write_value(FILE *f, const unsigned char **pp, const unsigned char *e
         uint64_t bits = ld64(p);
         double d;
         memcpy(&d, &bits, sizeof d);
-        json_double(f, d);
+        cli_json_double(f, d);
         p += 8;
         break;
     }
     case 's': {
         uint32_t n = ld32(p);
-        json_bytes(f, p + 4, n);
+        cli_json_bytes(f, p + 4, n);
         p += 4 + n;
         break;
     }
@@ -224,12 +224,12 @@ static int write_value(FILE *f, const unsigned char **pp, const unsigned char *e
     return 1;
 }
 
-void json_session(FILE *f, const mmfs_session *s) {
+void cli_json_session(FILE *f, const mmfs_session *s) {
     fputs("{\"id\":", f);
-    json_slice(f, s->id);
-    if (s->has_intent) fputs(",\"intent_id\":", f), json_slice(f, s->intent_id);
+    cli_json_slice(f, s->id);
+    if (s->has_intent) fputs(",\"intent_id\":", f), cli_json_slice(f, s->intent_id);
     if (s->has_created_at) fprintf(f, ",\"created_at\":%lld", (long long)s->created_at);
-    if (s->has_payload) fputs(",\"payload\":", f), json_slice(f, s->payload);
+    if (s->has_payload) fputs(",\"payload\":", f), cli_json_slice(f, s->payload);
     const unsigned char *p = s->fields.ptr, *end = p + s->fields.len;
     if (s->fields.len) {
         /* The other fields join the object, as in Lua's get_session. */
@@ -248,17 +248,17 @@ void json_session(FILE *f, const mmfs_session *s) {
     fputc('}', f);
 }
 
-void json_memory(FILE *f, const mmfs_memory *m, int with_score) {
+void cli_json_memory(FILE *f, const mmfs_memory *m, int with_score) {
     fprintf(f, "{\"id\":%llu", (unsigned long long)m->id);
-    if (with_score) fputs(",\"score\":", f), json_double(f, m->score);
+    if (with_score) fputs(",\"score\":", f), cli_json_double(f, m->score);
     fprintf(f, ",\"created_at\":%lld,\"route\":", (long long)m->created_at);
-    json_slice(f, m->route);
+    cli_json_slice(f, m->route);
     fputs(",\"tags\":[", f);
     for (size_t i = 0; i < m->ntags; i++) {
         if (i) fputc(',', f);
-        json_slice(f, m->tags[i]);
+        cli_json_slice(f, m->tags[i]);
     }
     fputs("],\"text\":", f);
-    json_slice(f, m->text);
+    cli_json_slice(f, m->text);
     fputc('}', f);
 }
