@@ -13,6 +13,7 @@ local memmapfs = require "memmapfs"
 local mmfs, base = assert(arg[1], "mmfs binary"), assert(arg[2], "tmp base")
 local wrapper = os.getenv("MMFS_CLI_WRAPPER")
 local have_policy = os.getenv("MMFS_HAVE_POLICY") == "1"
+local have_sodium = os.getenv("MMFS_HAVE_SODIUM") == "1"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -362,6 +363,37 @@ do
   local n = 0
   for _ in pairs(seen) do n = n + 1 end
   eq(n, 1300, "dump: 1300 distinct ids")
+end
+
+-- --------------------------------------------------------- keyed stores
+do
+  local keyed, key = tmp .. "/keyed", string.rep("k3y!", 8)
+  spit(tmp .. "/key", key)
+  spit(tmp .. "/wrongkey", string.rep("nope", 8))
+  spit(tmp .. "/shortkey", "short")
+  if have_sodium then
+    local db = assert(memmapfs.open(keyed, { key = key }))
+    assert(db:set_kv("k", "secret"))
+    assert(db:close())
+    local code, out = run({ "get", keyed, "k", "--key-file", tmp .. "/key" })
+    eq(code, 0, "get with --key-file")
+    eq(out, "secret", "get with --key-file: the value")
+    local err
+    code, out, err = run({ "get", keyed, "k" })
+    eq(code, 4, "a keyed store without its key exits 4")
+    has(err, "key", "without the key: message")
+    code = run({ "get", keyed, "k", "--key-file", tmp .. "/wrongkey" })
+    eq(code, 4, "a keyed store with a wrong key exits 4")
+    code = run({ "get", keyed, "k", "--key-file", tmp .. "/shortkey" })
+    eq(code, 2, "a key of 5 bytes exits 2")
+  else
+    local code, _, err = run({ "set", keyed, "k", "v", "--create", "--key-file", tmp .. "/key" })
+    eq(code, 2, "--key-file without libsodium exits 2")
+    has(err, "libsodium", "--key-file without libsodium: message")
+  end
+  local code, _, err = run({ "get", keyed, "k", "--key-file", tmp .. "/missing" })
+  eq(code, 5, "an unreadable --key-file exits 5")
+  has(err, "missing", "an unreadable --key-file is named")
 end
 
 -- ------------------------------------------------------------- corruption
