@@ -36,6 +36,7 @@ local function spit(path, s)
 end
 
 local checks = 0
+local _ -- the values a check leaves out
 local function eq(got, want, what)
   checks = checks + 1
   if got ~= want then
@@ -79,6 +80,7 @@ local store = tmp .. "/store"
 do
   local code, out, err = run({})
   eq(code, 64, "no command")
+  eq(out, "", "no command: nothing on stdout")
   has(err, "usage: mmfs COMMAND", "no command: usage on stderr")
   code, out = run({ "--version" })
   eq(code, 0, "--version")
@@ -135,6 +137,7 @@ do
   eq(code, 0, "get")
   eq(out, "hello", "get prints the value as is")
   code, out = run({ "get", store, "greeting", "--newline" })
+  eq(code, 0, "get --newline")
   eq(out, "hello\n", "get --newline")
   eq((run({ "set", store, "bin" }, all_bytes)), 0, "set from stdin")
   code, out = run({ "get", store, "bin" })
@@ -185,7 +188,10 @@ do
   local want = {
     '{"type":"state","version":1,"value":"thinking"}',
     '{"type":"kv","key":"bin","value":{"base64":"'
-      .. "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/w=="
+      .. "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZH"
+      .. "SElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6P"
+      .. "kJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX"
+      .. "2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/w=="
       .. '"}}',
     '{"type":"kv","key":"greeting","value":"hello"}',
     '{"type":"session","session":{"id":"s2","intent_id":"work","created_at":' .. (t0 + 1)
@@ -223,6 +229,7 @@ do
   has(out, '"tags":["', "search: a memory line")
   has(out, '"score":', "search: with its score")
   code, out = run({ "search", store, "tea", "--tag", "speaker:Ann", "--tag", "pref" })
+  eq(code, 0, "search --tag twice")
   eq(out:match('"id":(%d+)'), "1", "search: --tag twice means both")
   code, out = run({ "search", store, "nothingmatches" })
   eq(code, 0, "search without hits exits 0")
@@ -233,6 +240,7 @@ do
   local err
   code, out, err = run({ "search", store, '"unclosed' })
   eq(code, 2, "a malformed query exits 2")
+  eq(out, "", "a malformed query prints nothing on stdout")
   has(err, "(INVALID)", "a malformed query: message")
   code = run({ "search", store, "tea", "--docs", "--tag", "x" })
   eq(code, 64, "--docs with a memory filter")
@@ -242,15 +250,18 @@ do
   eq(out, '{"id":"s1","intent_id":"trip","created_at":' .. t0 .. ',"payload":"p1","status":"open"}\n',
      "sessions --intent output")
   code, out = run({ "sessions", store, "--limit", "1" })
+  eq(code, 0, "sessions --limit")
   eq(out:match('^{"id":"s2"') ~= nil, true, "sessions: newest first, --limit")
 
   code, out = run({ "cat", store, "transcript" })
   eq(code, 0, "cat")
   eq(out, "user: hi\nagent: \0hello\n", "cat: the stream byte for byte")
   code, out = run({ "cat", store, "transcript", "--offset", "9" })
+  eq(code, 0, "cat --offset")
   eq(out, "agent: \0hello\n", "cat --offset")
   code, out, err = run({ "cat", store, "nope" })
   eq(code, 1, "cat of a missing stream exits 1")
+  eq(out, "", "cat of a missing stream prints nothing")
   has(err, "NOTFOUND", "cat of a missing stream: message")
   code = run({ "cat", store, "transcript", "--offset", "1000" })
   eq(code, 2, "cat --offset past the end exits 2")
@@ -261,12 +272,14 @@ do
   has(out, "sessions       2\n", "stats: sessions")
   has(out, "state_version  1\n", "stats: state_version")
   code, out = run({ "stats", store, "--json" })
+  eq(code, 0, "stats --json")
   eq(out:match('^{"memories":4,"kv":2,"sessions":2,"streams":1,"documents":1,') ~= nil, true, "stats --json: " .. out)
 
   code, out = run({ "verify", store })
   eq(code, 0, "verify of a sound store")
   eq(out, "ok\n", "verify prints ok")
   code, out = run({ "verify", store, "--quiet" })
+  eq(code, 0, "verify --quiet")
   eq(out, "", "verify --quiet")
 
   eq(snapshot(store), before, "reading commands changed nothing in the store")
@@ -349,7 +362,7 @@ do
   local code, out = run({ "dump", big })
   eq(code, 0, "dump of 1300 memories")
   local ids, seen, prev = {}, {}, nil
-  for ct, id in out:gmatch('"created_at":(%d+),"route":"default","tags":%[%],"text":"m%d+"}}\n') do
+  for ct in out:gmatch('"created_at":(%d+),"route":"default","tags":%[%],"text":"m%d+"}}\n') do
     ct = tonumber(ct)
     ids[#ids + 1] = ct
     if prev then assert(ct <= prev, "dump: newest first") end
@@ -379,7 +392,7 @@ do
     eq(code, 0, "get with --key-file")
     eq(out, "secret", "get with --key-file: the value")
     local err
-    code, out, err = run({ "get", keyed, "k" })
+    code, _, err = run({ "get", keyed, "k" })
     eq(code, 4, "a keyed store without its key exits 4")
     has(err, "key", "without the key: message")
     code = run({ "get", keyed, "k", "--key-file", tmp .. "/wrongkey" })
