@@ -1,5 +1,6 @@
 #!/bin/sh
-# luarocks_pack.sh ROOT TMPBASE: rockspec/pack.sh makes a .src.rock of the
+# luarocks_pack.sh ROOT TMPBASE: luarocks lint of the rockspec, then
+# rockspec/pack.sh makes a .src.rock of the
 # checkout, then `luarocks build` of that rock for Lua 5.3 into a temporary
 # tree, with the network cut off (unshare -n) where the system allows it;
 # the module then works in a lua5.3 that sees only that tree.  Exit 77 (a
@@ -11,6 +12,9 @@ for p in luarocks lua5.3 git; do
   command -v $p >/dev/null 2>&1 || { echo "$p is not installed: skipped"; exit 77; }
 done
 [ -f /usr/include/lua5.3/lua.h ] || { echo "no Lua 5.3 headers: skipped"; exit 77; }
+
+# The rockspec passes luarocks' own checks (license and all).
+luarocks lint "$root/rockspec/memmapfs-scm-1.rockspec"
 
 mkdir -p "$base"
 tmp=$(mktemp -d "$base/luarocks-pack.XXXXXX")
