@@ -1,10 +1,10 @@
 #!/bin/sh
-# luarocks_pack.sh ROOT TMPBASE: luarocks lint of the rockspec, then
-# rockspec/pack.sh makes a .src.rock of the
-# checkout, then `luarocks build` of that rock for Lua 5.3 into a temporary
-# tree, with the network cut off (unshare -n) where the system allows it;
-# the module then works in a lua5.3 that sees only that tree.  Exit 77 (a
-# skip) without luarocks or Lua 5.3.
+# luarocks_pack.sh ROOT TMPBASE: luarocks lint of the rockspec; then
+# rockspec/pack.sh makes a .src.rock of the checkout, and `luarocks build`
+# of that rock for Lua 5.3 goes into a temporary tree, with the network
+# cut off (unshare -n) where the system allows it; the module then works
+# in a lua5.3 that sees only that tree.  Exit 77 (a skip) without
+# luarocks or Lua 5.3.
 set -eu
 root=$1
 base=${2:-${TMPDIR:-/tmp}}
