@@ -8,6 +8,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(cd "${1:-.}" && pwd)
 command -v luarocks >/dev/null 2>&1 || { echo "pack.sh: luarocks is not installed" >&2; exit 1; }
+git -C "$root" rev-parse --git-dir >/dev/null 2>&1 || { echo "pack.sh: $root is not a git checkout" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memmapfs-pack.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM

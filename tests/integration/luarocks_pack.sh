@@ -4,7 +4,7 @@
 # of that rock for Lua 5.3 goes into a temporary tree, with the network
 # cut off (unshare -n) where the system allows it; the module then works
 # in a lua5.3 that sees only that tree.  Exit 77 (a skip) without
-# luarocks or Lua 5.3.
+# luarocks, Lua 5.3 or a git checkout.
 set -eu
 root=$1
 base=${2:-${TMPDIR:-/tmp}}
@@ -12,6 +12,9 @@ for p in luarocks lua5.3 git; do
   command -v $p >/dev/null 2>&1 || { echo "$p is not installed: skipped"; exit 77; }
 done
 [ -f /usr/include/lua5.3/lua.h ] || { echo "no Lua 5.3 headers: skipped"; exit 77; }
+# pack.sh packs what git tracks: a source tree that is not a checkout
+# (an exported tarball) has nothing for it to go by.
+git -C "$root" rev-parse --git-dir >/dev/null 2>&1 || { echo "not a git checkout: skipped"; exit 77; }
 
 # The rockspec passes luarocks' own checks (license and all).
 luarocks lint "$root/rockspec/memmapfs-scm-1.rockspec"
