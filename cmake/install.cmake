@@ -42,10 +42,22 @@ install(TARGETS ${MMFS_INSTALL_LIBS} EXPORT memmapfsTargets
 install(FILES core/include/memmapfs.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 # pkg-config: every path relative to where the .pc lies, so an install
-# under any --prefix finds itself.
+# under any --prefix finds itself (absolute install dirs stay absolute).
 set(MMFS_PC_DIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
-file(RELATIVE_PATH MMFS_PC_TO_PREFIX /root/${MMFS_PC_DIR} /root)
-string(REGEX REPLACE "/$" "" MMFS_PC_TO_PREFIX "${MMFS_PC_TO_PREFIX}")
+foreach(d LIBDIR INCLUDEDIR)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_${d}}")
+    set(MMFS_PC_${d} "${CMAKE_INSTALL_${d}}")
+  else()
+    set(MMFS_PC_${d} "\${prefix}/${CMAKE_INSTALL_${d}}")
+  endif()
+endforeach()
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(MMFS_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH rel /root/${MMFS_PC_DIR} /root)
+  string(REGEX REPLACE "/$" "" rel "${rel}")
+  set(MMFS_PC_PREFIX "\${pcfiledir}/${rel}")
+endif()
 configure_file(cmake/memmapfs.pc.in ${CMAKE_BINARY_DIR}/memmapfs.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/memmapfs.pc DESTINATION ${MMFS_PC_DIR})
 
