@@ -6,33 +6,53 @@
 #
 #   make -f rockspec/luarocks.mk LUA_INCDIR=/usr/include/lua5.4
 #   make -f rockspec/luarocks.mk install INST_LIBDIR=... INST_LUADIR=...
+#
+# Needs nothing beyond a C compiler, the Lua headers and xxhash.h (XXH3 is
+# compiled in from the header: no library).  libsodium is used when it is
+# found (BLAKE2b checksums); MMFS_SODIUM=no builds without it.
 
 CC ?= cc
 CFLAGS ?= -O2 -fPIC
 LIBFLAG ?= -shared
 LUA_INCDIR ?= /usr/include/lua5.4
 XXHASH_INCDIR ?= /usr/include
-XXHASH_LIBDIR ?= /usr/lib
 SODIUM_INCDIR ?= /usr/include
 SODIUM_LIBDIR ?= /usr/lib
-# Where the module is built: MMFS_ROCK_BUILD from the environment, else
-# build-rock/ in the repository (ignored by git).
-BUILD := $(or $(MMFS_ROCK_BUILD),build-rock)
+
+# libsodium: present when a program calling it compiles and links.
+ifneq ($(MMFS_SODIUM),no)
+HAVE_SODIUM := $(shell printf '\043include <sodium.h>\nint main(void) { return sodium_init(); }\n' | \
+	$(CC) -x c -I$(SODIUM_INCDIR) -L$(SODIUM_LIBDIR) -o /dev/null - -lsodium >/dev/null 2>&1 && echo 1)
+endif
+ifeq ($(HAVE_SODIUM),1)
+SODIUM_CFLAGS := -DMMFS_HAVE_SODIUM=1 -I$(SODIUM_INCDIR)
+SODIUM_LIBS := -L$(SODIUM_LIBDIR) -lsodium
+endif
 
 # Sources by wildcard, so that a new engine file needs no edit here.
 SRC := $(wildcard core/src/*.c core/src/search/*.c core/src/policy/*.c bindings/lua/*.c)
 HDR := $(wildcard core/include/*.h core/src/*.h core/src/search/*.h core/src/policy/*.h bindings/lua/*.h)
 
 MMFS_CFLAGS := -std=c11 -D_GNU_SOURCE -DNDEBUG -fPIC -fvisibility=hidden -Wall \
-	-DMMFS_HAVE_POLICY=1 -DMMFS_HAVE_SODIUM=1 \
-	-Icore/include -Icore/src -Ibindings/lua -I$(LUA_INCDIR) \
-	-I$(XXHASH_INCDIR) -I$(SODIUM_INCDIR)
-MMFS_LIBS := -L$(XXHASH_LIBDIR) -L$(SODIUM_LIBDIR) -lxxhash -lsodium -lpthread -lm
+	-DMMFS_HAVE_POLICY=1 -DXXH_INLINE_ALL $(SODIUM_CFLAGS) \
+	-Icore/include -Icore/src -Ibindings/lua -I$(LUA_INCDIR) -I$(XXHASH_INCDIR)
+MMFS_LIBS := $(SODIUM_LIBS) -lpthread -lm
+
+# One build directory per Lua (its headers' directory), and in it the
+# settings it was built with: `luarocks make` for Lua 5.4 and then for 5.1
+# in the same checkout must build 5.1's module, never install 5.4's.
+ROOT := $(or $(MMFS_ROCK_BUILD),build-rock)
+BUILD := $(ROOT)/$(subst /,_,$(LUA_INCDIR))
+CONFIG := $(CC) | $(CFLAGS) | $(LIBFLAG) | $(MMFS_CFLAGS) | $(MMFS_LIBS)
 
 all: $(BUILD)/memmapfs/core.so
 
-$(BUILD)/memmapfs/core.so: $(SRC) $(HDR)
-	mkdir -p $(BUILD)/memmapfs
+# Rewritten only when the settings change, so that a change rebuilds.
+$(BUILD)/config: FORCE
+	@mkdir -p $(BUILD)/memmapfs
+	@echo '$(CONFIG)' | cmp -s - $@ || echo '$(CONFIG)' > $@
+
+$(BUILD)/memmapfs/core.so: $(SRC) $(HDR) $(BUILD)/config
 	$(CC) $(CFLAGS) $(MMFS_CFLAGS) $(LIBFLAG) -o $@ $(SRC) $(MMFS_LIBS)
 
 install: $(BUILD)/memmapfs/core.so
@@ -41,6 +61,6 @@ install: $(BUILD)/memmapfs/core.so
 	cp lua/memmapfs/*.lua $(INST_LUADIR)/memmapfs/
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(ROOT)
 
-.PHONY: all install clean
+.PHONY: all install clean FORCE

@@ -3,7 +3,9 @@
 -- the engine, the policy VM and the binding, compiled against the headers
 -- of the Lua that luarocks targets (--lua-version), and installs it with
 -- the Lua files of lua/memmapfs/.  The make backend runs
--- rockspec/luarocks.mk, which picks the C sources by wildcard.
+-- rockspec/luarocks.mk, which picks the C sources by wildcard, builds each
+-- Lua's module in its own directory, and uses libsodium when it finds it.
+-- rockspec/pack.sh makes a .src.rock of the checkout without a network.
 rockspec_format = "3.0"
 package = "memmapfs"
 version = "scm-1"
@@ -14,6 +16,7 @@ source = {
 
 description = {
   summary = "Local-first memory and state store for AI agents",
+  license = "MIT",
   detailed = [[
 A store is a directory: one append-only, checksummed log read through mmap,
 an in-memory index and a BM25 search engine, shared by any number of
@@ -26,25 +29,31 @@ dependencies = {
   "lua >= 5.1, < 5.5",
 }
 
+-- xxhash.h only (XXH3 is compiled in from the header); libsodium is
+-- optional and detected by the makefile, so it is not listed here.
 external_dependencies = {
-  XXHASH = { header = "xxhash.h", library = "xxhash" },
-  SODIUM = { header = "sodium.h", library = "sodium" },
+  XXHASH = { header = "xxhash.h" },
 }
 
 build = {
   type = "make",
   makefile = "rockspec/luarocks.mk",
+  -- luarocks passes build_variables to the build and install_variables to
+  -- `make install` alone: the install needs the same Lua, or it would
+  -- look for (and build) the module of another one.
   build_variables = {
     CC = "$(CC)",
     CFLAGS = "$(CFLAGS)",
     LIBFLAG = "$(LIBFLAG)",
     LUA_INCDIR = "$(LUA_INCDIR)",
     XXHASH_INCDIR = "$(XXHASH_INCDIR)",
-    XXHASH_LIBDIR = "$(XXHASH_LIBDIR)",
-    SODIUM_INCDIR = "$(SODIUM_INCDIR)",
-    SODIUM_LIBDIR = "$(SODIUM_LIBDIR)",
   },
   install_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    XXHASH_INCDIR = "$(XXHASH_INCDIR)",
     INST_LIBDIR = "$(LIBDIR)",
     INST_LUADIR = "$(LUADIR)",
   },

@@ -9,6 +9,7 @@
 ** cuts a frame another process is writing.
 */
 #include "db.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -174,6 +175,10 @@ static void free_handle(mmfs_db *db) {
     mmfs__seg_close_all(db);
     mmfs__lock_close(db);
     if (db->eng) mmfs__engine_free(db->eng);
+#ifdef MMFS_HAVE_POLICY
+    /* The VM a write built (batch.c's policy_sync) lives until here. */
+    if (db->policy) mmfs__policy_free(db->policy);
+#endif
     pthread_mutex_destroy(&db->wmu);
     pthread_rwlock_destroy(&db->rw);
     pthread_mutex_destroy(&db->smu);
