@@ -412,7 +412,7 @@ static const char *route_policy =
     "    mem.tags.drop = nil\n"
     "    return mem.tags.private and 'private' or 'default'\n"
     "  end,\n"
-    "  routes = { default = {}, private = { index = false }, scratch = { ttl = 3600, index = true } },\n"
+    "  routes = { default = {}, private = { index = false }, scratch = { index = true } },\n"
     "}\n";
 
 static void test_route(void **state) {
