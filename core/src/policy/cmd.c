@@ -484,6 +484,8 @@ static void run_route(lua_State *L, mmfs__policy *p, int t) {
         luaL_error(L, "policy: route must return a route name (a string), or nil and a reason; got %s",
                    luaL_typename(L, -2));
     }
+    if (pc_rawlen(L, -2) > PVM_MAX_ROUTE) /* append_memory's own bound: the record could not hold it */
+        luaL_error(L, "policy: route returned a route name longer than %d bytes", PVM_MAX_ROUTE);
     if (p->ref_routes != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_routes);
         lua_pushvalue(L, -3);
@@ -526,11 +528,15 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
     if (hook) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_hook[t]);
         lua_pushvalue(L, cmd);
+        lua_createtable(L, 0, 0); /* this call's tx: one kept for later raises there */
         lua_pushvalue(L, PVM_TX);
+        lua_setmetatable(L, -2);
+        p->tx_ptr = lua_topointer(L, -1);
         mmfs__pvm_begin_call(p, hook_what[t]);
         p->tx_active = 1;
         lua_call(L, 2, 2);
         p->tx_active = 0;
+        p->tx_ptr = NULL;
         if (!lua_toboolean(L, -2) && (lua_type(L, -2) == LUA_TBOOLEAN || !lua_isnil(L, -1))) reject(L, p, 2);
         lua_pop(L, 2);
         if (schema && (!checked || !untouched(L, p, cmd, K_SESSION))) { /* as the hook left it */

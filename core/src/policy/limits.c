@@ -40,7 +40,7 @@ void *mmfs__pvm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         return NULL;
     }
     if (nsize > old && p->mem_used - old + nsize > p->lim.mem_limit) {
-        p->mem_refused = p->mem_refused_run = 1;
+        p->mem_refused_run = 1;
         return NULL;
     }
     if (nsize > old && p->deadline_ns && (++p->alloc_n & 63) == 0 && now_ns() > p->deadline_ns) {
@@ -50,7 +50,6 @@ void *mmfs__pvm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     void *n = realloc(ptr, nsize);
     if (!n) return NULL;
     p->mem_used = p->mem_used - old + nsize;
-    if (nsize > old) p->mem_refused = 0;
     return n;
 }
 
@@ -78,7 +77,7 @@ static void check_limits(lua_State *L, mmfs__policy *p) {
     if (p->over) mmfs__pvm_raise_over(L, p);
     if (p->call_used > p->call_budget) p->over = PVM_OVER_CALL;
     else if (p->batch_used > p->lim.batch_budget) p->over = PVM_OVER_BATCH;
-    else if (p->mem_refused) p->over = PVM_OVER_MEM;
+    else if (p->mem_refused_run) p->over = PVM_OVER_MEM; /* sticky: see pvm.h */
     else if (p->time_refused) p->over = PVM_OVER_TIME;
     if (p->over) mmfs__pvm_raise_over(L, p);
 }
@@ -145,7 +144,7 @@ int mmfs__pvm_fail(lua_State *L, mmfs__policy *p, int status, int fallback) {
 void mmfs__pvm_reset(lua_State *L, mmfs__policy *p) {
     p->over = PVM_OVER_NONE;
     p->nomem = 0;
-    p->mem_refused = p->mem_refused_run = 0;
+    p->mem_refused_run = 0;
     p->time_refused = 0;
     p->deadline_ns = 0;
     /* 1 us per budgeted instruction, at least 1 s: far past what the

@@ -42,7 +42,7 @@ extern const char *const mmfs__pvm_key_name[K_N];
 #define PVM_KEY(k) (k)
 #define PVM_TAGS_MT K_N
 #define PVM_CMD_MT (K_N + 1) /* the metatable of command tables */
-#define PVM_TX (K_N + 2)     /* the tx object */
+#define PVM_TX (K_N + 2)     /* the metatable of tx objects */
 #define PVM_RUN_SLOTS (K_N + 2) /* the stack slots above, from 1 */
 #define PVM_BIT(k) (1u << (k))
 
@@ -87,8 +87,11 @@ struct mmfs__policy {
     ** the batch's arena): both count against lim.mem_limit. */
     size_t mem_used;
     size_t out_bytes;
-    int mem_refused;     /* the last growing allocation was refused */
-    int mem_refused_run; /* some allocation was refused during this run */
+    /* Some allocation was refused during this run.  Sticky: the next count
+    ** hook raises the limit.  (Cleared by a later successful allocation,
+    ** a pcall loop that keeps hitting the limit ran on, each refusal
+    ** paying a full emergency collection, until the budget ran out.) */
+    int mem_refused_run;
 
     /* A wall-clock guard for work the count hook cannot see: one Lua
     ** instruction that loops in C (Lua 5.1 interning strings whose hashes
@@ -114,7 +117,7 @@ struct mmfs__policy {
     int ref_tags_mt;                   /* metatable of tag arrays */
     int ref_cmd_mt;                    /* metatable of command tables (lazy fields) */
     int ref_keys;                      /* field names of command tables (policy.c) */
-    int ref_tx;                        /* the tx object, alive for the VM's life */
+    int ref_tx;                        /* the metatable of tx objects */
     const void *tx_ptr;
     pvm_sfield *schema;                /* schemas.session, NULL if none */
     size_t nschema;
@@ -243,7 +246,8 @@ int mmfs__pvm_schema_fast(const mmfs__policy *p, const mmfs__rec *r);
 /* schema.c: frees what compile_schema made. */
 void mmfs__pvm_free_schema(mmfs__policy *p);
 
-/* tx.c: builds the tx object (p->ref_tx, p->tx_ptr). */
+/* tx.c: builds the metatable of tx objects (p->ref_tx); p->tx_ptr is the
+** tx of the hook call running now. */
 void mmfs__pvm_open_tx(lua_State *L, mmfs__policy *p);
 
 /* The VM's side of policy.h (vm.c hands them to the engine). */

@@ -53,6 +53,9 @@ static void schema_fail(lua_State *L, const pvm_sfield *f, int v) {
     lua_error(L);
 }
 
+/* created_at is always there: the store adds it when the caller gave none
+**, so a schema that does not list it does not refuse it;
+** one that lists it checks its type like any field's. */
 void mmfs__pvm_schema_check(lua_State *L, mmfs__policy *p, int idx) {
     idx = pc_absindex(L, idx);
     if (!lua_istable(L, idx)) luaL_error(L, "policy: the session must be a table, got %s", luaL_typename(L, idx));
@@ -91,6 +94,7 @@ void mmfs__pvm_schema_check(lua_State *L, mmfs__policy *p, int idx) {
             const char *k = lua_tolstring(L, -1, &n);
             for (size_t i = 0; i < p->nschema && !known; i++)
                 known = p->schema[i].len == n && memcmp(p->schema[i].name, k, n) == 0;
+            if (!known && n == 10 && memcmp(k, "created_at", 10) == 0) known = 1; /* the store adds it */
             if (!known) luaL_error(L, "session field '%s': not in the schema (schemas.session)", k);
         } else {
             luaL_error(L, "session field [%s]: not in the schema (schemas.session)",
@@ -201,6 +205,7 @@ int mmfs__pvm_schema_fast(const mmfs__policy *p, const mmfs__rec *r) {
         int known = 0;
         for (size_t i = 0; i < p->nschema && !known; i++)
             known = p->schema[i].len == v[j].len && memcmp(p->schema[i].name, v[j].name, v[j].len) == 0;
+        if (!known && v[j].len == 10 && memcmp(v[j].name, "created_at", 10) == 0) known = 1;
         if (!known) return 0;
     }
     return 1;

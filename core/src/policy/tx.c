@@ -15,10 +15,17 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* The policy, if argument 1 is the tx of the hook call running now; a tx
+** kept from an earlier call (each call gets a new one) raises. */
 static mmfs__policy *tx_check(lua_State *L) {
     mmfs__policy *p = lua_touserdata(L, lua_upvalueindex(1));
-    if (lua_topointer(L, 1) != p->tx_ptr) luaL_error(L, "policy: tx methods are called as tx:method(...)");
-    if (!p->tx_active) luaL_error(L, "policy: tx used outside its hook call");
+    if (p->tx_active && lua_topointer(L, 1) == p->tx_ptr) return p;
+    if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tx);
+        if (lua_rawequal(L, -1, -2)) luaL_error(L, "policy: tx used outside its hook call");
+        lua_pop(L, 2);
+    }
+    luaL_error(L, "policy: tx methods are called as tx:method(...)");
     return p;
 }
 
@@ -231,14 +238,11 @@ void mmfs__pvm_open_tx(lua_State *L, mmfs__policy *p) {
                                       {"get_memory", tx_get_memory},
                                       {"get_session", tx_get_session},
                                       {NULL, NULL}};
-    lua_newtable(L); /* tx: methods in its metatable, the object itself empty */
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 2); /* the metatable of tx objects: each hook call gets a new, empty one */
     lua_createtable(L, 0, 13);
     pc_setfuncs(L, tx_fns, p);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "tx");
     lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    p->tx_ptr = lua_topointer(L, -1);
     p->ref_tx = luaL_ref(L, LUA_REGISTRYINDEX);
 }
