@@ -962,6 +962,31 @@ describe("policy", function()
       survives("LIMIT", "budget", "local function f() pcall(f) pcall(f) end f()")
     end)
 
+    it("without the VM's shared object, policies fail INVALID and the store works", function()
+      local cdir = os.getenv("MMFS_TEST_CPATH")
+      local vm = cdir and io.open(cdir .. "/memmapfs/libmemmapfs-policy.so", "rb")
+      if not vm then return end -- the VM is linked in (sanitizer builds)
+      vm:close()
+      local lone = H.tmpdir("novm")
+      assert(H.run(("mkdir -p %s/memmapfs && cp %s/memmapfs/core.so %s/memmapfs/"):format(
+        H.quote(lone), H.quote(cdir), H.quote(lone))))
+      local out, ok = H.capture(("MMFS_TEST_CPATH= LUA_PATH=%s LUA_CPATH=%s LUA_CPATH_5_2=%s LUA_CPATH_5_3=%s "
+        .. "LUA_CPATH_5_4=%s %s -e %s"):format(H.quote(package.path), H.quote(lone .. "/?.so"),
+        H.quote(lone .. "/?.so"), H.quote(lone .. "/?.so"), H.quote(lone .. "/?.so"), H.lua(), H.quote(([[
+          local db = assert(require("memmapfs").open(%q))
+          local r, msg, code = db:set_policy("return {}")
+          assert(db:set_kv("plain", "works"))
+          io.write(tostring(r), "|", tostring(code), "|", tostring(msg), "|", db:get_kv("plain"))
+          assert(db:close())
+        ]]):format(dir .. "-novm"))))
+      assert.is_truthy(ok, out)
+      local r, code, msg, v = out:match("^(.-)|(.-)|(.*)|(.-)$")
+      assert.are.equal("nil", r, out)
+      assert.are.equal("INVALID", code, out)
+      assert.is_truthy(msg:find("libmemmapfs-policy.so", 1, true), msg)
+      assert.are.equal("works", v)
+    end)
+
     it("a policy installed here means the same to a Lua 5.4 process", function()
       local cdir = os.getenv("MMFS_TEST_CPATH")
       if not cdir or cdir == "" or H.lua() == "lua5.4" then return end
