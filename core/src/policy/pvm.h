@@ -116,7 +116,7 @@ struct mmfs__policy {
     int ref_tname[MMFS__R_MAX + 1];    /* interned command type names */
     int ref_tags_mt;                   /* metatable of tag arrays */
     int ref_cmd_mt;                    /* metatable of command tables (lazy fields) */
-    int ref_keys;                      /* field names of command tables (policy.c) */
+    int ref_keys;                      /* field names of command tables (cmd.c) */
     int ref_tx;                        /* the metatable of tx objects */
     const void *tx_ptr;
     pvm_sfield *schema;                /* schemas.session, NULL if none */
@@ -129,7 +129,7 @@ struct mmfs__policy {
     const mmfs__policy_store *st;
     mmfs__cmds *out;
     int tx_active;   /* a hook is running: tx may be used */
-    /* The command table being processed (policy.c): its identity, its
+    /* The command table being processed (cmd.c): its identity, its
     ** record, the strings pushed for it, and which fields it holds. */
     const void *cur_t;
     const mmfs__rec *cur;
@@ -139,7 +139,7 @@ struct mmfs__policy {
     size_t npend, cappend;
 
     /* Scratch for encoding session fields (value.c): fbuf for the codec,
-    ** buf/buflen/bufcap name the same members (policy.c frees buf). */
+    ** buf/buflen/bufcap name the same members (load.c frees buf). */
     union {
         mmfs__lbuf fbuf;
         struct {
