@@ -122,6 +122,17 @@ describe("policy", function()
       assert.are.equal("good", db:get_kv("k"))
     end)
 
+    it("an unknown key in a policy table is INVALID naming it; nothing is installed", function()
+      -- a typo such as hoooks silently disabled every hook
+      local msg = H.fails("INVALID", db:set_policy(
+        "return { hoooks = { set_kv = function() return nil, 'no' end } }"))
+      assert.is_truthy(msg:find("unknown key 'hoooks'", 1, true), msg)
+      msg = H.fails("INVALID", db:set_policy("return { routes = { private = { idx = false } } }"))
+      assert.is_truthy(msg:find("routes.private: unknown key 'idx'", 1, true), msg)
+      assert.is_nil(db:get_policy())
+      assert(db:set_kv("k", "v"))
+    end)
+
     it("a chunk that raises or returns no table is INVALID", function()
       local msg = H.fails("INVALID", db:set_policy("local x = 1\nerror('no policy today')"))
       assert.is_truthy(msg:find("no policy today", 1, true), msg)
