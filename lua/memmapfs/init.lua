@@ -11,7 +11,8 @@
 local core = require "memmapfs.core"
 
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack") -- 5.1: a global
-local select, type, error, pcall, tostring = select, type, error, pcall, tostring
+local select, type, error, tostring = select, type, error, tostring
+local coroutine, setmetatable = coroutine, setmetatable
 
 local M = {
   version = "0.1.0",
