@@ -98,7 +98,7 @@ static const mmfs__pvm_api *get_vm(void) {
 int mmfs__policy_new(const char *src, size_t len, const mmfs__policy_limits *lim, mmfs__policy **out) {
     *out = NULL;
     if (!get_vm()) return MMFS_INVALID;
-    return vm->policy_new(src, len, lim, out);
+    return vm->policy_new(&host, src, len, lim, out);
 }
 
 void mmfs__policy_free(mmfs__policy *p) {
@@ -107,7 +107,7 @@ void mmfs__policy_free(mmfs__policy *p) {
 
 int mmfs__policy_run(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs__policy_store *st,
                      mmfs__cmds *out) {
-    return vm->policy_run(p, in, n, st, out);
+    return vm->policy_run(&host, p, in, n, st, out);
 }
 
 int mmfs__policy_route_indexed(const mmfs__policy *p, mmfs_slice route) {

@@ -10,7 +10,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static const mmfs__pvm_host *host;
+/* The host of the call running on this thread (see vm.h). */
+static _Thread_local const mmfs__pvm_host *host;
 
 #ifndef MMFS_PVM_DIRECT
 int mmfs__err(int code, const char *fmt, ...) {
@@ -30,11 +31,21 @@ const char *mmfs_errmsg(const mmfs_db *db) {
 const char *mmfs_err_name(int status) { return host->err_name(status); }
 #endif
 
-static const mmfs__pvm_api api = {MMFS__PVM_ABI, sizeof(mmfs__rec), mmfs__pvm_new, mmfs__pvm_free, mmfs__pvm_run,
+static int api_new(const mmfs__pvm_host *h, const char *src, size_t len, const mmfs__policy_limits *lim,
+                   mmfs__policy **out) {
+    host = h;
+    return mmfs__pvm_new(src, len, lim, out);
+}
+
+static int api_run(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *in, size_t n,
+                   const mmfs__policy_store *st, mmfs__cmds *out) {
+    host = h;
+    return mmfs__pvm_run(p, in, n, st, out);
+}
+
+static const mmfs__pvm_api api = {MMFS__PVM_ABI, sizeof(mmfs__rec), api_new, mmfs__pvm_free, api_run,
                                   mmfs__pvm_route_indexed};
 
 __attribute__((visibility("default"))) const mmfs__pvm_api *mmfs_policy_vm(const mmfs__pvm_host *h) {
-    if (!h || h->abi != MMFS__PVM_ABI) return NULL;
-    host = h;
-    return &api;
+    return h && h->abi == MMFS__PVM_ABI ? &api : NULL;
 }

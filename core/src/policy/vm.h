@@ -38,14 +38,18 @@ typedef struct mmfs__pvm_host {
     const char *(*err_name)(int code);
 } mmfs__pvm_host;
 
-/* What the VM gives the engine: policy.h's functions. */
+/* What the VM gives the engine: policy.h's functions.  The calls that can
+** fail take the caller's host table: two engines in one process (the Lua
+** module and libmemmapfs.so under LuaJIT's FFI) may share one VM, and
+** each must get its errors in its own per-thread message. */
 typedef struct mmfs__pvm_api {
     unsigned abi;
     size_t rec_size; /* sizeof(mmfs__rec) as the VM was built: a mismatch is refused */
-    int (*policy_new)(const char *src, size_t len, const mmfs__policy_limits *lim, mmfs__policy **out);
+    int (*policy_new)(const mmfs__pvm_host *h, const char *src, size_t len, const mmfs__policy_limits *lim,
+                      mmfs__policy **out);
     void (*policy_free)(mmfs__policy *p);
-    int (*policy_run)(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs__policy_store *st,
-                      mmfs__cmds *out);
+    int (*policy_run)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *in, size_t n,
+                      const mmfs__policy_store *st, mmfs__cmds *out);
     int (*route_indexed)(const mmfs__policy *p, mmfs_slice route);
 } mmfs__pvm_api;
 
