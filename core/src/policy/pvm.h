@@ -94,8 +94,8 @@ struct mmfs__policy {
     int mem_refused_run;
 
     /* A wall-clock guard for work the count hook cannot see: one Lua
-    ** instruction that loops in C (Lua 5.1 interning strings whose hashes
-    ** collide walks a chain per new string).  The capped allocator checks
+    ** instruction that loops in C (a library function working through a
+    ** huge argument).  The capped allocator checks
     ** the clock every 64 growing allocations against the current call's
     ** deadline (0: none) and refuses past it. */
     uint64_t deadline_ns, time_limit_ns;
