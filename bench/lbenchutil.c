@@ -79,6 +79,11 @@ int luaopen_benchutil(lua_State *L) {
         {"disk_bytes", l_disk_bytes}, {"rmtree", l_rmtree}, {"consume", l_consume},
         {"random_keys", l_random_keys},
         {NULL, NULL}};
+#ifdef luaL_newlib
     luaL_newlib(L, fns);
+#else /* LuaJIT, for W6 from a LuaJIT host */
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+#endif
     return 1;
 }

@@ -1,4 +1,5 @@
--- mmfs_bench.lua: the memmapfs rows from Lua 5.4, through require "memmapfs".
+-- mmfs_bench.lua: the memmapfs rows from Lua 5.4 (and W6 from LuaJIT too: the
+-- same script, system "memmapfs-luajit"), through require "memmapfs".
 --
 --   lua5.4 bench/mmfs_bench.lua w1 DIR MEMFILE COUNT     append_memory, sync="always"
 --   lua5.4 bench/mmfs_bench.lua w2 DIR MEMFILE N LABEL   db:batch of 1,000, sync="batch", sync()
@@ -15,7 +16,7 @@
 -- and LUA_CPATH=<build>/lua/?.so;<build>/bench/?.so (bench/run sets them).
 local B = require "benchlib"
 local memmapfs = require "memmapfs"
-local SYS = "memmapfs-lua"
+local SYS = rawget(_G, "jit") and "memmapfs-luajit" or "memmapfs-lua"
 
 local function open(dir, sync, fresh, policy)
   if fresh then B.rmtree(dir) end
@@ -245,7 +246,7 @@ end
 function W.w7(dir, bytes)
   bytes = tonumber(bytes)
   local CHUNK = 64 * 1024
-  local base = string.rep("memmapfs", CHUNK // 8)
+  local base = string.rep("memmapfs", math.floor(CHUNK / 8))
   local db = open(dir, "batch", true)
   local t0 = B.now()
   local off = 0
@@ -267,7 +268,7 @@ function W.w7(dir, bytes)
   while true do
     local s = r:read(CHUNK)
     if not s or #s == 0 then break end
-    sink = sink ~ B.consume(s)
+    sink = (sink + B.consume(s)) % 4294967296 -- no bitwise ops: LuaJIT parses this file too
     got = got + #s
   end
   r:close()
@@ -280,4 +281,4 @@ end
 
 local w = W[arg[1] or ""]
 if not w then B.die("usage: see the comment at the top of bench/mmfs_bench.lua") end
-w(table.unpack(arg, 2))
+w((table.unpack or unpack)(arg, 2))

@@ -1,7 +1,8 @@
 # luarocks.mk: the make backend of rockspec/memmapfs-scm-1.rockspec.
-# Builds memmapfs.core (engine + policy VM + binding) as one shared module
-# against LUA_INCDIR, the headers of the Lua luarocks targets; it links no
-# Lua (the interpreter that loads it provides lua_*).  Run from the
+# Builds memmapfs.core (engine + binding) as one shared module against
+# LUA_INCDIR, the headers of the Lua luarocks targets; it links no Lua (the
+# interpreter that loads it provides lua_*).  The policy VM is built beside
+# it, on Lua 5.4 (see VM_SRC).  Run from the
 # repository root; every variable below may come from luarocks.
 #
 #   make -f rockspec/luarocks.mk LUA_INCDIR=/usr/include/lua5.4
@@ -29,14 +30,23 @@ SODIUM_CFLAGS := -DMMFS_HAVE_SODIUM=1 -I$(SODIUM_INCDIR)
 SODIUM_LIBS := -L$(SODIUM_LIBDIR) -lsodium
 endif
 
-# Sources by wildcard, so that a new engine file needs no edit here.
-SRC := $(wildcard core/src/*.c core/src/search/*.c core/src/policy/*.c bindings/lua/*.c)
+# Sources by wildcard, so that a new engine file needs no edit here.  The
+# policy VM (core/src/policy/ but host.c, the engine's side, and lfields.c,
+# the binding's codec) is its own shared object on Lua 5.4 whatever
+# LUA_INCDIR is: libmemmapfs-policy.so, installed next to core.so, where the
+# engine looks for it (core/src/policy/vm.h).
+VM_SRC := $(filter-out core/src/policy/host.c,$(wildcard core/src/policy/*.c))
+SRC := $(wildcard core/src/*.c core/src/search/*.c bindings/lua/*.c) core/src/policy/host.c \
+	core/src/policy/lfields.c
+LUA54_INCDIR ?= /usr/include/lua5.4
+LUA54_LIB ?= -llua5.4
 HDR := $(wildcard core/include/*.h core/src/*.h core/src/search/*.h core/src/policy/*.h bindings/lua/*.h)
 
 MMFS_CFLAGS := -std=c11 -D_GNU_SOURCE -DNDEBUG -fPIC -fvisibility=hidden -Wall \
 	-DMMFS_HAVE_POLICY=1 -DXXH_INLINE_ALL $(SODIUM_CFLAGS) \
 	-Icore/include -Icore/src -Ibindings/lua -I$(LUA_INCDIR) -I$(XXHASH_INCDIR)
-MMFS_LIBS := $(SODIUM_LIBS) -lpthread -lm
+MMFS_LIBS := $(SODIUM_LIBS) -lpthread -lm -ldl
+VM_CFLAGS := $(subst -I$(LUA_INCDIR),-I$(LUA54_INCDIR),$(MMFS_CFLAGS))
 
 # One build directory per Lua (its headers' directory), and in it the
 # settings it was built with: `luarocks make` for Lua 5.4 and then for 5.1
@@ -45,7 +55,11 @@ ROOT := $(or $(MMFS_ROCK_BUILD),build-rock)
 BUILD := $(ROOT)/$(subst /,_,$(LUA_INCDIR))
 CONFIG := $(CC) | $(CFLAGS) | $(LIBFLAG) | $(MMFS_CFLAGS) | $(MMFS_LIBS)
 
-all: $(BUILD)/memmapfs/core.so
+all: $(BUILD)/memmapfs/core.so $(BUILD)/memmapfs/libmemmapfs-policy.so
+
+$(BUILD)/memmapfs/libmemmapfs-policy.so: $(VM_SRC) $(HDR)
+	mkdir -p $(BUILD)/memmapfs
+	$(CC) $(CFLAGS) $(VM_CFLAGS) $(LIBFLAG) -Wl,--no-undefined -o $@ $(VM_SRC) $(LUA54_LIB)
 
 # Rewritten only when the settings change, so that a change rebuilds.
 $(BUILD)/config: FORCE
@@ -55,9 +69,10 @@ $(BUILD)/config: FORCE
 $(BUILD)/memmapfs/core.so: $(SRC) $(HDR) $(BUILD)/config
 	$(CC) $(CFLAGS) $(MMFS_CFLAGS) $(LIBFLAG) -o $@ $(SRC) $(MMFS_LIBS)
 
-install: $(BUILD)/memmapfs/core.so
+install: $(BUILD)/memmapfs/core.so $(BUILD)/memmapfs/libmemmapfs-policy.so
 	mkdir -p $(INST_LIBDIR)/memmapfs $(INST_LUADIR)/memmapfs
 	cp $(BUILD)/memmapfs/core.so $(INST_LIBDIR)/memmapfs/core.so
+	cp $(BUILD)/memmapfs/libmemmapfs-policy.so $(INST_LIBDIR)/memmapfs/libmemmapfs-policy.so
 	cp lua/memmapfs/*.lua $(INST_LUADIR)/memmapfs/
 
 clean:

@@ -216,6 +216,8 @@ static int writer_enter(mmfs_db *db) {
     return rc;
 }
 
+int mmfs__in_own_writer(const mmfs_db *db) { return tl_writer == db; }
+
 static void writer_leave(mmfs_db *db) {
     tl_writer = NULL;
     mmfs__lock_release(db);
@@ -446,9 +448,21 @@ static int run_hook(mmfs_db *db, const mmfs__rec *list, size_t n, mmfs_batch *wo
     return rc;
 }
 
+/* MMFS_LIMIT when the N commands of LIST pass MMFS__MAX_COMMIT bytes. */
+static int commit_size_check(const mmfs__rec *list, size_t n) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += mmfs__rec_size(&list[i]);
+        if (total > MMFS__MAX_COMMIT)
+            return mmfs__err(MMFS_LIMIT, "commit: over the limit of %zu bytes (with what hooks added)",
+                             MMFS__MAX_COMMIT);
+    }
+    return MMFS_OK;
+}
+
 /* The policy step: the Lua policy, then the C hook.  OUT and NOUT get the
 ** commands to write (IN itself when there is nothing to run); WORK owns
-** whatever was made. */
+** whatever was made.  The result must fit in one commit (LIMIT). */
 static int run_policy(mmfs_db *db, mmfs__rec *in, size_t n, mmfs_batch *work, mmfs__rec **out, size_t *nout) {
     for (size_t i = 0; i < n; i++) in[i].origin = (uint32_t)(i + 1);
     *out = in;
@@ -502,7 +516,7 @@ static int run_policy(mmfs_db *db, mmfs__rec *in, size_t n, mmfs_batch *work, mm
         *out = work->cmds;
         *nout = work->n;
     }
-    return MMFS_OK;
+    return commit_size_check(*out, *nout);
 }
 
 /* Decides which commands are written and gives them ids, versions and

@@ -259,6 +259,8 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
 
 int mmfs_close(mmfs_db *db) {
     if (!db) return MMFS_OK;
+    if (mmfs__in_own_writer(db)) /* from a hook: the commit still uses the handle */
+        return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store (close)", db->dir);
     int rc = MMFS_OK;
     int child = atomic_load(&mmfs__fork_gen) != db->fork_gen;
     if (!child) {
@@ -278,11 +280,12 @@ int mmfs_stats(mmfs_db *db, mmfs_store_stats *st) {
     if (rc) return rc;
     mmfs__engine_stats(e, st);
     mmfs__read_end(db);
-    pthread_mutex_lock(&db->wmu);
+    int self = mmfs__in_own_writer(db); /* a hook's call: this thread holds wmu already */
+    if (!self) pthread_mutex_lock(&db->wmu);
     for (size_t i = 0; i < db->nsegs; i++) st->log_bytes += db->segs[i].end - MMFS__SEG_HDR;
     st->segments = db->nsegs;
     st->lsn = db->next_lsn - 1;
-    pthread_mutex_unlock(&db->wmu);
+    if (!self) pthread_mutex_unlock(&db->wmu);
     pthread_mutex_lock(&db->smu);
     st->durable_lsn = db->durable_lsn;
     pthread_mutex_unlock(&db->smu);

@@ -137,6 +137,11 @@ extern _Atomic unsigned mmfs__fork_gen;
 /* db.c: MMFS_CLOSED in a forked child, MMFS_NOMEM once broken. */
 int mmfs__usable(mmfs_db *db);
 
+/* batch.c: 1 if this thread is DB's writer now, i.e. the call comes from a
+** hook (C or policy) running inside DB's commit: it already holds db->wmu
+** and the LOCK, so it must neither take them again nor wait for itself. */
+int mmfs__in_own_writer(const mmfs_db *db);
+
 /* segment.c */
 /* Path of segment NO ("DIR/log/00000001.seg") into BUF. */
 void mmfs__seg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len);

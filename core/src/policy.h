@@ -1,8 +1,9 @@
 /*
 ** policy.h: the store's policy VM, seen from the Lua-free engine.  The
-** implementation (core/src/policy/) is compiled against the Lua of the
-** process (Lua 5.4 for C programs; the interpreter's own Lua 5.1-5.4 or
-** LuaJIT inside the Lua module), so this header names no Lua type.
+** implementation (core/src/policy/) runs every policy on a private Lua
+** 5.4 in every host, loaded as a shared object of its own (see
+** core/src/policy/vm.h); core/src/policy/host.c implements these
+** functions by forwarding to it.  This header names no Lua type.
 **
 ** A policy is a Lua chunk returning a table (API.md, "The policy script").
 ** The VM is private to one store handle and touched only under the writer
@@ -48,7 +49,9 @@ typedef struct mmfs__cmds {
 /* Compiles SRC (LEN bytes; text only, never bytecode) into a new sandboxed
 ** VM and runs the chunk under the limits; it must return a table.
 ** Errors: MMFS_INVALID ("policy:LINE: message" for a syntax or runtime
-** error, or a result that is not a table), MMFS_LIMIT, MMFS_NOMEM. */
+** error, a result that is not a table, an unknown key, something not
+** built yet, or the VM's shared object that cannot be loaded),
+** MMFS_LIMIT, MMFS_NOMEM. */
 int mmfs__policy_new(const char *src, size_t len, const mmfs__policy_limits *lim, mmfs__policy **out);
 
 void mmfs__policy_free(mmfs__policy *p);

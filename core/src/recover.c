@@ -280,7 +280,8 @@ int mmfs_verify(mmfs_db *db) {
     int rc = mmfs__usable(db);
     if (rc) return rc;
     if ((rc = mmfs__catch_up(db)) != MMFS_OK) return rc;
-    pthread_mutex_lock(&db->wmu);
+    int self = mmfs__in_own_writer(db); /* a hook's call: this thread holds wmu already */
+    if (!self) pthread_mutex_lock(&db->wmu);
     uint64_t lsn = 1;
     for (size_t i = 0; i < db->nsegs && rc == MMFS_OK; i++) {
         mmfs__seg *s = &db->segs[i];
@@ -303,6 +304,6 @@ int mmfs_verify(mmfs_db *db) {
                 rc = corrupt(s, off, "segment ends without its seal frame");
         }
     }
-    pthread_mutex_unlock(&db->wmu);
+    if (!self) pthread_mutex_unlock(&db->wmu);
     return rc;
 }

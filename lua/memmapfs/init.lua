@@ -11,7 +11,8 @@
 local core = require "memmapfs.core"
 
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack") -- 5.1: a global
-local select, type, error, pcall, tostring = select, type, error, pcall, tostring
+local select, type, error, tostring = select, type, error, tostring
+local coroutine, setmetatable = coroutine, setmetatable
 
 local M = {
   version = "0.1.0",
@@ -158,6 +159,10 @@ end
 --
 -- While fn runs, the store's own write methods return nil, msg, "BUSY"
 -- (they would escape the batch), and so does a nested db:batch.
+-- fn runs in a coroutine of its own and must finish: if it yields (say
+-- to an event loop), the batch is aborted, since a suspended batch would
+-- keep the store BUSY for as long as the suspended coroutine lived.
+-- tx:commit() inside fn raises: the batch commits when fn returns.
 --
 -- Failures commit nothing and return nil, message, code:
 -- * an error raised in fn: the batch is aborted and batch returns
@@ -167,13 +172,29 @@ end
 -- * a tx command that failed (it returned nil, msg, code to fn): the whole
 --   batch fails with that command's message and code, even if fn ignored it.
 -- * the commit itself failing (READONLY, IO, REJECTED by a policy...).
+local in_fn = setmetatable({}, { __mode = "k" }) -- the tx objects whose fn runs
+local tx_commit = Tx.commit
+
+function Tx.commit(tx, ...)
+  if in_fn[tx] then
+    error("tx:commit: inside db:batch(fn); the batch commits when fn returns", 2)
+  end
+  return tx_commit(tx, ...)
+end
+
 function DB:batch(fn)
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'batch' (function expected, got %s)"):format(type(fn)), 2)
   end
   local tx, err, code = self:_batch_begin()
   if not tx then return nil, err, code end
-  local ok, perr = pcall(fn, tx)
+  in_fn[tx] = true
+  local co = coroutine.create(fn)
+  local ok, perr = coroutine.resume(co, tx)
+  in_fn[tx] = nil
+  if ok and coroutine.status(co) ~= "dead" then
+    ok, perr = false, "batch: fn yielded; a batch must finish before anything else runs (aborted)"
+  end
   if not ok then
     tx:abort()
     return nil, tostring(perr), "INVALID"

@@ -414,10 +414,10 @@ end
 
 --- A spec for policy.build with what most agents want: memories tagged
 -- "private" go to an unindexed route (kept, never in search results),
--- "scratch" ones to a route with a one-day ttl; sessions keep any field;
+-- "scratch" ones to a route of their own; sessions keep any field;
 -- memories, kv values and stream chunks are capped at opts.max_bytes
--- (16 MiB).  opts: private_tag, scratch_tag, max_bytes, keep_days (a
--- compaction rule keeping pinned memories and those younger than that).
+-- (16 MiB).  opts: private_tag, scratch_tag, max_bytes.  (keep_days, a
+-- compaction rule, is refused: compaction is not built yet.)
 -- Extend the returned table before building it.
 function M.default(opts)
   opts = opts or {}
@@ -425,15 +425,15 @@ function M.default(opts)
   local max = opts.max_bytes or 16 * 1024 * 1024
   local spec = {
     route = M.route_by_tag({ { private, "private" }, { scratch, "scratch" } }, "default"),
-    routes = { default = {}, private = { index = false }, scratch = { ttl = 86400 } },
+    routes = { default = {}, private = { index = false }, scratch = {} },
     hooks = {
       append_memory = M.max_size("text", max),
       set_kv = M.max_size("value", max),
       append_stream = M.max_size("bytes", max),
     },
   }
-  if opts.keep_days then
-    spec.compaction = { keep = M.keep_pinned_or_newer_than(opts.keep_days) }
+  if opts.keep_days ~= nil then
+    error("policy.default: keep_days: not built yet (the store has no compaction)", 2)
   end
   return spec
 end

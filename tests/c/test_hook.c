@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static void assert_kv(mmfs_db *db, const char *key, const char *want) {
     mmfs_slice v;
@@ -195,12 +197,169 @@ static void test_hook_failure_rejects(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* Every call a C hook makes on its own store either works or returns BUSY,
+** never deadlocks (issue 13 item 5: mmfs_stats and mmfs_verify took the
+** writer mutex the hook's writer holds).  A watchdog turns a hang into a
+** failure instead of a stuck suite. */
+typedef struct calls {
+    mmfs_db *db;
+    int n;
+    const char *name[40];
+    int rc[40];
+} calls;
+
+#define CALL(c, what, expr)          \
+    do {                             \
+        (c)->name[(c)->n] = (what);  \
+        (c)->rc[(c)->n++] = (expr);  \
+    } while (0)
+
+static int calling_hook(void *ud, mmfs_command *cmd, mmfs_batch *tx) {
+    calls *c = ud;
+    mmfs_db *db = c->db;
+    mmfs_store_stats st;
+    mmfs_slice v;
+    uint64_t u;
+    mmfs_memories *ms = NULL;
+    mmfs_sessions *ss = NULL;
+    mmfs_doc_hits *dh = NULL;
+    mmfs_memory *m = NULL;
+    mmfs_session se;
+    mmfs_reader *r = NULL;
+    mmfs_sub *sub = NULL;
+    mmfs_kv_iter *it = NULL;
+    mmfs_batch *b = NULL;
+    (void)tx;
+    if (cmd->type != MMFS_CMD_SET_KV || cmd->key.len != 4 || memcmp(cmd->key.ptr, "call", 4) != 0) return MMFS_OK;
+    CALL(c, "stats", mmfs_stats(db, &st));
+    CALL(c, "verify", mmfs_verify(db));
+    CALL(c, "refresh", mmfs_refresh(db));
+    CALL(c, "get_kv", mmfs_get_kv(db, mmfs_str("a"), &v));
+    CALL(c, "get_memory", mmfs_get_memory(db, 1, &m));
+    mmfs_free(m);
+    CALL(c, "search_memory", mmfs_search_memory(db, mmfs_str("tea"), NULL, &ms));
+    mmfs_free(ms);
+    ms = NULL;
+    CALL(c, "list_memories", mmfs_list_memories(db, NULL, &ms));
+    mmfs_free(ms);
+    CALL(c, "search", mmfs_search(db, mmfs_str("tea"), 5, &dh));
+    mmfs_free(dh);
+    CALL(c, "get_session", mmfs_get_session(db, mmfs_str("s"), &se));
+    CALL(c, "list_sessions", mmfs_list_sessions(db, 0, &ss));
+    mmfs_free(ss);
+    ss = NULL;
+    CALL(c, "list_by_intent", mmfs_list_by_intent(db, mmfs_str("i"), 0, &ss));
+    mmfs_free(ss);
+    CALL(c, "stream_size", mmfs_stream_size(db, mmfs_str("st"), &u));
+    CALL(c, "open_read", mmfs_open_read(db, mmfs_str("st"), &r));
+    if (r) mmfs_reader_close(r);
+    CALL(c, "kv_iter_open", mmfs_kv_iter_open(db, mmfs_str(""), &it));
+    if (it) mmfs_kv_iter_close(it);
+    CALL(c, "get_state", mmfs_get_state(db, &v, &u));
+    CALL(c, "subscribe_state", mmfs_subscribe_state(db, &sub));
+    if (sub) mmfs_sub_close(sub);
+    CALL(c, "get_policy", mmfs_get_policy(db, &v));
+    CALL(c, "sync", mmfs_sync(db));
+    CALL(c, "set_kv", mmfs_set_kv(db, mmfs_str("x"), mmfs_str("y")));
+    CALL(c, "set_policy", mmfs_set_policy(db, mmfs_str("return {}")));
+    CALL(c, "set_hook", mmfs_set_hook(db, NULL, NULL));
+    CALL(c, "batch_begin", mmfs_batch_begin(db, &b));
+    if (b) {
+        uint64_t *ids = NULL;
+        size_t nids = 0;
+        CALL(c, "batch_commit", mmfs_batch_commit(b, &ids, &nids));
+        free(ids);
+    }
+    CALL(c, "close", mmfs_close(db));
+    return MMFS_OK;
+}
+
+static void test_hook_calls_back(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("hook-calls");
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
+    calls c;
+    memset(&c, 0, sizeof c);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("b")));
+    c.db = db;
+    MMFS_OK_OR_FAIL(mmfs_set_hook(db, calling_hook, &c));
+    alarm(60); /* a deadlock fails the test (SIGALRM) instead of hanging the suite */
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("call"), mmfs_str("v")));
+    alarm(0);
+    assert_true(c.n > 20);
+#ifndef MMFS_HAVE_POLICY
+    /* without Lua policies, set_policy refuses any source before anything else */
+    for (int i = 0; i < c.n; i++)
+        if (!strcmp(c.name[i], "set_policy") && c.rc[i] == MMFS_INVALID) c.rc[i] = MMFS_BUSY;
+#endif
+    for (int i = 0; i < c.n; i++) {
+        int ok = c.rc[i] == MMFS_OK || c.rc[i] == MMFS_NOTFOUND || c.rc[i] == MMFS_BUSY;
+        if (!ok) fail_msg("%s from inside a hook: %s", c.name[i], mmfs_err_name(c.rc[i]));
+    }
+    /* the ones that write, or would wait for this writer, are BUSY */
+    for (int i = 0; i < c.n; i++)
+        if (!strcmp(c.name[i], "set_kv") || !strcmp(c.name[i], "set_policy") || !strcmp(c.name[i], "close") ||
+            !strcmp(c.name[i], "set_hook"))
+            assert_int_equal(c.rc[i], MMFS_BUSY);
+    /* and the ones that only read work */
+    for (int i = 0; i < c.n; i++)
+        if (!strcmp(c.name[i], "stats") || !strcmp(c.name[i], "verify") || !strcmp(c.name[i], "get_kv"))
+            assert_int_equal(c.rc[i], MMFS_OK);
+    assert_kv(db, "call", "v");
+    assert_kv(db, "x", NULL);
+    MMFS_OK_OR_FAIL(mmfs_set_hook(db, NULL, NULL));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("after"), mmfs_str("ok")));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
+/* A commit has a size limit, counting what hooks add (issue 13 item 4):
+** a hook adding 65 MiB to a 1 GiB value fails LIMIT, nothing written.
+** The 1 GiB value is untouched anonymous memory (zero pages, never made
+** resident): the limit is checked before the frame is built. */
+static int growing_hook(void *ud, mmfs_command *cmd, mmfs_batch *tx) {
+    (void)cmd;
+    mmfs_slice extra = {ud, (size_t)65 << 20};
+    return mmfs_batch_set_kv(tx, mmfs_str("extra"), extra);
+}
+
+static void test_commit_size_limit(void **state) {
+    (void)state;
+    size_t big = (size_t)1 << 30;
+    void *huge = mmap(NULL, big, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    assert_true(huge != MAP_FAILED);
+    char *extra = calloc(1, (size_t)65 << 20);
+    assert_non_null(extra);
+    char *dir = mmfs_test_dir("hook-commit-limit");
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
+    MMFS_OK_OR_FAIL(mmfs_set_hook(db, growing_hook, extra));
+    mmfs_store_stats before, after;
+    MMFS_OK_OR_FAIL(mmfs_stats(db, &before));
+    mmfs_slice v = {huge, big};
+    assert_int_equal(mmfs_set_kv(db, mmfs_str("big"), v), MMFS_LIMIT);
+    assert_non_null(strstr(mmfs_errmsg(db), "over the limit"));
+    MMFS_OK_OR_FAIL(mmfs_stats(db, &after));
+    assert_int_equal(before.lsn, after.lsn);
+    assert_int_equal(before.log_bytes, after.log_bytes);
+    assert_kv(db, "big", NULL);
+    assert_kv(db, "extra", NULL);
+    /* a commit under the limit with the same hook goes through */
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("small"), mmfs_str("v")));
+    assert_kv(db, "small", "v");
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+    free(extra);
+    munmap(huge, big);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hook_edits_and_adds),
         cmocka_unit_test(test_hook_rejects_whole_commit),
         cmocka_unit_test(test_hook_reentry_busy),
         cmocka_unit_test(test_hook_failure_rejects),
+        cmocka_unit_test(test_hook_calls_back),
+        cmocka_unit_test(test_commit_size_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -412,7 +412,7 @@ static const char *route_policy =
     "    mem.tags.drop = nil\n"
     "    return mem.tags.private and 'private' or 'default'\n"
     "  end,\n"
-    "  routes = { default = {}, private = { index = false }, scratch = { ttl = 3600, index = true } },\n"
+    "  routes = { default = {}, private = { index = false }, scratch = { index = true } },\n"
     "}\n";
 
 static void test_route(void **state) {
@@ -1037,6 +1037,108 @@ static void test_patterns(void **state) {
 
 /* The cost of a hook is measured in bench/ (W6), not asserted here. */
 
+/* ------------------------------------------- issue 13: hostile policies */
+
+/* An unknown key in any policy table is INVALID naming it (a typo must not
+** silently disable every hook); what is not built yet is refused. */
+static void test_unknown_keys(void **state) {
+    (void)state;
+    ASSERT_RC(load_err("return { hoooks = { set_kv = function() end } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("unknown key 'hoooks'");
+    ASSERT_RC(load_err("return { [1] = 'x' }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("unknown key of type number");
+    ASSERT_RC(load_err("return { routes = { a = { indx = false } } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("routes.a: unknown key 'indx'");
+    ASSERT_RC(load_err("return { schemas = { sesion = {} } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("unknown key 'sesion'");
+    ASSERT_RC(load_err("return { compaction = { keep = function() return true end } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("compaction: not built yet");
+    ASSERT_RC(load_err("return { routes = { scratch = { ttl = 3600 } } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("routes.scratch.ttl: not built yet");
+}
+
+/* A tx kept from one hook call raises in a later write's hook. */
+static void test_tx_kept(void **state) {
+    (void)state;
+    mmfs__policy *p = load("local saved\n"
+                           "return { hooks = { set_kv = function(cmd, tx)\n"
+                           "  if cmd.key == 'keep' then saved = tx return end\n"
+                           "  if cmd.key == 'use' then saved:set_kv('sneaked', 'in') end\n"
+                           "end } }");
+    out o;
+    mmfs__rec in[2] = {kv_set("keep", "v"), kv_set("use", "v")};
+    out_init(&o);
+    ASSERT_RC(mmfs__policy_run(p, &in[0], 1, NULL, &o.c), MMFS_OK);
+    out_free(&o);
+    ASSERT_RC(mmfs__policy_run(p, &in[1], 1, NULL, &o.c), MMFS_REJECTED);
+    ASSERT_MSG_HAS("tx used outside its hook call");
+    out_free(&o);
+    /* and in the same run, the next command's hook */
+    ASSERT_RC(mmfs__policy_run(p, in, 2, NULL, &o.c), MMFS_REJECTED);
+    ASSERT_MSG_HAS("tx used outside its hook call");
+    out_free(&o);
+    still_works(p);
+    mmfs__policy_free(p);
+}
+
+/* route() cannot give a route longer than append_memory accepts. */
+static void test_route_too_long(void **state) {
+    (void)state;
+    mmfs__policy *p = load("return { route = function(mem) return string.rep('r', 257) end }");
+    uint8_t buf[64];
+    mmfs__rec in = memory("text", buf, NULL);
+    out o;
+    out_init(&o);
+    ASSERT_RC(mmfs__policy_run(p, &in, 1, NULL, &o.c), MMFS_REJECTED);
+    ASSERT_MSG_HAS("longer than 256 bytes");
+    out_free(&o);
+    mmfs__policy_free(p);
+    p = load("return { route = function(mem) return string.rep('r', 256) end }");
+    ASSERT_RC(mmfs__policy_run(p, &in, 1, NULL, &o.c), MMFS_OK);
+    assert_int_equal(o.c.v[0].u.mem.route.len, 256);
+    out_free(&o);
+    mmfs__policy_free(p);
+}
+
+/* A schema that does not list created_at accepts the created_at the store
+** adds itself; one that lists it checks it. */
+static void test_schema_without_created_at(void **state) {
+    (void)state;
+    mmfs__policy *p = load("return { schemas = { session = { id = 'string', intent_id = 'string?',\n"
+                           "  status = { 'open' } } },\n"
+                           "  hooks = { set_kv = function(cmd, tx) tx:put_session{ id = 'x', status = 'open' } end } }");
+    uint8_t buf[64];
+    mmfs__rec in[2] = {session(buf, "open"), kv_set("k", "v")};
+    out o;
+    out_init(&o);
+    ASSERT_RC(mmfs__policy_run(p, in, 2, NULL, &o.c), MMFS_OK);
+    assert_int_equal(o.c.n, 3);
+    out_free(&o);
+    in[0] = session(buf, "closed");
+    ASSERT_RC(mmfs__policy_run(p, in, 1, NULL, &o.c), MMFS_REJECTED);
+    ASSERT_MSG_HAS("session field 'status'");
+    out_free(&o);
+    mmfs__policy_free(p);
+}
+
+/* Commands added through tx count against the memory limit: a hook cannot
+** copy the same big string out of the VM again and again. */
+static void test_tx_memory_limit(void **state) {
+    (void)state;
+    mmfs__policy *p = load_lim("return { hooks = { set_kv = function(cmd, tx)\n"
+                               "  if cmd.key ~= 'big' then return end\n"
+                               "  local big = string.rep('x', 1024 * 1024)\n"
+                               "  for i = 1, 60 do tx:set_kv('k' .. i, big) end\n"
+                               "end } }",
+                               100000000, 1000000000, 16u << 20);
+    double t0 = now_s();
+    ASSERT_RC(run_kv(p, "big", "v"), MMFS_LIMIT);
+    ASSERT_MSG_HAS("memory limit of 16777216 bytes");
+    assert_true(now_s() - t0 < 5.0 * time_scale());
+    still_works(p);
+    mmfs__policy_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_errors),
@@ -1051,6 +1153,11 @@ int main(void) {
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_patterns),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_tx_kept),
+        cmocka_unit_test(test_route_too_long),
+        cmocka_unit_test(test_schema_without_created_at),
+        cmocka_unit_test(test_tx_memory_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -181,7 +181,7 @@ describe("memmapfs.policy", function()
     end
 
     it("the default policy routes, caps and keeps the rest", function()
-      local spec = policy.default { max_bytes = 100, keep_days = 30 }
+      local spec = policy.default { max_bytes = 100 }
       local db = H.open { policy = policy.build(spec) }
       local pub = assert(db:append_memory("a public note on rivers", { "geo" }))
       local priv = assert(db:append_memory("a private note on rivers", { "private" }))
@@ -202,13 +202,24 @@ describe("memmapfs.policy", function()
 
     it("the same spec builds the same source: reopening with it adds nothing", function()
       local function spec()
-        return policy.default { keep_days = 7 }
+        return policy.default { max_bytes = 7 }
       end
       local db, dir = H.open { policy = policy.build(spec()) }
       local lsn = db:stats().lsn
       db:close()
       db = H.reopen(dir, { policy = policy.build(spec()) })
       assert.are.equal(lsn, db:stats().lsn)
+      db:close()
+    end)
+
+    it("what is not built yet is refused, never accepted and ignored", function()
+      H.raises(function() policy.default { keep_days = 7 } end, "not built yet")
+      local db = H.open()
+      local msg = H.fails("INVALID", db:set_policy(policy.build {
+        compaction = { keep = policy.keep_pinned_or_newer_than(7) } }))
+      assert.is_truthy(msg:find("not built yet", 1, true), msg)
+      msg = H.fails("INVALID", db:set_policy("return { routes = { scratch = { ttl = 60 } } }"))
+      assert.is_truthy(msg:find("routes.scratch.ttl: not built yet", 1, true), msg)
       db:close()
     end)
 

@@ -1,8 +1,9 @@
 /*
 ** lcompat.h: every difference between Lua 5.1, LuaJIT 2.1, 5.2, 5.3 and
-** 5.4 that the C code meeting a Lua meets, in one place: the policy VM
-** (core/src/policy/), the session field codec (lfields.c) and the Lua
-** binding (bindings/lua/compat.h adds what only the binding needs).  They
+** 5.4 that the C code meeting a Lua meets, in one place: the session field
+** codec (lfields.c) and the Lua binding (bindings/lua/compat.h adds what
+** only the binding needs), built for every Lua; the policy VM uses the
+** same helpers but is built for Lua 5.4 only (pvm.h).  They
 ** are written against the pc_* helpers below and the API the five share;
 ** each helper states its contract.
 **
