@@ -37,6 +37,7 @@
 --   call into the library never calls back into this Lua state.
 
 local ffi = require "ffi"
+local common = require "memmapfs.common"
 
 local C = ffi.C
 local type, tostring, tonumber, error, pcall, pairs, rawget, select, setmetatable =
@@ -164,6 +165,7 @@ int mmfs_get_policy(mmfs_db *db, mmfs_slice *source);
 
 int mmfs_sync(mmfs_db *db);
 int mmfs_refresh(mmfs_db *db);
+const char *mmfs_path(const mmfs_db *db);
 int mmfs_verify(mmfs_db *db);
 typedef struct mmfs_store_stats {
   uint64_t memories, kv, sessions, streams, documents, log_bytes, live_bytes,
@@ -313,25 +315,30 @@ local function typename(v)
   return type(v)
 end
 
--- The public functions (methods and open), filled at the end of the file:
--- argerror names the nearest of them on the stack.
-local is_api = {}
+-- The public functions, filled at the end of the file: each method and
+-- open, mapped to { name, method } (method: true when it is called with
+-- self, whose arguments are counted after self).
+local api = {}
 
--- Raises "bad argument #N to 'name' (MSG)" like luaL_argerror, from
--- whichever helper finds the bad argument: the name is the one the API
--- function was called by, a call with ':' does not count self, and the
--- position is its caller's.
+-- Raises "bad argument #N to 'name' (MSG)" from whichever helper finds the
+-- bad argument N (self is 1) of the nearest public function on the stack,
+-- as the C module does: the name is the function's own, not the one debug
+-- information gives the call (LuaJIT loses it in a tail call, every Lua in
+-- pcall(db.set_kv, db, ...)); a method counts arguments after self and a
+-- bad self is "calling 'name' on bad self"; the position is the public
+-- function's caller's.
 local function argerror(n, msg)
-  local level = 2
+  local level, a = 2, nil
   while true do
-    local ar = getinfo(level, "fn")
-    if ar == nil then level = 2 break end
-    if is_api[ar.func] then break end
+    local ar = getinfo(level, "f")
+    if ar == nil then break end
+    a = api[ar.func]
+    if a then break end
     level = level + 1
   end
-  local ar = getinfo(level, "n")
-  local name = ar and ar.name or "?"
-  if ar and ar.namewhat == "method" then
+  if not a then error(sformat("bad argument #%d (%s)", n, msg), 2) end -- not from the API
+  local name = a[1]
+  if a[2] then
     n = n - 1
     if n == 0 then
       error(sformat("calling '%s' on bad self (%s)", name, msg), level + 1)
@@ -850,15 +857,6 @@ function DB:delete_memory(id)
   return INT[0] ~= 0
 end
 
---- Like search_memory, but only the texts, best first.
-function DB:query_memory(query, opts)
-  local hits, err, code = self:search_memory(query, opts)
-  if not hits then return nil, err, code end
-  local texts = {}
-  for i = 1, #hits do texts[i] = hits[i].text end
-  return texts
-end
-
 ---------------------------------------------------------------- key-value
 
 function DB:set_kv(key, value)
@@ -1108,7 +1106,7 @@ function Reader:read(...)
       check_int(f, i + 1)
       if f < 0 then argerror(i + 1, "negative count") end
     else
-      if type(f) ~= "string" then argerror(i + 1, expected("string", f)) end
+      if type(f) ~= "string" then argerror(i + 1, expected("string or integer", f)) end
       local c = f:match("^%*?(.)")
       if c ~= "a" and c ~= "l" and c ~= "L" then argerror(i + 1, "invalid format") end
     end
@@ -1146,20 +1144,6 @@ function Reader:read(...)
     results[i] = v
   end
   return unpack(results, 1, nargs)
-end
-
---- for line in r:lines() do ... end; formats as in r:read (default "l").
--- A read error raises, like io.lines.
-function Reader:lines(...)
-  local n = select("#", ...)
-  local formats = { ... }
-  return function()
-    local a, b, c = self:read(unpack(formats, 1, n))
-    if a == nil and b ~= nil then
-      error(("reader:lines: %s (%s)"):format(b, tostring(c)), 2)
-    end
-    return a, b, c
-  end
 end
 
 --- r:seek(offset) --> the new position
@@ -1442,15 +1426,6 @@ function Tx:_db()
   return self.db
 end
 
--- A batch's tx reads the store as the batch function sees it (committed
--- contents), like the db it belongs to.
-for _, name in ipairs { "get_kv", "get_memory", "get_session", "get_state" } do
-  Tx[name] = function(tx, ...)
-    local db = tx:_db()
-    return db[name](db, ...)
-  end
-end
-
 --- db:_batch_begin() --> tx; direct writes on db are BUSY until the tx is
 -- committed or aborted.
 function DB:_batch_begin()
@@ -1466,23 +1441,6 @@ function DB:_batch_begin()
   tx.cs.nmem = 0
   self.st.in_batch = true
   return tx
-end
-
---- db:batch(function(tx) ... end) --> array of the memory ids assigned.
--- As in init.lua: an error raised in fn aborts and returns nil, the error
--- as a string, "INVALID"; a failed tx command fails the whole batch.
-function DB:batch(fn)
-  if type(fn) ~= "function" then
-    error(("bad argument #1 to 'batch' (function expected, got %s)"):format(type(fn)), 2)
-  end
-  local tx, err, code = self:_batch_begin()
-  if not tx then return nil, err, code end
-  local ok, perr = pcall(fn, tx)
-  if not ok then
-    tx:abort()
-    return nil, tostring(perr), "INVALID"
-  end
-  return tx:commit()
 end
 
 ---------------------------------------------------------------- maintenance
@@ -1511,6 +1469,14 @@ function DB:stats()
   local t = {}
   for _, n in ipairs(stat_names) do t[n] = tonumber(STATS[n]) end
   return t
+end
+
+--- db:path() --> the store's directory, as given to open without trailing
+-- slashes; nil, msg, "CLOSED" on a closed store
+function DB:path()
+  check_db(self)
+  if self.h == nil then return closed("store") end
+  return ffi.string(lib.mmfs_path(self.h))
 end
 
 --- db:close() --> true (also on a closed store), or nil, msg, code when
@@ -1546,15 +1512,6 @@ ITER_MT.__tostring, TX_MT.__tostring = child_tostring, child_tostring
 local OPTS = ffi.new("mmfs_options")
 local DBOUT = ffi.new("mmfs_db*[1]")
 
--- Reads a whole file, or returns nil when PATH names no readable file.
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
-
 local known = { sync = true, sync_ms = true, checksum = true, key = true, readonly = true,
   create = true, lock_timeout_ms = true, segment_size = true, policy = true,
   hook_budget = true, repair = true }
@@ -1565,11 +1522,16 @@ local M = { version = "0.1.0" }
 
 --- Opens (by default creates) the store in directory `dir`; the options
 -- of memmapfs.open (see docs/api.md).  An unknown option or a bad value
--- gives nil, msg, "INVALID"; a wrong type raises.
+-- gives nil, msg, "INVALID"; a wrong type raises.  A policy string is
+-- resolved as init.lua does it (memmapfs.common): the path of an existing
+-- file, else source, else "no such policy file" when it looks like a path.
 function M.open(dir, opts)
   if type(dir) ~= "string" then argerror(1, expected("string", dir)) end
-  if sfind(dir, "\0", 1, true) then argerror(1, "directory name contains a zero byte") end
   check_opts(opts, 2)
+  local err, code
+  opts, err, code = common.resolve_policy(opts)
+  if err then return nil, err, code end
+  if sfind(dir, "\0", 1, true) then argerror(1, "directory name contains a zero byte") end
   local o = OPTS
   lib.mmfs_options_init(o)
   if opts ~= nil then
@@ -1617,8 +1579,7 @@ function M.open(dir, opts)
       o.segment_size = v
     end
     s = opt_field(opts, 2, "policy", "string")
-    if s then
-      s = read_file(s) or s -- a string naming an existing file is its path
+    if s then -- source text: common.resolve_policy read a file
       keep2 = s
       slice(o.policy, s)
     end
@@ -1628,10 +1589,11 @@ function M.open(dir, opts)
       o.hook_budget = v
     end
     for k in pairs(opts) do -- a misspelt option must not pass unnoticed
-      if type(k) ~= "string" or not known[k] then
-        return nil, sformat("unknown option '%s'", type(k) == "string" and k or type(k)),
-          "INVALID"
+      if type(k) ~= "string" then -- {"always"}: a list, not options
+        return nil, sformat("unknown option (a %s key; options are named, e.g. sync = "
+          .. "\"always\")", typename(k)), "INVALID"
       end
+      if not known[k] then return nil, sformat("unknown option '%s'", k), "INVALID" end
     end
   end
   DBOUT[0] = nil
@@ -1642,10 +1604,14 @@ function M.open(dir, opts)
   return setmetatable({ h = h, st = st }, DB_MT)
 end
 
+-- query_memory, batch, reader:lines and the batch's reads: the same Lua
+-- as init.lua's (memmapfs.common), over the methods above.
+common.add_methods(DB, Reader, Tx)
+
 for _, t in ipairs { DB, Reader, Sub, Iter, Tx } do
-  for _, fn in pairs(t) do is_api[fn] = true end
+  for name, fn in pairs(t) do api[fn] = { name, true } end
 end
-is_api[M.open] = true
+api[M.open] = { "open", false }
 
 -- For code written for the C module's layout (init.lua extends these).
 M._methods = { db = DB, reader = Reader, sub = Sub, kviter = Iter, batch = Tx }
