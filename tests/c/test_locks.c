@@ -110,18 +110,10 @@ static void test_hook_calls(void **state) {
     f->db = mmfs_test_fx_open(f);
 }
 
-/* mmfs_stats and mmfs_verify take wmu without checking whether this
-** thread holds it, so from a hook they wait for themselves.  Known and
-** not fixed yet (docs/design.md, "Locks"): this test shows it when
-** MMFS_TEST_KNOWN_DEADLOCK=1 and is skipped otherwise, so the suite stays
-** green until the fix lands with the skip removed. */
+/* mmfs_stats and mmfs_verify from a hook used to take wmu without
+** checking whether this thread held it, and waited for themselves. */
 static void test_hook_stats_verify(void **state) {
     mmfs_test_fx *f = *state;
-    const char *on = getenv("MMFS_TEST_KNOWN_DEADLOCK");
-    if (!on || strcmp(on, "1") != 0) {
-        print_message("known deadlock (stats/verify from a C hook): set MMFS_TEST_KNOWN_DEADLOCK=1 to show it\n");
-        skip();
-    }
     MMFS_OK_OR_FAIL(mmfs_close(f->db));
     f->db = NULL;
     run_in_child(f->dir, c_stats, -1, "mmfs_stats");
