@@ -1285,7 +1285,7 @@ static int l_open(lua_State *L) {
     static const char *const known[] = {"sync",     "sync_ms",         "checksum",
                                         "key",      "readonly",        "create",
                                         "lock_timeout_ms", "segment_size", "policy",
-                                        "hook_budget", "repair", NULL};
+                                        "hook_budget", "repair", "language", NULL};
     size_t dirlen;
     const char *dir;
     mmfs_options o;
@@ -1344,6 +1344,7 @@ static int l_open(lua_State *L) {
         o.segment_size = (uint64_t)v;
     }
     if (opt_str_field(L, 2, "policy", &s)) o.policy = s; /* source text: init.lua reads a file */
+    if (opt_str_field(L, 2, "language", &s)) o.language = (const char *)s.ptr; /* kept on the stack */
     if (opt_int_field(L, 2, "hook_budget", &v)) {
         if (v <= 0) return push_err(L, "hook_budget: must be positive", MMFS_INVALID);
         o.hook_budget = (uint64_t)v;

@@ -130,6 +130,11 @@ typedef struct mmfs_options {
                                     is otherwise MMFS_CORRUPT), keeping the cut
                                     bytes in ROOT/repair/; damage anywhere else
                                     still fails */
+    const char *language;        /* at creation: the tokenizer's stemming, "none"
+                                    or a Snowball language (NULL: "english");
+                                    recorded in the store.  On an existing
+                                    store NULL or its own language, else
+                                    MMFS_INVALID */
 } mmfs_options;
 
 /* Fills O with the defaults above. */

@@ -188,6 +188,10 @@ int mmfs__fields_check(mmfs_slice buf);
 typedef struct mmfs__engine mmfs__engine;
 
 int mmfs__engine_new(mmfs__engine **out);
+
+/* Sets the tokenizer of both search indexes (memory.c), before anything is
+** applied.  Errors: MMFS_INVALID, MMFS_NOMEM. */
+int mmfs__engine_set_tokenizer(mmfs__engine *e, int version, const char *lang);
 void mmfs__engine_free(mmfs__engine *e);
 
 /* Applies one decoded record (R->raw set).  Errors: MMFS_NOMEM (the engine
@@ -266,6 +270,14 @@ typedef struct mmfs__search_cb {
 
 mmfs__index *mmfs__index_new(void);
 void mmfs__index_free(mmfs__index *ix);
+
+/* 1 if NAME is "none" or a language libstemmer knows (tokenize.c). */
+int mmfs__tok_lang_ok(const char *name);
+
+/* Sets the tokenizer of an empty index: VERSION 0 (stores made before the
+** tokenizer was recorded) or 1 with LANG ("none" or a Snowball language).
+** Errors: MMFS_INVALID (unknown language or version), MMFS_NOMEM. */
+int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang);
 
 /* Tokenizes TEXT and adds it as DOCNO (not present).  Errors: MMFS_NOMEM. */
 int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t len);

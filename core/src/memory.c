@@ -69,6 +69,11 @@ int mmfs__mem_init(mmfs__engine *e) {
     return MMFS_OK;
 }
 
+int mmfs__engine_set_tokenizer(mmfs__engine *e, int version, const char *lang) {
+    int rc = mmfs__index_set_tokenizer(e->mems.ix, version, lang);
+    return rc ? rc : mmfs__index_set_tokenizer(e->docs.ix, version, lang);
+}
+
 void mmfs__mem_free(mmfs__engine *e) {
     mmfs__mems *m = &e->mems;
     if (m->tags.slots)

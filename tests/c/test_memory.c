@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "checksum.h"
+
 /* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
     mmfs_options o = mmfs_test_options(4u << 20);
@@ -499,6 +501,127 @@ static void test_many_tags_roundtrip(void **state) {
     mmfs_free(ms);
 }
 
+/* ------------------------------------------------------------ tokenizer */
+
+/* The hit ids of QUERY as "3 1" (for short checks). */
+static void expect_search(mmfs_db *db, const char *query, const char *want) {
+    mmfs_memories *ms = NULL;
+    MMFS_OK_OR_FAIL(mmfs_search_memory(db, mmfs_str(query), NULL, &ms));
+    char got[256] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < ms->count; i++)
+        off += (size_t)snprintf(got + off, sizeof got - off, "%s%llu", i ? " " : "",
+                                (unsigned long long)ms->items[i].id);
+    mmfs_free(ms);
+    if (strcmp(got, want)) fail_msg("[%s]: got [%s], want [%s]", query, got, want);
+}
+
+static void read_file(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* A new store records its tokenizer; the language decides the stemming;
+** reopening with another language is refused and changes nothing. */
+static void test_language(void **state) {
+    mmfs_test_fx *f = *state;
+    add(f->db, "She was running", NULL, 0, NULL);                         /* 1 */
+    add(f->db, "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", NULL, 0, NULL); /* 2 我喜欢喝绿茶 */
+    add(f->db, "\xeb\x85\xb9\xec\xb0\xa8\xeb\xa5\xbc", NULL, 0, NULL);    /* 3 녹차를 */
+    add(f->db, "cafe\xcc\x81", NULL, 0, NULL);                            /* 4 decomposed */
+    expect_search(f->db, "run", "1");
+    expect_search(f->db, "\xe7\xbb\xbf\xe8\x8c\xb6", "2");
+    expect_search(f->db, "\xeb\x85\xb9\xec\xb0\xa8", "3");
+    expect_search(f->db, "caf\xc3\xa9", "4");
+    char path[4096], buf[2048];
+    snprintf(path, sizeof path, "%s/MANIFEST", f->dir);
+    read_file(path, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\ntokenizer 1 english\n"));
+
+    mmfs_options o = mmfs_test_options(0);
+    o.language = "german";
+    mmfs_db *db2 = NULL;
+    MMFS_ASSERT_STATUS(mmfs_open(f->dir, &o, &db2), MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "'english'"));
+    assert_null(db2);
+    o.language = "english"; /* its own language is fine */
+    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &db2));
+    expect_search(db2, "runs", "1");
+    MMFS_OK_OR_FAIL(mmfs_close(db2));
+
+    /* an unknown language: refused before anything is made */
+    char *dir = mmfs_test_dir("language");
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/store", dir);
+    o.language = "klingon";
+    MMFS_ASSERT_STATUS(mmfs_open(sub, &o, &db2), MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "klingon"));
+    FILE *x = fopen(sub, "r");
+    assert_null(x);
+    /* "none": normalised and case folded, not stemmed */
+    o.language = "none";
+    MMFS_OK_OR_FAIL(mmfs_open(sub, &o, &db2));
+    add(db2, "She was RUNNING", NULL, 0, NULL);
+    expect_search(db2, "run", "");
+    expect_search(db2, "running", "1");
+    MMFS_OK_OR_FAIL(mmfs_close(db2));
+    mmfs_test_rmdir(dir);
+}
+
+/* Rewrites DIR/MANIFEST as the library wrote it before the tokenizer
+** line existed: the same lines without it, a new crc line. */
+static void make_pre_tokenizer_manifest(const char *dir) {
+    char path[4096], buf[2048], out[2048];
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    read_file(path, buf, sizeof buf);
+    char *tl = strstr(buf, "tokenizer ");
+    char *crc = strstr(buf, "crc ");
+    assert_non_null(tl);
+    assert_non_null(crc);
+    size_t n = (size_t)(tl - buf);
+    memcpy(out, buf, n);
+    n += (size_t)snprintf(out + n, sizeof out - n, "crc %08x\n", mmfs__crc32c(0, out, n));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(out, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A store made before the tokenizer was recorded keeps the old tokenizer
+** exactly: no stemming, no normalisation, a CJK run one token. */
+static void test_store_before_tokenizer(void **state) {
+    mmfs_test_fx *f = *state;
+    add(f->db, "She was running", NULL, 0, NULL);                         /* 1 */
+    add(f->db, "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", NULL, 0, NULL); /* 2 */
+    add(f->db, "cafe\xcc\x81", NULL, 0, NULL);                            /* 3 */
+    MMFS_OK_OR_FAIL(mmfs_close(f->db));
+    f->db = NULL;
+    make_pre_tokenizer_manifest(f->dir);
+    f->db = mmfs_test_fx_open(f);
+    add(f->db, "they keep running", NULL, 0, NULL);                       /* 4 */
+    expect_search(f->db, "run", "");
+    expect_search(f->db, "running", "4 1");
+    expect_search(f->db, "\xe7\xbb\xbf\xe8\x8c\xb6", "");
+    expect_search(f->db, "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", "2");
+    expect_search(f->db, "caf\xc3\xa9", "");
+    expect_search(f->db, "cafe\xcc\x81", "3");
+    mmfs_test_reopen(f);
+    expect_search(f->db, "run", "");
+    char path[4096], buf[2048];
+    snprintf(path, sizeof path, "%s/MANIFEST", f->dir);
+    read_file(path, buf, sizeof buf);
+    assert_null(strstr(buf, "tokenizer"));
+    /* a language cannot be given to it */
+    mmfs_options o = mmfs_test_options(0);
+    o.language = "english";
+    mmfs_db *db2 = NULL;
+    MMFS_ASSERT_STATUS(mmfs_open(f->dir, &o, &db2), MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "first tokenizer"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ids_dense_increasing, setup, mmfs_test_fx_teardown),
@@ -512,6 +635,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_search_ranking_and_ties, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_search_malformed_query, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_tags_roundtrip, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_language, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_store_before_tokenizer, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 -- list_memories, delete_memory.
 
 local H = require "helpers"
+local memmapfs_open = require("memmapfs").open
 
 local function texts(list)
   local r = {}
@@ -194,6 +195,58 @@ describe("memories", function()
     assert.are.same({ "un café au lait à Paris" }, db:query_memory("CAFÉ"))
     assert.are.same({ "東京 タワー の 夜景" }, db:query_memory("東京"))
     assert.are.same({ "Grüße aus München" }, db:query_memory("münchen"))
+  end)
+
+  describe("tokenizer", function()
+    it("stems English by default and matches composed with decomposed text", function()
+      assert(db:append_memory("She was running", {}))
+      assert(db:append_memory("cafe\204\129 noir", {})) -- e + combining acute
+      assert.are.same({ "She was running" }, db:query_memory("run"))
+      assert.are.same({ "She was running" }, db:query_memory('"was runs"'))
+      assert.are.same({ "cafe\204\129 noir" }, db:query_memory("CAFÉ"))
+    end)
+
+    it("finds CJK words inside longer runs, in phrases too", function()
+      assert(db:append_memory("我喜欢喝绿茶", {}))
+      assert(db:append_memory("東京に行きました", {}))
+      assert(db:append_memory("녹차를 마셨어요", {}))
+      assert.are.same({ "我喜欢喝绿茶" }, db:query_memory("绿茶"))
+      assert.are.same({ "我喜欢喝绿茶" }, db:query_memory('"喜欢喝"'))
+      assert.are.same({ "東京に行きました" }, db:query_memory("東京"))
+      assert.are.same({ "녹차를 마셨어요" }, db:query_memory("녹차"))
+    end)
+
+    local cases = {
+      { "german", "Die Häuser am See", "Haus" },
+      { "french", "les chanteuses chantaient", "chanteuse" },
+      { "spanish", "cantábamos canciones", "canción" },
+      { "russian", "Я читаю книги", "книга" },
+      { "english", "the cats were sleeping", "sleeps" },
+    }
+    for _, c in ipairs(cases) do
+      it("stems " .. c[1] .. " with language = \"" .. c[1] .. "\"", function()
+        local d = assert(H.open({ language = c[1] }, "lang-" .. c[1]))
+        assert(d:append_memory(c[2], {}))
+        assert(d:append_memory("nothing related", {}))
+        assert.are.same({ c[2] }, d:query_memory(c[3]))
+        d:close()
+      end)
+    end
+
+    it("language is recorded: another one on reopen is INVALID", function()
+      local path = H.store_path("lang-rec")
+      local d = assert(memmapfs_open(path, { language = "none" }))
+      assert(d:append_memory("running", {}))
+      assert.are.same({}, d:query_memory("run"))
+      d:close()
+      local msg = H.fails("INVALID", memmapfs_open(path, { language = "english" }))
+      assert.is_truthy(msg:find("none"), msg)
+      d = assert(memmapfs_open(path))
+      assert.are.same({}, d:query_memory("run"))
+      d:close()
+      H.fails("INVALID", memmapfs_open(H.store_path("lang-bad"), { language = "klingon" }))
+      H.raises(function() memmapfs_open(H.store_path("lang-t"), { language = 1 }) end, "language")
+    end)
   end)
 
   it("bad option values give INVALID", function()

@@ -39,6 +39,7 @@ typedef struct ev {
     const mmfs__search_cb *cb;
     double nrm_a, nrm_b; /* norm(dl) = nrm_a + nrm_b * dl */
     double n;            /* live documents */
+    mmfs__tokz *z;       /* this search's tokenizer (phrase checks) */
 } ev;
 
 static inline int deleted(const ev *e, uint32_t d) {
@@ -136,7 +137,7 @@ static int verify_phrase(ev *e, mmfs__qnode *n, uint32_t d) {
     if (deleted(e, d) || !e->cb->text(e->cb->ud, d, &text)) return 0;
     size_t m = n->nkid, seen = 0;
     mmfs__tok tk;
-    mmfs__tok_init(&tk, text.ptr, text.len);
+    mmfs__tok_init_z(&tk, e->z, text.ptr, text.len);
     while (mmfs__tok_next(&tk)) {
         size_t slot = seen % m;
         memcpy(n->ring + slot * MMFS__TOK_MAX, tk.buf, tk.n);
@@ -480,10 +481,15 @@ static int cmp_hits(const void *a, const void *b) {
 int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__search_cb *cb,
                        size_t k, mmfs__hit *out, size_t *n) {
     mmfs__query q;
+    mmfs__tokz z;
     *n = 0;
-    int rc = mmfs__query_parse(query, &q);
+    int rc = mmfs__tokz_open(&z, &ix->cfg);
     if (rc) return rc;
-    ev e = {.ix = ix, .cb = cb, .n = (double)ix->ndocs};
+    if ((rc = mmfs__query_parse(query, &z, &q))) {
+        mmfs__tokz_close(&z);
+        return rc;
+    }
+    ev e = {.ix = ix, .cb = cb, .n = (double)ix->ndocs, .z = &z};
     double avgdl = ix->ndocs ? (double)ix->total_len / (double)ix->ndocs : 1.0;
     if (avgdl <= 0) avgdl = 1.0;
     e.nrm_a = K1 * (1.0 - B);
@@ -498,5 +504,6 @@ int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__sear
     *n = hp.n;
 done:
     mmfs__query_free(&q);
+    mmfs__tokz_close(&z);
     return rc;
 }

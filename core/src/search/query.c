@@ -46,7 +46,7 @@ typedef struct parser {
     const uint8_t *s;
     size_t len, i;
     mmfs__query *q;
-    size_t alen; /* used bytes of q->arena */
+    mmfs__tokz *z; /* the store's tokenizer */
     int depth;
 } parser;
 
@@ -106,15 +106,27 @@ static int is_op(const parser *p, size_t off, const char *op) {
     return word_len(p, off) == n && memcmp(p->s + off, op, n) == 0;
 }
 
+/* A TERM holds the token as indexed (stemmed); a PREFIX the folded,
+** unstemmed text the user typed (a stem of a prefix means nothing). */
 static int leaf(parser *p, size_t off, int kind, const mmfs__tok *tk, mmfs__qnode **out) {
     if (++p->q->nleaves > MAX_LEAVES) return perr(p, off, "too many terms");
-    mmfs__qnode *n = node_new(p, kind, off);
-    if (!n) return nomem();
-    memcpy(p->q->arena + p->alen, tk->buf, tk->n);
-    n->text.ptr = p->q->arena + p->alen;
-    n->text.len = tk->n;
-    p->alen += tk->n;
-    *out = n;
+    const uint8_t *t = tk->buf;
+    size_t n = tk->n;
+    if (kind == MMFS__Q_PREFIX && tk->z) {
+        t = tk->fbuf;
+        n = tk->fn;
+    }
+    mmfs__qnode *nd = node_new(p, kind, off);
+    uint8_t *copy = malloc(n + 1);
+    if (!nd || !copy) {
+        free(copy);
+        return nomem();
+    }
+    memcpy(copy, t, n);
+    nd->own = copy;
+    nd->text.ptr = copy;
+    nd->text.len = n;
+    *out = nd;
     return MMFS_OK;
 }
 
@@ -125,7 +137,7 @@ static int words(parser *p, size_t off, size_t len, int star, int quoted, mmfs__
     mmfs__tok tk;
     mmfs__qnode *first = NULL, *phrase = NULL;
     int rc, ntok = 0;
-    mmfs__tok_init(&tk, p->s + off, len);
+    mmfs__tok_init_z(&tk, p->z, p->s + off, len);
     int more = mmfs__tok_next(&tk);
     while (more) {
         size_t end = tk.end;
@@ -321,11 +333,9 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
     return MMFS_OK;
 }
 
-int mmfs__query_parse(mmfs_slice query, mmfs__query *q) {
+int mmfs__query_parse(mmfs_slice query, mmfs__tokz *z, mmfs__query *q) {
     memset(q, 0, sizeof *q);
-    q->arena = malloc(query.len + 1); /* folding never lengthens a token */
-    if (!q->arena) return nomem();
-    parser p = {.s = query.ptr, .len = query.len, .q = q};
+    parser p = {.s = query.ptr, .len = query.len, .q = q, .z = z};
     if (!query.len) p.s = (const uint8_t *)"";
     int rc = parse_seq(&p, SIZE_MAX, &q->root);
     if (rc) mmfs__query_free(q);
@@ -342,9 +352,9 @@ void mmfs__query_free(mmfs__query *q) {
         free(n->w);
         free(n->ring);
         free(n->ringlen);
+        free(n->own);
         free(n);
         n = next;
     }
-    free(q->arena);
     memset(q, 0, sizeof *q);
 }
