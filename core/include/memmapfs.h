@@ -193,6 +193,8 @@ typedef struct mmfs_filter {
     int64_t since;           /* created_at >= since */
     int has_before;
     int64_t before;          /* created_at < before */
+    const mmfs_slice *tags_any; /* at least one must match (with tags: both hold) */
+    size_t ntags_any;
 } mmfs_filter;
 
 /* Appends a memory.  TAGS: NTAGS exact, case-sensitive strings (may be

@@ -413,6 +413,9 @@ typedef struct mem_filter {
     uint32_t route;
     const mmfs__tag **tags;
     size_t ntags;
+    const mmfs__tag **any; /* the known tags of tags_any */
+    size_t nany;
+    int has_any;           /* tags_any was given (nany may be 0: nothing passes) */
     int has_since, has_before;
     int64_t since, before;
 } mem_filter;
@@ -426,8 +429,8 @@ static int filter_init(mem_filter *mf, const mmfs__engine *e, const mmfs_filter 
     mf->any_route = 1;
     *none = 0;
     if (!f) return MMFS_OK;
-    if ((f->ntags && !f->tags) || (f->route.len && !f->route.ptr))
-        return mmfs__err(MMFS_INVALID, "filter: tags or route is NULL with a non-zero length");
+    if ((f->ntags && !f->tags) || (f->ntags_any && !f->tags_any) || (f->route.len && !f->route.ptr))
+        return mmfs__err(MMFS_INVALID, "filter: tags, tags_any or route is NULL with a non-zero length");
     mf->has_since = f->has_since;
     mf->since = f->since;
     mf->has_before = f->has_before;
@@ -445,11 +448,24 @@ static int filter_init(mem_filter *mf, const mmfs__engine *e, const mmfs_filter 
         for (size_t i = 0; i < f->ntags; i++)
             if (!(mf->tags[i] = tag_find(e, f->tags[i]))) *none = 1;
     }
+    if (f->ntags_any) { /* an empty tags_any is no filter: nothing to pick from */
+        mf->any = malloc(f->ntags_any * sizeof *mf->any);
+        if (!mf->any) return mmfs__err(MMFS_NOMEM, "filter: out of memory");
+        mf->has_any = 1;
+        for (size_t i = 0; i < f->ntags_any; i++) {
+            const mmfs__tag *t = tag_find(e, f->tags_any[i]);
+            if (t) mf->any[mf->nany++] = t;
+        }
+        if (!mf->nany) *none = 1;
+    }
     if (mf->has_since && mf->has_before && mf->since >= mf->before) *none = 1;
     return MMFS_OK;
 }
 
-static void filter_done(mem_filter *mf) { free(mf->tags); }
+static void filter_done(mem_filter *mf) {
+    free(mf->tags);
+    free(mf->any);
+}
 
 static int filter_pass(const mem_filter *mf, uint64_t id) {
     const mmfs__mem_ent *ent = mem_live(mf->e, id);
@@ -460,6 +476,11 @@ static int filter_pass(const mem_filter *mf, uint64_t id) {
     if (mf->has_before && c >= mf->before) return 0;
     for (size_t i = 0; i < mf->ntags; i++)
         if (!tag_has(mf->tags[i], id)) return 0;
+    if (mf->has_any) {
+        size_t i = 0;
+        while (i < mf->nany && !tag_has(mf->any[i], id)) i++;
+        if (i == mf->nany) return 0;
+    }
     return 1;
 }
 

@@ -622,6 +622,48 @@ static void test_store_before_tokenizer(void **state) {
     assert_non_null(strstr(mmfs_errmsg(NULL), "first tokenizer"));
 }
 
+/* tags_any: at least one; with tags: both hold; in search and list. */
+static void test_tags_any(void **state) {
+    mmfs_test_fx *f = *state;
+    add(f->db, "tea one", (const char *const[]){"a", NULL}, 100, NULL);      /* 1 */
+    add(f->db, "tea two", (const char *const[]){"b", NULL}, 200, NULL);      /* 2 */
+    add(f->db, "tea three", (const char *const[]){"c", "a", NULL}, 300, "r"); /* 3 */
+    add(f->db, "coffee", (const char *const[]){"a", "b", NULL}, 400, NULL);  /* 4 */
+    mmfs_slice any[] = {mmfs_str("a"), mmfs_str("b"), mmfs_str("nope")};
+    mmfs_slice all[] = {mmfs_str("a")};
+    mmfs_filter fl;
+    memset(&fl, 0, sizeof fl);
+    fl.tags_any = any;
+    fl.ntags_any = 2;
+    mmfs_memories *ms = NULL;
+    MMFS_OK_OR_FAIL(mmfs_list_memories(f->db, &fl, &ms));
+    assert_ids(ms, (const uint64_t[]){4, 3, 2, 1}, 4);
+    mmfs_free(ms);
+    MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("tea"), &fl, &ms));
+    assert_int_equal(ms->count, 3);
+    mmfs_free(ms);
+    fl.tags_any = any + 1; /* b, nope */
+    MMFS_OK_OR_FAIL(mmfs_list_memories(f->db, &fl, &ms));
+    assert_ids(ms, (const uint64_t[]){4, 2}, 2);
+    mmfs_free(ms);
+    fl.tags = all; /* a and one of (b, nope) */
+    fl.ntags = 1;
+    MMFS_OK_OR_FAIL(mmfs_list_memories(f->db, &fl, &ms));
+    assert_ids(ms, (const uint64_t[]){4}, 1);
+    mmfs_free(ms);
+    fl.tags_any = any + 2; /* only unknown tags: nothing */
+    fl.ntags_any = 1;
+    MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("tea"), &fl, &ms));
+    assert_int_equal(ms->count, 0);
+    mmfs_free(ms);
+    /* the same through the query language */
+    expect_search(f->db, "tea AND (tag:b OR tag:c)", "3 2");
+    expect_search(f->db, "(tag:b OR route:r) AND NOT tag:a", "2");
+    fl.ntags_any = 1;
+    fl.tags_any = NULL;
+    MMFS_ASSERT_STATUS(mmfs_list_memories(f->db, &fl, &ms), MMFS_INVALID);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ids_dense_increasing, setup, mmfs_test_fx_teardown),
@@ -637,6 +679,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_many_tags_roundtrip, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_language, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_store_before_tokenizer, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tags_any, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

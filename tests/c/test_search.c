@@ -228,6 +228,46 @@ static void test_search_v1(void **state) {
     corpus_free(c);
 }
 
+/* Filters combine with AND, OR, NOT and parentheses like terms, in every
+** position, and never change a score. */
+static void test_filters_boolean(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    add(c, 1, "run", "a");
+    add(c, 2, "tea", "b");
+    add(c, 3, "run tea", "c");
+    add(c, 4, "coffee", "a d");
+    add(c, 5, "run", "d");
+    expect(c, "(run OR tea) AND (tag:a OR tag:c)", "3 1");
+    expect(c, "(tag:a OR tag:c) AND (run OR tea)", "3 1");
+    expect(c, "(tag:b OR tag:d) AND NOT tag:d", "2");
+    expect(c, "tag:a OR tag:b", "4 2 1");
+    expect(c, "tag:a OR tag:b OR tag:zzz", "4 2 1");
+    expect(c, "run tag:a", "1");          /* juxtaposed: narrows, as before */
+    expect(c, "tag:a run", "1");
+    expect(c, "run AND tag:d", "5");
+    expect(c, "run OR tag:b", "5 1 3 2"); /* the filter-only match scores 0 */
+    expect(c, "NOT (tag:a OR tag:b)", "5 3");
+    expect(c, "-tag:a -tag:b", "5 3");
+    expect(c, "tea -tag:c", "2");
+    expect(c, "tea NOT tag:c", "2");
+    expect(c, "(run AND tag:a) OR tag:b", "1 2");
+    expect(c, "((tag:a OR tag:c) AND run) OR (tag:b AND tea)", "2 1 3"); /* tea is rarer */
+    expect(c, "\"run tea\" AND (tag:c OR tag:a)", "3");
+    /* scores: the same with or without filters */
+    mmfs__hit h1[8], h2[8];
+    size_t n1, n2;
+    char buf[512];
+    assert_int_equal(search_k(c, "run tea", 8, buf, h1, &n1), MMFS_OK);
+    assert_int_equal(search_k(c, "(run tea) AND (tag:a OR tag:c OR tag:d)", 8, buf, h2, &n2), MMFS_OK);
+    assert_int_equal(n1, 4);
+    assert_int_equal(n2, 3);
+    for (size_t i = 0; i < n2; i++)
+        for (size_t j = 0; j < n1; j++)
+            if (h1[j].docno == h2[i].docno) assert_true(h1[j].score == h2[i].score);
+    corpus_free(c);
+}
+
 static void test_tokenizer(void **state) {
     (void)state;
     char out[1024];
@@ -729,6 +769,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_tokenizer_v1),
         cmocka_unit_test(test_search_v1),
+        cmocka_unit_test(test_filters_boolean),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_brute_force),
         cmocka_unit_test(test_bench),

@@ -16,8 +16,14 @@
 ** excluded".
 **
 ** Choices (documented here and tested):
-** - A field filter (`tag:work`) is always required unless negated: it
-**   never scores, and `tag:a OR tag:b` still means both.  Field names are
+** - A field filter (`tag:work`) never scores.  It combines with AND, OR,
+**   NOT and parentheses like a term, with one difference: a lone filter
+**   next to other clauses without an explicit OR is required, so
+**   `coffee tag:work` means coffee among work memories (juxtaposed terms
+**   are OR'ed; a juxtaposed filter narrows).  Joined by an explicit OR it
+**   is optional like a term: `tag:a OR tag:b`, `(tea OR coffee) AND
+**   (tag:a OR tag:b)`; a document matching only a filter scores 0.
+**   Field names are
 **   an ASCII letter then letters, digits or `_`; the value is the rest of
 **   the word (may hold more colons: `tag:speaker:Ann`) or a quoted string.
 **   Values are compared by the owner, exactly (no folding).
@@ -238,14 +244,17 @@ static int parse_prim(parser *p, mmfs__qnode **out, int *is_field) {
     return words(p, off, wl - stars, stars > 0, 0, out);
 }
 
-/* Adds a finished chain (items with modifiers) to bool node B. */
+/* Adds a finished chain (items with modifiers) to bool node B.  OR_JOINED:
+** an explicit OR joins the chain to a neighbour (a lone filter is then
+** optional, like a term). */
 static int flush_chain(parser *p, mmfs__qnode *b, mmfs__qnode **items, int *mods, int *fields,
-                       size_t n, size_t off) {
+                       size_t n, size_t off, int or_joined) {
     int rc;
     if (n == 0) return MMFS_OK;
     if (n == 1) {
-        int occ = mods[0] == '-' ? MMFS__OCC_NOT
-                  : fields[0]    ? MMFS__OCC_FILTER
+        int occ = mods[0] == '-'              ? MMFS__OCC_NOT
+                  : fields[0] && (!or_joined || mods[0] == '+') ? MMFS__OCC_FILTER
+                  : fields[0]                 ? MMFS__OCC_SHOULD
                   : mods[0] == '+' ? MMFS__OCC_MUST
                                    : MMFS__OCC_SHOULD;
         return kid_add(b, items[0], occ);
@@ -267,6 +276,7 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
     int mods[CHAIN_MAX], fields[CHAIN_MAX];
     size_t nitems = 0, chain_off = p->i, nseen = 0;
     int pending = 0; /* 'A' (AND), 'O' (OR) */
+    int chain_or = 0; /* the current chain follows an explicit OR */
     size_t pending_off = 0;
     int rc;
     mmfs__qnode *b = node_new(p, MMFS__Q_BOOL, p->i);
@@ -311,9 +321,12 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
         if ((rc = parse_prim(p, &n, &is_field))) return rc;
         if (pending == 'A' && nitems == CHAIN_MAX) return perr(p, off, "too many AND terms");
         if (pending != 'A') {
-            if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off))) return rc;
+            if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off,
+                                  chain_or || pending == 'O')))
+                return rc;
             nitems = 0;
             chain_off = off;
+            chain_or = pending == 'O';
         }
         items[nitems] = n;
         mods[nitems] = mod;
@@ -323,7 +336,7 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
         pending = 0;
     }
     if (pending) return perr(p, pending_off, pending == 'A' ? "dangling AND" : "dangling OR");
-    if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off))) return rc;
+    if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off, chain_or))) return rc;
     if (!nseen) return open == SIZE_MAX ? perr(p, 0, "empty query") : perr(p, open, "empty parentheses");
     /* (x) and a lone AND chain need no wrapper */
     if (b->nkid == 1 && b->kid[0]->kind == MMFS__Q_BOOL &&
