@@ -417,21 +417,49 @@ static void push_memories(lua_State *L, const mmfs_memories *list, int with_scor
     }
 }
 
-/* Memory options at ARG: created_at, route. */
-static void check_memory_opts(lua_State *L, int arg, mmfs_memory_opts *o) {
+/* Does the options table at ARG hold only keys of KNOWN?  If not, pushes
+** nil, "WHAT: unknown option 'key'", "INVALID" and returns 0: a misspelt
+** option ({ limt = 5 }) must not pass unnoticed. */
+static int check_keys(lua_State *L, int arg, const char *const *known, const char *what) {
+    if (lua_isnoneornil(L, arg)) return 1;
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        int i, found = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; known[i] && !found; i++) found = !strcmp(lua_tostring(L, -1), known[i]);
+        if (!found) {
+            const char *name =
+                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+            push_err(L, lua_pushfstring(L, "%s: unknown option '%s'", what, name), MMFS_INVALID);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Memory options at ARG: created_at, route.  Returns 0 (results pushed)
+** for an unknown key. */
+static int check_memory_opts(lua_State *L, int arg, mmfs_memory_opts *o) {
+    static const char *const known[] = {"created_at", "route", NULL};
     memset(o, 0, sizeof *o);
-    if (!check_opts(L, arg)) return;
+    if (!check_opts(L, arg)) return 1;
     o->has_created_at = opt_int_field(L, arg, "created_at", &o->created_at);
     opt_str_field(L, arg, "route", &o->route);
+    return check_keys(L, arg, known, "append_memory");
 }
 
 /* Search/list filter at ARG.  Raises for wrong types; returns 0 and pushes
 ** INVALID for a bad value. */
 static int check_filter(lua_State *L, int arg, mmfs_filter *f, int with_offset) {
+    static const char *const search_keys[] = {"limit", "route", "tags", "tags_any", "since",
+                                              "before", NULL};
+    static const char *const list_keys[] = {"limit", "offset", "route", "tags", "tags_any",
+                                            "since", "before", NULL};
     int64_t v;
     memset(f, 0, sizeof *f);
     if (!check_opts(L, arg)) return 1;
-    luaL_checkstack(L, 10, NULL);
+    luaL_checkstack(L, 12, NULL);
     if (opt_int_field(L, arg, "limit", &v)) {
         if (v < 0) return push_err(L, "limit must not be negative", MMFS_INVALID), 0;
         f->limit = (size_t)v;
@@ -445,9 +473,14 @@ static int check_filter(lua_State *L, int arg, mmfs_filter *f, int with_offset) 
         if (!lua_istable(L, -1)) field_error(L, arg, "tags", "table");
         f->tags = check_strings(L, lua_gettop(L), arg, "tags", &f->ntags);
     }
+    if (get_opt(L, arg, "tags_any") != LUA_TNIL) {
+        if (!lua_istable(L, -1)) field_error(L, arg, "tags_any", "table");
+        f->tags_any = check_strings(L, lua_gettop(L), arg, "tags_any", &f->ntags_any);
+    }
     f->has_since = opt_int_field(L, arg, "since", &f->since);
     f->has_before = opt_int_field(L, arg, "before", &f->before);
-    return 1;
+    return with_offset ? check_keys(L, arg, list_keys, "list_memories")
+                       : check_keys(L, arg, search_keys, "search_memory");
 }
 
 /* Returns nonzero (results pushed) when D cannot take a write now. */
@@ -482,7 +515,7 @@ static int l_append_memory(lua_State *L) {
         if (!lua_istable(L, 3)) type_error(L, 3, "table");
         tags = check_strings(L, 3, 3, "tags", &ntags);
     }
-    check_memory_opts(L, 4, &o);
+    if (!check_memory_opts(L, 4, &o)) return 3;
     CHECK_WRITE(L, d);
     rc = mmfs_append_memory(d->db, text, tags, ntags, &o, &id);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
@@ -888,6 +921,12 @@ static int l_search(lua_State *L) {
     mmfs_doc_hits *hits = NULL;
     size_t limit, i;
     int rc;
+    if (lua_istable(L, 3)) { /* { limit = n } */
+        static const char *const known[] = {"limit", NULL};
+        if (!check_keys(L, 3, known, "search")) return 3;
+        get_opt(L, 3, "limit");
+        lua_replace(L, 3);
+    }
     if (!opt_limit(L, 3, &limit)) return 3;
     CHECK_OPEN(L, d);
     rc = mmfs_search(d->db, q, limit, &hits);
@@ -1072,7 +1111,7 @@ static int l_tx_append_memory(lua_State *L) {
         if (!lua_istable(L, 3)) type_error(L, 3, "table");
         tags = check_strings(L, 3, 3, "tags", &ntags);
     }
-    check_memory_opts(L, 4, &o);
+    if (!check_memory_opts(L, 4, &o)) return 3;
     BATCH_OPEN(L, b);
     rc = mmfs_batch_append_memory((mmfs_batch *)b->c.h, text, tags, ntags, &o);
     if (rc == MMFS_OK) b->nmem++;

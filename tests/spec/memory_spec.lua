@@ -249,6 +249,43 @@ describe("memories", function()
     end)
   end)
 
+  it("tags_any: at least one tag, in search_memory and list_memories", function()
+    local a = assert(db:append_memory("tea a", { "a" }))
+    local b = assert(db:append_memory("tea b", { "b" }))
+    assert(db:append_memory("tea c", { "c" }))
+    local ids = function(list)
+      local r = {}
+      for i, m in ipairs(list) do r[i] = m.id end
+      table.sort(r)
+      return r
+    end
+    assert.are.same({ a, b }, ids(assert(db:search_memory("tea", { tags_any = { "a", "b", "zz" } }))))
+    assert.are.same({ a, b }, ids(assert(db:list_memories({ tags_any = { "b", "a" } }))))
+    assert.are.same({ b }, ids(assert(db:list_memories({ tags_any = { "b", "a" }, tags = { "b" } }))))
+    assert.are.same({}, ids(assert(db:list_memories({ tags_any = { "zz" } }))))
+    assert.are.same({ a, b }, ids(assert(db:search_memory("tea AND (tag:a OR tag:b)"))))
+    assert.are.same({ b }, ids(assert(db:search_memory("(tag:b OR tag:c) AND NOT tag:c"))))
+    H.raises(function() db:list_memories({ tags_any = "a" }) end, "tags_any")
+  end)
+
+  it("an unknown option is INVALID, naming it", function()
+    local msg = H.fails("INVALID", db:search_memory("x", { limt = 5 }))
+    assert.is_truthy(msg:find("limt", 1, true), msg)
+    msg = H.fails("INVALID", db:list_memories({ offest = 1 }))
+    assert.is_truthy(msg:find("offest", 1, true), msg)
+    H.fails("INVALID", db:search_memory("x", { offset = 1 })) -- list only
+    msg = H.fails("INVALID", db:append_memory("t", {}, { routes = "x" }))
+    assert.is_truthy(msg:find("routes", 1, true), msg)
+    msg = H.fails("INVALID", db:search("x", { limt = 5 }))
+    assert.is_truthy(msg:find("limt", 1, true), msg)
+    H.fails("INVALID", db:query_memory("x", { [1] = true }))
+    assert.are.same({}, db:search("x", { limit = 5 }))
+    local ok, err, code = db:batch(function(tx) assert(tx:append_memory("t", {}, { rout = "x" })) end)
+    assert.is_nil(ok)
+    assert.is_truthy(tostring(err):find("rout", 1, true), tostring(err))
+    assert.are.equal(0, db:stats().memories, tostring(code))
+  end)
+
   it("bad option values give INVALID", function()
     H.fails("INVALID", db:search_memory("x", { limit = -1 }))
     H.fails("INVALID", db:list_memories({ offset = -1 }))
