@@ -453,7 +453,7 @@ static int check_memory_opts(lua_State *L, int arg, mmfs_memory_opts *o) {
 ** INVALID for a bad value. */
 static int check_filter(lua_State *L, int arg, mmfs_filter *f, int with_offset) {
     static const char *const search_keys[] = {"limit", "route", "tags", "tags_any", "since",
-                                              "before", NULL};
+                                              "before", "snippet", NULL};
     static const char *const list_keys[] = {"limit", "offset", "route", "tags", "tags_any",
                                             "since", "before", NULL};
     int64_t v;
@@ -539,19 +539,72 @@ static int l_get_memory(lua_State *L) {
     return 1;
 }
 
+/* The snippet option of search_memory at ARG: true, or { mark = { open,
+** close }, bytes = n }.  Returns 1 (*want set) or 0 with an error pushed;
+** raises for wrong types. */
+static int check_snippet(lua_State *L, int arg, int *want, mmfs_snippet_opts *o) {
+    static const char *const known[] = {"mark", "bytes", NULL};
+    int t, sn;
+    luaL_checkstack(L, 8, NULL);
+    t = get_opt(L, arg, "snippet");
+    sn = lua_gettop(L);
+    int64_t v;
+    memset(o, 0, sizeof *o);
+    *want = 0;
+    if (t == LUA_TNIL) return 1;
+    if (t == LUA_TBOOLEAN) {
+        *want = lua_toboolean(L, -1);
+        return 1;
+    }
+    if (t != LUA_TTABLE) field_error(L, arg, "snippet", "boolean or table");
+    *want = 1;
+    if (opt_int_field(L, sn, "bytes", &v)) {
+        if (v <= 0) return push_err(L, "snippet: bytes must be positive", MMFS_INVALID), 0;
+        o->bytes = (size_t)v;
+    }
+    if (get_opt(L, sn, "mark") != LUA_TNIL) {
+        size_t n;
+        const mmfs_slice *m;
+        if (!lua_istable(L, -1)) field_error(L, arg, "snippet.mark", "table");
+        m = check_strings(L, lua_gettop(L), arg, "snippet.mark", &n);
+        if (n != 2) return push_err(L, "snippet: mark must hold two strings", MMFS_INVALID), 0;
+        o->has_marks = 1;
+        o->mark_open = m[0];
+        o->mark_close = m[1];
+    }
+    return check_keys(L, sn, known, "search_memory: snippet");
+}
+
 /* db:search_memory(query [, opts]) --> hits */
 static int l_search_memory(lua_State *L) {
     lua_settop(L, 3); /* absent optional arguments = nil; what we push goes above */
     ldb *d = check_db(L, 1);
     mmfs_slice q = check_bytes(L, 2);
     mmfs_filter f;
+    mmfs_snippet_opts so;
     mmfs_memories *list = NULL;
-    int rc;
+    size_t i;
+    int rc, snip;
     if (!check_filter(L, 3, &f, 0)) return 3;
+    if (!check_snippet(L, 3, &snip, &so)) return 3;
     CHECK_OPEN(L, d);
     rc = mmfs_search_memory(d->db, q, &f, &list);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
     push_memories(L, list, 1);
+    for (i = 0; snip && i < list->count; i++) {
+        char *s = NULL;
+        size_t n = 0;
+        rc = mmfs_snippet(d->db, q, list->items[i].text, &so, &s, &n);
+        if (rc != MMFS_OK) {
+            mmfs_free(list);
+            return push_fail(L, d->db, rc);
+        }
+        lua_rawgeti(L, -1, (lua_Integer)(i + 1));
+        lua_pushlstring(L, s, n);
+        mmfs_free(s);
+        lua_setfield(L, -2, "snippet");
+        lua_pop(L, 1);
+    }
     mmfs_free(list);
     return 1;
 }

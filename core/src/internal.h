@@ -282,6 +282,13 @@ int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang);
 /* Tokenizes TEXT and adds it as DOCNO (not present).  Errors: MMFS_NOMEM. */
 int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t len);
 
+/* A snippet of TEXT for QUERY (snippet.c): about BYTES bytes around the
+** best matches, matched terms between OPEN and CLOSE.  *out is malloc'd
+** (NUL-terminated; *outlen without it).  Errors: MMFS_INVALID (query),
+** MMFS_NOMEM. */
+int mmfs__index_snippet(const mmfs__index *ix, mmfs_slice query, mmfs_slice text, mmfs_slice open,
+                        mmfs_slice close, size_t bytes, uint8_t **out, size_t *outlen);
+
 /* Removes DOCNO from results and statistics (no-op if absent). */
 void mmfs__index_remove(mmfs__index *ix, uint32_t docno);
 

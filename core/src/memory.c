@@ -646,6 +646,36 @@ done:
     return rc;
 }
 
+int mmfs_snippet(mmfs_db *db, mmfs_slice query, mmfs_slice text, const mmfs_snippet_opts *o,
+                 char **out, size_t *len) {
+    if (!db || !out) return mmfs__err(MMFS_INVALID, "snippet: db and out must not be NULL");
+    *out = NULL;
+    if ((query.len && !query.ptr) || (text.len && !text.ptr))
+        return mmfs__err(MMFS_INVALID, "snippet: query or text is NULL");
+    mmfs_slice open = {"[", 1}, close = {"]", 1};
+    size_t bytes = 160;
+    if (o && o->has_marks) {
+        if ((o->mark_open.len && !o->mark_open.ptr) || (o->mark_close.len && !o->mark_close.ptr))
+            return mmfs__err(MMFS_INVALID, "snippet: a mark is NULL");
+        open = o->mark_open;
+        close = o->mark_close;
+    }
+    if (o && o->bytes) bytes = o->bytes;
+    if (!text.len) text.ptr = "";
+    mmfs__engine *e;
+    int rc = mmfs__read_begin(db, &e);
+    if (rc) return rc;
+    uint8_t *s = NULL;
+    size_t n = 0;
+    /* only the index's tokenizer is read: fixed once the store is open */
+    rc = mmfs__index_snippet(e->mems.ix, query, text, open, close, bytes, &s, &n);
+    mmfs__read_end(db);
+    if (rc) return rc;
+    *out = (char *)s;
+    if (len) *len = n;
+    return MMFS_OK;
+}
+
 /* ----------------------------------------------------------- documents */
 
 int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r) {

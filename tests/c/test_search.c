@@ -268,6 +268,54 @@ static void test_filters_boolean(void **state) {
     corpus_free(c);
 }
 
+/* snippet(QUERY, TEXT) with marks "<" ">" and BYTES. */
+static void expect_snippet(mmfs__index *ix, const char *query, const char *text, size_t bytes,
+                           const char *want) {
+    uint8_t *out = NULL;
+    size_t n = 0;
+    int rc = mmfs__index_snippet(ix, mmfs_str(query), mmfs_str(text), mmfs_str("<"), mmfs_str(">"),
+                                 bytes, &out, &n);
+    if (rc) fail_msg("snippet [%s]: %s", query, mmfs_errmsg(NULL));
+    assert_int_equal(strlen((char *)out), n);
+    if (strcmp((char *)out, want)) fail_msg("snippet [%s]: got [%s], want [%s]", query, out, want);
+    free(out);
+}
+
+static void test_snippet(void **state) {
+    (void)state;
+    mmfs__index *ix = mmfs__index_new();
+    assert_int_equal(mmfs__index_set_tokenizer(ix, 1, "english"), MMFS_OK);
+    const char *t = "Alice went running in the park. Later she drank green tea with Bob at home.";
+    /* start, middle, end of the text; cut at word boundaries */
+    expect_snippet(ix, "alice", t, 20, "<Alice> went running");
+    expect_snippet(ix, "green", t, 20, "drank <green> tea");
+    expect_snippet(ix, "home", t, 20, "with Bob at <home>.");
+    /* stemmed matches, several terms, the window with the most terms */
+    expect_snippet(ix, "run park tea", t, 30, "went <running> in the <park>");
+    expect_snippet(ix, "\"green tea\" -alice", t, 25, "drank <green> <tea> with");
+    expect_snippet(ix, "alice", t, 500, "<Alice> went running in the park. Later she drank green tea with Bob at home.");
+    /* no match: the beginning */
+    expect_snippet(ix, "zebra", t, 16, "Alice went");
+    expect_snippet(ix, "tag:x", t, 16, "Alice went");
+    /* multi-byte: composed/decomposed, accents, a cut never splits a
+    ** character */
+    expect_snippet(ix, "caf\xc3\xa9", "d\xc3\xa9j\xc3\xa0 vu au cafe\xcc\x81 pr\xc3\xa8s d'ici", 16,
+                   "au <cafe\xcc\x81>"); /* the window ends inside "pr\xc3\xa8s": dropped */
+    /* CJK: overlapping bigrams share one pair of marks */
+    expect_snippet(ix, "\"\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\"", "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", 160,
+                   "\xe6\x88\x91<\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d>\xe7\xbb\xbf\xe8\x8c\xb6");
+    /* a window inside a long CJK run ends on a character boundary */
+    expect_snippet(ix, "\xe7\xbb\xbf\xe8\x8c\xb6", "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6\xe5\x92\x8c\xe7\xba\xa2\xe8\x8c\xb6", 9,
+                   "<\xe7\xbb\xbf\xe8\x8c\xb6>"); /* both ends fell mid-character */
+    /* malformed query */
+    uint8_t *out = NULL;
+    size_t n;
+    assert_int_equal(mmfs__index_snippet(ix, mmfs_str("(x"), mmfs_str(t), mmfs_str("["), mmfs_str("]"), 10, &out, &n),
+                     MMFS_INVALID);
+    assert_null(out);
+    mmfs__index_free(ix);
+}
+
 static void test_tokenizer(void **state) {
     (void)state;
     char out[1024];
@@ -770,6 +818,7 @@ int main(void) {
         cmocka_unit_test(test_tokenizer_v1),
         cmocka_unit_test(test_search_v1),
         cmocka_unit_test(test_filters_boolean),
+        cmocka_unit_test(test_snippet),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_brute_force),
         cmocka_unit_test(test_bench),

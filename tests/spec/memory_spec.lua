@@ -286,6 +286,43 @@ describe("memories", function()
     assert.are.equal(0, db:stats().memories, tostring(code))
   end)
 
+  describe("snippets", function()
+    local text = "Alice went running in the park. Later she drank green tea with Bob at home."
+    before_each(function() assert(db:append_memory(text, {})) end)
+
+    it("snippet = true marks matched terms with [ and ]", function()
+      local hits = assert(db:search_memory("green", { snippet = true }))
+      assert.are.equal(1, #hits)
+      assert.is_truthy(hits[1].snippet:find("[green]", 1, true), hits[1].snippet)
+      assert.is_true(#hits[1].snippet <= 162)
+      assert.is_nil(assert(db:search_memory("green"))[1].snippet)
+    end)
+
+    it("takes marks and bytes; start, middle and end of the text", function()
+      local o = { mark = { "<b>", "</b>" }, bytes = 20 }
+      local function snip(q) return assert(db:search_memory(q, { snippet = o }))[1].snippet end
+      assert.are.equal("<b>Alice</b> went running", snip("alice"))
+      assert.are.equal("drank <b>green</b> tea", snip("green"))
+      assert.are.equal("with Bob at <b>home</b>.", snip("home"))
+      assert.are.equal("went <b>running</b> in the", snip("run"))
+    end)
+
+    it("keeps multi-byte characters whole", function()
+      assert(db:append_memory("我喜欢喝绿茶和红茶，还有咖啡", {}))
+      local hits = assert(db:search_memory("绿茶", { snippet = { bytes = 12 } }))
+      assert.are.equal(1, #hits)
+      assert.are.equal("喝[绿茶]和", hits[1].snippet)
+      if utf8 then assert.is_truthy(utf8.len(hits[1].snippet)) end
+    end)
+
+    it("rejects bad snippet options", function()
+      H.fails("INVALID", db:search_memory("x", { snippet = { byte = 10 } }))
+      H.fails("INVALID", db:search_memory("x", { snippet = { bytes = 0 } }))
+      H.fails("INVALID", db:search_memory("x", { snippet = { mark = { "<" } } }))
+      H.raises(function() db:search_memory("x", { snippet = "yes" }) end, "snippet")
+    end)
+  end)
+
   it("bad option values give INVALID", function()
     H.fails("INVALID", db:search_memory("x", { limit = -1 }))
     H.fails("INVALID", db:list_memories({ offset = -1 }))

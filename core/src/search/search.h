@@ -7,6 +7,7 @@
 **   query.c     the query parser (text -> mmfs__qnode tree)
 **   bm25.c      evaluation: BM25 scoring, MaxScore, top-k, the public
 **               mmfs__index_search
+**   snippet.c   a window of a hit's text with the matched terms marked
 **
 ** Concurrency: every function that changes the index runs under the
 ** owner's write lock; everything reachable from mmfs__index_search only
