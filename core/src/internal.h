@@ -274,6 +274,16 @@ void mmfs__index_free(mmfs__index *ix);
 /* 1 if NAME is "none" or a language libstemmer knows (tokenize.c). */
 int mmfs__tok_lang_ok(const char *name);
 
+/* BM25 parameters, chosen on the LoCoMo dev split (docs/bench/recall.md):
+** b for tokenizer version 1; the first tokenizer keeps b = 0.75. */
+#define MMFS__K1 1.2
+#define MMFS__B 0.3
+#define MMFS__B_V0 0.75
+
+/* Sets the BM25 parameters of IX and whether OR queries drop stopwords
+** (bench/recall.c measures other settings than the defaults). */
+void mmfs__index_tune(mmfs__index *ix, double k1, double b, int stopwords);
+
 /* Sets the tokenizer of an empty index: VERSION 0 (stores made before the
 ** tokenizer was recorded) or 1 with LANG ("none" or a Snowball language).
 ** Errors: MMFS_INVALID (unknown language or version), MMFS_NOMEM. */

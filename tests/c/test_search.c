@@ -225,6 +225,14 @@ static void test_search_v1(void **state) {
     expect(c, "CAF\xc3\x89", "5");
     expect(c, "runner*", "6"); /* a prefix is not stemmed: runner matches runners' stem */
     expect(c, "run*", "6 1");
+    /* OR queries drop English stopwords beside other optional terms */
+    add(c, 7, "what did she do", NULL);
+    add(c, 8, "we eat rice", NULL);
+    expect(c, "what did she eat", "8");
+    expect(c, "what did", "7");          /* only stopwords: kept */
+    expect(c, "+what eat", "7");         /* required: kept */
+    expect(c, "\"did she\" eat", "7 8"); /* in a phrase: kept */
+    expect(c, "eat AND (what OR did)", "");
     corpus_free(c);
 }
 

@@ -1,7 +1,7 @@
 /*
 ** bm25.c: query evaluation and ranking (mmfs__index_search).
 **
-** Owns: BM25 (k1 = 1.2, b = 0.75, idf = log(1 + (N - df + 0.5)/(df + 0.5)),
+** Owns: BM25 (k1 and b from the index: MMFS__K1, MMFS__B; idf = log(1 + (N - df + 0.5)/(df + 0.5)),
 ** N = live documents, df = postings of the term (deleted documents count
 ** until compaction, clamped to N), avgdl over live documents), the top-k
 ** heap and the evaluation of a parsed query.
@@ -30,8 +30,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define K1 1.2
-#define B 0.75
 #define PREFIX_MAX 16384 /* terms one prefix may expand to */
 
 typedef struct ev {
@@ -93,7 +91,7 @@ static int prepare(ev *e, mmfs__qnode *n) {
         if (!n->cur || !n->w) return nomem();
         for (size_t i = 0; i < n->nterms; i++) {
             mmfs__cur_init(&n->cur[i], e->ix, n->terms[i]);
-            n->w[i] = idf(e, n->terms[i]->df) * (K1 + 1.0);
+            n->w[i] = idf(e, n->terms[i]->df) * (e->ix->k1 + 1.0);
         }
         break;
     case MMFS__Q_PHRASE:
@@ -492,8 +490,8 @@ int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__sear
     ev e = {.ix = ix, .cb = cb, .n = (double)ix->ndocs, .z = &z};
     double avgdl = ix->ndocs ? (double)ix->total_len / (double)ix->ndocs : 1.0;
     if (avgdl <= 0) avgdl = 1.0;
-    e.nrm_a = K1 * (1.0 - B);
-    e.nrm_b = K1 * B / avgdl;
+    e.nrm_a = ix->k1 * (1.0 - ix->b);
+    e.nrm_b = ix->k1 * ix->b / avgdl;
     rc = prepare(&e, q.root);
     if (rc || k == 0 || ix->ndocs == 0) goto done;
     heap hp = {.h = out, .n = 0, .k = k};

@@ -125,6 +125,8 @@ static int grow32(void **p, uint32_t *cap, size_t need, size_t elem) {
 mmfs__index *mmfs__index_new(void) {
     mmfs__index *ix = calloc(1, sizeof *ix);
     if (!ix) return NULL;
+    ix->k1 = MMFS__K1;
+    ix->b = MMFS__B_V0;
     ix->bcapn = 2 * MMFS__BLOCK;
     ix->bdocs = malloc(ix->bcapn * sizeof *ix->bdocs);
     ix->btfs = malloc(ix->bcapn * sizeof *ix->btfs);
@@ -135,6 +137,12 @@ mmfs__index *mmfs__index_new(void) {
         return NULL;
     }
     return ix;
+}
+
+void mmfs__index_tune(mmfs__index *ix, double k1, double b, int stopwords) {
+    ix->k1 = k1;
+    ix->b = b;
+    ix->cfg.nostop = !stopwords;
 }
 
 int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang) {
@@ -153,6 +161,9 @@ int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang) {
     mmfs__tokz_close(&ix->wz);
     ix->cfg = cfg;
     ix->wz = z;
+    /* Version 1 ranks short texts better with weaker length normalisation
+    ** (docs/bench/recall.md); version 0 keeps the ranking it always had. */
+    ix->b = version ? MMFS__B : MMFS__B_V0;
     return MMFS_OK;
 }
 

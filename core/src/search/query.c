@@ -132,6 +132,8 @@ static int leaf(parser *p, size_t off, int kind, const mmfs__tok *tk, mmfs__qnod
     nd->own = copy;
     nd->text.ptr = copy;
     nd->text.len = n;
+    if (kind == MMFS__Q_TERM && tk->z && p->z->nstop)
+        nd->stop = mmfs__is_stopword(p->z->stop, p->z->nstop, tk->fbuf, tk->fn);
     *out = nd;
     return MMFS_OK;
 }
@@ -346,12 +348,32 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
     return MMFS_OK;
 }
 
+/* Turns the stopword terms among N's optional (SHOULD) clauses into
+** clauses that match nothing, when another optional clause is not a
+** stopword: in `what did she eat` only `eat` ranks, but `the who` still
+** finds something.  Required terms, phrases and exclusions keep them. */
+static void drop_stopwords(mmfs__qnode *n) {
+    if (n->kind != MMFS__Q_BOOL) return;
+    int other = 0;
+    for (size_t i = 0; i < n->nkid; i++) {
+        mmfs__qnode *k = n->kid[i];
+        drop_stopwords(k);
+        if (k->occur == MMFS__OCC_SHOULD && !(k->kind == MMFS__Q_TERM && k->stop)) other = 1;
+    }
+    if (!other) return;
+    for (size_t i = 0; i < n->nkid; i++) {
+        mmfs__qnode *k = n->kid[i];
+        if (k->occur == MMFS__OCC_SHOULD && k->kind == MMFS__Q_TERM && k->stop) k->kind = MMFS__Q_NONE;
+    }
+}
+
 int mmfs__query_parse(mmfs_slice query, mmfs__tokz *z, mmfs__query *q) {
     memset(q, 0, sizeof *q);
     parser p = {.s = query.ptr, .len = query.len, .q = q, .z = z};
     if (!query.len) p.s = (const uint8_t *)"";
     int rc = parse_seq(&p, SIZE_MAX, &q->root);
     if (rc) mmfs__query_free(q);
+    else if (z && z->nstop) drop_stopwords(q->root);
     return rc;
 }
 

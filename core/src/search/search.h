@@ -8,6 +8,7 @@
 **   bm25.c      evaluation: BM25 scoring, MaxScore, top-k, the public
 **               mmfs__index_search
 **   snippet.c   a window of a hit's text with the matched terms marked
+**   stopwords.c the stopwords OR queries drop
 **
 ** Concurrency: every function that changes the index runs under the
 ** owner's write lock; everything reachable from mmfs__index_search only
@@ -45,7 +46,8 @@
 /* A store's tokenizer: plain data, shared by every thread. */
 typedef struct mmfs__tokcfg {
     int version;                /* 0 or 1 (MMFS__TOK_VERSION) */
-    char lang[MMFS__TOK_LANG];  /* version 1: "none" or a libstemmer language */
+    char lang[MMFS__TOK_LANG];  /* version 1: "none" or a Snowball language */
+    int nostop;                 /* keep stopwords in OR queries (bench/ only) */
 } mmfs__tokcfg;
 #define MMFS__TOK_VERSION 1
 
@@ -55,7 +57,14 @@ typedef struct mmfs__tokcfg {
 typedef struct mmfs__tokz {
     int version;
     struct sb_stemmer *stem; /* NULL: no stemming */
+    const char *const *stop; /* the language's stopwords (stopwords.c) */
+    size_t nstop;
 } mmfs__tokz;
+
+/* stopwords.c: the sorted stopword list of LANG (*n = 0: none). */
+const char *const *mmfs__stopwords(const char *lang, size_t *n);
+/* Is W[0..len) (folded, unstemmed) in LIST[0..n)? */
+int mmfs__is_stopword(const char *const *list, size_t n, const uint8_t *w, size_t len);
 
 /* Makes Z from CFG.  Errors: MMFS_INVALID (unknown language), MMFS_NOMEM. */
 int mmfs__tokz_open(mmfs__tokz *z, const mmfs__tokcfg *cfg);
@@ -141,6 +150,7 @@ typedef struct mmfs__term {
 struct mmfs__index {
     mmfs__tokcfg cfg; /* the store's tokenizer (searches open their own) */
     mmfs__tokz wz;    /* the writer's (add), made from cfg */
+    double k1, b;     /* BM25 parameters: MMFS__K1, MMFS__B (bench/ varies them) */
 
     /* term dictionary: open addressing, slot = (id + 1, hash >> 32) */
     uint32_t *slots; /* 2 * nslot words */
@@ -244,6 +254,7 @@ struct mmfs__qnode {
     size_t pos;        /* 1-based character position in the query */
     mmfs_slice text;   /* TERM: the token; PREFIX: folded bytes; FIELD: the name */
     uint8_t *own;      /* TERM/PREFIX: text's bytes (malloc'd) */
+    int stop;          /* TERM: a stopword of the store's language */
     mmfs_slice value;  /* FIELD: the value (raw bytes) */
     mmfs__qnode **kid; /* BOOL, PHRASE */
     size_t nkid;

@@ -233,7 +233,10 @@ int mmfs__tok_lang_ok(const char *name) {
 int mmfs__tokz_open(mmfs__tokz *z, const mmfs__tokcfg *cfg) {
     z->version = cfg->version;
     z->stem = NULL;
+    z->stop = NULL;
+    z->nstop = 0;
     if (cfg->version == 0 || !strcmp(cfg->lang, "none")) return MMFS_OK;
+    if (!cfg->nostop) z->stop = mmfs__stopwords(cfg->lang, &z->nstop);
     if (!mmfs__tok_lang_ok(cfg->lang))
         return mmfs__err(MMFS_INVALID, "language '%.40s': not a Snowball language", cfg->lang);
     if (!(z->stem = sb_stemmer_new(cfg->lang, "UTF_8")))
