@@ -200,6 +200,14 @@ int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r);
 
 /* Writer-side queries. */
 uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e); /* 1 + highest id */
+
+/* Memory ids are u64, but the search index numbers documents with 32
+** bits (docno = id): ids past this bound cannot be indexed. */
+#define MMFS__MEM_ID_MAX ((uint64_t)UINT32_MAX - 1)
+
+/* MMFS_OK, or MMFS_LIMIT (with a message) for an id past MMFS__MEM_ID_MAX:
+** the writer refuses such a memory rather than index it under another id. */
+int mmfs__mem_id_ok(uint64_t id);
 /* From now on memories are indexed by mmfs__engine_index_drain, not by
 ** apply (call once, after recovery, before other threads use E). */
 void mmfs__engine_defer_index(mmfs__engine *e);

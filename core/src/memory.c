@@ -293,7 +293,7 @@ static void mem_delete(mmfs__engine *e, mmfs__mem_ent *ent) {
     mmfs__bt_del(&e->mems.by_time, &k);
     /* Out of memory to queue the removal leaves the memory in the index,
     ** where searches skip it (they check each hit against its entry). */
-    (void)index_op(e, (uint32_t)k.id, 0, (mmfs_slice){"", 0});
+    if (k.id <= MMFS__MEM_ID_MAX) (void)index_op(e, (uint32_t)k.id, 0, (mmfs_slice){"", 0});
     if (mmfs__raw_decode(ent->raw, &r) != MMFS_OK) return;
     const uint8_t *p = r.u.mem.tags.ptr;
     for (uint32_t i = 0; i < r.u.mem.ntags; i++) tag_dead(e, mmfs__tag_next(&p));
@@ -322,7 +322,11 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
         if ((rc = tag_add(e, mmfs__tag_next(&p), id))) return rc;
     /* A route with index = false keeps its memories out of search; the
     ** writer decided it under the policy in force and marked the record. */
-    if (!(r->flags & MMFS__RF_NOINDEX) && (rc = index_op(e, (uint32_t)id, 1, r->u.mem.text))) return rc;
+    /* An id past the bound (never written by this library: the writer
+    ** refuses it) stays out of the index rather than under a wrong docno. */
+    if (!(r->flags & MMFS__RF_NOINDEX) && id <= MMFS__MEM_ID_MAX &&
+        (rc = index_op(e, (uint32_t)id, 1, r->u.mem.text)))
+        return rc;
     ent->raw = r->raw;
     ent->route = route;
     ent->deleted = 0;
@@ -333,6 +337,13 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
 }
 
 uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e) { return e->mems.max_id + 1; }
+
+int mmfs__mem_id_ok(uint64_t id) {
+    if (id <= MMFS__MEM_ID_MAX) return MMFS_OK;
+    return mmfs__err(MMFS_LIMIT,
+                     "append_memory: memory id %llu is past %llu, the most the search index can number",
+                     (unsigned long long)id, (unsigned long long)MMFS__MEM_ID_MAX);
+}
 
 int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id) { return mem_live(e, id) != NULL; }
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "checksum.h"
+#include "db.h"
 
 /* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
@@ -664,6 +665,55 @@ static void test_tags_any(void **state) {
     MMFS_ASSERT_STATUS(mmfs_list_memories(f->db, &fl, &ms), MMFS_INVALID);
 }
 
+/* Memory ids are u64, the index numbers documents with 32 bits: the
+** writer refuses an id past the bound with LIMIT (no id consumed, nothing
+** written), and a record past it (not written by this library) is never
+** found under a wrong id. */
+static void test_docno_bound(void **state) {
+    mmfs_test_fx *f = *state;
+    /* Put the store's highest id just below the bound, as 4 billion
+    ** appends would: apply a memory record to the engine directly. */
+    static uint8_t raw[256], raw2[256];
+    mmfs__rec r;
+    memset(&r, 0, sizeof r);
+    r.type = MMFS__R_MEMORY;
+    r.lsn = 1000000;
+    r.u.mem.id = MMFS__MEM_ID_MAX - 1;
+    r.u.mem.created_at = 1;
+    r.u.mem.text = mmfs_str("near the bound");
+    assert_true(mmfs__rec_size(&r) <= sizeof raw);
+    mmfs__rec_encode(&r, raw);
+    mmfs__rec d;
+    assert_int_equal(mmfs__rec_decode(raw, sizeof raw, &d), MMFS_OK);
+    MMFS_OK_OR_FAIL(mmfs__engine_apply(f->db->eng, &d));
+    uint64_t id = add(f->db, "the last one", NULL, 0, NULL);
+    assert_int_equal(id, MMFS__MEM_ID_MAX);
+    char want[64];
+    snprintf(want, sizeof want, "%llu", (unsigned long long)MMFS__MEM_ID_MAX);
+    expect_search(f->db, "last", want);
+    /* the next is refused, nothing consumed or written */
+    uint64_t lsn = mmfs_test_stats(f->db).lsn;
+    uint64_t got = 0;
+    MMFS_ASSERT_STATUS(mmfs_append_memory(f->db, mmfs_str("one too many"), NULL, 0, NULL, &got), MMFS_LIMIT);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "past"));
+    MMFS_ASSERT_STATUS(mmfs_append_memory(f->db, mmfs_str("still too many"), NULL, 0, NULL, &got), MMFS_LIMIT);
+    assert_int_equal(mmfs_test_stats(f->db).lsn, lsn);
+    expect_search(f->db, "many", "");
+    /* a record past the bound (another writer's) is kept out of the index
+    ** instead of being found as id & 0xffffffff */
+    r.u.mem.id = (uint64_t)1 << 32 | 7;
+    r.u.mem.text = mmfs_str("beyond");
+    r.lsn++;
+    mmfs__rec_encode(&r, raw2);
+    assert_int_equal(mmfs__rec_decode(raw2, sizeof raw2, &d), MMFS_OK);
+    MMFS_OK_OR_FAIL(mmfs__engine_apply(f->db->eng, &d));
+    expect_search(f->db, "beyond", "");
+    mmfs_memory *m = NULL;
+    MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, r.u.mem.id, &m));
+    MMFS_ASSERT_SLICE_STR(m->text, "beyond");
+    mmfs_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ids_dense_increasing, setup, mmfs_test_fx_teardown),
@@ -680,6 +730,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_language, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_store_before_tokenizer, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_tags_any, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_docno_bound, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
