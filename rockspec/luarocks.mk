@@ -27,7 +27,7 @@ MMFS_CFLAGS := -std=c11 -D_GNU_SOURCE -DNDEBUG -fPIC -fvisibility=hidden -Wall \
 	-DMMFS_HAVE_POLICY=1 -DMMFS_HAVE_SODIUM=1 \
 	-Icore/include -Icore/src -Ibindings/lua -I$(LUA_INCDIR) \
 	-I$(XXHASH_INCDIR) -I$(SODIUM_INCDIR)
-MMFS_LIBS := -L$(XXHASH_LIBDIR) -L$(SODIUM_LIBDIR) -lxxhash -lsodium -lpthread -lm
+MMFS_LIBS := -L$(XXHASH_LIBDIR) -L$(SODIUM_LIBDIR) -lxxhash -lsodium -lutf8proc -lstemmer -lpthread -lm
 
 all: $(BUILD)/memmapfs/core.so
 

@@ -29,6 +29,8 @@ dependencies = {
 external_dependencies = {
   XXHASH = { header = "xxhash.h", library = "xxhash" },
   SODIUM = { header = "sodium.h", library = "sodium" },
+  UTF8PROC = { header = "utf8proc.h", library = "utf8proc" },
+  STEMMER = { header = "libstemmer.h", library = "stemmer" },
 }
 
 build = {
