@@ -191,6 +191,14 @@ static void test_tokenizer_v1(void **state) {
     for (int i = 0; i < 100; i++) memcpy(longw + 2 * i, "\xc3\xa9", 2);
     tokens1("none", longw, got, NULL);
     assert_int_equal(strlen(got), MMFS__TOK_MAX);
+    /* the ASCII fast path and the general path agree: the same words,
+    ** followed by ASCII or by non-ASCII separators (em dash, no-break
+    ** space), give the same tokens; a combining mark after an ASCII
+    ** letter composes with it */
+    expect_tokens1("english", "Running, dogs! THE 42nd e-mail", "run|dog|the|42nd|e|mail");
+    expect_tokens1("english", "Running\xe2\x80\x94" "dogs\xc2\xa0" "THE\xe2\x80\x94" "42nd\xc2\xa0" "e\xe2\x80\x94" "mail",
+                   "run|dog|the|42nd|e|mail");
+    expect_tokens1("none", "cafe\xcc\x81, cafe \xcc\x81x", "caf\xc3\xa9|cafe|\xcc\x81x");
     /* invalid UTF-8 separates */
     expect_tokens1("none", "ab\xff" "cd\xc3", "ab|cd");
     /* unknown language */

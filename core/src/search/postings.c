@@ -159,6 +159,7 @@ int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang) {
     int rc = mmfs__tokz_open(&z, &cfg);
     if (rc) return rc;
     mmfs__tokz_close(&ix->wz);
+    mmfs__tokz_cache(&z);
     ix->cfg = cfg;
     ix->wz = z;
     /* Version 1 ranks short texts better with weaker length normalisation

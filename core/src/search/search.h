@@ -59,7 +59,12 @@ typedef struct mmfs__tokz {
     struct sb_stemmer *stem; /* NULL: no stemming */
     const char *const *stop; /* the language's stopwords (stopwords.c) */
     size_t nstop;
+    struct mmfs__stemcache *cache; /* stems seen (the index's writer only) */
 } mmfs__tokz;
+
+/* Gives Z a stem cache (about 200 KiB; worth it for a long-lived writer,
+** not for one search).  Without memory for it Z works uncached. */
+void mmfs__tokz_cache(mmfs__tokz *z);
 
 /* stopwords.c: the sorted stopword list of LANG (*n = 0: none). */
 const char *const *mmfs__stopwords(const char *lang, size_t *n);
