@@ -100,6 +100,9 @@ static int prepare(ev *e, mmfs__qnode *n) {
                              n->pos);
         for (size_t i = 0; i < n->nkid; i++)
             if ((rc = prepare(e, n->kid[i]))) return rc;
+        /* verifying re-tokenizes candidate texts: their frequent words
+        ** are stemmed once per search, not once per text */
+        mmfs__tokz_cache(e->z);
         n->ring = malloc(n->nkid * MMFS__TOK_MAX);
         n->ringlen = malloc(n->nkid * sizeof *n->ringlen);
         if (!n->ring || !n->ringlen) return nomem();
