@@ -1436,7 +1436,11 @@ static int l_open(lua_State *L) {
         o.segment_size = (uint64_t)v;
     }
     if (opt_str_field(L, 2, "policy", &s)) o.policy = s; /* source text: init.lua reads a file */
-    if (opt_str_field(L, 2, "language", &s)) o.language = (const char *)s.ptr; /* kept on the stack */
+    if (opt_str_field(L, 2, "language", &s)) {
+        if (strlen((const char *)s.ptr) != s.len)
+            return push_err(L, "language: contains a zero byte", MMFS_INVALID);
+        o.language = (const char *)s.ptr; /* kept on the stack */
+    }
     if (opt_int_field(L, 2, "hook_budget", &v)) {
         if (v <= 0) return push_err(L, "hook_budget: must be positive", MMFS_INVALID);
         o.hook_budget = (uint64_t)v;
