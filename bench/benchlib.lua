@@ -42,8 +42,10 @@ function M.head(path, n)
   return out
 end
 
--- A queries.tsv line as "w1 OR w2 OR w3".
+-- A queries.tsv line as "w1 OR w2 OR w3"; a quoted phrase as it is.
 function M.or_query(line)
+  local q = line:match("\t(.*)$") or line
+  if q:sub(1, 1) == '"' then return q end
   local words = {}
   for w in (line:match("\t(.*)$") or line):gmatch("%S+") do words[#words + 1] = w end
   return table.concat(words, " OR ")

@@ -172,6 +172,10 @@ void bu_or_query(const char *line, char *out, size_t cap) {
     p = p ? p + 1 : line;
     size_t o = 0;
     out[0] = 0;
+    if (*p == '"') {
+        snprintf(out, cap, "%.*s", (int)strcspn(p, "\r\n"), p);
+        return;
+    }
     while (*p) {
         while (*p == ' ') p++;
         size_t n = strcspn(p, " \r\n");

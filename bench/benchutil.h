@@ -78,7 +78,8 @@ char **bu_load_lines(const char *path, size_t max, size_t *n);
 void bu_free_lines(char **lines, size_t n);
 
 /* The query words of a queries.tsv line ("qid \t w1 w2 w3") joined as
-** "w1 OR w2 OR w3" into OUT (size CAP). */
+** "w1 OR w2 OR w3" into OUT (size CAP); a query that starts with a quote
+** (W3's phrase set: "qid \t \"w1 w2\"") is copied as it is. */
 void bu_or_query(const char *line, char *out, size_t cap);
 
 /* splitmix64: the same random sequence in every program. */

@@ -18,18 +18,25 @@ include(CMakePackageConfigHelpers)
 list(APPEND MMFS_INSTALL_LIBS memmapfs_shared memmapfs_static)
 
 # What a static link needs besides libmemmapfs.a: the libraries the engine
-# calls (xxhash is inlined, so not it).  The .pc says the same through
+# calls (xxhash is inlined, so not it): utf8proc, libstemmer, and libdl
+# for the policy VM.  The .pc says the same through
 # Requires.private / Libs.private; the CMake package through the static
 # target's link interface.
-set(MMFS_PC_REQUIRES_PRIVATE "")
-set(MMFS_STATIC_DEPS "")
+set(MMFS_PC_REQUIRES_PRIVATE libutf8proc)
+set(MMFS_PC_LIBS_PRIVATE "-lstemmer")
+set(MMFS_STATIC_DEPS ${UTF8PROC_LIBRARIES} ${STEMMER_LIBRARY})
 if(MMFS_HAVE_SODIUM)
   list(APPEND MMFS_PC_REQUIRES_PRIVATE libsodium)
   list(APPEND MMFS_STATIC_DEPS ${SODIUM_LIBRARIES})
 endif()
-if(MMFS_HAVE_POLICY)
+# The policy VM is libmemmapfs-policy.so, opened with dlopen (it brings
+# its own Lua 5.4); sanitizer builds link it in, and Lua 5.4 with it.
+if(MMFS_HAVE_POLICY AND MMFS_SANITIZE)
   list(APPEND MMFS_PC_REQUIRES_PRIVATE lua5.4)
   list(APPEND MMFS_STATIC_DEPS ${LUA54_LIBRARIES})
+elseif(MMFS_HAVE_POLICY)
+  string(APPEND MMFS_PC_LIBS_PRIVATE " -ldl")
+  list(APPEND MMFS_STATIC_DEPS ${CMAKE_DL_LIBS})
 endif()
 string(REPLACE ";" " " MMFS_PC_REQUIRES_PRIVATE "${MMFS_PC_REQUIRES_PRIVATE}")
 target_link_libraries(memmapfs_static INTERFACE

@@ -45,7 +45,7 @@ HDR := $(wildcard core/include/*.h core/src/*.h core/src/search/*.h core/src/pol
 MMFS_CFLAGS := -std=c11 -D_GNU_SOURCE -DNDEBUG -fPIC -fvisibility=hidden -Wall \
 	-DMMFS_HAVE_POLICY=1 -DXXH_INLINE_ALL $(SODIUM_CFLAGS) \
 	-Icore/include -Icore/src -Ibindings/lua -I$(LUA_INCDIR) -I$(XXHASH_INCDIR)
-MMFS_LIBS := $(SODIUM_LIBS) -lpthread -lm -ldl
+MMFS_LIBS := $(SODIUM_LIBS) -lutf8proc -lstemmer -lpthread -lm -ldl
 VM_CFLAGS := $(subst -I$(LUA_INCDIR),-I$(LUA54_INCDIR),$(MMFS_CFLAGS))
 
 # One build directory per Lua (its headers' directory), and in it the

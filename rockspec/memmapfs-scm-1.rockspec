@@ -33,6 +33,8 @@ dependencies = {
 -- optional and detected by the makefile, so it is not listed here.
 external_dependencies = {
   XXHASH = { header = "xxhash.h" },
+  UTF8PROC = { header = "utf8proc.h", library = "utf8proc" },
+  STEMMER = { header = "libstemmer.h", library = "stemmer" },
 }
 
 build = {

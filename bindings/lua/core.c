@@ -446,21 +446,49 @@ static void push_memories(lua_State *L, const mmfs_memories *list, int with_scor
     }
 }
 
-/* Memory options at ARG: created_at, route. */
-static void check_memory_opts(lua_State *L, int arg, mmfs_memory_opts *o) {
+/* Does the options table at ARG hold only keys of KNOWN?  If not, pushes
+** nil, "WHAT: unknown option 'key'", "INVALID" and returns 0: a misspelt
+** option ({ limt = 5 }) must not pass unnoticed. */
+static int check_keys(lua_State *L, int arg, const char *const *known, const char *what) {
+    if (lua_isnoneornil(L, arg)) return 1;
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        int i, found = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; known[i] && !found; i++) found = !strcmp(lua_tostring(L, -1), known[i]);
+        if (!found) {
+            const char *name =
+                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+            push_err(L, lua_pushfstring(L, "%s: unknown option '%s'", what, name), MMFS_INVALID);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Memory options at ARG: created_at, route.  Returns 0 (results pushed)
+** for an unknown key. */
+static int check_memory_opts(lua_State *L, int arg, mmfs_memory_opts *o) {
+    static const char *const known[] = {"created_at", "route", NULL};
     memset(o, 0, sizeof *o);
-    if (!check_opts(L, arg)) return;
+    if (!check_opts(L, arg)) return 1;
     o->has_created_at = opt_int_field(L, arg, "created_at", &o->created_at);
     opt_str_field(L, arg, "route", &o->route);
+    return check_keys(L, arg, known, "append_memory");
 }
 
 /* Search/list filter at ARG.  Raises for wrong types; returns 0 and pushes
 ** INVALID for a bad value. */
 static int check_filter(lua_State *L, int arg, mmfs_filter *f, int with_offset) {
+    static const char *const search_keys[] = {"limit", "route", "tags", "tags_any", "since",
+                                              "before", "snippet", NULL};
+    static const char *const list_keys[] = {"limit", "offset", "route", "tags", "tags_any",
+                                            "since", "before", NULL};
     int64_t v;
     memset(f, 0, sizeof *f);
     if (!check_opts(L, arg)) return 1;
-    luaL_checkstack(L, 10, NULL);
+    luaL_checkstack(L, 12, NULL);
     if (opt_int_field(L, arg, "limit", &v)) {
         if (v < 0) return push_err(L, "limit must not be negative", MMFS_INVALID), 0;
         f->limit = (size_t)v;
@@ -474,9 +502,14 @@ static int check_filter(lua_State *L, int arg, mmfs_filter *f, int with_offset) 
         if (!lua_istable(L, -1)) field_error(L, arg, "tags", "table");
         f->tags = check_strings(L, lua_gettop(L), arg, "tags", &f->ntags);
     }
+    if (get_opt(L, arg, "tags_any") != LUA_TNIL) {
+        if (!lua_istable(L, -1)) field_error(L, arg, "tags_any", "table");
+        f->tags_any = check_strings(L, lua_gettop(L), arg, "tags_any", &f->ntags_any);
+    }
     f->has_since = opt_int_field(L, arg, "since", &f->since);
     f->has_before = opt_int_field(L, arg, "before", &f->before);
-    return 1;
+    return with_offset ? check_keys(L, arg, list_keys, "list_memories")
+                       : check_keys(L, arg, search_keys, "search_memory");
 }
 
 /* Returns nonzero (results pushed) when D cannot take a write now. */
@@ -511,7 +544,7 @@ static int l_append_memory(lua_State *L) {
         if (!lua_istable(L, 3)) type_error(L, 3, "table");
         tags = check_strings(L, 3, 3, "tags", &ntags);
     }
-    check_memory_opts(L, 4, &o);
+    if (!check_memory_opts(L, 4, &o)) return 3;
     CHECK_WRITE(L, d);
     rc = mmfs_append_memory(d->db, text, tags, ntags, &o, &id);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
@@ -535,19 +568,72 @@ static int l_get_memory(lua_State *L) {
     return 1;
 }
 
+/* The snippet option of search_memory at ARG: true, or { mark = { open,
+** close }, bytes = n }.  Returns 1 (*want set) or 0 with an error pushed;
+** raises for wrong types. */
+static int check_snippet(lua_State *L, int arg, int *want, mmfs_snippet_opts *o) {
+    static const char *const known[] = {"mark", "bytes", NULL};
+    int t, sn;
+    luaL_checkstack(L, 8, NULL);
+    t = get_opt(L, arg, "snippet");
+    sn = lua_gettop(L);
+    int64_t v;
+    memset(o, 0, sizeof *o);
+    *want = 0;
+    if (t == LUA_TNIL) return 1;
+    if (t == LUA_TBOOLEAN) {
+        *want = lua_toboolean(L, -1);
+        return 1;
+    }
+    if (t != LUA_TTABLE) field_error(L, arg, "snippet", "boolean or table");
+    *want = 1;
+    if (opt_int_field(L, sn, "bytes", &v)) {
+        if (v <= 0) return push_err(L, "snippet: bytes must be positive", MMFS_INVALID), 0;
+        o->bytes = (size_t)v;
+    }
+    if (get_opt(L, sn, "mark") != LUA_TNIL) {
+        size_t n;
+        const mmfs_slice *m;
+        if (!lua_istable(L, -1)) field_error(L, arg, "snippet.mark", "table");
+        m = check_strings(L, lua_gettop(L), arg, "snippet.mark", &n);
+        if (n != 2) return push_err(L, "snippet: mark must hold two strings", MMFS_INVALID), 0;
+        o->has_marks = 1;
+        o->mark_open = m[0];
+        o->mark_close = m[1];
+    }
+    return check_keys(L, sn, known, "search_memory: snippet");
+}
+
 /* db:search_memory(query [, opts]) --> hits */
 static int l_search_memory(lua_State *L) {
     lua_settop(L, 3); /* absent optional arguments = nil; what we push goes above */
     ldb *d = check_db(L, 1);
     mmfs_slice q = check_bytes(L, 2);
     mmfs_filter f;
+    mmfs_snippet_opts so;
     mmfs_memories *list = NULL;
-    int rc;
+    size_t i;
+    int rc, snip;
     if (!check_filter(L, 3, &f, 0)) return 3;
+    if (!check_snippet(L, 3, &snip, &so)) return 3;
     CHECK_OPEN(L, d);
     rc = mmfs_search_memory(d->db, q, &f, &list);
     if (rc != MMFS_OK) return push_fail(L, d->db, rc);
     push_memories(L, list, 1);
+    for (i = 0; snip && i < list->count; i++) {
+        char *s = NULL;
+        size_t n = 0;
+        rc = mmfs_snippet(d->db, q, list->items[i].text, &so, &s, &n);
+        if (rc != MMFS_OK) {
+            mmfs_free(list);
+            return push_fail(L, d->db, rc);
+        }
+        lua_rawgeti(L, -1, (lua_Integer)(i + 1));
+        lua_pushlstring(L, s, n);
+        mmfs_free(s);
+        lua_setfield(L, -2, "snippet");
+        lua_pop(L, 1);
+    }
     mmfs_free(list);
     return 1;
 }
@@ -919,6 +1005,12 @@ static int l_search(lua_State *L) {
     mmfs_doc_hits *hits = NULL;
     size_t limit, i;
     int rc;
+    if (lua_istable(L, 3)) { /* { limit = n } */
+        static const char *const known[] = {"limit", NULL};
+        if (!check_keys(L, 3, known, "search")) return 3;
+        get_opt(L, 3, "limit");
+        lua_replace(L, 3);
+    }
     if (!opt_limit(L, 3, &limit)) return 3;
     CHECK_OPEN(L, d);
     rc = mmfs_search(d->db, q, limit, &hits);
@@ -1103,7 +1195,7 @@ static int l_tx_append_memory(lua_State *L) {
         if (!lua_istable(L, 3)) type_error(L, 3, "table");
         tags = check_strings(L, 3, 3, "tags", &ntags);
     }
-    check_memory_opts(L, 4, &o);
+    if (!check_memory_opts(L, 4, &o)) return 3;
     BATCH_OPEN(L, b);
     rc = mmfs_batch_append_memory((mmfs_batch *)b->c.h, text, tags, ntags, &o);
     if (rc == MMFS_OK) b->nmem++;
@@ -1325,7 +1417,7 @@ static int l_open(lua_State *L) {
     static const char *const known[] = {"sync",     "sync_ms",         "checksum",
                                         "key",      "readonly",        "create",
                                         "lock_timeout_ms", "segment_size", "policy",
-                                        "hook_budget", "repair", NULL};
+                                        "hook_budget", "repair", "language", NULL};
     size_t dirlen;
     const char *dir;
     mmfs_options o;
@@ -1384,6 +1476,11 @@ static int l_open(lua_State *L) {
         o.segment_size = (uint64_t)v;
     }
     if (opt_str_field(L, 2, "policy", &s)) o.policy = s; /* source text: init.lua reads a file */
+    if (opt_str_field(L, 2, "language", &s)) {
+        if (strlen((const char *)s.ptr) != s.len)
+            return push_err(L, "language: contains a zero byte", MMFS_INVALID);
+        o.language = (const char *)s.ptr; /* kept on the stack */
+    }
     if (opt_int_field(L, 2, "hook_budget", &v)) {
         if (v <= 0) return push_err(L, "hook_budget: must be positive", MMFS_INVALID);
         o.hook_budget = (uint64_t)v;

@@ -131,6 +131,11 @@ typedef struct mmfs_options {
                                     is otherwise MMFS_CORRUPT), keeping the cut
                                     bytes in ROOT/repair/; damage anywhere else
                                     still fails */
+    const char *language;        /* at creation: the tokenizer's stemming, "none"
+                                    or a Snowball language (NULL: "english");
+                                    recorded in the store.  On an existing
+                                    store NULL or its own language, else
+                                    MMFS_INVALID */
 } mmfs_options;
 
 /* Fills O with the defaults above. */
@@ -189,6 +194,8 @@ typedef struct mmfs_filter {
     int64_t since;           /* created_at >= since */
     int has_before;
     int64_t before;          /* created_at < before */
+    const mmfs_slice *tags_any; /* at least one must match (with tags: both hold) */
+    size_t ntags_any;
 } mmfs_filter;
 
 /* Appends a memory.  TAGS: NTAGS exact, case-sensitive strings (may be
@@ -207,6 +214,24 @@ MMFS_API int mmfs_get_memory(mmfs_db *db, uint64_t id, mmfs_memory **out);
 ** Errors: MMFS_INVALID (malformed query; message gives the position). */
 MMFS_API int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f,
                                 mmfs_memories **out);
+
+/* Snippet options.  Zero-initialise: marks "[" and "]", 160 bytes. */
+typedef struct mmfs_snippet_opts {
+    int has_marks;        /* use mark_open/mark_close (may be empty) */
+    mmfs_slice mark_open, mark_close;
+    size_t bytes;         /* about this many bytes of text (0 = 160) */
+} mmfs_snippet_opts;
+
+/* A snippet of TEXT (a hit's text) for QUERY, like FTS5's snippet(): a
+** window of about o->bytes bytes around the best-matching terms, cut at
+** word boundaries (valid UTF-8 for a valid UTF-8 text), with matched terms
+** wrapped in the marks; a text without a match gives its beginning.  The
+** store's tokenizer decides what matches, as in mmfs_search_memory.  O may
+** be NULL.  *out is one allocation, NUL-terminated (free with mmfs_free);
+** *len (may be NULL) its length.  Errors: MMFS_INVALID (malformed query),
+** MMFS_NOMEM. */
+MMFS_API int mmfs_snippet(mmfs_db *db, mmfs_slice query, mmfs_slice text,
+                          const mmfs_snippet_opts *o, char **out, size_t *len);
 
 /* Memories newest first (created_at, ties by id), filtered, no query. */
 MMFS_API int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out);

@@ -701,6 +701,8 @@ static int commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *
         goto leave;
     }
     kept = prepare(db, list, m, k2);
+    for (size_t i = 0; i < m; i++) /* before anything is written: no id is consumed */
+        if (k2[i] && list[i].type == MMFS__R_MEMORY && (rc = mmfs__mem_id_ok(list[i].u.mem.id))) goto leave;
     if (kept) {
         mmfs__seg *s = NULL;
         uint64_t off = 0;

@@ -107,6 +107,9 @@ static int check_options(const mmfs_options *o) {
         return mmfs__err(MMFS_INVALID, "segment_size: %llu is out of range 64 KiB..256 GiB",
                          (unsigned long long)o->segment_size);
     if (o->policy.len && !o->policy.ptr) return mmfs__err(MMFS_INVALID, "policy: NULL with a length");
+    if (o->language && !mmfs__tok_lang_ok(o->language))
+        return mmfs__err(MMFS_INVALID, "language: '%.40s' is not \"none\" or a Snowball language",
+                         o->language);
     return MMFS_OK;
 }
 
@@ -141,8 +144,16 @@ static int open_store(mmfs_db *db) {
             goto out;
         }
         if ((rc = mmfs__fsync_dir(db->dir)) != MMFS_OK) goto out;
+        db->tok_version = 1; /* MMFS__TOK_VERSION: new stores get the newest */
+        snprintf(db->tok_lang, sizeof db->tok_lang, "%s", db->opt.language ? db->opt.language : "english");
         if ((rc = mmfs__manifest_write(db)) != MMFS_OK) goto out;
+    } else if (db->opt.language && (db->tok_version == 0 || strcmp(db->opt.language, db->tok_lang))) {
+        rc = mmfs__err(MMFS_INVALID, "language: the store was made with %s%s%s, not '%.40s'",
+                       db->tok_version ? "'" : "", db->tok_version ? db->tok_lang : "the first tokenizer (no stemming)",
+                       db->tok_version ? "'" : "", db->opt.language);
+        goto out;
     }
+    if ((rc = mmfs__engine_set_tokenizer(db->eng, db->tok_version, db->tok_lang)) != MMFS_OK) goto out;
     pthread_rwlock_wrlock(&db->rw);
     rc = mmfs__recover(db);
     if (rc == MMFS_OK) mmfs__engine_defer_index(db->eng); /* the log so far is indexed */
@@ -233,6 +244,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     db->opt.key = o->key;
     rc = open_store(db);
     db->opt.key = NULL;
+    db->opt.language = NULL; /* the caller's string; kept in db->tok_lang */
     if (rc == MMFS_OK && !db->opt.readonly && db->opt.sync == MMFS_SYNC_BATCH)
         rc = mmfs__flusher_start(db);
     if (rc == MMFS_OK && o->policy.len) {

@@ -86,6 +86,8 @@ struct mmfs_db {
     mmfs__sum sum;
     uint64_t segment_size;
     uint32_t first_seg;
+    int tok_version;      /* MANIFEST "tokenizer": 0 when the line is absent */
+    char tok_lang[32];    /* version 1: "none" or a Snowball language */
     unsigned fork_gen;        /* mmfs__fork_gen at open: a child refuses */
 
     int lock_fd;

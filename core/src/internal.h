@@ -192,6 +192,10 @@ int mmfs__fields_check(mmfs_slice buf);
 typedef struct mmfs__engine mmfs__engine;
 
 int mmfs__engine_new(mmfs__engine **out);
+
+/* Sets the tokenizer of both search indexes (memory.c), before anything is
+** applied.  Errors: MMFS_INVALID, MMFS_NOMEM. */
+int mmfs__engine_set_tokenizer(mmfs__engine *e, int version, const char *lang);
 void mmfs__engine_free(mmfs__engine *e);
 
 /* Applies one decoded record (R->raw set).  Errors: MMFS_NOMEM (the engine
@@ -200,6 +204,14 @@ int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r);
 
 /* Writer-side queries. */
 uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e); /* 1 + highest id */
+
+/* Memory ids are u64, but the search index numbers documents with 32
+** bits (docno = id): ids past this bound cannot be indexed. */
+#define MMFS__MEM_ID_MAX ((uint64_t)UINT32_MAX - 1)
+
+/* MMFS_OK, or MMFS_LIMIT (with a message) for an id past MMFS__MEM_ID_MAX:
+** the writer refuses such a memory rather than index it under another id. */
+int mmfs__mem_id_ok(uint64_t id);
 /* From now on memories are indexed by mmfs__engine_index_drain, not by
 ** apply (call once, after recovery, before other threads use E). */
 void mmfs__engine_defer_index(mmfs__engine *e);
@@ -271,8 +283,33 @@ typedef struct mmfs__search_cb {
 mmfs__index *mmfs__index_new(void);
 void mmfs__index_free(mmfs__index *ix);
 
+/* 1 if NAME is "none" or a language libstemmer knows (tokenize.c). */
+int mmfs__tok_lang_ok(const char *name);
+
+/* BM25 parameters, chosen on the LoCoMo dev split (docs/bench/recall.md):
+** b for tokenizer version 1; the first tokenizer keeps b = 0.75. */
+#define MMFS__K1 1.2
+#define MMFS__B 0.3
+#define MMFS__B_V0 0.75
+
+/* Sets the BM25 parameters of IX and whether OR queries drop stopwords
+** (bench/recall.c measures other settings than the defaults). */
+void mmfs__index_tune(mmfs__index *ix, double k1, double b, int stopwords);
+
+/* Sets the tokenizer of an empty index: VERSION 0 (stores made before the
+** tokenizer was recorded) or 1 with LANG ("none" or a Snowball language).
+** Errors: MMFS_INVALID (unknown language or version), MMFS_NOMEM. */
+int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang);
+
 /* Tokenizes TEXT and adds it as DOCNO (not present).  Errors: MMFS_NOMEM. */
 int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t len);
+
+/* A snippet of TEXT for QUERY (snippet.c): about BYTES bytes around the
+** best matches, matched terms between OPEN and CLOSE.  *out is malloc'd
+** (NUL-terminated; *outlen without it).  Errors: MMFS_INVALID (query),
+** MMFS_NOMEM. */
+int mmfs__index_snippet(const mmfs__index *ix, mmfs_slice query, mmfs_slice text, mmfs_slice open,
+                        mmfs_slice close, size_t bytes, uint8_t **out, size_t *outlen);
 
 /* Removes DOCNO from results and statistics (no-op if absent). */
 void mmfs__index_remove(mmfs__index *ix, uint32_t docno);

@@ -9,6 +9,8 @@
 **   keycheck -|<hex of keyed blake2b of a fixed text>
 **   segment_size <bytes>
 **   first_segment <n>
+**   tokenizer <version> <language>   (absent in stores made before it:
+**                                     tokenizer version 0)
 **   crc <hex CRC32C of the lines above>
 */
 #include "db.h"
@@ -49,6 +51,8 @@ static int format(mmfs_db *db, char *buf, size_t len) {
                      "\nfirst_segment %u\n",
                      MMFS__FORMAT, db->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
                      db->segment_size, db->first_seg);
+    if (db->tok_version)
+        n += snprintf(buf + n, len - (size_t)n, "tokenizer %d %s\n", db->tok_version, db->tok_lang);
     n += snprintf(buf + n, len - (size_t)n, "crc %08x\n", mmfs__crc32c(0, buf, (size_t)n));
     return n;
 }
@@ -124,5 +128,11 @@ int mmfs__manifest_read(mmfs_db *db, int *exists) {
     if (segsize < 4096 || first == 0) return mmfs__err(MMFS_CORRUPT, "%s: bad values", path);
     db->segment_size = segsize;
     db->first_seg = first;
+    const char *tl = strstr(buf, "\ntokenizer ");
+    db->tok_version = 0;
+    db->tok_lang[0] = 0;
+    if (tl && tl < crcline &&
+        (sscanf(tl, "\ntokenizer %d %31s", &db->tok_version, db->tok_lang) != 2 || db->tok_version < 1))
+        return mmfs__err(MMFS_CORRUPT, "%s: bad tokenizer line", path);
     return MMFS_OK;
 }

@@ -69,6 +69,11 @@ int mmfs__mem_init(mmfs__engine *e) {
     return MMFS_OK;
 }
 
+int mmfs__engine_set_tokenizer(mmfs__engine *e, int version, const char *lang) {
+    int rc = mmfs__index_set_tokenizer(e->mems.ix, version, lang);
+    return rc ? rc : mmfs__index_set_tokenizer(e->docs.ix, version, lang);
+}
+
 void mmfs__mem_free(mmfs__engine *e) {
     mmfs__mems *m = &e->mems;
     if (m->tags.slots)
@@ -288,7 +293,7 @@ static void mem_delete(mmfs__engine *e, mmfs__mem_ent *ent) {
     mmfs__bt_del(&e->mems.by_time, &k);
     /* Out of memory to queue the removal leaves the memory in the index,
     ** where searches skip it (they check each hit against its entry). */
-    (void)index_op(e, (uint32_t)k.id, 0, (mmfs_slice){"", 0});
+    if (k.id <= MMFS__MEM_ID_MAX) (void)index_op(e, (uint32_t)k.id, 0, (mmfs_slice){"", 0});
     if (mmfs__raw_decode(ent->raw, &r) != MMFS_OK) return;
     const uint8_t *p = r.u.mem.tags.ptr;
     for (uint32_t i = 0; i < r.u.mem.ntags; i++) tag_dead(e, mmfs__tag_next(&p));
@@ -317,7 +322,11 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
         if ((rc = tag_add(e, mmfs__tag_next(&p), id))) return rc;
     /* A route with index = false keeps its memories out of search; the
     ** writer decided it under the policy in force and marked the record. */
-    if (!(r->flags & MMFS__RF_NOINDEX) && (rc = index_op(e, (uint32_t)id, 1, r->u.mem.text))) return rc;
+    /* An id past the bound (never written by this library: the writer
+    ** refuses it) stays out of the index rather than under a wrong docno. */
+    if (!(r->flags & MMFS__RF_NOINDEX) && id <= MMFS__MEM_ID_MAX &&
+        (rc = index_op(e, (uint32_t)id, 1, r->u.mem.text)))
+        return rc;
     ent->raw = r->raw;
     ent->route = route;
     ent->deleted = 0;
@@ -328,6 +337,13 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
 }
 
 uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e) { return e->mems.max_id + 1; }
+
+int mmfs__mem_id_ok(uint64_t id) {
+    if (id <= MMFS__MEM_ID_MAX) return MMFS_OK;
+    return mmfs__err(MMFS_LIMIT,
+                     "append_memory: memory id %llu is past %llu, the most the search index can number",
+                     (unsigned long long)id, (unsigned long long)MMFS__MEM_ID_MAX);
+}
 
 int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id) { return mem_live(e, id) != NULL; }
 
@@ -408,6 +424,9 @@ typedef struct mem_filter {
     uint32_t route;
     const mmfs__tag **tags;
     size_t ntags;
+    const mmfs__tag **any; /* the known tags of tags_any */
+    size_t nany;
+    int has_any;           /* tags_any was given (nany may be 0: nothing passes) */
     int has_since, has_before;
     int64_t since, before;
 } mem_filter;
@@ -421,8 +440,8 @@ static int filter_init(mem_filter *mf, const mmfs__engine *e, const mmfs_filter 
     mf->any_route = 1;
     *none = 0;
     if (!f) return MMFS_OK;
-    if ((f->ntags && !f->tags) || (f->route.len && !f->route.ptr))
-        return mmfs__err(MMFS_INVALID, "filter: tags or route is NULL with a non-zero length");
+    if ((f->ntags && !f->tags) || (f->ntags_any && !f->tags_any) || (f->route.len && !f->route.ptr))
+        return mmfs__err(MMFS_INVALID, "filter: tags, tags_any or route is NULL with a non-zero length");
     mf->has_since = f->has_since;
     mf->since = f->since;
     mf->has_before = f->has_before;
@@ -440,11 +459,24 @@ static int filter_init(mem_filter *mf, const mmfs__engine *e, const mmfs_filter 
         for (size_t i = 0; i < f->ntags; i++)
             if (!(mf->tags[i] = tag_find(e, f->tags[i]))) *none = 1;
     }
+    if (f->ntags_any) { /* an empty tags_any is no filter: nothing to pick from */
+        mf->any = malloc(f->ntags_any * sizeof *mf->any);
+        if (!mf->any) return mmfs__err(MMFS_NOMEM, "filter: out of memory");
+        mf->has_any = 1;
+        for (size_t i = 0; i < f->ntags_any; i++) {
+            const mmfs__tag *t = tag_find(e, f->tags_any[i]);
+            if (t) mf->any[mf->nany++] = t;
+        }
+        if (!mf->nany) *none = 1;
+    }
     if (mf->has_since && mf->has_before && mf->since >= mf->before) *none = 1;
     return MMFS_OK;
 }
 
-static void filter_done(mem_filter *mf) { free(mf->tags); }
+static void filter_done(mem_filter *mf) {
+    free(mf->tags);
+    free(mf->any);
+}
 
 static int filter_pass(const mem_filter *mf, uint64_t id) {
     const mmfs__mem_ent *ent = mem_live(mf->e, id);
@@ -455,6 +487,11 @@ static int filter_pass(const mem_filter *mf, uint64_t id) {
     if (mf->has_before && c >= mf->before) return 0;
     for (size_t i = 0; i < mf->ntags; i++)
         if (!tag_has(mf->tags[i], id)) return 0;
+    if (mf->has_any) {
+        size_t i = 0;
+        while (i < mf->nany && !tag_has(mf->any[i], id)) i++;
+        if (i == mf->nany) return 0;
+    }
     return 1;
 }
 
@@ -618,6 +655,36 @@ done:
     free(ids);
     free(scores);
     return rc;
+}
+
+int mmfs_snippet(mmfs_db *db, mmfs_slice query, mmfs_slice text, const mmfs_snippet_opts *o,
+                 char **out, size_t *len) {
+    if (!db || !out) return mmfs__err(MMFS_INVALID, "snippet: db and out must not be NULL");
+    *out = NULL;
+    if ((query.len && !query.ptr) || (text.len && !text.ptr))
+        return mmfs__err(MMFS_INVALID, "snippet: query or text is NULL");
+    mmfs_slice open = {"[", 1}, close = {"]", 1};
+    size_t bytes = 160;
+    if (o && o->has_marks) {
+        if ((o->mark_open.len && !o->mark_open.ptr) || (o->mark_close.len && !o->mark_close.ptr))
+            return mmfs__err(MMFS_INVALID, "snippet: a mark is NULL");
+        open = o->mark_open;
+        close = o->mark_close;
+    }
+    if (o && o->bytes) bytes = o->bytes;
+    if (!text.len) text.ptr = "";
+    mmfs__engine *e;
+    int rc = mmfs__read_begin(db, &e);
+    if (rc) return rc;
+    uint8_t *s = NULL;
+    size_t n = 0;
+    /* only the index's tokenizer is read: fixed once the store is open */
+    rc = mmfs__index_snippet(e->mems.ix, query, text, open, close, bytes, &s, &n);
+    mmfs__read_end(db);
+    if (rc) return rc;
+    *out = (char *)s;
+    if (len) *len = n;
+    return MMFS_OK;
 }
 
 /* ----------------------------------------------------------- documents */

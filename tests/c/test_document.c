@@ -194,6 +194,34 @@ static void test_binary_keys(void **state) {
     mmfs_free(h);
 }
 
+/* Documents use the store's tokenizer: stemming, CJK bigrams (also in
+** phrases), normalisation. */
+static void test_tokenizer(void **state) {
+    mmfs_test_fx *f = *state;
+    idx(f->db, "run", "She was running home");
+    idx(f->db, "tea", "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6"); /* 我喜欢喝绿茶 */
+    idx(f->db, "tokyo", "\xe6\x9d\xb1\xe4\xba\xac\xe3\x81\xab\xe8\xa1\x8c\xe3\x81\x8d\xe3\x81\xbe\xe3\x81\x97\xe3\x81\x9f");
+    idx(f->db, "cafe", "CAFE\xcc\x81 noir"); /* decomposed */
+    mmfs_doc_hits *h = search(f->db, "runs", 10);
+    assert_keys(h, (const char *const[]){"run", NULL});
+    mmfs_free(h);
+    h = search(f->db, "\xe7\xbb\xbf\xe8\x8c\xb6", 10); /* 绿茶 */
+    assert_keys(h, (const char *const[]){"tea", NULL});
+    mmfs_free(h);
+    h = search(f->db, "\"\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\"", 10); /* "喜欢喝" */
+    assert_keys(h, (const char *const[]){"tea", NULL});
+    mmfs_free(h);
+    h = search(f->db, "\"\xe4\xba\xac\xe6\x9d\xb1\"", 10); /* "京東": wrong order */
+    assert_keys(h, (const char *const[]){NULL});
+    mmfs_free(h);
+    h = search(f->db, "\xe6\x9d\xb1\xe4\xba\xac", 10); /* 東京 */
+    assert_keys(h, (const char *const[]){"tokyo", NULL});
+    mmfs_free(h);
+    h = search(f->db, "\"caf\xc3\xa9 NOIR\"", 10);
+    assert_keys(h, (const char *const[]){"cafe", NULL});
+    mmfs_free(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_index_search, setup, mmfs_test_fx_teardown),
@@ -202,6 +230,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_separate_from_memories, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_query, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_binary_keys, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tokenizer, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "checksum.h"
+#include "db.h"
+
 /* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
     mmfs_options o = mmfs_test_options(4u << 20);
@@ -499,6 +502,218 @@ static void test_many_tags_roundtrip(void **state) {
     mmfs_free(ms);
 }
 
+/* ------------------------------------------------------------ tokenizer */
+
+/* The hit ids of QUERY as "3 1" (for short checks). */
+static void expect_search(mmfs_db *db, const char *query, const char *want) {
+    mmfs_memories *ms = NULL;
+    MMFS_OK_OR_FAIL(mmfs_search_memory(db, mmfs_str(query), NULL, &ms));
+    char got[256] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < ms->count; i++)
+        off += (size_t)snprintf(got + off, sizeof got - off, "%s%llu", i ? " " : "",
+                                (unsigned long long)ms->items[i].id);
+    mmfs_free(ms);
+    if (strcmp(got, want)) fail_msg("[%s]: got [%s], want [%s]", query, got, want);
+}
+
+static void read_file(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* A new store records its tokenizer; the language decides the stemming;
+** reopening with another language is refused and changes nothing. */
+static void test_language(void **state) {
+    mmfs_test_fx *f = *state;
+    add(f->db, "She was running", NULL, 0, NULL);                         /* 1 */
+    add(f->db, "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", NULL, 0, NULL); /* 2 我喜欢喝绿茶 */
+    add(f->db, "\xeb\x85\xb9\xec\xb0\xa8\xeb\xa5\xbc", NULL, 0, NULL);    /* 3 녹차를 */
+    add(f->db, "cafe\xcc\x81", NULL, 0, NULL);                            /* 4 decomposed */
+    expect_search(f->db, "run", "1");
+    expect_search(f->db, "\xe7\xbb\xbf\xe8\x8c\xb6", "2");
+    expect_search(f->db, "\xeb\x85\xb9\xec\xb0\xa8", "3");
+    expect_search(f->db, "caf\xc3\xa9", "4");
+    char path[4096], buf[2048];
+    snprintf(path, sizeof path, "%s/MANIFEST", f->dir);
+    read_file(path, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\ntokenizer 1 english\n"));
+
+    mmfs_options o = mmfs_test_options(0);
+    o.language = "german";
+    mmfs_db *db2 = NULL;
+    MMFS_ASSERT_STATUS(mmfs_open(f->dir, &o, &db2), MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "'english'"));
+    assert_null(db2);
+    o.language = "english"; /* its own language is fine */
+    MMFS_OK_OR_FAIL(mmfs_open(f->dir, &o, &db2));
+    expect_search(db2, "runs", "1");
+    MMFS_OK_OR_FAIL(mmfs_close(db2));
+
+    /* an unknown language: refused before anything is made */
+    char *dir = mmfs_test_dir("language");
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/store", dir);
+    o.language = "klingon";
+    MMFS_ASSERT_STATUS(mmfs_open(sub, &o, &db2), MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "klingon"));
+    FILE *x = fopen(sub, "r");
+    assert_null(x);
+    /* "none": normalised and case folded, not stemmed */
+    o.language = "none";
+    MMFS_OK_OR_FAIL(mmfs_open(sub, &o, &db2));
+    add(db2, "She was RUNNING", NULL, 0, NULL);
+    expect_search(db2, "run", "");
+    expect_search(db2, "running", "1");
+    MMFS_OK_OR_FAIL(mmfs_close(db2));
+    mmfs_test_rmdir(dir);
+}
+
+/* Rewrites DIR/MANIFEST as the library wrote it before the tokenizer
+** line existed: the same lines without it, a new crc line. */
+static void make_pre_tokenizer_manifest(const char *dir) {
+    char path[4096], buf[2048], out[2048];
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    read_file(path, buf, sizeof buf);
+    char *tl = strstr(buf, "tokenizer ");
+    char *crc = strstr(buf, "crc ");
+    assert_non_null(tl);
+    assert_non_null(crc);
+    size_t n = (size_t)(tl - buf);
+    memcpy(out, buf, n);
+    n += (size_t)snprintf(out + n, sizeof out - n, "crc %08x\n", mmfs__crc32c(0, out, n));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(out, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A store made before the tokenizer was recorded keeps the old tokenizer
+** exactly: no stemming, no normalisation, a CJK run one token. */
+static void test_store_before_tokenizer(void **state) {
+    mmfs_test_fx *f = *state;
+    add(f->db, "She was running", NULL, 0, NULL);                         /* 1 */
+    add(f->db, "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", NULL, 0, NULL); /* 2 */
+    add(f->db, "cafe\xcc\x81", NULL, 0, NULL);                            /* 3 */
+    MMFS_OK_OR_FAIL(mmfs_close(f->db));
+    f->db = NULL;
+    make_pre_tokenizer_manifest(f->dir);
+    f->db = mmfs_test_fx_open(f);
+    add(f->db, "they keep running", NULL, 0, NULL);                       /* 4 */
+    expect_search(f->db, "run", "");
+    expect_search(f->db, "running", "4 1");
+    expect_search(f->db, "\xe7\xbb\xbf\xe8\x8c\xb6", "");
+    expect_search(f->db, "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", "2");
+    expect_search(f->db, "caf\xc3\xa9", "");
+    expect_search(f->db, "cafe\xcc\x81", "3");
+    mmfs_test_reopen(f);
+    expect_search(f->db, "run", "");
+    char path[4096], buf[2048];
+    snprintf(path, sizeof path, "%s/MANIFEST", f->dir);
+    read_file(path, buf, sizeof buf);
+    assert_null(strstr(buf, "tokenizer"));
+    /* a language cannot be given to it */
+    mmfs_options o = mmfs_test_options(0);
+    o.language = "english";
+    mmfs_db *db2 = NULL;
+    MMFS_ASSERT_STATUS(mmfs_open(f->dir, &o, &db2), MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "first tokenizer"));
+}
+
+/* tags_any: at least one; with tags: both hold; in search and list. */
+static void test_tags_any(void **state) {
+    mmfs_test_fx *f = *state;
+    add(f->db, "tea one", (const char *const[]){"a", NULL}, 100, NULL);      /* 1 */
+    add(f->db, "tea two", (const char *const[]){"b", NULL}, 200, NULL);      /* 2 */
+    add(f->db, "tea three", (const char *const[]){"c", "a", NULL}, 300, "r"); /* 3 */
+    add(f->db, "coffee", (const char *const[]){"a", "b", NULL}, 400, NULL);  /* 4 */
+    mmfs_slice any[] = {mmfs_str("a"), mmfs_str("b"), mmfs_str("nope")};
+    mmfs_slice all[] = {mmfs_str("a")};
+    mmfs_filter fl;
+    memset(&fl, 0, sizeof fl);
+    fl.tags_any = any;
+    fl.ntags_any = 2;
+    mmfs_memories *ms = NULL;
+    MMFS_OK_OR_FAIL(mmfs_list_memories(f->db, &fl, &ms));
+    assert_ids(ms, (const uint64_t[]){4, 3, 2, 1}, 4);
+    mmfs_free(ms);
+    MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("tea"), &fl, &ms));
+    assert_int_equal(ms->count, 3);
+    mmfs_free(ms);
+    fl.tags_any = any + 1; /* b, nope */
+    MMFS_OK_OR_FAIL(mmfs_list_memories(f->db, &fl, &ms));
+    assert_ids(ms, (const uint64_t[]){4, 2}, 2);
+    mmfs_free(ms);
+    fl.tags = all; /* a and one of (b, nope) */
+    fl.ntags = 1;
+    MMFS_OK_OR_FAIL(mmfs_list_memories(f->db, &fl, &ms));
+    assert_ids(ms, (const uint64_t[]){4}, 1);
+    mmfs_free(ms);
+    fl.tags_any = any + 2; /* only unknown tags: nothing */
+    fl.ntags_any = 1;
+    MMFS_OK_OR_FAIL(mmfs_search_memory(f->db, mmfs_str("tea"), &fl, &ms));
+    assert_int_equal(ms->count, 0);
+    mmfs_free(ms);
+    /* the same through the query language */
+    expect_search(f->db, "tea AND (tag:b OR tag:c)", "3 2");
+    expect_search(f->db, "(tag:b OR route:r) AND NOT tag:a", "2");
+    fl.ntags_any = 1;
+    fl.tags_any = NULL;
+    MMFS_ASSERT_STATUS(mmfs_list_memories(f->db, &fl, &ms), MMFS_INVALID);
+}
+
+/* Memory ids are u64, the index numbers documents with 32 bits: the
+** writer refuses an id past the bound with LIMIT (no id consumed, nothing
+** written), and a record past it (not written by this library) is never
+** found under a wrong id. */
+static void test_docno_bound(void **state) {
+    mmfs_test_fx *f = *state;
+    /* Put the store's highest id just below the bound, as 4 billion
+    ** appends would: apply a memory record to the engine directly. */
+    static uint8_t raw[256], raw2[256];
+    mmfs__rec r;
+    memset(&r, 0, sizeof r);
+    r.type = MMFS__R_MEMORY;
+    r.lsn = 1000000;
+    r.u.mem.id = MMFS__MEM_ID_MAX - 1;
+    r.u.mem.created_at = 1;
+    r.u.mem.text = mmfs_str("near the bound");
+    assert_true(mmfs__rec_size(&r) <= sizeof raw);
+    mmfs__rec_encode(&r, raw);
+    mmfs__rec d;
+    assert_int_equal(mmfs__rec_decode(raw, sizeof raw, &d), MMFS_OK);
+    MMFS_OK_OR_FAIL(mmfs__engine_apply(f->db->eng, &d));
+    uint64_t id = add(f->db, "the last one", NULL, 0, NULL);
+    assert_int_equal(id, MMFS__MEM_ID_MAX);
+    char want[64];
+    snprintf(want, sizeof want, "%llu", (unsigned long long)MMFS__MEM_ID_MAX);
+    expect_search(f->db, "last", want);
+    /* the next is refused, nothing consumed or written */
+    uint64_t lsn = mmfs_test_stats(f->db).lsn;
+    uint64_t got = 0;
+    MMFS_ASSERT_STATUS(mmfs_append_memory(f->db, mmfs_str("one too many"), NULL, 0, NULL, &got), MMFS_LIMIT);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "past"));
+    MMFS_ASSERT_STATUS(mmfs_append_memory(f->db, mmfs_str("still too many"), NULL, 0, NULL, &got), MMFS_LIMIT);
+    assert_int_equal(mmfs_test_stats(f->db).lsn, lsn);
+    expect_search(f->db, "many", "");
+    /* a record past the bound (another writer's) is kept out of the index
+    ** instead of being found as id & 0xffffffff */
+    r.u.mem.id = (uint64_t)1 << 32 | 7;
+    r.u.mem.text = mmfs_str("beyond");
+    r.lsn++;
+    mmfs__rec_encode(&r, raw2);
+    assert_int_equal(mmfs__rec_decode(raw2, sizeof raw2, &d), MMFS_OK);
+    MMFS_OK_OR_FAIL(mmfs__engine_apply(f->db->eng, &d));
+    expect_search(f->db, "beyond", "");
+    mmfs_memory *m = NULL;
+    MMFS_OK_OR_FAIL(mmfs_get_memory(f->db, r.u.mem.id, &m));
+    MMFS_ASSERT_SLICE_STR(m->text, "beyond");
+    mmfs_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ids_dense_increasing, setup, mmfs_test_fx_teardown),
@@ -512,6 +727,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_search_ranking_and_ties, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_search_malformed_query, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_tags_roundtrip, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_language, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_store_before_tokenizer, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tags_any, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_docno_bound, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,6 +126,212 @@ static void tokens(const char *s, size_t len, char *out) {
     }
 }
 
+/* The tokens of S under tokenizer version 1 with LANG, "a|b|c" into OUT;
+** STARTS gets each token's source byte range as "s-e s-e". */
+static void tokens1(const char *lang, const char *s, char *out, char *starts) {
+    mmfs__tokcfg cfg = {.version = 1};
+    snprintf(cfg.lang, sizeof cfg.lang, "%s", lang);
+    mmfs__tokz z;
+    assert_int_equal(mmfs__tokz_open(&z, &cfg), MMFS_OK);
+    mmfs__tok t;
+    mmfs__tok_init_z(&t, &z, s, strlen(s));
+    size_t off = 0, so = 0;
+    out[0] = 0;
+    if (starts) starts[0] = 0;
+    while (mmfs__tok_next(&t)) {
+        if (off) out[off++] = '|';
+        memcpy(out + off, t.buf, t.n);
+        off += t.n;
+        out[off] = 0;
+        if (starts) so += (size_t)sprintf(starts + so, "%s%zu-%zu", so ? " " : "", t.start, t.end);
+    }
+    mmfs__tokz_close(&z);
+}
+
+static void expect_tokens1(const char *lang, const char *s, const char *want) {
+    char got[1024];
+    tokens1(lang, s, got, NULL);
+    if (strcmp(got, want)) fail_msg("%s [%s]: got [%s], want [%s]", lang, s, got, want);
+}
+
+static void test_tokenizer_v1(void **state) {
+    (void)state;
+    /* NFKC + case fold: composed and decomposed, fullwidth, ligatures */
+    expect_tokens1("none", "Caf\xc3\xa9 CAFE\xcc\x81", "caf\xc3\xa9|caf\xc3\xa9");
+    expect_tokens1("none", "\xef\xbc\xa1\xef\xbd\x82\xef\xbd\x83 \xef\xac\x81ne", "abc|fine");
+    expect_tokens1("none", "Stra\xc3\x9f" "e \xce\xa3\xce\x99\xce\xa3", "strasse|\xcf\x83\xce\xb9\xcf\x83");
+    /* a soft hyphen joins, punctuation separates */
+    expect_tokens1("none", "co\xc2\xadop e-mail", "coop|e|mail");
+    /* CJK: overlapping bigrams, a lone character alone, runs end at
+    ** other scripts and spaces */
+    expect_tokens1("none", "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2", /* 我喜欢 */
+                   "\xe6\x88\x91\xe5\x96\x9c|\xe5\x96\x9c\xe6\xac\xa2");
+    expect_tokens1("none", "\xe8\x8c\xb6 tea", "\xe8\x8c\xb6|tea"); /* 茶 tea */
+    expect_tokens1("none", "\xeb\x85\xb9\xec\xb0\xa8\xeb\xa5\xbc", /* 녹차를 */
+                   "\xeb\x85\xb9\xec\xb0\xa8|\xec\xb0\xa8\xeb\xa5\xbc");
+    expect_tokens1("none", "\xe6\x9d\xb1\xe4\xba\xacTokyo\xe3\x81\xab", /* 東京Tokyoに */
+                   "\xe6\x9d\xb1\xe4\xba\xac|tokyo|\xe3\x81\xab");
+    /* decomposed Hangul (jamo) composes to the syllables */
+    expect_tokens1("none", "\xe1\x84\x82\xe1\x85\xa9\xe1\x86\xa8\xe1\x84\x8e\xe1\x85\xa1",
+                   "\xeb\x85\xb9\xec\xb0\xa8");
+    /* stemming, per language */
+    expect_tokens1("english", "She was running; runs", "she|was|run|run");
+    expect_tokens1("german", "Die H\xc3\xa4user", "die|haus");
+    expect_tokens1("french", "les chanteuses", "le|chanteux");
+    expect_tokens1("spanish", "las canciones", "las|cancion");
+    expect_tokens1("russian", "\xd0\x9a\xd0\xbd\xd0\xb8\xd0\xb3\xd0\xb8", /* Книги */
+                   "\xd0\xba\xd0\xbd\xd0\xb8\xd0\xb3");
+    /* source ranges: what snippets mark */
+    char got[256], starts[256];
+    tokens1("english", "a \xe7\xbb\xbf\xe8\x8c\xb6 running", got, starts);
+    assert_string_equal(starts, "0-1 2-8 9-16");
+    /* a long word is cut at a code point boundary, never past the cap */
+    char longw[400];
+    memset(longw, 0, sizeof longw);
+    for (int i = 0; i < 100; i++) memcpy(longw + 2 * i, "\xc3\xa9", 2);
+    tokens1("none", longw, got, NULL);
+    assert_int_equal(strlen(got), MMFS__TOK_MAX);
+    /* the ASCII fast path and the general path agree: the same words,
+    ** followed by ASCII or by non-ASCII separators (em dash, no-break
+    ** space), give the same tokens; a combining mark after an ASCII
+    ** letter composes with it */
+    expect_tokens1("english", "Running, dogs! THE 42nd e-mail", "run|dog|the|42nd|e|mail");
+    expect_tokens1("english", "Running\xe2\x80\x94" "dogs\xc2\xa0" "THE\xe2\x80\x94" "42nd\xc2\xa0" "e\xe2\x80\x94" "mail",
+                   "run|dog|the|42nd|e|mail");
+    expect_tokens1("none", "cafe\xcc\x81, cafe \xcc\x81x", "caf\xc3\xa9|cafe|\xcc\x81x");
+    /* invalid UTF-8 separates */
+    expect_tokens1("none", "ab\xff" "cd\xc3", "ab|cd");
+    /* unknown language */
+    mmfs__tokcfg bad = {.version = 1, .lang = "klingon"};
+    mmfs__tokz z;
+    assert_int_equal(mmfs__tokz_open(&z, &bad), MMFS_INVALID);
+}
+
+/* An index with tokenizer version 1: stemmed, CJK and normalised queries,
+** phrases and prefixes. */
+static void test_search_v1(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    assert_int_equal(mmfs__index_set_tokenizer(c->ix, 1, "english"), MMFS_OK);
+    add(c, 1, "She was running to the park", NULL);
+    add(c, 2, "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", NULL); /* 我喜欢喝绿茶 */
+    add(c, 3, "\xe6\x9d\xb1\xe4\xba\xac\xe3\x81\xab\xe8\xa1\x8c\xe3\x81\x8d\xe3\x81\xbe\xe3\x81\x97\xe3\x81\x9f", NULL); /* 東京に行きました */
+    add(c, 4, "\xeb\x85\xb9\xec\xb0\xa8\xeb\xa5\xbc \xeb\xa7\x88\xec\x85\xa8\xec\x9a\x94", NULL); /* 녹차를 마셨요 */
+    add(c, 5, "cafe\xcc\x81 au lait", NULL); /* decomposed */
+    add(c, 6, "the runners ran", NULL);
+    expect(c, "run", "1");
+    expect(c, "RUNS", "1");
+    expect(c, "\"was running\"", "1");  /* phrases are stemmed like terms */
+    expect(c, "\"was runs\"", "1");
+    expect(c, "\"running was\"", "");
+    expect(c, "\xe7\xbb\xbf\xe8\x8c\xb6", "2");            /* 绿茶 */
+    expect(c, "\"\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\"", "2"); /* "喜欢喝" */
+    expect(c, "\"\xe6\xac\xa2\xe5\x96\x9c\"", "");       /* "欢喜": not in order */
+    expect(c, "\xe6\x9d\xb1\xe4\xba\xac", "3");            /* 東京 */
+    expect(c, "\xeb\x85\xb9\xec\xb0\xa8", "4");            /* 녹차 */
+    expect(c, "caf\xc3\xa9", "5");                          /* composed query */
+    expect(c, "CAF\xc3\x89", "5");
+    expect(c, "runner*", "6"); /* a prefix is not stemmed: runner matches runners' stem */
+    expect(c, "run*", "6 1");
+    /* OR queries drop English stopwords beside other optional terms */
+    add(c, 7, "what did she do", NULL);
+    add(c, 8, "we eat rice", NULL);
+    expect(c, "what did she eat", "8");
+    expect(c, "what did", "7");          /* only stopwords: kept */
+    expect(c, "+what eat", "7");         /* required: kept */
+    expect(c, "\"did she\" eat", "7 8"); /* in a phrase: kept */
+    expect(c, "eat AND (what OR did)", "");
+    corpus_free(c);
+}
+
+/* Filters combine with AND, OR, NOT and parentheses like terms, in every
+** position, and never change a score. */
+static void test_filters_boolean(void **state) {
+    (void)state;
+    corpus *c = corpus_new();
+    add(c, 1, "run", "a");
+    add(c, 2, "tea", "b");
+    add(c, 3, "run tea", "c");
+    add(c, 4, "coffee", "a d");
+    add(c, 5, "run", "d");
+    expect(c, "(run OR tea) AND (tag:a OR tag:c)", "3 1");
+    expect(c, "(tag:a OR tag:c) AND (run OR tea)", "3 1");
+    expect(c, "(tag:b OR tag:d) AND NOT tag:d", "2");
+    expect(c, "tag:a OR tag:b", "4 2 1");
+    expect(c, "tag:a OR tag:b OR tag:zzz", "4 2 1");
+    expect(c, "run tag:a", "1");          /* juxtaposed: narrows, as before */
+    expect(c, "tag:a run", "1");
+    expect(c, "run AND tag:d", "5");
+    expect(c, "run OR tag:b", "5 1 3 2"); /* the filter-only match scores 0 */
+    expect(c, "NOT (tag:a OR tag:b)", "5 3");
+    expect(c, "-tag:a -tag:b", "5 3");
+    expect(c, "tea -tag:c", "2");
+    expect(c, "tea NOT tag:c", "2");
+    expect(c, "(run AND tag:a) OR tag:b", "1 2");
+    expect(c, "((tag:a OR tag:c) AND run) OR (tag:b AND tea)", "2 1 3"); /* tea is rarer */
+    expect(c, "\"run tea\" AND (tag:c OR tag:a)", "3");
+    /* scores: the same with or without filters */
+    mmfs__hit h1[8], h2[8];
+    size_t n1, n2;
+    char buf[512];
+    assert_int_equal(search_k(c, "run tea", 8, buf, h1, &n1), MMFS_OK);
+    assert_int_equal(search_k(c, "(run tea) AND (tag:a OR tag:c OR tag:d)", 8, buf, h2, &n2), MMFS_OK);
+    assert_int_equal(n1, 4);
+    assert_int_equal(n2, 3);
+    for (size_t i = 0; i < n2; i++)
+        for (size_t j = 0; j < n1; j++)
+            if (h1[j].docno == h2[i].docno) assert_true(h1[j].score == h2[i].score);
+    corpus_free(c);
+}
+
+/* snippet(QUERY, TEXT) with marks "<" ">" and BYTES. */
+static void expect_snippet(mmfs__index *ix, const char *query, const char *text, size_t bytes,
+                           const char *want) {
+    uint8_t *out = NULL;
+    size_t n = 0;
+    int rc = mmfs__index_snippet(ix, mmfs_str(query), mmfs_str(text), mmfs_str("<"), mmfs_str(">"),
+                                 bytes, &out, &n);
+    if (rc) fail_msg("snippet [%s]: %s", query, mmfs_errmsg(NULL));
+    assert_int_equal(strlen((char *)out), n);
+    if (strcmp((char *)out, want)) fail_msg("snippet [%s]: got [%s], want [%s]", query, out, want);
+    free(out);
+}
+
+static void test_snippet(void **state) {
+    (void)state;
+    mmfs__index *ix = mmfs__index_new();
+    assert_int_equal(mmfs__index_set_tokenizer(ix, 1, "english"), MMFS_OK);
+    const char *t = "Alice went running in the park. Later she drank green tea with Bob at home.";
+    /* start, middle, end of the text; cut at word boundaries */
+    expect_snippet(ix, "alice", t, 20, "<Alice> went running");
+    expect_snippet(ix, "green", t, 20, "drank <green> tea");
+    expect_snippet(ix, "home", t, 20, "with Bob at <home>.");
+    /* stemmed matches, several terms, the window with the most terms */
+    expect_snippet(ix, "run park tea", t, 30, "went <running> in the <park>");
+    expect_snippet(ix, "\"green tea\" -alice", t, 25, "drank <green> <tea> with");
+    expect_snippet(ix, "alice", t, 500, "<Alice> went running in the park. Later she drank green tea with Bob at home.");
+    /* no match: the beginning */
+    expect_snippet(ix, "zebra", t, 16, "Alice went");
+    expect_snippet(ix, "tag:x", t, 16, "Alice went");
+    /* multi-byte: composed/decomposed, accents, a cut never splits a
+    ** character */
+    expect_snippet(ix, "caf\xc3\xa9", "d\xc3\xa9j\xc3\xa0 vu au cafe\xcc\x81 pr\xc3\xa8s d'ici", 16,
+                   "au <cafe\xcc\x81>"); /* the window ends inside "pr\xc3\xa8s": dropped */
+    /* CJK: overlapping bigrams share one pair of marks */
+    expect_snippet(ix, "\"\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\"", "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6", 160,
+                   "\xe6\x88\x91<\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d>\xe7\xbb\xbf\xe8\x8c\xb6");
+    /* a window inside a long CJK run ends on a character boundary */
+    expect_snippet(ix, "\xe7\xbb\xbf\xe8\x8c\xb6", "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6\xe5\x92\x8c\xe7\xba\xa2\xe8\x8c\xb6", 9,
+                   "<\xe7\xbb\xbf\xe8\x8c\xb6>"); /* both ends fell mid-character */
+    /* malformed query */
+    uint8_t *out = NULL;
+    size_t n;
+    assert_int_equal(mmfs__index_snippet(ix, mmfs_str("(x"), mmfs_str(t), mmfs_str("["), mmfs_str("]"), 10, &out, &n),
+                     MMFS_INVALID);
+    assert_null(out);
+    mmfs__index_free(ix);
+}
+
 static void test_tokenizer(void **state) {
     (void)state;
     char out[1024];
@@ -625,6 +831,10 @@ int main(void) {
         cmocka_unit_test(test_query_forms),
         cmocka_unit_test(test_phrase_text_calls),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_tokenizer_v1),
+        cmocka_unit_test(test_search_v1),
+        cmocka_unit_test(test_filters_boolean),
+        cmocka_unit_test(test_snippet),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_brute_force),
         cmocka_unit_test(test_bench),

@@ -54,7 +54,7 @@ if [ -z "$CC" ] || ! probe "$CC"; then
 fi
 
 defs=""
-libs="$(pkg-config --libs libxxhash)"
+libs="$(pkg-config --libs libxxhash libutf8proc) -lstemmer"
 cflags="$(pkg-config --cflags libxxhash)"
 if pkg-config --exists libsodium; then
     defs="-DMMFS_HAVE_SODIUM=1"

@@ -82,6 +82,21 @@ describe("documents", function()
     assert.are.same({ "jp" }, keys(db:search("日本語")))
   end)
 
+  it("uses the store's tokenizer: stemming, CJK bigrams, normalisation", function()
+    assert(db:index("run", "She was running home"))
+    assert(db:index("tea", "我喜欢喝绿茶"))
+    assert(db:index("cafe", "CAFE\204\129 noir")) -- decomposed é
+    assert.are.same({ "run" }, keys(db:search("runs")))
+    assert.are.same({ "tea" }, keys(db:search("绿茶")))
+    assert.are.same({ "tea" }, keys(db:search('"喜欢喝"')))
+    assert.are.same({ "cafe" }, keys(db:search('"café noir"')))
+  end)
+
+  it("an unknown option of search is INVALID, naming it", function()
+    local msg = H.fails("INVALID", db:search("x", { limt = 5 }))
+    assert.is_truthy(msg:find("limt", 1, true), msg)
+  end)
+
   it("a negative limit is INVALID", function()
     H.fails("INVALID", db:search("x", -1))
   end)

@@ -2,6 +2,7 @@
 -- list_memories, delete_memory.
 
 local H = require "helpers"
+local memmapfs_open = require("memmapfs").open
 
 local function texts(list)
   local r = {}
@@ -194,6 +195,133 @@ describe("memories", function()
     assert.are.same({ "un café au lait à Paris" }, db:query_memory("CAFÉ"))
     assert.are.same({ "東京 タワー の 夜景" }, db:query_memory("東京"))
     assert.are.same({ "Grüße aus München" }, db:query_memory("münchen"))
+  end)
+
+  describe("tokenizer", function()
+    it("stems English by default and matches composed with decomposed text", function()
+      assert(db:append_memory("She was running", {}))
+      assert(db:append_memory("cafe\204\129 noir", {})) -- e + combining acute
+      assert.are.same({ "She was running" }, db:query_memory("run"))
+      assert.are.same({ "She was running" }, db:query_memory('"was runs"'))
+      assert.are.same({ "cafe\204\129 noir" }, db:query_memory("CAFÉ"))
+    end)
+
+    it("finds CJK words inside longer runs, in phrases too", function()
+      assert(db:append_memory("我喜欢喝绿茶", {}))
+      assert(db:append_memory("東京に行きました", {}))
+      assert(db:append_memory("녹차를 마셨어요", {}))
+      assert.are.same({ "我喜欢喝绿茶" }, db:query_memory("绿茶"))
+      assert.are.same({ "我喜欢喝绿茶" }, db:query_memory('"喜欢喝"'))
+      assert.are.same({ "東京に行きました" }, db:query_memory("東京"))
+      assert.are.same({ "녹차를 마셨어요" }, db:query_memory("녹차"))
+    end)
+
+    local cases = {
+      { "german", "Die Häuser am See", "Haus" },
+      { "french", "les chanteuses chantaient", "chanteuse" },
+      { "spanish", "cantábamos canciones", "canción" },
+      { "russian", "Я читаю книги", "книга" },
+      { "english", "the cats were sleeping", "sleeps" },
+    }
+    for _, c in ipairs(cases) do
+      it("stems " .. c[1] .. " with language = \"" .. c[1] .. "\"", function()
+        local d = assert(H.open({ language = c[1] }, "lang-" .. c[1]))
+        assert(d:append_memory(c[2], {}))
+        assert(d:append_memory("nothing related", {}))
+        assert.are.same({ c[2] }, d:query_memory(c[3]))
+        d:close()
+      end)
+    end
+
+    it("language is recorded: another one on reopen is INVALID", function()
+      local path = H.store_path("lang-rec")
+      local d = assert(memmapfs_open(path, { language = "none" }))
+      assert(d:append_memory("running", {}))
+      assert.are.same({}, d:query_memory("run"))
+      d:close()
+      local msg = H.fails("INVALID", memmapfs_open(path, { language = "english" }))
+      assert.is_truthy(msg:find("none"), msg)
+      d = assert(memmapfs_open(path))
+      assert.are.same({}, d:query_memory("run"))
+      d:close()
+      H.fails("INVALID", memmapfs_open(H.store_path("lang-bad"), { language = "klingon" }))
+      H.fails("INVALID", memmapfs_open(H.store_path("lang-nul"), { language = "english\0x" }))
+      H.raises(function() memmapfs_open(H.store_path("lang-t"), { language = 1 }) end, "language")
+    end)
+  end)
+
+  it("tags_any: at least one tag, in search_memory and list_memories", function()
+    local a = assert(db:append_memory("tea a", { "a" }))
+    local b = assert(db:append_memory("tea b", { "b" }))
+    assert(db:append_memory("tea c", { "c" }))
+    local ids = function(list)
+      local r = {}
+      for i, m in ipairs(list) do r[i] = m.id end
+      table.sort(r)
+      return r
+    end
+    assert.are.same({ a, b }, ids(assert(db:search_memory("tea", { tags_any = { "a", "b", "zz" } }))))
+    assert.are.same({ a, b }, ids(assert(db:list_memories({ tags_any = { "b", "a" } }))))
+    assert.are.same({ b }, ids(assert(db:list_memories({ tags_any = { "b", "a" }, tags = { "b" } }))))
+    assert.are.same({}, ids(assert(db:list_memories({ tags_any = { "zz" } }))))
+    assert.are.same({ a, b }, ids(assert(db:search_memory("tea AND (tag:a OR tag:b)"))))
+    assert.are.same({ b }, ids(assert(db:search_memory("(tag:b OR tag:c) AND NOT tag:c"))))
+    H.raises(function() db:list_memories({ tags_any = "a" }) end, "tags_any")
+  end)
+
+  it("an unknown option is INVALID, naming it", function()
+    local msg = H.fails("INVALID", db:search_memory("x", { limt = 5 }))
+    assert.is_truthy(msg:find("limt", 1, true), msg)
+    msg = H.fails("INVALID", db:list_memories({ offest = 1 }))
+    assert.is_truthy(msg:find("offest", 1, true), msg)
+    H.fails("INVALID", db:search_memory("x", { offset = 1 })) -- list only
+    msg = H.fails("INVALID", db:append_memory("t", {}, { routes = "x" }))
+    assert.is_truthy(msg:find("routes", 1, true), msg)
+    msg = H.fails("INVALID", db:search("x", { limt = 5 }))
+    assert.is_truthy(msg:find("limt", 1, true), msg)
+    H.fails("INVALID", db:query_memory("x", { [1] = true }))
+    assert.are.same({}, db:search("x", { limit = 5 }))
+    local ok, err, code = db:batch(function(tx) assert(tx:append_memory("t", {}, { rout = "x" })) end)
+    assert.is_nil(ok)
+    assert.is_truthy(tostring(err):find("rout", 1, true), tostring(err))
+    assert.are.equal(0, db:stats().memories, tostring(code))
+  end)
+
+  describe("snippets", function()
+    local text = "Alice went running in the park. Later she drank green tea with Bob at home."
+    before_each(function() assert(db:append_memory(text, {})) end)
+
+    it("snippet = true marks matched terms with [ and ]", function()
+      local hits = assert(db:search_memory("green", { snippet = true }))
+      assert.are.equal(1, #hits)
+      assert.is_truthy(hits[1].snippet:find("[green]", 1, true), hits[1].snippet)
+      assert.is_true(#hits[1].snippet <= 162)
+      assert.is_nil(assert(db:search_memory("green"))[1].snippet)
+    end)
+
+    it("takes marks and bytes; start, middle and end of the text", function()
+      local o = { mark = { "<b>", "</b>" }, bytes = 20 }
+      local function snip(q) return assert(db:search_memory(q, { snippet = o }))[1].snippet end
+      assert.are.equal("<b>Alice</b> went running", snip("alice"))
+      assert.are.equal("drank <b>green</b> tea", snip("green"))
+      assert.are.equal("with Bob at <b>home</b>.", snip("home"))
+      assert.are.equal("went <b>running</b> in the", snip("run"))
+    end)
+
+    it("keeps multi-byte characters whole", function()
+      assert(db:append_memory("我喜欢喝绿茶和红茶，还有咖啡", {}))
+      local hits = assert(db:search_memory("绿茶", { snippet = { bytes = 12 } }))
+      assert.are.equal(1, #hits)
+      assert.are.equal("喝[绿茶]和", hits[1].snippet)
+      if utf8 then assert.is_truthy(utf8.len(hits[1].snippet)) end
+    end)
+
+    it("rejects bad snippet options", function()
+      H.fails("INVALID", db:search_memory("x", { snippet = { byte = 10 } }))
+      H.fails("INVALID", db:search_memory("x", { snippet = { bytes = 0 } }))
+      H.fails("INVALID", db:search_memory("x", { snippet = { mark = { "<" } } }))
+      H.raises(function() db:search_memory("x", { snippet = "yes" }) end, "snippet")
+    end)
   end)
 
   it("bad option values give INVALID", function()

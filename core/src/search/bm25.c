@@ -1,7 +1,7 @@
 /*
 ** bm25.c: query evaluation and ranking (mmfs__index_search).
 **
-** Owns: BM25 (k1 = 1.2, b = 0.75, idf = log(1 + (N - df + 0.5)/(df + 0.5)),
+** Owns: BM25 (k1 and b from the index: MMFS__K1, MMFS__B; idf = log(1 + (N - df + 0.5)/(df + 0.5)),
 ** N = live documents, df = postings of the term (deleted documents count
 ** until compaction, clamped to N), avgdl over live documents), the top-k
 ** heap and the evaluation of a parsed query.
@@ -30,8 +30,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define K1 1.2
-#define B 0.75
 #define PREFIX_MAX 16384 /* terms one prefix may expand to */
 
 typedef struct ev {
@@ -39,6 +37,7 @@ typedef struct ev {
     const mmfs__search_cb *cb;
     double nrm_a, nrm_b; /* norm(dl) = nrm_a + nrm_b * dl */
     double n;            /* live documents */
+    mmfs__tokz *z;       /* this search's tokenizer (phrase checks) */
 } ev;
 
 static inline int deleted(const ev *e, uint32_t d) {
@@ -92,7 +91,7 @@ static int prepare(ev *e, mmfs__qnode *n) {
         if (!n->cur || !n->w) return nomem();
         for (size_t i = 0; i < n->nterms; i++) {
             mmfs__cur_init(&n->cur[i], e->ix, n->terms[i]);
-            n->w[i] = idf(e, n->terms[i]->df) * (K1 + 1.0);
+            n->w[i] = idf(e, n->terms[i]->df) * (e->ix->k1 + 1.0);
         }
         break;
     case MMFS__Q_PHRASE:
@@ -101,6 +100,9 @@ static int prepare(ev *e, mmfs__qnode *n) {
                              n->pos);
         for (size_t i = 0; i < n->nkid; i++)
             if ((rc = prepare(e, n->kid[i]))) return rc;
+        /* verifying re-tokenizes candidate texts: their frequent words
+        ** are stemmed once per search, not once per text */
+        mmfs__tokz_cache(e->z);
         n->ring = malloc(n->nkid * MMFS__TOK_MAX);
         n->ringlen = malloc(n->nkid * sizeof *n->ringlen);
         if (!n->ring || !n->ringlen) return nomem();
@@ -136,7 +138,7 @@ static int verify_phrase(ev *e, mmfs__qnode *n, uint32_t d) {
     if (deleted(e, d) || !e->cb->text(e->cb->ud, d, &text)) return 0;
     size_t m = n->nkid, seen = 0;
     mmfs__tok tk;
-    mmfs__tok_init(&tk, text.ptr, text.len);
+    mmfs__tok_init_z(&tk, e->z, text.ptr, text.len);
     while (mmfs__tok_next(&tk)) {
         size_t slot = seen % m;
         memcpy(n->ring + slot * MMFS__TOK_MAX, tk.buf, tk.n);
@@ -480,14 +482,19 @@ static int cmp_hits(const void *a, const void *b) {
 int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__search_cb *cb,
                        size_t k, mmfs__hit *out, size_t *n) {
     mmfs__query q;
+    mmfs__tokz z;
     *n = 0;
-    int rc = mmfs__query_parse(query, &q);
+    int rc = mmfs__tokz_open(&z, &ix->cfg);
     if (rc) return rc;
-    ev e = {.ix = ix, .cb = cb, .n = (double)ix->ndocs};
+    if ((rc = mmfs__query_parse(query, &z, &q))) {
+        mmfs__tokz_close(&z);
+        return rc;
+    }
+    ev e = {.ix = ix, .cb = cb, .n = (double)ix->ndocs, .z = &z};
     double avgdl = ix->ndocs ? (double)ix->total_len / (double)ix->ndocs : 1.0;
     if (avgdl <= 0) avgdl = 1.0;
-    e.nrm_a = K1 * (1.0 - B);
-    e.nrm_b = K1 * B / avgdl;
+    e.nrm_a = ix->k1 * (1.0 - ix->b);
+    e.nrm_b = ix->k1 * ix->b / avgdl;
     rc = prepare(&e, q.root);
     if (rc || k == 0 || ix->ndocs == 0) goto done;
     heap hp = {.h = out, .n = 0, .k = k};
@@ -498,5 +505,6 @@ int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__sear
     *n = hp.n;
 done:
     mmfs__query_free(&q);
+    mmfs__tokz_close(&z);
     return rc;
 }

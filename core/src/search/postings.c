@@ -125,6 +125,8 @@ static int grow32(void **p, uint32_t *cap, size_t need, size_t elem) {
 mmfs__index *mmfs__index_new(void) {
     mmfs__index *ix = calloc(1, sizeof *ix);
     if (!ix) return NULL;
+    ix->k1 = MMFS__K1;
+    ix->b = MMFS__B_V0;
     ix->bcapn = 2 * MMFS__BLOCK;
     ix->bdocs = malloc(ix->bcapn * sizeof *ix->bdocs);
     ix->btfs = malloc(ix->bcapn * sizeof *ix->btfs);
@@ -137,8 +139,38 @@ mmfs__index *mmfs__index_new(void) {
     return ix;
 }
 
+void mmfs__index_tune(mmfs__index *ix, double k1, double b, int stopwords) {
+    ix->k1 = k1;
+    ix->b = b;
+    ix->cfg.nostop = !stopwords;
+}
+
+int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang) {
+    mmfs_assert(ix->ndocs == 0 && ix->nterms == 0, "search: tokenizer of a filled index");
+    if (version < 0 || version > MMFS__TOK_VERSION)
+        return mmfs__err(MMFS_INVALID, "search: tokenizer version %d is newer than this library", version);
+    mmfs__tokcfg cfg = {.version = version};
+    if (version) {
+        if (!lang || strlen(lang) >= sizeof cfg.lang)
+            return mmfs__err(MMFS_INVALID, "language '%.40s': not a Snowball language", lang ? lang : "");
+        strcpy(cfg.lang, lang);
+    }
+    mmfs__tokz z;
+    int rc = mmfs__tokz_open(&z, &cfg);
+    if (rc) return rc;
+    mmfs__tokz_close(&ix->wz);
+    mmfs__tokz_cache(&z);
+    ix->cfg = cfg;
+    ix->wz = z;
+    /* Version 1 ranks short texts better with weaker length normalisation
+    ** (docs/bench/recall.md); version 0 keeps the ranking it always had. */
+    ix->b = version ? MMFS__B : MMFS__B_V0;
+    return MMFS_OK;
+}
+
 void mmfs__index_free(mmfs__index *ix) {
     if (!ix) return;
+    mmfs__tokz_close(&ix->wz);
     for (uint32_t i = 0; i < ix->nterms; i++)
         if (ix->terms[i].bcap) free(ix->terms[i].b.p);
     for (uint32_t i = 0; i < ix->nskips; i++) free(ix->skips[i].v);
@@ -608,7 +640,7 @@ static void sort_u32(uint32_t *v, size_t n) {
 static int tokenize_doc(mmfs__index *ix, const char *text, size_t len, size_t *n) {
     int rc;
     mmfs__tok tk;
-    mmfs__tok_init(&tk, text, len);
+    mmfs__tok_init_z(&tk, &ix->wz, text, len);
     size_t k = 0, bytes = 0;
     uint32_t mask = ix->nslot ? ix->nslot - 1 : 0;
     while (mmfs__tok_next(&tk)) {

@@ -16,8 +16,14 @@
 ** excluded".
 **
 ** Choices (documented here and tested):
-** - A field filter (`tag:work`) is always required unless negated: it
-**   never scores, and `tag:a OR tag:b` still means both.  Field names are
+** - A field filter (`tag:work`) never scores.  It combines with AND, OR,
+**   NOT and parentheses like a term, with one difference: a lone filter
+**   next to other clauses without an explicit OR is required, so
+**   `coffee tag:work` means coffee among work memories (juxtaposed terms
+**   are OR'ed; a juxtaposed filter narrows).  Joined by an explicit OR it
+**   is optional like a term: `tag:a OR tag:b`, `(tea OR coffee) AND
+**   (tag:a OR tag:b)`; a document matching only a filter scores 0.
+**   Field names are
 **   an ASCII letter then letters, digits or `_`; the value is the rest of
 **   the word (may hold more colons: `tag:speaker:Ann`) or a quoted string.
 **   Values are compared by the owner, exactly (no folding).
@@ -46,7 +52,7 @@ typedef struct parser {
     const uint8_t *s;
     size_t len, i;
     mmfs__query *q;
-    size_t alen; /* used bytes of q->arena */
+    mmfs__tokz *z; /* the store's tokenizer */
     int depth;
 } parser;
 
@@ -106,15 +112,29 @@ static int is_op(const parser *p, size_t off, const char *op) {
     return word_len(p, off) == n && memcmp(p->s + off, op, n) == 0;
 }
 
+/* A TERM holds the token as indexed (stemmed); a PREFIX the folded,
+** unstemmed text the user typed (a stem of a prefix means nothing). */
 static int leaf(parser *p, size_t off, int kind, const mmfs__tok *tk, mmfs__qnode **out) {
     if (++p->q->nleaves > MAX_LEAVES) return perr(p, off, "too many terms");
-    mmfs__qnode *n = node_new(p, kind, off);
-    if (!n) return nomem();
-    memcpy(p->q->arena + p->alen, tk->buf, tk->n);
-    n->text.ptr = p->q->arena + p->alen;
-    n->text.len = tk->n;
-    p->alen += tk->n;
-    *out = n;
+    const uint8_t *t = tk->buf;
+    size_t n = tk->n;
+    if (kind == MMFS__Q_PREFIX && tk->z) {
+        t = tk->fbuf;
+        n = tk->fn;
+    }
+    mmfs__qnode *nd = node_new(p, kind, off);
+    uint8_t *copy = malloc(n + 1);
+    if (!nd || !copy) {
+        free(copy);
+        return nomem();
+    }
+    memcpy(copy, t, n);
+    nd->own = copy;
+    nd->text.ptr = copy;
+    nd->text.len = n;
+    if (kind == MMFS__Q_TERM && tk->z && p->z->nstop)
+        nd->stop = mmfs__is_stopword(p->z->stop, p->z->nstop, tk->fbuf, tk->fn);
+    *out = nd;
     return MMFS_OK;
 }
 
@@ -125,7 +145,7 @@ static int words(parser *p, size_t off, size_t len, int star, int quoted, mmfs__
     mmfs__tok tk;
     mmfs__qnode *first = NULL, *phrase = NULL;
     int rc, ntok = 0;
-    mmfs__tok_init(&tk, p->s + off, len);
+    mmfs__tok_init_z(&tk, p->z, p->s + off, len);
     int more = mmfs__tok_next(&tk);
     while (more) {
         size_t end = tk.end;
@@ -226,14 +246,17 @@ static int parse_prim(parser *p, mmfs__qnode **out, int *is_field) {
     return words(p, off, wl - stars, stars > 0, 0, out);
 }
 
-/* Adds a finished chain (items with modifiers) to bool node B. */
+/* Adds a finished chain (items with modifiers) to bool node B.  OR_JOINED:
+** an explicit OR joins the chain to a neighbour (a lone filter is then
+** optional, like a term). */
 static int flush_chain(parser *p, mmfs__qnode *b, mmfs__qnode **items, int *mods, int *fields,
-                       size_t n, size_t off) {
+                       size_t n, size_t off, int or_joined) {
     int rc;
     if (n == 0) return MMFS_OK;
     if (n == 1) {
-        int occ = mods[0] == '-' ? MMFS__OCC_NOT
-                  : fields[0]    ? MMFS__OCC_FILTER
+        int occ = mods[0] == '-'              ? MMFS__OCC_NOT
+                  : fields[0] && (!or_joined || mods[0] == '+') ? MMFS__OCC_FILTER
+                  : fields[0]                 ? MMFS__OCC_SHOULD
                   : mods[0] == '+' ? MMFS__OCC_MUST
                                    : MMFS__OCC_SHOULD;
         return kid_add(b, items[0], occ);
@@ -255,6 +278,7 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
     int mods[CHAIN_MAX], fields[CHAIN_MAX];
     size_t nitems = 0, chain_off = p->i, nseen = 0;
     int pending = 0; /* 'A' (AND), 'O' (OR) */
+    int chain_or = 0; /* the current chain follows an explicit OR */
     size_t pending_off = 0;
     int rc;
     mmfs__qnode *b = node_new(p, MMFS__Q_BOOL, p->i);
@@ -299,9 +323,12 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
         if ((rc = parse_prim(p, &n, &is_field))) return rc;
         if (pending == 'A' && nitems == CHAIN_MAX) return perr(p, off, "too many AND terms");
         if (pending != 'A') {
-            if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off))) return rc;
+            if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off,
+                                  chain_or || pending == 'O')))
+                return rc;
             nitems = 0;
             chain_off = off;
+            chain_or = pending == 'O';
         }
         items[nitems] = n;
         mods[nitems] = mod;
@@ -311,7 +338,7 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
         pending = 0;
     }
     if (pending) return perr(p, pending_off, pending == 'A' ? "dangling AND" : "dangling OR");
-    if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off))) return rc;
+    if ((rc = flush_chain(p, b, items, mods, fields, nitems, chain_off, chain_or))) return rc;
     if (!nseen) return open == SIZE_MAX ? perr(p, 0, "empty query") : perr(p, open, "empty parentheses");
     /* (x) and a lone AND chain need no wrapper */
     if (b->nkid == 1 && b->kid[0]->kind == MMFS__Q_BOOL &&
@@ -321,14 +348,32 @@ static int parse_seq(parser *p, size_t open, mmfs__qnode **out) {
     return MMFS_OK;
 }
 
-int mmfs__query_parse(mmfs_slice query, mmfs__query *q) {
+/* Turns the stopword terms among N's optional (SHOULD) clauses into
+** clauses that match nothing, when another optional clause is not a
+** stopword: in `what did she eat` only `eat` ranks, but `the who` still
+** finds something.  Required terms, phrases and exclusions keep them. */
+static void drop_stopwords(mmfs__qnode *n) {
+    if (n->kind != MMFS__Q_BOOL) return;
+    int other = 0;
+    for (size_t i = 0; i < n->nkid; i++) {
+        mmfs__qnode *k = n->kid[i];
+        drop_stopwords(k);
+        if (k->occur == MMFS__OCC_SHOULD && !(k->kind == MMFS__Q_TERM && k->stop)) other = 1;
+    }
+    if (!other) return;
+    for (size_t i = 0; i < n->nkid; i++) {
+        mmfs__qnode *k = n->kid[i];
+        if (k->occur == MMFS__OCC_SHOULD && k->kind == MMFS__Q_TERM && k->stop) k->kind = MMFS__Q_NONE;
+    }
+}
+
+int mmfs__query_parse(mmfs_slice query, mmfs__tokz *z, mmfs__query *q) {
     memset(q, 0, sizeof *q);
-    q->arena = malloc(query.len + 1); /* folding never lengthens a token */
-    if (!q->arena) return nomem();
-    parser p = {.s = query.ptr, .len = query.len, .q = q};
+    parser p = {.s = query.ptr, .len = query.len, .q = q, .z = z};
     if (!query.len) p.s = (const uint8_t *)"";
     int rc = parse_seq(&p, SIZE_MAX, &q->root);
     if (rc) mmfs__query_free(q);
+    else if (z && z->nstop) drop_stopwords(q->root);
     return rc;
 }
 
@@ -342,9 +387,9 @@ void mmfs__query_free(mmfs__query *q) {
         free(n->w);
         free(n->ring);
         free(n->ringlen);
+        free(n->own);
         free(n);
         n = next;
     }
-    free(q->arena);
     memset(q, 0, sizeof *q);
 }

@@ -7,6 +7,8 @@
 **   query.c     the query parser (text -> mmfs__qnode tree)
 **   bm25.c      evaluation: BM25 scoring, MaxScore, top-k, the public
 **               mmfs__index_search
+**   snippet.c   a window of a hit's text with the matched terms marked
+**   stopwords.c the stopwords OR queries drop
 **
 ** Concurrency: every function that changes the index runs under the
 ** owner's write lock; everything reachable from mmfs__index_search only
@@ -21,23 +23,80 @@
 #include <stdint.h>
 
 /* ------------------------------------------------------------ tokenize.c
-** A token is a maximal run of letters and digits (ASCII, Latin-1 and
-** Latin Extended letters, Greek, Cyrillic, and any code point not known to
-** be punctuation or a symbol), folded to lower case.  Bytes that are not
-** valid UTF-8 separate tokens.  Tokens longer than MMFS__TOK_MAX bytes are
-** cut at a code point boundary (the same cut on indexing and querying). */
+** Two tokenizers; a store records which one it uses (MANIFEST, "tokenizer"
+** line), so every process and every later open tokenizes alike.
+**
+** Version 0 (stores made before the line existed; kept byte for byte): a
+** token is a maximal run of letters and digits (ASCII, Latin-1 and Latin
+** Extended letters, Greek, Cyrillic, and any code point not known to be
+** punctuation or a symbol), folded to lower case.  Bytes that are not
+** valid UTF-8 separate tokens.
+**
+** Version 1: text is normalised (NFKC) and case folded through utf8proc; a
+** word is a run of letters, marks and numbers; Han, Hiragana, Katakana and
+** Hangul runs give overlapping bigrams (a lone character a unigram); other
+** words are stemmed with the store's Snowball stemmer (libstemmer), if any.
+**
+** Tokens longer than MMFS__TOK_MAX bytes are cut at a code point boundary
+** (the same cut on indexing and querying). */
 #define MMFS__TOK_MAX 64
+#define MMFS__TOK_LANG 32 /* longest language name, with its NUL */
+#define MMFS__TOK_Q 96    /* normalised code points looked ahead, at most */
+
+/* A store's tokenizer: plain data, shared by every thread. */
+typedef struct mmfs__tokcfg {
+    int version;                /* 0 or 1 (MMFS__TOK_VERSION) */
+    char lang[MMFS__TOK_LANG];  /* version 1: "none" or a Snowball language */
+    int nostop;                 /* keep stopwords in OR queries (bench/ only) */
+} mmfs__tokcfg;
+#define MMFS__TOK_VERSION 1
+
+/* A tokenizer ready to run: the config and a stemmer.  Not thread-safe
+** (libstemmer keeps its work buffer in the stemmer): one per user at a
+** time (the index's writer, one search). */
+typedef struct mmfs__tokz {
+    int version;
+    struct sb_stemmer *stem; /* NULL: no stemming */
+    const char *const *stop; /* the language's stopwords (stopwords.c) */
+    size_t nstop;
+    struct mmfs__stemcache *cache; /* stems seen (the index's writer only) */
+} mmfs__tokz;
+
+/* Gives Z a stem cache (about 200 KiB; worth it for a long-lived writer,
+** not for one search).  Without memory for it Z works uncached. */
+void mmfs__tokz_cache(mmfs__tokz *z);
+
+/* stopwords.c: the sorted stopword list of LANG (*n = 0: none). */
+const char *const *mmfs__stopwords(const char *lang, size_t *n);
+/* Is W[0..len) (folded, unstemmed) in LIST[0..n)? */
+int mmfs__is_stopword(const char *const *list, size_t n, const uint8_t *w, size_t len);
+
+/* Makes Z from CFG.  Errors: MMFS_INVALID (unknown language), MMFS_NOMEM. */
+int mmfs__tokz_open(mmfs__tokz *z, const mmfs__tokcfg *cfg);
+void mmfs__tokz_close(mmfs__tokz *z);
 
 typedef struct mmfs__tok {
     const uint8_t *s;
     size_t len;
     size_t pos;        /* where the next token search starts */
     size_t start, end; /* byte range of the current token in S */
-    size_t n;          /* folded length in buf */
+    size_t n;          /* folded (and stemmed) length in buf */
     uint8_t buf[MMFS__TOK_MAX + 4];
+    /* version 1 */
+    mmfs__tokz *z;     /* NULL: version 0 */
+    size_t fn;         /* folded, unstemmed length in fbuf (prefixes) */
+    uint8_t fbuf[MMFS__TOK_MAX + 4];
+    int cjk_prev;      /* the last code point taken ended a bigram */
+    uint32_t qh, qn;   /* lookahead: normalised code points qh..qn */
+    int32_t qcp[MMFS__TOK_Q];
+    size_t qs[MMFS__TOK_Q], qe[MMFS__TOK_Q]; /* their source bytes */
 } mmfs__tok;
 
+/* Version 0 tokenizer over S. */
 void mmfs__tok_init(mmfs__tok *t, const void *s, size_t len);
+
+/* The tokenizer Z (version 0 when Z is NULL or Z->version is 0) over S. */
+void mmfs__tok_init_z(mmfs__tok *t, mmfs__tokz *z, const void *s, size_t len);
 
 /* Next token: 1 (t->buf[0..t->n), t->start, t->end set) or 0 at the end. */
 int mmfs__tok_next(mmfs__tok *t);
@@ -94,6 +153,10 @@ typedef struct mmfs__term {
 #define MMFS__DOC_DELETED 0x80000000u /* flag on a present length */
 
 struct mmfs__index {
+    mmfs__tokcfg cfg; /* the store's tokenizer (searches open their own) */
+    mmfs__tokz wz;    /* the writer's (add), made from cfg */
+    double k1, b;     /* BM25 parameters: MMFS__K1, MMFS__B (bench/ varies them) */
+
     /* term dictionary: open addressing, slot = (id + 1, hash >> 32) */
     uint32_t *slots; /* 2 * nslot words */
     uint32_t nslot;  /* power of two */
@@ -194,7 +257,9 @@ struct mmfs__qnode {
     int kind;
     int occur;         /* in the parent BOOL */
     size_t pos;        /* 1-based character position in the query */
-    mmfs_slice text;   /* TERM/PREFIX: folded bytes; FIELD: the name */
+    mmfs_slice text;   /* TERM: the token; PREFIX: folded bytes; FIELD: the name */
+    uint8_t *own;      /* TERM/PREFIX: text's bytes (malloc'd) */
+    int stop;          /* TERM: a stopword of the store's language */
     mmfs_slice value;  /* FIELD: the value (raw bytes) */
     mmfs__qnode **kid; /* BOOL, PHRASE */
     size_t nkid;
@@ -214,13 +279,12 @@ struct mmfs__qnode {
 typedef struct mmfs__query {
     mmfs__qnode *root;
     mmfs__qnode *nodes; /* allocation list */
-    uint8_t *arena;     /* folded term bytes */
     size_t nleaves;
 } mmfs__query;
 
 /* Parses QUERY (API.md).  Errors: MMFS_INVALID ("query: position N: ..."),
 ** MMFS_NOMEM.  On success free *q with mmfs__query_free. */
-int mmfs__query_parse(mmfs_slice query, mmfs__query *q);
+int mmfs__query_parse(mmfs_slice query, mmfs__tokz *z, mmfs__query *q);
 void mmfs__query_free(mmfs__query *q);
 
 /* Maps a byte offset of S to a 1-based character position. */

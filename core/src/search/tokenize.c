@@ -1,13 +1,15 @@
 /*
-** tokenize.c: the UTF-8 tokenizer shared by indexing and querying.
+** tokenize.c: the UTF-8 tokenizers shared by indexing and querying.
 **
-** Owns: what a token is and how it is folded.  Invariants: the same bytes
-** always give the same tokens (indexing and querying must agree; changing
-** anything here changes the on-disk meaning of an index); the tokenizer
-** reads only its input and its own state (safe in concurrent searches);
-** a folded token is at most MMFS__TOK_MAX bytes and always valid UTF-8.
+** Owns: what a token is and how it is folded, in both versions (search.h).
+** Invariants: the same bytes always give the same tokens under the same
+** tokenizer (indexing and querying must agree; changing anything here
+** changes what a store's index means: a change is a new version, never an
+** edit of an old one); the tokenizer reads only its input and its own
+** state, plus a stemmer it alone uses (safe in concurrent searches); a
+** token is at most MMFS__TOK_MAX bytes and always valid UTF-8.
 **
-** Folding is simple case folding for ASCII, Latin-1, Latin Extended-A,
+** Version 0 folding is simple case folding for ASCII, Latin-1, Latin Extended-A,
 ** Latin Extended Additional, Greek and Cyrillic (final sigma folds to
 ** sigma); other scripts pass through unchanged.  No normalization (NFC and
 ** NFD spellings of the same letter are different tokens) and no word
@@ -15,6 +17,9 @@
 ** token): utf8proc would bring both, at the cost of a dependency.
 */
 #include "search.h"
+
+#include <libstemmer.h>
+#include <utf8proc.h>
 
 /* ASCII: the folded byte of a word character, 0 for a separator. */
 static const uint8_t ascii_fold[128] = {
@@ -157,9 +162,10 @@ void mmfs__tok_init(mmfs__tok *t, const void *s, size_t len) {
     t->pos = 0;
     t->start = t->end = 0;
     t->n = 0;
+    t->z = NULL;
 }
 
-int mmfs__tok_next(mmfs__tok *t) {
+static int tok_next_v0(mmfs__tok *t) {
     const uint8_t *s = t->s;
     size_t len = t->len, i = t->pos, n = 0;
     int in = 0, full = 0;
@@ -212,3 +218,311 @@ int mmfs__tok_next(mmfs__tok *t) {
     t->n = n;
     return 1;
 }
+
+
+/* ------------------------------------------------------------ version 1 */
+
+int mmfs__tok_lang_ok(const char *name) {
+    if (!strcmp(name, "none")) return 1;
+    if (strlen(name) >= MMFS__TOK_LANG) return 0;
+    for (const char **l = sb_stemmer_list(); *l; l++)
+        if (!strcmp(*l, name)) return 1;
+    return 0;
+}
+
+int mmfs__tokz_open(mmfs__tokz *z, const mmfs__tokcfg *cfg) {
+    z->version = cfg->version;
+    z->stem = NULL;
+    z->cache = NULL;
+    z->stop = NULL;
+    z->nstop = 0;
+    if (cfg->version == 0 || !strcmp(cfg->lang, "none")) return MMFS_OK;
+    if (!cfg->nostop) z->stop = mmfs__stopwords(cfg->lang, &z->nstop);
+    if (!mmfs__tok_lang_ok(cfg->lang))
+        return mmfs__err(MMFS_INVALID, "language '%.40s': not a Snowball language", cfg->lang);
+    if (!(z->stem = sb_stemmer_new(cfg->lang, "UTF_8")))
+        return mmfs__err(MMFS_NOMEM, "search: out of memory (stemmer)");
+    return MMFS_OK;
+}
+
+void mmfs__tokz_close(mmfs__tokz *z) {
+    if (z->stem) sb_stemmer_delete(z->stem);
+    z->stem = NULL;
+    free(z->cache);
+    z->cache = NULL;
+}
+
+void mmfs__tok_init_z(mmfs__tok *t, mmfs__tokz *z, const void *s, size_t len) {
+    mmfs__tok_init(t, s, len);
+    if (!z || z->version == 0) return;
+    t->z = z;
+    t->fn = 0;
+    t->cjk_prev = 0;
+    t->qh = t->qn = 0;
+}
+
+/* Han, Hiragana, Katakana, Hangul: written without spaces, so bigrams. */
+static int is_cjk(int32_t cp) {
+    return (cp >= 0x3040 && cp <= 0x30FF) ||   /* Hiragana, Katakana */
+           (cp >= 0x31F0 && cp <= 0x31FF) ||   /* Katakana extensions */
+           (cp >= 0x3400 && cp <= 0x4DBF) ||   /* Han extension A */
+           (cp >= 0x4E00 && cp <= 0x9FFF) ||   /* Han */
+           (cp >= 0xF900 && cp <= 0xFAFF) ||   /* Han compatibility */
+           (cp >= 0x20000 && cp <= 0x3FFFF) || /* Han extensions B.. */
+           (cp >= 0x1100 && cp <= 0x11FF) ||   /* Hangul jamo */
+           (cp >= 0x3130 && cp <= 0x318F) ||   /* Hangul compatibility jamo */
+           (cp >= 0xAC00 && cp <= 0xD7AF) ||   /* Hangul syllables */
+           cp == 0x3005 || cp == 0x3006;       /* iteration mark, closing mark */
+}
+
+/* Letters, marks and numbers make words. */
+static int is_word1(int32_t cp) {
+    utf8proc_category_t c = utf8proc_category(cp);
+    return c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_NO;
+}
+
+/* Does CP continue the chunk before it (normalisation only looks inside a
+** chunk)?  Combining marks, Hangul medial and final jamo. */
+static int continues(int32_t cp) {
+    if (cp < 0x300) return 0;
+    if ((cp >= 0x1160 && cp <= 0x11FF) || (cp >= 0xD7B0 && cp <= 0xD7FF)) return 1;
+    utf8proc_category_t c = utf8proc_category(cp);
+    return c >= UTF8PROC_CATEGORY_MN && c <= UTF8PROC_CATEGORY_ME;
+}
+
+#define CHUNK_BYTES 64 /* a base and its marks, at most (longer: cut) */
+#define CHUNK_CPS 48   /* normalised code points of one chunk, at most */
+
+/* Appends the normalised code points of the next chunk at t->pos to the
+** lookahead (which has room for CHUNK_CPS more).  Returns 0 at the end of
+** the text.  A chunk is one code point and what continues it; it is
+** normalised (NFKC, case folded, default ignorables dropped) alone, so
+** every normalised code point knows the source bytes it came from.
+** Invalid UTF-8 and a chunk that normalises to more than CHUNK_CPS code
+** points add nothing (they separate words). */
+static int chunk(mmfs__tok *t) {
+    const uint8_t *s = t->s;
+    size_t len = t->len, i = t->pos;
+    if (i >= len) return 0;
+    uint8_t c = s[i];
+    if (c < 0x80 && (i + 1 == len || s[i + 1] < 0x80)) { /* ASCII, nothing to compose */
+        t->pos = i + 1;
+        uint8_t f = ascii_fold[c];
+        if (f) {
+            t->qcp[t->qn] = f;
+            t->qs[t->qn] = i;
+            t->qe[t->qn++] = i + 1;
+        } else {
+            t->qcp[t->qn] = ' ';
+            t->qs[t->qn] = i;
+            t->qe[t->qn++] = i + 1;
+        }
+        return 1;
+    }
+    size_t w;
+    int32_t cp = c < 0x80 ? c : utf8_decode(s + i, len - i, &w);
+    if (c < 0x80) w = 1;
+    if (cp < 0) {
+        t->pos = i + w;
+        t->qcp[t->qn] = ' ';
+        t->qs[t->qn] = i;
+        t->qe[t->qn++] = i + w;
+        return 1;
+    }
+    size_t e = i + w;
+    while (e < len && e - i < CHUNK_BYTES) {
+        size_t w2;
+        int32_t nx = utf8_decode(s + e, len - e, &w2);
+        if (nx < 0 || !continues(nx) || e + w2 - i > CHUNK_BYTES) break;
+        e += w2;
+    }
+    t->pos = e;
+    utf8proc_int32_t out[CHUNK_CPS];
+    utf8proc_ssize_t n = utf8proc_decompose(s + i, (utf8proc_ssize_t)(e - i), out, CHUNK_CPS,
+                                            UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT | UTF8PROC_CASEFOLD |
+                                                UTF8PROC_IGNORE |
+                                                UTF8PROC_STABLE);
+    if (n == 0) return 1; /* only ignorables (a soft hyphen): no separator */
+    if (n > 0 && n <= CHUNK_CPS)
+        n = utf8proc_normalize_utf32(out, n, UTF8PROC_COMPOSE | UTF8PROC_STABLE);
+    if (n <= 0 || n > CHUNK_CPS) { /* an error, or too long: a separator */
+        t->qcp[t->qn] = ' ';
+        t->qs[t->qn] = i;
+        t->qe[t->qn++] = e;
+        return 1;
+    }
+    for (utf8proc_ssize_t k = 0; k < n; k++) {
+        t->qcp[t->qn] = out[k];
+        t->qs[t->qn] = i;
+        t->qe[t->qn++] = e;
+    }
+    return 1;
+}
+
+/* The K-th normalised code point ahead (K < 2), or -1 at the end. */
+static int32_t peek(mmfs__tok *t, uint32_t k) {
+    while (t->qn - t->qh <= k) {
+        if (t->qh > 0) { /* slide down: room for a whole chunk */
+            uint32_t m = t->qn - t->qh;
+            memmove(t->qcp, t->qcp + t->qh, m * sizeof *t->qcp);
+            memmove(t->qs, t->qs + t->qh, m * sizeof *t->qs);
+            memmove(t->qe, t->qe + t->qh, m * sizeof *t->qe);
+            t->qh = 0;
+            t->qn = m;
+        }
+        if (!chunk(t)) return -1;
+    }
+    return t->qcp[t->qh + k];
+}
+
+/* Appends CP to BUF[0..*n) unless that would pass MMFS__TOK_MAX (then
+** sets *full: the cut stays at a code point boundary, for good). */
+static void put(uint8_t *buf, size_t *n, int *full, int32_t cp) {
+    if (*full) return;
+    uint8_t tmp[4];
+    size_t m = utf8_encode(cp, tmp);
+    if (*n + m > MMFS__TOK_MAX) {
+        *full = 1;
+        return;
+    }
+    memcpy(buf + *n, tmp, m);
+    *n += m;
+}
+
+/* Length of the longest prefix of S[0..n) that is at most MAX bytes and
+** ends at a code point boundary. */
+static size_t cut_utf8(const uint8_t *s, size_t n, size_t max) {
+    if (n <= max) return n;
+    size_t k = max;
+    while (k > 0 && (s[k] & 0xC0) == 0x80) k--;
+    return k;
+}
+
+/* Stem cache: direct-mapped, by a hash of the folded word; a hit gives the
+** stem libstemmer gave before (stemming is a pure function of the word),
+** so it changes nothing but the time: most words of a text are frequent
+** ones, and stemming them again was most of the indexing time. */
+#define SC_SLOTS 4096
+#define SC_LEN 24
+struct mmfs__stemcache {
+    struct {
+        uint8_t wn, sn; /* wn = 0: empty */
+        uint8_t w[SC_LEN], s[SC_LEN];
+    } v[SC_SLOTS];
+};
+
+void mmfs__tokz_cache(mmfs__tokz *z) {
+    if (z->stem && !z->cache) z->cache = calloc(1, sizeof *z->cache); /* NULL: no cache */
+}
+
+/* t->buf = the stem of t->fbuf[0..fn) (the word itself without a stemmer). */
+static void stem(mmfs__tok *t) {
+    mmfs__tokz *z = t->z;
+    if (!z->stem) {
+        memcpy(t->buf, t->fbuf, t->fn);
+        t->n = t->fn;
+        return;
+    }
+    uint32_t h = 2166136261u;
+    size_t slot = 0;
+    if (z->cache && t->fn < SC_LEN) {
+        for (size_t i = 0; i < t->fn; i++) h = (h ^ t->fbuf[i]) * 16777619u;
+        slot = h & (SC_SLOTS - 1);
+        if (z->cache->v[slot].wn == t->fn && !memcmp(z->cache->v[slot].w, t->fbuf, t->fn)) {
+            t->n = z->cache->v[slot].sn;
+            memcpy(t->buf, z->cache->v[slot].s, t->n);
+            return;
+        }
+    }
+    /* NULL only when libstemmer cannot grow its buffer, which tokens this
+    ** short never need. */
+    const sb_symbol *st = sb_stemmer_stem(z->stem, t->fbuf, (int)t->fn);
+    if (!st) {
+        memcpy(t->buf, t->fbuf, t->fn);
+        t->n = t->fn;
+        return;
+    }
+    t->n = cut_utf8(st, (size_t)sb_stemmer_length(z->stem), MMFS__TOK_MAX);
+    memcpy(t->buf, st, t->n);
+    if (z->cache && t->fn < SC_LEN && t->n < SC_LEN) {
+        z->cache->v[slot].wn = (uint8_t)t->fn;
+        z->cache->v[slot].sn = (uint8_t)t->n;
+        memcpy(z->cache->v[slot].w, t->fbuf, t->fn);
+        memcpy(z->cache->v[slot].s, t->buf, t->n);
+    }
+}
+
+/* The ASCII fast path, exactly what the general path gives for ASCII text
+** (which needs no normalisation): with nothing looked ahead, skips ASCII
+** separators and takes an ASCII word that ends at an ASCII byte or the
+** end.  Returns 1 with the token set; 0 to let the general path go on
+** from t->pos (a non-ASCII byte is near: it may be a mark that composes
+** with the last ASCII letter, or continue the word). */
+static int ascii_word(mmfs__tok *t) {
+    const uint8_t *s = t->s;
+    size_t len = t->len, i = t->pos;
+    while (i < len && s[i] < 0x80 && !ascii_fold[s[i]] && (i + 1 == len || s[i + 1] < 0x80)) i++;
+    if (i != t->pos) t->cjk_prev = 0;
+    t->pos = i;
+    if (i >= len || s[i] >= 0x80 || !ascii_fold[s[i]]) return 0;
+    size_t j = i;
+    while (j < len && s[j] < 0x80 && ascii_fold[s[j]]) j++;
+    if (j < len && s[j] >= 0x80) return 0;
+    size_t n = j - i < MMFS__TOK_MAX ? j - i : MMFS__TOK_MAX;
+    for (size_t k = 0; k < n; k++) t->fbuf[k] = ascii_fold[s[i + k]];
+    t->fn = n;
+    t->cjk_prev = 0;
+    stem(t);
+    t->start = i;
+    t->end = j;
+    t->pos = j;
+    return 1;
+}
+
+static int tok_next_v1(mmfs__tok *t) {
+    for (;;) {
+        if (t->qh == t->qn && t->pos < t->len && ascii_word(t)) return 1;
+        int32_t c = peek(t, 0);
+        if (c < 0) return 0;
+        if (!is_word1(c)) {
+            t->qh++;
+            t->cjk_prev = 0;
+            continue;
+        }
+        size_t start = t->qs[t->qh], end = t->qe[t->qh];
+        int full = 0;
+        t->n = 0;
+        if (is_cjk(c)) {
+            t->qh++;
+            int32_t nx = peek(t, 0);
+            if (nx >= 0 && is_cjk(nx)) { /* a bigram; NX starts the next one */
+                put(t->buf, &t->n, &full, c);
+                put(t->buf, &t->n, &full, nx);
+                end = t->qe[t->qh];
+                t->cjk_prev = 1;
+            } else if (t->cjk_prev) { /* the last of a run: in the bigram before */
+                t->cjk_prev = 0;
+                continue;
+            } else { /* a lone character */
+                put(t->buf, &t->n, &full, c);
+            }
+            memcpy(t->fbuf, t->buf, t->n);
+            t->fn = t->n;
+        } else {
+            t->cjk_prev = 0;
+            t->fn = 0;
+            while (c >= 0 && is_word1(c) && !is_cjk(c)) {
+                put(t->fbuf, &t->fn, &full, c);
+                end = t->qe[t->qh];
+                t->qh++;
+                c = peek(t, 0);
+            }
+            stem(t);
+        }
+        t->start = start;
+        t->end = end;
+        return 1;
+    }
+}
+
+int mmfs__tok_next(mmfs__tok *t) { return t->z ? tok_next_v1(t) : tok_next_v0(t); }
