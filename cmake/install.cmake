@@ -31,7 +31,7 @@ if(MMFS_HAVE_SODIUM)
 endif()
 # The policy VM is libmemmapfs-policy.so, opened with dlopen (it brings
 # its own Lua 5.4); sanitizer builds link it in, and Lua 5.4 with it.
-if(MMFS_HAVE_POLICY AND MMFS_SANITIZE)
+if(MMFS_HAVE_POLICY AND MMFS_PVM_DIRECT)
   list(APPEND MMFS_PC_REQUIRES_PRIVATE lua5.4)
   list(APPEND MMFS_STATIC_DEPS ${LUA54_LIBRARIES})
 elseif(MMFS_HAVE_POLICY)
