@@ -105,84 +105,143 @@ end
 local LIMIT = { "W0", "machine", "fsync_limit_per_s" }
 for _, sys in ipairs { "memmapfs-c", "memmapfs-lua" } do
   local lang = sys == "memmapfs-c" and "C" or "Lua"
-  cmp { w = "W1", what = lang .. " appends/s ÷ W0 fsync limit", a = { "W1", sys, "appends_per_s" }, b = LIMIT, op = ">=", target = 0.95 }
-  cmp { w = "W1", what = lang .. " appends/s ÷ SQLite FTS5", a = { "W1", sys, "appends_per_s" }, b = { "W1", "sqlite-fts5", "appends_per_s" }, op = ">=", target = 2, note = "≈ 2× SQLite FTS5" }
+  cmp { w = "W1", what = lang .. " appends/s ÷ W0 fsync limit",
+      a = { "W1", sys, "appends_per_s" }, b = LIMIT,
+      op = ">=", target = 0.95 }
+  cmp { w = "W1", what = lang .. " appends/s ÷ SQLite FTS5",
+      a = { "W1", sys, "appends_per_s" }, b = { "W1", "sqlite-fts5", "appends_per_s" },
+      op = ">=", target = 2, note = "≈ 2× SQLite FTS5" }
 end
-cmp { w = "W1", what = "C appends/s ÷ LMDB", a = { "W1", "memmapfs-c", "appends_per_s" }, b = { "W1", "lmdb", "appends_per_s" } }
-cmp { w = "W1g", what = "C 4 threads ÷ W0 fsync limit", a = { "W1g", "memmapfs-c", "appends_per_s" }, b = LIMIT, op = ">=", target = 3 }
+cmp { w = "W1", what = "C appends/s ÷ LMDB",
+    a = { "W1", "memmapfs-c", "appends_per_s" }, b = { "W1", "lmdb", "appends_per_s" } }
+cmp { w = "W1g", what = "C 4 threads ÷ W0 fsync limit",
+    a = { "W1g", "memmapfs-c", "appends_per_s" }, b = LIMIT,
+    op = ">=", target = 3 }
 -- The textbook group commit (w0_limits gcommit): what a few lines of C reach
 -- on this machine with the same threads.  Context, no goal: the goal above
 -- stays the one of WORKLOADS.md.
 local GC4, GC8 = { "W0", "machine", "group_commit_4t_per_s" }, { "W0", "machine", "group_commit_8t_per_s" }
-cmp { w = "W1g", what = "C 4 threads ÷ textbook group commit, 4 threads (W0)", a = { "W1g", "memmapfs-c", "appends_per_s" }, b = GC4 }
+cmp { w = "W1g", what = "C 4 threads ÷ textbook group commit, 4 threads (W0)",
+    a = { "W1g", "memmapfs-c", "appends_per_s" }, b = GC4 }
 cmp { w = "W1g", what = "textbook group commit, 4 threads ÷ W0 fsync limit", a = GC4, b = LIMIT }
-cmp { w = "W1g", what = "C 4 threads ÷ SQLite FTS5 4 threads", a = { "W1g", "memmapfs-c", "appends_per_s" }, b = { "W1g", "sqlite-fts5", "appends_per_s" }, op = ">=", target = 7 }
-cmp { w = "W1g", what = "C 4 threads ÷ LMDB 4 threads", a = { "W1g", "memmapfs-c", "appends_per_s" }, b = { "W1g", "lmdb", "appends_per_s" } }
+cmp { w = "W1g", what = "C 4 threads ÷ SQLite FTS5 4 threads",
+    a = { "W1g", "memmapfs-c", "appends_per_s" }, b = { "W1g", "sqlite-fts5", "appends_per_s" },
+    op = ">=", target = 7 }
+cmp { w = "W1g", what = "C 4 threads ÷ LMDB 4 threads",
+    a = { "W1g", "memmapfs-c", "appends_per_s" }, b = { "W1g", "lmdb", "appends_per_s" } }
 for _, sys in ipairs { "memmapfs-c", "sqlite-fts5", "lmdb" } do
-  cmp { w = "W1g", what = sys .. ": 4 threads ÷ W1 (1 thread)", a = { "W1g", sys, "appends_per_s" }, b = { "W1", sys, "appends_per_s" } }
+  cmp { w = "W1g", what = sys .. ": 4 threads ÷ W1 (1 thread)",
+      a = { "W1g", sys, "appends_per_s" }, b = { "W1", sys, "appends_per_s" } }
 end
 -- 8 threads, the same number of appends: not a WORKLOADS.md workload, it
 -- shows how group commit scales with more waiters.
 local W1G8 = { "W1g", "memmapfs-c", "appends_8t_per_s" }
 cmp { w = "W1g", what = "C 8 threads (not a WORKLOADS.md workload) ÷ W0 fsync limit", a = W1G8, b = LIMIT }
-cmp { w = "W1g", what = "C 8 threads (not a WORKLOADS.md workload) ÷ textbook group commit, 8 threads (W0)", a = W1G8, b = GC8 }
+cmp { w = "W1g", what = "C 8 threads (not a WORKLOADS.md workload) ÷ textbook group commit, 8 threads (W0)",
+    a = W1G8, b = GC8 }
 cmp { w = "W1g", what = "textbook group commit, 8 threads ÷ W0 fsync limit", a = GC8, b = LIMIT }
 -- W1p: two processes on the same store (issue #5); no goal of its own.
 cmp { w = "W1p", what = "C 2 processes ÷ W0 fsync limit", a = { "W1p", "memmapfs-c", "appends_per_s" }, b = LIMIT }
-cmp { w = "W1p", what = "C 2 processes ÷ SQLite FTS5 2 processes", a = { "W1p", "memmapfs-c", "appends_per_s" }, b = { "W1p", "sqlite-fts5", "appends_per_s" } }
-cmp { w = "W1p", what = "C 2 processes ÷ LMDB 2 processes", a = { "W1p", "memmapfs-c", "appends_per_s" }, b = { "W1p", "lmdb", "appends_per_s" } }
+cmp { w = "W1p", what = "C 2 processes ÷ SQLite FTS5 2 processes",
+    a = { "W1p", "memmapfs-c", "appends_per_s" }, b = { "W1p", "sqlite-fts5", "appends_per_s" } }
+cmp { w = "W1p", what = "C 2 processes ÷ LMDB 2 processes",
+    a = { "W1p", "memmapfs-c", "appends_per_s" }, b = { "W1p", "lmdb", "appends_per_s" } }
 for _, sys in ipairs { "memmapfs-c", "sqlite-fts5", "lmdb" } do
-  cmp { w = "W1p", what = sys .. ": 2 processes ÷ W1 (1 process)", a = { "W1p", sys, "appends_per_s" }, b = { "W1", sys, "appends_per_s" } }
+  cmp { w = "W1p", what = sys .. ": 2 processes ÷ W1 (1 process)",
+      a = { "W1p", sys, "appends_per_s" }, b = { "W1", sys, "appends_per_s" } }
 end
 for _, lbl in ipairs(labels) do
   local at1M = lbl == "1M"
   for _, sys in ipairs { "memmapfs-c", "memmapfs-lua" } do
     local lang = sys == "memmapfs-c" and "C" or "Lua"
-    cmp { w = "W2", what = lang .. " ingest/s ÷ SQLite FTS5 @" .. lbl, a = { "W2", sys, "ingest_per_s_" .. lbl }, b = { "W2", "sqlite-fts5", "ingest_per_s_" .. lbl }, op = ">=", target = 5, ref = not at1M }
+    cmp { w = "W2", what = lang .. " ingest/s ÷ SQLite FTS5 @" .. lbl,
+        a = { "W2", sys, "ingest_per_s_" .. lbl }, b = { "W2", "sqlite-fts5", "ingest_per_s_" .. lbl },
+        op = ">=", target = 5, ref = not at1M }
   end
-  cmp { w = "W2", what = "bytes on disk ÷ SQLite FTS5 @" .. lbl, a = { "W2", "memmapfs-c", "disk_bytes_" .. lbl }, b = { "W2", "sqlite-fts5", "disk_bytes_" .. lbl }, op = "<=", target = 0.8, ref = not at1M }
-  cmp { w = "W2", what = "peak RSS ÷ SQLite FTS5 @" .. lbl, a = { "W2", "memmapfs-c", "peak_rss_" .. lbl }, b = { "W2", "sqlite-fts5", "peak_rss_" .. lbl } }
+  cmp { w = "W2", what = "bytes on disk ÷ SQLite FTS5 @" .. lbl,
+      a = { "W2", "memmapfs-c", "disk_bytes_" .. lbl }, b = { "W2", "sqlite-fts5", "disk_bytes_" .. lbl },
+      op = "<=", target = 0.8, ref = not at1M }
+  cmp { w = "W2", what = "peak RSS ÷ SQLite FTS5 @" .. lbl,
+      a = { "W2", "memmapfs-c", "peak_rss_" .. lbl }, b = { "W2", "sqlite-fts5", "peak_rss_" .. lbl } }
   for _, sys in ipairs { "memmapfs-c", "memmapfs-lua" } do
     local lang = sys == "memmapfs-c" and "C" or "Lua"
     for _, set in ipairs { "", "-common", "-phrases" } do -- W3's three query sets
       for _, p in ipairs { "p50", "p99" } do
         local l = lbl .. set
-        cmp { w = "W3", what = lang .. " " .. p .. " ÷ SQLite FTS5 @" .. l, a = { "W3", sys, p .. "_us_" .. l }, b = { "W3", "sqlite-fts5", p .. "_us_" .. l }, op = "<=", target = 0.1, ref = not at1M }
+        cmp { w = "W3", what = lang .. " " .. p .. " ÷ SQLite FTS5 @" .. l,
+            a = { "W3", sys, p .. "_us_" .. l }, b = { "W3", "sqlite-fts5", p .. "_us_" .. l },
+            op = "<=", target = 0.1, ref = not at1M }
       end
     end
   end
 end
-cmp { w = "W4", what = "C gets/s ÷ LMDB", a = { "W4", "memmapfs-c", "gets_per_s" }, b = { "W4", "lmdb", "gets_per_s" }, op = ">=", target = 3 }
-cmp { w = "W4", what = "C sets/s ÷ LMDB", a = { "W4", "memmapfs-c", "sets_per_s" }, b = { "W4", "lmdb", "sets_per_s" }, op = ">=", target = 4 }
-cmp { w = "W4", what = "C gets/s ÷ SQLite", a = { "W4", "memmapfs-c", "gets_per_s" }, b = { "W4", "sqlite", "gets_per_s" } }
-cmp { w = "W4", what = "C sets/s ÷ SQLite", a = { "W4", "memmapfs-c", "sets_per_s" }, b = { "W4", "sqlite", "sets_per_s" } }
-cmp { w = "W4", what = "Lua gets/s ÷ luasql", a = { "W4", "memmapfs-lua", "gets_per_s" }, b = { "W4", "luasql-sqlite3", "gets_per_s" }, op = ">=", target = 10 }
-cmp { w = "W4", what = "Lua gets/s ÷ plain Lua table", a = { "W4", "memmapfs-lua", "gets_per_s" }, b = { "W4", "lua-table", "gets_per_s" }, op = ">=", target = 0.5 }
-cmp { w = "W4", what = "Lua sets/s ÷ luasql", a = { "W4", "memmapfs-lua", "sets_per_s" }, b = { "W4", "luasql-sqlite3", "sets_per_s" } }
+cmp { w = "W4", what = "C gets/s ÷ LMDB",
+    a = { "W4", "memmapfs-c", "gets_per_s" }, b = { "W4", "lmdb", "gets_per_s" },
+    op = ">=", target = 3 }
+cmp { w = "W4", what = "C sets/s ÷ LMDB",
+    a = { "W4", "memmapfs-c", "sets_per_s" }, b = { "W4", "lmdb", "sets_per_s" },
+    op = ">=", target = 4 }
+cmp { w = "W4", what = "C gets/s ÷ SQLite",
+    a = { "W4", "memmapfs-c", "gets_per_s" }, b = { "W4", "sqlite", "gets_per_s" } }
+cmp { w = "W4", what = "C sets/s ÷ SQLite",
+    a = { "W4", "memmapfs-c", "sets_per_s" }, b = { "W4", "sqlite", "sets_per_s" } }
+cmp { w = "W4", what = "Lua gets/s ÷ luasql",
+    a = { "W4", "memmapfs-lua", "gets_per_s" }, b = { "W4", "luasql-sqlite3", "gets_per_s" },
+    op = ">=", target = 10 }
+cmp { w = "W4", what = "Lua gets/s ÷ plain Lua table",
+    a = { "W4", "memmapfs-lua", "gets_per_s" }, b = { "W4", "lua-table", "gets_per_s" },
+    op = ">=", target = 0.5 }
+cmp { w = "W4", what = "Lua sets/s ÷ luasql",
+    a = { "W4", "memmapfs-lua", "sets_per_s" }, b = { "W4", "luasql-sqlite3", "sets_per_s" } }
 -- RSS per entry: the goal is absolute (64 B + the 12-byte key), the ratio is to it.
-cmp { w = "W4", what = "C anon RSS/entry ÷ (64 B + 12 B key)", a = { "W4", "memmapfs-c", "rss_anon_per_entry" }, const = 76, op = "<=", target = 1 }
-cmp { w = "W5", what = "C open + first get ÷ SQLite", a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "sqlite", "open_first_get_ms" } }
-cmp { w = "W5", what = "C open + first get ÷ LMDB", a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "lmdb", "open_first_get_ms" } }
-cmp { w = "W5", what = "C open + first get, ms (goal ≤ 10 ms is with a checkpoint: pending)", a = { "W5", "memmapfs-c", "open_first_get_ms" }, const = 10 }
+cmp { w = "W4", what = "C anon RSS/entry ÷ (64 B + 12 B key)",
+    a = { "W4", "memmapfs-c", "rss_anon_per_entry" },
+    const = 76,
+    op = "<=", target = 1 }
+cmp { w = "W5", what = "C open + first get ÷ SQLite",
+    a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "sqlite", "open_first_get_ms" } }
+cmp { w = "W5", what = "C open + first get ÷ LMDB",
+    a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "lmdb", "open_first_get_ms" } }
+cmp { w = "W5", what = "C open + first get, ms (goal ≤ 10 ms is with a checkpoint: pending)",
+    a = { "W5", "memmapfs-c", "open_first_get_ms" },
+    const = 10 }
 -- W6: µs a policy adds per command (difference to no policy within each
 -- run); the goals are absolute, so the ratio is to the goal's µs.
 for _, sys in ipairs { "memmapfs-c", "memmapfs-lua" } do
   local lang = sys == "memmapfs-c" and "C" or "Lua"
-  cmp { w = "W6", what = lang .. " trivial hook: µs added per append_memory ÷ 0.5 µs", a = { "W6", sys, "added_us_hook" }, const = 0.5, cunit = "µs", op = "<=", target = 1 }
-  cmp { w = "W6", what = lang .. " routing: µs added per append_memory ÷ 2 µs", a = { "W6", sys, "added_us_route" }, const = 2, cunit = "µs", op = "<=", target = 1 }
-  cmp { w = "W6", what = lang .. " routing + session schema: µs added per put_session ÷ 2 µs", a = { "W6", sys, "added_us_route_schema" }, const = 2, cunit = "µs", op = "<=", target = 1 }
+  cmp { w = "W6", what = lang .. " trivial hook: µs added per append_memory ÷ 0.5 µs",
+      a = { "W6", sys, "added_us_hook" },
+      const = 0.5, cunit = "µs",
+      op = "<=", target = 1 }
+  cmp { w = "W6", what = lang .. " routing: µs added per append_memory ÷ 2 µs",
+      a = { "W6", sys, "added_us_route" },
+      const = 2, cunit = "µs",
+      op = "<=", target = 1 }
+  cmp { w = "W6", what = lang .. " routing + session schema: µs added per put_session ÷ 2 µs",
+      a = { "W6", sys, "added_us_route_schema" },
+      const = 2, cunit = "µs",
+      op = "<=", target = 1 }
 end
 local MMAP = { "W0", "machine", "mmap_read_gb_per_s" }
-cmp { w = "W7", what = "C read (zero-copy peek) ÷ W0 mmap read", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = MMAP, op = ">=", target = 0.8 }
-cmp { w = "W7", what = "C read (reader_read copy) ÷ W0 mmap read", a = { "W7", "memmapfs-c", "read_copy_gb_per_s" }, b = MMAP, op = ">=", target = 0.8 }
-cmp { w = "W7", what = "Lua read ÷ W0 mmap read", a = { "W7", "memmapfs-lua", "read_gb_per_s" }, b = MMAP, op = ">=", target = 0.8 }
-cmp { w = "W7", what = "C read (zero-copy) ÷ cat > /dev/null", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W7", "cat", "read_gb_per_s" } }
-cmp { w = "W7", what = "C read (zero-copy) ÷ W0 mmap read of a fresh mapping", a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W0", "machine", "mmap_fault_read_gb_per_s" } }
+cmp { w = "W7", what = "C read (zero-copy peek) ÷ W0 mmap read",
+    a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = MMAP,
+    op = ">=", target = 0.8 }
+cmp { w = "W7", what = "C read (reader_read copy) ÷ W0 mmap read",
+    a = { "W7", "memmapfs-c", "read_copy_gb_per_s" }, b = MMAP,
+    op = ">=", target = 0.8 }
+cmp { w = "W7", what = "Lua read ÷ W0 mmap read",
+    a = { "W7", "memmapfs-lua", "read_gb_per_s" }, b = MMAP,
+    op = ">=", target = 0.8 }
+cmp { w = "W7", what = "C read (zero-copy) ÷ cat > /dev/null",
+    a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W7", "cat", "read_gb_per_s" } }
+cmp { w = "W7", what = "C read (zero-copy) ÷ W0 mmap read of a fresh mapping",
+    a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W0", "machine", "mmap_fault_read_gb_per_s" } }
 cmp { w = "W7", what = "cat > /dev/null ÷ W0 mmap read", a = { "W7", "cat", "read_gb_per_s" }, b = MMAP }
 -- FFI: the LuaJIT FFI binding's time per call ÷ the C module's, both under
 -- LuaJIT (bench/ffi_bench.lua); below 1 the FFI binding is faster.  Context.
 for _, m in ipairs { "get_kv_ns", "append_batch_ns", "search_ns" } do
-  cmp { w = "FFI", what = "FFI binding ÷ C module under LuaJIT, time per " .. m:gsub("_ns$", ""), a = { "FFI", "memmapfs-luajit-ffi", m }, b = { "FFI", "memmapfs-luajit-c", m } }
+  cmp { w = "FFI", what = "FFI binding ÷ C module under LuaJIT, time per " .. m:gsub("_ns$", ""),
+      a = { "FFI", "memmapfs-luajit-ffi", m }, b = { "FFI", "memmapfs-luajit-c", m } }
 end
 
 local rows = {}
@@ -207,7 +266,9 @@ for _, c in ipairs(C) do
   local aunit = fig[fkey(table.unpack(c.a))] and fig[fkey(table.unpack(c.a))].u
   local bunit = c.b and fig[fkey(table.unpack(c.b))] and fig[fkey(table.unpack(c.b))].u
   rows[#rows + 1] = { c = c, a = a, b = b, r = r, goal = goal, verdict = verdict,
-                      astr = fmt(a, aunit), bstr = c.const and (c.const .. " " .. (c.cunit or (c.w == "W5" and "ms" or "B"))) or fmt(b, bunit) }
+                      astr = fmt(a, aunit),
+                      bstr = c.const and (c.const .. " " .. (c.cunit or (c.w == "W5" and "ms" or "B")))
+                             or fmt(b, bunit) }
 end
 
 -- Outputs ---------------------------------------------------------------
@@ -256,8 +317,9 @@ gp:write(string.format([[
 # gnuplot script written by bench/report.lua; bench/run runs it.
 set terminal pngcairo size 1400,%d font ",10" noenhanced
 set output "%s/ratios.png"
-set title "memmapfs ÷ peer (or ÷ machine limit), medians of %s runs, size %s\ngreen: meets the goal, red: misses; black diamond: the goal"
-]], math.max(300, 80 + 26 * nplot), OUT, RUNS, SIZE))
+set title "memmapfs ÷ peer (or ÷ machine limit), medians of %s runs, size %s\n%s"
+]], math.max(300, 80 + 26 * nplot), OUT, RUNS, SIZE,
+    "green: meets the goal, red: misses; black diamond: the goal"))
 if nplot == 0 then
   gp:write([[
 unset border
@@ -319,7 +381,9 @@ local md = assert(io.open(OUT .. "/report.md", "w"))
 md:write("# memmapfs benchmark report\n\n")
 md:write("Written by `bench/run`; see [README.md](README.md) for what each workload is.\n\n")
 md:write("## Machine\n\n```\n", machine, "```\n\n")
-md:write(string.format("Command: `%s` — size **%s**, **%s** runs per figure; every figure below is the median (min, max) of those runs, all systems measured in the same run.\n\n", COMMAND, SIZE, RUNS))
+md:write(string.format("Command: `%s` — size **%s**, **%s** runs per figure; "
+  .. "every figure below is the median (min, max) of those runs, all systems measured in the same run.\n\n",
+  COMMAND, SIZE, RUNS))
 md:write("## Ratios and goals\n\n", table.concat(ratio_lines, "\n"), "\n\n")
 md:write("W6 rows: µs per command a policy adds, i.e. (CPU time with the policy − without) ÷ commands, ",
   "measured side by side, batch by batch, within each run, then the median (min, max) over the runs; ",
