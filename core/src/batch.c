@@ -757,7 +757,14 @@ leave:
         next = b->next;
         free(b);
     }
-    if (rc == MMFS_OK && kept && always) rc = mmfs__sync_wait(db, pos);
+    if (rc == MMFS_OK && kept && always && (rc = mmfs__sync_wait(db, pos)) != MMFS_OK) {
+        /* The frame is in the file, but whether it reached the disk cannot
+        ** be known: the caller must take the write neither as done nor as
+        ** failed (a retry could make two). */
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", mmfs_errmsg(NULL));
+        rc = mmfs__err(MMFS_IO, "%s: this write may be present after reopen", cause);
+    }
     if (always) atomic_fetch_sub_explicit(&db->committers, 1, memory_order_relaxed);
     return rc;
 }

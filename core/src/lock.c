@@ -100,7 +100,7 @@ int mmfs__lock_check(mmfs_db *db) {
         return mmfs__err_sys(errno, "stat", path);
     }
     if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino)
-        return mmfs__err(MMFS_IO, "%s: replaced by another file while the store was open; writes refused: "
+        return mmfs__err(MMFS_IO, "%s: removed and replaced by another file while the store was open; writes refused: "
                                   "close and reopen the store", path);
     return MMFS_OK;
 }

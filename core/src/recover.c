@@ -178,14 +178,15 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
     ** the frames go on after the bad one, there is no torn tail. */
     int below = off < s->stamp;
     if (dend == off && !below) return MMFS_OK; /* a clean end */
-    char msg[200];
-    if (below) {
+    char msg[300];
+    if (db->no_manifest) {
+        /* Without MANIFEST's key check, a wrong key looks like damage. */
+        snprintf(msg, sizeof msg, "%s, and MANIFEST is missing: nothing is cut%s", why,
+                 db->sum.key_len ? " (wrong key?)" : " (a keyed store opened without its key?)");
+        why = msg;
+    } else if (below) {
         snprintf(msg, sizeof msg, "%s, but the log was synced up to offset %llu: acknowledged writes are lost",
                  dend == off ? "the log ends here" : why, (unsigned long long)s->stamp);
-        why = msg;
-    } else if (db->no_manifest) {
-        snprintf(msg, sizeof msg, "%s, and MANIFEST is missing: nothing is cut%s", why,
-                 db->sum.key_len ? " (wrong key?)" : "");
         why = msg;
     }
     if (below || db->no_manifest || valid_frame_after(db, s, off, dend) || header_chain_at(s, off)) {

@@ -247,7 +247,12 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
     close(fd);
     unlink(tmp);
     if ((rc = mmfs__fsync_dir(db->log_dir)) != MMFS_OK) return rc;
-    if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) return rc;
+    if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) {
+        /* Nothing was written in it (the writer lock is held): take it
+        ** back, so that the next try can make it again. */
+        if (unlink(path) == 0) (void)mmfs__fsync_dir(db->log_dir);
+        return rc;
+    }
     mmfs__seg_last(db)->zeroed = zeroed;
     /* MANIFEST's last segment is a lower bound: a crash (or a failure
     ** here) between the link and this write leaves it one behind, which

@@ -5,9 +5,8 @@
 ** share one sync, and a writer never waits for another's fsync while it
 ** holds the lock.  After a failed fsync the handle refuses writes for good
 ** (READONLY): the kernel may have dropped the dirty pages, so a retry that
-** succeeded would lie.  The calls whose frames that sync was to cover get
-** MMFS_IO saying the write may be present after reopen: their frames are
-** in the file, and nothing can tell whether they reached the disk.  After
+** succeeded would lie.  A write whose own frame that sync was to cover
+** gets MMFS_IO saying it may be present after reopen (batch.c).  After
 ** each sync that succeeded, the segment's durable stamp is moved on.
 **
 ** Invariant: durable_pos <= written_pos; both only grow.
@@ -78,12 +77,8 @@ int mmfs__sync_wait(mmfs_db *db, uint64_t pos) {
     }
     int failed = db->sync_failed && db->durable_pos < pos;
     pthread_mutex_unlock(&db->smu);
-    /* The frames up to POS are in the file, but whether they reached the
-    ** disk cannot be known: the caller must not take the write as failed
-    ** (a retry could make two) nor as done. */
     if (failed)
-        return mmfs__err(MMFS_IO, "%s; the write may be present after reopen; the handle refuses writes "
-                                  "(READONLY) until reopened",
+        return mmfs__err(MMFS_READONLY, "writes refused since an fsync failed (%s); reopen the store",
                          db->sync_err);
     return MMFS_OK;
 }
