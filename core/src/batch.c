@@ -690,7 +690,20 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
         rc = mmfs__engine_apply(db->eng, &r);
         p += r.raw_len;
     }
-    if (rc) atomic_store(&db->broken, 1);
+    if (rc) {
+        /* Out of memory part way: this handle's engine is broken (every
+        ** call refuses until reopened, so nothing reads the frame), and the
+        ** frame is taken back before anyone else can see it, so that the
+        ** failed write does not come back at reopen. */
+        atomic_store(&db->broken, 1);
+        pthread_rwlock_unlock(&db->rw);
+        char cause[400];
+        snprintf(cause, sizeof cause, "%s", mmfs_errmsg(NULL));
+        int u = undo_write(s, off, (size_t)(MMFS__POS_OFF(pos) - off));
+        return mmfs__err(rc, "%s; the write was %s; reopen the store", cause,
+                         u ? "written and could not be taken back: it may be present after reopen"
+                           : "taken back");
+    }
     s->end = MMFS__POS_OFF(pos);
     db->next_lsn = f.first_lsn + f.count;
     atomic_store(&db->applied, pos);

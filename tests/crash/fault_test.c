@@ -419,6 +419,64 @@ static void lock_removed_by_other(void) {
     check_reopen(dir, what);
 }
 
+/* While armed, the allocations libfiu sees fail from the Nth on (libfiu
+** calls this for each malloc, calloc and realloc). */
+static long alloc_count, alloc_fail_at;
+
+static int nth_alloc(const char *name, int *failnum, void **failinfo, unsigned int *flags) {
+    (void)name, (void)failnum, (void)failinfo, (void)flags;
+    return alloc_count++ >= alloc_fail_at;
+}
+
+/* Every allocation of a write failed in turn, until the write needs no
+** more: each failed write returns an error and leaves nothing behind, not
+** even after a reopen (a frame written before the engine ran out of
+** memory used to come back). */
+static void nomem_sweep(void) {
+    static const char *const pts[] = {"libc/mm/malloc", "libc/mm/calloc", "libc/mm/realloc"};
+    char dir[4200];
+    const char *what = "allocation failure in a write";
+    new_dir(dir, sizeof dir, "nomem");
+    mmfs_db *db = base_store(dir, MMFS_SYNC_ALWAYS, 5);
+    long failed = 0, n, mems = 0;
+    /* Most writes allocate nothing (the engine grows its tables now and
+    ** then): write new keys with allocations failing from the Nth on, for
+    ** N = 0, 1, 2, 0, ..., so that the growths hit every step. */
+    for (n = 0; n < 1500; n++) {
+        int k = 20 + (int)(n % 40);
+        char name[16];
+        key_of(k, name);
+        alloc_count = 0;
+        alloc_fail_at = n % 3;
+        for (size_t i = 0; i < 3; i++) fiu_enable_external(pts[i], 1, NULL, 0, nth_alloc);
+        int rc = n % 2 ? model_set(db, k, 500 + (uint64_t)n, 300)
+                       : mmfs_append_memory(db, mmfs_str("a memory to index"), NULL, 0, NULL, NULL);
+        for (size_t i = 0; i < 3; i++) fiu_disable(pts[i]);
+        if (rc == MMFS_OK) {
+            mems += n % 2 == 0;
+            continue;
+        }
+        failed++;
+        CHECK(mmfs_errmsg(NULL)[0] != 0, "%s %ld: %s without a message", what, n, mmfs_err_name(rc));
+        int maybe = strstr(mmfs_errmsg(NULL), "may be present") != NULL;
+        if (n % 2 && !maybe) M->unsure[k] = 0; /* must be absent */
+        mmfs_close(db);
+        check_reopen(dir, what);
+        mmfs_options o = opts(MMFS_SYNC_ALWAYS);
+        REQUIRE_OK(mmfs_open(dir, &o, &db));
+        mmfs_store_stats st;
+        CHECK_OK(mmfs_stats(db, &st));
+        if (n % 2 == 0 && maybe && st.memories == (uint64_t)mems + 1) mems++;
+        CHECK(st.memories == (uint64_t)mems, "%s %ld: %" PRIu64 " memories after reopen, want %ld (a failed append came back)",
+              what, n, st.memories, mems);
+        if (ct_failures() > 10) break;
+    }
+    printf("fault: nomem: %ld writes, %ld failed for want of memory\n", n, failed);
+    CHECK(failed > 0, "%s: no write ever failed: the allocation faults did not fire", what);
+    mmfs_close(db);
+    check_reopen(dir, what);
+}
+
 /* Random faults on every point at once, checked by a reopen each round. */
 static void random_rounds(long rounds, uint64_t seed) {
     char dir[4200];
@@ -523,6 +581,7 @@ int main(int argc, char **argv) {
     /* sync = none: the only fdatasync is the seal's, at the roll */
     roll_fault("posix/io/sync/fdatasync", EIO, -1, MMFS_SYNC_NONE, NULL, 0);
     lock_removed_by_other();
+    nomem_sweep();
     random_rounds(rounds, seed);
 
     faults_off();
