@@ -380,17 +380,24 @@ static void roll_fault(const char *point, int err, int want, mmfs_sync_mode sync
     check_reopen(dir, what);
 }
 
-/* LOCK removed while a handle has the store open, then another process
+/* LOCK removed (or REPLACE: replaced by a new file) while a handle has the
+** store open, then another process
 ** opens the store (making a new LOCK) and writes: the first handle's next
 ** write must be refused, and the other process's acknowledged writes
 ** survive (they used to be written over). */
-static void lock_removed_by_other(void) {
-    char dir[4200], lock[4300];
-    const char *what = "LOCK removed, another process writes";
-    new_dir(dir, sizeof dir, "lock-removed");
+static void lock_removed_by_other(int replace) {
+    char dir[4200], lock[4300], other[4300];
+    const char *what = replace ? "LOCK replaced, another process writes" : "LOCK removed, another process writes";
+    new_dir(dir, sizeof dir, replace ? "lock-replaced" : "lock-removed");
     mmfs_db *db = base_store(dir, MMFS_SYNC_ALWAYS, 10);
     snprintf(lock, sizeof lock, "%s/LOCK", dir);
-    CHECK(unlink(lock) == 0, "%s: unlink: %s", what, strerror(errno));
+    snprintf(other, sizeof other, "%s/LOCK.other", dir);
+    if (replace) {
+        int fd = open(other, O_RDWR | O_CREAT | O_EXCL, 0644);
+        CHECK(fd >= 0 && ftruncate(fd, 4096) == 0 && close(fd) == 0 && rename(other, lock) == 0,
+              "%s: replace: %s", what, strerror(errno));
+    } else
+        CHECK(unlink(lock) == 0, "%s: unlink: %s", what, strerror(errno));
     pid_t pid = fork();
     if (pid == 0) {
         mmfs_options o = opts(MMFS_SYNC_ALWAYS);
@@ -580,7 +587,8 @@ int main(int argc, char **argv) {
     roll_fault("posix/io/rw/ftruncate", EIO, MMFS_IO, MMFS_SYNC_ALWAYS, "mmfs-test/posix_fallocate", EOPNOTSUPP);
     /* sync = none: the only fdatasync is the seal's, at the roll */
     roll_fault("posix/io/sync/fdatasync", EIO, -1, MMFS_SYNC_NONE, NULL, 0);
-    lock_removed_by_other();
+    lock_removed_by_other(0);
+    lock_removed_by_other(1);
     nomem_sweep();
     random_rounds(rounds, seed);
 
