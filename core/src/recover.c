@@ -348,7 +348,12 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
         mmfs__seg *s = mmfs__seg_find(db, no);
         if (!s) {
             if (db->nsegs && no != mmfs__seg_last(db)->no + 1) {
-                rc = mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment missing", no);
+                /* Segments are made one after another: a jump comes from
+                ** the shared page, not from the log. */
+                rc = mmfs__err(MMFS_CORRUPT,
+                               "%s/LOCK: its shared page says the log goes on to log/%08u.seg offset %llu, "
+                               "past the log's next segment (LOCK damaged? reopen the store)",
+                               db->dir, MMFS__POS_SEG(target), (unsigned long long)MMFS__POS_OFF(target));
                 break;
             }
             if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) break;

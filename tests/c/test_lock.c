@@ -135,6 +135,15 @@ static void test_lock_page_garbage(void **state) {
     int rc = mmfs_get_kv(a, mmfs_str("before"), &got);
     if (rc == MMFS_OK) fail_msg("a read through a garbage LOCK page gives OK");
     assert_non_null(strstr(mmfs_errmsg(NULL), "LOCK"));
+    /* and a written end in a segment far past the log */
+    unsigned char far_seg[8] = {0x40, 0, 0, 0, 0, 0x07, 0, 0};
+    fd = open(lock, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, far_seg, sizeof far_seg, 8), (ssize_t)sizeof far_seg);
+    close(fd);
+    rc = mmfs_set_kv(a, mmfs_str("x"), mmfs_str("y"));
+    if (rc == MMFS_OK) fail_msg("a write through a garbage LOCK page gives OK");
+    assert_non_null(strstr(mmfs_errmsg(NULL), "LOCK"));
     mmfs_db *b = open_always(dir);
     want_value(b, "before", "v");
     want_value(a, "before", "v");
