@@ -29,13 +29,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* Repair only ever cuts the last segment (a tail), so only there does the
-** message offer it. */
+/* Repair only ever cuts the last segment (a tail), so only there (LAST)
+** does the message offer it. */
 static int corrupt_at(const mmfs__seg *s, uint64_t off, const char *why, int last) {
     return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (%s)", s->no, (unsigned long long)off, why,
                      last ? "run verify; repair cuts here" : "run verify; repair cannot cut a sealed segment");
 }
 
+/* The same, for a segment open in DB: the last one is, unless sealed. */
 static int corrupt(mmfs_db *db, const mmfs__seg *s, uint64_t off, const char *why) {
     return corrupt_at(s, off, why, s == mmfs__seg_last(db) && !s->sealed);
 }
@@ -55,15 +56,16 @@ static const char *implausible(const mmfs__engine *e, const mmfs__rec *r) {
 }
 
 /* Applies the records of a checked frame.  Caller holds the engine's
-** write side.  S and OFF name the frame in errors. */
-static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, uint64_t off) {
+** write side.  S and OFF name the frame in errors; LAST: S is the log's
+** last segment (where repair could cut). */
+static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, uint64_t off, int last) {
     const uint8_t *p = f->body, *end = f->body + f->body_len;
     for (uint32_t i = 0; i < f->count; i++) {
         mmfs__rec r;
         const char *why;
         if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
             return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
-        if ((why = implausible(db->eng, &r)) != NULL) return corrupt(db, s, off, why);
+        if ((why = implausible(db->eng, &r)) != NULL) return corrupt_at(s, off, why, last);
         int rc = mmfs__engine_apply(db->eng, &r);
         if (rc) {
             atomic_store(&db->broken, 1);
@@ -163,7 +165,7 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
             s->sealed = 1;
             return MMFS_OK;
         }
-        int rc = apply_frame(db, &f, s, off);
+        int rc = apply_frame(db, &f, s, off, last);
         if (rc) return rc;
         off += f.frame_len;
     }
@@ -385,7 +387,7 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
             pthread_rwlock_wrlock(&db->rw);
             locked = 1;
         }
-        if ((rc = apply_frame(db, &f, s, off)) != MMFS_OK) break;
+        if ((rc = apply_frame(db, &f, s, off, 1)) != MMFS_OK) break;
         pos += f.frame_len;
         s->end = MMFS__POS_OFF(pos);
         atomic_store(&db->applied, pos);
