@@ -23,7 +23,11 @@
 ** - Reading something missing is MMFS_NOTFOUND for get-style calls;
 **   delete-style calls report through *deleted whether anything went.
 ** - A failed write leaves nothing behind: no partial record and no id
-**   consumed that a later reopen would show.
+**   consumed that a later reopen would show.  The one exception is a write
+**   whose outcome cannot be known: its frame was written but the fsync of
+**   MMFS_SYNC_ALWAYS failed.  It returns MMFS_IO with a message saying the
+**   write may be present after reopen; the handle then refuses writes
+**   (MMFS_READONLY) until reopened.
 */
 #ifndef MEMMAPFS_H
 #define MEMMAPFS_H

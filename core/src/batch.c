@@ -12,8 +12,11 @@
 **   then durability outside the lock (sync.c).
 **
 ** Invariant: nothing is published (engine, LOCK page) before the whole
-** frame is written, so a failed write leaves nothing behind: the next
-** frame is written over the failed one's bytes.
+** frame is written, and a frame whose write failed is zeroed again under
+** the lock, so a failed write leaves nothing behind, not even after a
+** crash.  A frame is only ever written where the shared page says the log
+** ends and where no frame is (a second writer beside this one, through a
+** replaced LOCK, is refused rather than overwritten).
 */
 #include "db.h"
 #include "policy.h"
@@ -206,7 +209,9 @@ static int writer_enter(mmfs_db *db) {
         pthread_mutex_unlock(&db->wmu);
         return rc;
     }
-    rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire));
+    rc = mmfs__lock_check(db);
+    if (rc == MMFS_OK)
+        rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire));
     if (rc) {
         mmfs__lock_release(db);
         pthread_mutex_unlock(&db->wmu);
@@ -549,6 +554,22 @@ static int grow_scratch(mmfs_db *db, size_t need) {
     return MMFS_OK;
 }
 
+/* Zeroes [OFF, OFF+LEN) of S after a frame write that failed part way,
+** so nothing of it stays behind (not even for a crash before the next
+** write), and the append position reads as free again.  0 or errno. */
+static int undo_write(const mmfs__seg *s, uint64_t off, size_t len) {
+    static const uint8_t zeros[65536];
+    while (len) {
+        size_t n = len < sizeof zeros ? len : sizeof zeros;
+        ssize_t w = pwrite(s->fd, zeros, n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? errno : EIO;
+        off += (uint64_t)w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
 static int pwrite_all(mmfs_db *db, const mmfs__seg *s, const uint8_t *buf, size_t len, uint64_t off) {
     while (len) {
         ssize_t w = pwrite(s->fd, buf, len, (off_t)off);
@@ -632,7 +653,28 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
     if ((rc = ensure_space(db, flen)) != MMFS_OK) return rc;
     mmfs__seg *s = mmfs__seg_last(db);
     if ((rc = mmfs__seg_zero_ahead(db, s, s->end + flen)) != MMFS_OK) return rc;
-    if ((rc = pwrite_all(db, s, db->scratch, flen, s->end)) != MMFS_OK) return rc;
+    /* Never write over a frame: the append position must be where the
+    ** shared page says the log ends, and hold no frame.  Either failing
+    ** means another writer got in beside this one (LOCK replaced). */
+    if (atomic_load_explicit(&db->shm->written, memory_order_acquire) != atomic_load(&db->applied))
+        return mmfs__err(MMFS_IO, "%s/LOCK: its shared page does not say the log ends where this handle "
+                                  "is (log/%08u.seg offset %llu); refusing to write (was LOCK replaced? "
+                                  "reopen the store)",
+                         db->dir, s->no, (unsigned long long)s->end);
+    if (s->end + MMFS__FRAME_HDR <= s->size && mmfs__frame_header_ok(s->map + s->end))
+        return mmfs__err(MMFS_IO, "log/%08u.seg: offset %llu: a frame this handle did not write is at the "
+                                  "append position; refusing to write over it (was LOCK replaced? reopen "
+                                  "the store)",
+                         s->no, (unsigned long long)s->end);
+    if ((rc = pwrite_all(db, s, db->scratch, flen, s->end)) != MMFS_OK) {
+        if (undo_write(s, s->end, flen)) { /* the bytes stay: no write may follow them */
+            pthread_mutex_lock(&db->smu);
+            db->sync_failed = 1;
+            snprintf(db->sync_err, sizeof db->sync_err, "%s (and undoing it failed)", mmfs_errmsg(NULL));
+            pthread_mutex_unlock(&db->smu);
+        }
+        return rc;
+    }
     start_writeback(db, s, s->end, flen);
     *seg = s;
     *off = s->end;
@@ -650,9 +692,17 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
 static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     mmfs__frame f;
     const char *why;
-    if (!mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why))
-        return mmfs__err(MMFS_IO, "log/%08u.seg: offset %llu: the frame just written reads back bad (%s)",
-                         s->no, (unsigned long long)off, why);
+    if (!mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why)) {
+        int rc = mmfs__err(MMFS_IO, "log/%08u.seg: offset %llu: the frame just written reads back bad (%s)",
+                           s->no, (unsigned long long)off, why);
+        if (undo_write(s, off, (size_t)(MMFS__POS_OFF(pos) - off))) {
+            pthread_mutex_lock(&db->smu);
+            db->sync_failed = 1;
+            snprintf(db->sync_err, sizeof db->sync_err, "%s (and undoing it failed)", mmfs_errmsg(NULL));
+            pthread_mutex_unlock(&db->smu);
+        }
+        return rc;
+    }
     int rc = MMFS_OK;
     pthread_rwlock_wrlock(&db->rw);
     const uint8_t *p = f.body, *end = f.body + f.body_len;
@@ -662,7 +712,20 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
         rc = mmfs__engine_apply(db->eng, &r);
         p += r.raw_len;
     }
-    if (rc) atomic_store(&db->broken, 1);
+    if (rc) {
+        /* Out of memory part way: this handle's engine is broken (every
+        ** call refuses until reopened, so nothing reads the frame), and the
+        ** frame is taken back before anyone else can see it, so that the
+        ** failed write does not come back at reopen. */
+        atomic_store(&db->broken, 1);
+        pthread_rwlock_unlock(&db->rw);
+        char cause[400];
+        snprintf(cause, sizeof cause, "%s", mmfs_errmsg(NULL));
+        int u = undo_write(s, off, (size_t)(MMFS__POS_OFF(pos) - off));
+        return mmfs__err(rc, "%s; the write was %s; reopen the store", cause,
+                         u ? "written and could not be taken back: it may be present after reopen"
+                           : "taken back");
+    }
     s->end = MMFS__POS_OFF(pos);
     db->next_lsn = f.first_lsn + f.count;
     atomic_store(&db->applied, pos);
@@ -731,7 +794,14 @@ leave:
         next = b->next;
         free(b);
     }
-    if (rc == MMFS_OK && kept && always) rc = mmfs__sync_wait(db, pos);
+    if (rc == MMFS_OK && kept && always && (rc = mmfs__sync_wait(db, pos)) != MMFS_OK) {
+        /* The frame is in the file, but whether it reached the disk cannot
+        ** be known: the caller must take the write neither as done nor as
+        ** failed (a retry could make two). */
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", mmfs_errmsg(NULL));
+        rc = mmfs__err(MMFS_IO, "%s: this write may be present after reopen", cause);
+    }
     if (always) atomic_fetch_sub_explicit(&db->committers, 1, memory_order_relaxed);
     return rc;
 }

@@ -6,7 +6,9 @@
 ** Open order: LOCK (create, map) -> writer flock -> MANIFEST (create) ->
 ** replay the log (cutting a torn tail) -> publish the written end in LOCK's
 ** page -> release the flock.  Recovery runs under the flock so that it never
-** cuts a frame another process is writing.
+** cuts a frame another process is writing.  A failed open writes nothing:
+** MANIFEST is created only for a new store (no segments), and rebuilt for
+** a log that lost it only after that log verified whole.
 */
 #include "db.h"
 #include "policy.h"
@@ -130,7 +132,38 @@ static int open_store(mmfs_db *db) {
 
     int exists;
     if ((rc = mmfs__manifest_read(db, &exists)) != MMFS_OK) goto out;
-    if (!exists) {
+    uint32_t first = 0;
+    uint8_t hdr[MMFS__SEG_HDR];
+    if (!exists && (rc = mmfs__log_first_segment(db, &first, hdr)) != MMFS_OK) goto out;
+    if (!exists && first) {
+        /* MANIFEST is lost but the log is there: take the options from
+        ** the first segment's header, replay without cutting anything, and
+        ** write MANIFEST only once the whole log verified. */
+        if (db->opt.readonly) {
+            rc = mmfs__err(MMFS_CORRUPT, "%s: MANIFEST is missing but log/ holds segments: open the store "
+                                         "writable to rebuild MANIFEST from a log that verifies", db->dir);
+            goto out;
+        }
+        int type = (int)mmfs__ld32(hdr + 12);
+        if (type != MMFS_CHECKSUM_CRC32C && type != MMFS_CHECKSUM_BLAKE2B) {
+            rc = mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: unknown checksum type", first);
+            goto out;
+        }
+        if (type == MMFS_CHECKSUM_CRC32C && db->opt.key) {
+            rc = mmfs__err(MMFS_INVALID, "%s: the store has no key, but a key was given", db->dir);
+            goto out;
+        }
+        if ((rc = mmfs__sum_init(&db->sum, type, db->opt.key, db->opt.key_len)) != MMFS_OK) goto out;
+        db->segment_size = mmfs__ld64(hdr + 24) >= 65536 ? mmfs__ld64(hdr + 24) : db->opt.segment_size;
+        db->first_seg = first;
+        db->no_manifest = 1;
+        /* The tokenizer was recorded only in the lost MANIFEST: the rebuilt
+        ** one records the newest, in the language this open names.  The
+        ** index is rebuilt from the log at every open, so no answer is
+        ** wrong; only stores made before tokenizer 1 change tokenizer. */
+        db->tok_version = 1;
+        snprintf(db->tok_lang, sizeof db->tok_lang, "%s", db->opt.language ? db->opt.language : "english");
+    } else if (!exists) {
         if (db->opt.readonly || !db->opt.create) {
             rc = mmfs__err(MMFS_NOTFOUND, "%s: no store here (no MANIFEST)", db->dir);
             goto out;
@@ -158,6 +191,11 @@ static int open_store(mmfs_db *db) {
     rc = mmfs__recover(db);
     if (rc == MMFS_OK) mmfs__engine_defer_index(db->eng); /* the log so far is indexed */
     pthread_rwlock_unlock(&db->rw);
+    if (rc == MMFS_OK && db->no_manifest) {
+        db->last_seg = db->nsegs ? mmfs__seg_last(db)->no : 0;
+        rc = mmfs__manifest_write(db);
+        db->no_manifest = 0;
+    }
     if (rc) goto out;
 
     uint64_t pos = atomic_load(&db->applied);

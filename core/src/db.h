@@ -64,6 +64,7 @@ typedef struct mmfs__seg {
     uint64_t end;     /* offset past the last valid frame known here */
     int sealed;       /* ends with a seal frame: the log goes on in no + 1 */
     uint64_t zeroed;  /* [0, zeroed) is known allocated and written (0: unknown) */
+    uint64_t stamp;   /* durable stamp read at open: frames reach at least here */
 } mmfs__seg;
 
 /* LOCK's first page, shared by every process that has the store open.
@@ -88,6 +89,8 @@ struct mmfs_db {
     uint32_t first_seg;
     int tok_version;      /* MANIFEST "tokenizer": 0 when the line is absent */
     char tok_lang[32];    /* version 1: "none" or a Snowball language */
+    uint32_t last_seg;        /* MANIFEST's last segment made (0: unknown, format 1) */
+    int no_manifest;          /* opening a log whose MANIFEST is missing: cut nothing */
     unsigned fork_gen;        /* mmfs__fork_gen at open: a child refuses */
 
     int lock_fd;
@@ -157,6 +160,9 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size);
 ** written (zeros), so frames written there need no extent conversion.
 ** Caller holds the writer lock.  Errors: MMFS_NOSPACE, MMFS_IO. */
 int mmfs__seg_zero_ahead(mmfs_db *db, mmfs__seg *s, uint64_t upto);
+/* Stamps offset OFF as synced in the header of segment file FD (see
+** segment.c); call only after an fdatasync of FD covered OFF. */
+void mmfs__seg_stamp(int fd, uint64_t off);
 /* Unmaps and closes every segment. */
 void mmfs__seg_close_all(mmfs_db *db);
 /* The last segment. */
@@ -172,12 +178,18 @@ int mmfs__manifest_write(mmfs_db *db);
 int mmfs__lock_open(mmfs_db *db, int *created);
 int mmfs__lock_acquire(mmfs_db *db); /* flock with lock_timeout_ms: MMFS_BUSY */
 void mmfs__lock_release(mmfs_db *db);
+/* MMFS_IO if LOCK was removed, replaced or truncated since it was opened
+** (call under the flock, before the shared page is read). */
+int mmfs__lock_check(mmfs_db *db);
 void mmfs__lock_close(mmfs_db *db);
 
 /* recover.c */
 /* Replays the whole log into the engine (under the writer flock unless
 ** read-only), cutting a torn tail of the last segment. */
 int mmfs__recover(mmfs_db *db);
+/* The lowest segment number in log/ (0: none) and its header, for
+** reopening a log whose MANIFEST is lost.  Errors: MMFS_IO, MMFS_CORRUPT. */
+int mmfs__log_first_segment(mmfs_db *db, uint32_t *first, uint8_t hdr[MMFS__SEG_HDR]);
 /* Applies frames from db->applied up to TARGET (another process's
 ** writes).  Caller holds wmu. */
 int mmfs__catch_up_locked(mmfs_db *db, uint64_t target);

@@ -2,6 +2,13 @@
 ** lock.c: ROOT/LOCK.  flock() on it makes one appender at a time across
 ** processes; its first page, mapped shared, publishes the written end, the
 ** durable end and the state version to every process with the store open.
+**
+** LOCK must stay the file this handle opened, whole, for as long as the
+** store is open (as with LMDB's lock.mdb or SQLite's -shm): a LOCK that is
+** removed, replaced or truncated while a process has the store open lets a
+** second writer in beside it.  Writers check at entry, under the flock and
+** before they touch the shared page (mmfs__lock_check); a reader of a LOCK
+** truncated under it still gets SIGBUS from the mapped page.
 */
 #include "db.h"
 
@@ -80,6 +87,26 @@ int mmfs__lock_acquire(mmfs_db *db) {
             return mmfs__err(MMFS_BUSY, "%s/LOCK: another process held the writer lock for %d ms",
                              db->dir, db->opt.lock_timeout_ms);
     }
+}
+
+int mmfs__lock_check(mmfs_db *db) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", db->dir);
+    struct stat mine, now;
+    if (fstat(db->lock_fd, &mine) < 0) return mmfs__err_sys(errno, "fstat", path);
+    if (mine.st_size < PAGE)
+        return mmfs__err(MMFS_IO, "%s: truncated while the store was open; writes refused: close and "
+                                  "reopen the store (and never truncate LOCK)", path);
+    if (stat(path, &now) < 0) {
+        if (errno == ENOENT)
+            return mmfs__err(MMFS_IO, "%s: removed while the store was open; writes refused: close and "
+                                      "reopen the store (never remove LOCK of an open store)", path);
+        return mmfs__err_sys(errno, "stat", path);
+    }
+    if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino)
+        return mmfs__err(MMFS_IO, "%s: removed and replaced by another file while the store was open; writes refused: "
+                                  "close and reopen the store", path);
+    return MMFS_OK;
 }
 
 void mmfs__lock_release(mmfs_db *db) { flock(db->lock_fd, LOCK_UN); }

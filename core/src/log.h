@@ -28,9 +28,12 @@
 
 /* Segment header: 64 bytes at offset 0 of every segment file.
 **   0 "MMFSLOG\0"  8 u32 format  12 u32 checksum type  16 u64 segment number
-**   24 u64 file size  32..59 zero  60 u32 CRC32C of bytes 0..59 */
+**   24 u64 file size  32 u64 durable stamp  40 u32 CRC32C of the stamp
+**   44..59 zero  60 u32 CRC32C of bytes 0..31 and 28 zeros (segment.c) */
 #define MMFS__SEG_HDR 64
-#define MMFS__FORMAT 1
+#define MMFS__SEG_FORMAT 1
+/* MANIFEST format: 2 adds last_segment (format-1 stores open as they are). */
+#define MMFS__FORMAT 2
 
 typedef struct mmfs__frame {
     uint64_t first_lsn;

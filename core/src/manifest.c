@@ -2,16 +2,24 @@
 ** manifest.c: ROOT/MANIFEST, the store's options and where its log starts.
 ** A short text file ending in a CRC32C line; replaced only by writing a
 ** temporary file, fsyncing it, renaming it over MANIFEST and fsyncing the
-** directory, so a crash leaves the old MANIFEST or the new one.
+** directory, so a crash leaves the old MANIFEST or the new one.  Only a
+** writer holding the flock writes it: at creation, when a segment is made,
+** and when open rebuilt a lost MANIFEST from a log that verified whole.
+** An open that fails never writes it.
 **
-**   memmapfs-manifest 1
+**   memmapfs-manifest 2
 **   checksum crc32c|blake2b
 **   keycheck -|<hex of keyed blake2b of a fixed text>
 **   segment_size <bytes>
 **   first_segment <n>
+**   last_segment <n>          (format 2; absent in format 1: unknown)
 **   tokenizer <version> <language>   (absent in stores made before it:
 **                                     tokenizer version 0)
 **   crc <hex CRC32C of the lines above>
+**
+** The parser reads "name value" lines in any order; a line it does not
+** know is refused, a known optional line may be absent (its default then
+** holds), so a new optional line is one entry in parse_line().
 */
 #include "db.h"
 
@@ -48,9 +56,9 @@ static int format(mmfs_db *db, char *buf, size_t len) {
     keycheck(&db->sum, kc);
     int n = snprintf(buf, len,
                      "memmapfs-manifest %d\nchecksum %s\nkeycheck %s\nsegment_size %" PRIu64
-                     "\nfirst_segment %u\n",
+                     "\nfirst_segment %u\nlast_segment %u\n",
                      MMFS__FORMAT, db->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
-                     db->segment_size, db->first_seg);
+                     db->segment_size, db->first_seg, db->last_seg);
     if (db->tok_version)
         n += snprintf(buf + n, len - (size_t)n, "tokenizer %d %s\n", db->tok_version, db->tok_lang);
     n += snprintf(buf + n, len - (size_t)n, "crc %08x\n", mmfs__crc32c(0, buf, (size_t)n));
@@ -78,6 +86,49 @@ int mmfs__manifest_write(mmfs_db *db) {
     return mmfs__fsync_dir(db->dir);
 }
 
+/* What a MANIFEST says, before it is checked against the options. */
+typedef struct fields {
+    int version;
+    char sum[32], kc[80];
+    unsigned long long segsize;
+    unsigned first, last;
+    int tok;       /* tokenizer version; 0: no line (stores made before it) */
+    char lang[32]; /* its language */
+    int seen;      /* bit per required line */
+} fields;
+
+/* Parses one line "NAME VALUE" into F.  0, or -1 for a line not known. */
+static int parse_line(const char *line, fields *f) {
+    char name[32], val[96];
+    if (sscanf(line, "%31s %95s", name, val) != 2) return -1;
+    if (!strcmp(name, "tokenizer"))
+        return sscanf(line, "tokenizer %d %31s", &f->tok, f->lang) == 2 && f->tok >= 1 ? 0 : -1;
+    if (!strcmp(name, "memmapfs-manifest")) {
+        f->seen |= 1;
+        return sscanf(val, "%d", &f->version) == 1 ? 0 : -1;
+    }
+    if (!strcmp(name, "checksum") && strlen(val) < sizeof f->sum) {
+        f->seen |= 2;
+        strcpy(f->sum, val);
+        return 0;
+    }
+    if (!strcmp(name, "keycheck") && strlen(val) < sizeof f->kc) {
+        f->seen |= 4;
+        strcpy(f->kc, val);
+        return 0;
+    }
+    if (!strcmp(name, "segment_size")) {
+        f->seen |= 8;
+        return sscanf(val, "%llu", &f->segsize) == 1 ? 0 : -1;
+    }
+    if (!strcmp(name, "first_segment")) {
+        f->seen |= 16;
+        return sscanf(val, "%u", &f->first) == 1 ? 0 : -1;
+    }
+    if (!strcmp(name, "last_segment")) return sscanf(val, "%u", &f->last) == 1 ? 0 : -1;
+    return -1;
+}
+
 int mmfs__manifest_read(mmfs_db *db, int *exists) {
     char path[4096], buf[2048];
     snprintf(path, sizeof path, "%s/MANIFEST", db->dir);
@@ -98,16 +149,26 @@ int mmfs__manifest_read(mmfs_db *db, int *exists) {
     if (!crcline || sscanf(crcline, "crc %x", &crc) != 1 ||
         crc != mmfs__crc32c(0, buf, (size_t)(crcline - buf)))
         return mmfs__err(MMFS_CORRUPT, "%s: checksum mismatch", path);
-    int version = 0;
-    char sum[32], kc[80];
-    unsigned long long segsize = 0;
-    unsigned first = 0;
-    if (sscanf(buf, "memmapfs-manifest %d\nchecksum %31s\nkeycheck %79s\nsegment_size %llu\nfirst_segment %u",
-               &version, sum, kc, &segsize, &first) != 5)
-        return mmfs__err(MMFS_CORRUPT, "%s: unreadable", path);
-    if (version > MMFS__FORMAT)
-        return mmfs__err(MMFS_INVALID, "%s: format %d is newer than this library (%d)", path, version,
+    fields f;
+    memset(&f, 0, sizeof f);
+    for (char *line = buf; line < crcline;) {
+        char *nl = memchr(line, '\n', (size_t)(crcline - line));
+        if (!nl) return mmfs__err(MMFS_CORRUPT, "%s: unreadable", path);
+        *nl = 0;
+        if (parse_line(line, &f) < 0) {
+            /* A newer format's line: say so rather than "corrupt". */
+            if (f.version > MMFS__FORMAT) break;
+            return mmfs__err(MMFS_CORRUPT, "%s: unreadable line '%.40s'", path, line);
+        }
+        line = nl + 1;
+    }
+    if (f.version > MMFS__FORMAT)
+        return mmfs__err(MMFS_INVALID, "%s: format %d is newer than this library (%d)", path, f.version,
                          MMFS__FORMAT);
+    if (f.seen != 31) return mmfs__err(MMFS_CORRUPT, "%s: unreadable (a line is missing)", path);
+    const char *sum = f.sum, *kc = f.kc;
+    unsigned long long segsize = f.segsize;
+    unsigned first = f.first;
     int type;
     if (!strcmp(sum, "crc32c"))
         type = MMFS_CHECKSUM_CRC32C;
@@ -125,14 +186,12 @@ int mmfs__manifest_read(mmfs_db *db, int *exists) {
     char mine[65];
     keycheck(&db->sum, mine);
     if (strcmp(mine, kc) != 0) return mmfs__err(MMFS_CORRUPT, "%s: wrong key", path);
-    if (segsize < 4096 || first == 0) return mmfs__err(MMFS_CORRUPT, "%s: bad values", path);
+    if (segsize < 4096 || first == 0 || (f.last && f.last < first))
+        return mmfs__err(MMFS_CORRUPT, "%s: bad values", path);
     db->segment_size = segsize;
     db->first_seg = first;
-    const char *tl = strstr(buf, "\ntokenizer ");
-    db->tok_version = 0;
-    db->tok_lang[0] = 0;
-    if (tl && tl < crcline &&
-        (sscanf(tl, "\ntokenizer %d %31s", &db->tok_version, db->tok_lang) != 2 || db->tok_version < 1))
-        return mmfs__err(MMFS_CORRUPT, "%s: bad tokenizer line", path);
+    db->last_seg = f.last;
+    db->tok_version = f.tok;
+    memcpy(db->tok_lang, f.lang, sizeof db->tok_lang);
     return MMFS_OK;
 }

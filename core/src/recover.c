@@ -8,6 +8,16 @@
 ** segment that ends without its seal frame while another follows it, is
 ** corruption: open fails with MMFS_CORRUPT naming the segment and offset.
 ** Nothing is ever skipped in silence.
+**
+** What is known durable bounds the cut: a torn tail starts after the last
+** segment's durable stamp (segment.c), and MANIFEST's last_segment must
+** exist, so losing acknowledged, synced frames (a truncated or missing last
+** segment) is MMFS_CORRUPT, and new writes never reuse their LSNs or ids.
+** A bad frame whose header still checks and is followed by the next
+** frame's header in sequence is not a tail either: every frame of a log
+** opened with a wrong key looks like that.  A log whose MANIFEST is lost
+** is opened only when it verifies whole: nothing is cut (db->no_manifest).
+** A directory listing that fails is an error, never a short log.
 */
 #include "db.h"
 
@@ -19,9 +29,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static int corrupt(const mmfs__seg *s, uint64_t off, const char *why) {
-    return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (run verify; repair cuts here)", s->no,
-                     (unsigned long long)off, why);
+/* Repair only ever cuts the last segment (a tail), so only there (LAST)
+** does the message offer it. */
+static int corrupt_at(const mmfs__seg *s, uint64_t off, const char *why, int last) {
+    return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (%s)", s->no, (unsigned long long)off, why,
+                     last ? "run verify; repair cuts here" : "run verify; repair cannot cut a sealed segment");
+}
+
+/* The same, for a segment open in DB: the last one is, unless sealed. */
+static int corrupt(mmfs_db *db, const mmfs__seg *s, uint64_t off, const char *why) {
+    return corrupt_at(s, off, why, s == mmfs__seg_last(db) && !s->sealed);
 }
 
 /* What a writer can never have framed, even under a valid checksum (a
@@ -39,15 +56,16 @@ static const char *implausible(const mmfs__engine *e, const mmfs__rec *r) {
 }
 
 /* Applies the records of a checked frame.  Caller holds the engine's
-** write side.  S and OFF name the frame in errors. */
-static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, uint64_t off) {
+** write side.  S and OFF name the frame in errors; LAST: S is the log's
+** last segment (where repair could cut). */
+static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, uint64_t off, int last) {
     const uint8_t *p = f->body, *end = f->body + f->body_len;
     for (uint32_t i = 0; i < f->count; i++) {
         mmfs__rec r;
         const char *why;
         if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
             return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
-        if ((why = implausible(db->eng, &r)) != NULL) return corrupt(s, off, why);
+        if ((why = implausible(db->eng, &r)) != NULL) return corrupt_at(s, off, why, last);
         int rc = mmfs__engine_apply(db->eng, &r);
         if (rc) {
             atomic_store(&db->broken, 1);
@@ -70,6 +88,18 @@ static uint64_t data_end(const mmfs__seg *s, uint64_t from) {
     return end;
 }
 
+/* 1 if the bad frame at OFF has a header that checks and the next frame's
+** header follows it in sequence: a whole frame whose body fails its
+** checksum (damage, or a wrong key), not a write cut short. */
+static int header_chain_at(const mmfs__seg *s, uint64_t off) {
+    const uint8_t *p = s->map + off;
+    if (off + MMFS__FRAME_HDR > s->size || !mmfs__frame_header_ok(p)) return 0;
+    uint64_t len = mmfs__ld32(p + 4);
+    if (len < MMFS__FRAME_HDR || (len & 7) || off + len + MMFS__FRAME_HDR > s->size) return 0;
+    const uint8_t *q = p + len;
+    return mmfs__frame_header_ok(q) && mmfs__ld64(q + 8) == mmfs__ld64(p + 8) + mmfs__ld32(p + 16);
+}
+
 /* 1 if a valid frame starts anywhere in S after FROM (up to LIMIT). */
 static int valid_frame_after(mmfs_db *db, const mmfs__seg *s, uint64_t from, uint64_t limit) {
     for (uint64_t q = from + 8; q + MMFS__FRAME_HDR <= limit; q += 8) {
@@ -84,14 +114,22 @@ static int valid_frame_after(mmfs_db *db, const mmfs__seg *s, uint64_t from, uin
 /* Repair (mmfs_options.repair): keeps the bytes [OFF, END) of the last
 ** segment, from its first bad frame on, in ROOT/repair/ before they are
 ** cut, so that nothing is thrown away unseen: the side file is named after
-** the segment and offset, and is synced with its directory. */
+** the segment and offset (a later repair at the same offset adds .2, .3,
+** ...: every generation is kept), and is synced with its directory. */
 static int save_cut(mmfs_db *db, const mmfs__seg *s, uint64_t off, uint64_t end) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/repair", db->dir);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) return mmfs__err_sys(errno, "mkdir", dir);
-    snprintf(path, sizeof path, "%s/%08u.seg.%llu.cut", dir, s->no, (unsigned long long)off);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return mmfs__err_sys(errno, "create", path);
+    int fd = -1;
+    for (unsigned gen = 1; fd < 0 && gen < 100000; gen++) {
+        if (gen == 1)
+            snprintf(path, sizeof path, "%s/%08u.seg.%llu.cut", dir, s->no, (unsigned long long)off);
+        else
+            snprintf(path, sizeof path, "%s/%08u.seg.%llu.cut.%u", dir, s->no, (unsigned long long)off, gen);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST) return mmfs__err_sys(errno, "create", path);
+    }
+    if (fd < 0) return mmfs__err(MMFS_IO, "%s: too many cut files for one offset", dir);
     const uint8_t *p = s->map + off;
     size_t left = (size_t)(end - off);
     while (left) {
@@ -127,7 +165,7 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
             s->sealed = 1;
             return MMFS_OK;
         }
-        int rc = apply_frame(db, &f, s, off);
+        int rc = apply_frame(db, &f, s, off, last);
         if (rc) return rc;
         off += f.frame_len;
     }
@@ -135,13 +173,33 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
     uint64_t dend = data_end(s, off);
     if (!last) {
         if (dend == off) why = "segment ends without its seal frame";
-        return corrupt(s, off, why);
+        return corrupt_at(s, off, why, 0);
     }
-    if (dend == off) return MMFS_OK; /* a clean end */
-    if (valid_frame_after(db, s, off, dend)) {
-        if (!db->opt.repair || db->opt.readonly) return corrupt(s, off, why);
-        int rc = save_cut(db, s, off, dend);
+    /* Checked before anything is cut, so such an open fails as it found
+    ** the log: below the durable stamp, with the MANIFEST lost, or where
+    ** the frames go on after the bad one, there is no torn tail. */
+    int below = off < s->stamp;
+    if (dend == off && !below) return MMFS_OK; /* a clean end */
+    char msg[300];
+    if (db->no_manifest) {
+        /* Without MANIFEST's key check, a wrong key looks like damage. */
+        snprintf(msg, sizeof msg, "%s, and MANIFEST is missing: nothing is cut%s", why,
+                 db->sum.key_len ? " (wrong key?)" : " (a keyed store opened without its key?)");
+        why = msg;
+    } else if (below) {
+        snprintf(msg, sizeof msg, "%s, but the log was synced up to offset %llu: acknowledged writes are lost",
+                 dend == off ? "the log ends here" : why, (unsigned long long)s->stamp);
+        why = msg;
+    }
+    if (below || db->no_manifest || valid_frame_after(db, s, off, dend) || header_chain_at(s, off)) {
+        if (!db->opt.repair || db->opt.readonly) return corrupt_at(s, off, why, 1);
+        int rc = dend > off ? save_cut(db, s, off, dend) : MMFS_OK;
         if (rc) return rc;
+        /* The cut is what repair was asked for: the stamp follows it. */
+        if (below) {
+            mmfs__seg_stamp(s->fd, off);
+            s->stamp = off;
+        }
     }
     if (db->opt.readonly) return MMFS_OK; /* a writer will cut it */
     /* A torn tail: zero it, so that later appends never sit before stale
@@ -177,7 +235,20 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
     uint32_t *v = NULL;
     size_t cnt = 0, cap = 0;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    /* readdir() says "no more" and "failed" both with NULL; only errno
+    ** tells them apart, and a failure taken for the end would hide
+    ** segments (and the log would then be made anew over them). */
+    for (;;) {
+        errno = 0;
+        if (!(e = readdir(d))) {
+            if (errno) {
+                int err = errno;
+                free(v);
+                closedir(d);
+                return mmfs__err_sys(err, "read directory", db->log_dir);
+            }
+            break;
+        }
         unsigned no;
         char tail[16];
         if (sscanf(e->d_name, "%8u.%15s", &no, tail) != 2 || strlen(e->d_name) < 12) continue;
@@ -209,11 +280,46 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
     return MMFS_OK;
 }
 
+int mmfs__log_first_segment(mmfs_db *db, uint32_t *first, uint8_t hdr[MMFS__SEG_HDR]) {
+    uint32_t *nos;
+    size_t n;
+    *first = 0;
+    struct stat st;
+    if (stat(db->log_dir, &st) < 0) {
+        if (errno == ENOENT) return MMFS_OK; /* a new store */
+        return mmfs__err_sys(errno, "stat", db->log_dir);
+    }
+    uint32_t keep = db->first_seg;
+    db->first_seg = 0;
+    int rc = list_segments(db, &nos, &n);
+    db->first_seg = keep;
+    if (rc) return rc;
+    *first = n ? nos[0] : 0;
+    free(nos);
+    if (!n) return MMFS_OK;
+    char path[4096];
+    mmfs__seg_path(db, *first, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return mmfs__err_sys(errno, "open", path);
+    ssize_t r = pread(fd, hdr, MMFS__SEG_HDR, 0);
+    int e = errno;
+    close(fd);
+    if (r != MMFS__SEG_HDR) return r < 0 ? mmfs__err_sys(e, "read", path) : mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment too short", *first);
+    return MMFS_OK;
+}
+
 int mmfs__recover(mmfs_db *db) {
     uint32_t *nos;
     size_t n;
     int rc = list_segments(db, &nos, &n);
     if (rc) return rc;
+    if (db->last_seg && (n == 0 || nos[n - 1] < db->last_seg)) {
+        free(nos);
+        return mmfs__err(MMFS_CORRUPT,
+                         "log/%08u.seg: offset 0: segment missing (MANIFEST records segments up to it; "
+                         "acknowledged writes may be lost)",
+                         db->last_seg);
+    }
     db->next_lsn = 1;
     for (size_t i = 0; i < n; i++) {
         if (nos[i] != db->first_seg + i) {
@@ -244,7 +350,12 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
         mmfs__seg *s = mmfs__seg_find(db, no);
         if (!s) {
             if (db->nsegs && no != mmfs__seg_last(db)->no + 1) {
-                rc = mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment missing", no);
+                /* Segments are made one after another: a jump comes from
+                ** the shared page, not from the log. */
+                rc = mmfs__err(MMFS_CORRUPT,
+                               "%s/LOCK: its shared page says the log goes on to log/%08u.seg offset %llu, "
+                               "past the log's next segment (LOCK damaged? reopen the store)",
+                               db->dir, MMFS__POS_SEG(target), (unsigned long long)MMFS__POS_OFF(target));
                 break;
             }
             if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) break;
@@ -254,7 +365,16 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
         const char *why;
         if (off + MMFS__FRAME_HDR > s->size ||
             !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why)) {
-            rc = corrupt(s, off, why);
+            /* Nothing at all where the shared page says frames are: the page
+            ** is wrong (LOCK damaged or replaced), not the log. */
+            if (off + 8 <= s->size && mmfs__ld64(s->map + off) == 0)
+                rc = mmfs__err(MMFS_CORRUPT,
+                               "%s/LOCK: its shared page says the log goes on to log/%08u.seg offset %llu, "
+                               "but log/%08u.seg has no frame at offset %llu (LOCK damaged? reopen the store)",
+                               db->dir, MMFS__POS_SEG(target), (unsigned long long)MMFS__POS_OFF(target), no,
+                               (unsigned long long)off);
+            else
+                rc = corrupt(db, s, off, why);
             break;
         }
         if (f.flags & MMFS__FRAME_SEAL) {
@@ -267,7 +387,7 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
             pthread_rwlock_wrlock(&db->rw);
             locked = 1;
         }
-        if ((rc = apply_frame(db, &f, s, off)) != MMFS_OK) break;
+        if ((rc = apply_frame(db, &f, s, off, 1)) != MMFS_OK) break;
         pos += f.frame_len;
         s->end = MMFS__POS_OFF(pos);
         atomic_store(&db->applied, pos);
@@ -290,7 +410,7 @@ int mmfs_verify(mmfs_db *db) {
             mmfs__frame f;
             const char *why;
             if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->sum, &f, &why)) {
-                rc = corrupt(s, off, why);
+                rc = corrupt(db, s, off, why);
                 break;
             }
             lsn = f.first_lsn + f.count;
@@ -301,7 +421,7 @@ int mmfs_verify(mmfs_db *db) {
             const char *why;
             if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->sum, &f, &why) ||
                 !(f.flags & MMFS__FRAME_SEAL))
-                rc = corrupt(s, off, "segment ends without its seal frame");
+                rc = corrupt_at(s, off, "segment ends without its seal frame", 0);
         }
     }
     if (!self) pthread_mutex_unlock(&db->wmu);

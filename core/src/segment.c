@@ -8,9 +8,21 @@
 ** preallocated-but-unwritten extent would also cost a journal commit for
 ** the extent's conversion, and a store takes the space it uses plus 1 MiB,
 ** not the whole segment.  A new segment is made under a temporary name and
-** renamed into place once its header is durable, so a crash never leaves a
-** half-made segment under a real name; the directory is fsynced after the
-** rename, before the first frame in it can be acknowledged.
+** linked into place once its header is durable, so a crash never leaves a
+** half-made segment under a real name; link(), unlike rename(), fails when
+** the name exists, so no mistake about which segments exist (a directory
+** read that failed, a second process) can put an empty segment over a full
+** one.  The directory is fsynced after the link, and MANIFEST then records
+** the new last segment, before the first frame in it can be acknowledged.
+**
+** The durable stamp (header bytes 32..43): after an fdatasync covered the
+** log up to offset D of a segment, the writer stamps D there (u64, then
+** the CRC32C of those 8 bytes).  The stamp is made durable by the next
+** sync, so it never claims more than what was synced.  Recovery refuses a
+** segment whose frames end before its stamp: acknowledged, synced frames
+** were lost (a truncated file, a tampered last frame in a keyed store).
+** The header checksum at 60 covers bytes 0..31 with 32..59 taken as
+** zeros, which is what format-1 segments (no stamp) always had.
 */
 #include "db.h"
 
@@ -42,14 +54,35 @@ int mmfs__fsync_dir(const char *path) {
     return MMFS_OK;
 }
 
+/* The header checksum: bytes 0..31, then 28 zeros in place of the stamp. */
+static uint32_t header_crc(const uint8_t *h) {
+    static const uint8_t zeros[28];
+    return mmfs__crc32c(mmfs__crc32c(0, h, 32), zeros, sizeof zeros);
+}
+
 static void make_header(uint8_t h[MMFS__SEG_HDR], int sumtype, uint32_t no, uint64_t size) {
     memset(h, 0, MMFS__SEG_HDR);
     memcpy(h, "MMFSLOG", 8);
-    mmfs__st32(h + 8, MMFS__FORMAT);
+    mmfs__st32(h + 8, MMFS__SEG_FORMAT);
     mmfs__st32(h + 12, (uint32_t)sumtype);
     mmfs__st64(h + 16, no);
     mmfs__st64(h + 24, size);
-    mmfs__st32(h + 60, mmfs__crc32c(0, h, 60));
+    mmfs__st32(h + 60, header_crc(h));
+}
+
+/* The durable stamp in header H, or 0 when there is none (format-1
+** segments, a segment never synced, a stamp whose write was torn). */
+static uint64_t stamp_of(const uint8_t *h) {
+    uint64_t d = mmfs__ld64(h + 32);
+    return mmfs__ld32(h + 40) == mmfs__crc32c(0, h + 32, 8) ? d : 0;
+}
+
+void mmfs__seg_stamp(int fd, uint64_t off) {
+    uint8_t b[12];
+    mmfs__st64(b, off);
+    mmfs__st32(b + 8, mmfs__crc32c(0, b, 8));
+    /* A stamp that fails to be written only weakens the check at open. */
+    (void)!pwrite(fd, b, sizeof b, 32);
 }
 
 static int push_seg(mmfs_db *db, const mmfs__seg *s) {
@@ -89,8 +122,16 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
     /* A file shorter than its header says lost its tail (a copy, a file
     ** system that dropped preallocated blocks): the missing bytes read as
     ** zeros, which recovery treats like any torn tail. */
-    uint64_t want = mmfs__ld64(hdr + 24);
-    if (mmfs__ld32(hdr + 60) == mmfs__crc32c(0, hdr, 60) && want > (uint64_t)st.st_size &&
+    uint64_t want = mmfs__ld64(hdr + 24), stamp = stamp_of(hdr);
+    /* (Repair goes on: recovery then cuts there, keeping the rest.) */
+    if (header_crc(hdr) == mmfs__ld32(hdr + 60) && stamp > (uint64_t)st.st_size && !db->opt.repair) {
+        close(fd);
+        return mmfs__err(MMFS_CORRUPT,
+                         "log/%08u.seg: offset %lld: the file ends here, but it was synced up to offset "
+                         "%llu: acknowledged writes are lost (was the file truncated?)",
+                         no, (long long)st.st_size, (unsigned long long)stamp);
+    }
+    if (header_crc(hdr) == mmfs__ld32(hdr + 60) && want > (uint64_t)st.st_size &&
         want <= ((uint64_t)1 << 38) && !db->opt.readonly) {
         if (ftruncate(fd, (off_t)want) < 0) {
             int e = errno;
@@ -109,9 +150,9 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
     const char *why = NULL;
     if (memcmp(h, "MMFSLOG", 8) != 0)
         why = "not a memmapfs log segment";
-    else if (mmfs__ld32(h + 60) != mmfs__crc32c(0, h, 60))
+    else if (mmfs__ld32(h + 60) != header_crc(h))
         why = "segment header checksum mismatch";
-    else if (mmfs__ld32(h + 8) != MMFS__FORMAT)
+    else if (mmfs__ld32(h + 8) != MMFS__SEG_FORMAT)
         why = "unsupported segment format";
     else if (mmfs__ld64(h + 16) != no)
         why = "segment number does not match its file name";
@@ -124,7 +165,7 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
         close(fd);
         return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: %s", no, why);
     }
-    mmfs__seg s = {no, fd, map, (size_t)st.st_size, MMFS__SEG_HDR, 0, 0};
+    mmfs__seg s = {no, fd, map, (size_t)st.st_size, MMFS__SEG_HDR, 0, 0, stamp};
     int rc = push_seg(db, &s);
     if (rc) {
         munmap(map, (size_t)st.st_size);
@@ -172,7 +213,10 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
     char path[4096], tmp[4100];
     mmfs__seg_path(db, no, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A leftover temporary file is only ever an interrupted creation
+    ** (creation runs under the writer lock): nothing refers to it. */
+    if (unlink(tmp) < 0 && errno != ENOENT) return mmfs__err_sys(errno, "remove", tmp);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return mmfs__err_sys(errno, "create", tmp);
     uint8_t h[MMFS__SEG_HDR];
     make_header(h, db->sum.type, no, size);
@@ -190,15 +234,35 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
         rc = mmfs__err_sys(errno, "fdatasync", tmp);
         goto fail;
     }
-    if (rename(tmp, path) < 0) {
-        rc = mmfs__err_sys(errno, "rename", tmp);
+    if (link(tmp, path) < 0) {
+        if (errno == EEXIST)
+            rc = mmfs__err(MMFS_CORRUPT,
+                           "log/%08u.seg: offset 0: the segment exists although the log ended before it; "
+                           "refusing to replace it (reopen the store)",
+                           no);
+        else
+            rc = mmfs__err_sys(errno, "link", tmp);
         goto fail;
     }
     close(fd);
+    unlink(tmp);
     if ((rc = mmfs__fsync_dir(db->log_dir)) != MMFS_OK) return rc;
-    if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) return rc;
+    if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) {
+        /* Nothing was written in it (the writer lock is held): take it
+        ** back, so that the next try can make it again. */
+        if (unlink(path) == 0) (void)mmfs__fsync_dir(db->log_dir);
+        return rc;
+    }
     mmfs__seg_last(db)->zeroed = zeroed;
-    return MMFS_OK;
+    /* MANIFEST's last segment is a lower bound: a crash (or a failure
+    ** here) between the link and this write leaves it one behind, which
+    ** open accepts; it never names a segment that was not made. */
+    if (no > db->last_seg) {
+        uint32_t old = db->last_seg;
+        db->last_seg = no;
+        if ((rc = mmfs__manifest_write(db)) != MMFS_OK) db->last_seg = old;
+    }
+    return rc;
 fail:
     close(fd);
     unlink(tmp);

@@ -5,7 +5,9 @@
 ** share one sync, and a writer never waits for another's fsync while it
 ** holds the lock.  After a failed fsync the handle refuses writes for good
 ** (READONLY): the kernel may have dropped the dirty pages, so a retry that
-** succeeded would lie.
+** succeeded would lie.  A write whose own frame that sync was to cover
+** gets MMFS_IO saying it may be present after reopen (batch.c).  After
+** each sync that succeeded, the segment's durable stamp is moved on.
 **
 ** Invariant: durable_pos <= written_pos; both only grow.
 */
@@ -55,6 +57,8 @@ int mmfs__sync_wait(mmfs_db *db, uint64_t pos) {
         int fd = db->written_fd;
         pthread_mutex_unlock(&db->smu);
         int rc = fdatasync(fd), e = errno;
+        /* Still the only syncer here: stamps grow in this process. */
+        if (rc == 0 && !db->opt.readonly) mmfs__seg_stamp(fd, MMFS__POS_OFF(target));
         pthread_mutex_lock(&db->smu);
         db->syncing = 0;
         if (rc < 0) {
@@ -71,9 +75,9 @@ int mmfs__sync_wait(mmfs_db *db, uint64_t pos) {
         }
         pthread_cond_broadcast(&db->scond);
     }
-    int failed = db->sync_failed;
+    int failed = db->sync_failed && db->durable_pos < pos;
     pthread_mutex_unlock(&db->smu);
-    if (failed && db->durable_pos < pos)
+    if (failed)
         return mmfs__err(MMFS_READONLY, "writes refused since an fsync failed (%s); reopen the store",
                          db->sync_err);
     return MMFS_OK;

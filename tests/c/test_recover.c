@@ -34,6 +34,12 @@ static uint32_t ld32(const unsigned char *p) {
 
 /* ---------------------------------------------------------- files */
 
+/* Clears the durable stamp in the segment header at IMG (bytes 32..43),
+** as if the process had died before any sync covered its frames: a torn
+** write can only lie past what was synced, and a tear below the stamp is
+** CORRUPT (test_truncated_synced_segment_corrupt). */
+static void unstamp(unsigned char *img) { memset(img + 32, 0, 12); }
+
 static char *seg_path(const char *dir, unsigned n) {
     size_t len = strlen(dir) + 32;
     char *p = malloc(len);
@@ -213,6 +219,7 @@ static unsigned char *build_kv_store(const char *dir, const cfg *c, int nf, uint
     MMFS_OK_OR_FAIL(mmfs_close(db));
 
     img = slurp(seg, seglen);
+    unstamp(img);
     frame all[64];
     size_t k = frames_of(img, *seglen, all, 64);
     assert_int_equal(k, before + (size_t)nf);
@@ -733,7 +740,8 @@ static void test_torn_tail_last_of_many_segments(void **state) {
     frame fr[512];
     size_t kf = frames_of(img, n, fr, 512);
     assert_true(kf >= 3);
-    /* Zero the second half of the last frame. */
+    /* Zero the second half of the last frame (never synced). */
+    unstamp(img);
     frame t = fr[kf - 1];
     memset(img + t.off + t.len / 2, 0, t.len - t.len / 2);
     spit(last, img, n);
@@ -745,6 +753,148 @@ static void test_torn_tail_last_of_many_segments(void **state) {
     MMFS_OK_OR_FAIL(mmfs_close(db));
     free(img);
     free(last);
+    mmfs_test_rmdir(dir);
+}
+
+/* ------------------------------------------- what is known durable */
+
+static char *root_file(const char *dir, const char *name) {
+    size_t len = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(len);
+    assert_non_null(p);
+    snprintf(p, len, "%s/%s", dir, name);
+    return p;
+}
+
+/* An open that fails leaves every file as it was: compares the segment
+** files 1..NSEG with IMGS and says whether MANIFEST exists (WANT). */
+static void assert_unchanged(const char *dir, unsigned nseg, unsigned char **imgs, size_t *lens, int manifest) {
+    for (unsigned i = 0; i < nseg; i++) {
+        char *p = seg_path(dir, i + 1);
+        size_t n;
+        unsigned char *now = slurp(p, &n);
+        assert_int_equal(n, lens[i]);
+        assert_memory_equal(now, imgs[i], n);
+        free(now);
+        free(p);
+    }
+    char *m = root_file(dir, "MANIFEST");
+    struct stat st;
+    assert_int_equal(stat(m, &st) == 0, manifest);
+    free(m);
+}
+
+/* Synced frames lost off the end of the last segment (the file truncated
+** after a sync covered them): CORRUPT naming where the log ends and what
+** was synced, and the failed open changes nothing; before, they were cut
+** as a torn tail and their LSNs given again to new writes. */
+static void test_truncated_synced_segment_corrupt(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("recover-truncsync");
+    mmfs_db *db = must_open(dir, &crc_cfg);
+    for (int i = 0; i < 6; i++) put_kv(db, i);
+    MMFS_OK_OR_FAIL(mmfs_close(db)); /* syncs: the frames are durable */
+    char *seg = seg_path(dir, 1);
+    size_t n;
+    unsigned char *img = slurp(seg, &n);
+    frame fr[16];
+    size_t k = frames_of(img, n, fr, 16);
+    assert_true(k >= 6);
+    for (int mode = 0; mode < 2; mode++) {
+        size_t cut = fr[k - 2].off + (mode ? 5 : 0);
+        unsigned char *dam = malloc(n);
+        assert_non_null(dam);
+        memcpy(dam, img, n);
+        size_t len = n;
+        if (mode == 0) {
+            len = cut; /* truncated */
+        } else {
+            memset(dam + cut, 0, fr[k - 1].off + fr[k - 1].len - cut); /* zeroed */
+        }
+        spit(seg, dam, len);
+        mmfs_db *bad = NULL;
+        int rc = open_cfg(dir, &crc_cfg, &bad);
+        if (rc != MMFS_CORRUPT)
+            fail_msg("synced frames %s: open -> %s, want CORRUPT", mode ? "zeroed" : "truncated", mmfs_err_name(rc));
+        assert_null(bad);
+        assert_non_null(strstr(mmfs_errmsg(NULL), "00000001.seg"));
+        assert_non_null(strstr(mmfs_errmsg(NULL), "synced up to offset"));
+        size_t now_len;
+        unsigned char *now = slurp(seg, &now_len);
+        assert_int_equal(now_len, len);
+        assert_memory_equal(now, dam, len);
+        free(now);
+        free(dam);
+    }
+    /* repair cuts there, and the store goes on after the surviving frames */
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.sync = MMFS_SYNC_NONE;
+    o.repair = 1;
+    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
+    uint64_t lsn = mmfs_test_lsn(db);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("after"), mmfs_str("repair")));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = must_open(dir, &crc_cfg);
+    assert_int_equal(mmfs_test_lsn(db), lsn + 1);
+    MMFS_OK_OR_FAIL(mmfs_verify(db));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    free(img);
+    free(seg);
+    mmfs_test_rmdir(dir);
+}
+
+/* The last segment removed: MANIFEST records it, so open is CORRUPT;
+** before, the store opened on the earlier segments and new writes reused
+** the lost LSNs and ids. */
+static void test_missing_last_segment_corrupt(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("recover-lastmissing");
+    unsigned nseg = build_rolled_store(dir);
+    assert_true(nseg >= 3);
+    char *last = seg_path(dir, nseg);
+    assert_int_equal(unlink(last), 0);
+    mmfs_db *db = NULL;
+    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    assert_null(db);
+    char want[32];
+    snprintf(want, sizeof want, "%08u.seg", nseg);
+    assert_non_null(strstr(mmfs_errmsg(NULL), want));
+    assert_non_null(strstr(mmfs_errmsg(NULL), "missing"));
+    /* and nothing was made in its place */
+    struct stat st;
+    assert_int_equal(stat(last, &st), -1);
+    free(last);
+    mmfs_test_rmdir(dir);
+}
+
+/* MANIFEST removed: a log that verifies whole opens, and MANIFEST is
+** written again from it. */
+static void test_missing_manifest_rebuilt(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("recover-nomanifest");
+    unsigned nseg = build_rolled_store(dir);
+    char *m = root_file(dir, "MANIFEST");
+    assert_int_equal(unlink(m), 0);
+    mmfs_options ro;
+    mmfs_options_init(&ro);
+    ro.readonly = 1;
+    mmfs_db *db = NULL;
+    MMFS_ASSERT_STATUS(mmfs_open(dir, &ro, &db), MMFS_CORRUPT); /* read-only cannot rebuild it */
+    assert_non_null(strstr(mmfs_errmsg(NULL), "MANIFEST"));
+    db = must_open(dir, &crc_cfg);
+    check_rolled(db, ROLL_KV);
+    mmfs_store_stats st = mmfs_test_stats(db);
+    assert_int_equal(st.segments, nseg);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    struct stat sb;
+    assert_int_equal(stat(m, &sb), 0);
+    /* the rebuilt MANIFEST records the last segment: losing it is caught */
+    char *last = seg_path(dir, nseg);
+    assert_int_equal(unlink(last), 0);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    free(last);
+    free(m);
     mmfs_test_rmdir(dir);
 }
 
@@ -915,6 +1065,81 @@ static void kill_writer(mmfs_sync_mode mode) {
     mmfs_test_rmdir(dir);
 }
 
+#ifdef MMFS_HAVE_SODIUM
+/* MANIFEST lost and a wrong key (or none): every frame fails its checksum,
+** which used to make the whole segment a torn tail, zeroed; and the failed
+** open left a MANIFEST behind after which the right key was refused.  Now
+** it is CORRUPT and changes nothing; the right key then opens the log and
+** rebuilds MANIFEST. */
+static void test_missing_manifest_wrong_key(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("recover-nomanifest-key");
+    cfg good = {MMFS_SYNC_NONE, MMFS_CHECKSUM_BLAKE2B, key1, sizeof key1, SMALL_SEG};
+    mmfs_db *db = must_open(dir, &good);
+    for (int i = 0; i < 4; i++) put_kv(db, i);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char *m = root_file(dir, "MANIFEST");
+    assert_int_equal(unlink(m), 0);
+    char *seg = seg_path(dir, 1);
+    unsigned char *img[1];
+    size_t len[1];
+    img[0] = slurp(seg, &len[0]);
+
+    cfg wrong = good;
+    wrong.key = key2;
+    MMFS_ASSERT_STATUS(open_cfg(dir, &wrong, &db), MMFS_CORRUPT);
+    if (!strstr(mmfs_errmsg(NULL), "wrong key")) fail_msg("message: %s", mmfs_errmsg(NULL));
+    assert_unchanged(dir, 1, img, len, 0);
+    cfg none = good;
+    none.key = NULL;
+    none.key_len = 0;
+    int rc = open_cfg(dir, &none, &db);
+    if (rc == MMFS_OK) fail_msg("a keyed log without MANIFEST opened without its key");
+    assert_unchanged(dir, 1, img, len, 0);
+
+    db = must_open(dir, &good);
+    check_kvs(db, 4, 4, "right key after MANIFEST lost", 0);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    /* rebuilt, keyed: a wrong key is now told by MANIFEST */
+    MMFS_ASSERT_STATUS(open_cfg(dir, &wrong, &db), MMFS_CORRUPT);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "MANIFEST: wrong key"));
+    free(img[0]);
+    free(seg);
+    free(m);
+    mmfs_test_rmdir(dir);
+}
+
+/* A keyed store is tamper-evident: the last, synced frame changed (its
+** header checksum fixed up, as anyone can) is CORRUPT, not cut. */
+static void test_keyed_tampered_last_frame_corrupt(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("recover-tamper");
+    cfg good = {MMFS_SYNC_NONE, MMFS_CHECKSUM_BLAKE2B, key1, sizeof key1, SMALL_SEG};
+    mmfs_db *db = must_open(dir, &good);
+    for (int i = 0; i < 4; i++) put_kv(db, i);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char *seg = seg_path(dir, 1);
+    size_t n;
+    unsigned char *img = slurp(seg, &n);
+    frame fr[16];
+    size_t k = frames_of(img, n, fr, 16);
+    assert_true(k >= 4);
+    img[fr[k - 1].off + FRAME_HDR + fr[k - 1].body_len - 1] ^= 1; /* the value's last byte */
+    spit(seg, img, n);
+    MMFS_ASSERT_STATUS(open_cfg(dir, &good, &db), MMFS_CORRUPT);
+    char want[48];
+    snprintf(want, sizeof want, "offset %zu:", fr[k - 1].off);
+    assert_non_null(strstr(mmfs_errmsg(NULL), want));
+    size_t now_len;
+    unsigned char *now = slurp(seg, &now_len);
+    assert_memory_equal(now, img, n); /* not cut */
+    free(now);
+    free(img);
+    free(seg);
+    mmfs_test_rmdir(dir);
+}
+#endif
+
 static void test_killed_writer_batch(void **state) {
     (void)state;
     kill_writer(MMFS_SYNC_BATCH);
@@ -941,10 +1166,15 @@ int main(void) {
         cmocka_unit_test(test_checksum_fixed_at_creation),
         cmocka_unit_test(test_killed_writer_batch),
         cmocka_unit_test(test_killed_writer_none),
+        cmocka_unit_test(test_truncated_synced_segment_corrupt),
+        cmocka_unit_test(test_missing_last_segment_corrupt),
+        cmocka_unit_test(test_missing_manifest_rebuilt),
 #ifdef MMFS_HAVE_SODIUM
         cmocka_unit_test(test_blake2b_roundtrip_and_torn_tail),
         cmocka_unit_test(test_blake2b_keyed),
         cmocka_unit_test(test_blake2b_wrong_key),
+        cmocka_unit_test(test_missing_manifest_wrong_key),
+        cmocka_unit_test(test_keyed_tampered_last_frame_corrupt),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

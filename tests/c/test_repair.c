@@ -128,10 +128,95 @@ static void test_repair_leaves_sealed_damage_corrupt(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* A second repair at the same offset keeps the first one's cut file
+** (it used to be truncated and overwritten): every generation stays. */
+static void test_repair_keeps_every_generation(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("repair-gen");
+    int rc;
+    mmfs_db *db = open_opts(dir, 0, 0, &rc);
+    MMFS_OK_OR_FAIL(rc);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("value")));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char seg[4096], side1[4200], side2[4300];
+    snprintf(seg, sizeof seg, "%s/log/00000001.seg", dir);
+    uint64_t offs[8];
+    size_t sizes[2];
+    for (int round = 0; round < 2; round++) {
+        db = open_opts(dir, 0, 0, &rc);
+        MMFS_OK_OR_FAIL(rc);
+        char v[32];
+        for (int i = 0; i < 3; i++) {
+            snprintf(v, sizeof v, "round %d value %d", round, i);
+            MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(i == 0 ? "b" : i == 1 ? "c" : "d"), mmfs_str(v)));
+        }
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+        assert_int_equal(frame_offsets(seg, offs, 8), 4);
+        flip(seg, offs[1] + MMFS__FRAME_HDR + 20);
+        db = open_opts(dir, 1, 0, &rc);
+        MMFS_OK_OR_FAIL(rc);
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+        struct stat st;
+        snprintf(side1, sizeof side1, "%s/repair/00000001.seg.%llu.cut", dir, (unsigned long long)offs[1]);
+        assert_int_equal(stat(side1, &st), 0);
+        sizes[round] = (size_t)st.st_size;
+    }
+    snprintf(side2, sizeof side2, "%s.2", side1);
+    struct stat st;
+    assert_int_equal(stat(side1, &st), 0);
+    assert_int_equal((size_t)st.st_size, sizes[0]); /* the first generation untouched */
+    assert_int_equal(stat(side2, &st), 0);
+    /* the second generation holds the second round's values */
+    FILE *f = fopen(side2, "rb");
+    assert_non_null(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_non_null(memmem(buf, n, "round 1 value 2", 15));
+    f = fopen(side1, "rb");
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_non_null(memmem(buf, n, "round 0 value 2", 15));
+    mmfs_test_rmdir(dir);
+}
+
+/* Damage in a sealed segment: the message does not offer a repair that
+** repair then refuses. */
+static void test_sealed_message_offers_no_cut(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("repair-msg");
+    int rc;
+    mmfs_db *db = open_opts(dir, 0, 65536, &rc);
+    MMFS_OK_OR_FAIL(rc);
+    char val[2000];
+    memset(val, 'v', sizeof val);
+    mmfs_slice vs = {val, sizeof val};
+    for (int i = 0; i < 80; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(k), vs));
+    }
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char seg[4096];
+    snprintf(seg, sizeof seg, "%s/log/00000001.seg", dir);
+    uint64_t offs[4];
+    assert_true(frame_offsets(seg, offs, 4) >= 2);
+    flip(seg, offs[1] + MMFS__FRAME_HDR + 30);
+    db = open_opts(dir, 0, 65536, &rc);
+    assert_int_equal(rc, MMFS_CORRUPT);
+    const char *m = mmfs_errmsg(NULL);
+    if (strstr(m, "repair cuts here")) fail_msg("sealed damage offers a cut: %s", m);
+    assert_non_null(strstr(m, "sealed"));
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repair_cuts_last_segment),
         cmocka_unit_test(test_repair_leaves_sealed_damage_corrupt),
+        cmocka_unit_test(test_repair_keeps_every_generation),
+        cmocka_unit_test(test_sealed_message_offers_no_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,9 @@
 **
 **   posix/io/rw/pwrite, posix/io/rw/pwrite/reduce, posix/io/sync/fdatasync,
 **   posix/mm/mmap, posix/io/oc/open, posix/io/dir/rename,
-**   posix/io/rw/ftruncate, and mmfs-test/posix_fallocate (libfiu does not
-**   wrap posix_fallocate: this file does, below).
+**   posix/io/rw/ftruncate, posix/io/dir/readdir, posix/io/dir/opendir, and
+**   mmfs-test/posix_fallocate (libfiu does not wrap posix_fallocate: this
+**   file does, below).
 **
 ** For each: the failing call returns a non-OK status of the right kind with
 ** a message that carries the cause; the process goes on; everything
@@ -16,12 +17,16 @@
 ** while after a failed pwrite/open/mmap/rename/fallocate the next write
 ** works once the fault is gone.  Then rounds of random faults on all those
 ** points at once, each round checked by a reopen (--soak or MMFS_SOAK=1:
-** 2000 rounds, else 60; --rounds N).
+** 2000 rounds, else 60; --rounds N); every fifth round starts with
+** MANIFEST removed, which open must rebuild from the log.  And outside
+** interference: LOCK removed while the store is open, after which another
+** process opens it and writes.
 */
 #define FIU_ENABLE 1
 #include "crashutil.h"
 
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fiu-control.h>
@@ -46,7 +51,7 @@ int posix_fallocate(int fd, off_t offset, off_t len) {
 static const char *const all_points[] = {
     "posix/io/rw/pwrite", "posix/io/rw/pwrite/reduce", "posix/io/sync/fdatasync", "posix/io/sync/fsync",
     "posix/mm/mmap",      "posix/io/oc/open",          "posix/io/dir/rename",     "posix/io/rw/ftruncate",
-    "mmfs-test/posix_fallocate"};
+    "mmfs-test/posix_fallocate", "posix/io/dir/readdir", "posix/io/dir/opendir"};
 
 static void faults_off(void) {
     for (size_t i = 0; i < sizeof all_points / sizeof *all_points; i++) fiu_disable(all_points[i]);
@@ -108,6 +113,9 @@ static int model_set(mmfs_db *db, int k, uint64_t seed, size_t maxlen) {
         M->unsure[k] = 0;
         M->len[k] = n;
         memcpy(M->val[k], v, n);
+    } else if (rc == MMFS_READONLY) {
+        /* refused before anything was written: an earlier failed write
+        ** to K (IO after a failed fsync) may still be present */
     } else {
         M->unsure[k] = 1;
         M->ulen[k] = n;
@@ -246,8 +254,10 @@ static void fdatasync_fault_always(int err) {
     fault_on("posix/io/sync/fdatasync", err, 1);
     int rc = model_set(db, 30, 7, 500);
     faults_off();
-    CHECK(rc != MMFS_OK, "%s: set_kv gives OK", what);
-    if (rc) check_msg(what, err, "fdatasync");
+    /* The frame is in the file; whether it is on the disk cannot be
+    ** known: IO saying so (a retry could make two), never READONLY. */
+    CHECK(rc == MMFS_IO, "%s: set_kv gives %s, want IO", what, mmfs_err_name(rc));
+    if (rc) check_msg(what, err, "may be present after reopen");
     CHECK_RC(model_set(db, 31, 8, 500), MMFS_READONLY);
     check_msg("write after a failed fdatasync", err, "fdatasync");
     uint64_t id = 0;
@@ -370,6 +380,110 @@ static void roll_fault(const char *point, int err, int want, mmfs_sync_mode sync
     check_reopen(dir, what);
 }
 
+/* LOCK removed (or REPLACE: replaced by a new file) while a handle has the
+** store open, then another process
+** opens the store (making a new LOCK) and writes: the first handle's next
+** write must be refused, and the other process's acknowledged writes
+** survive (they used to be written over). */
+static void lock_removed_by_other(int replace) {
+    char dir[4200], lock[4300], other[4300];
+    const char *what = replace ? "LOCK replaced, another process writes" : "LOCK removed, another process writes";
+    new_dir(dir, sizeof dir, replace ? "lock-replaced" : "lock-removed");
+    mmfs_db *db = base_store(dir, MMFS_SYNC_ALWAYS, 10);
+    snprintf(lock, sizeof lock, "%s/LOCK", dir);
+    snprintf(other, sizeof other, "%s/LOCK.other", dir);
+    if (replace) {
+        int fd = open(other, O_RDWR | O_CREAT | O_EXCL, 0644);
+        CHECK(fd >= 0 && ftruncate(fd, 4096) == 0 && close(fd) == 0 && rename(other, lock) == 0,
+              "%s: replace: %s", what, strerror(errno));
+    } else
+        CHECK(unlink(lock) == 0, "%s: unlink: %s", what, strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        mmfs_options o = opts(MMFS_SYNC_ALWAYS);
+        mmfs_db *other;
+        if (mmfs_open(dir, &o, &other) != MMFS_OK) _exit(2);
+        for (int k = 40; k < 45; k++) {
+            char name[16];
+            key_of(k, name);
+            if (mmfs_set_kv(other, mmfs_str(name), mmfs_str("from the other process")) != MMFS_OK) _exit(3);
+        }
+        _exit(mmfs_close(other) == MMFS_OK ? 0 : 4);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "%s: the other process failed (status %d)", what, status);
+    for (int k = 40; k < 45; k++) {
+        M->has[k] = 1;
+        M->unsure[k] = 0;
+        M->len[k] = strlen("from the other process");
+        memcpy(M->val[k], "from the other process", M->len[k]);
+    }
+    int rc = model_set(db, 30, 77, 500);
+    CHECK(rc == MMFS_IO, "%s: the first handle's write gives %s, want IO", what, mmfs_err_name(rc));
+    if (rc) M->unsure[30] = 0; /* refused before writing */
+    mmfs_close(db);
+    check_reopen(dir, what);
+}
+
+/* While armed, the allocations libfiu sees fail from the Nth on (libfiu
+** calls this for each malloc, calloc and realloc). */
+static long alloc_count, alloc_fail_at;
+
+static int nth_alloc(const char *name, int *failnum, void **failinfo, unsigned int *flags) {
+    (void)name, (void)failnum, (void)failinfo, (void)flags;
+    return alloc_count++ >= alloc_fail_at;
+}
+
+/* Every allocation of a write failed in turn, until the write needs no
+** more: each failed write returns an error and leaves nothing behind, not
+** even after a reopen (a frame written before the engine ran out of
+** memory used to come back). */
+static void nomem_sweep(void) {
+    static const char *const pts[] = {"libc/mm/malloc", "libc/mm/calloc", "libc/mm/realloc"};
+    char dir[4200];
+    const char *what = "allocation failure in a write";
+    new_dir(dir, sizeof dir, "nomem");
+    mmfs_db *db = base_store(dir, MMFS_SYNC_ALWAYS, 5);
+    long failed = 0, n, mems = 0;
+    /* Most writes allocate nothing (the engine grows its tables now and
+    ** then): write new keys with allocations failing from the Nth on, for
+    ** N = 0, 1, 2, 0, ..., so that the growths hit every step. */
+    for (n = 0; n < 1500; n++) {
+        int k = 20 + (int)(n % 40);
+        char name[16];
+        key_of(k, name);
+        alloc_count = 0;
+        alloc_fail_at = n % 3;
+        for (size_t i = 0; i < 3; i++) fiu_enable_external(pts[i], 1, NULL, 0, nth_alloc);
+        int rc = n % 2 ? model_set(db, k, 500 + (uint64_t)n, 300)
+                       : mmfs_append_memory(db, mmfs_str("a memory to index"), NULL, 0, NULL, NULL);
+        for (size_t i = 0; i < 3; i++) fiu_disable(pts[i]);
+        if (rc == MMFS_OK) {
+            mems += n % 2 == 0;
+            continue;
+        }
+        failed++;
+        CHECK(mmfs_errmsg(NULL)[0] != 0, "%s %ld: %s without a message", what, n, mmfs_err_name(rc));
+        int maybe = strstr(mmfs_errmsg(NULL), "may be present") != NULL;
+        if (n % 2 && !maybe) M->unsure[k] = 0; /* must be absent */
+        mmfs_close(db);
+        check_reopen(dir, what);
+        mmfs_options o = opts(MMFS_SYNC_ALWAYS);
+        REQUIRE_OK(mmfs_open(dir, &o, &db));
+        mmfs_store_stats st;
+        CHECK_OK(mmfs_stats(db, &st));
+        if (n % 2 == 0 && maybe && st.memories == (uint64_t)mems + 1) mems++;
+        CHECK(st.memories == (uint64_t)mems, "%s %ld: %" PRIu64 " memories after reopen, want %ld (a failed append came back)",
+              what, n, st.memories, mems);
+        if (ct_failures() > 10) break;
+    }
+    printf("fault: nomem: %ld writes, %ld failed for want of memory\n", n, failed);
+    CHECK(failed > 0, "%s: no write ever failed: the allocation faults did not fire", what);
+    mmfs_close(db);
+    check_reopen(dir, what);
+}
+
 /* Random faults on every point at once, checked by a reopen each round. */
 static void random_rounds(long rounds, uint64_t seed) {
     char dir[4200];
@@ -389,6 +503,11 @@ static void random_rounds(long rounds, uint64_t seed) {
     fiu_set_prng_seed((unsigned)seed);
     for (long round = 0; round < rounds; round++) {
         faults_off();
+        if (round % 5 == 4) {
+            char m[4300];
+            snprintf(m, sizeof m, "%s/MANIFEST", dir);
+            CHECK(unlink(m) == 0, "random round %ld: remove MANIFEST: %s", round, strerror(errno));
+        }
         mmfs_options o = opts(ct_below(&r, 2) ? MMFS_SYNC_ALWAYS : MMFS_SYNC_NONE);
         mmfs_db *db;
         int rc = mmfs_open(dir, &o, &db);
@@ -452,6 +571,10 @@ int main(int argc, char **argv) {
     open_fault("posix/mm/mmap", ENOMEM);
     open_fault("posix/io/oc/open", EACCES);
     open_fault("posix/io/oc/open", EIO);
+    /* a directory read that fails is not the end of log/ (it was, and the
+    ** first write then made segment 1 anew over the real one) */
+    open_fault("posix/io/dir/readdir", EIO);
+    open_fault("posix/io/dir/opendir", EIO);
     create_fault("posix/io/dir/rename", EIO);
     create_fault("posix/io/oc/open", ENOSPC);
     create_fault("posix/io/sync/fsync", EIO);
@@ -464,6 +587,9 @@ int main(int argc, char **argv) {
     roll_fault("posix/io/rw/ftruncate", EIO, MMFS_IO, MMFS_SYNC_ALWAYS, "mmfs-test/posix_fallocate", EOPNOTSUPP);
     /* sync = none: the only fdatasync is the seal's, at the roll */
     roll_fault("posix/io/sync/fdatasync", EIO, -1, MMFS_SYNC_NONE, NULL, 0);
+    lock_removed_by_other(0);
+    lock_removed_by_other(1);
+    nomem_sweep();
     random_rounds(rounds, seed);
 
     faults_off();

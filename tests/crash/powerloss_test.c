@@ -13,8 +13,13 @@
 **      filled with garbage, and garbage from a page to past the end of
 **      the data;
 **   3. bit flips: a byte flipped inside an earlier frame's body and inside
-**      its length field, in the last segment and in a sealed one.
+**      its length field, in the last segment and in a sealed one;
+**   4. synced loss: with the segment's durable stamp kept, one of the last
+**      frames and all after it zeroed, or the file truncated there: frames
+**      a sync covered are gone, so open must fail CORRUPT, changing nothing.
 **
+** Phases 1-3 clear the durable stamp first: a power cut tears only what
+** no sync covered yet.
 ** The oracle follows the recovery rule (DESIGN.md): let d be the first
 ** frame whose bytes (header, records, checksum; not padding) changed.  If
 ** some later frame is unchanged, the store is corrupt: mmfs_open fails with
@@ -33,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -58,6 +64,7 @@ static int soak;
 static uint32_t last_seg;
 static uint8_t *golden; /* the last segment as written */
 static size_t golden_len;
+static uint8_t golden_stamp[12]; /* the last segment's durable stamp */
 static uint64_t data_end; /* end of the last frame in the last segment */
 static long points, next_writes, corrupt_cases, torn_cases;
 
@@ -136,6 +143,11 @@ static void find_frames(void) {
             off += flen;
         }
         if (no == last_seg) {
+            /* The phases below damage frames as a power cut before their
+            ** sync would: keep the durable stamp aside and clear it (a
+            ** stamp says what was synced; synced_loss() uses it). */
+            memcpy(golden_stamp, img + 32, sizeof golden_stamp);
+            memset(img + 32, 0, sizeof golden_stamp);
             golden = img;
             golden_len = len;
             data_end = off;
@@ -384,6 +396,45 @@ static void flips(void) {
     flip(L, MMFS__FRAME_HDR + 3, "byte flipped in the last frame", 0);
 }
 
+/* Frames that a sync covered (the durable stamp says so) lost by zeroing
+** or by truncating the file: never a torn tail, always CORRUPT naming the
+** first lost frame, and the open changes nothing (the image stays). */
+static void synced_loss(void) {
+    char path[4200];
+    seg_path(last_seg, path, sizeof path);
+    uint8_t *img = malloc(golden_len);
+    long before = points;
+    for (int i = nframes - 3; i < nframes; i++) {
+        for (int trunc = 0; trunc < 2; trunc++) {
+            memcpy(img, golden, golden_len);
+            memcpy(img + 32, golden_stamp, sizeof golden_stamp);
+            memset(img + frames[i].off, 0, data_end - frames[i].off);
+            size_t len = trunc ? frames[i].off : golden_len;
+            if (ct_pwrite_file(path, img, len, 0) != 0 || truncate(path, (off_t)len) != 0)
+                ct_fatal(__FILE__, __LINE__, "write %s", path);
+            points++;
+            mmfs_options o = opts();
+            mmfs_db *db = NULL;
+            int rc = mmfs_open(dir, &o, &db);
+            corrupt_cases++;
+            if (rc != MMFS_CORRUPT)
+                ct_fail(__FILE__, __LINE__, "synced frame %d %s: open gives %s, want CORRUPT", i,
+                        trunc ? "truncated" : "zeroed", mmfs_err_name(rc));
+            else if (!strstr(mmfs_errmsg(NULL), "synced up to offset"))
+                ct_fail(__FILE__, __LINE__, "synced frame %d lost: message '%s' does not say so", i,
+                        mmfs_errmsg(NULL));
+            mmfs_close(db);
+            size_t now_len;
+            uint8_t *now = ct_read_file(path, &now_len);
+            CHECK(now && now_len == len && !memcmp(now, img, len), "synced frame %d lost: the failed open changed the segment", i);
+            free(now);
+        }
+    }
+    printf("powerloss: %ld synced-loss points\n", points - before);
+    free(img);
+    restore_golden();
+}
+
 int main(int argc, char **argv) {
     soak = ct_soak(argc, argv);
     uint64_t t0 = ct_now_ms();
@@ -398,6 +449,7 @@ int main(int argc, char **argv) {
     truncations();
     torn_pages();
     flips();
+    synced_loss();
     printf("powerloss: %ld images (%ld torn tails, %ld corrupt), %ld next-write checks, %.1f s, %d failed checks\n",
            points, torn_cases, corrupt_cases, next_writes, (double)(ct_now_ms() - t0) / 1000.0, ct_failures());
     free(golden);
