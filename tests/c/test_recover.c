@@ -889,6 +889,15 @@ static void test_missing_manifest_rebuilt(void **state) {
     MMFS_OK_OR_FAIL(mmfs_close(db));
     struct stat sb;
     assert_int_equal(stat(m, &sb), 0);
+    /* it records a tokenizer too: the lost MANIFEST was its only record,
+    ** and a rebuilt one without the line would mean tokenizer 0 */
+    size_t mlen;
+    unsigned char *mtext = slurp(m, &mlen);
+    char *mstr = calloc(1, mlen + 1);
+    memcpy(mstr, mtext, mlen);
+    assert_non_null(strstr(mstr, "\ntokenizer 1 english\n"));
+    free(mstr);
+    free(mtext);
     /* the rebuilt MANIFEST records the last segment: losing it is caught */
     char *last = seg_path(dir, nseg);
     assert_int_equal(unlink(last), 0);
