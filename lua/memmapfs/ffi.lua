@@ -280,6 +280,8 @@ int mmfs__ffi_append_memory(mmfs_db *db, const char *t, size_t tn, const mmfs_sl
   size_t ntags, const mmfs_memory_opts *opts, uint64_t *id) __asm__("mmfs_append_memory");
 int mmfs__ffi_search_memory(mmfs_db *db, const char *q, size_t qn, const mmfs_filter *f,
   mmfs_memories **out) __asm__("mmfs_search_memory");
+int mmfs__ffi_snippet(mmfs_db *db, const char *q, size_t qn, const char *t, size_t tn,
+  const mmfs_snippet_opts *o, char **out, size_t *len) __asm__("mmfs_snippet");
 int mmfs__ffi_batch_append_memory(mmfs_batch *b, const char *t, size_t tn,
   const mmfs_slice *tags, size_t ntags, const mmfs_memory_opts *opts)
   __asm__("mmfs_batch_append_memory");
@@ -933,8 +935,13 @@ function DB:search_memory(query, opts)
     keep1 = mark -- the marks SNIP points into
     slice(S1, query)
     for i = 0, tonumber(list.count) - 1 do
+      local text = list.items[i].text
       CHARP[0] = nil
-      rc = lib.mmfs_snippet(self.h, S1, list.items[i].text, SNIP, CHARP, SIZE)
+      if FAST then
+        rc = lib.mmfs__ffi_snippet(self.h, query, #query, text.ptr, text.len, SNIP, CHARP, SIZE)
+      else
+        rc = lib.mmfs_snippet(self.h, S1, text, SNIP, CHARP, SIZE)
+      end
       if rc ~= OK then
         lib.mmfs_free(list)
         return fail(self.h, rc)
