@@ -427,6 +427,16 @@ describe("memmapfs.ffi", function()
     db:close()
   end)
 
+  -- Nor this one: the C module compares keys as C strings (docs/ffi.md).
+  it("refuses an option key with a zero byte", function()
+    local db = assert(F.open(H.store_path("zero")))
+    local ok, err, code = db:list_memories({ ["limit\0x"] = 1 })
+    assert.is_nil(ok)
+    assert.are.equal("list_memories: unknown option 'limit\0x'", err)
+    assert.are.equal("INVALID", code)
+    db:close()
+  end)
+
   describe("between the two bindings and processes", function()
     it("a write through one is seen by the other's next call, and wakes its subscribers", function()
       local dir = H.store_path("shared")
