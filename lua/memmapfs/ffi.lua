@@ -73,6 +73,7 @@ typedef struct mmfs_options {
   mmfs_slice policy;
   uint64_t hook_budget;
   int repair;
+  const char *language;
 } mmfs_options;
 void mmfs_options_init(mmfs_options *o);
 int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out);
@@ -91,12 +92,18 @@ typedef struct mmfs_filter {
   size_t limit; size_t offset; mmfs_slice route;
   const mmfs_slice *tags; size_t ntags;
   int has_since; int64_t since; int has_before; int64_t before;
+  const mmfs_slice *tags_any; size_t ntags_any;
 } mmfs_filter;
 int mmfs_append_memory(mmfs_db *db, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
                        const mmfs_memory_opts *opts, uint64_t *id);
 int mmfs_get_memory(mmfs_db *db, uint64_t id, mmfs_memory **out);
 int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out);
 int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out);
+typedef struct mmfs_snippet_opts {
+  int has_marks; mmfs_slice mark_open, mark_close; size_t bytes;
+} mmfs_snippet_opts;
+int mmfs_snippet(mmfs_db *db, mmfs_slice query, mmfs_slice text, const mmfs_snippet_opts *o,
+                 char **out, size_t *len);
 int mmfs_delete_memory(mmfs_db *db, uint64_t id, int *deleted);
 
 int mmfs_set_kv(mmfs_db *db, mmfs_slice key, mmfs_slice value);
@@ -273,6 +280,8 @@ int mmfs__ffi_append_memory(mmfs_db *db, const char *t, size_t tn, const mmfs_sl
   size_t ntags, const mmfs_memory_opts *opts, uint64_t *id) __asm__("mmfs_append_memory");
 int mmfs__ffi_search_memory(mmfs_db *db, const char *q, size_t qn, const mmfs_filter *f,
   mmfs_memories **out) __asm__("mmfs_search_memory");
+int mmfs__ffi_snippet(mmfs_db *db, const char *q, size_t qn, const char *t, size_t tn,
+  const mmfs_snippet_opts *o, char **out, size_t *len) __asm__("mmfs_snippet");
 int mmfs__ffi_batch_append_memory(mmfs_batch *b, const char *t, size_t tn,
   const mmfs_slice *tags, size_t ntags, const mmfs_memory_opts *opts)
   __asm__("mmfs_batch_append_memory");
@@ -368,6 +377,9 @@ local SESSS = ffi.new("mmfs_sessions*[1]")
 local HITS = ffi.new("mmfs_doc_hits*[1]")
 local MOPTS = ffi.new("mmfs_memory_opts")
 local FILTER = ffi.new("mmfs_filter")
+local SNIP = ffi.new("mmfs_snippet_opts")
+local CHARP = ffi.new("char*[1]")
+local SIZE = ffi.new("size_t[1]")
 local SESSION = ffi.new("mmfs_session")
 local IDS = ffi.new("uint64_t*[1]")
 local NIDS = ffi.new("size_t[1]")
@@ -375,7 +387,7 @@ local NIDS = ffi.new("size_t[1]")
 -- What the scratch cdata point into besides the call's own arguments
 -- (tag arrays, encoded session fields): held here until the next call,
 -- since the garbage collector does not follow a cdata pointer.
-local keep1, keep2 -- luacheck: ignore (written only: C reads what they hold)
+local keep1, keep2, keep3 -- luacheck: ignore (written only: C reads what they hold)
 
 local function slice(s, str)
   s.ptr = str
@@ -698,7 +710,30 @@ local function check_strings(t, n, name)
   return v, count
 end
 
--- Memory options table O (argument N) into MOPTS.
+-- Whether options table T holds only keys of KNOWN (a set); if not, nil,
+-- "WHAT: unknown option 'key'", "INVALID" (a key that is no string is
+-- named by its type), as the C module's check_keys: a misspelt option
+-- ({ limt = 5 }) must not pass unnoticed.
+local function check_keys(t, known, what)
+  for k in pairs(t) do
+    if type(k) ~= "string" or not known[k] then
+      local name = type(k) == "string" and k or typename(k)
+      return nil, sformat("%s: unknown option '%s'", what, name), "INVALID"
+    end
+  end
+  return true
+end
+
+local memory_keys = { created_at = true, route = true }
+local search_keys = { limit = true, route = true, tags = true, tags_any = true, since = true,
+  before = true, snippet = true }
+local list_keys = { limit = true, offset = true, route = true, tags = true, tags_any = true,
+  since = true, before = true }
+local snippet_keys = { mark = true, bytes = true }
+local doc_search_keys = { limit = true }
+
+-- Memory options table O (argument N) into MOPTS.  Returns MOPTS and the
+-- route string it points into, or nil, msg, "INVALID" for an unknown key.
 local function check_memory_opts(o, n)
   local m = MOPTS
   m.has_created_at = 0
@@ -712,14 +747,18 @@ local function check_memory_opts(o, n)
   end
   local route = opt_field(o, n, "route", "string")
   if route then slice(m.route, route) end
+  local ok, msg, code = check_keys(o, memory_keys, "append_memory")
+  if not ok then return nil, msg, code end
   return m, route
 end
 
 -- Search/list filter F (argument N) into FILTER.  Returns the filter and
--- what it points into, or nil, msg, "INVALID" for a bad value.
+-- what it points into (tags, tags_any, route), or nil, msg, "INVALID" for
+-- a bad value or an unknown key.
 local function check_filter(f, n, with_offset)
   local flt = FILTER
   flt.limit, flt.offset, flt.ntags, flt.tags = 0, 0, 0, nil
+  flt.ntags_any, flt.tags_any = 0, nil
   flt.has_since, flt.has_before, flt.since, flt.before = 0, 0, 0, 0
   slice(flt.route, "")
   if not check_opts(f, n) then return flt end
@@ -745,11 +784,66 @@ local function check_filter(f, n, with_offset)
     tv, cnt = check_strings(tags, n, "tags")
     flt.tags, flt.ntags = tv, cnt
   end
+  local tags_any = f.tags_any
+  local av
+  if tags_any ~= nil then
+    if type(tags_any) ~= "table" then
+      argerror(n, "field 'tags_any': " .. expected("table", tags_any))
+    end
+    local cnt
+    av, cnt = check_strings(tags_any, n, "tags_any")
+    flt.tags_any, flt.ntags_any = av, cnt
+  end
   local since = opt_field(f, n, "since", "integer")
   if since then flt.has_since, flt.since = 1, since end
   local before = opt_field(f, n, "before", "integer")
   if before then flt.has_before, flt.before = 1, before end
-  return flt, tv, route
+  local ok, msg, code
+  if with_offset then
+    ok, msg, code = check_keys(f, list_keys, "list_memories")
+  else
+    ok, msg, code = check_keys(f, search_keys, "search_memory")
+  end
+  if not ok then return nil, msg, code end
+  return flt, tv, av, route
+end
+
+-- The snippet option of search_memory's options F (argument N): true, or
+-- { mark = { open, close }, bytes = n }.  Returns whether snippets are
+-- wanted, SNIP filled in, and the mark strings it points into; or nil,
+-- msg, "INVALID" for a bad value or an unknown key.  Wrong types raise.
+local function check_snippet(f, n)
+  local so = SNIP
+  so.has_marks, so.bytes = 0, 0
+  slice(so.mark_open, "")
+  slice(so.mark_close, "")
+  local sn = f ~= nil and f.snippet or nil
+  if sn == nil then return false end
+  if type(sn) == "boolean" then return sn end
+  if type(sn) ~= "table" then
+    argerror(n, "field 'snippet': " .. expected("boolean or table", sn))
+  end
+  local bytes = sn.bytes
+  if bytes ~= nil then
+    if type(bytes) ~= "number" or not isintegral(bytes) then
+      argerror(n, "field 'snippet.bytes': " .. expected("integer", bytes))
+    end
+    if bytes <= 0 then return nil, "snippet: bytes must be positive", "INVALID" end
+    so.bytes = bytes
+  end
+  local mark = sn.mark
+  if mark ~= nil then
+    if type(mark) ~= "table" then
+      argerror(n, "field 'snippet.mark': " .. expected("table", mark))
+    end
+    local mv, cnt = check_strings(mark, n, "snippet.mark")
+    if cnt ~= 2 then return nil, "snippet: mark must hold two strings", "INVALID" end
+    so.has_marks = 1
+    so.mark_open, so.mark_close = mv[0], mv[1]
+  end
+  local ok, msg, code = check_keys(sn, snippet_keys, "search_memory: snippet")
+  if not ok then return nil, msg, code end
+  return true, mark
 end
 
 ---------------------------------------------------------------- memories
@@ -768,11 +862,12 @@ local function push_memory(m, with_score)
   return t
 end
 
+-- The memories of LIST as Lua tables; LIST stays allocated (the caller
+-- frees it).
 local function push_memories(list, with_score)
   local r = {}
   if list ~= nil then
     for i = 0, tonumber(list.count) - 1 do r[i + 1] = push_memory(list.items[i], with_score) end
-    lib.mmfs_free(list)
   end
   return r
 end
@@ -786,7 +881,8 @@ function DB:append_memory(text, tags, opts)
     if type(tags) ~= "table" then argerror(3, expected("table", tags)) end
     tv, ntags = check_strings(tags, 3, "tags")
   end
-  local o, route = check_memory_opts(opts, 4)
+  local o, route, code = check_memory_opts(opts, 4)
+  if not o then return nil, route, code end
   local a, b, c = write_refused(self)
   if b then return a, b, c end
   keep1, keep2 = tv, route
@@ -815,14 +911,17 @@ function DB:get_memory(id)
   return t
 end
 
---- db:search_memory(query [, opts]) --> hits, best first
+--- db:search_memory(query [, opts]) --> hits, best first; with the
+-- option snippet, each hit has a snippet (mmfs_snippet) of its text.
 function DB:search_memory(query, opts)
   check_db(self)
   check_bytes(query, 2)
-  local f, a, b = check_filter(opts, 3, false)
+  local f, a, b, c = check_filter(opts, 3, false)
   if not f then return nil, a, b end
+  local snip, mark, code = check_snippet(opts, 3)
+  if snip == nil then return nil, mark, code end
   if self.h == nil then return closed("store") end
-  keep1, keep2 = a, b
+  keep1, keep2, keep3 = a, b, c
   local rc
   if FAST then
     rc = lib.mmfs__ffi_search_memory(self.h, query, #query, f, MEMS)
@@ -830,19 +929,44 @@ function DB:search_memory(query, opts)
     rc = lib.mmfs_search_memory(self.h, slice(S1, query), f, MEMS)
   end
   if rc ~= OK then return fail(self.h, rc) end
-  return push_memories(MEMS[0], true)
+  local list = MEMS[0]
+  local hits = push_memories(list, true)
+  if snip and list ~= nil then
+    keep1 = mark -- the marks SNIP points into
+    slice(S1, query)
+    for i = 0, tonumber(list.count) - 1 do
+      local text = list.items[i].text
+      CHARP[0] = nil
+      if FAST then
+        rc = lib.mmfs__ffi_snippet(self.h, query, #query, text.ptr, text.len, SNIP, CHARP, SIZE)
+      else
+        rc = lib.mmfs_snippet(self.h, S1, text, SNIP, CHARP, SIZE)
+      end
+      if rc ~= OK then
+        lib.mmfs_free(list)
+        return fail(self.h, rc)
+      end
+      hits[i + 1].snippet = ffi.string(CHARP[0], SIZE[0])
+      lib.mmfs_free(CHARP[0])
+    end
+  end
+  if list ~= nil then lib.mmfs_free(list) end
+  return hits
 end
 
 --- db:list_memories([opts]) --> memories, newest first
 function DB:list_memories(opts)
   check_db(self)
-  local f, a, b = check_filter(opts, 2, true)
+  local f, a, b, c = check_filter(opts, 2, true)
   if not f then return nil, a, b end
   if self.h == nil then return closed("store") end
-  keep1, keep2 = a, b
+  keep1, keep2, keep3 = a, b, c
   local rc = lib.mmfs_list_memories(self.h, f, MEMS)
   if rc ~= OK then return fail(self.h, rc) end
-  return push_memories(MEMS[0], false)
+  local list = MEMS[0]
+  local r = push_memories(list, false)
+  if list ~= nil then lib.mmfs_free(list) end
+  return r
 end
 
 --- db:delete_memory(id) --> true if it existed, false if not
@@ -1197,10 +1321,15 @@ function DB:unindex(key)
   return INT[0] ~= 0
 end
 
---- db:search(query [, limit]) --> { {key=, score=}, ... }
+--- db:search(query [, limit | { limit = n }]) --> { {key=, score=}, ... }
 function DB:search(query, limit)
   check_db(self)
   check_bytes(query, 2)
+  if type(limit) == "table" then
+    local ok, msg, code = check_keys(limit, doc_search_keys, "search")
+    if not ok then return nil, msg, code end
+    limit = limit.limit
+  end
   local l, m, c = opt_limit(limit, 3)
   if not l then return nil, m, c end
   if self.h == nil then return closed("store") end
@@ -1330,7 +1459,8 @@ function Tx:append_memory(text, tags, opts)
     if type(tags) ~= "table" then argerror(3, expected("table", tags)) end
     tv, ntags = check_strings(tags, 3, "tags")
   end
-  local o, route = check_memory_opts(opts, 4)
+  local o, route, code = check_memory_opts(opts, 4)
+  if not o then return nil, route, code end
   if cs.h == nil then return closed("batch") end
   keep1, keep2 = tv, route
   local rc
@@ -1514,7 +1644,7 @@ local DBOUT = ffi.new("mmfs_db*[1]")
 
 local known = { sync = true, sync_ms = true, checksum = true, key = true, readonly = true,
   create = true, lock_timeout_ms = true, segment_size = true, policy = true,
-  hook_budget = true, repair = true }
+  hook_budget = true, repair = true, language = true }
 local sync_modes = { batch = 0, always = 1, none = 2 }
 local checksums = { crc32c = 0, blake2b = 1 }
 
@@ -1582,6 +1712,14 @@ function M.open(dir, opts)
     if s then -- source text: common.resolve_policy read a file
       keep2 = s
       slice(o.policy, s)
+    end
+    s = opt_field(opts, 2, "language", "string")
+    if s then -- C reads it as a NUL-terminated string
+      if sfind(s, "\0", 1, true) then
+        return nil, "language: contains a zero byte", "INVALID"
+      end
+      keep3 = s
+      o.language = s
     end
     v = opt_field(opts, 2, "hook_budget", "integer")
     if v then

@@ -197,6 +197,62 @@ describe("memmapfs.ffi", function()
       { "search_memory tags[1]", function(_, db) return db:search_memory("coffee", { tags = { {} } }) end },
       { "search_memory opts", function(_, db) return db:search_memory("coffee", 3) end },
       { "list_memories offset", function(_, db) return db:list_memories({ offset = -2 }) end },
+      { "search_memory tags_any", function(_, db)
+        return #db:search_memory("coffee", { tags_any = { "z", "b" } }),
+          #db:search_memory("coffee", { tags_any = { "z" } }),
+          #db:search_memory("coffee", { tags = { "a" }, tags_any = { "z" } }),
+          #db:search_memory("coffee", { tags_any = {} })
+      end },
+      { "search_memory tags_any type", function(_, db) return db:search_memory("coffee", { tags_any = "a" }) end },
+      { "search_memory tags_any[2]", function(_, db) return db:search_memory("coffee", { tags_any = { "a", 2 } }) end },
+      { "search_memory unknown option", function(_, db) return db:search_memory("coffee", { limt = 5 }) end },
+      { "search_memory unknown option type", function(_, db) return db:search_memory("coffee", { [1] = 5 }) end },
+      { "search_memory offset", function(_, db) return db:search_memory("coffee", { offset = 1 }) end },
+      { "search_memory bad value before unknown key", function(_, db)
+        return db:search_memory("coffee", { limit = -1, limt = 5 })
+      end },
+      { "search_memory snippet", function(_, db)
+        return db:search_memory("coffee", { snippet = true })[1].snippet,
+          db:search_memory("coffee", { snippet = false })[1].snippet
+      end },
+      { "search_memory snippet marks and bytes", function(_, db)
+        return db:search_memory("coffee", { snippet = { mark = { "<b>", "</b>" }, bytes = 4 } })[1].snippet,
+          db:search_memory("morning", { snippet = { mark = { "", "" } } })[1].snippet
+      end },
+      { "search_memory snippet type", function(_, db) return db:search_memory("coffee", { snippet = 1 }) end },
+      { "search_memory snippet bytes", function(_, db)
+        return db:search_memory("coffee", { snippet = { bytes = 0 } })
+      end },
+      { "search_memory snippet mark type", function(_, db)
+        return db:search_memory("coffee", { snippet = { mark = "<" } })
+      end },
+      { "search_memory snippet mark count", function(_, db)
+        return db:search_memory("coffee", { snippet = { mark = { "<" } } })
+      end },
+      { "search_memory snippet mark[2]", function(_, db)
+        return db:search_memory("coffee", { snippet = { mark = { "<", false } } })
+      end },
+      { "search_memory snippet unknown", function(_, db)
+        return db:search_memory("coffee", { snippet = { marks = { "<", ">" } } })
+      end },
+      { "search_memory snippet closed", function(_, db)
+        db:close()
+        return db:search_memory("coffee", { snippet = true })
+      end },
+      { "list_memories tags_any", function(_, db)
+        return #db:list_memories({ tags_any = { "b" } }), #db:list_memories({ tags_any = { "z" } })
+      end },
+      { "list_memories unknown option", function(_, db) return db:list_memories({ snippet = true }) end },
+      { "append_memory unknown option", function(_, db) return db:append_memory("x", {}, { rout = "r" }) end },
+      { "append_memory unknown option, closed", function(_, db)
+        db:close()
+        return db:append_memory("x", {}, { rout = "r" })
+      end },
+      { "tx:append_memory unknown option", function(_, db)
+        local r
+        local ids, err, code = db:batch(function(tx) r = { tx:append_memory("x", {}, { created = 1 }) } end)
+        return type(ids), err, code, unpack(r, 1, 3)
+      end },
       { "query_memory", function(_, db) return db:query_memory("coffee")[1] end },
       { "put_session {}", function(_, db) return db:put_session {} end },
       { "put_session 1", function(_, db) return db:put_session(1) end },
@@ -225,6 +281,12 @@ describe("memmapfs.ffi", function()
       { "closed reader", function(_, db) local r = db:open_read("st"); r:close(); return r:read(1), r:tell() end },
       { "search", function(_, db) local h = db:search("document"); return #h, h[1].key end },
       { "search limit", function(_, db) return db:search("document", "x") end },
+      { "search {limit}", function(_, db)
+        return #db:search("document", { limit = 1 }), #db:search("document", {})
+      end },
+      { "search {limit} value", function(_, db) return db:search("document", { limit = -1 }) end },
+      { "search {limit} type", function(_, db) return db:search("document", { limit = "1" }) end },
+      { "search unknown option", function(_, db) return db:search("document", { limit = 1, lim = 2 }) end },
       { "get_state", function(_, db) return db:get_state() end },
       { "sub next", function(_, db) local s = db:subscribe_state(); return s:next(0), s:next(1.5) end },
       { "batch", function(_, db)
@@ -278,6 +340,20 @@ describe("memmapfs.ffi", function()
       { "open unknown", function(m) return m.open("x", { bogus = true }) end },
       { "open key type", function(m) return m.open("x", { key = {} }) end },
       { "open hook_budget", function(m) return m.open("x", { hook_budget = 0 }) end },
+      { "open language", function(m)
+        local dir = H.store_path("lang")
+        local db = assert(m.open(dir, { language = "french" }))
+        assert(db:append_memory("les chanteuses chantaient", {}))
+        local n = #db:search_memory("chanter")
+        db:close()
+        -- another language on the same store is refused, its own is not
+        local other = { m.open(dir, { language = "german" }) }
+        db = assert(m.open(dir, { language = "french" }))
+        return n, other[1], other[2] ~= nil, other[3], db:close()
+      end },
+      { "open language unknown", function(m) return m.open(H.store_path("opt"), { language = "klingon" }) end },
+      { "open language type", function(m) return m.open("x", { language = 1 }) end },
+      { "open language zero byte", function(m) return m.open(H.store_path("opt"), { language = "en\0glish" }) end },
       { "open missing", function(m) return m.open(H.store_path("missing"), { create = false }) end },
       -- (a scratch path: a failed open can leave its directory behind)
       { "open option list", function(m) return m.open(H.store_path("opt"), { "always" }) end },
@@ -331,6 +407,34 @@ describe("memmapfs.ffi", function()
         assert.are.equal(c:gsub("/[%w%-%./]+/store", "STORE"), f:gsub("/[%w%-%./]+/store", "STORE"))
       end)
     end
+  end)
+
+  -- Not among the cases above: the C module's message for this one names
+  -- a stack slot ("bad argument #9", "field 'bytes'"), not the argument.
+  it("names the argument and the field of a wrong snippet.bytes", function()
+    local db = assert(F.open(H.store_path("bytes")))
+    assert(db:append_memory("morning coffee", {}))
+    local ok, err = pcall(function()
+      local r = { db:search_memory("coffee", { snippet = { bytes = "x" } }) }
+      return r
+    end)
+    assert.is_false(ok)
+    assert.matches("bad argument #2 to 'search_memory' (field 'snippet.bytes': integer expected, "
+      .. "got string)", err, 1, true)
+    ok, err = pcall(db.search_memory, db, "coffee", { snippet = { bytes = 1.5 } })
+    assert.is_false(ok)
+    assert.matches("field 'snippet.bytes': integer expected, got number", err, 1, true)
+    db:close()
+  end)
+
+  -- Nor this one: the C module compares keys as C strings (docs/ffi.md).
+  it("refuses an option key with a zero byte", function()
+    local db = assert(F.open(H.store_path("zero")))
+    local ok, err, code = db:list_memories({ ["limit\0x"] = 1 })
+    assert.is_nil(ok)
+    assert.are.equal("list_memories: unknown option 'limit\0x'", err)
+    assert.are.equal("INVALID", code)
+    db:close()
   end)
 
   describe("between the two bindings and processes", function()

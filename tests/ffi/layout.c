@@ -33,6 +33,7 @@ int main(void) {
     FIELD(mmfs_options, policy);
     FIELD(mmfs_options, hook_budget);
     FIELD(mmfs_options, repair);
+    FIELD(mmfs_options, language);
 
     SIZE(mmfs_memory_opts);
     FIELD(mmfs_memory_opts, has_created_at);
@@ -62,6 +63,14 @@ int main(void) {
     FIELD(mmfs_filter, since);
     FIELD(mmfs_filter, has_before);
     FIELD(mmfs_filter, before);
+    FIELD(mmfs_filter, tags_any);
+    FIELD(mmfs_filter, ntags_any);
+
+    SIZE(mmfs_snippet_opts);
+    FIELD(mmfs_snippet_opts, has_marks);
+    FIELD(mmfs_snippet_opts, mark_open);
+    FIELD(mmfs_snippet_opts, mark_close);
+    FIELD(mmfs_snippet_opts, bytes);
 
     SIZE(mmfs_session);
     FIELD(mmfs_session, id);
