@@ -455,12 +455,24 @@ static int check_keys(lua_State *L, int arg, const char *const *known, const cha
     while (lua_next(L, arg)) {
         int i, found = 0;
         lua_pop(L, 1);
-        if (lua_type(L, -1) == LUA_TSTRING)
-            for (i = 0; known[i] && !found; i++) found = !strcmp(lua_tostring(L, -1), known[i]);
-        if (!found) {
-            const char *name =
-                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
-            push_err(L, lua_pushfstring(L, "%s: unknown option '%s'", what, name), MMFS_INVALID);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            /* compared with their lengths: "limit\0x" is not "limit" */
+            size_t klen;
+            const char *k = lua_tolstring(L, -1, &klen);
+            for (i = 0; known[i] && !found; i++)
+                found = klen == strlen(known[i]) && !memcmp(k, known[i], klen);
+        }
+        if (!found) { /* nil, "WHAT: unknown option 'key'" (the key whole), "INVALID" */
+            int key = lua_gettop(L);
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s: unknown option '", what);
+            if (lua_type(L, key) == LUA_TSTRING)
+                lua_pushvalue(L, key);
+            else
+                lua_pushstring(L, luaL_typename(L, key));
+            lua_pushliteral(L, "'");
+            lua_concat(L, 3);
+            lua_pushstring(L, mmfs_err_name(MMFS_INVALID));
             return 0;
         }
     }
@@ -587,7 +599,10 @@ static int check_snippet(lua_State *L, int arg, int *want, mmfs_snippet_opts *o)
     }
     if (t != LUA_TTABLE) field_error(L, arg, "snippet", "boolean or table");
     *want = 1;
-    if (opt_int_field(L, sn, "bytes", &v)) {
+    if (get_opt(L, sn, "bytes") != LUA_TNIL) {
+        /* errors name the argument and the field, not the stack slot */
+        if (!pc_isintegral(L, -1)) field_error(L, arg, "snippet.bytes", "integer");
+        v = pc_toint64(L, -1);
         if (v <= 0) return push_err(L, "snippet: bytes must be positive", MMFS_INVALID), 0;
         o->bytes = (size_t)v;
     }
@@ -1153,18 +1168,22 @@ static int l_batch_begin(lua_State *L) {
 
 static lbatch *check_batch(lua_State *L) { return (lbatch *)check_udata(L, 1, MT_BATCH); }
 
-/* The result of adding a command: true (or VALUE when >= 0), or the
-** failure, which also poisons the batch so that commit writes nothing. */
+/* A command that failed poisons its batch: commit writes nothing and
+** returns the first failure. */
+static void batch_poison(lbatch *b, int rc, const char *msg) {
+    if (!b->failed) {
+        b->failed = 1;
+        b->code = rc;
+        strncpy(b->msg, msg, sizeof b->msg - 1);
+        b->msg[sizeof b->msg - 1] = '\0';
+    }
+}
+
 static int batch_result(lua_State *L, lbatch *b, int rc, int64_t value) {
     if (rc != MMFS_OK) {
         const char *msg = mmfs_errmsg(child_db(&b->c));
         if (msg == NULL || *msg == '\0') msg = mmfs_strerror(rc);
-        if (!b->failed) {
-            b->failed = 1;
-            b->code = rc;
-            strncpy(b->msg, msg, sizeof b->msg - 1);
-            b->msg[sizeof b->msg - 1] = '\0';
-        }
+        batch_poison(b, rc, msg);
         return push_err(L, msg, rc);
     }
     if (value >= 0)
@@ -1195,7 +1214,10 @@ static int l_tx_append_memory(lua_State *L) {
         if (!lua_istable(L, 3)) type_error(L, 3, "table");
         tags = check_strings(L, 3, 3, "tags", &ntags);
     }
-    if (!check_memory_opts(L, 4, &o)) return 3;
+    if (!check_memory_opts(L, 4, &o)) { /* nil, msg, "INVALID" pushed */
+        batch_poison(b, MMFS_INVALID, lua_tostring(L, -2));
+        return 3;
+    }
     BATCH_OPEN(L, b);
     rc = mmfs_batch_append_memory((mmfs_batch *)b->c.h, text, tags, ntags, &o);
     if (rc == MMFS_OK) b->nmem++;

@@ -1460,7 +1460,11 @@ function Tx:append_memory(text, tags, opts)
     tv, ntags = check_strings(tags, 3, "tags")
   end
   local o, route, code = check_memory_opts(opts, 4)
-  if not o then return nil, route, code end
+  if not o then
+    -- a refused command poisons its batch, as batch_result does
+    if not cs.failed then cs.failed, cs.code, cs.msg = true, code, route end
+    return nil, route, code
+  end
   if cs.h == nil then return closed("batch") end
   keep1, keep2 = tv, route
   local rc

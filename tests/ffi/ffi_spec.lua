@@ -409,33 +409,35 @@ describe("memmapfs.ffi", function()
     end
   end)
 
-  -- Not among the cases above: the C module's message for this one names
-  -- a stack slot ("bad argument #9", "field 'bytes'"), not the argument.
-  it("names the argument and the field of a wrong snippet.bytes", function()
-    local db = assert(F.open(H.store_path("bytes")))
-    assert(db:append_memory("morning coffee", {}))
-    local ok, err = pcall(function()
-      local r = { db:search_memory("coffee", { snippet = { bytes = "x" } }) }
-      return r
+  -- Both bindings name the argument and the field of a wrong
+  -- snippet.bytes (the C module once named a stack slot: "#9", 'bytes').
+  for _, m in ipairs { { "C module", Cm }, { "FFI", F } } do
+    it(m[1] .. ": names the argument and the field of a wrong snippet.bytes", function()
+      local db = assert(m[2].open(H.store_path("bytes")))
+      assert(db:append_memory("morning coffee", {}))
+      local ok, err = pcall(function()
+        local r = { db:search_memory("coffee", { snippet = { bytes = "x" } }) }
+        return r
+      end)
+      assert.is_false(ok)
+      assert.matches("bad argument #2 to 'search_memory' (field 'snippet.bytes': integer expected, "
+        .. "got string)", err, 1, true)
+      ok, err = pcall(db.search_memory, db, "coffee", { snippet = { bytes = 1.5 } })
+      assert.is_false(ok)
+      assert.matches("field 'snippet.bytes': integer expected, got number", err, 1, true)
+      db:close()
     end)
-    assert.is_false(ok)
-    assert.matches("bad argument #2 to 'search_memory' (field 'snippet.bytes': integer expected, "
-      .. "got string)", err, 1, true)
-    ok, err = pcall(db.search_memory, db, "coffee", { snippet = { bytes = 1.5 } })
-    assert.is_false(ok)
-    assert.matches("field 'snippet.bytes': integer expected, got number", err, 1, true)
-    db:close()
-  end)
 
-  -- Nor this one: the C module compares keys as C strings (docs/ffi.md).
-  it("refuses an option key with a zero byte", function()
-    local db = assert(F.open(H.store_path("zero")))
-    local ok, err, code = db:list_memories({ ["limit\0x"] = 1 })
-    assert.is_nil(ok)
-    assert.are.equal("list_memories: unknown option 'limit\0x'", err)
-    assert.are.equal("INVALID", code)
-    db:close()
-  end)
+    -- (the C module once compared keys as C strings and took it for limit)
+    it(m[1] .. ": refuses an option key with a zero byte", function()
+      local db = assert(m[2].open(H.store_path("zero")))
+      local ok, err, code = db:list_memories({ ["limit\0x"] = 1 })
+      assert.is_nil(ok)
+      assert.are.equal("list_memories: unknown option 'limit\0x'", err)
+      assert.are.equal("INVALID", code)
+      db:close()
+    end)
+  end
 
   describe("between the two bindings and processes", function()
     it("a write through one is seen by the other's next call, and wakes its subscribers", function()

@@ -120,6 +120,16 @@ describe("batch", function()
     assert.are.equal(0, db:stats().sessions)
   end)
 
+  it("a command refused for an unknown option fails the whole batch", function()
+    local msg = H.fails("INVALID", db:batch(function(tx)
+      assert(tx:set_kv("k", "v"))
+      tx:append_memory("refused", {}, { rout = "r" }) -- result ignored
+    end))
+    assert.truthy(msg:find("unknown option 'rout'", 1, true), msg)
+    assert.is_nil(db:get_kv("k"))
+    assert.are.equal(0, db:stats().memories)
+  end)
+
   it("writes to the store inside fn are BUSY; so is a nested batch", function()
     local got = {}
     assert(db:batch(function(tx)
