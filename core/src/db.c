@@ -317,6 +317,7 @@ int mmfs_close(mmfs_db *db) {
         mmfs__watch_stop(db);
         mmfs__flusher_stop(db);
         if (!db->opt.readonly && !atomic_load(&db->broken)) rc = mmfs_sync(db);
+        if (rc == MMFS_OK && !db->opt.readonly && !atomic_load(&db->broken)) mmfs__sync_stamp_final(db);
     }
     free_handle(db);
     return rc;

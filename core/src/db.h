@@ -118,6 +118,10 @@ struct mmfs_db {
     int written_fd;                    /* fd of the segment holding it */
     uint64_t durable_pos, durable_lsn;
     int syncing;
+    /* The durable stamp (sync.c): where and when it was last moved on;
+    ** touched only by the thread that holds `syncing`, or by close. */
+    uint64_t stamp_pos, stamp_ns;
+    uint64_t synced_pos; /* the end of this handle's last fdatasync that succeeded */
     _Atomic int committers; /* threads in an "always" commit, up to its sync */
     int sync_failed;
     char sync_err[256];
@@ -163,6 +167,9 @@ int mmfs__seg_zero_ahead(mmfs_db *db, mmfs__seg *s, uint64_t upto);
 /* Stamps offset OFF as synced in the header of segment file FD (see
 ** segment.c); call only after an fdatasync of FD covered OFF. */
 void mmfs__seg_stamp(int fd, uint64_t off);
+/* Moves the durable stamp on to what this handle's syncs covered, now
+** (close: a stamp held back for "always" mode's sake is written). */
+void mmfs__sync_stamp_final(mmfs_db *db);
 /* Unmaps and closes every segment. */
 void mmfs__seg_close_all(mmfs_db *db);
 /* The last segment. */

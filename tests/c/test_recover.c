@@ -788,10 +788,9 @@ static void assert_unchanged(const char *dir, unsigned nseg, unsigned char **img
 ** after a sync covered them): CORRUPT naming where the log ends and what
 ** was synced, and the failed open changes nothing; before, they were cut
 ** as a torn tail and their LSNs given again to new writes. */
-static void test_truncated_synced_segment_corrupt(void **state) {
-    (void)state;
+static void truncated_synced(const cfg *c) {
     char *dir = mmfs_test_dir("recover-truncsync");
-    mmfs_db *db = must_open(dir, &crc_cfg);
+    mmfs_db *db = must_open(dir, c);
     for (int i = 0; i < 6; i++) put_kv(db, i);
     MMFS_OK_OR_FAIL(mmfs_close(db)); /* syncs: the frames are durable */
     char *seg = seg_path(dir, 1);
@@ -813,7 +812,7 @@ static void test_truncated_synced_segment_corrupt(void **state) {
         }
         spit(seg, dam, len);
         mmfs_db *bad = NULL;
-        int rc = open_cfg(dir, &crc_cfg, &bad);
+        int rc = open_cfg(dir, c, &bad);
         if (rc != MMFS_CORRUPT)
             fail_msg("synced frames %s: open -> %s, want CORRUPT", mode ? "zeroed" : "truncated", mmfs_err_name(rc));
         assert_null(bad);
@@ -835,13 +834,27 @@ static void test_truncated_synced_segment_corrupt(void **state) {
     uint64_t lsn = mmfs_test_lsn(db);
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("after"), mmfs_str("repair")));
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    db = must_open(dir, &crc_cfg);
+    db = must_open(dir, c);
     assert_int_equal(mmfs_test_lsn(db), lsn + 1);
     MMFS_OK_OR_FAIL(mmfs_verify(db));
     MMFS_OK_OR_FAIL(mmfs_close(db));
     free(img);
     free(seg);
     mmfs_test_rmdir(dir);
+}
+
+static void test_truncated_synced_segment_corrupt(void **state) {
+    (void)state;
+    truncated_synced(&crc_cfg);
+}
+
+/* The same in "always" mode, where syncs move the durable stamp on at most
+** every 100 ms (sync.c): close writes the stamp it held back, so the six
+** quick writes are all known synced. */
+static void test_truncated_synced_always_corrupt(void **state) {
+    (void)state;
+    static const cfg always = {MMFS_SYNC_ALWAYS, MMFS_CHECKSUM_CRC32C, NULL, 0, SMALL_SEG};
+    truncated_synced(&always);
 }
 
 /* The last segment removed: MANIFEST records it, so open is CORRUPT;
@@ -1176,6 +1189,7 @@ int main(void) {
         cmocka_unit_test(test_killed_writer_batch),
         cmocka_unit_test(test_killed_writer_none),
         cmocka_unit_test(test_truncated_synced_segment_corrupt),
+        cmocka_unit_test(test_truncated_synced_always_corrupt),
         cmocka_unit_test(test_missing_last_segment_corrupt),
         cmocka_unit_test(test_missing_manifest_rebuilt),
 #ifdef MMFS_HAVE_SODIUM
