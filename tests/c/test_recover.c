@@ -889,12 +889,24 @@ static void test_missing_manifest_rebuilt(void **state) {
     unsigned nseg = build_rolled_store(dir);
     char *m = root_file(dir, "MANIFEST");
     assert_int_equal(unlink(m), 0);
+    unsigned char **imgs = calloc(nseg, sizeof *imgs);
+    size_t *lens = calloc(nseg, sizeof *lens);
+    assert_true(imgs && lens);
+    for (unsigned i = 0; i < nseg; i++) {
+        char *p = seg_path(dir, i + 1);
+        imgs[i] = slurp(p, &lens[i]);
+        free(p);
+    }
     mmfs_options ro;
     mmfs_options_init(&ro);
     ro.readonly = 1;
     mmfs_db *db = NULL;
     MMFS_ASSERT_STATUS(mmfs_open(dir, &ro, &db), MMFS_CORRUPT); /* read-only cannot rebuild it */
     assert_non_null(strstr(mmfs_errmsg(NULL), "MANIFEST"));
+    assert_unchanged(dir, nseg, imgs, lens, 0); /* a failed open changes nothing */
+    for (unsigned i = 0; i < nseg; i++) free(imgs[i]);
+    free(imgs);
+    free(lens);
     db = must_open(dir, &crc_cfg);
     check_rolled(db, ROLL_KV);
     mmfs_store_stats st = mmfs_test_stats(db);
