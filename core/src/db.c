@@ -212,7 +212,6 @@ static int open_store(mmfs_db *db) {
         db->shm->magic = MMFS__SHARED_MAGIC;
         atomic_store(&db->shm->written, pos);
         atomic_store(&db->shm->durable, pos);
-        atomic_store(&db->shm->written_lsn, db->next_lsn - 1);
         atomic_store(&db->shm->state_version, mmfs__engine_state_version(db->eng));
     }
 out:
@@ -258,7 +257,6 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     db->opt.policy.len = 0;
     if (o->key) db->opt.checksum = MMFS_CHECKSUM_BLAKE2B; /* a key means keyed BLAKE2b */
     db->lock_fd = -1;
-    db->log_dir_fd = -1;
     db->fork_gen = atomic_load(&mmfs__fork_gen);
     pthread_mutex_init(&db->wmu, NULL);
     pthread_rwlock_init(&db->rw, NULL);

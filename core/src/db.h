@@ -75,7 +75,6 @@ typedef struct mmfs__shared {
     _Atomic uint64_t written;   /* position past the last written frame */
     _Atomic uint64_t durable;   /* position up to which the log is synced */
     _Atomic uint64_t state_version;
-    _Atomic uint64_t written_lsn; /* last LSN written */
 } mmfs__shared;
 
 #define MMFS__SHARED_MAGIC 0x314b434f4c53464dull /* "MFSLOCK1" */
@@ -95,7 +94,6 @@ struct mmfs_db {
 
     int lock_fd;
     mmfs__shared *shm;
-    int log_dir_fd;
 
     /* Writer side: one appender in the process, then flock across them. */
     pthread_mutex_t wmu;
