@@ -107,12 +107,14 @@ static int encode_tags(const mmfs_slice *tags, size_t ntags, mmfs_slice *out, ui
 
 static int tags_size(const mmfs_slice *tags, size_t ntags, size_t *size) {
     if (ntags && !tags) return mmfs__err(MMFS_INVALID, "tags: NULL with a count");
-    if (ntags > 65536) return mmfs__err(MMFS_INVALID, "tags: %zu is over the limit of 65536", ntags);
+    if (ntags > MMFS__MAX_TAGS)
+        return mmfs__err(MMFS_INVALID, "tags: %zu is over the limit of %d", ntags, MMFS__MAX_TAGS);
     size_t n = 0;
     for (size_t i = 0; i < ntags; i++) {
         int rc = check_len(tags[i], "tag");
         if (rc) return rc;
-        if (tags[i].len > 65536) return mmfs__err(MMFS_INVALID, "tag %zu: longer than 64 KiB", i + 1);
+        if (tags[i].len > MMFS__MAX_TAG_LEN)
+            return mmfs__err(MMFS_INVALID, "tag %zu: longer than %d KiB", i + 1, MMFS__MAX_TAG_LEN >> 10);
         n += 4 + tags[i].len;
     }
     *size = n;
@@ -130,7 +132,8 @@ static int make_memory(mmfs__rec *c, mmfs_slice text, const mmfs_slice *tags, si
     c->u.mem.route = o && o->route.len ? o->route : mmfs_str("default");
     int rc = check_len(text, "text");
     if (!rc && o) rc = check_len(o->route, "route");
-    if (!rc && c->u.mem.route.len > 256) rc = mmfs__err(MMFS_INVALID, "route: longer than 256 bytes");
+    if (!rc && c->u.mem.route.len > MMFS__MAX_ROUTE)
+        rc = mmfs__err(MMFS_INVALID, "route: longer than %d bytes", MMFS__MAX_ROUTE);
     if (!rc) encode_tags(tags, ntags, &c->u.mem.tags, tagbuf);
     return rc;
 }
@@ -287,9 +290,9 @@ static int st_get_session(void *ud, mmfs_slice id, mmfs__rec *rec) {
 }
 
 static void policy_limits(const mmfs_db *db, mmfs__policy_limits *lim) {
-    lim->hook_budget = db->opt.hook_budget ? db->opt.hook_budget : 1000000;
-    lim->batch_budget = lim->hook_budget * 100;
-    lim->mem_limit = (size_t)64 << 20;
+    lim->hook_budget = db->opt.hook_budget ? db->opt.hook_budget : MMFS__DEFAULT_HOOK_BUDGET;
+    lim->batch_budget = lim->hook_budget * MMFS__BATCH_BUDGET_FACTOR;
+    lim->mem_limit = MMFS__POLICY_MEM_LIMIT;
 }
 
 /* Makes db->policy the VM of the policy in force (rebuilt when another

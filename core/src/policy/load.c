@@ -58,8 +58,8 @@ static void compile_routes(lua_State *L, mmfs__policy *p) {
         if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
             luaL_error(L, "policy: routes: each entry must be name = { options }");
         name = lua_tostring(L, -2);
-        if (pc_rawlen(L, -2) > PVM_MAX_ROUTE)
-            luaL_error(L, "policy: routes: a route name is longer than %d bytes", PVM_MAX_ROUTE);
+        if (pc_rawlen(L, -2) > MMFS__MAX_ROUTE)
+            luaL_error(L, "policy: routes: a route name is longer than %d bytes", MMFS__MAX_ROUTE);
         snprintf(where, sizeof where, "routes.%s: ", name);
         known_keys(L, -1, where, route_keys, "index");
         lua_getfield(L, -1, "index");

@@ -29,7 +29,6 @@
 #endif
 
 #define PVM_HOOK_EVERY 1000 /* instructions between two calls of the count hook */
-#define PVM_MAX_ROUTE 256 /* bytes of a route name, as append_memory accepts */
 
 /* Field names of command tables, prebuilt: during a run (cmd.c's
 ** run_protected frame) field name K sits at stack index PVM_KEY(K), the
