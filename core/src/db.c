@@ -225,7 +225,7 @@ static void free_handle(mmfs_db *db) {
     mmfs__lock_close(db);
     if (db->eng) mmfs__engine_free(db->eng);
 #ifdef MMFS_HAVE_POLICY
-    /* The VM a write built (batch.c's policy_sync) lives until here. */
+    /* The VM a write built (hook.c's policy_sync) lives until here. */
     if (db->policy) mmfs__policy_free(db->policy);
 #endif
     pthread_mutex_destroy(&db->wmu);
