@@ -285,10 +285,10 @@ static int search_memories(const cli_args *a, mmfs_db *db, size_t limit) {
 }
 
 static int cmd_search(const cli_args *a) {
-    uint64_t limit = 20;
+    uint64_t limit = 0; /* not given: the library's default */
     int rc = cli_opt_u64(a, "limit", &limit), docs = cli_opt_has(a, "docs");
     if (rc) return rc;
-    if (limit == 0) return cli_usage_error(a->cmd, "--limit: at least 1");
+    if (cli_opt_has(a, "limit") && limit == 0) return cli_usage_error(a->cmd, "--limit: at least 1");
     if (docs && (cli_opt_has(a, "tag") || cli_opt_has(a, "route") || cli_opt_has(a, "since") ||
                  cli_opt_has(a, "before")))
         return cli_usage_error(a->cmd, "--docs takes no --tag, --route, --since or --before");

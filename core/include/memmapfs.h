@@ -43,7 +43,7 @@ extern "C" {
 
 typedef struct mmfs_db mmfs_db; /* a store handle (see mmfs_open) */
 
-#if defined(__GNUC__) && !defined(MMFS_STATIC_BUILD)
+#if defined(__GNUC__)
 #define MMFS_API __attribute__((visibility("default")))
 #else
 #define MMFS_API

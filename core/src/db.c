@@ -34,7 +34,7 @@ void mmfs_options_init(mmfs_options *o) {
     o->checksum = MMFS_CHECKSUM_CRC32C;
     o->create = 1;
     o->lock_timeout_ms = 10000;
-    o->segment_size = (uint64_t)64 << 20;
+    o->segment_size = MMFS__SEGMENT_DEFAULT;
 }
 
 int mmfs__usable(mmfs_db *db) {
@@ -105,9 +105,10 @@ static int check_options(const mmfs_options *o) {
     if (o->sync_ms < 1 || o->sync_ms > 3600000)
         return mmfs__err(MMFS_INVALID, "sync_ms: %d is out of range 1..3600000", o->sync_ms);
     if (o->lock_timeout_ms < 0) return mmfs__err(MMFS_INVALID, "lock_timeout_ms: negative");
-    if (o->segment_size < 65536 || o->segment_size > ((uint64_t)1 << 38))
-        return mmfs__err(MMFS_INVALID, "segment_size: %llu is out of range 64 KiB..256 GiB",
-                         (unsigned long long)o->segment_size);
+    if (o->segment_size < MMFS__SEGMENT_MIN || o->segment_size > MMFS__SEGMENT_MAX)
+        return mmfs__err(MMFS_INVALID, "segment_size: %llu is out of range %llu KiB..%llu GiB",
+                         (unsigned long long)o->segment_size, (unsigned long long)(MMFS__SEGMENT_MIN >> 10),
+                         (unsigned long long)(MMFS__SEGMENT_MAX >> 30));
     if (o->policy.len && !o->policy.ptr) return mmfs__err(MMFS_INVALID, "policy: NULL with a length");
     if (o->language && !mmfs__tok_lang_ok(o->language))
         return mmfs__err(MMFS_INVALID, "language: '%.40s' is not \"none\" or a Snowball language",
@@ -154,7 +155,7 @@ static int open_store(mmfs_db *db) {
             goto out;
         }
         if ((rc = mmfs__sum_init(&db->sum, type, db->opt.key, db->opt.key_len)) != MMFS_OK) goto out;
-        db->segment_size = mmfs__ld64(hdr + 24) >= 65536 ? mmfs__ld64(hdr + 24) : db->opt.segment_size;
+        db->segment_size = mmfs__ld64(hdr + 24) >= MMFS__SEGMENT_MIN ? mmfs__ld64(hdr + 24) : db->opt.segment_size;
         db->first_seg = first;
         db->no_manifest = 1;
         /* The tokenizer was recorded only in the lost MANIFEST: the rebuilt
@@ -212,7 +213,6 @@ static int open_store(mmfs_db *db) {
         db->shm->magic = MMFS__SHARED_MAGIC;
         atomic_store(&db->shm->written, pos);
         atomic_store(&db->shm->durable, pos);
-        atomic_store(&db->shm->written_lsn, db->next_lsn - 1);
         atomic_store(&db->shm->state_version, mmfs__engine_state_version(db->eng));
     }
 out:
@@ -225,7 +225,7 @@ static void free_handle(mmfs_db *db) {
     mmfs__lock_close(db);
     if (db->eng) mmfs__engine_free(db->eng);
 #ifdef MMFS_HAVE_POLICY
-    /* The VM a write built (batch.c's policy_sync) lives until here. */
+    /* The VM a write built (hook.c's policy_sync) lives until here. */
     if (db->policy) mmfs__policy_free(db->policy);
 #endif
     pthread_mutex_destroy(&db->wmu);
@@ -258,7 +258,6 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     db->opt.policy.len = 0;
     if (o->key) db->opt.checksum = MMFS_CHECKSUM_BLAKE2B; /* a key means keyed BLAKE2b */
     db->lock_fd = -1;
-    db->log_dir_fd = -1;
     db->fork_gen = atomic_load(&mmfs__fork_gen);
     pthread_mutex_init(&db->wmu, NULL);
     pthread_rwlock_init(&db->rw, NULL);

@@ -1,7 +1,7 @@
 /*
 ** db.h: the store handle, shared by db.c (open, close, read access),
 ** segment.c (log files), recover.c (replay and verify), manifest.c,
-** lock.c, batch.c (writes) and sync.c (durability).
+** lock.c, batch.c, hook.c and write.c (writes) and sync.c (durability).
 **
 ** Positions in the log are packed as (segment number << 40 | offset), so
 ** that they compare as integers across segments.
@@ -37,7 +37,7 @@
 **                committers, mmfs__fork_gen.
 **
 ** ixlock and qmu are also taken with nothing held (the drain after a
-** commit or a catch-up).  batch.c's tl_writer turns a hook's write to its
+** commit or a catch-up).  write.c's tl_writer turns a hook's write to its
 ** own store into BUSY; stats and verify do not check it yet, so a C hook
 ** calling them waits for itself on wmu.
 */
@@ -75,7 +75,6 @@ typedef struct mmfs__shared {
     _Atomic uint64_t written;   /* position past the last written frame */
     _Atomic uint64_t durable;   /* position up to which the log is synced */
     _Atomic uint64_t state_version;
-    _Atomic uint64_t written_lsn; /* last LSN written */
 } mmfs__shared;
 
 #define MMFS__SHARED_MAGIC 0x314b434f4c53464dull /* "MFSLOCK1" */
@@ -95,7 +94,6 @@ struct mmfs_db {
 
     int lock_fd;
     mmfs__shared *shm;
-    int log_dir_fd;
 
     /* Writer side: one appender in the process, then flock across them. */
     pthread_mutex_t wmu;
@@ -129,7 +127,7 @@ struct mmfs_db {
     pthread_t flusher;
     int flusher_on, stopping;
     pthread_cond_t fcond;
-    /* Policy (batch.c): the VM built from the POLICY record at policy_lsn
+    /* Policy (hook.c): the VM built from the POLICY record at policy_lsn
     ** (0: none), and this handle's C hook.  Under wmu. */
     void *policy;
     uint64_t policy_lsn;
@@ -146,7 +144,7 @@ extern _Atomic unsigned mmfs__fork_gen;
 /* db.c: MMFS_CLOSED in a forked child, MMFS_NOMEM once broken. */
 int mmfs__usable(mmfs_db *db);
 
-/* batch.c: 1 if this thread is DB's writer now, i.e. the call comes from a
+/* write.c: 1 if this thread is DB's writer now, i.e. the call comes from a
 ** hook (C or policy) running inside DB's commit: it already holds db->wmu
 ** and the LOCK, so it must neither take them again nor wait for itself. */
 int mmfs__in_own_writer(const mmfs_db *db);

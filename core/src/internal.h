@@ -7,6 +7,7 @@
 #define MMFS_INTERNAL_H
 
 #include "memmapfs.h"
+#include "bounds.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -19,12 +20,6 @@
 #define mmfs_assert(cond, msg) assert((cond) && (msg))
 #endif
 
-#define MMFS__MAX_VALUE ((size_t)1 << 30) /* one payload field: 1 GiB */
-/* One commit, hooks' commands included: one value at its largest and
-** 64 MiB more.  Past it the commit fails LIMIT (a hook adding commands
-** must not turn one call into gigabytes under the writer lock). */
-#define MMFS__MAX_COMMIT (MMFS__MAX_VALUE + ((size_t)64 << 20))
-#define MMFS__DEFAULT_LIMIT 20
 
 /* ---------------------------------------------------------------- err.c */
 

@@ -1,6 +1,6 @@
 /*
 ** log.h: commit frames (log.c), segments (segment.c) and the log as a
-** whole.  Shared by log.c, segment.c, recover.c, batch.c and db.c.
+** whole.  Shared by log.c, segment.c, recover.c, write.c and db.c.
 */
 #ifndef MMFS_LOG_H
 #define MMFS_LOG_H

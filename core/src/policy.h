@@ -16,7 +16,7 @@
 
 typedef struct mmfs__policy mmfs__policy;
 
-typedef struct mmfs__policy_limits { /* 0: the default (1e6, 100 x hook_budget, 64 MiB) */
+typedef struct mmfs__policy_limits { /* all non-zero: the host fills them (hook.c) */
     uint64_t hook_budget;  /* VM instructions per hook call (API: hook_budget, 1e6) */
     uint64_t batch_budget; /* VM instructions per policy run over one batch */
     size_t mem_limit;      /* bytes the VM may allocate in all */

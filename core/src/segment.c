@@ -132,7 +132,7 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
                          no, (long long)st.st_size, (unsigned long long)stamp);
     }
     if (header_crc(hdr) == mmfs__ld32(hdr + 60) && want > (uint64_t)st.st_size &&
-        want <= ((uint64_t)1 << 38) && !db->opt.readonly) {
+        want <= MMFS__SEGMENT_MAX && !db->opt.readonly) {
         if (ftruncate(fd, (off_t)want) < 0) {
             int e = errno;
             close(fd);

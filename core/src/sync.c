@@ -6,7 +6,7 @@
 ** holds the lock.  After a failed fsync the handle refuses writes for good
 ** (READONLY): the kernel may have dropped the dirty pages, so a retry that
 ** succeeded would lie.  A write whose own frame that sync was to cover
-** gets MMFS_IO saying it may be present after reopen (batch.c).  After
+** gets MMFS_IO saying it may be present after reopen (write.c).  After
 ** a sync that succeeded, the segment's durable stamp is moved on (see
 ** stamp() for how often).
 **

@@ -409,8 +409,8 @@ static void read_cmd(lua_State *L, mmfs__policy *p, int t, mmfs__rec *r, const p
         if (TOUCHED(K_TEXT)) r->u.mem.text = get_str_or(L, p, t, K_TEXT, r->u.mem.text, pu->s[0]);
         if (TOUCHED(K_ROUTE)) {
             r->u.mem.route = get_str_or(L, p, t, K_ROUTE, r->u.mem.route, pu->s[2]);
-            if (r->u.mem.route.len > PVM_MAX_ROUTE)
-                luaL_error(L, "policy: %s: cmd.route is longer than 256 bytes", p->what);
+            if (r->u.mem.route.len > MMFS__MAX_ROUTE)
+                luaL_error(L, "policy: %s: cmd.route is longer than %d bytes", p->what, MMFS__MAX_ROUTE);
         }
         if (TOUCHED(K_CREATED_AT)) r->u.mem.created_at = get_int(L, p, t, K_CREATED_AT);
         if (TOUCHED(K_TAGS)) {
@@ -484,8 +484,8 @@ static void run_route(lua_State *L, mmfs__policy *p, int t) {
         luaL_error(L, "policy: route must return a route name (a string), or nil and a reason; got %s",
                    luaL_typename(L, -2));
     }
-    if (pc_rawlen(L, -2) > PVM_MAX_ROUTE) /* append_memory's own bound: the record could not hold it */
-        luaL_error(L, "policy: route returned a route name longer than %d bytes", PVM_MAX_ROUTE);
+    if (pc_rawlen(L, -2) > MMFS__MAX_ROUTE) /* append_memory's own bound: the record could not hold it */
+        luaL_error(L, "policy: route returned a route name longer than %d bytes", MMFS__MAX_ROUTE);
     if (p->ref_routes != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_routes);
         lua_pushvalue(L, -3);

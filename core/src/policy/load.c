@@ -58,8 +58,8 @@ static void compile_routes(lua_State *L, mmfs__policy *p) {
         if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
             luaL_error(L, "policy: routes: each entry must be name = { options }");
         name = lua_tostring(L, -2);
-        if (pc_rawlen(L, -2) > PVM_MAX_ROUTE)
-            luaL_error(L, "policy: routes: a route name is longer than %d bytes", PVM_MAX_ROUTE);
+        if (pc_rawlen(L, -2) > MMFS__MAX_ROUTE)
+            luaL_error(L, "policy: routes: a route name is longer than %d bytes", MMFS__MAX_ROUTE);
         snprintf(where, sizeof where, "routes.%s: ", name);
         known_keys(L, -1, where, route_keys, "index");
         lua_getfield(L, -1, "index");
@@ -181,10 +181,9 @@ int mmfs__pvm_new(const char *src, size_t len, const mmfs__policy_limits *lim, m
     int status;
     *out = NULL;
     if (!p) return mmfs__err(MMFS_NOMEM, "policy: out of memory");
-    if (lim) p->lim = *lim;
-    if (!p->lim.hook_budget) p->lim.hook_budget = PVM_DEFAULT_HOOK_BUDGET;
-    if (!p->lim.batch_budget) p->lim.batch_budget = p->lim.hook_budget * 100;
-    if (!p->lim.mem_limit) p->lim.mem_limit = PVM_DEFAULT_MEM_LIMIT;
+    mmfs_assert(lim && lim->hook_budget && lim->batch_budget && lim->mem_limit,
+                "policy limits: every one set (the host fills them from the options)");
+    p->lim = *lim;
     p->ref_route = p->ref_routes = p->ref_tags_mt = p->ref_cmd_mt = p->ref_tx = p->ref_keys = LUA_NOREF;
     for (int t = 0; t <= MMFS__R_MAX; t++) p->ref_hook[t] = p->ref_tname[t] = LUA_NOREF;
 

@@ -29,9 +29,6 @@
 #endif
 
 #define PVM_HOOK_EVERY 1000 /* instructions between two calls of the count hook */
-#define PVM_DEFAULT_HOOK_BUDGET 1000000u
-#define PVM_DEFAULT_MEM_LIMIT ((size_t)64 << 20)
-#define PVM_MAX_ROUTE 256 /* bytes of a route name, as append_memory accepts */
 
 /* Field names of command tables, prebuilt: during a run (cmd.c's
 ** run_protected frame) field name K sits at stack index PVM_KEY(K), the
@@ -175,9 +172,6 @@ void mmfs__pvm_push_session(lua_State *L, const mmfs__rec *r);
 ** valid until the next call (empty when there is no other field).
 ** Raises "session field 'x': ..." for what the encoding cannot hold. */
 mmfs_slice mmfs__pvm_encode_fields(lua_State *L, mmfs__policy *p, int idx);
-
-/* value.c: 1 if the string at IDX is id, intent_id, created_at or payload. */
-int mmfs__pvm_is_reserved(lua_State *L, int idx);
 
 /* limits.c: the capped lua_Alloc (UD is the policy). */
 void *mmfs__pvm_alloc(void *ud, void *ptr, size_t osize, size_t nsize);

@@ -77,7 +77,8 @@ static int tx_append_memory(lua_State *L) {
         if (!lua_isnil(L, -1)) {
             if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 4, "route must be a string");
             route = mmfs__pvm_keep_str(L, p, -1);
-            if (route.len > PVM_MAX_ROUTE) luaL_argerror(L, 4, "route is longer than 256 bytes");
+            if (route.len > MMFS__MAX_ROUTE)
+                luaL_argerror(L, 4, lua_pushfstring(L, "route is longer than %d bytes", MMFS__MAX_ROUTE));
         }
         lua_pop(L, 2);
     }

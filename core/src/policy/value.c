@@ -10,8 +10,6 @@ void mmfs__pvm_push_session(lua_State *L, const mmfs__rec *r) {
     if (!mmfs__lf_push_rec(L, r)) luaL_error(L, "policy: malformed session fields in the store");
 }
 
-int mmfs__pvm_is_reserved(lua_State *L, int idx) { return mmfs__lf_is_reserved(L, idx); }
-
 static int enc_nomem(lua_State *L, void *ud) { return mmfs__pvm_nomem(L, (mmfs__policy *)ud); }
 
 mmfs_slice mmfs__pvm_encode_fields(lua_State *L, mmfs__policy *p, int idx) {
