@@ -392,6 +392,8 @@ static const char *const stats_opts[] = {"json", NULL};
 static const char *const verify_opts[] = {"quiet", NULL};
 static const char *const get_opts[] = {"newline", NULL};
 static const char *const write_opts[] = {"create", "lock-timeout=", NULL};
+/* The help line of write_opts's --lock-timeout, the same for every writing command. */
+#define LOCK_TIMEOUT_HELP "  --lock-timeout MS    wait at most MS for the writer lock (then 9, BUSY)\n"
 static const char *const search_opts[] = {"limit=", "tag=", "route=", "since=", "before=", "docs", NULL};
 static const char *const sessions_opts[] = {"limit=", "intent=", NULL};
 static const char *const cat_opts[] = {"offset=", NULL};
@@ -421,11 +423,11 @@ const cli_command cli_commands[] = {
      "Sets KEY to VALUE, or to all of stdin when VALUE is left out (binary\n"
      "safe).  Durable when mmfs returns.\n"
      "  --create             create the store if it does not exist\n"
-     "  --lock-timeout MS    wait at most MS for the writer lock (then 9, BUSY)\n"},
+     LOCK_TIMEOUT_HELP},
     {"del", cmd_del, 2, 2, write_opts, "del STORE KEY",
      "Deletes KEY.  Exits 1 (NOTFOUND), writing nothing, when there was no\n"
      "such key.\n"
-     "  --lock-timeout MS    wait at most MS for the writer lock (then 9, BUSY)\n"},
+     LOCK_TIMEOUT_HELP},
     {"search", cmd_search, 2, 2, search_opts, "search STORE QUERY [--limit N] [--tag T]... [--docs]",
      "Full-text search (the query language of docs/api.md), best first, one\n"
      "JSON line per hit: memories {id, score, created_at, route, tags, text},\n"

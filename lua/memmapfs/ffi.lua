@@ -655,6 +655,14 @@ local function check_child(self, mt)
   return self.cs
 end
 
+-- The close method of the children of MT: true, also when already closed.
+local function child_closer(mt)
+  return function(self)
+    child_close(check_child(self, mt))
+    return true
+  end
+end
+
 -- What a write on DB answers instead, when it cannot take one now.
 local function write_refused(self)
   if self.h == nil then return closed("store") end
@@ -666,6 +674,41 @@ end
 local function check_bytes(v, n)
   if type(v) ~= "string" then argerror(n, expected("string", v)) end
   return v
+end
+
+-- What the one-string writes below answer, from the out value their C
+-- function filled: whether the key existed, or the new state version.
+local function existed() return INT[0] ~= 0 end
+local function new_version() return tonumber(U64[0]) end
+
+-- A DB write method of one byte string over mmfs_NAME(h, s, OUTP); it
+-- answers RESULT().
+local function write1(name, outp, result)
+  local fn = lib["mmfs_" .. name]
+  return function(self, s)
+    check_db(self)
+    check_bytes(s, 2)
+    local a, b, c = write_refused(self)
+    if b then return a, b, c end
+    local rc = fn(self.h, slice(S1, s), outp)
+    if rc ~= OK then return fail(self.h, rc) end
+    return result()
+  end
+end
+
+-- A DB write method of two byte strings over mmfs_NAME(h, s1, s2); true.
+local function write2(name)
+  local fn = lib["mmfs_" .. name]
+  return function(self, s1, s2)
+    check_db(self)
+    check_bytes(s1, 2)
+    check_bytes(s2, 3)
+    local a, b, c = write_refused(self)
+    if b then return a, b, c end
+    local rc = fn(self.h, slice(S1, s1), slice(S2, s2))
+    if rc ~= OK then return fail(self.h, rc) end
+    return true
+  end
 end
 
 local function check_int(v, n)
@@ -1021,15 +1064,7 @@ function DB:get_kv(key)
   return fail(h, rc)
 end
 
-function DB:delete_kv(key)
-  check_db(self)
-  check_bytes(key, 2)
-  local a, b, c = write_refused(self)
-  if b then return a, b, c end
-  local rc = lib.mmfs_delete_kv(self.h, slice(S1, key), INT)
-  if rc ~= OK then return fail(self.h, rc) end
-  return INT[0] ~= 0
-end
+DB.delete_kv = write1("delete_kv", INT, existed)
 
 local ITER_OUT = ffi.new("mmfs_slice[2]")
 
@@ -1063,10 +1098,7 @@ function Iter:next()
   return str(ITER_OUT[0]), str(ITER_OUT[1])
 end
 
-function Iter:close()
-  child_close(check_child(self, ITER_MT))
-  return true
-end
+Iter.close = child_closer(ITER_MT)
 
 --- for key, value in db:scan_kv(prefix) do ... end: keys starting with
 -- `prefix` (all keys when nil), in byte order.  On a closed store it
@@ -1105,15 +1137,7 @@ function DB:get_session(id)
   return push_session(SESSION)
 end
 
-function DB:delete_session(id)
-  check_db(self)
-  check_bytes(id, 2)
-  local a, b, c = write_refused(self)
-  if b then return a, b, c end
-  local rc = lib.mmfs_delete_session(self.h, slice(S1, id), INT)
-  if rc ~= OK then return fail(self.h, rc) end
-  return INT[0] ~= 0
-end
+DB.delete_session = write1("delete_session", INT, existed)
 
 -- An optional limit argument: nil = 0; nil, msg, "INVALID" when negative.
 local function opt_limit(v, n)
@@ -1146,16 +1170,7 @@ end
 
 ---------------------------------------------------------------- streams
 
-function DB:append_stream(key, bytes)
-  check_db(self)
-  check_bytes(key, 2)
-  check_bytes(bytes, 3)
-  local a, b, c = write_refused(self)
-  if b then return a, b, c end
-  local rc = lib.mmfs_append_stream(self.h, slice(S1, key), slice(S2, bytes))
-  if rc ~= OK then return fail(self.h, rc) end
-  return true
-end
+DB.append_stream = write2("append_stream")
 
 function DB:stream_size(key)
   check_db(self)
@@ -1293,33 +1308,12 @@ function Reader:size()
   return tonumber(lib.mmfs_reader_size(cs.h))
 end
 
-function Reader:close()
-  child_close(check_child(self, READER_MT))
-  return true
-end
+Reader.close = child_closer(READER_MT)
 
 ---------------------------------------------------------------- documents
 
-function DB:index(key, text)
-  check_db(self)
-  check_bytes(key, 2)
-  check_bytes(text, 3)
-  local a, b, c = write_refused(self)
-  if b then return a, b, c end
-  local rc = lib.mmfs_index(self.h, slice(S1, key), slice(S2, text))
-  if rc ~= OK then return fail(self.h, rc) end
-  return true
-end
-
-function DB:unindex(key)
-  check_db(self)
-  check_bytes(key, 2)
-  local a, b, c = write_refused(self)
-  if b then return a, b, c end
-  local rc = lib.mmfs_unindex(self.h, slice(S1, key), INT)
-  if rc ~= OK then return fail(self.h, rc) end
-  return INT[0] ~= 0
-end
+DB.index = write2("index")
+DB.unindex = write1("unindex", INT, existed)
 
 --- db:search(query [, limit | { limit = n }]) --> { {key=, score=}, ... }
 function DB:search(query, limit)
@@ -1348,15 +1342,7 @@ end
 
 ---------------------------------------------------------------- state
 
-function DB:update_state(value)
-  check_db(self)
-  check_bytes(value, 2)
-  local a, b, c = write_refused(self)
-  if b then return a, b, c end
-  local rc = lib.mmfs_update_state(self.h, slice(S1, value), U64)
-  if rc ~= OK then return fail(self.h, rc) end
-  return tonumber(U64[0])
-end
+DB.update_state = write1("update_state", U64, new_version)
 
 --- db:get_state() --> value, version (nil, 0 before the first update)
 function DB:get_state()
@@ -1401,10 +1387,7 @@ function Sub:fd()
   return lib.mmfs_sub_fd(cs.h)
 end
 
-function Sub:close()
-  child_close(check_child(self, SUB_MT))
-  return true
-end
+Sub.close = child_closer(SUB_MT)
 
 ---------------------------------------------------------------- policy
 
@@ -1550,10 +1533,7 @@ function Tx:commit()
 end
 
 --- tx:abort(): drops the batch; nothing is written.
-function Tx:abort()
-  child_close(check_tx(self))
-  return true
-end
+Tx.abort = child_closer(TX_MT)
 
 function Tx:_db()
   check_tx(self)

@@ -47,12 +47,7 @@ typedef struct model {
     size_t step;
 } model;
 
-static uint32_t rnd(model *m) { /* xorshift64*: reproducible everywhere */
-    m->rng ^= m->rng >> 12;
-    m->rng ^= m->rng << 25;
-    m->rng ^= m->rng >> 27;
-    return (uint32_t)((m->rng * 2685821657736338717ull) >> 32);
-}
+static uint32_t rnd(model *m) { return mmfs_test_rand(&m->rng); }
 
 #define CHECK(m, cond, ...)                                                              \
     do {                                                                                 \
@@ -169,11 +164,6 @@ static void check_height_after_inserts(model *m) {
         CHECK(m, n >= low * (MMFS__BT_B / 2), "height %d is too high for %zu entries", m->t.height, n);
 }
 
-static unsigned env_seed(unsigned dflt) {
-    const char *s = getenv("MMFS_TEST_SEED");
-    return s && *s ? (unsigned)strtoul(s, NULL, 10) : dflt;
-}
-
 /* ------------------------------------------------------------------ */
 
 /* An empty tree: no entries, seeks and deletes find nothing. */
@@ -243,7 +233,7 @@ static void test_random(void **state) {
     (void)state;
     const char *s = getenv("MMFS_TEST_SEED");
     if (s && *s) {
-        run_random(env_seed(0), 8191, 40000);
+        run_random(mmfs_test_env_seed(0), 8191, 40000);
         return;
     }
     for (unsigned seed = 1; seed <= 3; seed++) run_random(seed, 8191, 40000);
@@ -312,7 +302,7 @@ static void test_halves(void **state) {
     (void)state;
     const uint32_t n = 12000;
     model m;
-    model_init(&m, n, 3 * n, env_seed(5));
+    model_init(&m, n, 3 * n, mmfs_test_env_seed(5));
     for (uint32_t k = 0; k < n; k++) op_put(&m, (k * 7919u) % n);
     check_all(&m);
     check_height_after_inserts(&m);

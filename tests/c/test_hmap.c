@@ -46,12 +46,7 @@ typedef struct model {
     size_t step;
 } model;
 
-static uint32_t rnd(model *m) { /* xorshift64* */
-    m->rng ^= m->rng >> 12;
-    m->rng ^= m->rng << 25;
-    m->rng ^= m->rng >> 27;
-    return (uint32_t)((m->rng * 2685821657736338717ull) >> 32);
-}
+static uint32_t rnd(model *m) { return mmfs_test_rand(&m->rng); }
 
 #define CHECK(m, cond, ...)                                                                   \
     do {                                                                                      \
@@ -188,11 +183,6 @@ static void check_all(model *m) {
     CHECK(m, full == map->count, "%zu full slots, count says %zu", full, map->count);
 }
 
-static unsigned env_seed(unsigned dflt) {
-    const char *s = getenv("MMFS_TEST_SEED");
-    return s && *s ? (unsigned)strtoul(s, NULL, 10) : dflt;
-}
-
 /* ------------------------------------------------------------------ */
 
 static void run_random(unsigned seed, int hash_kind, uint32_t nkeys, size_t steps) {
@@ -219,7 +209,7 @@ static void run_random(unsigned seed, int hash_kind, uint32_t nkeys, size_t step
 /* The real hash, many keys: grows through several capacities. */
 static void test_random_xxh3(void **state) {
     (void)state;
-    unsigned s = env_seed(0);
+    unsigned s = mmfs_test_env_seed(0);
     if (s) {
         run_random(s, HASH_REAL, 3000, 30000);
         return;
@@ -231,14 +221,14 @@ static void test_random_xxh3(void **state) {
 ** shifts a long run back. */
 static void test_random_collisions(void **state) {
     (void)state;
-    unsigned s = env_seed(0);
+    unsigned s = mmfs_test_env_seed(0);
     run_random(s ? s : 21, HASH_FEW, 300, 8000);
 }
 
 /* Homes in the last slots: runs wrap around to slot 0. */
 static void test_random_wraparound(void **state) {
     (void)state;
-    unsigned s = env_seed(0);
+    unsigned s = mmfs_test_env_seed(0);
     run_random(s ? s : 31, HASH_HIGH, 300, 8000);
 }
 

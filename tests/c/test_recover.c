@@ -334,35 +334,56 @@ static void test_reopen_each_sync_mode(void **state) {
     }
 }
 
+/* A store of NF (at most 8) single-kv frames in one segment, from
+** build_kv_store: its directory, the path and image of its segment as
+** written, the LSN before the first frame, and the frames. */
+typedef struct kv_store {
+    char *dir, *seg;
+    unsigned char *img;
+    size_t seglen;
+    uint64_t lsn0;
+    frame fr[8];
+} kv_store;
+
+static void kv_store_build(kv_store *s, const char *name, const cfg *c, int nf) {
+    size_t nfr;
+    assert_true(nf <= 8);
+    s->dir = mmfs_test_dir(name);
+    s->img = build_kv_store(s->dir, c, nf, &s->lsn0, s->fr, &nfr, &s->seglen);
+    s->seg = seg_path(s->dir, 1);
+}
+
+static void kv_store_free(kv_store *s) {
+    free(s->img);
+    free(s->seg);
+    mmfs_test_rmdir(s->dir);
+}
+
 /* Cutting the log at ANY byte, by truncating the file (TRUNC) or zeroing
 ** everything from there (else), keeps exactly the frames that end at or
 ** before the cut.  Afterwards the store takes new writes and reopens. */
 static void torn_tail_sweep(const cfg *c, int trunc) {
     enum { NF = 5 };
-    char *dir = mmfs_test_dir("recover-torn");
-    frame fr[NF];
-    size_t nfr, seglen;
-    uint64_t lsn0;
-    unsigned char *pristine = build_kv_store(dir, c, NF, &lsn0, fr, &nfr, &seglen);
-    char *seg = seg_path(dir, 1);
-    unsigned char *img = malloc(seglen);
+    kv_store s;
+    kv_store_build(&s, "recover-torn", c, NF);
+    unsigned char *img = malloc(s.seglen);
     assert_non_null(img);
-    size_t start = fr[0].off, end = fr[NF - 1].off + fr[NF - 1].len;
+    size_t start = s.fr[0].off, end = s.fr[NF - 1].off + s.fr[NF - 1].len;
 
     size_t sumlen_c = c->checksum == MMFS_CHECKSUM_BLAKE2B ? 16 : 4;
     for (size_t cut = start; cut < end; cut++) {
         /* Every byte of the last frame; sampled bytes of the earlier ones. */
-        if (cut < fr[NF - 1].off) {
+        if (cut < s.fr[NF - 1].off) {
             int fi = 0;
-            while (fr[fi].off + fr[fi].len <= cut) fi++;
-            if (!probe_at(&fr[fi], cut - fr[fi].off, sumlen_c)) continue;
+            while (s.fr[fi].off + s.fr[fi].len <= cut) fi++;
+            if (!probe_at(&s.fr[fi], cut - s.fr[fi].off, sumlen_c)) continue;
         }
-        memcpy(img, pristine, seglen);
+        memcpy(img, s.img, s.seglen);
         if (trunc) {
-            spit(seg, img, cut);
+            spit(s.seg, img, cut);
         } else {
             memset(img + cut, 0, end - cut);
-            spit(seg, img, seglen);
+            spit(s.seg, img, s.seglen);
         }
         /* A frame survives when its checked bytes (header, records,
         ** checksum) are all before the cut: zeroing its padding changes
@@ -370,14 +391,14 @@ static void torn_tail_sweep(const cfg *c, int trunc) {
         ** cut it; both are whole-or-nothing. */
         size_t sumlen = c->checksum == MMFS_CHECKSUM_BLAKE2B ? 16 : 4;
         int keep = 0, keep_whole = 0;
-        while (keep < NF && fr[keep].off + FRAME_HDR + fr[keep].body_len + sumlen <= cut) keep++;
-        while (keep_whole < NF && fr[keep_whole].off + fr[keep_whole].len <= cut) keep_whole++;
+        while (keep < NF && s.fr[keep].off + FRAME_HDR + s.fr[keep].body_len + sumlen <= cut) keep++;
+        while (keep_whole < NF && s.fr[keep_whole].off + s.fr[keep_whole].len <= cut) keep_whole++;
 
         mmfs_db *db = NULL;
-        int rc = open_cfg(dir, c, &db);
+        int rc = open_cfg(s.dir, c, &db);
         if (rc != MMFS_OK)
             fail_msg("%s at byte %zu (frame %d at %zu): open -> %s: %s", trunc ? "truncated" : "zeroed", cut,
-                     keep, fr[keep < NF ? keep : NF - 1].off, mmfs_err_name(rc), mmfs_errmsg(NULL));
+                     keep, s.fr[keep < NF ? keep : NF - 1].off, mmfs_err_name(rc), mmfs_errmsg(NULL));
         if (trunc && keep != keep_whole) {
             char k[32];
             mmfs_slice v;
@@ -385,29 +406,27 @@ static void torn_tail_sweep(const cfg *c, int trunc) {
             if (mmfs_get_kv(db, mmfs_str(k), &v) != MMFS_OK) keep = keep_whole;
         }
         check_kvs(db, keep, NF, trunc ? "truncated at" : "zeroed from", cut);
-        assert_int_equal(mmfs_test_lsn(db), lsn0 + (uint64_t)keep);
+        assert_int_equal(mmfs_test_lsn(db), s.lsn0 + (uint64_t)keep);
         MMFS_OK_OR_FAIL(mmfs_verify(db));
         /* New writes go after the surviving frames. */
         if (cut % 7 == 0 || cut == start || cut == end - 1) {
             MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("after"), mmfs_str("cut")));
             MMFS_OK_OR_FAIL(mmfs_close(db));
-            rc = open_cfg(dir, c, &db);
+            rc = open_cfg(s.dir, c, &db);
             if (rc != MMFS_OK)
                 fail_msg("cut at %zu, rewritten: reopen -> %s: %s", cut, mmfs_err_name(rc), mmfs_errmsg(NULL));
             mmfs_slice v;
             MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("after"), &v));
             assert_int_equal(v.len, 3);
             assert_memory_equal(v.ptr, "cut", 3);
-            assert_int_equal(mmfs_test_lsn(db), lsn0 + (uint64_t)keep + 1);
+            assert_int_equal(mmfs_test_lsn(db), s.lsn0 + (uint64_t)keep + 1);
             MMFS_OK_OR_FAIL(mmfs_delete_kv(db, mmfs_str("after"), NULL));
             check_kvs(db, keep, NF, "rewritten after cut", cut);
         }
         MMFS_OK_OR_FAIL(mmfs_close(db));
     }
     free(img);
-    free(pristine);
-    free(seg);
-    mmfs_test_rmdir(dir);
+    kv_store_free(&s);
 }
 
 static const cfg crc_cfg = {MMFS_SYNC_NONE, MMFS_CHECKSUM_CRC32C, NULL, 0, SMALL_SEG};
@@ -427,29 +446,23 @@ static void test_torn_tail_truncated_any_byte(void **state) {
 static void test_torn_tail_garbage_last_frame(void **state) {
     (void)state;
     enum { NF = 4 };
-    char *dir = mmfs_test_dir("recover-garbage");
-    frame fr[NF];
-    size_t nfr, seglen;
-    uint64_t lsn0;
-    unsigned char *pristine = build_kv_store(dir, &crc_cfg, NF, &lsn0, fr, &nfr, &seglen);
-    char *seg = seg_path(dir, 1);
-    frame last = fr[NF - 1];
+    kv_store s;
+    kv_store_build(&s, "recover-garbage", &crc_cfg, NF);
+    frame last = s.fr[NF - 1];
     size_t covered = FRAME_HDR + last.body_len + 4;
     for (size_t b = 0; b < covered; b++) {
         if (!probe_at(&last, b, 4)) continue;
-        spit(seg, pristine, seglen);
-        unsigned char x = pristine[last.off + b] ^ 0x40;
-        poke(seg, last.off + b, &x, 1);
+        spit(s.seg, s.img, s.seglen);
+        unsigned char x = s.img[last.off + b] ^ 0x40;
+        poke(s.seg, last.off + b, &x, 1);
         mmfs_db *db = NULL;
-        int rc = open_cfg(dir, &crc_cfg, &db);
+        int rc = open_cfg(s.dir, &crc_cfg, &db);
         if (rc != MMFS_OK)
             fail_msg("last frame byte %zu flipped: open -> %s: %s", b, mmfs_err_name(rc), mmfs_errmsg(NULL));
         check_kvs(db, NF - 1, NF, "last frame flipped at", b);
         MMFS_OK_OR_FAIL(mmfs_close(db));
     }
-    free(pristine);
-    free(seg);
-    mmfs_test_rmdir(dir);
+    kv_store_free(&s);
 }
 
 /* A flipped byte anywhere in an earlier frame (header, length, LSN,
@@ -457,13 +470,9 @@ static void test_torn_tail_garbage_last_frame(void **state) {
 ** and returns no handle. */
 static void flip_sweep(const cfg *c, int which) {
     enum { NF = 5 };
-    char *dir = mmfs_test_dir("recover-flip");
-    frame fr[NF];
-    size_t nfr, seglen;
-    uint64_t lsn0;
-    unsigned char *pristine = build_kv_store(dir, c, NF, &lsn0, fr, &nfr, &seglen);
-    char *seg = seg_path(dir, 1);
-    frame t = fr[which];
+    kv_store s;
+    kv_store_build(&s, "recover-flip", c, NF);
+    frame t = s.fr[which];
     size_t sumlen = c->checksum == MMFS_CHECKSUM_BLAKE2B ? 16 : 4;
     size_t covered = FRAME_HDR + t.body_len + sumlen; /* the zero padding after is not checked here */
     assert_true(covered <= t.len);
@@ -471,11 +480,11 @@ static void flip_sweep(const cfg *c, int which) {
         if (!probe_at(&t, b, sumlen)) continue;
         static const unsigned char masks[] = {0x01, 0x80, 0xff};
         unsigned char mask = masks[b % 3];
-        spit(seg, pristine, seglen);
-        unsigned char x = pristine[t.off + b] ^ mask;
-        poke(seg, t.off + b, &x, 1);
-        mmfs_db *db = (mmfs_db *)seg;
-        int rc = open_cfg(dir, c, &db);
+        spit(s.seg, s.img, s.seglen);
+        unsigned char x = s.img[t.off + b] ^ mask;
+        poke(s.seg, t.off + b, &x, 1);
+        mmfs_db *db = (mmfs_db *)s.seg;
+        int rc = open_cfg(s.dir, c, &db);
         if (rc != MMFS_CORRUPT) {
             if (rc == MMFS_OK) mmfs_close(db);
             fail_msg("frame %d (offset %zu) byte %zu ^ 0x%02x: open -> %s, want CORRUPT", which, t.off, b, mask,
@@ -485,13 +494,11 @@ static void flip_sweep(const cfg *c, int which) {
         assert_names(mmfs_errmsg(NULL), 1, t.off);
     }
     /* Restored: opens again with everything. */
-    spit(seg, pristine, seglen);
-    mmfs_db *db = must_open(dir, c);
+    spit(s.seg, s.img, s.seglen);
+    mmfs_db *db = must_open(s.dir, c);
     check_kvs(db, NF, NF, "restored", 0);
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    free(pristine);
-    free(seg);
-    mmfs_test_rmdir(dir);
+    kv_store_free(&s);
 }
 
 static void test_flip_middle_frame_corrupt(void **state) {
@@ -508,21 +515,15 @@ static void test_flip_first_frame_corrupt(void **state) {
 static void test_zeroed_middle_frame_corrupt(void **state) {
     (void)state;
     enum { NF = 5 };
-    char *dir = mmfs_test_dir("recover-hole");
-    frame fr[NF];
-    size_t nfr, seglen;
-    uint64_t lsn0;
-    unsigned char *img = build_kv_store(dir, &crc_cfg, NF, &lsn0, fr, &nfr, &seglen);
-    char *seg = seg_path(dir, 1);
-    memset(img + fr[2].off, 0, fr[2].len);
-    spit(seg, img, seglen);
-    mmfs_db *db = (mmfs_db *)seg;
-    MMFS_ASSERT_STATUS(open_cfg(dir, &crc_cfg, &db), MMFS_CORRUPT);
+    kv_store s;
+    kv_store_build(&s, "recover-hole", &crc_cfg, NF);
+    memset(s.img + s.fr[2].off, 0, s.fr[2].len);
+    spit(s.seg, s.img, s.seglen);
+    mmfs_db *db = (mmfs_db *)s.seg;
+    MMFS_ASSERT_STATUS(open_cfg(s.dir, &crc_cfg, &db), MMFS_CORRUPT);
     assert_null(db);
-    assert_names(mmfs_errmsg(NULL), 1, fr[2].off);
-    free(img);
-    free(seg);
-    mmfs_test_rmdir(dir);
+    assert_names(mmfs_errmsg(NULL), 1, s.fr[2].off);
+    kv_store_free(&s);
 }
 
 /* mmfs_verify re-reads the log: damage done under an open handle is
@@ -530,28 +531,22 @@ static void test_zeroed_middle_frame_corrupt(void **state) {
 static void test_verify_reports_damage(void **state) {
     (void)state;
     enum { NF = 5 };
-    char *dir = mmfs_test_dir("recover-verify");
-    frame fr[NF];
-    size_t nfr, seglen;
-    uint64_t lsn0;
-    unsigned char *img = build_kv_store(dir, &crc_cfg, NF, &lsn0, fr, &nfr, &seglen);
-    char *seg = seg_path(dir, 1);
-    mmfs_db *db = must_open(dir, &crc_cfg);
+    kv_store s;
+    kv_store_build(&s, "recover-verify", &crc_cfg, NF);
+    mmfs_db *db = must_open(s.dir, &crc_cfg);
     MMFS_OK_OR_FAIL(mmfs_verify(db));
     static const size_t at[] = {4, 12, FRAME_HDR + 2};
     for (size_t i = 0; i < 3; i++) {
-        size_t off = fr[1].off + at[i];
-        unsigned char x = img[off] ^ 0x10;
-        poke(seg, off, &x, 1);
+        size_t off = s.fr[1].off + at[i];
+        unsigned char x = s.img[off] ^ 0x10;
+        poke(s.seg, off, &x, 1);
         MMFS_ASSERT_STATUS(mmfs_verify(db), MMFS_CORRUPT);
-        assert_names(mmfs_errmsg(db), 1, fr[1].off);
-        poke(seg, off, &img[off], 1);
+        assert_names(mmfs_errmsg(db), 1, s.fr[1].off);
+        poke(s.seg, off, &s.img[off], 1);
         MMFS_OK_OR_FAIL(mmfs_verify(db));
     }
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    free(img);
-    free(seg);
-    mmfs_test_rmdir(dir);
+    kv_store_free(&s);
 }
 
 /* ---------------------------------------------------------- segments */

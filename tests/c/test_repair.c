@@ -52,6 +52,31 @@ static void flip(const char *path, uint64_t off) {
     close(fd);
 }
 
+/* Fills DIR's store (64 KiB segments) until its log spans two segments,
+** then damages the body of the second frame of the first, now sealed. */
+static void damage_sealed_segment(const char *dir) {
+    int rc;
+    mmfs_db *db = open_opts(dir, 0, 65536, &rc);
+    MMFS_OK_OR_FAIL(rc);
+    char val[2000];
+    memset(val, 'v', sizeof val);
+    mmfs_slice vs = {val, sizeof val};
+    for (int i = 0; i < 80; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(k), vs));
+    }
+    mmfs_store_stats st;
+    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
+    assert_true(st.segments >= 2);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char seg[4096];
+    snprintf(seg, sizeof seg, "%s/log/00000001.seg", dir);
+    uint64_t offs[4];
+    assert_true(frame_offsets(seg, offs, 4) >= 2);
+    flip(seg, offs[1] + MMFS__FRAME_HDR + 30);
+}
+
 static void test_repair_cuts_last_segment(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("repair");
@@ -102,26 +127,8 @@ static void test_repair_leaves_sealed_damage_corrupt(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("repair-sealed");
     int rc;
-    mmfs_db *db = open_opts(dir, 0, 65536, &rc);
-    MMFS_OK_OR_FAIL(rc);
-    char val[2000];
-    memset(val, 'v', sizeof val);
-    mmfs_slice vs = {val, sizeof val};
-    for (int i = 0; i < 80; i++) {
-        char k[16];
-        snprintf(k, sizeof k, "k%d", i);
-        MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(k), vs));
-    }
-    mmfs_store_stats st;
-    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
-    assert_true(st.segments >= 2);
-    MMFS_OK_OR_FAIL(mmfs_close(db));
-    char seg[4096];
-    snprintf(seg, sizeof seg, "%s/log/00000001.seg", dir);
-    uint64_t offs[4];
-    assert_true(frame_offsets(seg, offs, 4) >= 2);
-    flip(seg, offs[1] + MMFS__FRAME_HDR + 30);
-    db = open_opts(dir, 1, 65536, &rc);
+    damage_sealed_segment(dir);
+    mmfs_db *db = open_opts(dir, 1, 65536, &rc);
     assert_null(db);
     assert_int_equal(rc, MMFS_CORRUPT);
     assert_non_null(strstr(mmfs_errmsg(NULL), "00000001.seg"));
@@ -187,23 +194,9 @@ static void test_sealed_message_offers_no_cut(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("repair-msg");
     int rc;
+    damage_sealed_segment(dir);
     mmfs_db *db = open_opts(dir, 0, 65536, &rc);
-    MMFS_OK_OR_FAIL(rc);
-    char val[2000];
-    memset(val, 'v', sizeof val);
-    mmfs_slice vs = {val, sizeof val};
-    for (int i = 0; i < 80; i++) {
-        char k[16];
-        snprintf(k, sizeof k, "k%d", i);
-        MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(k), vs));
-    }
-    MMFS_OK_OR_FAIL(mmfs_close(db));
-    char seg[4096];
-    snprintf(seg, sizeof seg, "%s/log/00000001.seg", dir);
-    uint64_t offs[4];
-    assert_true(frame_offsets(seg, offs, 4) >= 2);
-    flip(seg, offs[1] + MMFS__FRAME_HDR + 30);
-    db = open_opts(dir, 0, 65536, &rc);
+    assert_null(db);
     assert_int_equal(rc, MMFS_CORRUPT);
     const char *m = mmfs_errmsg(NULL);
     if (strstr(m, "repair cuts here")) fail_msg("sealed damage offers a cut: %s", m);

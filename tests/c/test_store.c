@@ -501,22 +501,51 @@ static void test_two_handles_see_each_other(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* A store holding a = "1" whose writer lock someone else holds: its own
+** open file description of LOCK, flock'd as another process would. */
+typedef struct {
+    mmfs_db *db;
+    int fd;       /* the other holder's LOCK, flock'd */
+    uint64_t lsn; /* the log's end before the lock was taken */
+} locked_store;
+
+static locked_store lock_out(const char *dir, int lock_timeout_ms) {
+    locked_store ls;
+    mmfs_options o = mmfs_test_options(0);
+    o.lock_timeout_ms = lock_timeout_ms;
+    ls.db = NULL;
+    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &ls.db));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(ls.db, mmfs_str("a"), mmfs_str("1")));
+    ls.lsn = mmfs_test_lsn(ls.db);
+    char *lockp = path_join(dir, "LOCK");
+    ls.fd = open(lockp, O_RDWR);
+    free(lockp);
+    assert_true(ls.fd >= 0);
+    assert_int_equal(flock(ls.fd, LOCK_EX), 0);
+    return ls;
+}
+
+/* Releases the other holder's lock; the refused writes wrote nothing (b is
+** not there, the log did not move) and the next write goes through. */
+static void lock_release(locked_store *ls) {
+    mmfs_slice v;
+    assert_int_equal(flock(ls->fd, LOCK_UN), 0);
+    close(ls->fd);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(ls->db, mmfs_str("b"), &v), MMFS_NOTFOUND);
+    assert_int_equal(mmfs_test_lsn(ls->db), ls->lsn);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(ls->db, mmfs_str("b"), mmfs_str("2")));
+    MMFS_OK_OR_FAIL(mmfs_get_kv(ls->db, mmfs_str("b"), &v));
+    mmfs_test_assert_slice(v, "2", 1);
+    MMFS_OK_OR_FAIL(mmfs_close(ls->db));
+}
+
 /* The writer lock is flock on LOCK: while someone else holds it, a write
 ** waits lock_timeout_ms and then fails with BUSY, writing nothing. */
 static void test_lock_timeout_busy(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-busy");
-    mmfs_options o = mmfs_test_options(0);
-    o.lock_timeout_ms = 100;
-    mmfs_db *db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
-    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("1")));
-    uint64_t lsn = mmfs_test_lsn(db);
-
-    char *lockp = path_join(dir, "LOCK");
-    int fd = open(lockp, O_RDWR);
-    assert_true(fd >= 0);
-    assert_int_equal(flock(fd, LOCK_EX), 0);
+    locked_store ls = lock_out(dir, 100);
+    mmfs_db *db = ls.db;
 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -528,16 +557,7 @@ static void test_lock_timeout_busy(void **state) {
     /* Reads do not wait for the writer lock. */
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("a"), &v));
-
-    assert_int_equal(flock(fd, LOCK_UN), 0);
-    close(fd);
-    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("b"), &v), MMFS_NOTFOUND);
-    assert_int_equal(mmfs_test_lsn(db), lsn);
-    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")));
-    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("b"), &v));
-    mmfs_test_assert_slice(v, "2", 1);
-    MMFS_OK_OR_FAIL(mmfs_close(db));
-    free(lockp);
+    lock_release(&ls);
     mmfs_test_rmdir(dir);
 }
 
@@ -566,33 +586,15 @@ static void test_path(void **state) {
 static void test_lock_timeout_zero_busy(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("store-nowait");
-    mmfs_options o = mmfs_test_options(0);
-    o.lock_timeout_ms = 0;
-    mmfs_db *db = NULL;
-    MMFS_OK_OR_FAIL(mmfs_open(dir, &o, &db));
-    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("1")));
-    uint64_t lsn = mmfs_test_lsn(db);
-
-    char *lockp = path_join(dir, "LOCK");
-    int fd = open(lockp, O_RDWR);
-    assert_true(fd >= 0);
-    assert_int_equal(flock(fd, LOCK_EX), 0);
+    locked_store ls = lock_out(dir, 0);
+    mmfs_db *db = ls.db;
     MMFS_ASSERT_STATUS(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")), MMFS_BUSY);
     assert_non_null(strstr(mmfs_errmsg(db), "lock_timeout_ms = 0"));
     uint64_t ver = 0;
     MMFS_ASSERT_STATUS(mmfs_update_state(db, mmfs_str("s"), &ver), MMFS_BUSY);
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("a"), &v)); /* reads go on */
-    assert_int_equal(flock(fd, LOCK_UN), 0);
-    close(fd);
-
-    assert_int_equal(mmfs_test_lsn(db), lsn);
-    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("b"), &v), MMFS_NOTFOUND);
-    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("b"), mmfs_str("2")));
-    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("b"), &v));
-    mmfs_test_assert_slice(v, "2", 1);
-    MMFS_OK_OR_FAIL(mmfs_close(db));
-    free(lockp);
+    lock_release(&ls);
     mmfs_test_rmdir(dir);
 }
 

@@ -113,3 +113,17 @@ void mmfs_test_reopen(mmfs_test_fx *f) {
     f->db = NULL;
     f->db = mmfs_test_fx_open(f);
 }
+
+uint32_t mmfs_test_rand(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return (uint32_t)((x * 2685821657736338717ull) >> 32);
+}
+
+unsigned mmfs_test_env_seed(unsigned dflt) {
+    const char *s = getenv("MMFS_TEST_SEED");
+    return s && *s ? (unsigned)strtoul(s, NULL, 10) : dflt;
+}

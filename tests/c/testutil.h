@@ -120,4 +120,16 @@ mmfs_db *mmfs_test_fx_open(const mmfs_test_fx *f);
 ** mmfs_test_fx_open. */
 void mmfs_test_reopen(mmfs_test_fx *f);
 
+/* ---------------------------------------------------------------------
+** Seeded random runs (the model tests: B+tree, hash map).
+*/
+
+/* The next number of the xorshift64* generator at *STATE (never 0): the
+** same sequence on every machine, so a failure's seed reproduces it. */
+uint32_t mmfs_test_rand(uint64_t *state);
+
+/* $MMFS_TEST_SEED (rerun a model test with that seed), or DFLT when it is
+** unset or empty. */
+unsigned mmfs_test_env_seed(unsigned dflt);
+
 #endif

@@ -99,21 +99,38 @@ static int tx_delete_memory(lua_State *L) {
     return tx_done(L);
 }
 
-static int tx_set_kv(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs_slice k = tx_str(L, p, 2), v = tx_str(L, p, 3);
-    mmfs__rec *r = tx_add(L, p, MMFS__R_KV_SET);
-    r->u.kv.key = k;
-    r->u.kv.value = v;
-    return tx_done(L);
-}
+/* The write methods whose arguments are only strings, each kept whole in
+** a field of its command: method, command type, the fields of mmfs__rec's
+** u that arguments 2 (and 3) go to. */
+#define TX_STR1_METHODS(X)                                                  \
+    X(delete_kv, MMFS__R_KV_DEL, kv.key)                                    \
+    X(unindex, MMFS__R_DOC_UNINDEX, doc.key)                                \
+    X(update_state, MMFS__R_STATE, state.value)
+#define TX_STR2_METHODS(X)                                                  \
+    X(set_kv, MMFS__R_KV_SET, kv.key, kv.value)                             \
+    X(append_stream, MMFS__R_STREAM_APPEND, stream.key, stream.bytes)       \
+    X(index, MMFS__R_DOC_INDEX, doc.key, doc.text)
 
-static int tx_delete_kv(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs_slice k = tx_str(L, p, 2);
-    tx_add(L, p, MMFS__R_KV_DEL)->u.kv.key = k;
-    return tx_done(L);
-}
+/* Both arguments are checked and kept before the command is added, so a
+** bad argument adds nothing. */
+#define TX_STR1_FN(name, type, f1)                                          \
+    static int tx_##name(lua_State *L) {                                    \
+        mmfs__policy *p = tx_check(L);                                      \
+        mmfs_slice a = tx_str(L, p, 2);                                     \
+        tx_add(L, p, type)->u.f1 = a;                                       \
+        return tx_done(L);                                                  \
+    }
+#define TX_STR2_FN(name, type, f1, f2)                                      \
+    static int tx_##name(lua_State *L) {                                    \
+        mmfs__policy *p = tx_check(L);                                      \
+        mmfs_slice a = tx_str(L, p, 2), b = tx_str(L, p, 3);                \
+        mmfs__rec *r = tx_add(L, p, type);                                  \
+        r->u.f1 = a;                                                        \
+        r->u.f2 = b;                                                        \
+        return tx_done(L);                                                  \
+    }
+TX_STR1_METHODS(TX_STR1_FN)
+TX_STR2_METHODS(TX_STR2_FN)
 
 static int tx_put_session(lua_State *L) {
     mmfs__policy *p = tx_check(L);
@@ -132,38 +149,6 @@ static int tx_delete_session(lua_State *L) {
     mmfs_slice id = tx_str(L, p, 2);
     if (id.len == 0) luaL_argerror(L, 2, "a non-empty session id expected");
     tx_add(L, p, MMFS__R_SESSION_DEL)->u.sess.id = id;
-    return tx_done(L);
-}
-
-static int tx_append_stream(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs_slice k = tx_str(L, p, 2), b = tx_str(L, p, 3);
-    mmfs__rec *r = tx_add(L, p, MMFS__R_STREAM_APPEND);
-    r->u.stream.key = k;
-    r->u.stream.bytes = b;
-    return tx_done(L);
-}
-
-static int tx_index(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs_slice k = tx_str(L, p, 2), t = tx_str(L, p, 3);
-    mmfs__rec *r = tx_add(L, p, MMFS__R_DOC_INDEX);
-    r->u.doc.key = k;
-    r->u.doc.text = t;
-    return tx_done(L);
-}
-
-static int tx_unindex(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs_slice k = tx_str(L, p, 2);
-    tx_add(L, p, MMFS__R_DOC_UNINDEX)->u.doc.key = k;
-    return tx_done(L);
-}
-
-static int tx_update_state(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs_slice v = tx_str(L, p, 2);
-    tx_add(L, p, MMFS__R_STATE)->u.state.value = v;
     return tx_done(L);
 }
 
@@ -225,20 +210,18 @@ static int tx_get_session(lua_State *L) {
 
 
 void mmfs__pvm_open_tx(lua_State *L, mmfs__policy *p) {
+#define TX_REG(name, ...) {#name, tx_##name},
     static const luaL_Reg tx_fns[] = {{"append_memory", tx_append_memory},
                                       {"delete_memory", tx_delete_memory},
-                                      {"set_kv", tx_set_kv},
-                                      {"delete_kv", tx_delete_kv},
                                       {"put_session", tx_put_session},
                                       {"delete_session", tx_delete_session},
-                                      {"append_stream", tx_append_stream},
-                                      {"index", tx_index},
-                                      {"unindex", tx_unindex},
-                                      {"update_state", tx_update_state},
+                                      TX_STR1_METHODS(TX_REG)
+                                      TX_STR2_METHODS(TX_REG)
                                       {"get_kv", tx_get_kv},
                                       {"get_memory", tx_get_memory},
                                       {"get_session", tx_get_session},
                                       {NULL, NULL}};
+#undef TX_REG
     lua_createtable(L, 0, 2); /* the metatable of tx objects: each hook call gets a new, empty one */
     lua_createtable(L, 0, 13);
     pc_setfuncs(L, tx_fns, p);
