@@ -277,6 +277,15 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
         free_handle(db);
         return rc;
     }
+    /* A policy to install that does not compile fails the open before
+    ** anything is made on disk (a new store's directory included). */
+    if (o->policy.len && !o->readonly && (rc = mmfs__policy_check(db, o->policy)) != MMFS_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        free_handle(db);
+        mmfs__err(rc, "%s", msg);
+        return rc;
+    }
     /* The key is needed while reading MANIFEST; it is copied into db->sum. */
     db->opt.key = o->key;
     rc = open_store(db);

@@ -148,6 +148,10 @@ int mmfs__usable(mmfs_db *db);
 ** hook (C or policy) running inside DB's commit: it already holds db->wmu
 ** and the LOCK, so it must neither take them again nor wait for itself. */
 int mmfs__in_own_writer(const mmfs_db *db);
+/* Compiles policy SOURCE under DB's limits and drops it (hook.c): a policy
+** that fails reaches neither the log nor, from open, the disk.  OK for an
+** empty SOURCE; INVALID, LIMIT or NOMEM as mmfs_set_policy. */
+int mmfs__policy_check(mmfs_db *db, mmfs_slice source);
 
 /* segment.c */
 /* Path of segment NO ("DIR/log/00000001.seg") into BUF. */

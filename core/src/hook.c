@@ -270,21 +270,26 @@ int mmfs__run_policy(mmfs_db *db, mmfs__rec *in, size_t n, mmfs_batch *work, mmf
     return commit_size_check(*out, *nout);
 }
 
+int mmfs__policy_check(mmfs_db *db, mmfs_slice source) {
+    if (!source.len) return MMFS_OK;
+#ifdef MMFS_HAVE_POLICY
+    mmfs__policy_limits lim;
+    policy_limits(db, &lim);
+    mmfs__policy *p;
+    int rc = mmfs__policy_new(source.ptr, source.len, &lim, &p);
+    if (rc == MMFS_OK) mmfs__policy_free(p);
+    return rc;
+#else
+    (void)db;
+    return mmfs__err(MMFS_INVALID, "policies need a build with Lua policy support");
+#endif
+}
+
 int mmfs_set_policy(mmfs_db *db, mmfs_slice source) {
     int rc = mmfs__check_len(source, "policy");
     if (rc) return rc;
-#ifdef MMFS_HAVE_POLICY
-    if (source.len) {
-        /* Compile it here first: a policy that fails never reaches the log. */
-        mmfs__policy_limits lim;
-        policy_limits(db, &lim);
-        mmfs__policy *p;
-        if ((rc = mmfs__policy_new(source.ptr, source.len, &lim, &p)) != MMFS_OK) return rc;
-        mmfs__policy_free(p);
-    }
-#else
-    if (source.len) return mmfs__err(MMFS_INVALID, "policies need a build with Lua policy support");
-#endif
+    /* Compiled here first: a policy that fails never reaches the log. */
+    if ((rc = mmfs__policy_check(db, source)) != MMFS_OK) return rc;
     mmfs__rec c;
     char keep;
     memset(&c, 0, sizeof c);

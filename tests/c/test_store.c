@@ -781,8 +781,36 @@ static void test_newer_format_invalid(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* An open whose policy does not compile fails before it makes anything:
+** before, a new store's directory, MANIFEST, LOCK and log/ were left
+** behind by the failed open. */
+static void test_open_bad_policy_changes_nothing(void **state) {
+    (void)state;
+    char *base = mmfs_test_dir("open-badpolicy");
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/store", base);
+    mmfs_options o;
+    mmfs_options_init(&o);
+    o.policy = mmfs_str("return {");
+    mmfs_db *db = NULL;
+    MMFS_ASSERT_STATUS(mmfs_open(sub, &o, &db), MMFS_INVALID);
+    assert_null(db);
+    struct stat st;
+    assert_int_equal(stat(sub, &st), -1); /* no directory made */
+    MMFS_ASSERT_STATUS(mmfs_open(base, &o, &db), MMFS_INVALID);
+    char p[4300];
+    snprintf(p, sizeof p, "%s/MANIFEST", base);
+    assert_int_equal(stat(p, &st), -1);
+    snprintf(p, sizeof p, "%s/LOCK", base);
+    assert_int_equal(stat(p, &st), -1);
+    snprintf(p, sizeof p, "%s/log", base);
+    assert_int_equal(stat(p, &st), -1);
+    mmfs_test_rmdir(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_bad_policy_changes_nothing),
         cmocka_unit_test(test_options_defaults),
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_str_and_null_noops),
