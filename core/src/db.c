@@ -238,6 +238,13 @@ static void free_handle(mmfs_db *db) {
     free(db);
 }
 
+static int manifest_exists(const char *dir) {
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    return stat(path, &st) == 0;
+}
+
 int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     if (!out) return mmfs__err(MMFS_INVALID, "mmfs_open: out is NULL");
     *out = NULL;
@@ -277,9 +284,13 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
         free_handle(db);
         return rc;
     }
-    /* A policy to install that does not compile fails the open before
-    ** anything is made on disk (a new store's directory included). */
-    if (o->policy.len && !o->readonly && (rc = mmfs__policy_check(db, o->policy)) != MMFS_OK) {
+    /* Where open would make the store (no MANIFEST yet), a policy to
+    ** install that does not compile fails it before anything is made on
+    ** disk.  An existing store needs no such check at every open: a
+    ** policy that differs is compiled by mmfs_set_policy below, which
+    ** writes nothing when that fails. */
+    if (o->policy.len && !o->readonly && !manifest_exists(db->dir) &&
+        (rc = mmfs__policy_check(db, o->policy)) != MMFS_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
         free_handle(db);

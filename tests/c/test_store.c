@@ -805,6 +805,18 @@ static void test_open_bad_policy_changes_nothing(void **state) {
     assert_int_equal(stat(p, &st), -1);
     snprintf(p, sizeof p, "%s/log", base);
     assert_int_equal(stat(p, &st), -1);
+    /* an existing store: the policy is compiled when installed, and
+    ** nothing reaches the log */
+    MMFS_OK_OR_FAIL(mmfs_open(base, NULL, &db));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("k"), mmfs_str("v")));
+    uint64_t lsn = mmfs_test_lsn(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = NULL;
+    MMFS_ASSERT_STATUS(mmfs_open(base, &o, &db), MMFS_INVALID);
+    assert_null(db);
+    MMFS_OK_OR_FAIL(mmfs_open(base, NULL, &db));
+    assert_int_equal(mmfs_test_lsn(db), lsn);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
     mmfs_test_rmdir(base);
 }
 
