@@ -1539,28 +1539,24 @@ static int l_open(lua_State *L) {
 
 /* ============================================================ registry */
 
+/* Each command's method (l_NAME on the handle, l_tx_NAME on a batch),
+** from the one list of command types. */
+#define DB_METHOD(C, code, name) {#name, l_##name},
+#define TX_METHOD(C, code, name) {#name, l_tx_##name},
+
 static const luaL_Reg db_methods[] = {
-    {"append_memory", l_append_memory},
+    MMFS_COMMANDS(DB_METHOD)
     {"get_memory", l_get_memory},
     {"search_memory", l_search_memory},
     {"list_memories", l_list_memories},
-    {"delete_memory", l_delete_memory},
-    {"set_kv", l_set_kv},
     {"get_kv", l_get_kv},
-    {"delete_kv", l_delete_kv},
     {"_kv_iter", l_kv_iter},
-    {"put_session", l_put_session},
     {"get_session", l_get_session},
-    {"delete_session", l_delete_session},
     {"list_sessions", l_list_sessions},
     {"list_by_intent", l_list_by_intent},
-    {"append_stream", l_append_stream},
     {"stream_size", l_stream_size},
     {"open_read", l_open_read},
-    {"index", l_index},
-    {"unindex", l_unindex},
     {"search", l_search},
-    {"update_state", l_update_state},
     {"get_state", l_get_state},
     {"subscribe_state", l_subscribe_state},
     {"set_policy", l_set_policy},
@@ -1603,16 +1599,7 @@ static const luaL_Reg iter_meta[] = {{"__gc", l_iter_close},
                                      {NULL, NULL}};
 
 static const luaL_Reg batch_methods[] = {
-    {"append_memory", l_tx_append_memory},
-    {"delete_memory", l_tx_delete_memory},
-    {"set_kv", l_tx_set_kv},
-    {"delete_kv", l_tx_delete_kv},
-    {"put_session", l_tx_put_session},
-    {"delete_session", l_tx_delete_session},
-    {"append_stream", l_tx_append_stream},
-    {"index", l_tx_index},
-    {"unindex", l_tx_unindex},
-    {"update_state", l_tx_update_state},
+    MMFS_COMMANDS(TX_METHOD)
     {"commit", l_tx_commit},
     {"abort", l_tx_abort},
     {"_db", l_tx_db},

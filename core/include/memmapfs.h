@@ -462,17 +462,25 @@ MMFS_API int mmfs_get_policy(mmfs_db *db, mmfs_slice *source);
 ** same frame through TX with the mmfs_batch_* calls (added commands are
 ** not hooked again).  TX must not be committed or aborted by the hook.
 ** A hook that calls a write function of its own store gets MMFS_BUSY. */
+/* The command types: X(NAME, code, name), NAME for MMFS_CMD_NAME, name
+** the function (mmfs_NAME, mmfs_batch_NAME), the Lua method and the
+** policy hook (hooks.name).  Codes are stable: they are in the log. */
+#define MMFS_COMMANDS(X)                                                       \
+    X(APPEND_MEMORY, 1, append_memory)                                         \
+    X(DELETE_MEMORY, 2, delete_memory)                                         \
+    X(SET_KV, 3, set_kv)                                                       \
+    X(DELETE_KV, 4, delete_kv)                                                 \
+    X(PUT_SESSION, 5, put_session)                                             \
+    X(DELETE_SESSION, 6, delete_session)                                       \
+    X(APPEND_STREAM, 7, append_stream)                                         \
+    X(INDEX, 8, index)                                                         \
+    X(UNINDEX, 9, unindex)                                                     \
+    X(UPDATE_STATE, 10, update_state)
+
 typedef enum mmfs_command_type {
-    MMFS_CMD_APPEND_MEMORY = 1,
-    MMFS_CMD_DELETE_MEMORY,
-    MMFS_CMD_SET_KV,
-    MMFS_CMD_DELETE_KV,
-    MMFS_CMD_PUT_SESSION,
-    MMFS_CMD_DELETE_SESSION,
-    MMFS_CMD_APPEND_STREAM,
-    MMFS_CMD_INDEX,
-    MMFS_CMD_UNINDEX,
-    MMFS_CMD_UPDATE_STATE
+#define MMFS_CMD_ENUM_(N, code, name) MMFS_CMD_##N = code,
+    MMFS_COMMANDS(MMFS_CMD_ENUM_)
+#undef MMFS_CMD_ENUM_
 } mmfs_command_type;
 
 typedef struct mmfs_command {

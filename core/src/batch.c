@@ -58,17 +58,16 @@ const mmfs_slice mmfs__none = {"", 0};
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
-/* Encodes TAGS as the record's tag list into memory from ALLOC. */
-static int encode_tags(const mmfs_slice *tags, size_t ntags, mmfs_slice *out, uint8_t *buf) {
+/* Encodes TAGS as the record's tag list into BUF (mmfs__make_size bytes). */
+static void encode_tags(const mmfs_slice *tags, size_t ntags, mmfs_slice *out, uint8_t *buf) {
     uint8_t *p = buf;
     for (size_t i = 0; i < ntags; i++) {
         mmfs__st32(p, (uint32_t)tags[i].len);
         if (tags[i].len) memcpy(p + 4, tags[i].ptr, tags[i].len);
         p += 4 + tags[i].len;
     }
-    out->ptr = buf;
+    out->ptr = ntags ? buf : (uint8_t *)"";
     out->len = (size_t)(p - buf);
-    return MMFS_OK;
 }
 
 int mmfs__tags_size(const mmfs_slice *tags, size_t ntags, size_t *size) {
@@ -87,27 +86,17 @@ int mmfs__tags_size(const mmfs_slice *tags, size_t ntags, size_t *size) {
     return MMFS_OK;
 }
 
-/* Fills a MEMORY command; the tag list is encoded into TAGBUF. */
-int mmfs__make_memory(mmfs__rec *c, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
-                       const mmfs_memory_opts *o, uint8_t *tagbuf) {
-    memset(c, 0, sizeof *c);
-    c->type = MMFS__R_MEMORY;
-    c->u.mem.text = text;
-    c->u.mem.ntags = (uint32_t)ntags;
-    c->u.mem.created_at = o && o->has_created_at ? o->created_at : now_s();
-    c->u.mem.route = o && o->route.len ? o->route : mmfs_str("default");
-    int rc = mmfs__check_len(text, "text");
-    if (!rc && o) rc = mmfs__check_len(o->route, "route");
-    if (!rc && c->u.mem.route.len > MMFS__MAX_ROUTE)
-        rc = mmfs__err(MMFS_INVALID, "route: longer than %d bytes", MMFS__MAX_ROUTE);
-    if (!rc) encode_tags(tags, ntags, &c->u.mem.tags, tagbuf);
-    return rc;
+/* A memory's route: empty is "default". */
+static int make_route(mmfs_slice *out, mmfs_slice route) {
+    int rc = mmfs__check_len(route, "route");
+    if (rc) return rc;
+    *out = route.len ? route : mmfs_str("default");
+    if (out->len > MMFS__MAX_ROUTE)
+        return mmfs__err(MMFS_INVALID, "route: longer than %d bytes", MMFS__MAX_ROUTE);
+    return MMFS_OK;
 }
 
-int mmfs__make_session(mmfs__rec *c, const mmfs_session *s) {
-    memset(c, 0, sizeof *c);
-    c->type = MMFS__R_SESSION_PUT;
-    if (!s) return mmfs__err(MMFS_INVALID, "session: NULL");
+static int make_session(mmfs__rec *c, const mmfs_session *s) {
     if (!s->id.len) return mmfs__err(MMFS_INVALID, "session: id is empty");
     int rc;
     if ((rc = mmfs__check_len(s->id, "session id")) || (rc = mmfs__check_len(s->intent_id, "intent_id")) ||
@@ -117,125 +106,179 @@ int mmfs__make_session(mmfs__rec *c, const mmfs_session *s) {
         return rc;
     c->u.sess.id = s->id;
     c->u.sess.has_intent = s->has_intent != 0;
-    c->u.sess.intent_id = s->has_intent ? s->intent_id : (mmfs_slice){"", 0};
+    c->u.sess.intent_id = s->has_intent ? s->intent_id : mmfs__none;
     c->u.sess.has_payload = s->has_payload != 0;
-    c->u.sess.payload = s->has_payload ? s->payload : (mmfs_slice){"", 0};
+    c->u.sess.payload = s->has_payload ? s->payload : mmfs__none;
     c->u.sess.created_at = s->has_created_at ? s->created_at : now_s();
     c->u.sess.fields = s->fields;
     return MMFS_OK;
 }
 
-/* A command on a key: TYPE with slices A (key) and B (value). */
-int mmfs__make_keyed(mmfs__rec *c, int type, mmfs_slice a, mmfs_slice b) {
-    memset(c, 0, sizeof *c);
-    c->type = type;
-    int rc = mmfs__check_len(a, "key");
-    if (!rc) rc = mmfs__check_len(b, "value");
-    if (rc) return rc;
-    switch (type) {
-    case MMFS__R_KV_SET:
-    case MMFS__R_KV_DEL:
-        c->u.kv.key = a;
-        c->u.kv.value = b;
-        break;
-    case MMFS__R_SESSION_DEL:
-        c->u.sess.id = a;
-        break;
-    case MMFS__R_STREAM_APPEND:
-        c->u.stream.key = a;
-        c->u.stream.bytes = b;
-        break;
-    case MMFS__R_DOC_INDEX:
-    case MMFS__R_DOC_UNINDEX:
-        c->u.doc.key = a;
-        c->u.doc.text = b;
-        break;
-    case MMFS__R_STATE:
-        c->u.state.value = b;
-        break;
+/* The extra bytes of each kind of field: only a tag list has any. */
+#define XS_TAGS(cf) rc = mmfs__tags_size(m->tags, m->ntags, extra);
+#define XS_FIELD(kind, f, cf, k, what) MMFS__XS_##kind(cf)
+#define MMFS__XS_ID(cf)
+#define MMFS__XS_U64(cf)
+#define MMFS__XS_TIME(cf)
+#define MMFS__XS_STR(cf)
+#define MMFS__XS_SID(cf)
+#define MMFS__XS_ROUTE(cf)
+#define MMFS__XS_SESS(cf)
+#define MMFS__XS_TAGS(cf) XS_TAGS(cf)
+#define XS_CASE(N, code, role, C, m_, FIELDS, ...)                                                 \
+    MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(XS_FIELD) break;)
+
+int mmfs__make_size(const mmfs_command *m, size_t *extra) {
+    int rc = MMFS_OK;
+    *extra = 0;
+    switch ((int)m->type) {
+        MMFS__RECORDS(XS_CASE)
+    default:
+        return mmfs__err(MMFS_INVALID, "unknown command type %d", (int)m->type);
     }
-    return MMFS_OK;
+    return rc;
+}
+
+/* Making each kind of field of C from the command M (record.h). */
+#define MK_ID(f, cf, what)
+#define MK_U64(f, cf, what) c->u.f = m->cf;
+#define MK_TIME(f, cf, what) c->u.f = m->cf;
+#define MK_STR(f, cf, what)                                                                        \
+    if ((rc = mmfs__check_len(m->cf, what)) != MMFS_OK) return rc;                                 \
+    c->u.f = m->cf;
+#define MK_SID(f, cf, what) MK_STR(f, cf, what)
+#define MK_ROUTE(f, cf, what)                                                                      \
+    if ((rc = make_route(&c->u.f, m->cf)) != MMFS_OK) return rc;
+#define MK_TAGS(f, cf, what)                                                                       \
+    encode_tags(m->tags, m->ntags, &c->u.f.tags, buf);                                             \
+    c->u.f.ntags = (uint32_t)m->ntags;
+#define MK_SESS(f, cf, what)                                                                       \
+    if ((rc = make_session(c, &m->cf)) != MMFS_OK) return rc;
+#define MK_FIELD(kind, f, cf, k, what) MK_##kind(f, cf, what)
+#define MK_CASE(N, code, role, C, m_, FIELDS, ...)                                                 \
+    MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(MK_FIELD) break;)
+
+int mmfs__make(mmfs__rec *c, const mmfs_command *m, uint8_t *buf) {
+    int rc = MMFS_OK;
+    memset(c, 0, sizeof *c);
+    c->type = (int)m->type;
+    switch (c->type) {
+        MMFS__RECORDS(MK_CASE)
+    default:
+        return mmfs__err(MMFS_INVALID, "unknown command type %d", c->type);
+    }
+    (void)buf;
+    return rc;
 }
 
 /* ------------------------------------------------------- single calls */
 
-int mmfs_append_memory(mmfs_db *db, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
-                       const mmfs_memory_opts *opts, uint64_t *id) {
-    size_t tsz;
-    int rc = mmfs__tags_size(tags, ntags, &tsz);
+/* Commits command M alone.  *found (may be NULL) reports whether it was
+** written (a delete of nothing is not); *id gets the memory id or state
+** version it was given. */
+static int single(mmfs_db *db, const mmfs_command *m, int *found, uint64_t *id) {
+    size_t extra;
+    int rc = mmfs__make_size(m, &extra);
     if (rc) return rc;
-    uint8_t stackbuf[512], *buf = tsz <= sizeof stackbuf ? stackbuf : malloc(tsz);
+    uint8_t stackbuf[512], *buf = extra <= sizeof stackbuf ? stackbuf : malloc(extra);
     if (!buf) return mmfs__err(MMFS_NOMEM, "out of memory");
     mmfs__rec c;
-    char keep;
+    char keep = 0;
     uint64_t got = 0;
-    rc = mmfs__make_memory(&c, text, tags, ntags, opts, buf);
+    rc = mmfs__make(&c, m, buf);
     if (!rc) rc = mmfs__commit(db, &c, 1, &keep, &got);
+    if (found) *found = rc == MMFS_OK && keep;
     if (!rc && id) *id = got;
     if (buf != stackbuf) free(buf);
     return rc;
 }
 
-/* A single command; *found (may be NULL) reports whether it was written. */
-static int single(mmfs_db *db, int type, mmfs_slice a, mmfs_slice b, int *found) {
-    mmfs__rec c;
-    char keep = 0;
-    int rc = mmfs__make_keyed(&c, type, a, b);
-    if (!rc) rc = mmfs__commit(db, &c, 1, &keep, NULL);
-    if (found) *found = rc == MMFS_OK && keep;
-    return rc;
+/* The command of append_memory's arguments. */
+static mmfs_command memory_cmd(mmfs_slice text, const mmfs_slice *tags, size_t ntags,
+                               const mmfs_memory_opts *o) {
+    mmfs_command m;
+    memset(&m, 0, sizeof m);
+    m.type = MMFS_CMD_APPEND_MEMORY;
+    m.text = text;
+    m.tags = tags;
+    m.ntags = ntags;
+    m.created_at = o && o->has_created_at ? o->created_at : now_s();
+    if (o) m.route = o->route;
+    return m;
+}
+
+/* A command of TYPE on KEY (or memory ID) with VALUE (or TEXT). */
+static mmfs_command cmd_of(mmfs_command_type type, mmfs_slice key, mmfs_slice value) {
+    mmfs_command m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    m.key = key;
+    m.value = value;
+    m.text = value;
+    m.session.id = key;
+    return m;
+}
+
+/* The command of put_session S; INVALID for a NULL S. */
+static int session_cmd(const mmfs_session *s, mmfs_command *m) {
+    memset(m, 0, sizeof *m);
+    m->type = MMFS_CMD_PUT_SESSION;
+    if (!s) return mmfs__err(MMFS_INVALID, "session: NULL");
+    m->session = *s;
+    return MMFS_OK;
+}
+
+int mmfs_append_memory(mmfs_db *db, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
+                       const mmfs_memory_opts *opts, uint64_t *id) {
+    mmfs_command m = memory_cmd(text, tags, ntags, opts);
+    return single(db, &m, NULL, id);
 }
 
 int mmfs_delete_memory(mmfs_db *db, uint64_t id, int *deleted) {
-    mmfs__rec c;
-    char keep = 0;
-    memset(&c, 0, sizeof c);
-    c.type = MMFS__R_DEL_MEMORY;
-    c.u.del_mem.id = id;
-    int rc = mmfs__commit(db, &c, 1, &keep, NULL);
-    if (deleted) *deleted = rc == MMFS_OK && keep;
-    return rc;
+    mmfs_command m = cmd_of(MMFS_CMD_DELETE_MEMORY, mmfs__none, mmfs__none);
+    m.id = id;
+    return single(db, &m, deleted, NULL);
 }
 
 int mmfs_set_kv(mmfs_db *db, mmfs_slice key, mmfs_slice value) {
-    return single(db, MMFS__R_KV_SET, key, value, NULL);
+    mmfs_command m = cmd_of(MMFS_CMD_SET_KV, key, value);
+    return single(db, &m, NULL, NULL);
 }
 
 int mmfs_delete_kv(mmfs_db *db, mmfs_slice key, int *deleted) {
-    return single(db, MMFS__R_KV_DEL, key, mmfs__none, deleted);
+    mmfs_command m = cmd_of(MMFS_CMD_DELETE_KV, key, mmfs__none);
+    return single(db, &m, deleted, NULL);
 }
 
 int mmfs_put_session(mmfs_db *db, const mmfs_session *s) {
-    mmfs__rec c;
-    char keep;
-    int rc = mmfs__make_session(&c, s);
-    return rc ? rc : mmfs__commit(db, &c, 1, &keep, NULL);
+    mmfs_command m;
+    int rc = session_cmd(s, &m);
+    return rc ? rc : single(db, &m, NULL, NULL);
 }
 
 int mmfs_delete_session(mmfs_db *db, mmfs_slice id, int *deleted) {
-    return single(db, MMFS__R_SESSION_DEL, id, mmfs__none, deleted);
+    mmfs_command m = cmd_of(MMFS_CMD_DELETE_SESSION, id, mmfs__none);
+    return single(db, &m, deleted, NULL);
 }
 
 int mmfs_append_stream(mmfs_db *db, mmfs_slice key, mmfs_slice bytes) {
-    return single(db, MMFS__R_STREAM_APPEND, key, bytes, NULL);
+    mmfs_command m = cmd_of(MMFS_CMD_APPEND_STREAM, key, bytes);
+    return single(db, &m, NULL, NULL);
 }
 
 int mmfs_index(mmfs_db *db, mmfs_slice key, mmfs_slice text) {
-    return single(db, MMFS__R_DOC_INDEX, key, text, NULL);
+    mmfs_command m = cmd_of(MMFS_CMD_INDEX, key, text);
+    return single(db, &m, NULL, NULL);
 }
 
 int mmfs_unindex(mmfs_db *db, mmfs_slice key, int *deleted) {
-    return single(db, MMFS__R_DOC_UNINDEX, key, mmfs__none, deleted);
+    mmfs_command m = cmd_of(MMFS_CMD_UNINDEX, key, mmfs__none);
+    return single(db, &m, deleted, NULL);
 }
 
 int mmfs_update_state(mmfs_db *db, mmfs_slice value, uint64_t *version) {
-    mmfs__rec c;
-    char keep;
-    int rc = mmfs__make_keyed(&c, MMFS__R_STATE, mmfs__none, value);
-    uint64_t got = 0;
-    if (!rc) rc = mmfs__commit(db, &c, 1, &keep, &got);
-    if (!rc && version) *version = got;
-    return rc;
+    mmfs_command m = cmd_of(MMFS_CMD_UPDATE_STATE, mmfs__none, value);
+    return single(db, &m, NULL, version);
 }
 
 /* ------------------------------------------------------------ batches */
@@ -253,6 +296,21 @@ int mmfs_batch_begin(mmfs_db *db, mmfs_batch **out) {
     return MMFS_OK;
 }
 
+/* Copying each kind of field of C into B's arena. */
+#define CP_ID(f)
+#define CP_U64(f)
+#define CP_TIME(f)
+#define CP_STR(f) rc |= copy_slice(b, &c->u.f);
+#define CP_SID(f) CP_STR(f)
+#define CP_ROUTE(f) CP_STR(f)
+#define CP_TAGS(f) /* encoded into the arena already (mmfs__make) */
+#define CP_SESS(f)                                                                                 \
+    rc |= copy_slice(b, &c->u.f.id) | copy_slice(b, &c->u.f.intent_id) |                          \
+          copy_slice(b, &c->u.f.payload) | copy_slice(b, &c->u.f.fields);
+#define CP_FIELD(kind, f, cf, k, what) CP_##kind(f)
+#define CP_CASE(N, code, role, C, m, FIELDS, ...)                                                  \
+    MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(CP_FIELD) break;)
+
 /* Appends command C (its slices still the caller's) to B, copying them. */
 static int batch_push(mmfs_batch *b, mmfs__rec *c) {
     if (b->n == b->cap) {
@@ -264,29 +322,7 @@ static int batch_push(mmfs_batch *b, mmfs__rec *c) {
     }
     int rc = MMFS_OK;
     switch (c->type) {
-    case MMFS__R_MEMORY:
-        /* the tag list was encoded into the arena already */
-        rc = copy_slice(b, &c->u.mem.text) | copy_slice(b, &c->u.mem.route);
-        break;
-    case MMFS__R_KV_SET:
-    case MMFS__R_KV_DEL:
-        rc = copy_slice(b, &c->u.kv.key) | copy_slice(b, &c->u.kv.value);
-        break;
-    case MMFS__R_SESSION_PUT:
-    case MMFS__R_SESSION_DEL:
-        rc = copy_slice(b, &c->u.sess.id) | copy_slice(b, &c->u.sess.intent_id) |
-             copy_slice(b, &c->u.sess.payload) | copy_slice(b, &c->u.sess.fields);
-        break;
-    case MMFS__R_STREAM_APPEND:
-        rc = copy_slice(b, &c->u.stream.key) | copy_slice(b, &c->u.stream.bytes);
-        break;
-    case MMFS__R_DOC_INDEX:
-    case MMFS__R_DOC_UNINDEX:
-        rc = copy_slice(b, &c->u.doc.key) | copy_slice(b, &c->u.doc.text);
-        break;
-    case MMFS__R_STATE:
-        rc = copy_slice(b, &c->u.state.value);
-        break;
+        MMFS__RECORDS(CP_CASE)
     }
     if (rc) goto nomem;
     b->cmds[b->n++] = *c;
@@ -301,65 +337,68 @@ nomem:
         if (!(b)) return mmfs__err(MMFS_INVALID, "no batch");                   \
     } while (0)
 
-int mmfs_batch_append_memory(mmfs_batch *b, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
-                             const mmfs_memory_opts *opts) {
+/* Adds command M to B: made (checked), its bytes copied into B's arena. */
+static int batch_cmd(mmfs_batch *b, const mmfs_command *m) {
     BATCH_CHECK(b);
-    size_t tsz;
-    int rc = mmfs__tags_size(tags, ntags, &tsz);
+    size_t extra;
+    int rc = mmfs__make_size(m, &extra);
     if (rc) return rc;
-    uint8_t *buf = mmfs__arena_alloc(b, tsz ? tsz : 1);
-    if (!buf) {
+    uint8_t *buf = NULL;
+    if (extra && !(buf = mmfs__arena_alloc(b, extra))) {
         b->failed = 1;
         return mmfs__err(MMFS_NOMEM, "out of memory");
     }
     mmfs__rec c;
-    if ((rc = mmfs__make_memory(&c, text, tags, ntags, opts, buf)) != MMFS_OK) return rc;
+    if ((rc = mmfs__make(&c, m, buf)) != MMFS_OK) return rc;
     return batch_push(b, &c);
+}
+
+int mmfs_batch_append_memory(mmfs_batch *b, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
+                             const mmfs_memory_opts *opts) {
+    mmfs_command m = memory_cmd(text, tags, ntags, opts);
+    return batch_cmd(b, &m);
 }
 
 int mmfs_batch_delete_memory(mmfs_batch *b, uint64_t id) {
-    BATCH_CHECK(b);
-    mmfs__rec c;
-    memset(&c, 0, sizeof c);
-    c.type = MMFS__R_DEL_MEMORY;
-    c.u.del_mem.id = id;
-    return batch_push(b, &c);
-}
-
-static int batch_keyed(mmfs_batch *b, int type, mmfs_slice a, mmfs_slice v) {
-    BATCH_CHECK(b);
-    mmfs__rec c;
-    int rc = mmfs__make_keyed(&c, type, a, v);
-    return rc ? rc : batch_push(b, &c);
+    mmfs_command m = cmd_of(MMFS_CMD_DELETE_MEMORY, mmfs__none, mmfs__none);
+    m.id = id;
+    return batch_cmd(b, &m);
 }
 
 int mmfs_batch_set_kv(mmfs_batch *b, mmfs_slice key, mmfs_slice value) {
-    return batch_keyed(b, MMFS__R_KV_SET, key, value);
+    mmfs_command m = cmd_of(MMFS_CMD_SET_KV, key, value);
+    return batch_cmd(b, &m);
 }
 int mmfs_batch_delete_kv(mmfs_batch *b, mmfs_slice key) {
-    return batch_keyed(b, MMFS__R_KV_DEL, key, mmfs__none);
+    mmfs_command m = cmd_of(MMFS_CMD_DELETE_KV, key, mmfs__none);
+    return batch_cmd(b, &m);
 }
 int mmfs_batch_delete_session(mmfs_batch *b, mmfs_slice id) {
-    return batch_keyed(b, MMFS__R_SESSION_DEL, id, mmfs__none);
+    mmfs_command m = cmd_of(MMFS_CMD_DELETE_SESSION, id, mmfs__none);
+    return batch_cmd(b, &m);
 }
 int mmfs_batch_append_stream(mmfs_batch *b, mmfs_slice key, mmfs_slice bytes) {
-    return batch_keyed(b, MMFS__R_STREAM_APPEND, key, bytes);
+    mmfs_command m = cmd_of(MMFS_CMD_APPEND_STREAM, key, bytes);
+    return batch_cmd(b, &m);
 }
 int mmfs_batch_index(mmfs_batch *b, mmfs_slice key, mmfs_slice text) {
-    return batch_keyed(b, MMFS__R_DOC_INDEX, key, text);
+    mmfs_command m = cmd_of(MMFS_CMD_INDEX, key, text);
+    return batch_cmd(b, &m);
 }
 int mmfs_batch_unindex(mmfs_batch *b, mmfs_slice key) {
-    return batch_keyed(b, MMFS__R_DOC_UNINDEX, key, mmfs__none);
+    mmfs_command m = cmd_of(MMFS_CMD_UNINDEX, key, mmfs__none);
+    return batch_cmd(b, &m);
 }
 int mmfs_batch_update_state(mmfs_batch *b, mmfs_slice value) {
-    return batch_keyed(b, MMFS__R_STATE, mmfs__none, value);
+    mmfs_command m = cmd_of(MMFS_CMD_UPDATE_STATE, mmfs__none, value);
+    return batch_cmd(b, &m);
 }
 
 int mmfs_batch_put_session(mmfs_batch *b, const mmfs_session *s) {
     BATCH_CHECK(b);
-    mmfs__rec c;
-    int rc = mmfs__make_session(&c, s);
-    return rc ? rc : batch_push(b, &c);
+    mmfs_command m;
+    int rc = session_cmd(s, &m);
+    return rc ? rc : batch_cmd(b, &m);
 }
 
 void mmfs_batch_abort(mmfs_batch *b) {

@@ -45,12 +45,13 @@ int mmfs__check_len(mmfs_slice s, const char *what);
 ** bytes of their encoded list. */
 int mmfs__tags_size(const mmfs_slice *tags, size_t ntags, size_t *size);
 
-/* batch.c: command makers.  Each checks its arguments (INVALID) and fills
-** *C with slices that are still the caller's. */
-int mmfs__make_memory(mmfs__rec *c, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
-                      const mmfs_memory_opts *o, uint8_t *tagbuf);
-int mmfs__make_session(mmfs__rec *c, const mmfs_session *s);
-int mmfs__make_keyed(mmfs__rec *c, int type, mmfs_slice a, mmfs_slice b);
+/* batch.c: the bytes mmfs__make needs besides *C for command M (its
+** encoded tag list), checking M's tags (INVALID). */
+int mmfs__make_size(const mmfs_command *m, size_t *extra);
+
+/* batch.c: makes command C from M: checks its fields (INVALID) and fills
+** *C with slices that are still M's; BUF has mmfs__make_size bytes. */
+int mmfs__make(mmfs__rec *c, const mmfs_command *m, uint8_t *buf);
 
 /* hook.c: the policy step, under the writer lock. */
 int mmfs__run_policy(mmfs_db *db, mmfs__rec *in, size_t n, mmfs_batch *work, mmfs__rec **out, size_t *nout);

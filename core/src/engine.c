@@ -312,11 +312,12 @@ void mmfs__engine_free(mmfs__engine *e) {
 
 /* The latest POLICY record is in force; an empty source removes the
 ** policy, and such a record is not needed once applied. */
-static void policy_apply(mmfs__engine *e, const mmfs__rec *r) {
+static int policy_apply(mmfs__engine *e, const mmfs__rec *r) {
     if (e->policy && mmfs__ld32(e->policy + MMFS__REC_HDR) > 0)
         e->live_bytes -= mmfs__raw_len(e->policy);
     e->policy = r->raw;
     if (r->u.policy.source.len) e->live_bytes += r->raw_len;
+    return MMFS_OK;
 }
 
 void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *lsn) {
@@ -329,32 +330,19 @@ void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *ls
     *lsn = r.lsn;
 }
 
+/* Each type goes to its apply function (record.h's table). */
+#define APPLY_CASE(N, code, role, C, m, F, D, apply)                                               \
+    case MMFS__R_##N:                                                                              \
+        return apply(e, r);
+
 int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r) {
     mmfs_assert(r->raw != NULL, "engine_apply: record without raw bytes");
     mmfs_assert(r->raw_len == mmfs__raw_len(r->raw), "engine_apply: raw_len mismatch");
     mmfs_assert(r->lsn == mmfs__raw_lsn(r->raw), "engine_apply: lsn mismatch");
     switch (r->type) {
-    case MMFS__R_MEMORY:
-    case MMFS__R_DEL_MEMORY:
-        return mmfs__mem_apply(e, r);
-    case MMFS__R_KV_SET:
-    case MMFS__R_KV_DEL:
-        return mmfs__kv_apply(e, r);
-    case MMFS__R_SESSION_PUT:
-    case MMFS__R_SESSION_DEL:
-        return mmfs__sess_apply(e, r);
-    case MMFS__R_STREAM_APPEND:
-        return mmfs__stream_apply(e, r);
-    case MMFS__R_DOC_INDEX:
-    case MMFS__R_DOC_UNINDEX:
-        return mmfs__doc_apply(e, r);
-    case MMFS__R_STATE:
-        return mmfs__state_apply(e, r);
-    case MMFS__R_POLICY:
-        policy_apply(e, r);
-        return MMFS_OK;
+        MMFS__RECORDS(APPLY_CASE)
     default:
-        return MMFS_OK; /* a type this engine does not know: nothing to index */
+        return MMFS_OK; /* a type this engine does not know: nothing to apply */
     }
 }
 

@@ -65,78 +65,64 @@ static int policy_sync(mmfs_db *db) {
 }
 #endif
 
-/* mmfs__rec <-> mmfs_command for C hooks. */
-static int to_command(mmfs_batch *work, const mmfs__rec *c, mmfs_command *m) {
-    memset(m, 0, sizeof *m);
-    switch (c->type) {
-    case MMFS__R_MEMORY: {
-        m->type = MMFS_CMD_APPEND_MEMORY;
-        m->text = c->u.mem.text;
-        m->route = c->u.mem.route;
-        m->created_at = c->u.mem.created_at;
-        mmfs_slice *tags = mmfs__arena_alloc(work, (c->u.mem.ntags + 1) * sizeof *tags);
-        if (!tags) return mmfs__err(MMFS_NOMEM, "out of memory");
-        const uint8_t *p = c->u.mem.tags.ptr;
-        for (uint32_t i = 0; i < c->u.mem.ntags; i++) tags[i] = mmfs__tag_next(&p);
-        m->tags = tags;
-        m->ntags = c->u.mem.ntags;
-        break;
-    }
-    case MMFS__R_DEL_MEMORY: m->type = MMFS_CMD_DELETE_MEMORY; m->id = c->u.del_mem.id; break;
-    case MMFS__R_KV_SET: m->type = MMFS_CMD_SET_KV; m->key = c->u.kv.key; m->value = c->u.kv.value; break;
-    case MMFS__R_KV_DEL: m->type = MMFS_CMD_DELETE_KV; m->key = c->u.kv.key; break;
-    case MMFS__R_SESSION_PUT:
-        m->type = MMFS_CMD_PUT_SESSION;
-        m->session.id = c->u.sess.id;
-        m->session.has_intent = c->u.sess.has_intent;
-        m->session.intent_id = c->u.sess.intent_id;
-        m->session.has_created_at = 1;
-        m->session.created_at = c->u.sess.created_at;
-        m->session.has_payload = c->u.sess.has_payload;
-        m->session.payload = c->u.sess.payload;
-        m->session.fields = c->u.sess.fields;
-        break;
-    case MMFS__R_SESSION_DEL: m->type = MMFS_CMD_DELETE_SESSION; m->session.id = c->u.sess.id; break;
-    case MMFS__R_STREAM_APPEND:
-        m->type = MMFS_CMD_APPEND_STREAM; m->key = c->u.stream.key; m->value = c->u.stream.bytes; break;
-    case MMFS__R_DOC_INDEX: m->type = MMFS_CMD_INDEX; m->key = c->u.doc.key; m->text = c->u.doc.text; break;
-    case MMFS__R_DOC_UNINDEX: m->type = MMFS_CMD_UNINDEX; m->key = c->u.doc.key; break;
-    case MMFS__R_STATE: m->type = MMFS_CMD_UPDATE_STATE; m->value = c->u.state.value; break;
-    default: m->type = 0;
-    }
+/* The tag list of record C as an array in WORK, for M. */
+static int tags_out(mmfs_batch *work, const mmfs__rec *c, mmfs_command *m) {
+    mmfs_slice *tags = mmfs__arena_alloc(work, (c->u.mem.ntags + 1) * sizeof *tags);
+    if (!tags) return mmfs__err(MMFS_NOMEM, "out of memory");
+    const uint8_t *p = c->u.mem.tags.ptr;
+    for (uint32_t i = 0; i < c->u.mem.ntags; i++) tags[i] = mmfs__tag_next(&p);
+    m->tags = tags;
+    m->ntags = c->u.mem.ntags;
     return MMFS_OK;
 }
 
-/* Rebuilds command C from what the hook left in M (same type). */
-static int from_command(mmfs_batch *work, const mmfs_command *m, mmfs__rec *c) {
-    mmfs__rec n;
+static void session_out(const mmfs__rec *c, mmfs_session *s) {
+    s->id = c->u.sess.id;
+    s->has_intent = c->u.sess.has_intent;
+    s->intent_id = c->u.sess.intent_id;
+    s->has_created_at = 1;
+    s->created_at = c->u.sess.created_at;
+    s->has_payload = c->u.sess.has_payload;
+    s->payload = c->u.sess.payload;
+    s->fields = c->u.sess.fields;
+}
+
+/* Each kind of field of record C into the command M (record.h). */
+#define TO_ID(f, cf)
+#define TO_U64(f, cf) m->cf = c->u.f;
+#define TO_TIME(f, cf) m->cf = c->u.f;
+#define TO_STR(f, cf) m->cf = c->u.f;
+#define TO_SID(f, cf) m->cf = c->u.f;
+#define TO_ROUTE(f, cf) m->cf = c->u.f;
+#define TO_TAGS(f, cf)                                                                             \
+    if ((rc = tags_out(work, c, m)) != MMFS_OK) return rc;
+#define TO_SESS(f, cf) session_out(c, &m->cf);
+#define TO_FIELD(kind, f, cf, k, what) TO_##kind(f, cf)
+#define TO_CASE(N, code, role, C, m_, FIELDS, ...)                                                 \
+    MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(TO_FIELD) break;)
+
+/* Record C as the mmfs_command M a C hook sees (arrays in WORK). */
+static int to_command(mmfs_batch *work, const mmfs__rec *c, mmfs_command *m) {
     int rc = MMFS_OK;
+    memset(m, 0, sizeof *m);
+    m->type = (mmfs_command_type)c->type;
     switch (c->type) {
-    case MMFS__R_MEMORY: {
-        size_t tsz;
-        if ((rc = mmfs__tags_size(m->tags, m->ntags, &tsz)) != MMFS_OK) return rc;
-        uint8_t *buf = mmfs__arena_alloc(work, tsz ? tsz : 1);
-        if (!buf) return mmfs__err(MMFS_NOMEM, "out of memory");
-        mmfs_memory_opts o = {1, m->created_at, m->route};
-        rc = mmfs__make_memory(&n, m->text, m->tags, m->ntags, &o, buf);
-        break;
+        MMFS__RECORDS(TO_CASE)
     }
-    case MMFS__R_DEL_MEMORY:
-        n = *c;
-        n.u.del_mem.id = m->id;
-        break;
-    case MMFS__R_SESSION_PUT:
-        rc = mmfs__make_session(&n, &m->session);
-        break;
-    case MMFS__R_KV_SET: case MMFS__R_KV_DEL: rc = mmfs__make_keyed(&n, c->type, m->key, m->value); break;
-    case MMFS__R_SESSION_DEL: rc = mmfs__make_keyed(&n, c->type, m->session.id, mmfs__none); break;
-    case MMFS__R_STREAM_APPEND: rc = mmfs__make_keyed(&n, c->type, m->key, m->value); break;
-    case MMFS__R_DOC_INDEX: rc = mmfs__make_keyed(&n, c->type, m->key, m->text); break;
-    case MMFS__R_DOC_UNINDEX: rc = mmfs__make_keyed(&n, c->type, m->key, mmfs__none); break;
-    case MMFS__R_STATE: rc = mmfs__make_keyed(&n, c->type, mmfs__none, m->value); break;
-    default: return MMFS_OK;
-    }
+    return rc;
+}
+
+/* Rebuilds command C from what the hook left in M (C's type). */
+static int from_command(mmfs_batch *work, const mmfs_command *m, mmfs__rec *c) {
+    mmfs_command mm = *m;
+    mm.type = (mmfs_command_type)c->type; /* a hook edits a command, never its type */
+    size_t extra;
+    int rc = mmfs__make_size(&mm, &extra);
     if (rc) return rc;
+    uint8_t *buf = NULL;
+    if (extra && !(buf = mmfs__arena_alloc(work, extra))) return mmfs__err(MMFS_NOMEM, "out of memory");
+    mmfs__rec n;
+    if ((rc = mmfs__make(&n, &mm, buf)) != MMFS_OK) return rc;
     n.origin = c->origin;
     n.flags = c->flags;
     *c = n;

@@ -57,6 +57,41 @@ static mmfs_slice rdstr(rd *r) {
     return s;
 }
 
+/* The tag list of a MEMORY: u32 ntags, then the tags. */
+static void rdtags(rd *r, uint32_t *ntags, mmfs_slice *tags) {
+    *ntags = rd32(r);
+    const uint8_t *t0 = r->p;
+    for (uint32_t i = 0; i < *ntags && !r->bad; i++) rdstr(r);
+    tags->ptr = t0;
+    tags->len = (size_t)(r->p - t0);
+}
+
+/* A SESSION_PUT's fields (record.h, kind SESS). */
+static void rdsess(rd *r, mmfs__rec *out) {
+    out->u.sess.id = rdstr(r);
+    uint8_t has = rd8(r);
+    out->u.sess.has_intent = has & 1;
+    out->u.sess.has_payload = (has >> 1) & 1;
+    out->u.sess.created_at = (int64_t)rd64(r);
+    out->u.sess.intent_id = rdstr(r);
+    out->u.sess.payload = rdstr(r);
+    out->u.sess.fields = rdstr(r);
+}
+
+/* Decoding each kind of field (record.h) into out->u.F. */
+#define DEC_ID(f) out->u.f = rd64(&r);
+#define DEC_U64(f) out->u.f = rd64(&r);
+#define DEC_TIME(f) out->u.f = (int64_t)rd64(&r);
+#define DEC_STR(f) out->u.f = rdstr(&r);
+#define DEC_SID(f) DEC_STR(f)
+#define DEC_ROUTE(f) DEC_STR(f)
+#define DEC_TAGS(f) rdtags(&r, &out->u.f.ntags, &out->u.f.tags);
+#define DEC_SESS(f) rdsess(&r, out);
+#define DEC_FIELD(kind, f, cf, k, what) DEC_##kind(f)
+#define DEC_CASE(N, code, role, C, m, FIELDS, ...)                                                 \
+    case MMFS__R_##N:                                                                              \
+        FIELDS(DEC_FIELD) break;
+
 int mmfs__rec_decode(const uint8_t *p, size_t avail, mmfs__rec *out) {
     if (avail < MMFS__REC_HDR) return MMFS_CORRUPT;
     uint32_t len = mmfs__ld32(p);
@@ -69,60 +104,7 @@ int mmfs__rec_decode(const uint8_t *p, size_t avail, mmfs__rec *out) {
     out->raw_len = len;
     rd r = {p + MMFS__REC_HDR, p + len, 0};
     switch (out->type) {
-    case MMFS__R_MEMORY: {
-        out->u.mem.id = rd64(&r);
-        out->u.mem.created_at = (int64_t)rd64(&r);
-        out->u.mem.route = rdstr(&r);
-        out->u.mem.text = rdstr(&r);
-        out->u.mem.ntags = rd32(&r);
-        const uint8_t *t0 = r.p;
-        for (uint32_t i = 0; i < out->u.mem.ntags && !r.bad; i++) rdstr(&r);
-        out->u.mem.tags.ptr = t0;
-        out->u.mem.tags.len = (size_t)(r.p - t0);
-        break;
-    }
-    case MMFS__R_DEL_MEMORY:
-        out->u.del_mem.id = rd64(&r);
-        break;
-    case MMFS__R_KV_SET:
-        out->u.kv.key = rdstr(&r);
-        out->u.kv.value = rdstr(&r);
-        break;
-    case MMFS__R_KV_DEL:
-        out->u.kv.key = rdstr(&r);
-        break;
-    case MMFS__R_SESSION_PUT: {
-        out->u.sess.id = rdstr(&r);
-        uint8_t has = rd8(&r);
-        out->u.sess.has_intent = has & 1;
-        out->u.sess.has_payload = (has >> 1) & 1;
-        out->u.sess.created_at = (int64_t)rd64(&r);
-        out->u.sess.intent_id = rdstr(&r);
-        out->u.sess.payload = rdstr(&r);
-        out->u.sess.fields = rdstr(&r);
-        break;
-    }
-    case MMFS__R_SESSION_DEL:
-        out->u.sess.id = rdstr(&r);
-        break;
-    case MMFS__R_STREAM_APPEND:
-        out->u.stream.key = rdstr(&r);
-        out->u.stream.bytes = rdstr(&r);
-        break;
-    case MMFS__R_DOC_INDEX:
-        out->u.doc.key = rdstr(&r);
-        out->u.doc.text = rdstr(&r);
-        break;
-    case MMFS__R_DOC_UNINDEX:
-        out->u.doc.key = rdstr(&r);
-        break;
-    case MMFS__R_STATE:
-        out->u.state.version = rd64(&r);
-        out->u.state.value = rdstr(&r);
-        break;
-    case MMFS__R_POLICY:
-        out->u.policy.source = rdstr(&r);
-        break;
+        MMFS__RECORDS(DEC_CASE)
     default:
         return MMFS_CORRUPT;
     }
@@ -134,45 +116,26 @@ int mmfs__rec_decode(const uint8_t *p, size_t avail, mmfs__rec *out) {
 
 static size_t str_size(mmfs_slice s) { return 4 + s.len; }
 
+#define SIZE_ID(f) +8
+#define SIZE_U64(f) +8
+#define SIZE_TIME(f) +8
+#define SIZE_STR(f) +str_size(r->u.f)
+#define SIZE_SID(f) SIZE_STR(f)
+#define SIZE_ROUTE(f) SIZE_STR(f)
+#define SIZE_TAGS(f) +4 + r->u.f.tags.len
+#define SIZE_SESS(f)                                                                               \
+    +str_size(r->u.f.id) + 1 + 8 + str_size(r->u.f.intent_id) + str_size(r->u.f.payload) +         \
+        str_size(r->u.f.fields)
+#define SIZE_FIELD(kind, f, cf, k, what) SIZE_##kind(f)
+#define SIZE_CASE(N, code, role, C, m, FIELDS, ...)                                                \
+    case MMFS__R_##N:                                                                              \
+        return MMFS__REC_HDR FIELDS(SIZE_FIELD);
+
 size_t mmfs__rec_size(const mmfs__rec *r) {
-    size_t n = MMFS__REC_HDR;
     switch (r->type) {
-    case MMFS__R_MEMORY:
-        n += 16 + str_size(r->u.mem.route) + str_size(r->u.mem.text) + 4 + r->u.mem.tags.len;
-        break;
-    case MMFS__R_DEL_MEMORY:
-        n += 8;
-        break;
-    case MMFS__R_KV_SET:
-        n += str_size(r->u.kv.key) + str_size(r->u.kv.value);
-        break;
-    case MMFS__R_KV_DEL:
-        n += str_size(r->u.kv.key);
-        break;
-    case MMFS__R_SESSION_PUT:
-        n += str_size(r->u.sess.id) + 1 + 8 + str_size(r->u.sess.intent_id) +
-             str_size(r->u.sess.payload) + str_size(r->u.sess.fields);
-        break;
-    case MMFS__R_SESSION_DEL:
-        n += str_size(r->u.sess.id);
-        break;
-    case MMFS__R_STREAM_APPEND:
-        n += str_size(r->u.stream.key) + str_size(r->u.stream.bytes);
-        break;
-    case MMFS__R_DOC_INDEX:
-        n += str_size(r->u.doc.key) + str_size(r->u.doc.text);
-        break;
-    case MMFS__R_DOC_UNINDEX:
-        n += str_size(r->u.doc.key);
-        break;
-    case MMFS__R_STATE:
-        n += 8 + str_size(r->u.state.value);
-        break;
-    case MMFS__R_POLICY:
-        n += str_size(r->u.policy.source);
-        break;
+        MMFS__RECORDS(SIZE_CASE)
     }
-    return n;
+    return MMFS__REC_HDR;
 }
 
 static uint8_t *wr64(uint8_t *p, uint64_t v) {
@@ -191,6 +154,34 @@ static uint8_t *wrstr(uint8_t *p, mmfs_slice s) {
     return p + s.len;
 }
 
+static uint8_t *wrtags(uint8_t *p, uint32_t ntags, mmfs_slice tags) {
+    p = wr32(p, ntags);
+    if (tags.len) memcpy(p, tags.ptr, tags.len);
+    return p + tags.len;
+}
+
+static uint8_t *wrsess(uint8_t *p, const mmfs__rec *r) {
+    p = wrstr(p, r->u.sess.id);
+    *p++ = (uint8_t)((r->u.sess.has_intent ? 1 : 0) | (r->u.sess.has_payload ? 2 : 0));
+    p = wr64(p, (uint64_t)r->u.sess.created_at);
+    p = wrstr(p, r->u.sess.intent_id);
+    p = wrstr(p, r->u.sess.payload);
+    return wrstr(p, r->u.sess.fields);
+}
+
+#define ENC_ID(f) p = wr64(p, r->u.f);
+#define ENC_U64(f) p = wr64(p, r->u.f);
+#define ENC_TIME(f) p = wr64(p, (uint64_t)r->u.f);
+#define ENC_STR(f) p = wrstr(p, r->u.f);
+#define ENC_SID(f) ENC_STR(f)
+#define ENC_ROUTE(f) ENC_STR(f)
+#define ENC_TAGS(f) p = wrtags(p, r->u.f.ntags, r->u.f.tags);
+#define ENC_SESS(f) p = wrsess(p, r);
+#define ENC_FIELD(kind, f, cf, k, what) ENC_##kind(f)
+#define ENC_CASE(N, code, role, C, m, FIELDS, ...)                                                 \
+    case MMFS__R_##N:                                                                              \
+        FIELDS(ENC_FIELD) break;
+
 void mmfs__rec_encode(const mmfs__rec *r, uint8_t *out) {
     size_t len = mmfs__rec_size(r);
     uint8_t *p = out;
@@ -201,54 +192,7 @@ void mmfs__rec_encode(const mmfs__rec *r, uint8_t *out) {
     *p++ = 0;
     p = wr64(p, r->lsn);
     switch (r->type) {
-    case MMFS__R_MEMORY:
-        p = wr64(p, r->u.mem.id);
-        p = wr64(p, (uint64_t)r->u.mem.created_at);
-        p = wrstr(p, r->u.mem.route);
-        p = wrstr(p, r->u.mem.text);
-        p = wr32(p, r->u.mem.ntags);
-        if (r->u.mem.tags.len) memcpy(p, r->u.mem.tags.ptr, r->u.mem.tags.len);
-        p += r->u.mem.tags.len;
-        break;
-    case MMFS__R_DEL_MEMORY:
-        p = wr64(p, r->u.del_mem.id);
-        break;
-    case MMFS__R_KV_SET:
-        p = wrstr(p, r->u.kv.key);
-        p = wrstr(p, r->u.kv.value);
-        break;
-    case MMFS__R_KV_DEL:
-        p = wrstr(p, r->u.kv.key);
-        break;
-    case MMFS__R_SESSION_PUT:
-        p = wrstr(p, r->u.sess.id);
-        *p++ = (uint8_t)((r->u.sess.has_intent ? 1 : 0) | (r->u.sess.has_payload ? 2 : 0));
-        p = wr64(p, (uint64_t)r->u.sess.created_at);
-        p = wrstr(p, r->u.sess.intent_id);
-        p = wrstr(p, r->u.sess.payload);
-        p = wrstr(p, r->u.sess.fields);
-        break;
-    case MMFS__R_SESSION_DEL:
-        p = wrstr(p, r->u.sess.id);
-        break;
-    case MMFS__R_STREAM_APPEND:
-        p = wrstr(p, r->u.stream.key);
-        p = wrstr(p, r->u.stream.bytes);
-        break;
-    case MMFS__R_DOC_INDEX:
-        p = wrstr(p, r->u.doc.key);
-        p = wrstr(p, r->u.doc.text);
-        break;
-    case MMFS__R_DOC_UNINDEX:
-        p = wrstr(p, r->u.doc.key);
-        break;
-    case MMFS__R_STATE:
-        p = wr64(p, r->u.state.version);
-        p = wrstr(p, r->u.state.value);
-        break;
-    case MMFS__R_POLICY:
-        p = wrstr(p, r->u.policy.source);
-        break;
+        MMFS__RECORDS(ENC_CASE)
     }
     mmfs_assert((size_t)(p - out) == len, "record size and encoding agree");
     (void)p;

@@ -73,48 +73,41 @@ static void writer_leave(mmfs_db *db) {
     pthread_mutex_unlock(&db->wmu);
 }
 
-/* The key a command acts on, for deciding whether a delete finds anything. */
+/* Equal keys: memory ids, or byte strings. */
+static int u64_eq(uint64_t a, uint64_t b) { return a == b; }
+#define KEY_EQ(a, b) _Generic((a), mmfs_slice: mmfs__slice_eq, default: u64_eq)((a), (b))
+
+/* The type each delete removes an entry of (0: not a delete). */
+#define TARGET_OF_DEL(T, k, tk, has) MMFS__R_##T
+#define TARGET_OF_NODEL 0
+#define TARGET_ROW(N, code, role, C, m, F, D, ...) [MMFS__R_##N] = TARGET_OF_##D,
+static const uint8_t target_of[MMFS__R_MAX + 1] = {MMFS__RECORDS(TARGET_ROW)};
+
+static int is_delete(int type) { return type > 0 && type <= MMFS__R_MAX && target_of[type] != 0; }
+
+/* Does command A act on the entry that delete B removes? */
+#define SAME_DEL(T, k, tk, has)                                                                    \
+    (a->type == b->type && KEY_EQ(a->u.k, b->u.k)) || (a->type == MMFS__R_##T && KEY_EQ(a->u.tk, b->u.k))
+#define SAME_CASE(N, code, role, C, m, F, D, ...) MMFS__IF_DEL_##D(case MMFS__R_##N : return SAME_##D;)
 static int same_target(const mmfs__rec *a, const mmfs__rec *b) {
-    switch (b->type) {
-    case MMFS__R_KV_DEL:
-        return (a->type == MMFS__R_KV_SET || a->type == MMFS__R_KV_DEL) && mmfs__slice_eq(a->u.kv.key, b->u.kv.key);
-    case MMFS__R_SESSION_DEL:
-        return (a->type == MMFS__R_SESSION_PUT || a->type == MMFS__R_SESSION_DEL) &&
-               mmfs__slice_eq(a->u.sess.id, b->u.sess.id);
-    case MMFS__R_DOC_UNINDEX:
-        return (a->type == MMFS__R_DOC_INDEX || a->type == MMFS__R_DOC_UNINDEX) &&
-               mmfs__slice_eq(a->u.doc.key, b->u.doc.key);
-    case MMFS__R_DEL_MEMORY: /* prepare gave earlier appends their ids already */
-        return (a->type == MMFS__R_DEL_MEMORY && a->u.del_mem.id == b->u.del_mem.id) ||
-               (a->type == MMFS__R_MEMORY && a->u.mem.id == b->u.del_mem.id);
+    switch (b->type) { /* prepare gave earlier appends their ids already */
+        MMFS__RECORDS(SAME_CASE)
     }
     return 0;
 }
 
-static int is_delete(int type) {
-    return type == MMFS__R_KV_DEL || type == MMFS__R_SESSION_DEL || type == MMFS__R_DOC_UNINDEX ||
-           type == MMFS__R_DEL_MEMORY;
-}
-
 /* Does the target of delete C exist, given the kept commands before it? */
+#define HAS_DEL(T, k, tk, has) has(db->eng, c->u.k)
+#define HAS_CASE(N, code, role, C, m, F, D, ...) MMFS__IF_DEL_##D(case MMFS__R_##N : return HAS_##D;)
 static int delete_finds(mmfs_db *db, mmfs__rec *cmds, const char *keep, size_t i) {
     const mmfs__rec *c = &cmds[i];
     for (size_t j = i; j-- > 0;)
         if (keep[j] && same_target(&cmds[j], c)) return !is_delete(cmds[j].type);
     switch (c->type) {
-    case MMFS__R_KV_DEL:
-        return mmfs__engine_has_kv(db->eng, c->u.kv.key);
-    case MMFS__R_SESSION_DEL:
-        return mmfs__engine_has_session(db->eng, c->u.sess.id);
-    case MMFS__R_DOC_UNINDEX:
-        return mmfs__engine_has_doc(db->eng, c->u.doc.key);
-    case MMFS__R_DEL_MEMORY:
-        return mmfs__engine_has_memory(db->eng, c->u.del_mem.id);
+        MMFS__RECORDS(HAS_CASE)
     }
     return 1;
 }
-
-
 
 /* Decides which commands are written and gives them ids, versions and
 ** LSNs.  KEEP[i] is set for the kept ones; returns their count. */

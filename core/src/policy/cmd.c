@@ -22,9 +22,9 @@
 
 #define ANY_FIELD (PVM_BIT(K_N) - PVM_BIT(K_TYPE)) /* the bits K_TYPE .. K_N - 1 */
 
-static const char *const hook_what[MMFS__R_MAX + 1] = {
-    NULL,          "hook append_memory", "hook delete_memory", "hook set_kv", "hook delete_kv", "hook put_session",
-    "hook delete_session", "hook append_stream", "hook index", "hook unindex", "hook update_state", NULL};
+/* "hook <name>" per command type, for messages (MMFS_COMMANDS). */
+#define HOOK_WHAT(C, code, name) [code] = "hook " #name,
+static const char *const hook_what[MMFS__R_MAX + 1] = {MMFS_COMMANDS(HOOK_WHAT)};
 
 const char *const mmfs__pvm_key_name[K_N] = {NULL, "type", "text", "tags", "route", "created_at", "id", "key",
                                              "value", "session", "bytes"};
@@ -224,10 +224,10 @@ static mmfs__rec *out_push(lua_State *L, mmfs__policy *p) {
 ** unchanged: its original slice is kept and nothing is copied.  (The string
 ** is alive, referenced by the table, so its address cannot be reused.) */
 typedef struct pushed {
-    const char *s[3];
+    const char *s[K_N];
 } pushed;
 
-/* Pushes S and records its Lua copy in slot I of PU. */
+/* Pushes S and records its Lua copy in slot I (its key K_*) of PU. */
 static void pushs_at(lua_State *L, mmfs_slice s, pushed *pu, int i) {
     lua_pushlstring(L, (const char *)s.ptr, s.len);
     pu->s[i] = lua_tostring(L, -1);
@@ -240,52 +240,51 @@ static void pushs_at(lua_State *L, mmfs_slice s, pushed *pu, int i) {
 ** call returns, so a table kept past its call raises when it reads a field
 ** it never read.  p->cur_has holds the fields filled in; a field neither
 ** read nor set is unchanged. */
-static unsigned cmd_fields(int type) {
-    switch (type) {
-    case MMFS__R_MEMORY: return PVM_BIT(K_TYPE) | PVM_BIT(K_TEXT) | PVM_BIT(K_TAGS) | PVM_BIT(K_ROUTE) | PVM_BIT(K_CREATED_AT);
-    case MMFS__R_DEL_MEMORY:
-    case MMFS__R_SESSION_DEL: return PVM_BIT(K_TYPE) | PVM_BIT(K_ID);
-    case MMFS__R_KV_SET: return PVM_BIT(K_TYPE) | PVM_BIT(K_KEY) | PVM_BIT(K_VALUE);
-    case MMFS__R_KV_DEL:
-    case MMFS__R_DOC_UNINDEX: return PVM_BIT(K_TYPE) | PVM_BIT(K_KEY);
-    case MMFS__R_SESSION_PUT: return PVM_BIT(K_TYPE) | PVM_BIT(K_SESSION);
-    case MMFS__R_STREAM_APPEND: return PVM_BIT(K_TYPE) | PVM_BIT(K_KEY) | PVM_BIT(K_BYTES);
-    case MMFS__R_DOC_INDEX: return PVM_BIT(K_TYPE) | PVM_BIT(K_KEY) | PVM_BIT(K_TEXT);
-    case MMFS__R_STATE: return PVM_BIT(K_TYPE) | PVM_BIT(K_VALUE);
-    }
-    return 0;
-}
+/* The fields of each command type as a table: K_TYPE and the keys of its
+** fields (record.h), but for the ones the writer sets (kind ID). */
+#define KBIT_ID(k)
+#define KBIT_U64(k) | PVM_BIT(k)
+#define KBIT_TIME(k) | PVM_BIT(k)
+#define KBIT_STR(k) | PVM_BIT(k)
+#define KBIT_SID(k) | PVM_BIT(k)
+#define KBIT_ROUTE(k) | PVM_BIT(k)
+#define KBIT_TAGS(k) | PVM_BIT(k)
+#define KBIT_SESS(k) | PVM_BIT(k)
+#define KBIT_FIELD(kind, f, cf, k, what) KBIT_##kind(k)
+#define KBIT_ROW(N, code, role, C, m, FIELDS, ...)                                                 \
+    MMFS__IF_CMD_##role([MMFS__R_##N] = PVM_BIT(K_TYPE) FIELDS(KBIT_FIELD), )
+static const unsigned field_bits[MMFS__R_MAX + 1] = {MMFS__RECORDS(KBIT_ROW)};
 
-/* Pushes field K of R.  The strings are recorded in slots of PU: 0
-** text/key/id/value (state), 1 value/bytes/text (document), 2 route.  MT
-** is the index of the tags metatable. */
-static void push_field(lua_State *L, const mmfs__policy *p, const mmfs__rec *r, int k, pushed *pu, int mt) {
-    switch (k) {
-    case K_TYPE: lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tname[r->type]); break;
-    case K_TEXT:
-        if (r->type == MMFS__R_MEMORY) pushs_at(L, r->u.mem.text, pu, 0);
-        else pushs_at(L, r->u.doc.text, pu, 1);
-        break;
-    case K_TAGS: mmfs__pvm_push_tags(L, r->u.mem.ntags, r->u.mem.tags, mt); break;
-    case K_ROUTE: pushs_at(L, r->u.mem.route, pu, 2); break;
-    case K_CREATED_AT: pc_pushint64(L, r->u.mem.created_at); break;
-    case K_ID:
-        if (r->type == MMFS__R_DEL_MEMORY) pc_pushint64(L, (int64_t)r->u.del_mem.id);
-        else pushs_at(L, r->u.sess.id, pu, 0);
-        break;
-    case K_KEY:
-        if (r->type == MMFS__R_STREAM_APPEND) pushs_at(L, r->u.stream.key, pu, 0);
-        else if (r->type == MMFS__R_DOC_INDEX || r->type == MMFS__R_DOC_UNINDEX) pushs_at(L, r->u.doc.key, pu, 0);
-        else pushs_at(L, r->u.kv.key, pu, 0);
-        break;
-    case K_VALUE:
-        if (r->type == MMFS__R_KV_SET) pushs_at(L, r->u.kv.value, pu, 1);
-        else pushs_at(L, r->u.state.value, pu, 0);
-        break;
-    case K_SESSION: mmfs__pvm_push_session(L, r); break;
-    case K_BYTES: pushs_at(L, r->u.stream.bytes, pu, 1); break;
-    default: lua_pushnil(L);
+static unsigned cmd_fields(int type) { return type > 0 && type <= MMFS__R_MAX ? field_bits[type] : 0; }
+
+/* Pushing field K of R by its kind; strings are recorded in slot K of PU. */
+#define PUSH_ID(f, kk)
+#define PUSH_U64(f, kk) PUSH_IF(kk, pc_pushint64(L, (int64_t)r->u.f))
+#define PUSH_TIME(f, kk) PUSH_IF(kk, pc_pushint64(L, r->u.f))
+#define PUSH_STR(f, kk) PUSH_IF(kk, pushs_at(L, r->u.f, pu, kk))
+#define PUSH_SID(f, kk) PUSH_STR(f, kk)
+#define PUSH_ROUTE(f, kk) PUSH_STR(f, kk)
+#define PUSH_TAGS(f, kk) PUSH_IF(kk, mmfs__pvm_push_tags(L, r->u.f.ntags, r->u.f.tags, mt))
+#define PUSH_IF(kk, push)                                                                          \
+    if (k == kk) {                                                                                 \
+        push;                                                                                      \
+        return;                                                                                    \
     }
+#define PUSH_SESS(f, kk) PUSH_IF(kk, mmfs__pvm_push_session(L, r))
+#define PUSH_FIELD(kind, f, cf, kk, what) PUSH_##kind(f, kk)
+#define PUSH_CASE(N, code, role, C, m, FIELDS, ...)                                                \
+    MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(PUSH_FIELD) break;)
+
+/* Pushes field K of R.  MT is the index of the tags metatable. */
+static void push_field(lua_State *L, const mmfs__policy *p, const mmfs__rec *r, int k, pushed *pu, int mt) {
+    if (k == K_TYPE) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_tname[r->type]);
+        return;
+    }
+    switch (r->type) {
+        MMFS__RECORDS(PUSH_CASE)
+    }
+    lua_pushnil(L);
 }
 
 /* Which of the fields in SET the key at IDX names, or 0. */
@@ -400,64 +399,53 @@ static mmfs_slice get_str_or(lua_State *L, mmfs__policy *p, int t, int k, mmfs_s
     return s;
 }
 
+/* Reading each kind of field K back from the table at T. */
+#define RD_ID(f, kk)
+#define RD_U64(f, kk)                                                                              \
+    if (TOUCHED(kk)) {                                                                             \
+        int64_t v = get_int(L, p, t, kk);                                                          \
+        if (v < 0) luaL_error(L, "policy: %s: cmd.%s must not be negative", p->what, mmfs__pvm_key_name[kk]); \
+        r->u.f = (uint64_t)v;                                                                      \
+    }
+#define RD_TIME(f, kk)                                                                             \
+    if (TOUCHED(kk)) r->u.f = get_int(L, p, t, kk);
+#define RD_STR(f, kk)                                                                              \
+    if (TOUCHED(kk)) r->u.f = get_str_or(L, p, t, kk, r->u.f, pu->s[kk]);
+#define RD_SID(f, kk)                                                                              \
+    if (TOUCHED(kk)) {                                                                             \
+        r->u.f = get_str_or(L, p, t, kk, r->u.f, pu->s[kk]);                                       \
+        if (r->u.f.len == 0)                                                                       \
+            luaL_error(L, "policy: %s: cmd.%s must not be empty", p->what, mmfs__pvm_key_name[kk]); \
+    }
+#define RD_ROUTE(f, kk)                                                                            \
+    if (TOUCHED(kk)) {                                                                             \
+        r->u.f = get_str_or(L, p, t, kk, r->u.f, pu->s[kk]);                                       \
+        if (r->u.f.len > MMFS__MAX_ROUTE)                                                          \
+            luaL_error(L, "policy: %s: cmd.%s is longer than %d bytes", p->what,                   \
+                       mmfs__pvm_key_name[kk], MMFS__MAX_ROUTE);                                   \
+    }
+#define RD_TAGS(f, kk)                                                                             \
+    if (TOUCHED(kk)) {                                                                             \
+        pvm_getk(L, t, kk);                                                                        \
+        mmfs__pvm_keep_tags(L, p, -1, p->what, &r->u.f.ntags, &r->u.f.tags);                       \
+        lua_pop(L, 1);                                                                             \
+    }
+#define RD_SESS(f, kk)                                                                             \
+    if (TOUCHED(kk)) {                                                                             \
+        pvm_getk(L, t, kk);                                                                        \
+        mmfs__pvm_keep_session(L, p, -1, r, p->what);                                              \
+        lua_pop(L, 1);                                                                             \
+    }
+#define RD_FIELD(kind, f, cf, kk, what) RD_##kind(f, kk)
+#define RD_CASE(N, code, role, C, m, FIELDS, ...)                                                  \
+    MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(RD_FIELD) break;)
+
 /* Reads the command table at T back into R (a copy of the original, whose
 ** strings PU recorded): only the fields the policy read or set. */
 static void read_cmd(lua_State *L, mmfs__policy *p, int t, mmfs__rec *r, const pushed *pu) {
 #define TOUCHED(k) (!untouched(L, p, t, (k)))
     switch (r->type) {
-    case MMFS__R_MEMORY:
-        if (TOUCHED(K_TEXT)) r->u.mem.text = get_str_or(L, p, t, K_TEXT, r->u.mem.text, pu->s[0]);
-        if (TOUCHED(K_ROUTE)) {
-            r->u.mem.route = get_str_or(L, p, t, K_ROUTE, r->u.mem.route, pu->s[2]);
-            if (r->u.mem.route.len > MMFS__MAX_ROUTE)
-                luaL_error(L, "policy: %s: cmd.route is longer than %d bytes", p->what, MMFS__MAX_ROUTE);
-        }
-        if (TOUCHED(K_CREATED_AT)) r->u.mem.created_at = get_int(L, p, t, K_CREATED_AT);
-        if (TOUCHED(K_TAGS)) {
-            pvm_getk(L, t, K_TAGS);
-            mmfs__pvm_keep_tags(L, p, -1, p->what, &r->u.mem.ntags, &r->u.mem.tags);
-            lua_pop(L, 1);
-        }
-        break;
-    case MMFS__R_DEL_MEMORY:
-        if (TOUCHED(K_ID)) {
-            int64_t id = get_int(L, p, t, K_ID);
-            if (id < 0) luaL_error(L, "policy: %s: cmd.id must not be negative", p->what);
-            r->u.del_mem.id = (uint64_t)id;
-        }
-        break;
-    case MMFS__R_KV_SET:
-        if (TOUCHED(K_VALUE)) r->u.kv.value = get_str_or(L, p, t, K_VALUE, r->u.kv.value, pu->s[1]);
-        /* fall through */
-    case MMFS__R_KV_DEL:
-        if (TOUCHED(K_KEY)) r->u.kv.key = get_str_or(L, p, t, K_KEY, r->u.kv.key, pu->s[0]);
-        break;
-    case MMFS__R_SESSION_PUT:
-        if (TOUCHED(K_SESSION)) {
-            pvm_getk(L, t, K_SESSION);
-            mmfs__pvm_keep_session(L, p, -1, r, p->what);
-            lua_pop(L, 1);
-        }
-        break;
-    case MMFS__R_SESSION_DEL:
-        if (TOUCHED(K_ID)) {
-            r->u.sess.id = get_str_or(L, p, t, K_ID, r->u.sess.id, pu->s[0]);
-            if (r->u.sess.id.len == 0) luaL_error(L, "policy: %s: cmd.id must not be empty", p->what);
-        }
-        break;
-    case MMFS__R_STREAM_APPEND:
-        if (TOUCHED(K_KEY)) r->u.stream.key = get_str_or(L, p, t, K_KEY, r->u.stream.key, pu->s[0]);
-        if (TOUCHED(K_BYTES)) r->u.stream.bytes = get_str_or(L, p, t, K_BYTES, r->u.stream.bytes, pu->s[1]);
-        break;
-    case MMFS__R_DOC_INDEX:
-        if (TOUCHED(K_TEXT)) r->u.doc.text = get_str_or(L, p, t, K_TEXT, r->u.doc.text, pu->s[1]);
-        /* fall through */
-    case MMFS__R_DOC_UNINDEX:
-        if (TOUCHED(K_KEY)) r->u.doc.key = get_str_or(L, p, t, K_KEY, r->u.doc.key, pu->s[0]);
-        break;
-    case MMFS__R_STATE:
-        if (TOUCHED(K_VALUE)) r->u.state.value = get_str_or(L, p, t, K_VALUE, r->u.state.value, pu->s[0]);
-        break;
+        MMFS__RECORDS(RD_CASE)
     }
 #undef TOUCHED
 }
@@ -510,7 +498,7 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
     int top = lua_gettop(L), cmd;
     size_t pend0 = p->npend;
     mmfs__rec r = *in;
-    pushed pu = {{NULL, NULL, NULL}};
+    pushed pu = {{NULL}};
 
     if (!routed && (!schema || checked) && !hook) {
         *out_push(L, p) = *in;
@@ -546,7 +534,7 @@ static void process(lua_State *L, mmfs__policy *p, const mmfs__rec *in, int with
         }
         if (p->cur_has || !table_empty(L, cmd)) read_cmd(L, p, cmd, &r, &pu);
     } else if (routed) { /* route may change the route and the tags only */
-        if (!untouched(L, p, cmd, K_ROUTE)) r.u.mem.route = get_str_or(L, p, cmd, K_ROUTE, r.u.mem.route, pu.s[2]);
+        if (!untouched(L, p, cmd, K_ROUTE)) r.u.mem.route = get_str_or(L, p, cmd, K_ROUTE, r.u.mem.route, pu.s[K_ROUTE]);
         if (!untouched(L, p, cmd, K_TAGS)) {
             pvm_getk(L, cmd, K_TAGS);
             mmfs__pvm_keep_tags(L, p, -1, "route", &r.u.mem.ntags, &r.u.mem.tags);

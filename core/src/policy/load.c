@@ -16,9 +16,8 @@
 
 #include <stdlib.h>
 
-static const char *const type_name[MMFS__R_MAX + 1] = {
-    NULL,          "append_memory", "delete_memory", "set_kv", "delete_kv", "put_session", "delete_session",
-    "append_stream", "index",       "unindex",       "update_state", NULL};
+#define TYPE_NAME(C, code, name) [code] = #name,
+static const char *const type_name[MMFS__R_MAX + 1] = {MMFS_COMMANDS(TYPE_NAME)};
 
 /* The string key at -2 of a lua_next loop, or "?" for any other key. */
 static const char *key_at(lua_State *L) {
