@@ -1,5 +1,5 @@
 /*
-** compat.h: what the binding needs beyond core/src/policy/lcompat.h (shared
+** compat.h: what the binding needs beyond core/lua/lcompat.h (shared
 ** with the policy VM and the fields codec: absolute indices, integers,
 ** pc_* helpers) to bridge Lua 5.1 (and LuaJIT), 5.2, 5.3 and 5.4.  core.c
 ** is written against the 5.4 API plus the pc_* and compat_* helpers; each
@@ -23,7 +23,7 @@
 #ifndef MMFS_LUA_COMPAT_H
 #define MMFS_LUA_COMPAT_H
 
-#include "policy/lcompat.h"
+#include "lcompat.h"
 
 /* ------------------------------------------------------------ Lua 5.1 */
 #if LUA_VERSION_NUM < 502

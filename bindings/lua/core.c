@@ -33,7 +33,7 @@
 #include <lauxlib.h>
 
 #include "compat.h"
-#include "policy/lfields.h"
+#include "lfields.h"
 #include "memmapfs.h"
 
 #define MT_DB "memmapfs.db"
@@ -348,7 +348,7 @@ static mmfs_db *child_db(const lchild *c) { return c->owner ? c->owner->db : NUL
 
 /* ======================================================= session values */
 
-/* The session field codec is core/src/policy/lfields.c, shared with the
+/* The session field codec is core/lua/lfields.c, shared with the
 ** policy VM.  Its buffer lives in a userdata whose __gc frees it, so an
 ** error raised while encoding leaks nothing. */
 #define MT_FIELDBUF "memmapfs.fieldbuf"

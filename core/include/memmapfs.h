@@ -295,6 +295,30 @@ typedef struct mmfs_session {
     mmfs_slice fields;    /* encoded 'T' value or empty */
 } mmfs_session;
 
+/* One value of the field encoding, as mmfs_fields_next reads it. */
+typedef struct mmfs_field {
+    char type;    /* 'f' 't' 'i' 'd' 's' 'T' */
+    int64_t i;    /* 'i' */
+    double d;     /* 'd' */
+    mmfs_slice s; /* 's': the string, into the buffer */
+    uint32_t n;   /* 'T': its pairs, which follow it (key, value, ...) */
+} mmfs_field;
+
+/* Tables nest at most this deep in the encoding (deeper is malformed). */
+#define MMFS_FIELDS_MAXDEPTH 64
+
+/* The walker of the field encoding (for bindings that turn it into their
+** own values).  Reads the value at byte *POS of BUF into *OUT and moves
+** *POS past it; for a table, past its header only, so its OUT->n pairs
+** are read next.  OUT's slice points into BUF.  Errors: MMFS_CORRUPT (a
+** value cut short or of no known type; no message is set). */
+MMFS_API int mmfs_fields_next(mmfs_slice buf, size_t *pos, mmfs_field *out);
+
+/* Moves *POS past the whole value at byte *POS of BUF, a table with all
+** it holds, checking it.  Errors: MMFS_CORRUPT (malformed, or nested
+** deeper than MMFS_FIELDS_MAXDEPTH; no message is set). */
+MMFS_API int mmfs_fields_skip(mmfs_slice buf, size_t *pos);
+
 typedef struct mmfs_sessions {
     size_t count;
     mmfs_session *items;

@@ -76,17 +76,6 @@ static int tags_out(mmfs_batch *work, const mmfs__rec *c, mmfs_command *m) {
     return MMFS_OK;
 }
 
-static void session_out(const mmfs__rec *c, mmfs_session *s) {
-    s->id = c->u.sess.id;
-    s->has_intent = c->u.sess.has_intent;
-    s->intent_id = c->u.sess.intent_id;
-    s->has_created_at = 1;
-    s->created_at = c->u.sess.created_at;
-    s->has_payload = c->u.sess.has_payload;
-    s->payload = c->u.sess.payload;
-    s->fields = c->u.sess.fields;
-}
-
 /* Each kind of field of record C into the command M (record.h). */
 #define TO_ID(f, cf)
 #define TO_U64(f, cf) m->cf = c->u.f;
@@ -96,7 +85,7 @@ static void session_out(const mmfs__rec *c, mmfs_session *s) {
 #define TO_ROUTE(f, cf) m->cf = c->u.f;
 #define TO_TAGS(f, cf)                                                                             \
     if ((rc = tags_out(work, c, m)) != MMFS_OK) return rc;
-#define TO_SESS(f, cf) session_out(c, &m->cf);
+#define TO_SESS(f, cf) mmfs__rec_session(c, &m->cf);
 #define TO_FIELD(kind, f, cf, k, what) TO_##kind(f, cf)
 #define TO_CASE(N, code, role, C, m_, FIELDS, ...)                                                 \
     MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(TO_FIELD) break;)

@@ -198,42 +198,6 @@ void mmfs__rec_encode(const mmfs__rec *r, uint8_t *out) {
     (void)p;
 }
 
-/* ------------------------------------------------------ session fields */
-
-/* Checks one value at R; DEPTH bounds nesting so hostile input cannot
-** exhaust the stack. */
-static int check_value(rd *r, int depth) {
-    if (depth > 64) return 0;
-    switch (rd8(r)) {
-    case 'f':
-    case 't':
-        return !r->bad;
-    case 'i':
-    case 'd':
-        rd64(r);
-        return !r->bad;
-    case 's':
-        rdstr(r);
-        return !r->bad;
-    case 'T': {
-        uint32_t n = rd32(r);
-        for (uint32_t i = 0; i < n && !r->bad; i++)
-            if (!check_value(r, depth + 1) || !check_value(r, depth + 1)) return 0;
-        return !r->bad;
-    }
-    default:
-        return 0;
-    }
-}
-
-int mmfs__fields_check(mmfs_slice buf) {
-    if (buf.len == 0) return MMFS_OK;
-    rd r = {buf.ptr, (const uint8_t *)buf.ptr + buf.len, 0};
-    if (*r.p != 'T' || !check_value(&r, 0) || r.p != r.end)
-        return mmfs__err(MMFS_INVALID, "session fields: not a well-formed encoded table");
-    return MMFS_OK;
-}
-
 /* -------------------------------------------------------------- frames */
 
 void mmfs__frame_finish(uint8_t *buf, uint64_t first_lsn, uint32_t count, uint32_t flags,

@@ -188,6 +188,19 @@ static inline mmfs_slice mmfs__tag_next(const uint8_t **p) {
     return s;
 }
 
+/* The session of SESSION_PUT record R, as the public API gives it. */
+static inline void mmfs__rec_session(const mmfs__rec *r, mmfs_session *s) {
+    memset(s, 0, sizeof *s);
+    s->id = r->u.sess.id;
+    s->has_intent = r->u.sess.has_intent;
+    s->intent_id = r->u.sess.intent_id;
+    s->has_created_at = 1;
+    s->created_at = r->u.sess.created_at;
+    s->has_payload = r->u.sess.has_payload;
+    s->payload = r->u.sess.payload;
+    s->fields = r->u.sess.fields;
+}
+
 /* Checks that BUF is one well-formed 'T' value of the session field
 ** encoding (memmapfs.h).  Returns MMFS_OK or MMFS_INVALID with a message. */
 int mmfs__fields_check(mmfs_slice buf);

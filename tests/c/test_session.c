@@ -17,7 +17,7 @@ static int setup(void **state) {
 
 /* A small encoder for the field encoding of memmapfs.h. */
 typedef struct enc {
-    unsigned char b[512];
+    unsigned char b[2048];
     size_t n;
 } enc;
 
@@ -324,6 +324,61 @@ static void test_binary_ids(void **state) {
     MMFS_ASSERT_STATUS(mmfs_get_session(f->db, k, &g), MMFS_NOTFOUND);
 }
 
+/* mmfs_fields_next walks the encoding value by value (a table's pairs
+** after its header), mmfs_fields_skip steps over a whole value, and both
+** refuse what is cut short, of no known type or nested too deep. */
+static void test_fields_walker(void **state) {
+    (void)state;
+    enc e;
+    sample_fields(&e);
+    mmfs_slice buf = enc_slice(&e);
+    mmfs_field v;
+    size_t pos = 0;
+    MMFS_OK_OR_FAIL(mmfs_fields_next(buf, &pos, &v));
+    assert_int_equal(v.type, 'T');
+    assert_int_equal(v.n, 5);
+    assert_int_equal(pos, 5);
+    MMFS_OK_OR_FAIL(mmfs_fields_next(buf, &pos, &v)); /* key "status" */
+    assert_int_equal(v.type, 's');
+    MMFS_ASSERT_SLICE_STR(v.s, "status");
+    MMFS_OK_OR_FAIL(mmfs_fields_next(buf, &pos, &v)); /* value "open" */
+    MMFS_ASSERT_SLICE_STR(v.s, "open");
+    MMFS_OK_OR_FAIL(mmfs_fields_next(buf, &pos, &v)); /* key "n" */
+    MMFS_OK_OR_FAIL(mmfs_fields_next(buf, &pos, &v));
+    assert_int_equal(v.type, 'i');
+    assert_int_equal(v.i, 42);
+    pos = 0;
+    MMFS_OK_OR_FAIL(mmfs_fields_skip(buf, &pos));
+    assert_int_equal(pos, buf.len);
+    MMFS_ASSERT_STATUS(mmfs_fields_next(buf, &pos, &v), MMFS_CORRUPT); /* at the end */
+
+    for (size_t cut = 1; cut < buf.len; cut++) { /* every prefix is cut short */
+        mmfs_slice c = {buf.ptr, cut};
+        pos = 0;
+        MMFS_ASSERT_STATUS(mmfs_fields_skip(c, &pos), MMFS_CORRUPT);
+    }
+    e.n = 0;
+    e.b[e.n++] = 'x';
+    pos = 0;
+    MMFS_ASSERT_STATUS(mmfs_fields_next(enc_slice(&e), &pos, &v), MMFS_CORRUPT);
+
+    e.n = 0; /* {{...{}...}}: MMFS_FIELDS_MAXDEPTH + 1 tables inside the outer one */
+    for (int d = 0; d <= MMFS_FIELDS_MAXDEPTH + 1; d++) {
+        put_tab(&e, d <= MMFS_FIELDS_MAXDEPTH ? 1 : 0);
+        if (d <= MMFS_FIELDS_MAXDEPTH) put_int(&e, 1);
+    }
+    pos = 0;
+    MMFS_ASSERT_STATUS(mmfs_fields_skip(enc_slice(&e), &pos), MMFS_CORRUPT);
+    e.n = 0; /* one level less passes */
+    for (int d = 0; d <= MMFS_FIELDS_MAXDEPTH; d++) {
+        put_tab(&e, d < MMFS_FIELDS_MAXDEPTH ? 1 : 0);
+        if (d < MMFS_FIELDS_MAXDEPTH) put_int(&e, 1);
+    }
+    pos = 0;
+    MMFS_OK_OR_FAIL(mmfs_fields_skip(enc_slice(&e), &pos));
+    assert_int_equal(pos, e.n);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_get_all_fields, setup, mmfs_test_fx_teardown),
@@ -333,6 +388,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_lists, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_invalid, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_binary_ids, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test(test_fields_walker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,39 +111,6 @@ typedef struct sval {
     mmfs_slice s; /* the string, for tag s */
 } sval;
 
-/* Skips the encoded value at *PP (before END); 0 if malformed. */
-static int skip_value(const uint8_t **pp, const uint8_t *end, int depth) {
-    const uint8_t *p = *pp;
-    uint32_t n;
-    if (p >= end || depth > MMFS__LF_MAXDEPTH) return 0;
-    switch (*p++) {
-    case 't':
-    case 'f': break;
-    case 'i':
-    case 'd':
-        if (end - p < 8) return 0;
-        p += 8;
-        break;
-    case 's':
-        if (end - p < 4) return 0;
-        n = mmfs__ld32(p);
-        p += 4;
-        if ((size_t)(end - p) < n) return 0;
-        p += n;
-        break;
-    case 'T':
-        if (end - p < 4) return 0;
-        n = mmfs__ld32(p);
-        p += 4;
-        for (uint32_t i = 0; i < n; i++)
-            if (!skip_value(&p, end, depth + 1) || !skip_value(&p, end, depth + 1)) return 0;
-        break;
-    default: return 0;
-    }
-    *pp = p;
-    return 1;
-}
-
 /* The check in C, from the record, without building its table.  It
 ** cannot tell for a key that is not a string, many fields, an
 ** enumeration with values that are not strings, a float where an integer
@@ -158,23 +125,16 @@ int mmfs__pvm_schema_fast(const mmfs__policy *p, const mmfs__rec *r) {
     v[n++] = (sval){"created_at", 10, 'i', {"", 0}};
     if (r->u.sess.has_payload) v[n++] = (sval){"payload", 7, 's', r->u.sess.payload};
     if (r->u.sess.fields.len) {
-        const uint8_t *q = r->u.sess.fields.ptr, *end = q + r->u.sess.fields.len;
-        uint32_t count;
-        if (end - q < 5 || *q != 'T') return 0;
-        count = mmfs__ld32(q + 1);
-        q += 5;
-        for (uint32_t i = 0; i < count; i++) {
-            uint32_t kl;
-            if (n == sizeof v / sizeof v[0] || end - q < 5 || *q != 's') return 0;
-            kl = mmfs__ld32(q + 1);
-            q += 5;
-            if ((size_t)(end - q) < kl) return 0;
-            v[n] = (sval){(const char *)q, kl, 0, {"", 0}};
-            q += kl;
-            const uint8_t *val = q;
-            if (!skip_value(&q, end, 1)) return 0; /* also checks a string's length */
-            v[n].tag = *val;
-            if (*val == 's') v[n].s = (mmfs_slice){val + 5, mmfs__ld32(val + 1)};
+        mmfs_slice buf = r->u.sess.fields;
+        size_t pos = 0, at;
+        mmfs_field t, k, val;
+        if (mmfs_fields_next(buf, &pos, &t) != MMFS_OK || t.type != 'T') return 0;
+        for (uint32_t i = 0; i < t.n; i++) {
+            if (n == sizeof v / sizeof v[0] || mmfs_fields_next(buf, &pos, &k) != MMFS_OK || k.type != 's') return 0;
+            at = pos;
+            if (mmfs_fields_skip(buf, &pos) != MMFS_OK) return 0; /* also checks a string's length */
+            mmfs_fields_next(buf, &at, &val);
+            v[n] = (sval){(const char *)k.s.ptr, k.s.len, (uint8_t)val.type, val.type == 's' ? val.s : (mmfs_slice){"", 0}};
             n++;
         }
     }

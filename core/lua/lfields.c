@@ -6,54 +6,38 @@
 
 #include <stdlib.h>
 
+static void st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* the format is little-endian, as every target */
+static void st64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t ld32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 /* ------------------------------------------------------------ decoding */
 
-/* Pushes the value encoded at *PP (before END); advances *PP.  Returns 0
-** for malformed input, pushing nothing (the log checks what it stores, so
-** this means a bug or a corrupt store).  Nesting past MMFS__LF_MAXDEPTH is
-** malformed, as for the log's own check. */
-static int dec_value(lua_State *L, const uint8_t **pp, const uint8_t *end, int depth) {
-    const uint8_t *p = *pp;
-    if (p >= end || depth > MMFS__LF_MAXDEPTH) return 0;
-    switch (*p++) {
+/* Pushes the value at *POS of BUF; advances *POS.  Returns 0 for malformed
+** input, pushing nothing (the log checks what it stores, so this means a
+** bug or a corrupt store).  Nesting past MMFS_FIELDS_MAXDEPTH is
+** malformed, as for the engine's own check. */
+static int dec_value(lua_State *L, mmfs_slice buf, size_t *pos, int depth) {
+    mmfs_field v;
+    if (depth > MMFS_FIELDS_MAXDEPTH || mmfs_fields_next(buf, pos, &v) != MMFS_OK) return 0;
+    switch (v.type) {
     case 'f': lua_pushboolean(L, 0); break;
     case 't': lua_pushboolean(L, 1); break;
-    case 'i':
-        if (end - p < 8) return 0;
-        pc_pushint64(L, (int64_t)mmfs__ld64(p));
-        p += 8;
-        break;
-    case 'd': {
-        double d;
-        uint64_t bits;
-        if (end - p < 8) return 0;
-        bits = mmfs__ld64(p);
-        memcpy(&d, &bits, 8);
-        lua_pushnumber(L, (lua_Number)d);
-        p += 8;
-        break;
-    }
-    case 's': {
-        uint32_t n;
-        if (end - p < 4) return 0;
-        n = mmfs__ld32(p);
-        p += 4;
-        if ((size_t)(end - p) < n) return 0;
-        lua_pushlstring(L, (const char *)p, n);
-        p += n;
-        break;
-    }
-    case 'T': {
-        uint32_t i, n;
+    case 'i': pc_pushint64(L, v.i); break;
+    case 'd': lua_pushnumber(L, (lua_Number)v.d); break;
+    case 's': lua_pushlstring(L, (const char *)v.s.ptr, v.s.len); break;
+    default: { /* 'T' */
+        uint32_t i;
         int t;
-        if (end - p < 4 || !lua_checkstack(L, 4)) return 0;
-        n = mmfs__ld32(p);
-        p += 4;
-        lua_createtable(L, 0, n < 64 ? (int)n : 64);
+        if (!lua_checkstack(L, 4)) return 0;
+        lua_createtable(L, 0, v.n < 64 ? (int)v.n : 64);
         t = lua_gettop(L);
-        for (i = 0; i < n; i++) {
-            if (!dec_value(L, &p, end, depth + 1)) break;
-            if (!dec_value(L, &p, end, depth + 1)) {
+        for (i = 0; i < v.n; i++) {
+            if (!dec_value(L, buf, pos, depth + 1)) break;
+            if (!dec_value(L, buf, pos, depth + 1)) {
                 lua_pop(L, 1);
                 break;
             }
@@ -62,15 +46,12 @@ static int dec_value(lua_State *L, const uint8_t **pp, const uint8_t *end, int d
             else
                 lua_rawset(L, t);
         }
-        if (i < n) {
+        if (i < v.n) {
             lua_settop(L, t - 1);
             return 0;
         }
-        break;
     }
-    default: return 0;
     }
-    *pp = p;
     return 1;
 }
 
@@ -78,8 +59,8 @@ int mmfs__lf_push_session(lua_State *L, const mmfs_session *s) {
     int ok = 1, top = lua_gettop(L);
     luaL_checkstack(L, 8, NULL);
     if (s->fields.len) {
-        const uint8_t *p = s->fields.ptr;
-        ok = dec_value(L, &p, p + s->fields.len, 0) && lua_istable(L, -1);
+        size_t pos = 0;
+        ok = dec_value(L, s->fields, &pos, 0) && lua_istable(L, -1);
         if (!ok) lua_settop(L, top);
     }
     if (lua_gettop(L) == top) lua_createtable(L, 0, 4);
@@ -96,20 +77,6 @@ int mmfs__lf_push_session(lua_State *L, const mmfs_session *s) {
         lua_setfield(L, -2, "payload");
     }
     return ok;
-}
-
-int mmfs__lf_push_rec(lua_State *L, const mmfs__rec *r) {
-    mmfs_session s;
-    memset(&s, 0, sizeof s);
-    s.id = r->u.sess.id;
-    s.has_intent = r->u.sess.has_intent;
-    s.intent_id = r->u.sess.intent_id;
-    s.has_created_at = 1;
-    s.created_at = r->u.sess.created_at;
-    s.has_payload = r->u.sess.has_payload;
-    s.payload = r->u.sess.payload;
-    s.fields = r->u.sess.fields;
-    return mmfs__lf_push_session(L, &s);
 }
 
 /* ------------------------------------------------------------ encoding */
@@ -133,7 +100,7 @@ typedef struct enc {
     mmfs__lbuf *b;
     mmfs__lf_nomem nomem;
     void *ud;
-    const void *path[MMFS__LF_MAXDEPTH + 1]; /* tables being encoded, outermost first */
+    const void *path[MMFS_FIELDS_MAXDEPTH + 1]; /* tables being encoded, outermost first */
     int name;                                /* stack index of the top-level field's key, or 0 */
 } enc;
 
@@ -179,7 +146,7 @@ static void enc_table(enc *e, int idx, int depth, int top) {
     const void *self = lua_topointer(L, idx);
     size_t count_at;
     uint32_t n = 0;
-    if (depth >= MMFS__LF_MAXDEPTH) enc_fail(e, "nested too deep", idx);
+    if (depth >= MMFS_FIELDS_MAXDEPTH) enc_fail(e, "nested too deep", idx);
     for (int i = 0; i < depth; i++)
         if (e->path[i] == self) enc_fail(e, "a table that contains itself cannot be stored (nested in itself)", 0);
     e->path[depth] = self;
@@ -201,7 +168,7 @@ static void enc_table(enc *e, int idx, int depth, int top) {
         lua_pop(L, 1);
     }
     if (top) e->name = 0;
-    mmfs__st32(e->b->buf + count_at, n);
+    st32(e->b->buf + count_at, n);
 }
 
 static void enc_value(enc *e, int idx, int depth) {
@@ -216,13 +183,13 @@ static void enc_value(enc *e, int idx, int depth) {
         b = enc_room(e, 9);
         if (pc_isinttype(L, idx)) {
             b[0] = 'i';
-            mmfs__st64(b + 1, (uint64_t)pc_toint64(L, idx));
+            st64(b + 1, (uint64_t)pc_toint64(L, idx));
         } else {
             double d = (double)lua_tonumber(L, idx);
             uint64_t bits;
             memcpy(&bits, &d, 8);
             b[0] = 'd';
-            mmfs__st64(b + 1, bits);
+            st64(b + 1, bits);
         }
         e->b->len += 9;
         return;
@@ -232,7 +199,7 @@ static void enc_value(enc *e, int idx, int depth) {
         if (n > UINT32_MAX) enc_fail(e, "too long", idx);
         b = enc_room(e, 5 + n);
         b[0] = 's';
-        mmfs__st32(b + 1, (uint32_t)n);
+        st32(b + 1, (uint32_t)n);
         if (n) memcpy(b + 5, s, n);
         e->b->len += 5 + n;
         return;
@@ -254,5 +221,5 @@ void mmfs__lf_encode(lua_State *L, int idx, mmfs__lbuf *b, mmfs__lf_nomem nomem,
     e.name = 0;
     b->len = 0;
     enc_table(&e, pc_absindex(L, idx), 0, 1);
-    if (mmfs__ld32(b->buf + 1) == 0) b->len = 0; /* only reserved fields */
+    if (ld32(b->buf + 1) == 0) b->len = 0; /* only reserved fields */
 }
