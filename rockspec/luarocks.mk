@@ -32,22 +32,23 @@ endif
 
 # Sources by wildcard, so that a new engine file needs no edit here.  The
 # policy VM (core/src/policy/ but host.c, the engine's side; with the Lua
-# codec core/lua/lfields.c and the fields walker core/src/fields.c) is its
+# codec core/lua/lfields.c and the fields walker core/src/base/fields.c) is its
 # own shared object on Lua 5.4 whatever
 # LUA_INCDIR is: libmemmapfs-policy.so, installed next to core.so, where the
 # engine looks for it (core/src/policy/vm.h).
 VM_SRC := $(filter-out core/src/policy/host.c,$(wildcard core/src/policy/*.c)) core/lua/lfields.c \
-	core/src/fields.c
-SRC := $(wildcard core/src/*.c core/src/search/*.c bindings/lua/*.c) core/src/policy/host.c \
+	core/src/base/fields.c
+LAYERS := base log engine search store
+SRC := $(wildcard core/src/*.c $(LAYERS:%=core/src/%/*.c) bindings/lua/*.c) core/src/policy/host.c \
 	core/lua/lfields.c
 LUA54_INCDIR ?= /usr/include/lua5.4
 LUA54_LIB ?= -llua5.4
-HDR := $(wildcard core/include/*.h core/src/*.h core/src/search/*.h core/src/policy/*.h core/lua/*.h \
+HDR := $(wildcard core/include/*.h $(LAYERS:%=core/src/%/*.h) core/src/policy/*.h core/lua/*.h \
 	bindings/lua/*.h)
 
 MMFS_CFLAGS := -std=c11 -D_GNU_SOURCE -DNDEBUG -fPIC -fvisibility=hidden -Wall \
 	-DMMFS_HAVE_POLICY=1 -DXXH_INLINE_ALL $(SODIUM_CFLAGS) \
-	-Icore/include -Icore/src -Icore/lua -Ibindings/lua -I$(LUA_INCDIR) -I$(XXHASH_INCDIR)
+	-Icore/include -Icore/src $(LAYERS:%=-Icore/src/%) -Icore/src/policy -Icore/lua -Ibindings/lua -I$(LUA_INCDIR) -I$(XXHASH_INCDIR)
 MMFS_LIBS := $(SODIUM_LIBS) -lutf8proc -lstemmer -lpthread -lm -ldl
 VM_CFLAGS := $(subst -I$(LUA_INCDIR),-I$(LUA54_INCDIR),$(MMFS_CFLAGS))
 

@@ -61,14 +61,16 @@ if pkg-config --exists libsodium; then
     libs="$libs $(pkg-config --libs libsodium)"
     cflags="$cflags $(pkg-config --cflags libsodium)"
 fi
-core=$(ls "$src"/core/src/*.c "$src"/core/src/search/*.c)
+core=$(ls "$src"/core/src/*.c "$src"/core/src/*/*.c 2>/dev/null | grep -v /policy/)
+incs="-I$src/core/include -I$src/core/src"
+for d in "$src"/core/src/*/; do incs="$incs -I$d"; done
 
 if [ "${TARGET:-recover}" = query ]; then
     echo "run-fuzz.sh: building fuzz_query with $CC"
     # shellcheck disable=SC2086
     "$CC" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
         -fno-sanitize-recover=undefined $defs $cflags \
-        -I"$src/core/include" -I"$src/core/src" \
+        $incs \
         "$src/tests/fuzz/fuzz_query.c" $core $libs -lpthread -lm -o "$out/fuzz_query"
     mkdir -p "$out/corpus_query"
     set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
@@ -84,11 +86,11 @@ echo "run-fuzz.sh: building with $CC"
 # shellcheck disable=SC2086
 "$CC" -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined $defs $cflags \
-    -I"$src/core/include" -I"$src/core/src" \
+    $incs \
     "$src/tests/fuzz/fuzz_recover.c" "$src/tests/fuzz/fuzz_store.c" $core \
     $libs -lpthread -lm -o "$out/fuzz_recover"
 # shellcheck disable=SC2086
-"$CC" -std=c11 -D_GNU_SOURCE -O1 $defs $cflags -I"$src/core/include" -I"$src/core/src" \
+"$CC" -std=c11 -D_GNU_SOURCE -O1 $defs $cflags $incs \
     "$src/tests/fuzz/gen_corpus.c" "$src/tests/fuzz/fuzz_store.c" $core \
     $libs -lpthread -lm -o "$out/gen_corpus"
 
