@@ -403,7 +403,7 @@ end
 ---------------------------------------------------------------- session fields
 
 -- The session field encoding of memmapfs.h, in Lua (the C module uses
--- core/src/policy/lfields.c, which works on a lua_State and so cannot be
+-- core/lua/lfields.c, which works on a lua_State and so cannot be
 -- called through the FFI).  Same rules: numbers with an integer value in
 -- the int64 range are 'i' (LuaJIT has no integer subtype), others 'd';
 -- nesting is bounded at 64 and a table met again on its own path is a

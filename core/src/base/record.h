@@ -121,9 +121,13 @@ _Static_assert(0 MMFS__RECORDS(MMFS__R_COUNT) == MMFS__R_MAX, "MMFS__R_MAX is th
 
 #define MMFS__REC_HDR 16
 
+/* Record flags (the flag byte): MMFS__RF_NOINDEX, set by the writer when
+** the policy's route for a memory has index = false. */
+#define MMFS__RF_NOINDEX 1
+
 typedef struct mmfs__rec {
     int type;
-    int flags; /* the record's flag byte: MMFS__RF_* (policy.h) */
+    int flags; /* the record's flag byte: MMFS__RF_* */
     /* Commands only, never written: 1 + the index of the caller's command
     ** this one came from (a policy copies it along with the struct); 0 for
     ** a command a hook added. */

@@ -17,7 +17,6 @@
 ** mmfs_search.  Lists are one malloc block (released by mmfs_free).
 */
 #include "engine.h"
-#include "policy.h"
 
 #include <stdlib.h>
 #include <string.h>

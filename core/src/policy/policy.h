@@ -41,9 +41,6 @@ typedef struct mmfs__cmds {
     void *ud;
 } mmfs__cmds;
 
-/* Record flag set by the writer: the memory's route has index = false. */
-#define MMFS__RF_NOINDEX 1
-
 #ifdef MMFS_HAVE_POLICY
 
 /* Compiles SRC (LEN bytes; text only, never bytecode) into a new sandboxed
