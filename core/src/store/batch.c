@@ -219,6 +219,13 @@ static mmfs_command cmd_of(mmfs_command_type type, mmfs_slice key, mmfs_slice va
     return m;
 }
 
+/* Commits the command of TYPE on KEY with VALUE alone (see single). */
+static int single_keyed(mmfs_db *db, mmfs_command_type type, mmfs_slice key, mmfs_slice value, int *found,
+                        uint64_t *id) {
+    mmfs_command m = cmd_of(type, key, value);
+    return single(db, &m, found, id);
+}
+
 /* The command of put_session S; INVALID for a NULL S. */
 static int session_cmd(const mmfs_session *s, mmfs_command *m) {
     memset(m, 0, sizeof *m);
@@ -241,13 +248,11 @@ int mmfs_delete_memory(mmfs_db *db, uint64_t id, int *deleted) {
 }
 
 int mmfs_set_kv(mmfs_db *db, mmfs_slice key, mmfs_slice value) {
-    mmfs_command m = cmd_of(MMFS_CMD_SET_KV, key, value);
-    return single(db, &m, NULL, NULL);
+    return single_keyed(db, MMFS_CMD_SET_KV, key, value, NULL, NULL);
 }
 
 int mmfs_delete_kv(mmfs_db *db, mmfs_slice key, int *deleted) {
-    mmfs_command m = cmd_of(MMFS_CMD_DELETE_KV, key, mmfs__none);
-    return single(db, &m, deleted, NULL);
+    return single_keyed(db, MMFS_CMD_DELETE_KV, key, mmfs__none, deleted, NULL);
 }
 
 int mmfs_put_session(mmfs_db *db, const mmfs_session *s) {
@@ -257,28 +262,23 @@ int mmfs_put_session(mmfs_db *db, const mmfs_session *s) {
 }
 
 int mmfs_delete_session(mmfs_db *db, mmfs_slice id, int *deleted) {
-    mmfs_command m = cmd_of(MMFS_CMD_DELETE_SESSION, id, mmfs__none);
-    return single(db, &m, deleted, NULL);
+    return single_keyed(db, MMFS_CMD_DELETE_SESSION, id, mmfs__none, deleted, NULL);
 }
 
 int mmfs_append_stream(mmfs_db *db, mmfs_slice key, mmfs_slice bytes) {
-    mmfs_command m = cmd_of(MMFS_CMD_APPEND_STREAM, key, bytes);
-    return single(db, &m, NULL, NULL);
+    return single_keyed(db, MMFS_CMD_APPEND_STREAM, key, bytes, NULL, NULL);
 }
 
 int mmfs_index(mmfs_db *db, mmfs_slice key, mmfs_slice text) {
-    mmfs_command m = cmd_of(MMFS_CMD_INDEX, key, text);
-    return single(db, &m, NULL, NULL);
+    return single_keyed(db, MMFS_CMD_INDEX, key, text, NULL, NULL);
 }
 
 int mmfs_unindex(mmfs_db *db, mmfs_slice key, int *deleted) {
-    mmfs_command m = cmd_of(MMFS_CMD_UNINDEX, key, mmfs__none);
-    return single(db, &m, deleted, NULL);
+    return single_keyed(db, MMFS_CMD_UNINDEX, key, mmfs__none, deleted, NULL);
 }
 
 int mmfs_update_state(mmfs_db *db, mmfs_slice value, uint64_t *version) {
-    mmfs_command m = cmd_of(MMFS_CMD_UPDATE_STATE, mmfs__none, value);
-    return single(db, &m, NULL, version);
+    return single_keyed(db, MMFS_CMD_UPDATE_STATE, mmfs__none, value, NULL, version);
 }
 
 /* ------------------------------------------------------------ batches */
@@ -353,6 +353,12 @@ static int batch_cmd(mmfs_batch *b, const mmfs_command *m) {
     return batch_push(b, &c);
 }
 
+/* Adds the command of TYPE on KEY with VALUE to B. */
+static int batch_keyed(mmfs_batch *b, mmfs_command_type type, mmfs_slice key, mmfs_slice value) {
+    mmfs_command m = cmd_of(type, key, value);
+    return batch_cmd(b, &m);
+}
+
 int mmfs_batch_append_memory(mmfs_batch *b, mmfs_slice text, const mmfs_slice *tags, size_t ntags,
                              const mmfs_memory_opts *opts) {
     mmfs_command m = memory_cmd(text, tags, ntags, opts);
@@ -366,32 +372,25 @@ int mmfs_batch_delete_memory(mmfs_batch *b, uint64_t id) {
 }
 
 int mmfs_batch_set_kv(mmfs_batch *b, mmfs_slice key, mmfs_slice value) {
-    mmfs_command m = cmd_of(MMFS_CMD_SET_KV, key, value);
-    return batch_cmd(b, &m);
+    return batch_keyed(b, MMFS_CMD_SET_KV, key, value);
 }
 int mmfs_batch_delete_kv(mmfs_batch *b, mmfs_slice key) {
-    mmfs_command m = cmd_of(MMFS_CMD_DELETE_KV, key, mmfs__none);
-    return batch_cmd(b, &m);
+    return batch_keyed(b, MMFS_CMD_DELETE_KV, key, mmfs__none);
 }
 int mmfs_batch_delete_session(mmfs_batch *b, mmfs_slice id) {
-    mmfs_command m = cmd_of(MMFS_CMD_DELETE_SESSION, id, mmfs__none);
-    return batch_cmd(b, &m);
+    return batch_keyed(b, MMFS_CMD_DELETE_SESSION, id, mmfs__none);
 }
 int mmfs_batch_append_stream(mmfs_batch *b, mmfs_slice key, mmfs_slice bytes) {
-    mmfs_command m = cmd_of(MMFS_CMD_APPEND_STREAM, key, bytes);
-    return batch_cmd(b, &m);
+    return batch_keyed(b, MMFS_CMD_APPEND_STREAM, key, bytes);
 }
 int mmfs_batch_index(mmfs_batch *b, mmfs_slice key, mmfs_slice text) {
-    mmfs_command m = cmd_of(MMFS_CMD_INDEX, key, text);
-    return batch_cmd(b, &m);
+    return batch_keyed(b, MMFS_CMD_INDEX, key, text);
 }
 int mmfs_batch_unindex(mmfs_batch *b, mmfs_slice key) {
-    mmfs_command m = cmd_of(MMFS_CMD_UNINDEX, key, mmfs__none);
-    return batch_cmd(b, &m);
+    return batch_keyed(b, MMFS_CMD_UNINDEX, key, mmfs__none);
 }
 int mmfs_batch_update_state(mmfs_batch *b, mmfs_slice value) {
-    mmfs_command m = cmd_of(MMFS_CMD_UPDATE_STATE, mmfs__none, value);
-    return batch_cmd(b, &m);
+    return batch_keyed(b, MMFS_CMD_UPDATE_STATE, mmfs__none, value);
 }
 
 int mmfs_batch_put_session(mmfs_batch *b, const mmfs_session *s) {
