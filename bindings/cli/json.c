@@ -101,126 +101,70 @@ void cli_json_double(FILE *f, double d) {
 
 /* ------------------------------------------------- session field values */
 
-/* The value encoding of memmapfs.h (sessions): 'f' 't' 'i' 'd' 's' 'T'.
+/* The value encoding of memmapfs.h (sessions): 'f' 't' 'i' 'd' 's' 'T',
+** read with the library's walker (mmfs_fields_next, mmfs_fields_skip).
 ** The library checked it when it was stored; a malformed value here is
-** written as null and the rest of its table skipped, never read past END. */
-#define FIELD_MAXDEPTH 64
+** written as null and the rest of its table skipped, never read past the
+** end. */
 
-static uint32_t ld32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+/* Reads the whole value at *POS of BUF into *V (a table: its header) and
+** moves *POS past all of it; 0 if malformed. */
+static int field_at(mmfs_slice buf, size_t *pos, mmfs_field *v) {
+    size_t at = *pos;
+    return mmfs_fields_skip(buf, pos) == MMFS_OK && mmfs_fields_next(buf, &at, v) == MMFS_OK;
 }
 
-static uint64_t ld64(const unsigned char *p) { return (uint64_t)ld32(p) | (uint64_t)ld32(p + 4) << 32; }
+static int write_value(FILE *f, mmfs_slice buf, size_t *pos, int depth);
 
-/* Skips the value at *PP; 0 if malformed. */
-static int skip_value(const unsigned char **pp, const unsigned char *end, int depth) {
-    const unsigned char *p = *pp;
-    if (p >= end || depth > FIELD_MAXDEPTH) return 0;
-    switch (*p++) {
-    case 'f': case 't': break;
-    case 'i': case 'd':
-        if (end - p < 8) return 0;
-        p += 8;
-        break;
-    case 's': {
-        if (end - p < 4) return 0;
-        uint32_t n = ld32(p);
-        p += 4;
-        if ((size_t)(end - p) < n) return 0;
-        p += n;
-        break;
-    }
-    case 'T': {
-        if (end - p < 4) return 0;
-        uint32_t n = ld32(p);
-        p += 4;
-        for (uint32_t i = 0; i < 2 * (uint64_t)n; i++)
-            if (!skip_value(&p, end, depth + 1)) return 0;
-        break;
-    }
-    default: return 0;
-    }
-    *pp = p;
-    return 1;
-}
-
-static int write_value(FILE *f, const unsigned char **pp, const unsigned char *end, int depth);
-
-/* Writes the N pairs at *PP as a JSON object.  Keys that are not strings
-** are written as their JSON text ("1", "true") since JSON keys are
+/* Writes the N pairs at *POS of BUF as a JSON object.  Keys that are not
+** strings are written as their JSON text ("1", "true") since JSON keys are
 ** strings; a table whose keys are exactly 1..N in order is an array. */
-static int write_table(FILE *f, const unsigned char **pp, const unsigned char *end, uint32_t n,
-                       int depth, int skip_open) {
-    const unsigned char *p = *pp, *q = p;
+static int write_table(FILE *f, mmfs_slice buf, size_t *pos, uint32_t n, int depth, int skip_open) {
+    size_t q = *pos;
+    mmfs_field k;
     int array = 1;
     for (uint32_t i = 0; i < n && array; i++) {
-        if (q >= end || *q != 'i' || end - q < 9 || (uint64_t)ld64(q + 1) != (uint64_t)i + 1) array = 0;
-        else if (q += 9, !skip_value(&q, end, depth + 1)) return 0;
+        if (mmfs_fields_next(buf, &q, &k) != MMFS_OK || k.type != 'i' || (uint64_t)k.i != (uint64_t)i + 1)
+            array = 0;
+        else if (mmfs_fields_skip(buf, &q) != MMFS_OK)
+            return 0;
     }
     if (!skip_open) fputc(array ? '[' : '{', f);
     for (uint32_t i = 0; i < n; i++) {
         if (i || skip_open) fputc(',', f);
+        if (!field_at(buf, pos, &k)) return 0;
         if (array) {
-            p += 9;
-        } else if (p < end && *p == 's') {
-            const unsigned char *k = p;
-            if (!skip_value(&p, end, depth + 1)) return 0;
-            cli_json_bytes(f, k + 5, ld32(k + 1));
+            /* the key is i + 1 */
+        } else if (k.type == 's') {
+            cli_json_bytes(f, k.s.ptr, k.s.len);
         } else {
             /* Not a string: the key's text, quoted. */
-            char buf[40];
-            const unsigned char *k = p;
-            if (!skip_value(&p, end, depth + 1)) return 0;
-            if (*k == 'i') {
-                snprintf(buf, sizeof buf, "%lld", (long long)(int64_t)ld64(k + 1));
-            } else if (*k == 'd') {
-                uint64_t bits = ld64(k + 1);
-                double d;
-                memcpy(&d, &bits, sizeof d);
-                snprintf(buf, sizeof buf, "%.17g", d);
-            } else {
-                snprintf(buf, sizeof buf, "%s", *k == 't' ? "true" : *k == 'f' ? "false" : "table");
-            }
-            cli_json_bytes(f, buf, strlen(buf));
+            char text[40];
+            if (k.type == 'i') snprintf(text, sizeof text, "%lld", (long long)k.i);
+            else if (k.type == 'd') snprintf(text, sizeof text, "%.17g", k.d);
+            else snprintf(text, sizeof text, "%s", k.type == 't' ? "true" : k.type == 'f' ? "false" : "table");
+            cli_json_bytes(f, text, strlen(text));
         }
         if (!array) fputc(':', f);
-        if (!write_value(f, &p, end, depth + 1)) return 0;
+        if (!write_value(f, buf, pos, depth + 1)) return 0;
     }
     if (!skip_open) fputc(array ? ']' : '}', f);
-    *pp = p;
     return 1;
 }
 
-static int write_value(FILE *f, const unsigned char **pp, const unsigned char *end, int depth) {
-    const unsigned char *p = *pp;
-    if (!skip_value(&p, end, depth)) return 0; /* the whole value is in bounds */
-    p = *pp;
-    switch (*p++) {
+static int write_value(FILE *f, mmfs_slice buf, size_t *pos, int depth) {
+    size_t end = *pos;
+    mmfs_field v;
+    if (depth > MMFS_FIELDS_MAXDEPTH || mmfs_fields_skip(buf, &end) != MMFS_OK) return 0; /* all in bounds */
+    if (mmfs_fields_next(buf, pos, &v) != MMFS_OK) return 0;
+    switch (v.type) {
     case 'f': fputs("false", f); break;
     case 't': fputs("true", f); break;
-    case 'i': fprintf(f, "%lld", (long long)(int64_t)ld64(p)); p += 8; break;
-    case 'd': {
-        uint64_t bits = ld64(p);
-        double d;
-        memcpy(&d, &bits, sizeof d);
-        cli_json_double(f, d);
-        p += 8;
-        break;
+    case 'i': fprintf(f, "%lld", (long long)v.i); break;
+    case 'd': cli_json_double(f, v.d); break;
+    case 's': cli_json_bytes(f, v.s.ptr, v.s.len); break;
+    default: return write_table(f, buf, pos, v.n, depth, 0);
     }
-    case 's': {
-        uint32_t n = ld32(p);
-        cli_json_bytes(f, p + 4, n);
-        p += 4 + n;
-        break;
-    }
-    case 'T': {
-        uint32_t n = ld32(p);
-        p += 4;
-        if (!write_table(f, &p, end, n, depth, 0)) return 0;
-        break;
-    }
-    }
-    *pp = p;
     return 1;
 }
 
@@ -230,19 +174,18 @@ void cli_json_session(FILE *f, const mmfs_session *s) {
     if (s->has_intent) fputs(",\"intent_id\":", f), cli_json_slice(f, s->intent_id);
     if (s->has_created_at) fprintf(f, ",\"created_at\":%lld", (long long)s->created_at);
     if (s->has_payload) fputs(",\"payload\":", f), cli_json_slice(f, s->payload);
-    const unsigned char *p = s->fields.ptr, *end = p + s->fields.len;
     if (s->fields.len) {
         /* The other fields join the object, as in Lua's get_session. */
-        const unsigned char *q = p;
-        if (*p != 'T' || s->fields.len < 5 || !skip_value(&q, end, 0) || q != end) {
+        size_t pos = 0;
+        mmfs_field t;
+        if (mmfs_fields_skip(s->fields, &pos) != MMFS_OK || pos != s->fields.len ||
+            (pos = 0, mmfs_fields_next(s->fields, &pos, &t)) != MMFS_OK || t.type != 'T') {
             fputs(",\"fields\":null", f);
         } else {
-            uint32_t n = ld32(p + 1);
-            p += 5;
             /* An array-shaped table cannot join an object: nest it. */
-            int array = n && *p == 'i';
+            int array = t.n && ((const unsigned char *)s->fields.ptr)[pos] == 'i';
             if (array) fputs(",\"fields\":", f);
-            if (!write_table(f, &p, end, n, 0, !array)) fputs(array ? "null" : ",\"fields\":null", f);
+            if (!write_table(f, s->fields, &pos, t.n, 0, !array)) fputs(array ? "null" : ",\"fields\":null", f);
         }
     }
     fputc('}', f);
