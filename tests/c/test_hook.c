@@ -352,6 +352,94 @@ static void test_commit_size_limit(void **state) {
     munmap(huge, big);
 }
 
+/* Lets every command through unchanged, counting them by type. */
+static int passing_hook(void *ud, mmfs_command *cmd, mmfs_batch *tx) {
+    (void)tx;
+    int *count = ud;
+    if (cmd->type >= 1 && cmd->type <= 10) count[cmd->type]++;
+    return MMFS_OK;
+}
+
+/* Every command type goes to the C hook and back (record -> mmfs_command
+** -> record, made from the command table) and is written as it came. */
+static void test_hook_passes_every_type(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("hook-every");
+    mmfs_db *db = mmfs_test_open_sync_none(dir, 0);
+    int count[11] = {0};
+    MMFS_OK_OR_FAIL(mmfs_set_hook(db, passing_hook, count));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("gone"), mmfs_str("x")));
+    MMFS_OK_OR_FAIL(mmfs_index(db, mmfs_str("gonedoc"), mmfs_str("old words")));
+    mmfs_session gone = {mmfs_str("gone"), 0, {"", 0}, 0, 0, 0, {"", 0}, {"", 0}};
+    MMFS_OK_OR_FAIL(mmfs_put_session(db, &gone));
+
+    static const unsigned char fields[] = {'T', 1, 0, 0, 0, 's', 1, 0, 0, 0, 'k', 'i', 7, 0, 0, 0, 0, 0, 0, 0};
+    mmfs_session sess = {mmfs_str("s1"), 1, mmfs_str("i1"), 1, 1234, 1, mmfs_str("pay"),
+                         {fields, sizeof fields}};
+    mmfs_slice tags[2] = {mmfs_str("a"), mmfs_str("b c")};
+    mmfs_memory_opts mo = {1, 99, mmfs_str("notes")};
+    mmfs_batch *b;
+    MMFS_OK_OR_FAIL(mmfs_batch_begin(db, &b));
+    MMFS_OK_OR_FAIL(mmfs_batch_append_memory(b, mmfs_str("first words"), tags, 2, &mo));
+    MMFS_OK_OR_FAIL(mmfs_batch_append_memory(b, mmfs_str("second"), NULL, 0, NULL));
+    MMFS_OK_OR_FAIL(mmfs_batch_delete_memory(b, 2)); /* the second, given id 2 in this frame */
+    MMFS_OK_OR_FAIL(mmfs_batch_set_kv(b, mmfs_str("k"), mmfs_str("v")));
+    MMFS_OK_OR_FAIL(mmfs_batch_delete_kv(b, mmfs_str("gone")));
+    MMFS_OK_OR_FAIL(mmfs_batch_put_session(b, &sess));
+    MMFS_OK_OR_FAIL(mmfs_batch_delete_session(b, mmfs_str("gone")));
+    MMFS_OK_OR_FAIL(mmfs_batch_append_stream(b, mmfs_str("log"), mmfs_test_slice("bytes\0here", 10)));
+    MMFS_OK_OR_FAIL(mmfs_batch_index(b, mmfs_str("doc"), mmfs_str("searchable text")));
+    MMFS_OK_OR_FAIL(mmfs_batch_unindex(b, mmfs_str("gonedoc")));
+    MMFS_OK_OR_FAIL(mmfs_batch_update_state(b, mmfs_str("st")));
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    MMFS_OK_OR_FAIL(mmfs_batch_commit(b, &ids, &nids));
+    assert_int_equal(nids, 2);
+    assert_int_equal(ids[0], 1);
+    mmfs_free(ids);
+    for (int t = 1; t <= 10; t++) assert_true(count[t] >= 1);
+
+    for (int pass = 0; pass < 2; pass++) { /* as applied, then as replayed from the log */
+        mmfs_memory *m = NULL;
+        MMFS_OK_OR_FAIL(mmfs_get_memory(db, 1, &m));
+        MMFS_ASSERT_SLICE_STR(m->text, "first words");
+        MMFS_ASSERT_SLICE_STR(m->route, "notes");
+        assert_int_equal(m->created_at, 99);
+        assert_int_equal(m->ntags, 2);
+        MMFS_ASSERT_SLICE_STR(m->tags[1], "b c");
+        mmfs_free(m);
+        MMFS_ASSERT_STATUS(mmfs_get_memory(db, 2, &m), MMFS_NOTFOUND);
+        assert_kv(db, "k", "v");
+        assert_kv(db, "gone", NULL);
+        mmfs_session g;
+        MMFS_OK_OR_FAIL(mmfs_get_session(db, mmfs_str("s1"), &g));
+        MMFS_ASSERT_SLICE_STR(g.intent_id, "i1");
+        MMFS_ASSERT_SLICE_STR(g.payload, "pay");
+        assert_int_equal(g.created_at, 1234);
+        mmfs_test_assert_slice(g.fields, fields, sizeof fields);
+        MMFS_ASSERT_STATUS(mmfs_get_session(db, mmfs_str("gone"), &g), MMFS_NOTFOUND);
+        uint64_t size = 0;
+        MMFS_OK_OR_FAIL(mmfs_stream_size(db, mmfs_str("log"), &size));
+        assert_int_equal(size, 10);
+        mmfs_doc_hits *hits = NULL;
+        MMFS_OK_OR_FAIL(mmfs_search(db, mmfs_str("searchable"), 10, &hits));
+        assert_int_equal(hits->count, 1);
+        mmfs_free(hits);
+        MMFS_OK_OR_FAIL(mmfs_search(db, mmfs_str("old"), 10, &hits));
+        assert_int_equal(hits->count, 0);
+        mmfs_free(hits);
+        mmfs_slice st;
+        uint64_t version = 0;
+        MMFS_OK_OR_FAIL(mmfs_get_state(db, &st, &version));
+        MMFS_ASSERT_SLICE_STR(st, "st");
+        assert_int_equal(version, 1);
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+        db = mmfs_test_open_sync_none(dir, 0);
+    }
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hook_edits_and_adds),
@@ -360,6 +448,7 @@ int main(void) {
         cmocka_unit_test(test_hook_failure_rejects),
         cmocka_unit_test(test_hook_calls_back),
         cmocka_unit_test(test_commit_size_limit),
+        cmocka_unit_test(test_hook_passes_every_type),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
