@@ -36,7 +36,7 @@
 **         policy/pvm.h; 0 for ID); the name its errors give
 ** DELETE  NODEL, or DEL(TARGET, key, target key, has): a delete of the
 **         TARGET entry whose key is u.key (u.target key in TARGET);
-**         HAS(engine, key) tells whether the entry exists
+**         has(engine, key) tells whether the entry exists
 ** apply   the engine function that applies it (engine.c)
 **
 ** Kinds: ID is set by the writer at commit (memory id, state version),
