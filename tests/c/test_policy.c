@@ -1139,6 +1139,39 @@ static void test_tx_memory_limit(void **state) {
     mmfs__policy_free(p);
 }
 
+/* tx's write methods check each argument by its kind (command table):
+** a bad one raises, naming the method and the argument, and adds
+** nothing. */
+static void test_tx_bad_arguments(void **state) {
+    (void)state;
+    mmfs__policy *p = load("local calls = {\n"
+                           "  ['del-mem'] = function(tx) tx:delete_memory(-1) end,\n"
+                           "  ['del-sess'] = function(tx) tx:delete_session('') end,\n"
+                           "  ['set-num'] = function(tx) tx:set_kv('k', {}) end,\n"
+                           "  ['put-sess'] = function(tx) tx:put_session('s') end,\n"
+                           "  ['index'] = function(tx) tx:index('k') end,\n"
+                           "}\n"
+                           "return { hooks = { set_kv = function(cmd, tx) local f = calls[cmd.key] if f then f(tx) end end } }");
+    static const char *const cases[][2] = {
+        {"del-mem", "bad argument #1 to 'delete_memory' (a memory id (integer) expected)"},
+        {"del-sess", "bad argument #1 to 'delete_session' (a non-empty session id expected)"},
+        {"set-num", "bad argument #2 to 'set_kv' (string expected, got table)"},
+        {"put-sess", "bad argument #1 to 'put_session' (table expected, got string)"},
+        {"index", "bad argument #2 to 'index' (string expected, got no value)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        out o;
+        mmfs__rec in = kv_set(cases[i][0], "v");
+        out_init(&o);
+        ASSERT_RC(mmfs__policy_run(p, &in, 1, NULL, &o.c), MMFS_REJECTED);
+        ASSERT_MSG_HAS(cases[i][1]);
+        assert_int_equal(o.c.n, 0);
+        out_free(&o);
+    }
+    still_works(p);
+    mmfs__policy_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_errors),
@@ -1155,6 +1188,7 @@ int main(void) {
         cmocka_unit_test(test_patterns),
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_tx_kept),
+        cmocka_unit_test(test_tx_bad_arguments),
         cmocka_unit_test(test_route_too_long),
         cmocka_unit_test(test_schema_without_created_at),
         cmocka_unit_test(test_tx_memory_limit),

@@ -18,8 +18,8 @@
 ** type is made from it: the enum below, the record codec (log.c), a
 ** batch's copies and the command makers (batch.c), delete targets
 ** (write.c), record <-> mmfs_command (hook.c), record <-> Lua table in the
-** policy VM (policy/cmd.c), hook names (policy/load.c), and the engine's
-** dispatch (engine.c).  The public names and codes come from memmapfs.h's
+** policy VM (policy/cmd.c), hook names (policy/load.c), tx's write methods
+** (policy/tx.c), and the engine's dispatch (engine.c).  The public names and codes come from memmapfs.h's
 ** MMFS_COMMANDS; a compile-time check keeps the two in step.  Adding a
 ** command is a row here and in MMFS_COMMANDS, its engine apply function,
 ** and its docs.

@@ -92,63 +92,43 @@ static int tx_append_memory(lua_State *L) {
     return tx_done(L);
 }
 
-static int tx_delete_memory(lua_State *L) {
+/* The other write methods take their command's fields as arguments, in
+** the order of its row in the command table (record.h), each by its kind.
+** Every argument is checked and kept before the command is added, so a
+** bad argument adds nothing.  (append_memory, above, takes text, tags and
+** an options table instead.) */
+#define TXA_ID(f)
+#define TXA_U64(f)                                                                                 \
+    if (!pc_isintegral(L, arg) || pc_toint64(L, arg) < 0) luaL_argerror(L, arg, "a memory id (integer) expected"); \
+    r.u.f = (uint64_t)pc_toint64(L, arg++);
+#define TXA_STR(f) r.u.f = tx_str(L, p, arg++);
+#define TXA_SID(f)                                                                                 \
+    r.u.f = tx_str(L, p, arg);                                                                     \
+    if (r.u.f.len == 0) luaL_argerror(L, arg, "a non-empty session id expected");                 \
+    arg++;
+#define TXA_SESS(f)                                                                                \
+    luaL_checktype(L, arg, LUA_TTABLE);                                                            \
+    r.u.f.created_at = (int64_t)time(NULL);                                                        \
+    mmfs__pvm_keep_session(L, p, arg++, &r, "tx:put_session");
+#define TXA_TIME(f) TXA_OWN
+#define TXA_ROUTE(f) TXA_OWN
+#define TXA_TAGS(f) TXA_OWN
+#define TXA_OWN return tx_append_memory(L); /* its own arguments */
+#define TXA_FIELD(kind, f, cf, k, what) TXA_##kind(f)
+#define TXA_CASE(N, code, role, C, m, FIELDS, ...)                                                 \
+    MMFS__IF_CMD_##role(case MMFS__R_##N : FIELDS(TXA_FIELD) break;)
+
+/* tx:<command>(...): upvalue 1 the policy, 2 the command type. */
+static int tx_command(lua_State *L) {
     mmfs__policy *p = tx_check(L);
-    if (!pc_isintegral(L, 2) || pc_toint64(L, 2) < 0) luaL_argerror(L, 2, "a memory id (integer) expected");
-    tx_add(L, p, MMFS__R_DEL_MEMORY)->u.del_mem.id = (uint64_t)pc_toint64(L, 2);
-    return tx_done(L);
-}
-
-/* The write methods whose arguments are only strings, each kept whole in
-** a field of its command: method, command type, the fields of mmfs__rec's
-** u that arguments 2 (and 3) go to. */
-#define TX_STR1_METHODS(X)                                                  \
-    X(delete_kv, MMFS__R_KV_DEL, kv.key)                                    \
-    X(unindex, MMFS__R_DOC_UNINDEX, doc.key)                                \
-    X(update_state, MMFS__R_STATE, state.value)
-#define TX_STR2_METHODS(X)                                                  \
-    X(set_kv, MMFS__R_KV_SET, kv.key, kv.value)                             \
-    X(append_stream, MMFS__R_STREAM_APPEND, stream.key, stream.bytes)       \
-    X(index, MMFS__R_DOC_INDEX, doc.key, doc.text)
-
-/* Both arguments are checked and kept before the command is added, so a
-** bad argument adds nothing. */
-#define TX_STR1_FN(name, type, f1)                                          \
-    static int tx_##name(lua_State *L) {                                    \
-        mmfs__policy *p = tx_check(L);                                      \
-        mmfs_slice a = tx_str(L, p, 2);                                     \
-        tx_add(L, p, type)->u.f1 = a;                                       \
-        return tx_done(L);                                                  \
+    int type = (int)lua_tointeger(L, lua_upvalueindex(2)), arg = 2;
+    mmfs__rec r;
+    memset(&r, 0, sizeof r);
+    r.type = type;
+    switch (type) {
+        MMFS__RECORDS(TXA_CASE)
     }
-#define TX_STR2_FN(name, type, f1, f2)                                      \
-    static int tx_##name(lua_State *L) {                                    \
-        mmfs__policy *p = tx_check(L);                                      \
-        mmfs_slice a = tx_str(L, p, 2), b = tx_str(L, p, 3);                \
-        mmfs__rec *r = tx_add(L, p, type);                                  \
-        r->u.f1 = a;                                                        \
-        r->u.f2 = b;                                                        \
-        return tx_done(L);                                                  \
-    }
-TX_STR1_METHODS(TX_STR1_FN)
-TX_STR2_METHODS(TX_STR2_FN)
-
-static int tx_put_session(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs__rec s;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    memset(&s, 0, sizeof s);
-    s.type = MMFS__R_SESSION_PUT;
-    s.u.sess.created_at = (int64_t)time(NULL);
-    mmfs__pvm_keep_session(L, p, 2, &s, "tx:put_session");
-    *tx_add(L, p, MMFS__R_SESSION_PUT) = s;
-    return tx_done(L);
-}
-
-static int tx_delete_session(lua_State *L) {
-    mmfs__policy *p = tx_check(L);
-    mmfs_slice id = tx_str(L, p, 2);
-    if (id.len == 0) luaL_argerror(L, 2, "a non-empty session id expected");
-    tx_add(L, p, MMFS__R_SESSION_DEL)->u.sess.id = id;
+    *tx_add(L, p, type) = r;
     return tx_done(L);
 }
 
@@ -210,21 +190,27 @@ static int tx_get_session(lua_State *L) {
 
 
 void mmfs__pvm_open_tx(lua_State *L, mmfs__policy *p) {
-#define TX_REG(name, ...) {#name, tx_##name},
-    static const luaL_Reg tx_fns[] = {{"append_memory", tx_append_memory},
-                                      {"delete_memory", tx_delete_memory},
-                                      {"put_session", tx_put_session},
-                                      {"delete_session", tx_delete_session},
-                                      TX_STR1_METHODS(TX_REG)
-                                      TX_STR2_METHODS(TX_REG)
-                                      {"get_kv", tx_get_kv},
+    static const luaL_Reg tx_fns[] = {{"get_kv", tx_get_kv},
                                       {"get_memory", tx_get_memory},
                                       {"get_session", tx_get_session},
                                       {NULL, NULL}};
-#undef TX_REG
+    static const struct {
+        const char *name;
+        int type;
+    } tx_cmds[] = {
+#define TX_CMD(C, code, name) {#name, code},
+        MMFS_COMMANDS(TX_CMD)
+#undef TX_CMD
+    };
     lua_createtable(L, 0, 2); /* the metatable of tx objects: each hook call gets a new, empty one */
     lua_createtable(L, 0, 13);
     pc_setfuncs(L, tx_fns, p);
+    for (size_t i = 0; i < sizeof tx_cmds / sizeof tx_cmds[0]; i++) { /* a write method per command */
+        lua_pushlightuserdata(L, p);
+        lua_pushinteger(L, tx_cmds[i].type);
+        lua_pushcclosure(L, tx_command, 2);
+        lua_setfield(L, -2, tx_cmds[i].name);
+    }
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "tx");
     lua_setfield(L, -2, "__metatable");
