@@ -1144,14 +1144,10 @@ static void test_tx_memory_limit(void **state) {
 ** nothing. */
 static void test_tx_bad_arguments(void **state) {
     (void)state;
-    mmfs__policy *p = load("local calls = {\n"
-                           "  ['del-mem'] = function(tx) tx:delete_memory(-1) end,\n"
-                           "  ['del-sess'] = function(tx) tx:delete_session('') end,\n"
-                           "  ['set-num'] = function(tx) tx:set_kv('k', {}) end,\n"
-                           "  ['put-sess'] = function(tx) tx:put_session('s') end,\n"
-                           "  ['index'] = function(tx) tx:index('k') end,\n"
-                           "}\n"
-                           "return { hooks = { set_kv = function(cmd, tx) local f = calls[cmd.key] if f then f(tx) end end } }");
+    mmfs__policy *p = load("return { hooks = { set_kv = function(cmd, tx) local k = cmd.key\n"
+                           "  if k == 'del-mem' then tx:delete_memory(-1) elseif k == 'del-sess' then tx:delete_session('')\n"
+                           "  elseif k == 'set-num' then tx:set_kv('k', {}) elseif k == 'put-sess' then tx:put_session('s')\n"
+                           "  elseif k == 'index' then tx:index('k') end end } }");
     static const char *const cases[][2] = {
         {"del-mem", "bad argument #1 to 'delete_memory' (a memory id (integer) expected)"},
         {"del-sess", "bad argument #1 to 'delete_session' (a non-empty session id expected)"},
