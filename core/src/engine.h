@@ -115,10 +115,33 @@ const uint8_t *mmfs__bt_next(mmfs__bt_pos *pos);
 
 /* ------------------------------------------------------------- modules */
 
-/* kv.c: key -> latest KV_SET record, and the same records in key order. */
+/* A checkpoint's kv tables, mapped read-only (ckpt.c makes and checks the
+** file; kv.c reads it).  Entries are log positions (segment << 40 |
+** offset) of KV_SET records; seg_map/seg_end resolve them for segments
+** first .. first + nsegs - 1 (maps of the handle's own segments, which
+** stay mapped for the engine's life).  slots: (u64 hash, u64 pos) x
+** (mask + 1), pos 0 = empty, linear probing; order: u64 pos x n, by key. */
+typedef struct mmfs__kvck {
+    void *file; /* the mapped checkpoint file (munmap'd by mmfs__kv_free) */
+    size_t file_size;
+    const uint8_t *slots;
+    size_t mask;
+    const uint8_t *order;
+    size_t n;
+    const uint8_t **seg_map;
+    uint64_t *seg_end;
+    uint32_t first, nsegs;
+} mmfs__kvck;
+
+/* kv.c: key -> latest KV_SET record, and the same records in key order.
+** With a checkpoint (ck.n > 0) map and order hold only what came after
+** it: map the latest KV_SET, or a KV_DEL that hides a key of ck; order
+** the KV_SETs.  A key of ck is live unless map has it. */
 typedef struct mmfs__kv {
     mmfs__hmap map;    /* key -> record */
     mmfs__btree order; /* records by key (mmfs__slice_cmp) */
+    mmfs__kvck ck;
+    size_t live;       /* live keys, in ck and map together */
 } mmfs__kv;
 
 /* memory.c: one entry per id from base. */
@@ -224,6 +247,13 @@ struct mmfs__engine {
 int mmfs__kv_init(mmfs__engine *e);
 void mmfs__kv_free(mmfs__engine *e);
 int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r);
+/* Calls FN(raw, ud) for every live KV_SET record in key order, the
+** checkpoint's and the newer ones merged; stops at FN's first non-zero
+** return and returns it.  Caller holds the engine (read side at least). */
+int mmfs__kv_each(const mmfs__engine *e, int (*fn)(const uint8_t *raw, void *ud), void *ud);
+/* The record at log position POS of the checkpoint's table, or NULL when
+** POS is not a KV_SET record inside a segment the table knows. */
+const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos);
 
 /* A memory's index work, queued: add TEXT as docno, or remove docno. */
 typedef struct mmfs__ixop {
