@@ -84,7 +84,7 @@ enum {
     H_TOK_VERSION = 56,
     H_TOK_LANG = 60, /* 32 bytes, NUL padded */
     H_NEXT_MEM = 96,
-    H_KV_BYTES = 104,
+    H_LIVE_BYTES = 104, /* the engine's live_bytes at the LSN */
     H_NSEC = 112,
     H_SEC = 120, /* the section table, below */
     H_ANCHOR_SUM = 240 /* 16 bytes: the anchor frame's checksum (zero padded) */
@@ -174,7 +174,7 @@ static int list_ckpts(mmfs_db *db, uint64_t **out, size_t *n, int clean) {
 
 /* What a checkpoint copies under the locks. */
 typedef struct snap {
-    uint64_t lsn, anchor, anchor_lsn, next_mem, kv_bytes;
+    uint64_t lsn, anchor, anchor_lsn, next_mem, live_bytes;
     uint8_t anchor_sum[16];
     uint32_t first_seg;
     struct sseg {
@@ -202,7 +202,6 @@ static int push(const uint8_t ***arr, size_t *n, size_t *cap, const uint8_t *raw
 
 static int take_kv(const uint8_t *raw, void *ud) {
     snap *s = ud;
-    s->kv_bytes += mmfs__raw_len(raw);
     return push(&s->kv, &s->nkv, &s->kvcap, raw);
 }
 
@@ -224,13 +223,18 @@ static int take_records(const mmfs__engine *e, snap *s) {
                 rc = push(&s->recs, &s->nrecs, &s->reccap, (const uint8_t *)v);
                 continue;
             }
-            /* A chunk points at the bytes of its STREAM_APPEND record:
-            ** header, str key (the stream's name), u32 length, bytes. */
+            /* The stream's first record (its name points into it) makes
+            ** the stream even when it appended nothing; then each chunk's
+            ** record: a chunk points at the bytes of its STREAM_APPEND
+            ** (header, str key = the name, u32 length, bytes). */
             const mmfs__stream *st = (const mmfs__stream *)v;
+            const uint8_t *first = (const uint8_t *)st->name.ptr - MMFS__REC_HDR - 4;
+            mmfs_assert(first[4] == MMFS__R_STREAM_APPEND, "ckpt: a stream name outside its record");
+            rc = push(&s->recs, &s->nrecs, &s->reccap, first);
             for (size_t c = 0; c < st->n && rc == MMFS_OK; c++) {
                 const uint8_t *raw = st->chunks[c].ptr - MMFS__REC_HDR - 8 - st->name.len;
                 mmfs_assert(raw[4] == MMFS__R_STREAM_APPEND, "ckpt: a chunk outside its record");
-                rc = push(&s->recs, &s->nrecs, &s->reccap, raw);
+                if (raw != first) rc = push(&s->recs, &s->nrecs, &s->reccap, raw);
             }
         }
     }
@@ -273,6 +277,7 @@ static int take_snap(mmfs_db *db, snap *s, int *empty) {
     pthread_rwlock_rdlock(&db->rw);
     pthread_mutex_unlock(&db->wmu);
     s->next_mem = mmfs__engine_next_memory_id(db->eng);
+    s->live_bytes = db->eng->live_bytes;
     rc = mmfs__kv_each(db->eng, take_kv, s);
     if (rc == MMFS_OK) rc = take_records(db->eng, s);
     pthread_rwlock_unlock(&db->rw);
@@ -328,7 +333,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     mmfs__st32(b + H_TOK_VERSION, (uint32_t)db->tok_version);
     snprintf((char *)b + H_TOK_LANG, 32, "%s", db->tok_lang);
     mmfs__st64(b + H_NEXT_MEM, s->next_mem);
-    mmfs__st64(b + H_KV_BYTES, s->kv_bytes);
+    mmfs__st64(b + H_LIVE_BYTES, s->live_bytes);
     mmfs__st32(b + H_NSEC, CK_NSEC);
     memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->sum.len);
     for (int k = 0; k < CK_NSEC; k++) {
@@ -566,7 +571,6 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     ck->n = cnt[2];
     map = NULL; /* the engine owns it now */
     e->kv.live = cnt[2];
-    e->live_bytes += mmfs__ld64(b + H_KV_BYTES);
     /* The index work of the memories waits for the first search or write,
     ** so that open and a first kv read do not tokenize history. */
     mmfs__engine_defer_index(e);
@@ -590,6 +594,9 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     uint64_t next_mem = mmfs__ld64(b + H_NEXT_MEM);
     if (next_mem < mmfs__engine_next_memory_id(e)) goto reset_bad;
     e->mems.max_id = next_mem - 1;
+    /* As it was, not as the records applied again add up: empty stream
+    ** appends after a stream's first are counted but not kept. */
+    e->live_bytes = mmfs__ld64(b + H_LIVE_BYTES);
     for (size_t i = 0; i < ai; i++) {
         db->segs[i].end = ck->seg_end[i];
         db->segs[i].sealed = 1;

@@ -26,7 +26,7 @@
 
 #define NKEYS 48
 #define NSESS 24
-#define NSTREAMS 4
+#define NSTREAMS 6
 #define NDOCS 12
 
 static const char *WORDS[] = {"apple", "river", "stone", "cloud", "ember", "frost", "grove", "harbor"};
@@ -233,7 +233,10 @@ static void random_op(mmfs_db *db, uint64_t *rs, uint64_t *nmem) {
     } else if (op < 89) {
         char name[16], bytes[32];
         snprintf(name, sizeof name, "st%u", x % NSTREAMS);
-        snprintf(bytes, sizeof bytes, "<%u>", mmfs_test_rand(rs) % 10000);
+        /* Empty appends too: a stream may exist with no bytes. */
+        uint32_t y = mmfs_test_rand(rs) % 10000;
+        if (y % 4) snprintf(bytes, sizeof bytes, "<%u>", y);
+        else bytes[0] = 0;
         MMFS_OK_OR_FAIL(mmfs_append_stream(db, mmfs_str(name), mmfs_str(bytes)));
     } else if (op < 94) {
         char key[16], text[64];
