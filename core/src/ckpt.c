@@ -57,7 +57,7 @@
 
 #define CK_MAGIC "MMFSCKPT"
 #define CK_FORMAT 1u
-#define CK_HDR 256
+#define CK_HDR 512
 #define CK_SUM 16 /* bytes kept for the checksum at the end of the file */
 
 /* Section kinds.  A file with a kind this library does not know is from a
@@ -67,7 +67,11 @@ enum {
     SEC_KV_HASH = 2,  /* u64 hash, u64 pos: open addressing, power-of-two slots */
     SEC_KV_ORDER = 3, /* u64 pos: the same records by key */
     SEC_RECORDS = 4,  /* u64 pos: every other live record, in log order */
-    SEC_INDEX = 5     /* full-text index segments: not built yet, always empty */
+    SEC_INDEX = 5,    /* full-text index segments: not built yet, always empty */
+    SEC_MEM_ENTS = 6, /* u64 pos, u32 route, u32 flags (1: deleted): ids from H_MEM_BASE */
+    SEC_MEM_TIME = 7, /* u64 id: live memories, created_at desc then id desc */
+    SEC_ROUTES = 8,   /* bytes: H_NROUTES x (u32 length, name, zeros to 8) */
+    SEC_TAGS = 9      /* bytes: per tag u32 length, u32 0, u64 n, name (to 8), n u64 ids */
 };
 
 /* Header offsets. */
@@ -87,11 +91,15 @@ enum {
     H_LIVE_BYTES = 104, /* the engine's live_bytes at the LSN */
     H_NSEC = 112,
     H_SEC = 120, /* the section table, below */
-    H_ANCHOR_SUM = 240 /* 16 bytes: the anchor frame's checksum (zero padded) */
+    H_ANCHOR_SUM = 336, /* 16 bytes: the anchor frame's checksum (zero padded) */
+    H_MEM_BASE = 352,   /* u64 the first id of SEC_MEM_ENTS */
+    H_MEM_LIVE = 360,   /* u64 live memories */
+    H_NROUTES = 368     /* u64 routes in SEC_ROUTES */
 };
-/* Five sections, (u32 kind, u32 0, u64 offset, u64 count) at H_SEC + 24 k,
-** one of each kind in order: 120 + 5 * 24 = 240 <= CK_HDR. */
-#define CK_NSEC 5
+/* Nine sections, (u32 kind, u32 0, u64 offset, u64 count) at H_SEC + 24 k,
+** one of each kind in order: 120 + 9 * 24 = 336.  Each starts 8-aligned;
+** the count of a byte section is its length. */
+#define CK_NSEC 9
 
 static size_t sec_entsize(uint32_t kind) {
     switch (kind) {
@@ -100,6 +108,10 @@ static size_t sec_entsize(uint32_t kind) {
     case SEC_KV_ORDER: return 8;
     case SEC_RECORDS: return 8;
     case SEC_INDEX: return 8;
+    case SEC_MEM_ENTS: return 16;
+    case SEC_MEM_TIME: return 8;
+    case SEC_ROUTES: return 1;
+    case SEC_TAGS: return 1;
     default: return 0;
     }
 }
@@ -189,6 +201,22 @@ typedef struct snap {
     size_t nkv, kvcap;
     const uint8_t **recs; /* other live records, any order */
     size_t nrecs, reccap;
+    /* The memory table: entries of ids mem_base.., live ids by time,
+    ** route names, and per tag its name and live ids (tag_ids[tag_at[i]
+    ** .. tag_at[i + 1])). */
+    mmfs__mem_ent *ents;
+    uint64_t mem_base, mem_live;
+    size_t nents;
+    uint64_t *time;
+    size_t ntime, timecap;
+    mmfs_slice *routes;
+    size_t nroutes;
+    mmfs_slice *tag_names;
+    size_t *tag_at;
+    size_t ntags, tagcap;
+    uint64_t *tag_ids;
+    size_t ntag_ids, tag_idcap;
+    const mmfs__engine *eng; /* while copying tags */
 } snap;
 
 static int push(const uint8_t ***arr, size_t *n, size_t *cap, const uint8_t *raw) {
@@ -209,9 +237,6 @@ static int take_kv(const uint8_t *raw, void *ud) {
 ** holds the engine's read side. */
 static int take_records(const mmfs__engine *e, snap *s) {
     int rc = MMFS_OK;
-    const mmfs__mems *m = &e->mems;
-    for (size_t i = 0; i < m->n && rc == MMFS_OK; i++)
-        if (m->ents[i].raw && !m->ents[i].deleted) rc = push(&s->recs, &s->nrecs, &s->reccap, m->ents[i].raw);
     const mmfs__hmap *maps[] = {&e->sess.map, &e->streams};
     for (int k = 0; k < 2 && rc == MMFS_OK; k++) {
         const mmfs__hmap *h = maps[k];
@@ -243,6 +268,75 @@ static int take_records(const mmfs__engine *e, snap *s) {
     if (rc == MMFS_OK && e->state.raw) rc = push(&s->recs, &s->nrecs, &s->reccap, e->state.raw);
     if (rc == MMFS_OK && e->policy) rc = push(&s->recs, &s->nrecs, &s->reccap, e->policy);
     return rc;
+}
+
+static void snap_free(snap *s) {
+    free(s->segs);
+    free(s->kv);
+    free(s->recs);
+    free(s->ents);
+    free(s->time);
+    free(s->routes);
+    free(s->tag_names);
+    free(s->tag_at);
+    free(s->tag_ids);
+}
+
+static int take_time(uint64_t id, void *ud) {
+    snap *s = ud;
+    void *a = s->time;
+    int rc = mmfs__grow(&a, &s->timecap, s->ntime + 1, sizeof *s->time);
+    if (rc) return rc;
+    s->time = a;
+    s->time[s->ntime++] = id;
+    return 0;
+}
+
+/* A tag's name and its live ids. */
+static int take_tag(const mmfs__tag *t, void *ud) {
+    snap *s = ud;
+    void *a = s->tag_names;
+    size_t cap = s->tagcap;
+    int rc = mmfs__grow(&a, &cap, s->ntags + 1, sizeof *s->tag_names);
+    if (rc) return rc;
+    s->tag_names = a;
+    a = s->tag_at;
+    if ((rc = mmfs__grow(&a, &s->tagcap, s->ntags + 2, sizeof *s->tag_at))) return rc;
+    s->tag_at = a;
+    s->tag_names[s->ntags] = t->name;
+    s->tag_at[s->ntags] = s->ntag_ids;
+    for (size_t i = 0; i < t->ck_n + t->n; i++) {
+        uint64_t id = i < t->ck_n ? mmfs__ld64(t->ck_ids + i * 8) : t->ids[i - t->ck_n];
+        mmfs__mem_ent ent;
+        if (!mmfs__mem_at(s->eng, id, &ent) || ent.deleted) continue;
+        a = s->tag_ids;
+        if ((rc = mmfs__grow(&a, &s->tag_idcap, s->ntag_ids + 1, sizeof *s->tag_ids))) return rc;
+        s->tag_ids = a;
+        s->tag_ids[s->ntag_ids++] = id;
+    }
+    s->ntags++;
+    s->tag_at[s->ntags] = s->ntag_ids;
+    return 0;
+}
+
+/* Copies the memory table of E.  Caller holds the engine's read side. */
+static int take_memories(const mmfs__engine *e, snap *s) {
+    const mmfs__mems *m = &e->mems;
+    uint64_t first = mmfs__mem_first_id(e), next = mmfs__engine_next_memory_id(e);
+    s->mem_base = first ? first : next;
+    s->mem_live = m->live;
+    s->nents = first ? (size_t)(next - first) : 0;
+    if (s->nents && !(s->ents = calloc(s->nents, sizeof *s->ents)))
+        return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (memory table)");
+    for (size_t i = 0; i < s->nents; i++) (void)mmfs__mem_at(e, first + i, &s->ents[i]);
+    int rc = mmfs__mem_each_by_time(e, take_time, s);
+    if (rc) return rc;
+    s->nroutes = m->nroutes;
+    if (s->nroutes && !(s->routes = malloc(s->nroutes * sizeof *s->routes)))
+        return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (routes)");
+    if (s->nroutes) memcpy(s->routes, m->route_names, s->nroutes * sizeof *s->routes);
+    s->eng = e;
+    return mmfs__mem_each_tag(e, take_tag, s);
 }
 
 /* Picks the LSN and copies what the file needs.  *EMPTY: the log has no
@@ -280,14 +374,9 @@ static int take_snap(mmfs_db *db, snap *s, int *empty) {
     s->live_bytes = db->eng->live_bytes;
     rc = mmfs__kv_each(db->eng, take_kv, s);
     if (rc == MMFS_OK) rc = take_records(db->eng, s);
+    if (rc == MMFS_OK) rc = take_memories(db->eng, s);
     pthread_rwlock_unlock(&db->rw);
     return rc;
-}
-
-static void snap_free(snap *s) {
-    free(s->segs);
-    free(s->kv);
-    free(s->recs);
 }
 
 /* The log position of record RAW: it is in one of the snapshot's mapped
@@ -311,12 +400,16 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         nslots = 16;
         while (nslots < s->nkv * 2) nslots *= 2; /* load <= 0.5: short probes */
     }
-    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots, s->nkv, s->nrecs, 0};
+    size_t routes_len = 0, tags_len = 0;
+    for (size_t i = 0; i < s->nroutes; i++) routes_len += (4 + s->routes[i].len + 7) & ~(size_t)7;
+    for (size_t i = 0; i < s->ntags; i++)
+        tags_len += 16 + ((s->tag_names[i].len + 7) & ~(size_t)7) + (s->tag_at[i + 1] - s->tag_at[i]) * 8;
+    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots, s->nkv, s->nrecs, 0, s->nents, s->ntime, routes_len, tags_len};
     uint64_t off[CK_NSEC];
     size_t size = CK_HDR;
     for (int k = 0; k < CK_NSEC; k++) {
         off[k] = size;
-        size += cnt[k] * sec_entsize((uint32_t)(k + 1));
+        size += (cnt[k] * sec_entsize((uint32_t)(k + 1)) + 7) & ~(size_t)7;
     }
     size += CK_SUM;
     uint8_t *b = calloc(1, size);
@@ -336,6 +429,9 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     mmfs__st64(b + H_LIVE_BYTES, s->live_bytes);
     mmfs__st32(b + H_NSEC, CK_NSEC);
     memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->sum.len);
+    mmfs__st64(b + H_MEM_BASE, s->mem_base);
+    mmfs__st64(b + H_MEM_LIVE, s->mem_live);
+    mmfs__st64(b + H_NROUTES, s->nroutes);
     for (int k = 0; k < CK_NSEC; k++) {
         uint8_t *d = b + H_SEC + 24 * k;
         mmfs__st32(d, (uint32_t)(k + 1));
@@ -367,6 +463,31 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         uint64_t pos = pos_of(s, s->recs[i]);
         if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
         mmfs__st64(recs + 8 * i, pos);
+    }
+    uint8_t *p6 = b + off[5];
+    for (size_t i = 0; i < s->nents && rc == MMFS_OK; i++, p6 += 16) {
+        if (!s->ents[i].raw) continue; /* position 0: no such id */
+        uint64_t pos = pos_of(s, s->ents[i].raw);
+        if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
+        mmfs__st64(p6, pos);
+        mmfs__st32(p6 + 8, s->ents[i].route);
+        mmfs__st32(p6 + 12, s->ents[i].deleted ? 1 : 0);
+    }
+    for (size_t i = 0; i < s->ntime; i++) mmfs__st64(b + off[6] + 8 * i, s->time[i]);
+    uint8_t *p8 = b + off[7];
+    for (size_t i = 0; i < s->nroutes; i++) {
+        mmfs__st32(p8, (uint32_t)s->routes[i].len);
+        memcpy(p8 + 4, s->routes[i].ptr, s->routes[i].len);
+        p8 += (4 + s->routes[i].len + 7) & ~(size_t)7;
+    }
+    uint8_t *p9 = b + off[8];
+    for (size_t i = 0; i < s->ntags; i++) {
+        size_t n = s->tag_at[i + 1] - s->tag_at[i];
+        mmfs__st32(p9, (uint32_t)s->tag_names[i].len);
+        mmfs__st64(p9 + 8, n);
+        memcpy(p9 + 16, s->tag_names[i].ptr, s->tag_names[i].len);
+        p9 += 16 + ((s->tag_names[i].len + 7) & ~(size_t)7);
+        for (size_t j = 0; j < n; j++, p9 += 8) mmfs__st64(p9, s->tag_ids[s->tag_at[i] + j]);
     }
     if (rc) {
         free(b);
@@ -574,6 +695,13 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     /* The index work of the memories waits for the first search or write,
     ** so that open and a first kv read do not tokenize history. */
     mmfs__engine_defer_index(e);
+    /* The memory table, mapped; it covers every id below the next. */
+    uint64_t next_mem = mmfs__ld64(b + H_NEXT_MEM), mem_base = mmfs__ld64(b + H_MEM_BASE);
+    if (next_mem == 0 || mem_base > next_mem || next_mem - mem_base != cnt[5] || cnt[6] > cnt[5]) goto reset_bad;
+    mmfs__memck mck = {b + off[5], mem_base, (size_t)cnt[5], b + off[6], (size_t)cnt[6], NULL};
+    if ((rc = mmfs__mem_ck_attach(e, &mck, b + off[7], (size_t)cnt[7], (size_t)mmfs__ld64(b + H_NROUTES),
+                                  b + off[8], (size_t)cnt[8], mmfs__ld64(b + H_MEM_LIVE), next_mem)) != MMFS_OK)
+        goto reset;
     const uint8_t *recs = b + off[3];
     for (uint64_t i = 0; i < cnt[3]; i++) {
         uint64_t pos = mmfs__ld64(recs + 8 * i);
@@ -583,17 +711,13 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
         if (no < ck->first || no - ck->first >= ck->nsegs || o < MMFS__SEG_HDR ||
             o >= ck->seg_end[no - ck->first] ||
             mmfs__rec_decode(ck->seg_map[no - ck->first] + o, (size_t)(ck->seg_end[no - ck->first] - o), &r) ||
-            r.lsn > lsn || r.type == MMFS__R_KV_SET || r.type == MMFS__R_KV_DEL || r.type == MMFS__R_DEL_MEMORY ||
+            r.lsn > lsn || r.type == MMFS__R_KV_SET || r.type == MMFS__R_KV_DEL || r.type == MMFS__R_MEMORY ||
+            r.type == MMFS__R_DEL_MEMORY ||
             r.type == MMFS__R_SESSION_DEL || r.type == MMFS__R_DOC_UNINDEX ||
             (i && pos <= mmfs__ld64(recs + 8 * (i - 1))))
             goto reset_bad;
-        if (r.type == MMFS__R_MEMORY && r.u.mem.id < mmfs__engine_next_memory_id(e)) goto reset_bad;
         if ((rc = mmfs__engine_apply(e, &r)) != MMFS_OK) goto reset;
     }
-    /* Ids of memories deleted at the end are never given again. */
-    uint64_t next_mem = mmfs__ld64(b + H_NEXT_MEM);
-    if (next_mem < mmfs__engine_next_memory_id(e)) goto reset_bad;
-    e->mems.max_id = next_mem - 1;
     /* As it was, not as the records applied again add up: empty stream
     ** appends after a stream's first are counted but not kept. */
     e->live_bytes = mmfs__ld64(b + H_LIVE_BYTES);
@@ -658,11 +782,7 @@ static void *checkpointer(void *arg) {
     while (!db->ckpt_stop) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        ts.tv_sec++; /* a wake-up a second: idle hosts (editors) stay idle */
         pthread_cond_timedwait(&db->ccond, &db->cmu, &ts);
         if (db->ckpt_stop || since_ckpt(db) < db->opt.checkpoint_bytes) continue;
         pthread_mutex_unlock(&db->cmu);

@@ -236,7 +236,9 @@ static void free_handle(mmfs_db *db) {
     pthread_cond_destroy(&db->scond);
     pthread_mutex_destroy(&db->cpmu);
     pthread_mutex_destroy(&db->cmu);
-    pthread_cond_destroy(&db->ccond);
+    /* Not in a forked child, where the parent's checkpointer still counts
+    ** as a waiter: glibc's destroy would wait for it forever. */
+    if (!db->ckpt_on) pthread_cond_destroy(&db->ccond);
     free(db->scratch);
     free(db->dir);
     free(db->log_dir);

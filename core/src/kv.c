@@ -44,16 +44,23 @@ void mmfs__kv_free(mmfs__engine *e) {
 
 /* ------------------------------------------------- the checkpoint's table */
 
-const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos) {
+const uint8_t *mmfs__ck_rec(const mmfs__kvck *ck, uint64_t pos) {
     uint32_t seg = (uint32_t)(pos >> 40);
     uint64_t off = pos & (((uint64_t)1 << 40) - 1);
     if (seg < ck->first || seg - ck->first >= ck->nsegs) return NULL;
     uint64_t end = ck->seg_end[seg - ck->first];
-    if (off < 64 || off + MMFS__REC_HDR + 8 > end) return NULL;
+    if (off < 64 || off + MMFS__REC_HDR > end) return NULL;
     const uint8_t *raw = ck->seg_map[seg - ck->first] + off;
     uint32_t len = mmfs__raw_len(raw);
-    /* A KV_SET holds at least its header and two string lengths. */
-    if (raw[4] != MMFS__R_KV_SET || len < MMFS__REC_HDR + 8 || len > end - off) return NULL;
+    return len >= MMFS__REC_HDR && len <= end - off ? raw : NULL;
+}
+
+const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos) {
+    const uint8_t *raw = mmfs__ck_rec(ck, pos);
+    /* A KV_SET holds its header and two string lengths. */
+    if (!raw || raw[4] != MMFS__R_KV_SET) return NULL;
+    uint32_t len = mmfs__raw_len(raw);
+    if (len < MMFS__REC_HDR + 8) return NULL;
     uint32_t klen = mmfs__ld32(raw + MMFS__REC_HDR);
     if ((uint64_t)klen + 8 + MMFS__REC_HDR > len) return NULL;
     uint32_t vlen = mmfs__ld32(raw + MMFS__REC_HDR + 4 + klen);
