@@ -8,9 +8,12 @@
 **   - the kv map as a hash table and a key-ordered table that the engine
 **     reads through mmap (kv.c: lookups ask the newer records first, then
 **     the mapped tables), so neither open time nor heap grows with keys;
-**   - every other live record (memories, sessions, stream chunks,
-**     documents, the state, the policy) as one list in log order, which
-**     open applies again (no log scan, no checksums, only live records);
+**   - the memory table (per id: position, route, deleted; the live ids by
+**     time; the routes; each tag's live ids), read through mmap the same
+**     way (memory.c);
+**   - every other live record (sessions, stream chunks, documents, the
+**     state, the policy) as one list in log order, which open applies
+**     again (no log scan, no checksums, only live records);
 **   - the ends of the sealed segments before it, so open skips them.
 ** It ends at an *anchor*: the last frame it covers, named by segment,
 ** offset and first LSN.  Open checks that frame in the log (its header,
@@ -37,8 +40,9 @@
 **
 ** The full-text indexes are not in the file (format section 5 is kept
 ** for index segments; not built yet): after loading, the memories' index
-** work is queued and done by the first search or write, the documents'
-** index is built as they are applied.
+** work is one queued op that the first search or write does (the drain
+** reads their texts then), the documents' index is built as they are
+** applied.
 */
 #include "db.h"
 #include "engine.h"
@@ -213,7 +217,7 @@ typedef struct snap {
     size_t nroutes;
     mmfs_slice *tag_names;
     size_t *tag_at;
-    size_t ntags, tagcap;
+    size_t ntags, tagcap, namecap;
     uint64_t *tag_ids;
     size_t ntag_ids, tag_idcap;
     const mmfs__engine *eng; /* while copying tags */
@@ -296,8 +300,7 @@ static int take_time(uint64_t id, void *ud) {
 static int take_tag(const mmfs__tag *t, void *ud) {
     snap *s = ud;
     void *a = s->tag_names;
-    size_t cap = s->tagcap;
-    int rc = mmfs__grow(&a, &cap, s->ntags + 1, sizeof *s->tag_names);
+    int rc = mmfs__grow(&a, &s->namecap, s->ntags + 1, sizeof *s->tag_names);
     if (rc) return rc;
     s->tag_names = a;
     a = s->tag_at;

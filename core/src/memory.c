@@ -683,7 +683,7 @@ int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *r
     int rc;
     size_t off = 0;
     for (size_t i = 0; i < nroutes; i++) {
-        uint32_t idx;
+        uint32_t idx = 0;
         if (routes_len - off < 4 || mmfs__ld32(routes + off) > routes_len - off - 4)
             return mmfs__err(MMFS_CORRUPT, "checkpoint: malformed route table");
         mmfs_slice name = {routes + off + 4, mmfs__ld32(routes + off)};

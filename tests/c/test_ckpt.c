@@ -610,6 +610,43 @@ static void test_automatic(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* Many tags: the checkpoint's tag table grows past its first arrays (a
+** capacity shared by two arrays overflowed one of them). */
+static void test_many_tags(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-tags");
+    mmfs_options o = ck_options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    for (int i = 0; i < 400; i++) {
+        char tag[3][16];
+        snprintf(tag[0], sizeof tag[0], "tag%d", i % 97);
+        snprintf(tag[1], sizeof tag[1], "u%d", i % 13);
+        snprintf(tag[2], sizeof tag[2], "w%d", i);
+        mmfs_slice tags[3] = {mmfs_str(tag[0]), mmfs_str(tag[1]), mmfs_str(tag[2])};
+        MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str("a memory with tags"), tags, 3, NULL, NULL));
+    }
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = mmfs_test_open(dir, &o);
+    assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
+    for (int t = 0; t < 97; t++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "tag%d", t);
+        mmfs_slice ts = mmfs_str(tag);
+        mmfs_filter f;
+        memset(&f, 0, sizeof f);
+        f.limit = 1000;
+        f.tags = &ts;
+        f.ntags = 1;
+        mmfs_memories *ms;
+        MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
+        assert_int_equal(ms->count, 400 / 97 + (t < 400 % 97));
+        mmfs_free(ms);
+    }
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -622,6 +659,7 @@ int main(void) {
         cmocka_unit_test(test_falls_back_to_older),
         cmocka_unit_test(test_readonly_and_empty),
         cmocka_unit_test(test_automatic),
+        cmocka_unit_test(test_many_tags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
