@@ -202,9 +202,19 @@ cmp { w = "W5", what = "C open + first get ÷ SQLite",
     a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "sqlite", "open_first_get_ms" } }
 cmp { w = "W5", what = "C open + first get ÷ LMDB",
     a = { "W5", "memmapfs-c", "open_first_get_ms" }, b = { "W5", "lmdb", "open_first_get_ms" } }
-cmp { w = "W5", what = "C open + first get, ms (goal ≤ 10 ms is with a checkpoint: pending)",
+cmp { w = "W5", what = "C open + first get, ms, without a checkpoint (no goal)",
     a = { "W5", "memmapfs-c", "open_first_get_ms" },
     const = 10 }
+cmp { w = "W5", what = "C open + first get with a checkpoint ÷ 10 ms",
+    a = { "W5", "memmapfs-c-ckpt", "open_first_get_ms" },
+    const = 10, op = "<=", target = 1 }
+cmp { w = "W5", what = "C open + first get with a checkpoint ÷ SQLite",
+    a = { "W5", "memmapfs-c-ckpt", "open_first_get_ms" }, b = { "W5", "sqlite", "open_first_get_ms" } }
+cmp { w = "W5", what = "C open + first get with a checkpoint ÷ LMDB",
+    a = { "W5", "memmapfs-c-ckpt", "open_first_get_ms" }, b = { "W5", "lmdb", "open_first_get_ms" } }
+cmp { w = "W5", what = "C anon RSS after open + 1,000 W3 queries with a checkpoint ÷ 32 MiB",
+    a = { "W5", "memmapfs-c-ckpt", "rss_anon_after_1000_w3_mb" },
+    const = 32, cunit = "MiB", op = "<=", target = 1 }
 -- W6: µs a policy adds per command (difference to no policy within each
 -- run); the goals are absolute, so the ratio is to the goal's µs.
 for _, sys in ipairs { "memmapfs-c", "memmapfs-lua" } do
@@ -261,7 +271,7 @@ for _, c in ipairs(C) do
       if c.ref then verdict = verdict .. " (ref.)" end
     end
   elseif c.w == "W5" and c.const then
-    goal, verdict = "≤ 10 ms with a checkpoint", "pending"
+    goal, verdict = "≤ 10 ms with a checkpoint", "no goal"
   end
   local aunit = fig[fkey(table.unpack(c.a))] and fig[fkey(table.unpack(c.a))].u
   local bunit = c.b and fig[fkey(table.unpack(c.b))] and fig[fkey(table.unpack(c.b))].u
@@ -408,8 +418,8 @@ md:write(#fail_lines > 0 and table.concat(fail_lines, "\n") or "None.", "\n\n")
 md:write([[
 ## Pending (no figures yet, by design)
 
-- **W5 with a checkpoint** (the ≤ 10 ms goal): needs checkpoints. The W5 rows above are reopen
-  without a checkpoint (the whole log is replayed).
+- **W5 at 1M memories**: bench/run opens the W5 store with 100k memories (and the kv of W4);
+  the goal's 1M-memory store is measured by hand (docs/bench/w5-checkpoint.md).
 ]])
 md:close()
 
@@ -445,4 +455,4 @@ if #fail_lines > 0 then
   print("\nrows that could not be measured:")
   for _, l in ipairs(fail_lines) do print((l:gsub("%*%*", ""))) end
 end
-print("\npending: W5 with a checkpoint (needs checkpoints)")
+print("\npending: W5 at 1M memories (by hand: docs/bench/w5-checkpoint.md)")

@@ -2,9 +2,9 @@
 ** commands.c: the mmfs commands, each over the public API alone.
 **
 ** Owns: what each command reads, writes and prints.
-** Invariants: only set and del open the store for writing; every other
-** command opens it read-only, so running it never changes the store (not
-** even a torn tail is cut).  Values go to stdout byte for byte (get, cat)
+** Invariants: only set, del and checkpoint open the store for writing;
+** every other command opens it read-only, so running it never changes the
+** store (not even a torn tail is cut).  Values go to stdout byte for byte (get, cat)
 ** or as JSON lines (json.c), flushed per line where a reader waits (watch).
 */
 #include <stdlib.h>
@@ -30,6 +30,7 @@ static int cmd_stats(const cli_args *a) {
         {"live_bytes", st.live_bytes}, {"dead_bytes", st.dead_bytes},
         {"lsn", st.lsn},               {"durable_lsn", st.durable_lsn},
         {"state_version", st.state_version}, {"segments", st.segments},
+        {"checkpoint_lsn", st.checkpoint_lsn},
     };
     int json = cli_opt_has(a, "json");
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -243,6 +244,17 @@ static int cmd_del(const cli_args *a) {
     return cli_close(a->cmd, db, 0);
 }
 
+/* ---------------------------------------------------------- checkpoint */
+
+static int cmd_checkpoint(const cli_args *a) {
+    mmfs_db *db;
+    int rc = cli_open(a, 1, &db);
+    if (rc) return rc;
+    if ((rc = mmfs_checkpoint(db)) != MMFS_OK) return cli_close(a->cmd, db, cli_fail(a->cmd, db, rc));
+    if (!cli_opt_has(a, "quiet")) printf("ok\n");
+    return cli_close(a->cmd, db, 0);
+}
+
 /* -------------------------------------------------------------- search */
 
 static int search_docs(const cli_args *a, mmfs_db *db, size_t limit) {
@@ -392,6 +404,7 @@ static const char *const stats_opts[] = {"json", NULL};
 static const char *const verify_opts[] = {"quiet", NULL};
 static const char *const get_opts[] = {"newline", NULL};
 static const char *const write_opts[] = {"create", "lock-timeout=", NULL};
+static const char *const checkpoint_opts[] = {"quiet", "lock-timeout=", NULL};
 /* The help line of write_opts's --lock-timeout, the same for every writing command. */
 #define LOCK_TIMEOUT_HELP "  --lock-timeout MS    wait at most MS for the writer lock (then 9, BUSY)\n"
 static const char *const search_opts[] = {"limit=", "tag=", "route=", "since=", "before=", "docs", NULL};
@@ -403,7 +416,7 @@ const cli_command cli_commands[] = {
     {"stats", cmd_stats, 1, 1, stats_opts, "stats STORE [--json]",
      "Prints the store's counts and log positions, one 'name value' line each\n"
      "(memories, kv, sessions, streams, documents, log_bytes, live_bytes,\n"
-     "dead_bytes, lsn, durable_lsn, state_version, segments).\n"
+     "dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn).\n"
      "  --json               one JSON object instead\n"},
     {"verify", cmd_verify, 1, 1, verify_opts, "verify STORE [--quiet]",
      "Re-reads every frame of the log and checks its checksum.  Prints 'ok'\n"
@@ -427,6 +440,12 @@ const cli_command cli_commands[] = {
     {"del", cmd_del, 2, 2, write_opts, "del STORE KEY",
      "Deletes KEY.  Exits 1 (NOTFOUND), writing nothing, when there was no\n"
      "such key.\n"
+     LOCK_TIMEOUT_HELP},
+    {"checkpoint", cmd_checkpoint, 1, 1, checkpoint_opts, "checkpoint STORE [--quiet]",
+     "Writes a checkpoint of the store (ROOT/ckpt/), so that later opens map it\n"
+     "and replay only the log after it.  Prints 'ok'.  Opens the store for\n"
+     "writing (recovery may cut a torn tail) but adds nothing to the log.\n"
+     "  --quiet              print nothing on success\n"
      LOCK_TIMEOUT_HELP},
     {"search", cmd_search, 2, 2, search_opts, "search STORE QUERY [--limit N] [--tag T]... [--docs]",
      "Full-text search (the query language of docs/api.md), best first, one\n"

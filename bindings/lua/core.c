@@ -1351,6 +1351,7 @@ static int l_path(lua_State *L) {
 static int l_sync(lua_State *L) { return db_call(L, mmfs_sync); }
 static int l_refresh(lua_State *L) { return db_call(L, mmfs_refresh); }
 static int l_verify(lua_State *L) { return db_call(L, mmfs_verify); }
+static int l_checkpoint(lua_State *L) { return db_call(L, mmfs_checkpoint); }
 
 static int l_stats(lua_State *L) {
     ldb *d = check_db(L, 1);
@@ -1376,6 +1377,7 @@ static int l_stats(lua_State *L) {
     STAT(durable_lsn);
     STAT(state_version);
     STAT(segments);
+    STAT(checkpoint_lsn);
 #undef STAT
     return 1;
 }
@@ -1439,7 +1441,8 @@ static int l_open(lua_State *L) {
     static const char *const known[] = {"sync",     "sync_ms",         "checksum",
                                         "key",      "readonly",        "create",
                                         "lock_timeout_ms", "segment_size", "policy",
-                                        "hook_budget", "repair", "language", NULL};
+                                        "hook_budget", "repair", "language",
+                                        "checkpoint_bytes", NULL};
     size_t dirlen;
     const char *dir;
     mmfs_options o;
@@ -1496,6 +1499,10 @@ static int l_open(lua_State *L) {
     if (opt_int_field(L, 2, "segment_size", &v)) {
         if (v <= 0) return push_err(L, "segment_size: must be positive", MMFS_INVALID);
         o.segment_size = (uint64_t)v;
+    }
+    if (opt_int_field(L, 2, "checkpoint_bytes", &v)) {
+        if (v < 0) return push_err(L, "checkpoint_bytes: must not be negative", MMFS_INVALID);
+        o.checkpoint_bytes = (uint64_t)v;
     }
     if (opt_str_field(L, 2, "policy", &s)) o.policy = s; /* source text: init.lua reads a file */
     if (opt_str_field(L, 2, "language", &s)) {
@@ -1566,6 +1573,7 @@ static const luaL_Reg db_methods[] = {
     {"sync", l_sync},
     {"refresh", l_refresh},
     {"verify", l_verify},
+    {"checkpoint", l_checkpoint},
     {"stats", l_stats},
     {"close", l_db_close},
     {NULL, NULL}};

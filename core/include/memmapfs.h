@@ -140,6 +140,9 @@ typedef struct mmfs_options {
                                     recorded in the store.  On an existing
                                     store NULL or its own language, else
                                     MMFS_INVALID */
+    uint64_t checkpoint_bytes;   /* write a checkpoint in the background after
+                                    this much log since the last one (64 MiB);
+                                    0: never (mmfs_checkpoint still works) */
 } mmfs_options;
 
 /* Fills O with the defaults above. */
@@ -568,7 +571,20 @@ typedef struct mmfs_store_stats {
     uint64_t durable_lsn;   /* last LSN known durable */
     uint64_t state_version;
     uint64_t segments;      /* log segments */
+    uint64_t checkpoint_lsn; /* LSN of the checkpoint open mapped, 0 if none
+                                (none, or every one was damaged or stale) */
 } mmfs_store_stats;
+
+/* Writes a checkpoint: the engine's state at the last LSN this handle has
+** applied, as a file in ROOT/ckpt/ that later opens map instead of
+** replaying the log up to it (the log stays the truth: a damaged, stale or
+** newer-format checkpoint is skipped).  Syncs the log up to that LSN
+** first.  Holds the writer mutex only while picking the LSN, and the
+** engine's read side while copying positions; writes, fsyncs and renames
+** the file without either, then removes all but the newest two.  A store
+** with no frames gets none (MMFS_OK).  Errors: MMFS_READONLY, MMFS_BUSY
+** (from a hook), MMFS_IO, MMFS_NOSPACE, MMFS_NOMEM, MMFS_CLOSED. */
+MMFS_API int mmfs_checkpoint(mmfs_db *db);
 
 /* Fills *out with counts and log positions as this handle sees them. */
 MMFS_API int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);

@@ -74,6 +74,7 @@ typedef struct mmfs_options {
   uint64_t hook_budget;
   int repair;
   const char *language;
+  uint64_t checkpoint_bytes;
 } mmfs_options;
 void mmfs_options_init(mmfs_options *o);
 int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out);
@@ -176,9 +177,10 @@ const char *mmfs_path(const mmfs_db *db);
 int mmfs_verify(mmfs_db *db);
 typedef struct mmfs_store_stats {
   uint64_t memories, kv, sessions, streams, documents, log_bytes, live_bytes,
-           dead_bytes, lsn, durable_lsn, state_version, segments;
+           dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn;
 } mmfs_store_stats;
 int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);
+int mmfs_checkpoint(mmfs_db *db);
 ]] end
 
 -- Loader and libc functions, declared apart: another module may have
@@ -1559,7 +1561,7 @@ end
 
 ---------------------------------------------------------------- maintenance
 
-for _, name in ipairs { "sync", "refresh", "verify" } do
+for _, name in ipairs { "sync", "refresh", "verify", "checkpoint" } do
   local fn = lib["mmfs_" .. name]
   DB[name] = function(self)
     check_db(self)
@@ -1572,7 +1574,8 @@ end
 
 local STATS = ffi.new("mmfs_store_stats")
 local stat_names = { "memories", "kv", "sessions", "streams", "documents", "log_bytes",
-  "live_bytes", "dead_bytes", "lsn", "durable_lsn", "state_version", "segments" }
+  "live_bytes", "dead_bytes", "lsn", "durable_lsn", "state_version", "segments",
+  "checkpoint_lsn" }
 
 function DB:stats()
   check_db(self)
@@ -1628,7 +1631,7 @@ local DBOUT = ffi.new("mmfs_db*[1]")
 
 local known = { sync = true, sync_ms = true, checksum = true, key = true, readonly = true,
   create = true, lock_timeout_ms = true, segment_size = true, policy = true,
-  hook_budget = true, repair = true, language = true }
+  hook_budget = true, repair = true, language = true, checkpoint_bytes = true }
 local sync_modes = { batch = 0, always = 1, none = 2 }
 local checksums = { crc32c = 0, blake2b = 1 }
 
@@ -1704,6 +1707,11 @@ function M.open(dir, opts)
       end
       keep3 = s
       o.language = s
+    end
+    v = opt_field(opts, 2, "checkpoint_bytes", "integer")
+    if v then
+      if v < 0 then return nil, "checkpoint_bytes: must not be negative", "INVALID" end
+      o.checkpoint_bytes = v
     end
     v = opt_field(opts, 2, "hook_budget", "integer")
     if v then

@@ -34,6 +34,7 @@ int main(void) {
     FIELD(mmfs_options, hook_budget);
     FIELD(mmfs_options, repair);
     FIELD(mmfs_options, language);
+    FIELD(mmfs_options, checkpoint_bytes);
 
     SIZE(mmfs_memory_opts);
     FIELD(mmfs_memory_opts, has_created_at);
@@ -98,5 +99,6 @@ int main(void) {
     FIELD(mmfs_store_stats, memories);
     FIELD(mmfs_store_stats, state_version);
     FIELD(mmfs_store_stats, segments);
+    FIELD(mmfs_store_stats, checkpoint_lsn);
     return 0;
 }

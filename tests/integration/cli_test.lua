@@ -87,7 +87,8 @@ do
   eq(out, "mmfs " .. memmapfs.version .. "\n", "--version output")
   code, out = run({ "--help" })
   eq(code, 0, "--help")
-  for _, c in ipairs { "stats", "verify", "dump", "get", "set", "del", "search", "sessions", "cat", "watch" } do
+  for _, c in ipairs { "stats", "verify", "dump", "get", "set", "del", "checkpoint", "search", "sessions",
+                       "cat", "watch" } do
     has(out, "\n  " .. c .. " STORE", "--help lists " .. c)
     local code2, out2 = run({ c, "--help" })
     eq(code2, 0, c .. " --help")
@@ -288,6 +289,20 @@ do
   eq(out, "", "verify --quiet")
 
   eq(snapshot(store), before, "reading commands changed nothing in the store")
+
+  -- On a copy: the corruption test below damages a frame that an open
+  -- from a checkpoint would no longer read (verify still does).
+  local copy = tmp .. "/copy"
+  assert(os.execute("cp -r " .. q(store) .. " " .. q(copy)))
+  code, out = run({ "checkpoint", copy })
+  eq(code, 0, "checkpoint")
+  eq(out, "ok\n", "checkpoint prints ok")
+  code, out = run({ "stats", copy })
+  eq(code, 0, "stats after checkpoint")
+  eq(out:match("checkpoint_lsn +(%d+)\n") ~= "0", true, "stats: a checkpoint is used: " .. out)
+  code, out = run({ "get", copy, "greeting" })
+  eq(code, 0, "get after checkpoint")
+  eq(out, "hello", "get after checkpoint: the value, from the mapped checkpoint")
 end
 
 -- ------------------------------------------------------------------ watch

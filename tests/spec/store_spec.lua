@@ -384,6 +384,41 @@ describe("store", function()
     end)
   end)
 
+  describe("checkpoint", function()
+    it("is mapped by the next open, which answers as the log does", function()
+      local db, dir = H.open({ checkpoint_bytes = 0 })
+      local e = write_everything(db)
+      assert.is_true(db:checkpoint())
+      assert.are.equal(0, db:stats().checkpoint_lsn) -- this handle opened without one
+      local lsn = db:stats().lsn
+      -- after it: a key changed, one deleted, one new
+      assert(db:set_kv("after", "x"))
+      assert(db:set_kv("k1", "v1 after"))
+      assert.is_true(db:delete_kv("after"))
+      assert(db:set_kv("k1", "v1 again"))
+      db:close()
+      db = assert(memmapfs.open(dir, { checkpoint_bytes = 0 }))
+      assert.are.equal(lsn, db:stats().checkpoint_lsn)
+      check_everything(db, e)
+      local keys = {}
+      for k in assert(db:scan_kv("")) do keys[#keys + 1] = k end
+      assert.are.same({ "bin\0key", "k1" }, keys)
+      assert.is_true(db:verify())
+      db:close()
+    end)
+
+    it("refuses a read-only handle and a negative checkpoint_bytes", function()
+      local db, dir = H.open()
+      assert(db:set_kv("a", "1"))
+      db:close()
+      local ro = assert(memmapfs.open(dir, { readonly = true }))
+      H.fails("READONLY", ro:checkpoint())
+      ro:close()
+      H.fails("INVALID", memmapfs.open(dir, { checkpoint_bytes = -1 }))
+      H.fails("CLOSED", ro:checkpoint())
+    end)
+  end)
+
   describe("stats, sync, verify", function()
     it("stats counts what is live", function()
       local db = H.open()

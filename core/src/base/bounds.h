@@ -28,6 +28,10 @@
 #define MMFS__SEGMENT_MAX ((uint64_t)1 << 38)     /* 256 GiB */
 #define MMFS__SEGMENT_DEFAULT ((uint64_t)64 << 20) /* 64 MiB */
 
+/* mmfs_options.checkpoint_bytes by default: log written since the last
+** checkpoint before the background checkpointer writes one (ckpt.c). */
+#define MMFS__CKPT_BYTES_DEFAULT ((uint64_t)64 << 20) /* 64 MiB */
+
 /* A memory: its route name (the policy VM checks the same bound) and its
 ** tags. */
 #define MMFS__MAX_ROUTE 256      /* bytes of a route name */

@@ -348,7 +348,7 @@ int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r) {
 
 void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st) {
     st->memories = e->mems.live;
-    st->kv = e->kv.map.count;
+    st->kv = e->kv.live;
     st->sessions = e->sess.map.count;
     st->streams = e->streams.count;
     st->documents = e->docs.map.count;

@@ -115,10 +115,33 @@ const uint8_t *mmfs__bt_next(mmfs__bt_pos *pos);
 
 /* ------------------------------------------------------------- modules */
 
-/* kv.c: key -> latest KV_SET record, and the same records in key order. */
+/* A checkpoint's kv tables, mapped read-only (ckpt.c makes and checks the
+** file; kv.c reads it).  Entries are log positions (segment << 40 |
+** offset) of KV_SET records; seg_map/seg_end resolve them for segments
+** first .. first + nsegs - 1 (maps of the handle's own segments, which
+** stay mapped for the engine's life).  slots: (u64 hash, u64 pos) x
+** (mask + 1), pos 0 = empty, linear probing; order: u64 pos x n, by key. */
+typedef struct mmfs__kvck {
+    void *file; /* the mapped checkpoint file (munmap'd by mmfs__kv_free) */
+    size_t file_size;
+    const uint8_t *slots;
+    size_t mask;
+    const uint8_t *order;
+    size_t n;
+    const uint8_t **seg_map;
+    uint64_t *seg_end;
+    uint32_t first, nsegs;
+} mmfs__kvck;
+
+/* kv.c: key -> latest KV_SET record, and the same records in key order.
+** With a checkpoint (ck.n > 0) map and order hold only what came after
+** it: map the latest KV_SET, or a KV_DEL that hides a key of ck; order
+** the KV_SETs.  A key of ck is live unless map has it. */
 typedef struct mmfs__kv {
     mmfs__hmap map;    /* key -> record */
     mmfs__btree order; /* records by key (mmfs__slice_cmp) */
+    mmfs__kvck ck;
+    size_t live;       /* live keys, in ck and map together */
 } mmfs__kv;
 
 /* memory.c: one entry per id from base. */
@@ -129,12 +152,33 @@ typedef struct mmfs__mem_ent {
 } mmfs__mem_ent;
 
 typedef struct mmfs__tag {
-    mmfs_slice name; /* into the first record that had the tag */
+    mmfs_slice name; /* into the first record that had the tag, or the checkpoint */
     uint64_t *ids;   /* increasing; may hold deleted ids (dead of them) */
     size_t n, cap, dead;
+    /* The checkpoint's ids of the tag (u64, increasing, all below ids[0];
+    ** some may have been deleted since), mapped; NULL/0 without one. */
+    const uint8_t *ck_ids;
+    size_t ck_n;
 } mmfs__tag;
 
+/* The checkpoint's memory table, mapped (ckpt.c checks the file, memory.c
+** reads it).  ents: (u64 position, u32 route, u32 flags) for ids base ..
+** base + n - 1, flag 1 = deleted before the checkpoint, position 0 = no
+** such id; time: u64 ids of the memories live at the checkpoint, created_at
+** desc then id desc.  dead: one bit per id deleted since (heap, made at
+** the first such delete).  Route numbers are those of mmfs__mems.routes,
+** which the checkpoint's routes are interned into first. */
+typedef struct mmfs__memck {
+    const uint8_t *ents;
+    uint64_t base;
+    size_t n;
+    const uint8_t *time;
+    size_t ntime;
+    uint8_t *dead;
+} mmfs__memck;
+
 typedef struct mmfs__mems {
+    mmfs__memck ck;      /* ids below ents' are here (n = 0: no checkpoint) */
     mmfs__mem_ent *ents; /* ents[i] is id base + i */
     uint64_t base;
     size_t n, cap;
@@ -224,19 +268,51 @@ struct mmfs__engine {
 int mmfs__kv_init(mmfs__engine *e);
 void mmfs__kv_free(mmfs__engine *e);
 int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r);
+/* Calls FN(raw, ud) for every live KV_SET record in key order, the
+** checkpoint's and the newer ones merged; stops at FN's first non-zero
+** return and returns it.  Caller holds the engine (read side at least). */
+int mmfs__kv_each(const mmfs__engine *e, int (*fn)(const uint8_t *raw, void *ud), void *ud);
+/* The record at log position POS of the checkpoint's table, or NULL when
+** POS is not a KV_SET record inside a segment the table knows. */
+const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos);
 
-/* A memory's index work, queued: add TEXT as docno, or remove docno. */
+/* A memory's index work, queued: add TEXT as docno (add = 1), remove
+** docno (0), or add the memories of the checkpoint's table from id docno
+** on, len of them (MMFS__IX_CKPT: the drain reads their texts). */
 typedef struct mmfs__ixop {
     uint32_t docno;
     uint32_t add;
     const char *text;
     size_t len;
 } mmfs__ixop;
+#define MMFS__IX_CKPT 2u
 
 int mmfs__mem_init(mmfs__engine *e);
 void mmfs__mem_free(mmfs__engine *e);
 int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r);
 int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r);
+
+/* The memory table seen from the checkpoint writer (ckpt.c), under the
+** engine's read side.  mmfs__mem_at: the entry of ID (its record, route,
+** deleted flag) merged from the checkpoint and the newer ents; 0 when the
+** id has none.  mmfs__mem_first_id: the lowest id with an entry (0:
+** none).  mmfs__mem_each_by_time: FN(id) for every live memory, created_at
+** desc then id desc.  mmfs__mem_each_tag: FN(tag) for every tag (its live
+** ids: mmfs__mem_at with deleted == 0). */
+int mmfs__mem_at(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *out);
+uint64_t mmfs__mem_first_id(const mmfs__engine *e);
+int mmfs__mem_each_by_time(const mmfs__engine *e, int (*fn)(uint64_t id, void *ud), void *ud);
+int mmfs__mem_each_tag(const mmfs__engine *e, int (*fn)(const mmfs__tag *t, void *ud), void *ud);
+/* Attaches a checkpoint's mapped memory table (ckpt.c checked its bounds):
+** interns ROUTES (NROUTES names) in order, makes a tag for each entry of
+** TAGS (u32 name length, u32 0, u64 n, the name padded to 8, n u64 ids),
+** queues the index work of its memories, sets live and the next id.
+** Errors: MMFS_NOMEM, MMFS_CORRUPT (a malformed table). */
+int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *routes, size_t routes_len,
+                        size_t nroutes, const uint8_t *tags, size_t tags_len, uint64_t live, uint64_t next_id);
+/* The record at log position POS of a checkpoint (kv.ck resolves), or NULL
+** when POS is not a whole record inside a segment the checkpoint knows. */
+const uint8_t *mmfs__ck_rec(const mmfs__kvck *ck, uint64_t pos);
 
 int mmfs__sess_init(mmfs__engine *e);
 void mmfs__sess_free(mmfs__engine *e);

@@ -8,6 +8,10 @@
 ** swept once they are half the list); routes are interned (the name is a
 ** slice into the first record that used it, the empty route is
 ** "default").  The index holds the live memories as docno = (uint32_t)id.
+** After a checkpoint (mems.ck, mapped) the ids it holds are read from its
+** table, ents holds only newer ids, by_time only newer memories (walks
+** merge it with the checkpoint's order), each tag's checkpoint ids are
+** mapped beside its newer ones, and deleting a checkpoint id sets a bit.
 **
 ** Documents: map key -> docno; recs[docno] -> DOC_INDEX record.  Each
 ** (re)index takes a new docno, so recs grows by 8 bytes per index call;
@@ -87,6 +91,7 @@ void mmfs__mem_free(mmfs__engine *e) {
     mmfs__hmap_free(&m->routes);
     mmfs__bt_free(&m->by_time);
     free(m->ents);
+    free(m->ck.dead);
     free(m->route_names);
     if (m->ix) mmfs__index_free(m->ix);
     free(m->q);
@@ -111,8 +116,31 @@ static mmfs__mem_ent *mem_ent(const mmfs__engine *e, uint64_t id) {
     return ent->raw ? ent : NULL;
 }
 
-static const mmfs__mem_ent *mem_live(const mmfs__engine *e, uint64_t id) {
+/* The checkpoint's entry of ID, copied into *BUF, or NULL (not there, or
+** not resolving to this id's MEMORY record: never a wrong memory). */
+static const mmfs__mem_ent *ck_ent(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
+    const mmfs__memck *ck = &e->mems.ck;
+    if (id < ck->base || id - ck->base >= ck->n) return NULL;
+    uint64_t i = id - ck->base;
+    const uint8_t *p = ck->ents + i * 16;
+    const uint8_t *raw = mmfs__ck_rec(&e->kv.ck, mmfs__ld64(p));
+    if (!raw || raw[4] != MMFS__R_MEMORY || mmfs__raw_len(raw) < MMFS__REC_HDR + 16 || mmfs__raw_mem_id(raw) != id ||
+        mmfs__ld32(p + 8) >= e->mems.nroutes)
+        return NULL;
+    buf->raw = raw;
+    buf->route = mmfs__ld32(p + 8);
+    buf->deleted = (mmfs__ld32(p + 12) & 1) || (ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1));
+    return buf;
+}
+
+/* The entry of ID, newer ents first, then the checkpoint's (into *BUF). */
+static const mmfs__mem_ent *mem_get(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
     const mmfs__mem_ent *ent = mem_ent(e, id);
+    return ent ? ent : ck_ent(e, id, buf);
+}
+
+static const mmfs__mem_ent *mem_live(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
+    const mmfs__mem_ent *ent = mem_get(e, id, buf);
     return ent && !ent->deleted ? ent : NULL;
 }
 
@@ -172,8 +200,25 @@ static mmfs__tag *tag_find(const mmfs__engine *e, mmfs_slice name) {
     return (mmfs__tag *)mmfs__hmap_get(&e->mems.tags, name, mmfs__hash(name));
 }
 
+/* T's ids, the checkpoint's then the newer: how many, and the I-th. */
+static size_t tag_count(const mmfs__tag *t) { return t->ck_n + t->n; }
+static uint64_t tag_id(const mmfs__tag *t, size_t i) {
+    return i < t->ck_n ? mmfs__ld64(t->ck_ids + i * 8) : t->ids[i - t->ck_n];
+}
+
 /* 1 if ID is in T's list (live or not). */
 static int tag_has(const mmfs__tag *t, uint64_t id) {
+    if (t->ck_n && id <= mmfs__ld64(t->ck_ids + (t->ck_n - 1) * 8)) {
+        size_t lo = 0, hi = t->ck_n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (mmfs__ld64(t->ck_ids + mid * 8) < id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo < t->ck_n && mmfs__ld64(t->ck_ids + lo * 8) == id;
+    }
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -219,11 +264,12 @@ static void tag_dead(mmfs__engine *e, mmfs_slice name) {
     t->dead++;
     if (t->dead * 2 < t->n) return;
     size_t j = 0;
+    mmfs__mem_ent b;
     for (size_t i = 0; i < t->n; i++)
-        if (mem_live(e, t->ids[i])) t->ids[j++] = t->ids[i];
+        if (mem_live(e, t->ids[i], &b)) t->ids[j++] = t->ids[i];
     t->n = j;
     t->dead = 0;
-    if (j == 0) {
+    if (j == 0 && !t->ck_n) {
         mmfs__hmap_del(&e->mems.tags, name, h);
         free(t->ids);
         free(t);
@@ -251,6 +297,9 @@ static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
     return rc;
 }
 
+/* memory.c, below: the index work of one memory of a checkpoint's table. */
+static int ck_index(mmfs__engine *e, uint64_t id);
+
 void mmfs__engine_defer_index(mmfs__engine *e) { e->mems.defer = 1; }
 
 int mmfs__engine_index_drain(mmfs__engine *e) {
@@ -272,6 +321,14 @@ int mmfs__engine_index_drain(mmfs__engine *e) {
         }
         mmfs__ixop op = m->q[m->qhead];
         pthread_mutex_unlock(&m->qmu);
+        if (op.add == MMFS__IX_CKPT) { /* one memory of the checkpoint's table at a time */
+            if ((rc = ck_index(e, op.docno))) break;
+            pthread_mutex_lock(&m->qmu);
+            m->q[m->qhead].docno++;
+            if (--m->q[m->qhead].len == 0) m->qhead++;
+            pthread_mutex_unlock(&m->qmu);
+            continue;
+        }
         if (op.add) rc = mmfs__index_add(m->ix, op.docno, op.text, op.len);
         else mmfs__index_remove(m->ix, op.docno);
         if (rc) break; /* left at the head: the next drain tries again */
@@ -298,11 +355,28 @@ static void mem_delete(mmfs__engine *e, mmfs__mem_ent *ent) {
     for (uint32_t i = 0; i < r.u.mem.ntags; i++) tag_dead(e, mmfs__tag_next(&p));
 }
 
+/* Deletes ID of the checkpoint's table, if live: a bit, since the table
+** is mapped; its tags keep it (reads check each id). */
+static int ck_delete(mmfs__engine *e, uint64_t id) {
+    mmfs__mem_ent b;
+    const mmfs__mem_ent *ent = ck_ent(e, id, &b);
+    if (!ent || ent->deleted) return MMFS_OK;
+    mmfs__memck *ck = &e->mems.ck;
+    if (!ck->dead && !(ck->dead = calloc((ck->n + 7) / 8, 1)))
+        return mmfs__err(MMFS_NOMEM, "memory: out of memory (deleted ids)");
+    uint64_t i = id - ck->base;
+    ck->dead[i >> 3] |= (uint8_t)(1u << (i & 7));
+    e->mems.live--;
+    e->live_bytes -= mmfs__raw_len(ent->raw);
+    if (id <= MMFS__MEM_ID_MAX) (void)index_op(e, (uint32_t)id, 0, (mmfs_slice){"", 0});
+    return MMFS_OK;
+}
+
 int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
     if (r->type == MMFS__R_DEL_MEMORY) {
         mmfs__mem_ent *ent = mem_ent(e, r->u.del_mem.id);
         if (ent && !ent->deleted) mem_delete(e, ent);
-        return MMFS_OK;
+        return ent ? MMFS_OK : ck_delete(e, r->u.del_mem.id);
     }
     uint64_t id = r->u.mem.id;
     mmfs_assert(id == mmfs__raw_mem_id(r->raw), "memory: id is not the first field");
@@ -344,10 +418,14 @@ int mmfs__mem_id_ok(uint64_t id) {
                      (unsigned long long)id, (unsigned long long)MMFS__MEM_ID_MAX);
 }
 
-int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id) { return mem_live(e, id) != NULL; }
+int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id) {
+    mmfs__mem_ent b;
+    return mem_live(e, id, &b) != NULL;
+}
 
 int mmfs__engine_get_memory(const mmfs__engine *e, uint64_t id, mmfs__rec *rec) {
-    const mmfs__mem_ent *ent = mem_live(e, id);
+    mmfs__mem_ent b;
+    const mmfs__mem_ent *ent = mem_live(e, id, &b);
     return ent ? mmfs__raw_decode(ent->raw, rec) : MMFS_NOTFOUND;
 }
 
@@ -372,7 +450,8 @@ int mmfs_get_memory(mmfs_db *db, uint64_t id, mmfs_memory **out) {
     mmfs__engine *e;
     int rc = mmfs__read_begin(db, &e);
     if (rc) return rc;
-    const mmfs__mem_ent *ent = mem_live(e, id);
+    mmfs__mem_ent b;
+    const mmfs__mem_ent *ent = mem_live(e, id, &b);
     mmfs__rec r;
     if (!ent) {
         rc = mmfs__err(MMFS_NOTFOUND, "get_memory: no memory %llu", (unsigned long long)id);
@@ -395,9 +474,10 @@ static int mem_list(const mmfs__engine *e, const uint64_t *ids, const double *sc
                     mmfs_memories **out) {
     size_t ntags = 0;
     mmfs__rec r;
+    mmfs__mem_ent b;
     int rc;
     for (size_t i = 0; i < n; i++) {
-        if ((rc = mmfs__raw_decode(mem_ent(e, ids[i])->raw, &r))) return rc;
+        if ((rc = mmfs__raw_decode(mem_get(e, ids[i], &b)->raw, &r))) return rc;
         ntags += r.u.mem.ntags;
     }
     size_t sz = sizeof(mmfs_memories) + n * sizeof(mmfs_memory) + ntags * sizeof(mmfs_slice);
@@ -407,7 +487,7 @@ static int mem_list(const mmfs__engine *e, const uint64_t *ids, const double *sc
     l->items = (mmfs_memory *)(l + 1);
     mmfs_slice *tags = (mmfs_slice *)(l->items + n);
     for (size_t i = 0; i < n; i++) {
-        mmfs__raw_decode(mem_ent(e, ids[i])->raw, &r); /* decoded fine above */
+        mmfs__raw_decode(mem_get(e, ids[i], &b)->raw, &r); /* decoded fine above */
         mem_fill(&l->items[i], &r, tags);
         if (scores) l->items[i].score = scores[i];
         tags += r.u.mem.ntags;
@@ -478,7 +558,8 @@ static void filter_done(mem_filter *mf) {
 }
 
 static int filter_pass(const mem_filter *mf, uint64_t id) {
-    const mmfs__mem_ent *ent = mem_live(mf->e, id);
+    mmfs__mem_ent b;
+    const mmfs__mem_ent *ent = mem_live(mf->e, id, &b);
     if (!ent) return 0;
     if (!mf->any_route && ent->route != mf->route) return 0;
     int64_t c = mmfs__raw_mem_created(ent->raw);
@@ -494,12 +575,178 @@ static int filter_pass(const mem_filter *mf, uint64_t id) {
     return 1;
 }
 
+/* A walk of the memories by time: by_time (newer memories) and the
+** checkpoint's order merged.  Entries of the checkpoint deleted since come
+** out too: callers check each id (filter_pass). */
+typedef struct time_walk {
+    const mmfs__engine *e;
+    mmfs__bt_pos pos;
+    const uint8_t *d; /* by_time's current record, or NULL */
+    size_t ci;        /* the checkpoint's current index */
+    const uint8_t *c; /* its record, or NULL at the end */
+    int from_ck;      /* the last record returned was c */
+} time_walk;
+
+/* The record of the checkpoint's I-th memory by time, or NULL. */
+static const uint8_t *ck_time_rec(const mmfs__engine *e, size_t i) {
+    mmfs__mem_ent b;
+    const mmfs__mem_ent *ent = ck_ent(e, mmfs__ld64(e->mems.ck.time + i * 8), &b);
+    return ent ? ent->raw : NULL;
+}
+
+/* Moves the checkpoint's side to the first resolvable record at or after ci. */
+static void tw_settle(time_walk *w) {
+    w->c = NULL;
+    for (; w->ci < w->e->mems.ck.ntime; w->ci++)
+        if ((w->c = ck_time_rec(w->e, w->ci))) return;
+}
+
+/* The earlier of the two sides in time order. */
+static const uint8_t *tw_cur(time_walk *w) {
+    if (w->c && w->d) {
+        struct time_key k = {mmfs__raw_mem_created(w->c), mmfs__raw_mem_id(w->c)};
+        w->from_ck = time_cmp(&k, w->d) < 0;
+    } else {
+        w->from_ck = w->c != NULL;
+    }
+    return w->from_ck ? w->c : w->d;
+}
+
+/* Starts at the first memory at or after K in time order (NULL: the newest). */
+static const uint8_t *tw_seek(time_walk *w, const mmfs__engine *e, const struct time_key *k) {
+    w->e = e;
+    w->d = k ? mmfs__bt_seek(&e->mems.by_time, k, 0, &w->pos) : mmfs__bt_first(&e->mems.by_time, &w->pos);
+    size_t lo = 0, hi = k ? e->mems.ck.ntime : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const uint8_t *raw = ck_time_rec(e, mid);
+        if (!raw || time_cmp(k, raw) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    w->ci = lo;
+    tw_settle(w);
+    return tw_cur(w);
+}
+
+static const uint8_t *tw_next(time_walk *w) {
+    if (w->from_ck) {
+        w->ci++;
+        tw_settle(w);
+    } else {
+        w->d = mmfs__bt_next(&w->pos);
+    }
+    return tw_cur(w);
+}
+
+/* ----------------------------------------------- the checkpoint's view */
+
+int mmfs__mem_at(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *out) {
+    const mmfs__mem_ent *ent = mem_get(e, id, out);
+    if (!ent) return 0;
+    *out = *ent;
+    return 1;
+}
+
+uint64_t mmfs__mem_first_id(const mmfs__engine *e) {
+    const mmfs__mems *m = &e->mems;
+    return m->ck.n ? m->ck.base : m->n ? m->base : 0;
+}
+
+int mmfs__mem_each_by_time(const mmfs__engine *e, int (*fn)(uint64_t id, void *ud), void *ud) {
+    time_walk tw;
+    mmfs__mem_ent b;
+    for (const uint8_t *raw = tw_seek(&tw, e, NULL); raw; raw = tw_next(&tw)) {
+        uint64_t id = mmfs__raw_mem_id(raw);
+        int rc;
+        if (mem_live(e, id, &b) && (rc = fn(id, ud))) return rc;
+    }
+    return 0;
+}
+
+int mmfs__mem_each_tag(const mmfs__engine *e, int (*fn)(const mmfs__tag *t, void *ud), void *ud) {
+    const mmfs__hmap *h = &e->mems.tags;
+    if (!h->slots) return 0;
+    for (size_t i = 0; i <= h->mask; i++) {
+        int rc;
+        if (h->slots[i].val && (rc = fn((const mmfs__tag *)h->slots[i].val, ud))) return rc;
+    }
+    return 0;
+}
+
+int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *routes, size_t routes_len,
+                        size_t nroutes, const uint8_t *tags, size_t tags_len, uint64_t live, uint64_t next_id) {
+    mmfs__mems *m = &e->mems;
+    mmfs_assert(m->defer && m->nroutes == 0 && m->n == 0, "memory: a checkpoint attaches to a new engine");
+    int rc;
+    size_t off = 0;
+    for (size_t i = 0; i < nroutes; i++) {
+        uint32_t idx = 0;
+        if (routes_len - off < 4 || mmfs__ld32(routes + off) > routes_len - off - 4)
+            return mmfs__err(MMFS_CORRUPT, "checkpoint: malformed route table");
+        mmfs_slice name = {routes + off + 4, mmfs__ld32(routes + off)};
+        if ((rc = route_intern(e, name, &idx))) return rc;
+        if (idx != i) return mmfs__err(MMFS_CORRUPT, "checkpoint: a route twice");
+        off += (4 + name.len + 7) & ~(size_t)7;
+        if (off > routes_len) off = routes_len;
+    }
+    for (off = 0; off < tags_len;) {
+        if (tags_len - off < 16) return mmfs__err(MMFS_CORRUPT, "checkpoint: malformed tag table");
+        uint32_t nlen = mmfs__ld32(tags + off);
+        uint64_t n = mmfs__ld64(tags + off + 8);
+        size_t name_sz = ((size_t)nlen + 7) & ~(size_t)7;
+        if (name_sz > tags_len - off - 16 || n > (tags_len - off - 16 - name_sz) / 8)
+            return mmfs__err(MMFS_CORRUPT, "checkpoint: malformed tag table");
+        mmfs_slice name = {tags + off + 16, nlen};
+        uint64_t h = mmfs__hash(name);
+        if (mmfs__hmap_get(&m->tags, name, h)) return mmfs__err(MMFS_CORRUPT, "checkpoint: a tag twice");
+        mmfs__tag *t = calloc(1, sizeof *t);
+        if (!t) return mmfs__err(MMFS_NOMEM, "memory: out of memory (tag)");
+        t->name = name;
+        t->ck_ids = tags + off + 16 + name_sz;
+        t->ck_n = (size_t)n;
+        if ((rc = mmfs__hmap_put(&m->tags, name, h, (uintptr_t)t, NULL))) {
+            free(t);
+            return rc;
+        }
+        off += 16 + name_sz + (size_t)n * 8;
+    }
+    m->ck = *ck;
+    m->ck.dead = NULL;
+    m->live = live;
+    m->max_id = next_id - 1;
+    /* Its index work, as one queued op the drain walks (texts are read
+    ** then, not now). */
+    if (ck->n && ck->base <= MMFS__MEM_ID_MAX) {
+        uint64_t n = ck->n < MMFS__MEM_ID_MAX - ck->base + 1 ? ck->n : MMFS__MEM_ID_MAX - ck->base + 1;
+        if ((rc = index_op(e, (uint32_t)ck->base, (int)MMFS__IX_CKPT, (mmfs_slice){NULL, (size_t)n}))) return rc;
+    }
+    return MMFS_OK;
+}
+
+/* Indexes memory ID of the checkpoint's table if it was live there.  Runs
+** in the drain, without the engine's lock: it reads only the mapped table
+** (deletes since are queued after this op). */
+static int ck_index(mmfs__engine *e, uint64_t id) {
+    const mmfs__memck *ck = &e->mems.ck;
+    const uint8_t *p = ck->ents + (id - ck->base) * 16;
+    if (mmfs__ld32(p + 12) & 1) return MMFS_OK;
+    const uint8_t *raw = mmfs__ck_rec(&e->kv.ck, mmfs__ld64(p));
+    mmfs__rec r;
+    if (!raw || raw[4] != MMFS__R_MEMORY || (raw[5] & MMFS__RF_NOINDEX) ||
+        mmfs__rec_decode(raw, mmfs__raw_len(raw), &r) != MMFS_OK || r.u.mem.id != id)
+        return MMFS_OK;
+    return mmfs__index_add(e->mems.ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+}
+
 /* qsort order of ids: created_at desc, then id desc. */
 static int cmp_newest(const void *a, const void *b, void *ud) {
     const mmfs__engine *e = ud;
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    int64_t cx = mmfs__raw_mem_created(mem_ent(e, x)->raw);
-    int64_t cy = mmfs__raw_mem_created(mem_ent(e, y)->raw);
+    mmfs__mem_ent buf;
+    int64_t cx = mmfs__raw_mem_created(mem_get(e, x, &buf)->raw);
+    int64_t cy = mmfs__raw_mem_created(mem_get(e, y, &buf)->raw);
     if (cx != cy) return cx > cy ? -1 : 1;
     return x > y ? -1 : x < y;
 }
@@ -522,17 +769,17 @@ int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out) {
     /* The smallest tag list, if any. */
     const mmfs__tag *small = NULL;
     for (size_t i = 0; i < mf.ntags; i++)
-        if (!small || mf.tags[i]->n < small->n) small = mf.tags[i];
+        if (!small || tag_count(mf.tags[i]) < tag_count(small)) small = mf.tags[i];
     /* Walking a tag list costs its length; walking by time costs about
     ** want * total / length entries.  Take the cheaper. */
     double total = (double)e->mems.live + 1;
-    if (small && (double)small->n * (double)small->n <= (double)want * total * 2 + 1024) {
-        for (size_t i = 0; i < small->n; i++) {
-            if (!filter_pass(&mf, small->ids[i])) continue;
+    if (small && (double)tag_count(small) * (double)tag_count(small) <= (double)want * total * 2 + 1024) {
+        for (size_t i = 0; i < tag_count(small); i++) {
+            if (!filter_pass(&mf, tag_id(small, i))) continue;
             void *arr = ids;
             if ((rc = mmfs__grow(&arr, &cap, n + 1, sizeof *ids))) goto done;
             ids = arr;
-            ids[n++] = small->ids[i];
+            ids[n++] = tag_id(small, i);
         }
         size_t from = offset < n ? offset : n;
         size_t cnt = n - from < limit ? n - from : limit;
@@ -542,17 +789,17 @@ int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out) {
         }
         n = cnt;
     } else {
-        mmfs__bt_pos pos;
+        time_walk tw;
         const uint8_t *raw;
         if (mf.has_before) {
             if (mf.before == INT64_MIN) goto done;
             struct time_key k = {mf.before - 1, UINT64_MAX};
-            raw = mmfs__bt_seek(&e->mems.by_time, &k, 0, &pos);
+            raw = tw_seek(&tw, e, &k);
         } else {
-            raw = mmfs__bt_first(&e->mems.by_time, &pos);
+            raw = tw_seek(&tw, e, NULL);
         }
         size_t skipped = 0;
-        for (; raw && n < limit; raw = mmfs__bt_next(&pos)) {
+        for (; raw && n < limit; raw = tw_next(&tw)) {
             if (mf.has_since && mmfs__raw_mem_created(raw) < mf.since) break;
             uint64_t id = mmfs__raw_mem_id(raw);
             if (!filter_pass(&mf, id)) continue;
@@ -577,7 +824,8 @@ done:
 /* Search callbacks: UD is the mem_filter. */
 static int mem_text_cb(void *ud, uint32_t docno, mmfs_slice *text) {
     const mem_filter *mf = ud;
-    const mmfs__mem_ent *ent = mem_live(mf->e, docno);
+    mmfs__mem_ent b;
+    const mmfs__mem_ent *ent = mem_live(mf->e, docno, &b);
     mmfs__rec r;
     if (!ent || mmfs__raw_decode(ent->raw, &r) != MMFS_OK) return 0;
     *text = r.u.mem.text;
@@ -586,7 +834,8 @@ static int mem_text_cb(void *ud, uint32_t docno, mmfs_slice *text) {
 
 static int mem_field_cb(void *ud, uint32_t docno, mmfs_slice field, mmfs_slice value) {
     const mem_filter *mf = ud;
-    const mmfs__mem_ent *ent = mem_live(mf->e, docno);
+    mmfs__mem_ent b;
+    const mmfs__mem_ent *ent = mem_live(mf->e, docno, &b);
     if (!ent) return 0;
     if (mmfs__slice_eq(field, mmfs_str("tag"))) {
         const mmfs__tag *t = tag_find(mf->e, value);
@@ -640,7 +889,8 @@ int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs
     if ((rc = mmfs__index_search(e->mems.ix, query, &cb, k, hits, &n))) goto done;
     size_t m = 0;
     for (size_t i = 0; i < n && !none; i++) {
-        if (!mem_live(e, hits[i].docno)) continue; /* the index and ents agree; be safe */
+        mmfs__mem_ent b;
+        if (!mem_live(e, hits[i].docno, &b)) continue; /* the index and ents agree; be safe */
         ids[m] = hits[i].docno;
         scores[m++] = hits[i].score;
     }

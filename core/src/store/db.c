@@ -4,7 +4,8 @@
 ** the engine's read side.
 **
 ** Open order: LOCK (create, map) -> writer flock -> MANIFEST (create) ->
-** replay the log (cutting a torn tail) -> publish the written end in LOCK's
+** map the newest valid checkpoint (ckpt.c) -> replay the log after it
+** (cutting a torn tail) -> publish the written end in LOCK's
 ** page -> release the flock.  Recovery runs under the flock so that it never
 ** cuts a frame another process is writing.  A failed open writes nothing:
 ** MANIFEST is created only for a new store (no segments), and rebuilt for
@@ -35,6 +36,7 @@ void mmfs_options_init(mmfs_options *o) {
     o->create = 1;
     o->lock_timeout_ms = 10000;
     o->segment_size = MMFS__SEGMENT_DEFAULT;
+    o->checkpoint_bytes = MMFS__CKPT_BYTES_DEFAULT;
 }
 
 int mmfs__usable(mmfs_db *db) {
@@ -232,6 +234,11 @@ static void free_handle(mmfs_db *db) {
     pthread_rwlock_destroy(&db->rw);
     pthread_mutex_destroy(&db->smu);
     pthread_cond_destroy(&db->scond);
+    pthread_mutex_destroy(&db->cpmu);
+    pthread_mutex_destroy(&db->cmu);
+    /* Not in a forked child, where the parent's checkpointer still counts
+    ** as a waiter: glibc's destroy would wait for it forever. */
+    if (!db->ckpt_on) pthread_cond_destroy(&db->ccond);
     free(db->scratch);
     free(db->dir);
     free(db->log_dir);
@@ -270,6 +277,9 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     pthread_rwlock_init(&db->rw, NULL);
     pthread_mutex_init(&db->smu, NULL);
     pthread_cond_init(&db->scond, NULL);
+    pthread_mutex_init(&db->cpmu, NULL);
+    pthread_mutex_init(&db->cmu, NULL);
+    pthread_cond_init(&db->ccond, NULL);
     atomic_init(&db->committers, 0);
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
@@ -304,6 +314,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     db->opt.language = NULL; /* the caller's string; kept in db->tok_lang */
     if (rc == MMFS_OK && !db->opt.readonly && db->opt.sync == MMFS_SYNC_BATCH)
         rc = mmfs__flusher_start(db);
+    if (rc == MMFS_OK) rc = mmfs__ckpt_auto_start(db);
     if (rc == MMFS_OK && o->policy.len) {
         /* Install the caller's policy unless it is the one in force. */
         mmfs_slice cur = {NULL, 0};
@@ -317,6 +328,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     if (rc) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        mmfs__ckpt_auto_stop(db);
         mmfs__flusher_stop(db);
         free_handle(db);
         mmfs__err(rc, "%s", msg);
@@ -334,6 +346,7 @@ int mmfs_close(mmfs_db *db) {
     int child = atomic_load(&mmfs__fork_gen) != db->fork_gen;
     if (!child) {
         mmfs__watch_stop(db);
+        mmfs__ckpt_auto_stop(db);
         mmfs__flusher_stop(db);
         if (!db->opt.readonly && !atomic_load(&db->broken)) rc = mmfs_sync(db);
         if (rc == MMFS_OK && !db->opt.readonly && !atomic_load(&db->broken)) mmfs__sync_stamp_final(db);
@@ -355,6 +368,7 @@ int mmfs_stats(mmfs_db *db, mmfs_store_stats *st) {
     for (size_t i = 0; i < db->nsegs; i++) st->log_bytes += db->segs[i].end - MMFS__SEG_HDR;
     st->segments = db->nsegs;
     st->lsn = db->next_lsn - 1;
+    st->checkpoint_lsn = db->ckpt_lsn;
     if (!self) pthread_mutex_unlock(&db->wmu);
     pthread_mutex_lock(&db->smu);
     st->durable_lsn = db->durable_lsn;

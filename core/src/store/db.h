@@ -9,7 +9,7 @@
 ** Locks (docs/design.md, "Locks", has the full table).  A thread takes a
 ** lock only while holding locks before it in this order:
 **
-**   wmu -> flock(LOCK) -> smu
+**   cpmu -> wmu -> flock(LOCK) -> smu
 **                      -> rw -> state.mu
 **                            -> mems.ixlock -> mems.qmu
 **                            -> mems.qmu
@@ -136,6 +136,20 @@ struct mmfs_db {
     /* state watcher thread (watch.c), under smu */
     pthread_t watcher;
     int watch_on, watch_stop;
+    /* Checkpoints (ckpt.c).  last_frame: position of the last frame the
+    ** engine applied (under wmu, 0: none).  ckpt_lsn: the checkpoint open
+    ** used (0: none).  ckpt_pos: where the newest checkpoint this handle
+    ** used or wrote ends (for checkpoint_bytes).  cpmu: one checkpoint at a
+    ** time per handle, taken before wmu.  The automatic checkpointer thread
+    ** sleeps on ccond under cmu (innermost). */
+    uint64_t last_frame;
+    uint64_t ckpt_lsn;
+    _Atomic uint64_t ckpt_pos;
+    pthread_mutex_t cpmu;
+    pthread_mutex_t cmu;
+    pthread_cond_t ccond;
+    pthread_t ckpter;
+    int ckpt_on, ckpt_stop;
 };
 
 /* A generation bumped in every forked child (pthread_atfork). */
@@ -213,6 +227,18 @@ int mmfs__flusher_start(mmfs_db *db);
 void mmfs__flusher_stop(mmfs_db *db);
 /* MMFS_READONLY with the cause if a sync has failed. */
 int mmfs__sync_check(mmfs_db *db);
+
+/* ckpt.c */
+/* At open, after every segment is opened and before any is scanned: maps
+** the newest valid checkpoint, loads the engine from it and sets *START
+** (index in segs) and *FROM (offset) where replay goes on.  Without a
+** usable checkpoint, *START = 0 and *FROM = MMFS__SEG_HDR and the engine is
+** untouched.  Errors: only MMFS_NOMEM (a bad checkpoint is skipped). */
+int mmfs__ckpt_load(mmfs_db *db, size_t *start, uint64_t *from);
+/* The automatic checkpointer (checkpoint_bytes): start at open, stop at
+** close (idempotent). */
+int mmfs__ckpt_auto_start(mmfs_db *db);
+void mmfs__ckpt_auto_stop(mmfs_db *db);
 
 /* watch.c: start (idempotent) and stop the thread that catches up when
 ** another process changes the state, so subscribers wake. */

@@ -74,6 +74,7 @@ static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, ui
         p += r.raw_len;
     }
     db->next_lsn = f->first_lsn + f->count;
+    db->last_frame = MMFS__POS(s->no, off); /* a checkpoint's anchor */
     return MMFS_OK;
 }
 
@@ -150,10 +151,11 @@ static int save_cut(mmfs_db *db, const mmfs__seg *s, uint64_t off, uint64_t end)
     return rc;
 }
 
-/* Scans segment S from its start, applying frames.  LAST: it is the last
-** segment (a torn tail may be cut).  Sets s->end and s->sealed. */
-static int scan_segment(mmfs_db *db, mmfs__seg *s, int last) {
-    uint64_t off = MMFS__SEG_HDR;
+/* Scans segment S from offset FROM (its start, or where a checkpoint
+** ends), applying frames.  LAST: it is the last segment (a torn tail may
+** be cut).  Sets s->end and s->sealed. */
+static int scan_segment(mmfs_db *db, mmfs__seg *s, int last, uint64_t from) {
+    uint64_t off = from;
     const char *why = "bad frame";
     for (;;) {
         mmfs__frame f;
@@ -321,6 +323,9 @@ int mmfs__recover(mmfs_db *db) {
                          db->last_seg);
     }
     db->next_lsn = 1;
+    /* Every segment is opened (mapped) first: a checkpoint's records point
+    ** into them.  Replay then goes on where the newest valid checkpoint
+    ** ends (ckpt.c), or from the start. */
     for (size_t i = 0; i < n; i++) {
         if (nos[i] != db->first_seg + i) {
             rc = mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment missing before it",
@@ -328,9 +333,13 @@ int mmfs__recover(mmfs_db *db) {
             break;
         }
         if ((rc = mmfs__seg_open(db, nos[i])) != MMFS_OK) break;
-        if ((rc = scan_segment(db, mmfs__seg_last(db), i + 1 == n)) != MMFS_OK) break;
     }
     free(nos);
+    size_t start = 0;
+    uint64_t from = MMFS__SEG_HDR;
+    if (rc == MMFS_OK) rc = mmfs__ckpt_load(db, &start, &from);
+    for (size_t i = start; i < db->nsegs && rc == MMFS_OK; i++)
+        rc = scan_segment(db, &db->segs[i], i + 1 == db->nsegs, i == start ? from : MMFS__SEG_HDR);
     if (rc) return rc;
     if (db->nsegs == 0 && !db->opt.readonly) {
         if ((rc = mmfs__seg_create(db, db->first_seg, db->segment_size)) != MMFS_OK) return rc;

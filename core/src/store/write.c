@@ -313,6 +313,7 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     }
     s->end = MMFS__POS_OFF(pos);
     db->next_lsn = f.first_lsn + f.count;
+    db->last_frame = MMFS__POS(s->no, off); /* a checkpoint's anchor (ckpt.c) */
     atomic_store(&db->applied, pos);
     pthread_rwlock_unlock(&db->rw);
     atomic_store_explicit(&db->shm->state_version, mmfs__engine_state_version(db->eng), memory_order_relaxed);

@@ -1,0 +1,665 @@
+/*
+** test_ckpt.c: checkpoints (core/src/ckpt.c and the mapped kv tables in
+** kv.c).  The model test runs random operations of every kind with
+** checkpoints and reopens in between, and checks that a handle opened
+** from the newest checkpoint, one opened from the log alone and the
+** writer's own handle answer every read alike.  The damage tests flip,
+** truncate, misdate and transplant checkpoint files: open must fall back
+** to an older checkpoint or to the log, never answer from a bad one.
+*/
+#include "testutil.h"
+
+#include "checksum.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* printf arguments for "%.*s" of a slice. */
+#define PS(x) (int)(x).len, (const char *)(x).ptr
+
+/* ------------------------------------------------------------ dumping */
+
+#define NKEYS 48
+#define NSESS 24
+#define NSTREAMS 6
+#define NDOCS 12
+
+static const char *WORDS[] = {"apple", "river", "stone", "cloud", "ember", "frost", "grove", "harbor"};
+
+static void key_name(char *buf, size_t len, int i) {
+    /* Two prefixes, so that scans over a prefix cross both layers. */
+    snprintf(buf, len, "%s%02d", i % 3 ? "k/" : "p/", i);
+}
+
+static void dump_memory(FILE *out, const mmfs_memory *m) {
+    fprintf(out, " id=%llu at=%lld route=%.*s text=%.*s tags=", (unsigned long long)m->id,
+            (long long)m->created_at, PS(m->route), PS(m->text));
+    for (size_t t = 0; t < m->ntags; t++) fprintf(out, "%.*s,", PS(m->tags[t]));
+    fputc('\n', out);
+}
+
+static int cmp_id(const void *a, const void *b) {
+    uint64_t x = ((const mmfs_memory *)a)->id, y = ((const mmfs_memory *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Everything DB answers about the store, as text.  Search hits are
+** compared as sets: BM25's document frequencies may count deleted
+** entries in a log replay and not after a checkpoint. */
+static char *dump(mmfs_db *db) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    mmfs_store_stats st = mmfs_test_stats(db);
+    fprintf(out, "stats mem=%llu kv=%llu sess=%llu streams=%llu docs=%llu live=%llu lsn=%llu state=%llu\n",
+            (unsigned long long)st.memories, (unsigned long long)st.kv, (unsigned long long)st.sessions,
+            (unsigned long long)st.streams, (unsigned long long)st.documents, (unsigned long long)st.live_bytes,
+            (unsigned long long)st.lsn, (unsigned long long)st.state_version);
+    char k[32];
+    for (int i = 0; i < NKEYS; i++) {
+        mmfs_slice v;
+        key_name(k, sizeof k, i);
+        int rc = mmfs_get_kv(db, mmfs_str(k), &v);
+        if (rc == MMFS_OK) fprintf(out, "get %s=%.*s\n", k, PS(v));
+        else fprintf(out, "get %s: %s\n", k, mmfs_err_name(rc));
+    }
+    const char *prefixes[] = {"", "k/", "p/", "p/1", "zz"};
+    for (int p = 0; p < 5; p++) {
+        mmfs_kv_iter *it;
+        MMFS_OK_OR_FAIL(mmfs_kv_iter_open(db, mmfs_str(prefixes[p]), &it));
+        mmfs_slice key, val;
+        fprintf(out, "scan '%s':", prefixes[p]);
+        while (mmfs_kv_iter_next(it, &key, &val) == MMFS_OK)
+            fprintf(out, " %.*s=%.*s", PS(key), PS(val));
+        fputc('\n', out);
+        mmfs_kv_iter_close(it);
+    }
+    uint64_t maxid = st.lsn + 2;
+    for (uint64_t id = 0; id <= maxid; id++) {
+        mmfs_memory *m;
+        if (mmfs_get_memory(db, id, &m) != MMFS_OK) continue;
+        fprintf(out, "mem");
+        dump_memory(out, m);
+        mmfs_free(m);
+    }
+    mmfs_filter f;
+    memset(&f, 0, sizeof f);
+    f.limit = 100000;
+    mmfs_memories *ms;
+    MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
+    fprintf(out, "list %zu:", ms->count);
+    for (size_t i = 0; i < ms->count; i++) fprintf(out, " %llu", (unsigned long long)ms->items[i].id);
+    fputc('\n', out);
+    mmfs_free(ms);
+    for (int t = 0; t < 3; t++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "t%d", t);
+        mmfs_slice ts = mmfs_str(tag);
+        f.tags = &ts;
+        f.ntags = 1;
+        MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
+        fprintf(out, "tag %s:", tag);
+        for (size_t i = 0; i < ms->count; i++) fprintf(out, " %llu", (unsigned long long)ms->items[i].id);
+        fputc('\n', out);
+        mmfs_free(ms);
+    }
+    f.tags = NULL;
+    f.ntags = 0;
+    f.route = mmfs_str("notes");
+    MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
+    fprintf(out, "route notes: %zu\n", ms->count);
+    mmfs_free(ms);
+    f.route = mmfs_str("");
+    for (size_t w = 0; w < sizeof WORDS / sizeof *WORDS; w++) {
+        MMFS_OK_OR_FAIL(mmfs_search_memory(db, mmfs_str(WORDS[w]), &f, &ms));
+        qsort(ms->items, ms->count, sizeof *ms->items, cmp_id);
+        fprintf(out, "search %s:", WORDS[w]);
+        for (size_t i = 0; i < ms->count; i++) fprintf(out, " %llu", (unsigned long long)ms->items[i].id);
+        fputc('\n', out);
+        mmfs_free(ms);
+        mmfs_doc_hits *dh;
+        MMFS_OK_OR_FAIL(mmfs_search(db, mmfs_str(WORDS[w]), 1000, &dh));
+        fprintf(out, "docs %s: %zu\n", WORDS[w], dh->count);
+        mmfs_free(dh);
+    }
+    for (int i = 0; i < NSESS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "s%02d", i);
+        mmfs_session s;
+        int rc = mmfs_get_session(db, mmfs_str(id), &s);
+        if (rc != MMFS_OK) continue;
+        fprintf(out, "sess %s intent=%.*s at=%lld payload=%.*s\n", id, s.has_intent ? (int)s.intent_id.len : 0,
+                s.has_intent ? (const char *)s.intent_id.ptr : "", (long long)s.created_at, s.has_payload ? (int)s.payload.len : 0,
+                s.has_payload ? (const char *)s.payload.ptr : "");
+    }
+    mmfs_sessions *ss;
+    MMFS_OK_OR_FAIL(mmfs_list_sessions(db, 1000, &ss));
+    fprintf(out, "sessions:");
+    for (size_t i = 0; i < ss->count; i++) fprintf(out, " %.*s", PS(ss->items[i].id));
+    fputc('\n', out);
+    mmfs_free(ss);
+    for (int i = 0; i < 3; i++) {
+        char in[8];
+        snprintf(in, sizeof in, "i%d", i);
+        MMFS_OK_OR_FAIL(mmfs_list_by_intent(db, mmfs_str(in), 1000, &ss));
+        fprintf(out, "intent %s: %zu\n", in, ss->count);
+        mmfs_free(ss);
+    }
+    for (int i = 0; i < NSTREAMS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "st%d", i);
+        mmfs_reader *r;
+        if (mmfs_open_read(db, mmfs_str(name), &r) != MMFS_OK) continue;
+        char b[4096];
+        size_t got;
+        fprintf(out, "stream %s %llu:", name, (unsigned long long)mmfs_reader_size(r));
+        while (mmfs_reader_read(r, b, sizeof b, &got) == MMFS_OK && got) fwrite(b, 1, got, out);
+        fputc('\n', out);
+        mmfs_reader_close(r);
+    }
+    mmfs_slice sv;
+    uint64_t ver;
+    if (mmfs_get_state(db, &sv, &ver) == MMFS_OK) fprintf(out, "state %llu %.*s\n", (unsigned long long)ver, PS(sv));
+    fclose(out);
+    return buf;
+}
+
+/* Fails with the first line where A and B differ. */
+static void assert_same(const char *a, const char *b, const char *what) {
+    if (strcmp(a, b) == 0) return;
+    size_t line = 1, i = 0, start = 0;
+    while (a[i] && a[i] == b[i]) {
+        if (a[i] == '\n') {
+            line++;
+            start = i + 1;
+        }
+        i++;
+    }
+    fail_msg("%s: line %zu differs:\n  %.200s\nvs\n  %.200s", what, line, a + start, b + start);
+}
+
+/* ----------------------------------------------------------- operations */
+
+/* One random operation on DB. */
+static void random_op(mmfs_db *db, uint64_t *rs, uint64_t *nmem) {
+    char k[32], v[64];
+    uint32_t op = mmfs_test_rand(rs) % 100, x = mmfs_test_rand(rs);
+    if (op < 35) {
+        key_name(k, sizeof k, (int)(x % NKEYS));
+        snprintf(v, sizeof v, "v%u", mmfs_test_rand(rs) % 1000);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(k), mmfs_str(v)));
+    } else if (op < 50) {
+        key_name(k, sizeof k, (int)(x % NKEYS));
+        MMFS_OK_OR_FAIL(mmfs_delete_kv(db, mmfs_str(k), NULL));
+    } else if (op < 62) {
+        char text[128], tag[2][8];
+        snprintf(text, sizeof text, "%s %s note %u", WORDS[x % 8], WORDS[(x / 8) % 8], x % 97);
+        snprintf(tag[0], sizeof tag[0], "t%u", x % 3);
+        snprintf(tag[1], sizeof tag[1], "t%u", (x / 3) % 3);
+        mmfs_slice tags[2] = {mmfs_str(tag[0]), mmfs_str(tag[1])};
+        mmfs_memory_opts mo;
+        memset(&mo, 0, sizeof mo);
+        mo.has_created_at = 1;
+        mo.created_at = 1000 + (int64_t)(x % 50); /* ties, broken by id */
+        mo.route = mmfs_str(x % 4 == 0 ? "notes" : "");
+        MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str(text), tags, 1 + x % 2, &mo, NULL));
+        (*nmem)++;
+    } else if (op < 68) {
+        if (*nmem) MMFS_OK_OR_FAIL(mmfs_delete_memory(db, 1 + x % *nmem, NULL));
+    } else if (op < 78) {
+        char id[16], in[8], pl[32];
+        snprintf(id, sizeof id, "s%02u", x % NSESS);
+        snprintf(in, sizeof in, "i%u", (x / NSESS) % 3);
+        snprintf(pl, sizeof pl, "payload %u", mmfs_test_rand(rs) % 100);
+        mmfs_session s;
+        memset(&s, 0, sizeof s);
+        s.id = mmfs_str(id);
+        s.has_intent = x % 5 != 0;
+        s.intent_id = mmfs_str(in);
+        s.has_created_at = 1;
+        s.created_at = 2000 + (int64_t)(x % 7);
+        s.has_payload = 1;
+        s.payload = mmfs_str(pl);
+        MMFS_OK_OR_FAIL(mmfs_put_session(db, &s));
+    } else if (op < 82) {
+        char id[16];
+        snprintf(id, sizeof id, "s%02u", x % NSESS);
+        MMFS_OK_OR_FAIL(mmfs_delete_session(db, mmfs_str(id), NULL));
+    } else if (op < 89) {
+        char name[16], bytes[32];
+        snprintf(name, sizeof name, "st%u", x % NSTREAMS);
+        /* Empty appends too: a stream may exist with no bytes. */
+        uint32_t y = mmfs_test_rand(rs) % 10000;
+        if (y % 4) snprintf(bytes, sizeof bytes, "<%u>", y);
+        else bytes[0] = 0;
+        MMFS_OK_OR_FAIL(mmfs_append_stream(db, mmfs_str(name), mmfs_str(bytes)));
+    } else if (op < 94) {
+        char key[16], text[64];
+        snprintf(key, sizeof key, "d%02u", x % NDOCS);
+        snprintf(text, sizeof text, "%s and %s", WORDS[(x / 3) % 8], WORDS[(x / 5) % 8]);
+        MMFS_OK_OR_FAIL(mmfs_index(db, mmfs_str(key), mmfs_str(text)));
+    } else if (op < 96) {
+        char key[16];
+        snprintf(key, sizeof key, "d%02u", x % NDOCS);
+        MMFS_OK_OR_FAIL(mmfs_unindex(db, mmfs_str(key), NULL));
+    } else {
+        snprintf(v, sizeof v, "state %u", x % 1000);
+        MMFS_OK_OR_FAIL(mmfs_update_state(db, mmfs_str(v), NULL));
+    }
+}
+
+/* Moves DIR/ckpt away, opens the store from the log alone, dumps it,
+** closes it and puts ckpt back. */
+static char *dump_from_log(const char *dir) {
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/ckpt", dir);
+    snprintf(b, sizeof b, "%s/ckpt.off", dir);
+    struct stat st;
+    int had = stat(a, &st) == 0;
+    if (had) assert_int_equal(rename(a, b), 0);
+    mmfs_options o = mmfs_test_options(0);
+    o.checkpoint_bytes = 0;
+    o.readonly = 1;
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, 0);
+    char *d = dump(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    if (had) assert_int_equal(rename(b, a), 0);
+    return d;
+}
+
+static mmfs_options ck_options(void) {
+    mmfs_options o = mmfs_test_options(64 << 10); /* small segments: several of them */
+    o.checkpoint_bytes = 0;
+    return o;
+}
+
+/* The number of checkpoint files in DIR/ckpt. */
+static int count_ckpts(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/ckpt", dir);
+    DIR *d = opendir(p);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strlen(e->d_name) > 5 && !strcmp(e->d_name + strlen(e->d_name) - 5, ".ckpt")) n++;
+    closedir(d);
+    return n;
+}
+
+/* The path of the newest (NTH = 0) or older checkpoint file. */
+static void ckpt_file(const char *dir, int nth, char *out, size_t len) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/ckpt", dir);
+    struct dirent **names;
+    int n = scandir(p, &names, NULL, alphasort);
+    assert_true(n > 0);
+    int seen = 0;
+    out[0] = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        const char *nm = names[i]->d_name;
+        if (strlen(nm) > 5 && !strcmp(nm + strlen(nm) - 5, ".ckpt") && seen++ == nth)
+            snprintf(out, len, "%s/%s", p, nm);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    assert_true(out[0] != 0);
+}
+
+/* -------------------------------------------------------------- tests */
+
+static void test_model(void **state) {
+    (void)state;
+    unsigned seed = mmfs_test_env_seed(12345);
+    for (unsigned run = 0; run < 4; run++) {
+        uint64_t rs = seed + run * 7919u;
+        char *dir = mmfs_test_dir("ckpt-model");
+        mmfs_options o = ck_options();
+        mmfs_db *db = mmfs_test_open(dir, &o);
+        uint64_t nmem = 0;
+        for (int round = 0; round < 6; round++) {
+            int n = 40 + (int)(mmfs_test_rand(&rs) % 200);
+            for (int i = 0; i < n; i++) random_op(db, &rs, &nmem);
+            if (mmfs_test_rand(&rs) % 4) MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+            if (mmfs_test_rand(&rs) % 3 == 0) {
+                MMFS_OK_OR_FAIL(mmfs_close(db));
+                db = mmfs_test_open(dir, &o);
+            }
+            /* The writer (whatever it was opened from), a handle from the
+            ** newest checkpoint, and one from the log alone. */
+            char *live = dump(db);
+            mmfs_options ro = o;
+            ro.readonly = 1;
+            mmfs_db *fresh = mmfs_test_open(dir, &ro);
+            if (count_ckpts(dir)) assert_true(mmfs_test_stats(fresh).checkpoint_lsn > 0);
+            char *ck = dump(fresh);
+            MMFS_OK_OR_FAIL(mmfs_close(fresh));
+            char *full = dump_from_log(dir);
+            assert_same(full, ck, "from the checkpoint vs from the log");
+            assert_same(full, live, "the writer vs from the log");
+            MMFS_OK_OR_FAIL(mmfs_verify(db));
+            free(live);
+            free(ck);
+            free(full);
+        }
+        assert_true(count_ckpts(dir) <= 2);
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+        mmfs_test_rmdir(dir);
+    }
+}
+
+/* A store with a checkpoint and writes after it; returns its dump. */
+static char *make_store(const char *dir, int checkpoints) {
+    mmfs_options o = ck_options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    uint64_t rs = 99, nmem = 0;
+    for (int c = 0; c < checkpoints; c++) {
+        for (int i = 0; i < 150; i++) random_op(db, &rs, &nmem);
+        MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    }
+    for (int i = 0; i < 50; i++) random_op(db, &rs, &nmem);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    return dump_from_log(dir);
+}
+
+static uint64_t open_ckpt_lsn(const char *dir, char **d) {
+    mmfs_options o = ck_options();
+    o.readonly = 1;
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    uint64_t lsn = mmfs_test_stats(db).checkpoint_lsn;
+    *d = dump(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    return lsn;
+}
+
+static void read_file(const char *path, uint8_t **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = malloc(*len);
+    assert_int_equal(fread(*buf, 1, *len, f), *len);
+    fclose(f);
+}
+
+static void write_file(const char *path, const uint8_t *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}
+
+/* Rewrites the CRC32C at the end of a checkpoint (a CRC32C store), so a
+** change is seen by what it means, not by the checksum. */
+static void reseal(uint8_t *buf, size_t len) {
+    uint32_t c = mmfs__crc32c(0, buf, len - 16);
+    memset(buf + len - 16, 0, 16);
+    memcpy(buf + len - 16, &c, 4);
+}
+
+static void test_flipped_bytes(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-flip");
+    char *want = make_store(dir, 1);
+    char path[4200];
+    ckpt_file(dir, 0, path, sizeof path);
+    uint8_t *orig;
+    size_t len;
+    read_file(path, &orig, &len);
+    uint64_t rs = mmfs_test_env_seed(7);
+    for (int i = 0; i < 40; i++) {
+        uint8_t *b = malloc(len);
+        memcpy(b, orig, len);
+        /* The header, each section and the checksum get their share. */
+        size_t at = i < 8 ? (size_t)(mmfs_test_rand(&rs) % 256) : (size_t)(mmfs_test_rand(&rs) % len);
+        b[at] ^= (uint8_t)(1u << (mmfs_test_rand(&rs) % 8));
+        write_file(path, b, len);
+        char *got;
+        assert_int_equal(open_ckpt_lsn(dir, &got), 0);
+        assert_same(want, got, "a flipped checkpoint");
+        free(got);
+        free(b);
+    }
+    write_file(path, orig, len);
+    char *got;
+    assert_true(open_ckpt_lsn(dir, &got) > 0);
+    assert_same(want, got, "the checkpoint restored");
+    free(got);
+    free(orig);
+    free(want);
+    mmfs_test_rmdir(dir);
+}
+
+static void test_truncated(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-trunc");
+    char *want = make_store(dir, 1);
+    char path[4200];
+    ckpt_file(dir, 0, path, sizeof path);
+    uint8_t *orig;
+    size_t len;
+    read_file(path, &orig, &len);
+    size_t cuts[] = {0, 10, 255, 256, len / 2, len - 17, len - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        write_file(path, orig, cuts[i]);
+        char *got;
+        assert_int_equal(open_ckpt_lsn(dir, &got), 0);
+        assert_same(want, got, "a truncated checkpoint");
+        free(got);
+    }
+    free(orig);
+    free(want);
+    mmfs_test_rmdir(dir);
+}
+
+/* Header fields at their offsets in ckpt.c: format 8, first_segment 32,
+** anchor LSN 48. */
+static void patch_and_check(const char *dir, size_t off, uint32_t val, const char *what) {
+    char path[4200];
+    ckpt_file(dir, 0, path, sizeof path);
+    uint8_t *b;
+    size_t len;
+    read_file(path, &b, &len);
+    memcpy(b + off, &val, 4);
+    reseal(b, len);
+    write_file(path, b, len);
+    char *want = dump_from_log(dir), *got;
+    assert_int_equal(open_ckpt_lsn(dir, &got), 0);
+    assert_same(want, got, what);
+    free(got);
+    free(want);
+    free(b);
+}
+
+static void test_newer_format(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-format");
+    free(make_store(dir, 1));
+    patch_and_check(dir, 8, 2, "a newer format");
+    mmfs_test_rmdir(dir);
+}
+
+static void test_stale_first_segment(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-stale");
+    free(make_store(dir, 1));
+    patch_and_check(dir, 32, 2, "made against another first_segment");
+    mmfs_test_rmdir(dir);
+}
+
+static void test_anchor_moved(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-anchor");
+    free(make_store(dir, 1));
+    patch_and_check(dir, 48, 1, "an anchor that is not in the log");
+    mmfs_test_rmdir(dir);
+}
+
+/* A checkpoint of another store with the same LSN: its anchor frame is
+** not this log's, so it is never applied. */
+static void test_foreign_checkpoint(void **state) {
+    (void)state;
+    char *a = mmfs_test_dir("ckpt-foreign-a"), *b = mmfs_test_dir("ckpt-foreign-b");
+    mmfs_options o = ck_options();
+    mmfs_db *da = mmfs_test_open(a, &o), *dbb = mmfs_test_open(b, &o);
+    for (int i = 0; i < 20; i++) {
+        char k[16], v[16];
+        snprintf(k, sizeof k, "key%d", i);
+        snprintf(v, sizeof v, "a%d", i);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(da, mmfs_str(k), mmfs_str(v)));
+        snprintf(v, sizeof v, "b%d", i);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(dbb, mmfs_str(k), mmfs_str(v)));
+    }
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(da));
+    MMFS_OK_OR_FAIL(mmfs_close(da));
+    MMFS_OK_OR_FAIL(mmfs_close(dbb));
+    char src[4200], dst[4200];
+    ckpt_file(a, 0, src, sizeof src);
+    snprintf(dst, sizeof dst, "%s/ckpt", b);
+    assert_int_equal(mkdir(dst, 0755), 0);
+    snprintf(dst, sizeof dst, "%s/ckpt/%s", b, strrchr(src, '/') + 1);
+    uint8_t *buf;
+    size_t len;
+    read_file(src, &buf, &len);
+    write_file(dst, buf, len);
+    free(buf);
+    char *got;
+    assert_int_equal(open_ckpt_lsn(b, &got), 0);
+    assert_non_null(strstr(got, "get k/01: NOTFOUND"));
+    mmfs_db *db = mmfs_test_open(b, &o);
+    mmfs_slice v;
+    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("key3"), &v));
+    MMFS_ASSERT_SLICE_STR(v, "b3");
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    free(got);
+    mmfs_test_rmdir(a);
+    mmfs_test_rmdir(b);
+}
+
+/* The newest checkpoint damaged: the older one is used. */
+static void test_falls_back_to_older(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-older");
+    char *want = make_store(dir, 3);
+    assert_int_equal(count_ckpts(dir), 2);
+    char newest[4200], older[4200];
+    ckpt_file(dir, 0, newest, sizeof newest);
+    ckpt_file(dir, 1, older, sizeof older);
+    unsigned long long older_lsn = strtoull(strrchr(older, '/') + 1, NULL, 10);
+    uint8_t *b;
+    size_t len;
+    read_file(newest, &b, &len);
+    b[len / 2] ^= 0x40;
+    write_file(newest, b, len);
+    free(b);
+    char *got;
+    assert_int_equal(open_ckpt_lsn(dir, &got), older_lsn);
+    assert_same(want, got, "the older checkpoint");
+    free(got);
+    free(want);
+    mmfs_test_rmdir(dir);
+}
+
+static void test_readonly_and_empty(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-empty");
+    mmfs_options o = ck_options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db)); /* nothing written yet: no file */
+    assert_int_equal(count_ckpts(dir), 0);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("a"), mmfs_str("1")));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    o.readonly = 1;
+    db = mmfs_test_open(dir, &o);
+    MMFS_ASSERT_STATUS(mmfs_checkpoint(db), MMFS_READONLY);
+    assert_int_equal(count_ckpts(dir), 0);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
+/* checkpoint_bytes: the background thread writes one on its own. */
+static void test_automatic(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-auto");
+    mmfs_options o = ck_options();
+    o.checkpoint_bytes = 4096;
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    char v[200];
+    memset(v, 'x', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    for (int i = 0; i < 50; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str(k), mmfs_str(v)));
+    }
+    for (int i = 0; i < 250 && count_ckpts(dir) == 0; i++) usleep(20000);
+    assert_int_equal(count_ckpts(dir), 1);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    o.checkpoint_bytes = 0;
+    db = mmfs_test_open(dir, &o);
+    assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
+    assert_int_equal(mmfs_test_stats(db).kv, 50);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
+/* Many tags: the checkpoint's tag table grows past its first arrays (a
+** capacity shared by two arrays overflowed one of them). */
+static void test_many_tags(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-tags");
+    mmfs_options o = ck_options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    for (int i = 0; i < 400; i++) {
+        char tag[3][16];
+        snprintf(tag[0], sizeof tag[0], "tag%d", i % 97);
+        snprintf(tag[1], sizeof tag[1], "u%d", i % 13);
+        snprintf(tag[2], sizeof tag[2], "w%d", i);
+        mmfs_slice tags[3] = {mmfs_str(tag[0]), mmfs_str(tag[1]), mmfs_str(tag[2])};
+        MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str("a memory with tags"), tags, 3, NULL, NULL));
+    }
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = mmfs_test_open(dir, &o);
+    assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
+    for (int t = 0; t < 97; t++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "tag%d", t);
+        mmfs_slice ts = mmfs_str(tag);
+        mmfs_filter f;
+        memset(&f, 0, sizeof f);
+        f.limit = 1000;
+        f.tags = &ts;
+        f.ntags = 1;
+        mmfs_memories *ms;
+        MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
+        assert_int_equal(ms->count, 400 / 97 + (t < 400 % 97));
+        mmfs_free(ms);
+    }
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_model),
+        cmocka_unit_test(test_flipped_bytes),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_newer_format),
+        cmocka_unit_test(test_stale_first_segment),
+        cmocka_unit_test(test_anchor_moved),
+        cmocka_unit_test(test_foreign_checkpoint),
+        cmocka_unit_test(test_falls_back_to_older),
+        cmocka_unit_test(test_readonly_and_empty),
+        cmocka_unit_test(test_automatic),
+        cmocka_unit_test(test_many_tags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
