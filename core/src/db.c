@@ -214,6 +214,7 @@ static int open_store(mmfs_db *db) {
         atomic_store(&db->shm->written, pos);
         atomic_store(&db->shm->durable, pos);
         atomic_store(&db->shm->state_version, mmfs__engine_state_version(db->eng));
+        atomic_store(&db->shm->first_segment, db->first_seg);
     }
 out:
     if (!db->opt.readonly) mmfs__lock_release(db);
@@ -224,6 +225,8 @@ static void free_handle(mmfs_db *db) {
     mmfs__seg_close_all(db);
     mmfs__lock_close(db);
     if (db->eng) mmfs__engine_free(db->eng);
+    for (size_t i = 0; i < db->nold_engs; i++) mmfs__engine_free(db->old_engs[i]);
+    free(db->old_engs);
 #ifdef MMFS_HAVE_POLICY
     /* The VM a write built (hook.c's policy_sync) lives until here. */
     if (db->policy) mmfs__policy_free(db->policy);
@@ -355,10 +358,12 @@ int mmfs_stats(mmfs_db *db, mmfs_store_stats *st) {
     for (size_t i = 0; i < db->nsegs; i++) st->log_bytes += db->segs[i].end - MMFS__SEG_HDR;
     st->segments = db->nsegs;
     st->lsn = db->next_lsn - 1;
+    uint64_t rec_bytes = db->rec_bytes;
     if (!self) pthread_mutex_unlock(&db->wmu);
     pthread_mutex_lock(&db->smu);
     st->durable_lsn = db->durable_lsn;
     pthread_mutex_unlock(&db->smu);
-    st->dead_bytes = st->log_bytes > st->live_bytes ? st->log_bytes - st->live_bytes : 0;
+    st->dead_bytes = rec_bytes > st->live_bytes ? rec_bytes - st->live_bytes : 0;
+    st->compacting = (uint64_t)atomic_load(&db->compacting);
     return MMFS_OK;
 }

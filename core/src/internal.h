@@ -226,6 +226,10 @@ int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value
 int mmfs__engine_get_memory(const mmfs__engine *e, uint64_t id, mmfs__rec *rec);
 int mmfs__engine_get_session(const mmfs__engine *e, mmfs_slice id, mmfs__rec *rec);
 
+/* live.c: 1 if decoded record R (with its LSN) is one the engine still
+** needs, so compaction keeps it; deletes never are. */
+int mmfs__engine_is_live(const mmfs__engine *e, const mmfs__rec *r);
+
 /* The policy in force: its source (into the log) and the LSN of its
 ** POLICY record; *lsn = 0 and an empty source when the store has none. */
 void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *lsn);

@@ -73,5 +73,15 @@ int mmfs__policy_run(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs_
 /* 0 if the policy's routes[ROUTE].index is false, else 1. */
 int mmfs__policy_route_indexed(const mmfs__policy *p, mmfs_slice route);
 
+/* Compaction (compact.c; the VM's keep.c).  1 and *ttl = routes[ROUTE].ttl
+** (seconds) when the route has one, else 0 and *ttl = 0. */
+int mmfs__policy_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
+/* 1 if the policy has compaction.keep. */
+int mmfs__policy_has_keep(const mmfs__policy *p);
+/* *keep = compaction.keep(mem, NOW) for MEMORY record MEM, under the hook
+** limits.  Errors: MMFS_REJECTED (keep raised), MMFS_LIMIT, MMFS_NOMEM;
+** the VM stays usable. */
+int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, int *keep);
+
 #endif
 #endif

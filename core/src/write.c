@@ -119,7 +119,7 @@ static int delete_finds(mmfs_db *db, mmfs__rec *cmds, const char *keep, size_t i
 /* Decides which commands are written and gives them ids, versions and
 ** LSNs.  KEEP[i] is set for the kept ones; returns their count. */
 static size_t prepare(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep) {
-    uint64_t id = mmfs__engine_next_memory_id(db->eng);
+    uint64_t id = mmfs__next_memory_id(db); /* past compaction's floor too */
     uint64_t version = mmfs__engine_state_version(db->eng);
     uint64_t lsn = db->next_lsn;
     size_t kept = 0;
@@ -302,6 +302,7 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
         mmfs__rec r;
         mmfs__rec_decode(p, (size_t)(end - p), &r);
         rc = mmfs__engine_apply(db->eng, &r);
+        db->rec_bytes += r.raw_len; /* stats' dead_bytes */
         p += r.raw_len;
     }
     if (rc) {

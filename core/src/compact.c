@@ -1,0 +1,383 @@
+/*
+** compact.c: compaction (mmfs_compact).  The live records of the log are
+** copied, in log order and with their own LSNs, into new segments
+** numbered after the current last one; MANIFEST then switches to them and
+** the old segment files are removed.
+**
+** Steps, all under the writer lock (wmu, then the flock) in this first
+** version, so no frame is appended meanwhile:
+**   1. catch up; build a private policy VM from the policy in force (a
+**      hostile compaction.keep cannot damage the writers' VM)
+**   2. write output segments as log/NNNNNNNN.cseg: compacted frames
+**      (MMFS__FRAME_COMPACT: LSN gaps allowed), a seal at the end of each
+**      full one, and in the last one a compacted frame with no record whose
+**      first LSN is the next LSN of the store; fdatasync each, stamp the
+**      last as durable, fsync log/
+**   3. LOCK's page gets the new first segment, then MANIFEST is replaced
+**      (first_segment, last_segment and "compacted SEG NEXT_LSN NEXT_ID":
+**      the switch, atomic by rename), then the .cseg files are renamed to
+**      .seg and log/ fsynced
+**   4. this handle rebuilds its engine from the new log (mmfs__reload's
+**      work), publishes the new written end, and unlinks the old files
+**
+** Crash safety: before the MANIFEST rename, MANIFEST names the old log and
+** the .cseg files are leftovers that the next open (or compaction)
+** removes; after it, open renames what is left of them (or reads them
+** under their first name when read-only) and removes the old segments.
+** Other handles see the page's first segment differ from theirs, take the
+** flock (so they see the switch whole or not at all), re-read MANIFEST
+** and rebuild (recover.c, mmfs__reload).
+**
+** Invariant: the output holds exactly the records the engine counts live
+** (live.c), minus memories ttl or keep forget; ids and LSNs never go back
+** (MANIFEST's floors, the trailing empty frame).
+*/
+#include "db.h"
+#include "policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Body bytes per compacted frame: big enough that frame overhead is
+** noise, small enough for the scratch buffer. */
+#define BODY_TARGET ((size_t)1 << 20)
+
+void mmfs_compact_opts_init(mmfs_compact_opts *o) {
+    if (o) memset(o, 0, sizeof *o);
+}
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The output being written. */
+typedef struct out {
+    mmfs_db *db;
+    uint32_t first, no;  /* first output segment, the current one */
+    int fd;              /* of segment no, or -1 */
+    uint64_t size, off;  /* its size, the write position */
+    uint8_t *buf;        /* a frame: header room, then records */
+    size_t cap, body;
+    uint32_t count;
+    uint64_t first_lsn, next_lsn; /* of the frame; past its last record */
+    uint64_t kept, dropped;
+} out;
+
+static int io_err(out *o, int e, const char *what) {
+    char path[4096];
+    mmfs__cseg_path(o->db, o->no, path, sizeof path);
+    return mmfs__err_sys(e, what, path);
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? errno : EIO;
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Ends segment O->no: SEAL a seal frame (the log goes on in the next),
+** then fdatasync and close. */
+static int seg_end(out *o, int seal) {
+    int e = 0;
+    if (seal) {
+        uint8_t b[64];
+        size_t n = mmfs__frame_size(0, &o->db->sum);
+        mmfs__frame_finish(b, o->next_lsn, 0, MMFS__FRAME_SEAL, 0, &o->db->sum);
+        e = pwrite_all(o->fd, b, n, o->off);
+        o->off += n;
+    }
+    if (!e && fdatasync(o->fd) < 0) e = errno;
+    close(o->fd);
+    o->fd = -1;
+    return e ? io_err(o, e, seal ? "write" : "fdatasync") : MMFS_OK;
+}
+
+/* Starts output segment NO of at least NEED bytes. */
+static int seg_start(out *o, uint32_t no, uint64_t need) {
+    char path[4096];
+    o->no = no;
+    mmfs__cseg_path(o->db, no, path, sizeof path);
+    (void)unlink(path); /* a leftover: MANIFEST never named it */
+    o->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (o->fd < 0) return mmfs__err_sys(errno, "create", path);
+    o->size = o->db->segment_size;
+    if (need > o->size) o->size = (need + 4095) & ~(uint64_t)4095;
+    int e = ftruncate(o->fd, (off_t)o->size) < 0 ? errno : 0;
+    if (!e) e = mmfs__seg_write_header(o->fd, o->db->sum.type, no, o->size);
+    o->off = MMFS__SEG_HDR;
+    return e ? io_err(o, e, "allocate") : MMFS_OK;
+}
+
+/* Writes the frame being built (COUNT records, or none: the end marker). */
+static int flush_frame(out *o, uint64_t first_lsn) {
+    const mmfs__sum *s = &o->db->sum;
+    size_t flen = mmfs__frame_size(o->body, s), seal = mmfs__frame_size(0, s);
+    int rc;
+    if (o->fd >= 0 && o->off + flen + seal > o->size) {
+        if ((rc = seg_end(o, 1)) != MMFS_OK) return rc;
+        if ((rc = seg_start(o, o->no + 1, MMFS__SEG_HDR + flen + seal)) != MMFS_OK) return rc;
+    } else if (o->fd < 0 && (rc = seg_start(o, o->first, MMFS__SEG_HDR + flen + seal)) != MMFS_OK) {
+        return rc;
+    }
+    mmfs__frame_finish(o->buf, first_lsn, o->count, MMFS__FRAME_COMPACT, o->body, s);
+    int e = pwrite_all(o->fd, o->buf, flen, o->off);
+    if (e) return io_err(o, e, "write");
+    o->off += flen;
+    o->body = 0;
+    o->count = 0;
+    return MMFS_OK;
+}
+
+/* Appends record R (encoded at R->raw) to the output. */
+static int add_record(out *o, const mmfs__rec *r) {
+    size_t need = MMFS__FRAME_HDR + o->body + r->raw_len + 64;
+    int rc;
+    if (o->count && o->body + r->raw_len > BODY_TARGET) {
+        if ((rc = flush_frame(o, o->first_lsn)) != MMFS_OK) return rc;
+        need = MMFS__FRAME_HDR + r->raw_len + 64;
+    }
+    if (need > o->cap) {
+        size_t cap = o->cap ? o->cap : BODY_TARGET + 4096;
+        while (cap < need) cap *= 2;
+        uint8_t *b = realloc(o->buf, cap);
+        if (!b) return mmfs__err(MMFS_NOMEM, "compact: out of memory for a frame");
+        o->buf = b;
+        o->cap = cap;
+    }
+    if (o->count == 0) o->first_lsn = r->lsn;
+    memcpy(o->buf + MMFS__FRAME_HDR + o->body, r->raw, r->raw_len);
+    o->body += r->raw_len;
+    o->count++;
+    o->next_lsn = r->lsn + 1;
+    o->kept++;
+    return MMFS_OK;
+}
+
+/* Decides whether memory record R (live in the engine) stays: its route's
+** ttl, then compaction.keep. */
+static int keep_memory(mmfs__policy *p, const mmfs__rec *r, int64_t now, int *keep) {
+    *keep = 1;
+#ifdef MMFS_HAVE_POLICY
+    if (!p) return MMFS_OK;
+    int64_t ttl;
+    if (mmfs__policy_route_ttl(p, r->u.mem.route, &ttl) && r->u.mem.created_at <= now - ttl) {
+        *keep = 0;
+        return MMFS_OK;
+    }
+    return mmfs__policy_has_keep(p) ? mmfs__policy_keep(p, r, now, keep) : MMFS_OK;
+#else
+    (void)p, (void)r, (void)now;
+    return MMFS_OK;
+#endif
+}
+
+/* Copies the live records of every segment of DB into O. */
+static int copy_live(mmfs_db *db, out *o, mmfs__policy *p, int64_t now) {
+    for (size_t i = 0; i < db->nsegs; i++) {
+        const mmfs__seg *s = &db->segs[i];
+        uint64_t off = MMFS__SEG_HDR;
+        while (off < s->end) {
+            mmfs__frame f;
+            const char *why;
+            if (!mmfs__frame_check(s->map + off, s->size - off, 0, &db->sum, &f, &why))
+                return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (run verify)", s->no,
+                                 (unsigned long long)off, why);
+            const uint8_t *q = f.body, *end = f.body + f.body_len;
+            for (uint32_t k = 0; k < f.count; k++) {
+                mmfs__rec r;
+                if (mmfs__rec_decode(q, (size_t)(end - q), &r) != MMFS_OK)
+                    return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: malformed record", s->no,
+                                     (unsigned long long)off);
+                q += r.raw_len;
+                int keep = mmfs__engine_is_live(db->eng, &r), rc;
+                if (keep && r.type == MMFS__R_MEMORY && (rc = keep_memory(p, &r, now, &keep)) != MMFS_OK)
+                    return rc;
+                if (!keep) {
+                    o->dropped++;
+                    continue;
+                }
+                if ((rc = add_record(o, &r)) != MMFS_OK) return rc;
+            }
+            off += f.frame_len;
+        }
+    }
+    return MMFS_OK;
+}
+
+/* Removes output segments FIRST..LAST under either name (a failed run). */
+static void remove_output(mmfs_db *db, uint32_t first, uint32_t last) {
+    char path[4096];
+    for (uint32_t no = first; no && no <= last; no++) {
+        mmfs__cseg_path(db, no, path, sizeof path);
+        (void)unlink(path);
+    }
+    (void)mmfs__fsync_dir(db->log_dir);
+}
+
+static uint64_t log_bytes(const mmfs_db *db) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < db->nsegs; i++) n += db->segs[i].end - MMFS__SEG_HDR;
+    return n;
+}
+
+/* Builds a VM of the policy in force, for ttl and keep (NULL: none). */
+static int policy_vm(mmfs_db *db, mmfs__policy **out) {
+    *out = NULL;
+#ifdef MMFS_HAVE_POLICY
+    mmfs_slice src;
+    uint64_t lsn;
+    mmfs__engine_policy(db->eng, &src, &lsn);
+    if (!src.len) return MMFS_OK;
+    mmfs__policy_limits lim;
+    lim.hook_budget = db->opt.hook_budget ? db->opt.hook_budget : MMFS__DEFAULT_HOOK_BUDGET;
+    lim.batch_budget = lim.hook_budget * MMFS__BATCH_BUDGET_FACTOR;
+    lim.mem_limit = MMFS__POLICY_MEM_LIMIT;
+    int rc = mmfs__policy_new(src.ptr, src.len, &lim, out);
+    if (rc) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        return mmfs__err(rc, "compact: the policy in force fails here: %s", msg);
+    }
+    return MMFS_OK;
+#else
+    mmfs_slice src;
+    uint64_t lsn;
+    mmfs__engine_policy(db->eng, &src, &lsn);
+    return src.len ? mmfs__err(MMFS_INVALID, "compact: the store has a policy, and this build has no policy VM")
+                   : MMFS_OK;
+#endif
+}
+
+/* Steps 2 to 4 (see the top), under the writer lock. */
+static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
+    mmfs__policy *p = NULL;
+    int rc = policy_vm(db, &p);
+    if (rc) return rc;
+    out o;
+    memset(&o, 0, sizeof o);
+    o.db = db;
+    o.fd = -1;
+    o.first = mmfs__seg_last(db)->no + 1;
+    res->bytes_before = log_bytes(db);
+    rc = copy_live(db, &o, p, now);
+#ifdef MMFS_HAVE_POLICY
+    if (p) mmfs__policy_free(p);
+#endif
+    /* The end marker: no record, first LSN = the store's next LSN. */
+    if (rc == MMFS_OK && o.count) rc = flush_frame(&o, o.first_lsn);
+    if (rc == MMFS_OK) rc = flush_frame(&o, db->next_lsn);
+    uint64_t end = o.off;
+    if (rc == MMFS_OK) {
+        /* Synced first, then stamped (and synced again): everything up to
+        ** END is durable, so a damaged compacted frame is never a tail. */
+        int e = fdatasync(o.fd) < 0 ? errno : 0;
+        if (!e) {
+            mmfs__seg_stamp(o.fd, end);
+            if (fdatasync(o.fd) < 0) e = errno;
+        }
+        if (e) rc = io_err(&o, e, "fdatasync");
+    }
+    if (o.fd >= 0) close(o.fd);
+    free(o.buf);
+    uint32_t last = o.no;
+    if (rc == MMFS_OK) rc = mmfs__fsync_dir(db->log_dir);
+    if (rc) {
+        remove_output(db, o.first, last);
+        return rc;
+    }
+
+    /* The switch. */
+    uint32_t old_first = db->first_seg, old_last = mmfs__seg_last(db)->no, old_mlast = db->last_seg,
+             old_cseg = db->compact_seg;
+    uint64_t old_lf = db->lsn_floor, old_if = db->id_floor;
+    atomic_store(&db->shm->first_segment, o.first);
+    db->id_floor = mmfs__next_memory_id(db);
+    db->lsn_floor = db->next_lsn;
+    db->first_seg = o.first;
+    db->last_seg = last;
+    db->compact_seg = last;
+    if ((rc = mmfs__manifest_write(db)) != MMFS_OK) {
+        /* Only a failed fsync of ROOT may come after the rename: ask. */
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        int switched = mmfs__manifest_reread(db) == MMFS_OK && db->first_seg == o.first;
+        if (!switched) {
+            db->first_seg = old_first;
+            db->last_seg = old_mlast;
+            db->compact_seg = old_cseg;
+            db->lsn_floor = old_lf;
+            db->id_floor = old_if;
+            atomic_store(&db->shm->first_segment, old_first);
+            remove_output(db, o.first, last);
+            return mmfs__err(rc, "compact: %s (the store is unchanged)", msg);
+        }
+    }
+    char from[4096], to[4096];
+    for (uint32_t no = o.first; no <= last; no++) {
+        mmfs__cseg_path(db, no, from, sizeof from);
+        mmfs__seg_path(db, no, to, sizeof to);
+        (void)rename(from, to); /* what fails here, open finishes */
+    }
+    (void)mmfs__fsync_dir(db->log_dir);
+
+    /* This handle now reads the new log, like any other handle. */
+    if ((rc = mmfs__rebuild(db)) != MMFS_OK) return rc;
+    uint64_t pos = atomic_load(&db->applied);
+    pthread_mutex_lock(&db->smu);
+    db->written_pos = db->durable_pos = db->synced_pos = db->stamp_pos = pos;
+    db->written_lsn = db->durable_lsn = db->next_lsn - 1;
+    db->written_fd = mmfs__seg_last(db)->fd;
+    pthread_mutex_unlock(&db->smu);
+    atomic_store(&db->shm->durable, pos);
+    atomic_store_explicit(&db->shm->written, pos, memory_order_release);
+
+    for (uint32_t no = old_first; no <= old_last; no++) {
+        mmfs__seg_path(db, no, from, sizeof from);
+        (void)unlink(from); /* what is left, open removes (below first_segment) */
+    }
+    (void)mmfs__fsync_dir(db->log_dir);
+    res->bytes_after = log_bytes(db);
+    res->kept = o.kept;
+    res->dropped = o.dropped;
+    return MMFS_OK;
+}
+
+int mmfs_compact(mmfs_db *db, const mmfs_compact_opts *opts, mmfs_compact_result *out) {
+    mmfs_compact_result res;
+    memset(&res, 0, sizeof res);
+    if (out) memset(out, 0, sizeof *out);
+    int rc = mmfs__usable(db);
+    if (rc) return rc;
+    if (db->opt.readonly) return mmfs__err(MMFS_READONLY, "%s: opened read-only: cannot compact", db->dir);
+    if (mmfs__in_own_writer(db)) return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store (compact)", db->dir);
+    if (opts && opts->now < 0) return mmfs__err(MMFS_INVALID, "compact: now: negative");
+    if (atomic_exchange(&db->compacting, 1)) return mmfs__err(MMFS_BUSY, "%s: a compaction already runs", db->dir);
+    uint64_t t0 = now_ms();
+    int64_t now = opts && opts->now ? opts->now : (int64_t)time(NULL);
+    pthread_mutex_lock(&db->wmu);
+    if ((rc = mmfs__sync_check(db)) == MMFS_OK && (rc = mmfs__lock_acquire(db)) == MMFS_OK) {
+        if ((rc = mmfs__lock_check(db)) == MMFS_OK &&
+            (rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire))) ==
+                MMFS_OK)
+            rc = compact_locked(db, now, &res);
+        mmfs__lock_release(db);
+    }
+    pthread_mutex_unlock(&db->wmu);
+    if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
+    atomic_store(&db->compacting, 0);
+    res.ms = now_ms() - t0;
+    if (rc == MMFS_OK && out) *out = res;
+    return rc;
+}
