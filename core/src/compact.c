@@ -33,6 +33,7 @@
 ** (MANIFEST's floors, the trailing empty frame).
 */
 #include "db.h"
+#include "hmap.h"
 #include "policy.h"
 
 #include <errno.h>
@@ -165,26 +166,49 @@ static int add_record(out *o, const mmfs__rec *r) {
     return MMFS_OK;
 }
 
-/* Decides whether memory record R (live in the engine) stays: its route's
-** ttl, then compaction.keep. */
-static int keep_memory(mmfs__policy *p, const mmfs__rec *r, int64_t now, int *keep) {
-    *keep = 1;
-#ifdef MMFS_HAVE_POLICY
-    if (!p) return MMFS_OK;
-    int64_t ttl;
-    if (mmfs__policy_route_ttl(p, r->u.mem.route, &ttl) && r->u.mem.created_at <= now - ttl) {
-        *keep = 0;
+/* Per tag, the live memories with it (for compaction.keep's third
+** argument): TOTAL from a first pass, SEEN so far in the copy. */
+typedef struct tagcount {
+    mmfs_slice name;
+    uint64_t total, seen;
+} tagcount;
+
+typedef struct tags {
+    mmfs__hmap map; /* name -> index + 1 */
+    tagcount *v;
+    size_t n, cap;
+    uint64_t *newer; /* scratch: one memory's counts */
+    size_t newer_cap;
+} tags;
+
+static mmfs_slice tag_key(const void *ctx, uintptr_t v) { return ((const tags *)ctx)->v[v - 1].name; }
+
+/* The count of tag NAME, made if ADD. */
+static int tag_get(tags *t, mmfs_slice name, int add, tagcount **out) {
+    uint64_t h = mmfs__hash(name);
+    uintptr_t i = mmfs__hmap_get(&t->map, name, h);
+    *out = NULL;
+    if (i) {
+        *out = &t->v[i - 1];
         return MMFS_OK;
     }
-    return mmfs__policy_has_keep(p) ? mmfs__policy_keep(p, r, now, keep) : MMFS_OK;
-#else
-    (void)p, (void)r, (void)now;
+    if (!add) return MMFS_OK;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        tagcount *v = realloc(t->v, cap * sizeof *v);
+        if (!v) return mmfs__err(MMFS_NOMEM, "compact: out of memory counting tags");
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[t->n] = (tagcount){name, 0, 0};
+    int rc = mmfs__hmap_put(&t->map, name, h, t->n + 1, NULL);
+    if (rc) return rc;
+    *out = &t->v[t->n++];
     return MMFS_OK;
-#endif
 }
 
-/* Copies the live records of every segment of DB into O. */
-static int copy_live(mmfs_db *db, out *o, mmfs__policy *p, int64_t now) {
+/* Calls FN(ud, db, r) for every record of the log, in order. */
+static int each_record(mmfs_db *db, int (*fn)(void *ud, const mmfs__rec *r), void *ud) {
     for (size_t i = 0; i < db->nsegs; i++) {
         const mmfs__seg *s = &db->segs[i];
         uint64_t off = MMFS__SEG_HDR;
@@ -201,19 +225,98 @@ static int copy_live(mmfs_db *db, out *o, mmfs__policy *p, int64_t now) {
                     return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: malformed record", s->no,
                                      (unsigned long long)off);
                 q += r.raw_len;
-                int keep = mmfs__engine_is_live(db->eng, &r), rc;
-                if (keep && r.type == MMFS__R_MEMORY && (rc = keep_memory(p, &r, now, &keep)) != MMFS_OK)
-                    return rc;
-                if (!keep) {
-                    o->dropped++;
-                    continue;
-                }
-                if ((rc = add_record(o, &r)) != MMFS_OK) return rc;
+                int rc = fn(ud, &r);
+                if (rc) return rc;
             }
             off += f.frame_len;
         }
     }
     return MMFS_OK;
+}
+
+typedef struct copy_ctx {
+    mmfs_db *db;
+    out *o;
+    mmfs__policy *p;
+    int64_t now;
+    tags *t; /* NULL: no keep function, nothing counted */
+} copy_ctx;
+
+static int count_tags(void *ud, const mmfs__rec *r) {
+    copy_ctx *c = ud;
+    if (r->type != MMFS__R_MEMORY || !mmfs__engine_is_live(c->db->eng, r)) return MMFS_OK;
+    const uint8_t *q = r->u.mem.tags.ptr;
+    for (uint32_t i = 0; i < r->u.mem.ntags; i++) {
+        tagcount *tc;
+        int rc = tag_get(c->t, mmfs__tag_next(&q), 1, &tc);
+        if (rc) return rc;
+        tc->total++;
+    }
+    return MMFS_OK;
+}
+
+/* Decides whether memory record R (live in the engine) stays: its route's
+** ttl, then compaction.keep. */
+static int keep_memory(copy_ctx *c, const mmfs__rec *r, int *keep) {
+    *keep = 1;
+#ifdef MMFS_HAVE_POLICY
+    if (!c->p) return MMFS_OK;
+    int64_t ttl;
+    const uint64_t *newer = NULL;
+    if (c->t) { /* counted first, so a memory forgotten by ttl still counts */
+        tags *t = c->t;
+        if (r->u.mem.ntags > t->newer_cap) {
+            uint64_t *n = realloc(t->newer, r->u.mem.ntags * sizeof *n);
+            if (!n) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
+            t->newer = n;
+            t->newer_cap = r->u.mem.ntags;
+        }
+        const uint8_t *q = r->u.mem.tags.ptr;
+        for (uint32_t i = 0; i < r->u.mem.ntags; i++) {
+            tagcount *tc;
+            (void)tag_get(t, mmfs__tag_next(&q), 0, &tc);
+            t->newer[i] = tc && tc->total > tc->seen ? tc->total - tc->seen - 1 : 0;
+            if (tc) tc->seen++;
+        }
+        newer = t->newer;
+    }
+    if (mmfs__policy_route_ttl(c->p, r->u.mem.route, &ttl) && r->u.mem.created_at <= c->now - ttl) {
+        *keep = 0;
+        return MMFS_OK;
+    }
+    return c->t ? mmfs__policy_keep(c->p, r, c->now, newer, keep) : MMFS_OK;
+#else
+    (void)c, (void)r;
+    return MMFS_OK;
+#endif
+}
+
+static int copy_record(void *ud, const mmfs__rec *r) {
+    copy_ctx *c = ud;
+    int keep = mmfs__engine_is_live(c->db->eng, r), rc;
+    if (keep && r->type == MMFS__R_MEMORY && (rc = keep_memory(c, r, &keep)) != MMFS_OK) return rc;
+    if (!keep) {
+        c->o->dropped++;
+        return MMFS_OK;
+    }
+    return add_record(c->o, r);
+}
+
+/* Copies the live records of every segment of DB into O. */
+static int copy_live(mmfs_db *db, out *o, mmfs__policy *p, int64_t now) {
+    tags t;
+    memset(&t, 0, sizeof t);
+    mmfs__hmap_init(&t.map, tag_key, &t);
+    copy_ctx c = {db, o, p, now, NULL};
+#ifdef MMFS_HAVE_POLICY
+    if (p && mmfs__policy_has_keep(p)) c.t = &t;
+#endif
+    int rc = c.t ? each_record(db, count_tags, &c) : MMFS_OK;
+    if (rc == MMFS_OK) rc = each_record(db, copy_record, &c);
+    mmfs__hmap_free(&t.map);
+    free(t.v);
+    free(t.newer);
+    return rc;
 }
 
 /* Removes output segments FIRST..LAST under either name (a failed run). */

@@ -78,10 +78,11 @@ int mmfs__policy_route_indexed(const mmfs__policy *p, mmfs_slice route);
 int mmfs__policy_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
 /* 1 if the policy has compaction.keep. */
 int mmfs__policy_has_keep(const mmfs__policy *p);
-/* *keep = compaction.keep(mem, NOW) for MEMORY record MEM, under the hook
-** limits.  Errors: MMFS_REJECTED (keep raised), MMFS_LIMIT, MMFS_NOMEM;
-** the VM stays usable. */
-int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, int *keep);
+/* *keep = compaction.keep(mem, NOW, newer) for MEMORY record MEM, under
+** the hook limits; NEWER[i] (may be NULL: zeros) is the number of live
+** memories newer than MEM with its i-th tag.  Errors: MMFS_REJECTED (keep
+** raised), MMFS_LIMIT, MMFS_NOMEM; the VM stays usable. */
+int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep);
 
 #endif
 #endif

@@ -121,6 +121,6 @@ int mmfs__policy_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl
 
 int mmfs__policy_has_keep(const mmfs__policy *p) { return p ? vm->has_keep(p) : 0; }
 
-int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, int *keep) {
-    return vm->keep(&host, p, mem, now, keep);
+int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep) {
+    return vm->keep(&host, p, mem, now, newer, keep);
 }

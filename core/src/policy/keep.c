@@ -10,7 +10,9 @@
 **   the call (REJECTED or LIMIT, naming compaction.keep); the VM stays
 **   usable, and compaction then writes nothing.
 ** - mem looks as it does in hooks: id, text, tags (an array readable as a
-**   set), route, created_at.
+**   set), route, created_at.  The third argument, newer, maps each of its
+**   tags to the number of live memories with that tag newer than it (for
+**   "keep the newest N per tag").
 */
 #include "pvm.h"
 
@@ -32,6 +34,7 @@ typedef struct keep_args {
     mmfs__policy *p;
     const mmfs__rec *mem;
     int64_t now;
+    const uint64_t *newer;
     int keep;
 } keep_args;
 
@@ -53,15 +56,23 @@ static int keep_protected(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)r->u.mem.created_at);
     lua_setfield(L, -2, "created_at");
     lua_pushinteger(L, (lua_Integer)a->now);
+    lua_createtable(L, 0, (int)r->u.mem.ntags);
+    const uint8_t *q = r->u.mem.tags.ptr;
+    for (uint32_t i = 0; i < r->u.mem.ntags; i++) {
+        mmfs_slice t = mmfs__tag_next(&q);
+        pvm_pushs(L, t);
+        lua_pushinteger(L, a->newer ? (lua_Integer)a->newer[i] : 0);
+        lua_rawset(L, -3);
+    }
     mmfs__pvm_begin_call(a->p, "compaction.keep");
-    lua_call(L, 2, 1);
+    lua_call(L, 3, 1);
     a->keep = lua_toboolean(L, -1);
     return 0;
 }
 
-int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, int *keep) {
+int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep) {
     lua_State *L = p->L;
-    keep_args a = {p, mem, now, 1};
+    keep_args a = {p, mem, now, newer, 1};
     mmfs__pvm_reset(L, p);
     p->call_budget = p->lim.hook_budget;
     p->what = "compaction.keep";

@@ -255,6 +255,6 @@ int mmfs__pvm_run(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs__po
 int mmfs__pvm_route_indexed(const mmfs__policy *p, mmfs_slice route);
 int mmfs__pvm_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
 int mmfs__pvm_has_keep(const mmfs__policy *p);
-int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, int *keep);
+int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep);
 
 #endif

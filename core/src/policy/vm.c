@@ -43,9 +43,10 @@ static int api_run(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *in
     return mmfs__pvm_run(p, in, n, st, out);
 }
 
-static int api_keep(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *mem, int64_t now, int *keep) {
+static int api_keep(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *mem, int64_t now,
+                    const uint64_t *newer, int *keep) {
     host = h;
-    return mmfs__pvm_keep(p, mem, now, keep);
+    return mmfs__pvm_keep(p, mem, now, newer, keep);
 }
 
 static const mmfs__pvm_api api = {MMFS__PVM_ABI,           sizeof(mmfs__rec),   api_new,  mmfs__pvm_free,

@@ -54,7 +54,8 @@ typedef struct mmfs__pvm_api {
     /* ABI 2: compaction (keep.c) */
     int (*route_ttl)(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
     int (*has_keep)(const mmfs__policy *p);
-    int (*keep)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *mem, int64_t now, int *keep);
+    int (*keep)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *mem, int64_t now,
+                const uint64_t *newer, int *keep);
 } mmfs__pvm_api;
 
 /* The entry point: returns the VM's table, or NULL when HOST's ABI is not
