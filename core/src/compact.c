@@ -17,8 +17,9 @@
 **      (first_segment, last_segment and "compacted SEG NEXT_LSN NEXT_ID":
 **      the switch, atomic by rename), then the .cseg files are renamed to
 **      .seg and log/ fsynced
-**   4. this handle rebuilds its engine from the new log (mmfs__reload's
-**      work), publishes the new written end, and unlinks the old files
+**   4. this handle moves its engine over to the new log without a replay
+**      (rebase: the engine already holds what the output holds), publishes
+**      the new written end, and unlinks the old files
 **
 ** Crash safety: before the MANIFEST rename, MANIFEST names the old log and
 ** the .cseg files are leftovers that the next open (or compaction)
@@ -67,7 +68,11 @@ typedef struct out {
     size_t cap, body;
     uint32_t count;
     uint64_t first_lsn, next_lsn; /* of the frame; past its last record */
-    uint64_t kept, dropped;
+    uint64_t kept, dropped, kept_bytes;
+    uint64_t *ends;      /* ends[i]: where the frames of segment first + i end */
+    size_t nends;
+    uint64_t *forgot;    /* ids of live memories ttl or keep forgot */
+    size_t nforgot, capforgot;
 } out;
 
 static int io_err(out *o, int e, const char *what) {
@@ -92,6 +97,10 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
 ** then fdatasync and close. */
 static int seg_end(out *o, int seal) {
     int e = 0;
+    uint64_t *v = realloc(o->ends, (o->nends + 1) * sizeof *v);
+    if (!v) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
+    o->ends = v;
+    o->ends[o->nends++] = o->off;
     if (seal) {
         uint8_t b[64];
         size_t n = mmfs__frame_size(0, &o->db->sum);
@@ -163,6 +172,7 @@ static int add_record(out *o, const mmfs__rec *r) {
     o->count++;
     o->next_lsn = r->lsn + 1;
     o->kept++;
+    o->kept_bytes += r->raw_len;
     return MMFS_OK;
 }
 
@@ -296,7 +306,18 @@ static int copy_record(void *ud, const mmfs__rec *r) {
     int keep = mmfs__engine_is_live(c->db->eng, r), rc;
     if (keep && r->type == MMFS__R_MEMORY && (rc = keep_memory(c, r, &keep)) != MMFS_OK) return rc;
     if (!keep) {
-        c->o->dropped++;
+        out *o = c->o;
+        o->dropped++;
+        if (r->type == MMFS__R_MEMORY && mmfs__engine_is_live(c->db->eng, r)) {
+            if (o->nforgot == o->capforgot) {
+                size_t cap = o->capforgot ? o->capforgot * 2 : 256;
+                uint64_t *v = realloc(o->forgot, cap * sizeof *v);
+                if (!v) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
+                o->forgot = v;
+                o->capforgot = cap;
+            }
+            o->forgot[o->nforgot++] = r->u.mem.id;
+        }
         return MMFS_OK;
     }
     return add_record(c->o, r);
@@ -363,6 +384,47 @@ static int policy_vm(mmfs_db *db, mmfs__policy **out) {
 #endif
 }
 
+/* This handle reads the new log without a replay: its engine already
+** holds exactly the output's records (they point into the old mappings,
+** which stay until close), less the memories ttl and keep forgot, which
+** are deleted from it here.  Other handles rebuild (mmfs__reload). */
+static int rebase(mmfs_db *db, const out *o, uint32_t last, uint64_t end) {
+    int rc = mmfs__seg_retire_all(db);
+    if (rc) return rc;
+    for (uint32_t no = o->first; no <= last; no++) {
+        if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) break;
+        mmfs__seg *s = mmfs__seg_last(db);
+        size_t i = no - o->first;
+        s->end = no == last ? end : o->ends[i];
+        s->sealed = no != last;
+        s->stamp = no == last ? end : s->stamp;
+    }
+    if (rc) {
+        atomic_store(&db->broken, 1);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&db->rw);
+    for (size_t i = 0; i < o->nforgot && rc == MMFS_OK; i++) {
+        /* A delete made here for the engine alone (it keeps no pointer to
+        ** a delete record); the LSN only has to match its own header. */
+        mmfs__rec d;
+        uint8_t buf[64];
+        memset(&d, 0, sizeof d);
+        d.type = MMFS__R_DEL_MEMORY;
+        d.lsn = db->next_lsn;
+        d.u.del_mem.id = o->forgot[i];
+        d.raw_len = (uint32_t)mmfs__rec_size(&d);
+        mmfs__rec_encode(&d, buf);
+        d.raw = buf;
+        rc = mmfs__engine_apply(db->eng, &d);
+    }
+    db->rec_bytes = o->kept_bytes;
+    atomic_store(&db->applied, MMFS__POS(last, end));
+    pthread_rwlock_unlock(&db->rw);
+    if (rc) atomic_store(&db->broken, 1);
+    return rc;
+}
+
 /* Steps 2 to 4 (see the top), under the writer lock. */
 static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     mmfs__policy *p = NULL;
@@ -398,6 +460,8 @@ static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     if (rc == MMFS_OK) rc = mmfs__fsync_dir(db->log_dir);
     if (rc) {
         remove_output(db, o.first, last);
+        free(o.ends);
+        free(o.forgot);
         return rc;
     }
 
@@ -424,6 +488,8 @@ static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
             db->id_floor = old_if;
             atomic_store(&db->shm->first_segment, old_first);
             remove_output(db, o.first, last);
+            free(o.ends);
+            free(o.forgot);
             return mmfs__err(rc, "compact: %s (the store is unchanged)", msg);
         }
     }
@@ -436,7 +502,10 @@ static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     (void)mmfs__fsync_dir(db->log_dir);
 
     /* This handle now reads the new log, like any other handle. */
-    if ((rc = mmfs__rebuild(db)) != MMFS_OK) return rc;
+    rc = rebase(db, &o, last, end);
+    free(o.ends);
+    free(o.forgot);
+    if (rc) return rc;
     uint64_t pos = atomic_load(&db->applied);
     pthread_mutex_lock(&db->smu);
     db->written_pos = db->durable_pos = db->synced_pos = db->stamp_pos = pos;
