@@ -41,6 +41,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,8 +132,12 @@ static int seg_start(out *o, uint32_t no, uint64_t need) {
     return e ? io_err(o, e, "allocate") : MMFS_OK;
 }
 
-/* Writes the frame being built (COUNT records, or none: the end marker). */
+/* Writes the frame being built (COUNT records, or none: a marker). */
 static int flush_frame(out *o, uint64_t first_lsn) {
+    if (!o->buf) {
+        if (!(o->buf = malloc(BODY_TARGET + 4096))) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
+        o->cap = BODY_TARGET + 4096;
+    }
     const mmfs__sum *s = &o->db->sum;
     size_t flen = mmfs__frame_size(o->body, s), seal = mmfs__frame_size(0, s);
     int rc;
@@ -145,6 +151,7 @@ static int flush_frame(out *o, uint64_t first_lsn) {
     int e = pwrite_all(o->fd, o->buf, flen, o->off);
     if (e) return io_err(o, e, "write");
     o->off += flen;
+    if (!o->count) o->next_lsn = first_lsn; /* a marker: the log goes on there */
     o->body = 0;
     o->count = 0;
     return MMFS_OK;
@@ -217,21 +224,33 @@ static int tag_get(tags *t, mmfs_slice name, int add, tagcount **out) {
     return MMFS_OK;
 }
 
-/* Calls FN(ud, db, r) for every record of the log, in order. */
-static int each_record(mmfs_db *db, int (*fn)(void *ud, const mmfs__rec *r), void *ud) {
-    for (size_t i = 0; i < db->nsegs; i++) {
-        const mmfs__seg *s = &db->segs[i];
-        uint64_t off = MMFS__SEG_HDR;
-        while (off < s->end) {
+/* The log as it was when the compaction started: the segments (copies of
+** the table entries: their mappings stay until close, whatever happens to
+** the table) and where their frames end. */
+typedef struct snap {
+    mmfs__seg *segs;
+    size_t n;
+    uint64_t end;     /* position past the last frame */
+    uint64_t next_lsn; /* the store's next LSN there */
+    uint32_t first;   /* MANIFEST's first segment then */
+} snap;
+
+/* Calls FN(ud, r) for every record of the snapshot, in order. */
+static int each_record(const snap *sn, const mmfs__sum *sum, int (*fn)(void *ud, const mmfs__rec *r), void *ud) {
+    for (size_t i = 0; i < sn->n; i++) {
+        const mmfs__seg *s = &sn->segs[i];
+        uint64_t off = MMFS__SEG_HDR, end = i + 1 == sn->n ? MMFS__POS_OFF(sn->end) : s->end;
+        while (off < end) {
             mmfs__frame f;
             const char *why;
-            if (!mmfs__frame_check(s->map + off, s->size - off, 0, &db->sum, &f, &why))
+            if (!mmfs__frame_check(s->map + off, s->size - off, 0, sum, &f, &why))
                 return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (run verify)", s->no,
                                  (unsigned long long)off, why);
-            const uint8_t *q = f.body, *end = f.body + f.body_len;
+            if (f.flags & MMFS__FRAME_SEAL) break;
+            const uint8_t *q = f.body, *fend = f.body + f.body_len;
             for (uint32_t k = 0; k < f.count; k++) {
                 mmfs__rec r;
-                if (mmfs__rec_decode(q, (size_t)(end - q), &r) != MMFS_OK)
+                if (mmfs__rec_decode(q, (size_t)(fend - q), &r) != MMFS_OK)
                     return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: malformed record", s->no,
                                      (unsigned long long)off);
                 q += r.raw_len;
@@ -252,9 +271,19 @@ typedef struct copy_ctx {
     tags *t; /* NULL: no keep function, nothing counted */
 } copy_ctx;
 
+/* Whether the engine still needs R.  The copy runs without the writer
+** lock: the engine's read side guards against this process's writers, and
+** db->eng is read under it (a rebuild swaps it under the write side). */
+static int live(mmfs_db *db, const mmfs__rec *r) {
+    pthread_rwlock_rdlock(&db->rw);
+    int l = mmfs__engine_is_live(db->eng, r);
+    pthread_rwlock_unlock(&db->rw);
+    return l;
+}
+
 static int count_tags(void *ud, const mmfs__rec *r) {
     copy_ctx *c = ud;
-    if (r->type != MMFS__R_MEMORY || !mmfs__engine_is_live(c->db->eng, r)) return MMFS_OK;
+    if (r->type != MMFS__R_MEMORY || !live(c->db, r)) return MMFS_OK;
     const uint8_t *q = r->u.mem.tags.ptr;
     for (uint32_t i = 0; i < r->u.mem.ntags; i++) {
         tagcount *tc;
@@ -303,12 +332,12 @@ static int keep_memory(copy_ctx *c, const mmfs__rec *r, int *keep) {
 
 static int copy_record(void *ud, const mmfs__rec *r) {
     copy_ctx *c = ud;
-    int keep = mmfs__engine_is_live(c->db->eng, r), rc;
+    int keep = live(c->db, r), rc;
     if (keep && r->type == MMFS__R_MEMORY && (rc = keep_memory(c, r, &keep)) != MMFS_OK) return rc;
     if (!keep) {
         out *o = c->o;
         o->dropped++;
-        if (r->type == MMFS__R_MEMORY && mmfs__engine_is_live(c->db->eng, r)) {
+        if (r->type == MMFS__R_MEMORY && live(c->db, r)) {
             if (o->nforgot == o->capforgot) {
                 size_t cap = o->capforgot ? o->capforgot * 2 : 256;
                 uint64_t *v = realloc(o->forgot, cap * sizeof *v);
@@ -323,8 +352,8 @@ static int copy_record(void *ud, const mmfs__rec *r) {
     return add_record(c->o, r);
 }
 
-/* Copies the live records of every segment of DB into O. */
-static int copy_live(mmfs_db *db, out *o, mmfs__policy *p, int64_t now) {
+/* Copies the live records of the snapshot SN of DB into O. */
+static int copy_live(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int64_t now) {
     tags t;
     memset(&t, 0, sizeof t);
     mmfs__hmap_init(&t.map, tag_key, &t);
@@ -332,12 +361,78 @@ static int copy_live(mmfs_db *db, out *o, mmfs__policy *p, int64_t now) {
 #ifdef MMFS_HAVE_POLICY
     if (p && mmfs__policy_has_keep(p)) c.t = &t;
 #endif
-    int rc = c.t ? each_record(db, count_tags, &c) : MMFS_OK;
-    if (rc == MMFS_OK) rc = each_record(db, copy_record, &c);
+    int rc = c.t ? each_record(sn, &db->sum, count_tags, &c) : MMFS_OK;
+    if (rc == MMFS_OK) rc = each_record(sn, &db->sum, copy_record, &c);
     mmfs__hmap_free(&t.map);
     free(t.v);
     free(t.newer);
     return rc;
+}
+
+/* Appends frame F (checked, not a seal; its bytes at P) as it is: a frame
+** does not depend on where it lies. */
+static int carry_frame(out *o, const mmfs__frame *f, const uint8_t *p) {
+    const mmfs__sum *s = &o->db->sum;
+    size_t seal = mmfs__frame_size(0, s);
+    int rc;
+    if (o->off + f->frame_len + seal > o->size) {
+        if ((rc = seg_end(o, 1)) != MMFS_OK) return rc;
+        if ((rc = seg_start(o, o->no + 1, MMFS__SEG_HDR + f->frame_len + seal)) != MMFS_OK) return rc;
+    }
+    int e = pwrite_all(o->fd, p, f->frame_len, o->off);
+    if (e) return io_err(o, e, "write");
+    o->off += f->frame_len;
+    o->next_lsn = f->first_lsn + f->count;
+    o->kept += f->count;
+    o->kept_bytes += f->body_len;
+    return MMFS_OK;
+}
+
+/* Carries over the frames of DB's log from position FROM to its end
+** (appended while the copy ran; caller holds the writer lock). */
+static int carry_over(mmfs_db *db, out *o, uint64_t from) {
+    uint64_t pos = from, to = atomic_load(&db->applied);
+    while (pos < to) {
+        mmfs__seg *s = mmfs__seg_find(db, MMFS__POS_SEG(pos));
+        uint64_t off = MMFS__POS_OFF(pos);
+        if (!s) return mmfs__err(MMFS_CORRUPT, "compact: log/%08u.seg is not open here", MMFS__POS_SEG(pos));
+        mmfs__frame f;
+        const char *why;
+        if (off >= s->end) {
+            pos = MMFS__POS(s->no + 1, MMFS__SEG_HDR); /* past its seal */
+            continue;
+        }
+        if (!mmfs__frame_check(s->map + off, s->size - off, 0, &db->sum, &f, &why))
+            return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (run verify)", s->no,
+                             (unsigned long long)off, why);
+        int rc = carry_frame(o, &f, s->map + off);
+        if (rc) return rc;
+        pos += f.frame_len;
+    }
+    return MMFS_OK;
+}
+
+/* Gives the output segments numbers from NEW_FIRST on (writers made
+** segments up to NEW_FIRST - 1 while the copy ran): each header is
+** rewritten and the file renamed, the last first so no name is taken. */
+static int renumber(out *o, uint32_t new_first) {
+    uint32_t shift = new_first - o->first, last = o->no;
+    for (uint32_t no = last + 1; no-- > o->first;) {
+        char from[4096], to[4096];
+        mmfs__cseg_path(o->db, no, from, sizeof from);
+        mmfs__cseg_path(o->db, no + shift, to, sizeof to);
+        int fd = no == last ? o->fd : open(from, O_RDWR | O_CLOEXEC), e = 0;
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) e = errno ? errno : EIO;
+        if (!e) e = mmfs__seg_write_header(fd, o->db->sum.type, no + shift, (uint64_t)st.st_size);
+        if (!e && no != last && fdatasync(fd) < 0) e = errno;
+        if (fd >= 0 && no != last) close(fd);
+        if (!e && rename(from, to) < 0) e = errno;
+        if (e) return mmfs__err_sys(e, "renumber", from);
+    }
+    o->first += shift;
+    o->no += shift;
+    return MMFS_OK;
 }
 
 /* Removes output segments FIRST..LAST under either name (a failed run). */
@@ -425,23 +520,88 @@ static int rebase(mmfs_db *db, const out *o, uint32_t last, uint64_t end) {
     return rc;
 }
 
-/* Steps 2 to 4 (see the top), under the writer lock. */
-static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
-    mmfs__policy *p = NULL;
-    int rc = policy_vm(db, &p);
-    if (rc) return rc;
+/* Takes the writer lock as a write does (wmu, the flock) and catches up.
+** Errors: MMFS_BUSY (lock_timeout_ms), MMFS_IO, MMFS_CORRUPT. */
+static int enter(mmfs_db *db) {
+    pthread_mutex_lock(&db->wmu);
+    int rc = mmfs__sync_check(db);
+    if (rc == MMFS_OK && (rc = mmfs__lock_acquire(db)) == MMFS_OK) {
+        if ((rc = mmfs__lock_check(db)) == MMFS_OK)
+            rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire));
+        if (rc) mmfs__lock_release(db);
+    }
+    if (rc) pthread_mutex_unlock(&db->wmu);
+    return rc;
+}
+
+static void leave(mmfs_db *db) {
+    mmfs__lock_release(db);
+    pthread_mutex_unlock(&db->wmu);
+}
+
+static int switch_to(mmfs_db *db, out *o, uint32_t last, uint64_t end, mmfs_compact_result *res);
+
+/* Step 1 (see the top), under the writer lock: what the copy reads. */
+static int take_snapshot(mmfs_db *db, snap *sn, out *o, mmfs__policy **p, mmfs_compact_result *res) {
+    sn->segs = malloc(db->nsegs * sizeof *sn->segs);
+    if (!sn->segs) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
+    memcpy(sn->segs, db->segs, db->nsegs * sizeof *sn->segs);
+    sn->n = db->nsegs;
+    sn->end = atomic_load(&db->applied);
+    sn->next_lsn = db->next_lsn;
+    sn->first = db->first_seg;
+    o->first = mmfs__seg_last(db)->no + 1;
+    res->bytes_before = log_bytes(db);
+    return policy_vm(db, p);
+}
+
+int mmfs__compact_lock(const mmfs_db *db, int *fd) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/compact.lock", db->log_dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) return mmfs__err_sys(errno, "open", path);
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
+    int e = errno;
+    close(*fd);
+    *fd = -1;
+    if (e == EWOULDBLOCK) return mmfs__err(MMFS_BUSY, "%s: another compaction runs", db->dir);
+    return mmfs__err_sys(e, "flock", path);
+}
+
+/* Steps 2 to 4 (see the top). */
+static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
+    int lockfd;
+    int rc0 = mmfs__compact_lock(db, &lockfd);
+    if (rc0) return rc0;
+    snap sn;
+    memset(&sn, 0, sizeof sn);
     out o;
     memset(&o, 0, sizeof o);
     o.db = db;
     o.fd = -1;
-    o.first = mmfs__seg_last(db)->no + 1;
-    res->bytes_before = log_bytes(db);
-    rc = copy_live(db, &o, p, now);
+    mmfs__policy *p = NULL;
+    int rc = enter(db), locked = rc == MMFS_OK;
+    if (rc == MMFS_OK) rc = take_snapshot(db, &sn, &o, &p, res);
+    if (locked) leave(db);
+    locked = 0;
+
+    /* The copy, without the writer lock: writers in every process go on. */
+    if (rc == MMFS_OK) rc = copy_live(db, &sn, &o, p, now);
 #ifdef MMFS_HAVE_POLICY
     if (p) mmfs__policy_free(p);
 #endif
-    /* The end marker: no record, first LSN = the store's next LSN. */
     if (rc == MMFS_OK && o.count) rc = flush_frame(&o, o.first_lsn);
+    /* A marker: what follows (the frames carried over) starts at the LSN
+    ** the snapshot ended with. */
+    if (rc == MMFS_OK) rc = flush_frame(&o, sn.next_lsn);
+
+    /* The writer lock again, briefly: what was appended meanwhile, then the
+    ** switch. */
+    if (rc == MMFS_OK && (rc = enter(db)) == MMFS_OK) locked = 1;
+    if (rc == MMFS_OK && db->first_seg != sn.first)
+        rc = mmfs__err(MMFS_BUSY, "%s: another handle compacted the store meanwhile; nothing changed", db->dir);
+    if (rc == MMFS_OK && mmfs__seg_last(db)->no >= o.first) rc = renumber(&o, mmfs__seg_last(db)->no + 1);
+    if (rc == MMFS_OK) rc = carry_over(db, &o, sn.end);
     if (rc == MMFS_OK) rc = flush_frame(&o, db->next_lsn);
     uint64_t end = o.off;
     if (rc == MMFS_OK) {
@@ -455,31 +615,37 @@ static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
         if (e) rc = io_err(&o, e, "fdatasync");
     }
     if (o.fd >= 0) close(o.fd);
+    o.fd = -1;
     free(o.buf);
+    free(sn.segs);
     uint32_t last = o.no;
     if (rc == MMFS_OK) rc = mmfs__fsync_dir(db->log_dir);
-    if (rc) {
-        remove_output(db, o.first, last);
-        free(o.ends);
-        free(o.forgot);
-        return rc;
-    }
+    if (rc == MMFS_OK) rc = switch_to(db, &o, last, end, res);
+    else if (o.first) remove_output(db, o.first, last);
+    free(o.ends);
+    free(o.forgot);
+    if (locked) leave(db);
+    close(lockfd); /* releases compact.lock */
+    return rc;
+}
 
-    /* The switch. */
+/* Step 3 and 4 (see the top), under the writer lock, the output durable. */
+static int switch_to(mmfs_db *db, out *o, uint32_t last, uint64_t end, mmfs_compact_result *res) {
+    int rc;
     uint32_t old_first = db->first_seg, old_last = mmfs__seg_last(db)->no, old_mlast = db->last_seg,
              old_cseg = db->compact_seg;
     uint64_t old_lf = db->lsn_floor, old_if = db->id_floor;
-    atomic_store(&db->shm->first_segment, o.first);
+    atomic_store(&db->shm->first_segment, o->first);
     db->id_floor = mmfs__next_memory_id(db);
     db->lsn_floor = db->next_lsn;
-    db->first_seg = o.first;
+    db->first_seg = o->first;
     db->last_seg = last;
     db->compact_seg = last;
     if ((rc = mmfs__manifest_write(db)) != MMFS_OK) {
         /* Only a failed fsync of ROOT may come after the rename: ask. */
         char msg[600];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
-        int switched = mmfs__manifest_reread(db) == MMFS_OK && db->first_seg == o.first;
+        int switched = mmfs__manifest_reread(db) == MMFS_OK && db->first_seg == o->first;
         if (!switched) {
             db->first_seg = old_first;
             db->last_seg = old_mlast;
@@ -487,25 +653,20 @@ static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
             db->lsn_floor = old_lf;
             db->id_floor = old_if;
             atomic_store(&db->shm->first_segment, old_first);
-            remove_output(db, o.first, last);
-            free(o.ends);
-            free(o.forgot);
+            remove_output(db, o->first, last);
             return mmfs__err(rc, "compact: %s (the store is unchanged)", msg);
         }
     }
     char from[4096], to[4096];
-    for (uint32_t no = o.first; no <= last; no++) {
+    for (uint32_t no = o->first; no <= last; no++) {
         mmfs__cseg_path(db, no, from, sizeof from);
         mmfs__seg_path(db, no, to, sizeof to);
         (void)rename(from, to); /* what fails here, open finishes */
     }
     (void)mmfs__fsync_dir(db->log_dir);
 
-    /* This handle now reads the new log, like any other handle. */
-    rc = rebase(db, &o, last, end);
-    free(o.ends);
-    free(o.forgot);
-    if (rc) return rc;
+    /* This handle now reads the new log. */
+    if ((rc = rebase(db, o, last, end)) != MMFS_OK) return rc;
     uint64_t pos = atomic_load(&db->applied);
     pthread_mutex_lock(&db->smu);
     db->written_pos = db->durable_pos = db->synced_pos = db->stamp_pos = pos;
@@ -521,8 +682,8 @@ static int compact_locked(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     }
     (void)mmfs__fsync_dir(db->log_dir);
     res->bytes_after = log_bytes(db);
-    res->kept = o.kept;
-    res->dropped = o.dropped;
+    res->kept = o->kept;
+    res->dropped = o->dropped;
     return MMFS_OK;
 }
 
@@ -538,15 +699,7 @@ int mmfs_compact(mmfs_db *db, const mmfs_compact_opts *opts, mmfs_compact_result
     if (atomic_exchange(&db->compacting, 1)) return mmfs__err(MMFS_BUSY, "%s: a compaction already runs", db->dir);
     uint64_t t0 = now_ms();
     int64_t now = opts && opts->now ? opts->now : (int64_t)time(NULL);
-    pthread_mutex_lock(&db->wmu);
-    if ((rc = mmfs__sync_check(db)) == MMFS_OK && (rc = mmfs__lock_acquire(db)) == MMFS_OK) {
-        if ((rc = mmfs__lock_check(db)) == MMFS_OK &&
-            (rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire))) ==
-                MMFS_OK)
-            rc = compact_locked(db, now, &res);
-        mmfs__lock_release(db);
-    }
-    pthread_mutex_unlock(&db->wmu);
+    rc = compact(db, now, &res);
     if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
     atomic_store(&db->compacting, 0);
     res.ms = now_ms() - t0;

@@ -194,6 +194,10 @@ void mmfs__seg_stamp(int fd, uint64_t off);
 void mmfs__sync_stamp_final(mmfs_db *db);
 /* Unmaps and closes every segment (the retired ones too). */
 void mmfs__seg_close_all(mmfs_db *db);
+/* compact.c: takes log/compact.lock (flock, not waiting), held by a
+** compaction from start to end: its .cseg files are not leftovers while
+** it is held.  *fd is closed to release it.  Errors: MMFS_BUSY, MMFS_IO. */
+int mmfs__compact_lock(const mmfs_db *db, int *fd);
 /* Path of compaction's output segment NO ("DIR/log/00000001.cseg"):
 ** written under this name, renamed to .seg once MANIFEST names it. */
 void mmfs__cseg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len);

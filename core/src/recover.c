@@ -54,16 +54,19 @@ uint64_t mmfs__next_memory_id(const mmfs_db *db) {
 ** only grow, since compaction dropped what came between, and ids stay
 ** below the floor MANIFEST recorded at the switch; a frame written after
 ** it gives the next id past that floor. */
-static const char *implausible(const mmfs_db *db, const mmfs__rec *r, int compact) {
+static const char *implausible(const mmfs_db *db, const mmfs__rec *r, int compact, int in_compacted) {
     const mmfs__engine *e = db->eng;
     if (r->type == MMFS__R_MEMORY) {
-        if (!compact && r->u.mem.id != mmfs__next_memory_id(db)) return "memory id out of sequence";
-        if (compact && (r->u.mem.id < mmfs__engine_next_memory_id(e) || (db->id_floor && r->u.mem.id >= db->id_floor)))
+        uint64_t next = mmfs__engine_next_memory_id(e), want = mmfs__next_memory_id(db), id = r->u.mem.id;
+        if (compact && (id < next || (db->id_floor && id >= db->id_floor)))
             return "memory id out of sequence in a compacted frame";
+        /* Frames a compaction carried over follow the gaps it left. */
+        if (!compact && (in_compacted ? id < next || id > want : id != want)) return "memory id out of sequence";
     }
     if (r->type == MMFS__R_STATE) {
         uint64_t v = mmfs__engine_state_version(e);
-        if (compact ? r->u.state.version <= v : r->u.state.version != v + 1) return "state version out of sequence";
+        if (compact || in_compacted ? r->u.state.version <= v : r->u.state.version != v + 1)
+            return "state version out of sequence";
     }
     return NULL;
 }
@@ -103,7 +106,7 @@ static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, ui
         mmfs__rec r;
         if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
             return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
-        if ((why = implausible(db, &r, compact)) != NULL) return corrupt_at(s, off, why, last);
+        if ((why = implausible(db, &r, compact, s->no <= db->compact_seg)) != NULL) return corrupt_at(s, off, why, last);
         int rc = mmfs__engine_apply(db->eng, &r);
         if (rc) {
             atomic_store(&db->broken, 1);
@@ -278,7 +281,7 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
     if (!d) return mmfs__err_sys(errno, "open directory", db->log_dir);
     uint32_t *v = NULL;
     size_t cnt = 0, cap = 0;
-    int renamed = 0;
+    int renamed = 0, idle = -1; /* idle: no compaction runs (-1: not asked yet) */
     struct dirent *e;
     /* readdir() says "no more" and "failed" both with NULL; only errno
     ** tells them apart, and a failure taken for the end would hide
@@ -313,7 +316,14 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
             snprintf(p, sizeof p, "%s/%s", db->log_dir, e->d_name);
             int named = db->first_seg && no >= db->first_seg && no <= db->compact_seg;
             if (!named) {
-                if (!db->opt.readonly) unlink(p);
+                /* Not while a compaction runs (in any process): its output
+                ** is being written without the writer lock. */
+                if (!db->opt.readonly && idle < 0) {
+                    int fd;
+                    idle = mmfs__compact_lock(db, &fd) == MMFS_OK;
+                    if (fd >= 0) close(fd);
+                }
+                if (!db->opt.readonly && idle > 0) unlink(p);
                 continue;
             }
             mmfs__seg_path(db, no, q, sizeof q);

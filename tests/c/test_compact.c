@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,6 +396,59 @@ static void test_ttl_and_keep(void **state) {
 
 /* A keep that raises, loops or allocates without bound: the compaction
 ** fails with a clear error, and nothing on disk or in the handle changed. */
+/* Writes go on while the compaction copies (the copy holds no lock): a
+** thread writes through the same handle meanwhile, enough to make new
+** segments, so the output is numbered after them; every write is there
+** after the switch and after a reopen. */
+typedef struct online_arg {
+    mmfs_db *db;
+    volatile int done;
+    int written, during;
+} online_arg;
+
+static void *online_writer(void *p) {
+    online_arg *a = p;
+    static char big[2048];
+    memset(big, 'x', sizeof big);
+    while (!a->done && a->written < 20000) {
+        char k[32];
+        snprintf(k, sizeof k, "online%05d", a->written);
+        if (mmfs_set_kv(a->db, S(k), mmfs_test_slice(big, sizeof big)) != MMFS_OK) break;
+        a->written++;
+        mmfs_store_stats st;
+        if (mmfs_stats(a->db, &st) == MMFS_OK && st.compacting) a->during++;
+    }
+    return NULL;
+}
+
+static void test_online_writes(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("compact_online");
+    mmfs_db *db = mmfs_test_open_sync_none(dir, SMALL_SEG);
+    /* a keep that takes its time, so the copy lasts */
+    MMFS_OK_OR_FAIL(mmfs_set_policy(db, S("return { compaction = { keep = function(mem)\n"
+                                          "  local x = 0 for i = 1, 20000 do x = x + i end return x > 0 end } }")));
+    uint64_t ids[1000];
+    fill(db, ids, 1000);
+    online_arg a = {db, 0, 0, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, online_writer, &a), 0);
+    while (a.written < 10) usleep(1000);
+    MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, NULL));
+    a.done = 1;
+    pthread_join(t, NULL);
+    if (a.during < 40) fail_msg("only %d writes while compacting: the copy held the writer lock?", a.during);
+    check_filled(db, ids, 1000);
+    assert_int_equal(scan_count(db, "online"), (size_t)a.written);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = mmfs_test_open_sync_none(dir, SMALL_SEG);
+    check_filled(db, ids, 1000);
+    assert_int_equal(scan_count(db, "online"), (size_t)a.written);
+    assert_int_equal(count_files(dir, ".cseg"), 0);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 static void test_hostile_keep(void **state) {
     (void)state;
     static const struct {
@@ -490,6 +544,7 @@ int main(void) {
 #ifdef MMFS_HAVE_POLICY
         cmocka_unit_test(test_ttl_and_keep),
         cmocka_unit_test(test_hostile_keep),
+        cmocka_unit_test(test_online_writes),
 #endif
         cmocka_unit_test(test_leftovers_removed),
         cmocka_unit_test(test_refusals),
