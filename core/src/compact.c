@@ -706,3 +706,77 @@ int mmfs_compact(mmfs_db *db, const mmfs_compact_opts *opts, mmfs_compact_result
     if (rc == MMFS_OK && out) *out = res;
     return rc;
 }
+
+/* ------------------------------------------------- compaction.when */
+
+/* How often, at most, a handle asks compaction.when after its commits: a
+** commit then pays one atomic load and a coarse clock read (W6). */
+#define WHEN_EVERY_MS 1000
+
+#ifdef MMFS_HAVE_POLICY
+static uint64_t coarse_ms(void) {
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void *background(void *ud) {
+    mmfs_db *db = ud;
+    (void)mmfs_compact(db, NULL, NULL); /* BUSY when the caller compacts: fine */
+    pthread_mutex_lock(&db->smu);
+    db->bg_done = 1;
+    pthread_mutex_unlock(&db->smu);
+    return NULL;
+}
+#endif
+
+void mmfs__compact_join(mmfs_db *db) {
+    pthread_mutex_lock(&db->smu);
+    int on = db->bg_on;
+    db->bg_on = 0;
+    db->bg_stop = 1;
+    pthread_mutex_unlock(&db->smu);
+    if (on) pthread_join(db->bg, NULL);
+}
+
+void mmfs__compact_maybe(mmfs_db *db) {
+#ifdef MMFS_HAVE_POLICY
+    uint64_t t = coarse_ms(), last = atomic_load_explicit(&db->when_ms, memory_order_relaxed);
+    if (t - last < WHEN_EVERY_MS || atomic_load_explicit(&db->compacting, memory_order_relaxed)) return;
+    if (!atomic_compare_exchange_strong(&db->when_ms, &last, t)) return; /* another thread asks */
+    if (pthread_mutex_trylock(&db->wmu) != 0) return; /* a writer is in: next time */
+    int yes = 0;
+    if (db->policy) {
+        mmfs_store_stats st;
+        memset(&st, 0, sizeof st);
+        mmfs__engine_stats(db->eng, &st); /* a wmu holder reads the engine without rw */
+        st.log_bytes = log_bytes(db);
+        st.segments = db->nsegs;
+        st.lsn = db->next_lsn - 1;
+        st.dead_bytes = db->rec_bytes > st.live_bytes ? db->rec_bytes - st.live_bytes : 0;
+        /* A when that raises or runs out of budget says no. */
+        (void)mmfs__policy_when(db->policy, &st, &yes);
+    }
+    pthread_mutex_unlock(&db->wmu);
+    if (!yes) return;
+    pthread_mutex_lock(&db->smu);
+    if (db->bg_on && db->bg_done) { /* the last one ended: reap it */
+        pthread_t old = db->bg;
+        db->bg_on = 0;
+        pthread_mutex_unlock(&db->smu);
+        pthread_join(old, NULL);
+        pthread_mutex_lock(&db->smu);
+    }
+    if (!db->bg_on && !db->bg_stop) {
+        db->bg_done = 0;
+        if (pthread_create(&db->bg, NULL, background, db) == 0) db->bg_on = 1;
+    }
+    pthread_mutex_unlock(&db->smu);
+#else
+    (void)db;
+#endif
+}

@@ -336,6 +336,7 @@ int mmfs_close(mmfs_db *db) {
     int rc = MMFS_OK;
     int child = atomic_load(&mmfs__fork_gen) != db->fork_gen;
     if (!child) {
+        mmfs__compact_join(db); /* a compaction compaction.when started */
         mmfs__watch_stop(db);
         mmfs__flusher_stop(db);
         if (!db->opt.readonly && !atomic_load(&db->broken)) rc = mmfs_sync(db);

@@ -107,6 +107,11 @@ struct mmfs_db {
     mmfs__engine **old_engs;
     size_t nold_engs;
     _Atomic int compacting;   /* a compaction runs through this handle */
+    /* compaction.when (compact.c): when it was last asked (coarse ms), and
+    ** the background compaction thread (bg_* under smu). */
+    _Atomic uint64_t when_ms;
+    pthread_t bg;
+    int bg_on, bg_done, bg_stop;
     int no_manifest;          /* opening a log whose MANIFEST is missing: cut nothing */
     unsigned fork_gen;        /* mmfs__fork_gen at open: a child refuses */
 
@@ -194,6 +199,12 @@ void mmfs__seg_stamp(int fd, uint64_t off);
 void mmfs__sync_stamp_final(mmfs_db *db);
 /* Unmaps and closes every segment (the retired ones too). */
 void mmfs__seg_close_all(mmfs_db *db);
+/* compact.c: after a commit, outside the writer lock: asks the policy's
+** compaction.when (at most once a second) and, when it says yes, starts a
+** compaction in a thread of the handle. */
+void mmfs__compact_maybe(mmfs_db *db);
+/* Waits for the background compaction (close). */
+void mmfs__compact_join(mmfs_db *db);
 /* compact.c: takes log/compact.lock (flock, not waiting), held by a
 ** compaction from start to end: its .cseg files are not leftovers while
 ** it is held.  *fd is closed to release it.  Errors: MMFS_BUSY, MMFS_IO. */

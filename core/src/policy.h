@@ -83,6 +83,9 @@ int mmfs__policy_has_keep(const mmfs__policy *p);
 ** memories newer than MEM with its i-th tag.  Errors: MMFS_REJECTED (keep
 ** raised), MMFS_LIMIT, MMFS_NOMEM; the VM stays usable. */
 int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep);
+/* *yes = compaction.when(stats) (0 when the policy has none), under the
+** hook limits.  Errors as mmfs__policy_keep (then *yes = 0). */
+int mmfs__policy_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes);
 
 #endif
 #endif

@@ -379,6 +379,7 @@ leave:
     ** meanwhile.  Failing here loses nothing: it stays queued, and the next
     ** search drains again and reports. */
     if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
+    if (rc == MMFS_OK) mmfs__compact_maybe(db); /* compaction.when, rate-limited */
     if (k2 && k2 != keep) free(k2);
     if (work.cmds != cmds) free(work.cmds);
     work.cmds = NULL;

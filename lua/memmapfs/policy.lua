@@ -402,7 +402,6 @@ end]]):format(quote(tag), quote(tag), number(floor(days * 86400))))
 end
 
 --- compaction.when: compact once dead bytes pass RATIO times the live ones.
--- (compaction.when itself is not built yet: a policy with it is refused.)
 function M.when_dead_over(ratio)
   if type(ratio) ~= "number" or ratio < 0 then
     error("policy.when_dead_over: ratio: a number >= 0 expected", 2)

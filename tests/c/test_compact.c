@@ -449,6 +449,44 @@ static void test_online_writes(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* compaction.when: asked after commits, at most once a second; when it
+** says yes a thread of the handle compacts.  One that loops says no and
+** costs the commits nothing but its budget. */
+static void test_when(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("compact_when");
+    mmfs_db *db = mmfs_test_open_sync_none(dir, SMALL_SEG);
+    MMFS_OK_OR_FAIL(mmfs_set_policy(db, S("return { compaction = { when = function(s)\n"
+                                          "  return s.dead_bytes > s.live_bytes end } }")));
+    for (int i = 0; i < 40; i++) set(db, "k", i % 2 ? "odd value" : "even value");
+    mmfs_store_stats before = mmfs_test_stats(db);
+    assert_true(before.dead_bytes > before.live_bytes);
+    mmfs_store_stats st = before;
+    for (int tries = 0; tries < 100 && st.dead_bytes > 0; tries++) {
+        usleep(100000);
+        set(db, "k", "last value"); /* a commit: when may be asked */
+        do {
+            usleep(10000);
+            st = mmfs_test_stats(db);
+        } while (st.compacting);
+    }
+    assert_true(st.dead_bytes < before.dead_bytes);
+    assert_true(st.log_bytes < before.log_bytes);
+    expect_kv(db, "k", "last value");
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = mmfs_test_open_sync_none(dir, SMALL_SEG);
+    expect_kv(db, "k", "last value");
+    MMFS_OK_OR_FAIL(mmfs_set_policy(db, S("return { compaction = { when = function() while true do end end } }")));
+    for (int i = 0; i < 15; i++) {
+        set(db, "k", "again");
+        usleep(100000);
+    }
+    assert_int_equal(mmfs_test_stats(db).compacting, 0);
+    expect_kv(db, "k", "again");
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 static void test_hostile_keep(void **state) {
     (void)state;
     static const struct {
@@ -545,6 +583,7 @@ int main(void) {
         cmocka_unit_test(test_ttl_and_keep),
         cmocka_unit_test(test_hostile_keep),
         cmocka_unit_test(test_online_writes),
+        cmocka_unit_test(test_when),
 #endif
         cmocka_unit_test(test_leftovers_removed),
         cmocka_unit_test(test_refusals),

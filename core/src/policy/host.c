@@ -124,3 +124,8 @@ int mmfs__policy_has_keep(const mmfs__policy *p) { return p ? vm->has_keep(p) : 
 int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep) {
     return vm->keep(&host, p, mem, now, newer, keep);
 }
+
+int mmfs__policy_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes) {
+    *yes = 0;
+    return p ? vm->when(&host, p, st, yes) : MMFS_OK;
+}

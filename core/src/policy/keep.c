@@ -30,6 +30,59 @@ int mmfs__pvm_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl) {
 
 int mmfs__pvm_has_keep(const mmfs__policy *p) { return p && p->ref_keep != LUA_NOREF && p->ref_keep != 0; }
 
+static int has_when(const mmfs__policy *p) { return p && p->ref_when != LUA_NOREF && p->ref_when != 0; }
+
+typedef struct when_args {
+    mmfs__policy *p;
+    const mmfs_store_stats *st;
+    int yes;
+} when_args;
+
+static int when_protected(lua_State *L) {
+    when_args *a = lua_touserdata(L, 1);
+    const mmfs_store_stats *st = a->st;
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->p->ref_when);
+    lua_createtable(L, 0, 12);
+#define F(name)                                                                                    \
+    lua_pushinteger(L, (lua_Integer)st->name);                                                     \
+    lua_setfield(L, -2, #name)
+    F(memories);
+    F(kv);
+    F(sessions);
+    F(streams);
+    F(documents);
+    F(log_bytes);
+    F(live_bytes);
+    F(dead_bytes);
+    F(lsn);
+    F(segments);
+#undef F
+    mmfs__pvm_begin_call(a->p, "compaction.when");
+    lua_call(L, 1, 1);
+    a->yes = lua_toboolean(L, -1);
+    return 0;
+}
+
+int mmfs__pvm_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes) {
+    *yes = 0;
+    if (!has_when(p)) return MMFS_OK;
+    lua_State *L = p->L;
+    when_args a = {p, st, 0};
+    mmfs__pvm_reset(L, p);
+    p->call_budget = p->lim.hook_budget;
+    p->what = "compaction.when";
+    int status = pc_cpcall(L, when_protected, &a), rc = MMFS_OK;
+    if (status != LUA_OK) rc = mmfs__pvm_fail(L, p, status, MMFS_REJECTED);
+    lua_settop(L, 0);
+    if (status != LUA_OK) {
+        mmfs__pvm_reset(L, p);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    }
+    *yes = rc == MMFS_OK && a.yes;
+    return rc;
+}
+
 typedef struct keep_args {
     mmfs__policy *p;
     const mmfs__rec *mem;

@@ -9,8 +9,8 @@
 **   so a failed load returns a status and frees everything.
 ** - Every key of the policy table and of its tables is known, or the load
 **   fails INVALID naming it (a typo such as `hoooks` must not silently
-**   disable every hook); what is not built yet (compaction.when) is
-**   refused, never accepted and ignored.
+**   disable every hook); what is not built yet is refused, never accepted
+**   and ignored.
 */
 #include "pvm.h"
 
@@ -153,9 +153,9 @@ static void compile_policy(lua_State *L, mmfs__policy *p, int idx) {
         static const char *const compaction_keys[] = {"keep", "when", NULL};
         known_keys(L, -1, "compaction: ", compaction_keys, "keep, when");
         lua_getfield(L, -1, "when");
-        if (!lua_isnil(L, -1)) /* refused rather than accepted and never run */
-            luaL_error(L, "policy: compaction.when: not built yet (run db:compact() instead)");
-        lua_pop(L, 1);
+        if (lua_isfunction(L, -1)) p->ref_when = luaL_ref(L, LUA_REGISTRYINDEX);
+        else if (!lua_isnil(L, -1)) luaL_error(L, "policy: compaction.when must be a function, got %s", luaL_typename(L, -1));
+        else lua_pop(L, 1);
         lua_getfield(L, -1, "keep");
         if (lua_isfunction(L, -1)) p->ref_keep = luaL_ref(L, LUA_REGISTRYINDEX);
         else if (!lua_isnil(L, -1)) luaL_error(L, "policy: compaction.keep must be a function, got %s", luaL_typename(L, -1));
@@ -206,7 +206,7 @@ int mmfs__pvm_new(const char *src, size_t len, const mmfs__policy_limits *lim, m
                 "policy limits: every one set (the host fills them from the options)");
     p->lim = *lim;
     p->ref_route = p->ref_routes = p->ref_tags_mt = p->ref_cmd_mt = p->ref_tx = p->ref_keys = LUA_NOREF;
-    p->ref_keep = LUA_NOREF;
+    p->ref_keep = p->ref_when = LUA_NOREF;
     for (int t = 0; t <= MMFS__R_MAX; t++) p->ref_hook[t] = p->ref_tname[t] = LUA_NOREF;
 
     p->L = lua_newstate(mmfs__pvm_alloc, p);

@@ -125,6 +125,7 @@ struct mmfs__policy {
     int64_t *ttl;
     size_t nttl;
     int ref_keep;                      /* compaction.keep, or LUA_NOREF */
+    int ref_when;                      /* compaction.when, or LUA_NOREF */
 
     /* One run (mmfs__policy_run). */
     const mmfs__policy_store *st;
@@ -256,5 +257,6 @@ int mmfs__pvm_route_indexed(const mmfs__policy *p, mmfs_slice route);
 int mmfs__pvm_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
 int mmfs__pvm_has_keep(const mmfs__policy *p);
 int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep);
+int mmfs__pvm_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes);
 
 #endif

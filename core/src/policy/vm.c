@@ -49,9 +49,14 @@ static int api_keep(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *m
     return mmfs__pvm_keep(p, mem, now, newer, keep);
 }
 
+static int api_when(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs_store_stats *st, int *yes) {
+    host = h;
+    return mmfs__pvm_when(p, st, yes);
+}
+
 static const mmfs__pvm_api api = {MMFS__PVM_ABI,           sizeof(mmfs__rec),   api_new,  mmfs__pvm_free,
                                   api_run,                 mmfs__pvm_route_indexed, mmfs__pvm_route_ttl,
-                                  mmfs__pvm_has_keep,      api_keep};
+                                  mmfs__pvm_has_keep,      api_keep,                api_when};
 
 __attribute__((visibility("default"))) const mmfs__pvm_api *mmfs_policy_vm(const mmfs__pvm_host *h) {
     return h && h->abi == MMFS__PVM_ABI ? &api : NULL;

@@ -56,6 +56,7 @@ typedef struct mmfs__pvm_api {
     int (*has_keep)(const mmfs__policy *p);
     int (*keep)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *mem, int64_t now,
                 const uint64_t *newer, int *keep);
+    int (*when)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs_store_stats *st, int *yes);
 } mmfs__pvm_api;
 
 /* The entry point: returns the VM's table, or NULL when HOST's ABI is not
