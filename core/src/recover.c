@@ -513,7 +513,19 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
         if (rc) return rc;
         target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
     }
-    return advance(db, target, 0, 0);
+    int rc = advance(db, target, 0, 0);
+    if (rc == MMFS_IO && !atomic_load(&db->broken)) {
+        /* A segment gone (unlinked by a compaction that switched between
+        ** this handle's look at the page and its open of the file): ask
+        ** MANIFEST; if the log moved, catch up with the new one. */
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        uint32_t was = db->first_seg;
+        if (mmfs__reload(db) == MMFS_OK && db->first_seg != was)
+            return advance(db, atomic_load_explicit(&db->shm->written, memory_order_acquire), 0, 0);
+        mmfs__err(rc, "%s", msg);
+    }
+    return rc;
 }
 
 int mmfs__rebuild(mmfs_db *db) {
