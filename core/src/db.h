@@ -9,10 +9,13 @@
 ** Locks (docs/design.md, "Locks", has the full table).  A thread takes a
 ** lock only while holding locks before it in this order:
 **
-**   wmu -> flock(LOCK) -> smu
+**   [flock(log/compact.lock) ->] wmu -> flock(LOCK) -> smu
 **                      -> rw -> state.mu
 **                            -> mems.ixlock -> mems.qmu
 **                            -> mems.qmu
+**
+**   flock(log/compact.lock)  one compaction per store (compact.c), held
+**                from its start to its end; its copy takes only rw read.
 **
 **   wmu          one appender per handle, from catch-up to publish (policy
 **                and hooks included); segs, next_lsn, scratch, policy,
