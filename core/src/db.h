@@ -261,6 +261,9 @@ int mmfs__reload(mmfs_db *db);
 ** db's fields name, replayed to the end of its frames.  Caller holds wmu
 ** and the flock.  On failure the handle is unusable (broken). */
 int mmfs__rebuild(mmfs_db *db);
+/* Wakes the subscriptions made on engines this handle replaced (they
+** stay there) with the current state version.  Caller holds wmu. */
+void mmfs__announce_old(mmfs_db *db);
 /* The next memory id the writer gives: past every id applied and the
 ** compaction floor. */
 uint64_t mmfs__next_memory_id(const mmfs_db *db);

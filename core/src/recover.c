@@ -500,7 +500,14 @@ static int advance(mmfs_db *db, uint64_t target, int to_end, int have_rw) {
         atomic_store(&db->applied, pos);
     }
     if (locked && !have_rw) pthread_rwlock_unlock(&db->rw);
+    if (locked) mmfs__announce_old(db);
     return rc;
+}
+
+void mmfs__announce_old(mmfs_db *db) {
+    if (!db->nold_engs) return;
+    uint64_t v = mmfs__engine_state_version(db->eng);
+    for (size_t i = 0; i < db->nold_engs; i++) mmfs__state_announce(db->old_engs[i], v);
 }
 
 int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {

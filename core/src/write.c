@@ -323,6 +323,7 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     db->next_lsn = f.first_lsn + f.count;
     atomic_store(&db->applied, pos);
     pthread_rwlock_unlock(&db->rw);
+    mmfs__announce_old(db); /* subscriptions on an engine a rebuild replaced */
     atomic_store_explicit(&db->shm->state_version, mmfs__engine_state_version(db->eng), memory_order_relaxed);
     atomic_store_explicit(&db->shm->written, pos, memory_order_release);
     mmfs__sync_written(db, pos, db->next_lsn - 1, s->fd);

@@ -12,6 +12,7 @@
 #include "db.h" /* LOCK's page, to replay a race (test_segment_gone) */
 
 #include <dirent.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -361,6 +362,43 @@ static void test_segment_gone(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* A state subscription of a handle that rebuilt after another handle's
+** compaction still wakes: its descriptor turns readable and next returns
+** the new version, for states others write and for its own. */
+static void expect_woken(mmfs_sub *sub, const char *want, uint64_t version) {
+    struct pollfd p = {mmfs_sub_fd(sub), POLLIN, 0};
+    assert_true(p.fd >= 0);
+    if (poll(&p, 1, 10000) != 1) fail_msg("the subscription's descriptor did not turn readable (want %s)", want);
+    mmfs_slice v;
+    uint64_t ver = 0;
+    MMFS_OK_OR_FAIL(mmfs_sub_next(sub, 0, &v, &ver));
+    assert_int_equal(ver, version);
+    MMFS_ASSERT_SLICE_STR(v, want);
+}
+
+static void test_subscription_survives(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("compact_sub");
+    mmfs_db *a = mmfs_test_open_sync_none(dir, 0);
+    mmfs_db *b = mmfs_test_open_sync_none(dir, 0);
+    MMFS_OK_OR_FAIL(mmfs_update_state(a, S("one"), NULL));
+    mmfs_sub *sub = NULL;
+    MMFS_OK_OR_FAIL(mmfs_subscribe_state(b, &sub));
+    assert_true(mmfs_sub_fd(sub) >= 0);
+    set(a, "k", "1");
+    set(a, "k", "2");
+    MMFS_OK_OR_FAIL(mmfs_compact(a, NULL, NULL));
+    MMFS_OK_OR_FAIL(mmfs_update_state(a, S("two"), NULL));
+    expect_woken(sub, "two", 2); /* b's watcher rebuilt, then applied it */
+    assert_int_equal(b->first_seg, a->first_seg);
+    MMFS_OK_OR_FAIL(mmfs_update_state(b, S("three"), NULL));
+    expect_woken(sub, "three", 3);
+    mmfs_sub_close(sub);
+    MMFS_OK_OR_FAIL(mmfs_close(a));
+    MMFS_OK_OR_FAIL(mmfs_close(b));
+    mmfs_test_rmdir(dir);
+}
+
 /* dead_bytes: records only, never frame overhead. */
 static void test_dead_bytes(void **state) {
     (void)state;
@@ -621,6 +659,7 @@ int main(void) {
         cmocka_unit_test(test_other_handle),
         cmocka_unit_test(test_other_process),
         cmocka_unit_test(test_segment_gone),
+        cmocka_unit_test(test_subscription_survives),
         cmocka_unit_test(test_dead_bytes),
 #ifdef MMFS_HAVE_POLICY
         cmocka_unit_test(test_ttl_and_keep),
