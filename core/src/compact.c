@@ -37,6 +37,7 @@
 #include "hmap.h"
 #include "policy.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -568,6 +569,26 @@ int mmfs__compact_lock(const mmfs_db *db, int *fd) {
     return mmfs__err_sys(e, "flock", path);
 }
 
+/* Removes the .cseg files of compactions that died before their switch
+** (MANIFEST does not name them).  Caller holds compact.lock, so none is
+** being written; what open would roll forward (named ones) is left. */
+static void sweep_leftovers(mmfs_db *db) {
+    DIR *d = opendir(db->log_dir);
+    if (!d) return;
+    struct dirent *e;
+    int removed = 0;
+    while ((e = readdir(d))) {
+        unsigned no;
+        char tail[16], path[4200];
+        if (sscanf(e->d_name, "%8u.%15s", &no, tail) != 2 || strcmp(tail, "cseg") != 0) continue;
+        if (db->compact_seg && no >= db->first_seg && no <= db->compact_seg) continue;
+        snprintf(path, sizeof path, "%s/%s", db->log_dir, e->d_name);
+        removed += unlink(path) == 0;
+    }
+    closedir(d);
+    if (removed) (void)mmfs__fsync_dir(db->log_dir);
+}
+
 /* Steps 2 to 4 (see the top). */
 static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     int lockfd;
@@ -581,6 +602,7 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     o.fd = -1;
     mmfs__policy *p = NULL;
     int rc = enter(db), locked = rc == MMFS_OK;
+    if (rc == MMFS_OK) sweep_leftovers(db);
     if (rc == MMFS_OK) rc = take_snapshot(db, &sn, &o, &p, res);
     if (locked) leave(db);
     locked = 0;

@@ -627,6 +627,15 @@ static void test_leftovers_removed(void **state) {
     db = mmfs_test_open_sync_none(dir, 0);
     assert_int_equal(count_files(dir, ".cseg"), 0);
     check_filled(db, ids, 40);
+    /* and a compaction removes those it finds while the store is open */
+    snprintf(p, sizeof p, "%s/log/00000077.cseg", dir);
+    f = fopen(p, "wb");
+    assert_non_null(f);
+    fputs("another half", f);
+    fclose(f);
+    MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, NULL));
+    assert_int_equal(count_files(dir, ".cseg"), 0);
+    check_filled(db, ids, 40);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     mmfs_test_rmdir(dir);
 }
