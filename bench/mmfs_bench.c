@@ -19,6 +19,11 @@
 **                                             CPU time, side by side, batch by batch
 **   mmfs_bench w7   DIR BYTES                 a stream in 64 KiB chunks, sync=batch,
 **                                             then read back (zero-copy and copying)
+**   mmfs_bench w8   DIR MEMFILE NMEM KVFILE NKV   compaction: NMEM memories and NKV
+**                                             keys, half the memories deleted, every
+**                                             key set twice (not timed); then `cp` of
+**                                             a file of the live bytes, and
+**                                             mmfs_compact, side by side
 **
 ** Each invocation is a process of its own, so its peak RSS is memmapfs's.
 */
@@ -28,6 +33,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static mmfs_db *g_db;
 
@@ -633,6 +639,81 @@ static void w7(const char *dir, uint64_t bytes) {
     bu_result("W7", "memmapfs-c", "read_copy_gb_per_s", (double)bytes / dt / 1e9, "GB/s");
 }
 
+/* W8: compaction against a copy of the live bytes on the same file
+** system.  The store is built (not timed), closed and reopened; a file of
+** live_bytes bytes (the start of the log's first segment and on, so real
+** data) is copied with cp and then fsynced, since compaction syncs its
+** output too; then mmfs_compact runs.  Both are timed wall-clock. */
+static void w8(const char *dir, const char *memfile, long nmem, const char *kvfile, long nkv) {
+    mmfs_db *db = open_store(dir, MMFS_SYNC_BATCH, 1);
+    ingest(db, memfile, nmem);
+    load_kv(db, kvfile, nkv);
+    load_kv(db, kvfile, nkv); /* every key overwritten once */
+    mmfs_batch *b = NULL;
+    for (long id = 1; id <= nmem; id += 2) {
+        if (!b) MC(mmfs_batch_begin(db, &b));
+        MC(mmfs_batch_delete_memory(b, (uint64_t)id));
+        if ((id / 2 + 1) % 1000 == 0) {
+            MC(mmfs_batch_commit(b, NULL, NULL));
+            b = NULL;
+        }
+    }
+    if (b) MC(mmfs_batch_commit(b, NULL, NULL));
+    MC(mmfs_sync(db));
+    close_store(db);
+    db = open_store(dir, MMFS_SYNC_BATCH, 0);
+    mmfs_store_stats st;
+    MC(mmfs_stats(db, &st));
+    uint64_t disk0 = bu_disk_bytes(dir, NULL);
+
+    /* The copy: live_bytes of log data into a file, then cp + fsync. */
+    char src[4096], dst[4200], cmd[13000];
+    snprintf(src, sizeof src, "%s.live", dir);
+    snprintf(dst, sizeof dst, "%s.copy", dir);
+    FILE *out = fopen(src, "wb");
+    if (!out) bu_die("w8: cannot create %s", src);
+    uint64_t left = st.live_bytes;
+    for (unsigned seg = 1; left; seg++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/log/%08u.seg", dir, seg);
+        FILE *in = fopen(p, "rb");
+        if (!in) break;
+        char buf[1 << 16];
+        size_t n;
+        while (left && (n = fread(buf, 1, sizeof buf < left ? sizeof buf : (size_t)left, in)) > 0) {
+            fwrite(buf, 1, n, out);
+            left -= n;
+        }
+        fclose(in);
+    }
+    fclose(out);
+    if (left) bu_die("w8: the log holds fewer bytes than live_bytes");
+    unlink(dst);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && sync -f '%s'", src, dst, dst);
+    double t0 = bu_now();
+    if (system(cmd) != 0) bu_die("w8: %s failed", cmd);
+    double dt_cp = bu_now() - t0;
+    unlink(src);
+    unlink(dst);
+
+    mmfs_compact_result r;
+    t0 = bu_now();
+    MC(mmfs_compact(db, NULL, &r));
+    double dt = bu_now() - t0;
+    close_store(db);
+    uint64_t disk1 = bu_disk_bytes(dir, NULL);
+    double mb = (double)st.live_bytes / 1e6;
+    fprintf(stderr, "memmapfs w8: %llu records kept, %llu dropped\n", (unsigned long long)r.kept,
+            (unsigned long long)r.dropped);
+    bu_result("W8", "memmapfs-c", "log_bytes_before", (double)r.bytes_before, "bytes");
+    bu_result("W8", "memmapfs-c", "log_bytes_after", (double)r.bytes_after, "bytes");
+    bu_result("W8", "memmapfs-c", "disk_bytes_before", (double)disk0, "bytes");
+    bu_result("W8", "memmapfs-c", "disk_bytes_after", (double)disk1, "bytes");
+    bu_result("W8", "memmapfs-c", "compact_mb_per_s", mb / dt, "MB/s");
+    bu_result("W8", "cp", "copy_mb_per_s", mb / dt_cp, "MB/s");
+    bu_result("W8", "memmapfs-c", "ratio_to_cp", dt_cp / dt, "x");
+}
+
 int main(int argc, char **argv) {
     const char *w = argc > 1 ? argv[1] : "";
     if (!strcmp(w, "w1") && argc == 5) w1(argv[2], argv[3], atol(argv[4]));
@@ -649,6 +730,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "w5search") && argc == 6) w5(argv[2], argv[5], NULL, argv[3], argv[4]);
     else if (!strcmp(w, "w5ckpt") && argc == 3) w5ckpt(argv[2]);
     else if (!strcmp(w, "w7") && argc == 4) w7(argv[2], strtoull(argv[3], NULL, 10));
+    else if (!strcmp(w, "w8") && argc == 7) w8(argv[2], argv[3], atol(argv[4]), argv[5], atol(argv[6]));
     else {
         fprintf(stderr, "usage: see the comment at the top of mmfs_bench.c\n");
         return 2;

@@ -247,6 +247,14 @@ cmp { w = "W7", what = "C read (zero-copy) ÷ cat > /dev/null",
 cmp { w = "W7", what = "C read (zero-copy) ÷ W0 mmap read of a fresh mapping",
     a = { "W7", "memmapfs-c", "read_gb_per_s" }, b = { "W0", "machine", "mmap_fault_read_gb_per_s" } }
 cmp { w = "W7", what = "cat > /dev/null ÷ W0 mmap read", a = { "W7", "cat", "read_gb_per_s" }, b = MMAP }
+-- W8: compaction of a store with half its memories deleted and every key
+-- set twice; the copy rate is a cp + fsync of the live bytes, same run.
+cmp { w = "W8", what = "compaction MB/s (live bytes) ÷ cp of the live bytes",
+    a = { "W8", "memmapfs-c", "compact_mb_per_s" }, b = { "W8", "cp", "copy_mb_per_s" },
+    op = ">=", target = 0.5 }
+cmp { w = "W8", what = "log bytes after ÷ before (about halve)",
+    a = { "W8", "memmapfs-c", "log_bytes_after" }, b = { "W8", "memmapfs-c", "log_bytes_before" },
+    op = "<=", target = 0.6 }
 -- FFI: the LuaJIT FFI binding's time per call ÷ the C module's, both under
 -- LuaJIT (bench/ffi_bench.lua); below 1 the FFI binding is faster.  Context.
 for _, m in ipairs { "get_kv_ns", "append_batch_ns", "search_ns" } do

@@ -1,7 +1,10 @@
 -- A short agent session over memmapfs: memories, kv, sessions, a stream and
--- the agent's state with a subscription, in a store whose policy
--- (examples/policies/private-routing.lua) keeps private memories out of
--- search.  examples/policy_agent.lua shows more of policies.
+-- the agent's state with a subscription, in a store whose policy (built
+-- with memmapfs.policy) keeps private memories out of search, as
+-- examples/policies/private-routing.lua does, and forgets at compaction:
+-- scratch notes after an hour, and of the rest what is neither pinned nor
+-- among the ten newest of one of its tags.  examples/policy_agent.lua shows
+-- more of policies.
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua' LUA_CPATH='build/lua/?.so' \
 --     lua5.4 examples/agent.lua [storedir]
@@ -11,6 +14,7 @@
 -- against a fresh store.
 
 local memmapfs = require "memmapfs"
+local policy = require "memmapfs.policy"
 
 local dir = arg[1]
 local scratch = false
@@ -21,10 +25,19 @@ if not dir then
   scratch = true
 end
 
--- The policy file is read and installed if the store does not have it yet.
-local here = (arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local db = assert(memmapfs.open(dir, { sync = "batch",
-  policy = here .. "/policies/private-routing.lua" }))
+-- The policy is installed if the store does not have it yet.  Its keep rule
+-- is made of memmapfs.policy's forgetting recipes (docs/policies.md).
+local src = policy.build {
+  route = [[function(mem)
+    if mem.tags.secret then return nil, "secrets are not stored (tag: secret)" end
+    if mem.tags.private then return "private" end
+    if mem.tags.scratch then return "scratch" end
+    return "default"
+  end]],
+  routes = { default = {}, private = { index = false }, scratch = { ttl = 3600 } },
+  compaction = { keep = policy.keep_any(policy.pinned(), policy.newest_per_tag(10)) },
+}
+local db = assert(memmapfs.open(dir, { sync = "batch", policy = src }))
 print(("memmapfs %s, store %s"):format(memmapfs.version, scratch and "(scratch)" or dir))
 
 -- A conversation turn in one atomic batch: the memories and the session
@@ -91,6 +104,15 @@ print(("subscriber woke: version %d, %q"):format(seen, value))
 local none, msg, code = sub:next(10)
 print(("subscriber again: %s (%s, %s)"):format(tostring(none), msg, code))
 sub:close()
+
+-- Forgetting: a scratch note, an overwritten key, then a compaction two
+-- hours later (opts.now) drops both; the other memories are kept.
+local note = assert(db:append_memory("draft: ask Bob about flights", { "scratch" },
+  { created_at = day + 300 }))
+assert(db:set_kv("offsite:city", "Porto"))
+local r = assert(db:compact { now = day + 2 * 3600 })
+print(("\ncompacted: %d records kept, %d dropped; the scratch note is %s, the city is %s"):format(
+  r.kept, r.dropped, db:get_memory(note) and "still there" or "forgotten", db:get_kv("offsite:city")))
 
 local st = assert(db:stats())
 print(("\nstore: %d memories, %d kv, %d sessions, %d streams, state version %d"):format(

@@ -2,9 +2,9 @@
 ** commands.c: the mmfs commands, each over the public API alone.
 **
 ** Owns: what each command reads, writes and prints.
-** Invariants: only set, del and checkpoint open the store for writing;
-** every other command opens it read-only, so running it never changes the
-** store (not even a torn tail is cut).  Values go to stdout byte for byte (get, cat)
+** Invariants: only set, del, checkpoint and compact open the store for
+** writing; every other command opens it read-only, so running it never
+** changes the store (not even a torn tail is cut).  Values go to stdout byte for byte (get, cat)
 ** or as JSON lines (json.c), flushed per line where a reader waits (watch).
 */
 #include <stdlib.h>
@@ -49,6 +49,29 @@ static int cmd_verify(const cli_args *a) {
     if (rc) return rc;
     if ((rc = mmfs_verify(db)) != MMFS_OK) return cli_close(a->cmd, db, cli_fail(a->cmd, db, rc));
     if (!cli_opt_has(a, "quiet")) printf("ok\n");
+    return cli_close(a->cmd, db, 0);
+}
+
+/* ------------------------------------------------------------- compact */
+
+static int cmd_compact(const cli_args *a) {
+    mmfs_db *db;
+    int rc = cli_open(a, 1, &db);
+    if (rc) return rc;
+    mmfs_compact_result r;
+    if ((rc = mmfs_compact(db, NULL, &r)) != MMFS_OK) return cli_close(a->cmd, db, cli_fail(a->cmd, db, rc));
+    const struct {
+        const char *name;
+        uint64_t v;
+    } rows[] = {{"bytes_before", r.bytes_before}, {"bytes_after", r.bytes_after},
+                {"kept", r.kept},                 {"dropped", r.dropped},
+                {"ms", r.ms}};
+    int json = cli_opt_has(a, "json");
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (json) printf("%s\"%s\":%llu", i ? "," : "{", rows[i].name, (unsigned long long)rows[i].v);
+        else printf("%-14s %llu\n", rows[i].name, (unsigned long long)rows[i].v);
+    }
+    if (json) printf("}\n");
     return cli_close(a->cmd, db, 0);
 }
 
@@ -402,6 +425,7 @@ static int cmd_watch(const cli_args *a) {
 static const char *const no_opts[] = {NULL};
 static const char *const stats_opts[] = {"json", NULL};
 static const char *const verify_opts[] = {"quiet", NULL};
+static const char *const compact_opts[] = {"json", "lock-timeout=", NULL};
 static const char *const get_opts[] = {"newline", NULL};
 static const char *const write_opts[] = {"create", "lock-timeout=", NULL};
 static const char *const checkpoint_opts[] = {"quiet", "lock-timeout=", NULL};
@@ -423,6 +447,13 @@ const cli_command cli_commands[] = {
      "and exits 0, or names the damaged segment and offset on stderr and exits\n"
      "4 (CORRUPT).  Read-only: nothing is cut or repaired.\n"
      "  --quiet              print nothing on success\n"},
+    {"compact", cmd_compact, 1, 1, compact_opts, "compact STORE [--json]",
+     "Rewrites the log without what the store no longer needs (deleted and\n"
+     "overwritten entries, memories past their route's ttl or refused by the\n"
+     "policy's compaction.keep) and prints bytes_before, bytes_after, kept,\n"
+     "dropped (records) and ms.  Holds the writer lock while it runs.\n"
+     "  --json               one JSON object instead\n"
+     LOCK_TIMEOUT_HELP},
     {"dump", cmd_dump, 1, 1, no_opts, "dump STORE",
      "Writes the store's contents as JSON lines: the state, the policy, every\n"
      "key-value (in key order), every session (newest first), every memory\n"

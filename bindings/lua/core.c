@@ -1378,7 +1378,38 @@ static int l_stats(lua_State *L) {
     STAT(state_version);
     STAT(segments);
     STAT(checkpoint_lsn);
+    STAT(compacting);
 #undef STAT
+    return 1;
+}
+
+/* db:compact([opts]) --> { bytes_before=, bytes_after=, kept=, dropped=, ms= };
+** opts: now (unix seconds that ttl and compaction.keep see) */
+static int l_compact(lua_State *L) {
+    static const char *const known[] = {"now", NULL};
+    ldb *d = check_db(L, 1);
+    mmfs_compact_opts o;
+    mmfs_compact_result r;
+    int64_t now;
+    int rc;
+    CHECK_OPEN(L, d);
+    mmfs_compact_opts_init(&o);
+    if (check_opts(L, 2)) {
+        if (opt_int_field(L, 2, "now", &now)) o.now = now;
+        if (!check_keys(L, 2, known, "compact")) return 3;
+    }
+    rc = mmfs_compact(d->db, &o, &r);
+    if (rc != MMFS_OK) return push_fail(L, d->db, rc);
+    lua_createtable(L, 0, 5);
+#define RES(name)                                                             \
+    pc_pushint64(L, (int64_t)r.name);                                     \
+    lua_setfield(L, -2, #name)
+    RES(bytes_before);
+    RES(bytes_after);
+    RES(kept);
+    RES(dropped);
+    RES(ms);
+#undef RES
     return 1;
 }
 
@@ -1575,6 +1606,7 @@ static const luaL_Reg db_methods[] = {
     {"verify", l_verify},
     {"checkpoint", l_checkpoint},
     {"stats", l_stats},
+    {"compact", l_compact},
     {"close", l_db_close},
     {NULL, NULL}};
 

@@ -566,13 +566,15 @@ typedef struct mmfs_store_stats {
     uint64_t documents;
     uint64_t log_bytes;     /* bytes of frames in the log */
     uint64_t live_bytes;    /* bytes of records still needed */
-    uint64_t dead_bytes;    /* log_bytes - live_bytes */
+    uint64_t dead_bytes;    /* bytes of records compaction would drop (deleted,
+                               overwritten, superseded; not frame overhead) */
     uint64_t lsn;           /* last LSN applied by this handle */
     uint64_t durable_lsn;   /* last LSN known durable */
     uint64_t state_version;
     uint64_t segments;      /* log segments */
     uint64_t checkpoint_lsn; /* LSN of the checkpoint open mapped, 0 if none
                                 (none, or every one was damaged or stale) */
+    uint64_t compacting;    /* 1 while a compaction runs through this handle */
 } mmfs_store_stats;
 
 /* Writes a checkpoint: the engine's state at the last LSN this handle has
@@ -588,6 +590,40 @@ MMFS_API int mmfs_checkpoint(mmfs_db *db);
 
 /* Fills *out with counts and log positions as this handle sees them. */
 MMFS_API int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);
+
+/* Compaction options (mmfs_compact_opts_init sets the defaults). */
+typedef struct mmfs_compact_opts {
+    int64_t now; /* unix seconds that ttl and compaction.keep see; 0: the clock */
+} mmfs_compact_opts;
+
+MMFS_API void mmfs_compact_opts_init(mmfs_compact_opts *o);
+
+typedef struct mmfs_compact_result {
+    uint64_t bytes_before; /* log bytes (as stats.log_bytes) before */
+    uint64_t bytes_after;  /* and after */
+    uint64_t kept;         /* records written into the new log */
+    uint64_t dropped;      /* records left out: dead, expired or not kept */
+    uint64_t ms;           /* wall time of the whole compaction */
+} mmfs_compact_result;
+
+/* Rewrites the log without what the store no longer needs: deleted
+** memories, overwritten or deleted keys, deleted sessions and documents,
+** superseded states and policies, memories past their route's ttl
+** (policy routes.NAME.ttl, seconds after created_at) and memories the
+** policy's compaction.keep(mem, now) refuses.  Stream bytes are kept; ids
+** and LSNs are never given again.  The live records go into new segments
+** numbered after the last one; MANIFEST then switches to them (first
+** segment moves up) and the old files are removed.  This first version
+** holds the writer lock throughout (writers in every process wait; readers
+** go on).  Other handles, in this process and others, rebuild their engine
+** from the new log when they next catch up; slices they handed out stay
+** valid until they close.  A crash at any moment leaves the store as it
+** was before or after.  OPTS may be NULL; OUT may be NULL.
+** Errors: MMFS_READONLY, MMFS_BUSY (lock timeout, another compaction, or
+** a hook calling it), MMFS_REJECTED / MMFS_LIMIT (compaction.keep raised
+** or passed its limits: nothing changed), MMFS_NOSPACE, MMFS_IO,
+** MMFS_NOMEM, MMFS_CLOSED. */
+MMFS_API int mmfs_compact(mmfs_db *db, const mmfs_compact_opts *opts, mmfs_compact_result *out);
 
 #ifdef __cplusplus
 }

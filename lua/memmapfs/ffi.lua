@@ -177,10 +177,16 @@ const char *mmfs_path(const mmfs_db *db);
 int mmfs_verify(mmfs_db *db);
 typedef struct mmfs_store_stats {
   uint64_t memories, kv, sessions, streams, documents, log_bytes, live_bytes,
-           dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn;
+           dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn, compacting;
 } mmfs_store_stats;
 int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);
 int mmfs_checkpoint(mmfs_db *db);
+typedef struct mmfs_compact_opts { int64_t now; } mmfs_compact_opts;
+typedef struct mmfs_compact_result {
+  uint64_t bytes_before, bytes_after, kept, dropped, ms;
+} mmfs_compact_result;
+void mmfs_compact_opts_init(mmfs_compact_opts *o);
+int mmfs_compact(mmfs_db *db, const mmfs_compact_opts *opts, mmfs_compact_result *out);
 ]] end
 
 -- Loader and libc functions, declared apart: another module may have
@@ -1575,7 +1581,7 @@ end
 local STATS = ffi.new("mmfs_store_stats")
 local stat_names = { "memories", "kv", "sessions", "streams", "documents", "log_bytes",
   "live_bytes", "dead_bytes", "lsn", "durable_lsn", "state_version", "segments",
-  "checkpoint_lsn" }
+  "checkpoint_lsn", "compacting" }
 
 function DB:stats()
   check_db(self)
@@ -1585,6 +1591,30 @@ function DB:stats()
   if rc ~= OK then return fail(self.h, rc) end
   local t = {}
   for _, n in ipairs(stat_names) do t[n] = tonumber(STATS[n]) end
+  return t
+end
+
+local COPTS = ffi.new("mmfs_compact_opts")
+local CRES = ffi.new("mmfs_compact_result")
+local compact_keys = { now = true }
+local compact_names = { "bytes_before", "bytes_after", "kept", "dropped", "ms" }
+
+--- db:compact([opts]) --> { bytes_before=, bytes_after=, kept=, dropped=, ms= };
+-- opts.now: the unix seconds ttl and compaction.keep see (default: the clock)
+function DB:compact(o)
+  check_db(self)
+  if self.h == nil then return closed("store") end
+  lib.mmfs_compact_opts_init(COPTS)
+  if check_opts(o, 2) then
+    local now = opt_field(o, 2, "now", "integer")
+    if now then COPTS.now = now end
+    local ok, msg, code = check_keys(o, compact_keys, "compact")
+    if not ok then return nil, msg, code end
+  end
+  local rc = lib.mmfs_compact(self.h, COPTS, CRES)
+  if rc ~= OK then return fail(self.h, rc) end
+  local t = {}
+  for _, n in ipairs(compact_names) do t[n] = tonumber(CRES[n]) end
   return t
 end
 

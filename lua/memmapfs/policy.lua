@@ -21,8 +21,8 @@
 --                                 "function(cmd) cmd.key = cmd.key:lower() end"),
 --         put_session = policy.intent_log("intent/"),
 --       },
---       compaction = { keep = policy.keep_pinned_or_newer_than(30),
---                      when = policy.when_dead_over(1.0) },
+--       compaction = { keep = policy.keep_any(policy.pinned(),
+--                                                 policy.newest_per_tag(100)) },
 --     }
 --     assert(db:set_policy(src))
 --
@@ -410,14 +410,102 @@ function M.when_dead_over(ratio)
     :format(number(ratio)))
 end
 
+--- Seconds in N days, for routes.NAME.ttl (routes = { scratch = { ttl = policy.days(1) } }).
+function M.days(n)
+  if type(n) ~= "number" or n <= 0 then error("policy.days: a number > 0 expected", 2) end
+  return floor(n * 86400 + 0.5)
+end
+
+--- compaction.keep rule: keeps a memory tagged TAG ("pinned").  Combine
+-- rules with policy.keep_any.
+function M.pinned(tag)
+  tag = tag or "pinned"
+  if type(tag) ~= "string" then error("policy.pinned: tag: a string expected", 2) end
+  return M.code(("function(mem) return mem.tags[%s] == true end"):format(quote(tag)))
+end
+
+--- compaction.keep rule: keeps the newest N memories of each tag (by id,
+-- among live memories); a memory is kept when it is among the newest N of
+-- any of its tags, or of the tags listed in opts.tags only (others then
+-- do not keep it).  Untagged memories are not kept by this rule.
+function M.newest_per_tag(n, opts)
+  if type(n) ~= "number" or n < 0 or n ~= floor(n) then
+    error("policy.newest_per_tag: n: an integer >= 0 expected", 2)
+  end
+  local only = "nil"
+  if opts and opts.tags then
+    local set = {}
+    for _, t in ipairs(opts.tags) do
+      if type(t) ~= "string" then error("policy.newest_per_tag: opts.tags: strings expected", 2) end
+      set[t] = true
+    end
+    only = M.serialize(set)
+  end
+  return M.code(([[function(mem, now, newer)
+  local only = %s
+  for tag, count in pairs(newer) do
+    if (only == nil or only[tag]) and count < %s then return true end
+  end
+  return false
+end]]):format(only, number(n)))
+end
+
+--- compaction.keep rule: importance that decays.  A memory's importance is
+-- read from a tag "importance:X" (X a number; opts.prefix renames it;
+-- opts.default, 1, when it has none) and halves every HALF_LIFE_DAYS; the
+-- memory is kept while it is at least THRESHOLD.
+function M.decay(half_life_days, threshold, opts)
+  if type(half_life_days) ~= "number" or half_life_days <= 0 then
+    error("policy.decay: half_life_days: a number > 0 expected", 2)
+  end
+  if type(threshold) ~= "number" then error("policy.decay: threshold: a number expected", 2) end
+  opts = opts or {}
+  local prefix = opts.prefix or "importance:"
+  local default = opts.default or 1
+  if type(prefix) ~= "string" or type(default) ~= "number" then
+    error("policy.decay: opts.prefix: a string, opts.default: a number expected", 2)
+  end
+  return M.code(([[function(mem, now)
+  local importance = %s
+  local prefix = %s
+  for i = 1, #mem.tags do
+    local t = mem.tags[i]
+    if t:sub(1, #prefix) == prefix then importance = tonumber(t:sub(#prefix + 1)) or importance end
+  end
+  local age = now - mem.created_at
+  if age < 0 then age = 0 end
+  return importance * 0.5 ^ (age / %s) >= %s
+end]]):format(number(default), quote(prefix), number(half_life_days * 86400), number(threshold)))
+end
+
+--- compaction.keep from several rules: a memory is kept when any of them
+-- keeps it (each a function(mem, now, newer), as source or policy.code).
+function M.keep_any(...)
+  local n = select("#", ...)
+  if n == 0 then error("policy.keep_any: at least one rule expected", 2) end
+  local parts = {}
+  for i = 1, n do
+    local rule = select(i, ...)
+    if type(rule) ~= "string" and not M.is_code(rule) then
+      error(("policy.keep_any: rule %d: source text or policy.code expected, got %s"):format(i, type(rule)), 2)
+    end
+    parts[i] = "  (" .. tostring(rule) .. "),"
+  end
+  return M.code("(function(rules) return function(mem, now, newer)\n" ..
+    "  for i = 1, #rules do if rules[i](mem, now, newer) then return true end end\n" ..
+    "  return false\nend end)({\n" .. concat(parts, "\n") .. "\n})")
+end
+
 ------------------------------------------------------------- a default
 
 --- A spec for policy.build with what most agents want: memories tagged
 -- "private" go to an unindexed route (kept, never in search results),
 -- "scratch" ones to a route of their own; sessions keep any field;
 -- memories, kv values and stream chunks are capped at opts.max_bytes
--- (16 MiB).  opts: private_tag, scratch_tag, max_bytes.  (keep_days, a
--- compaction rule, is refused: compaction is not built yet.)
+-- (16 MiB), and with opts.keep_days memories older than that are forgotten
+-- at compaction unless pinned (opts.pinned_tag, "pinned"); scratch memories
+-- then expire after a day (opts.scratch_ttl, seconds).  opts: private_tag,
+-- scratch_tag, max_bytes, keep_days, pinned_tag, scratch_ttl.
 -- Extend the returned table before building it.
 function M.default(opts)
   opts = opts or {}
@@ -433,7 +521,8 @@ function M.default(opts)
     },
   }
   if opts.keep_days ~= nil then
-    error("policy.default: keep_days: not built yet (the store has no compaction)", 2)
+    spec.compaction = { keep = M.keep_pinned_or_newer_than(opts.keep_days, opts.pinned_tag) }
+    spec.routes.scratch = { ttl = opts.scratch_ttl or M.days(1) }
   end
   return spec
 end

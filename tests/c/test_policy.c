@@ -1051,10 +1051,17 @@ static void test_unknown_keys(void **state) {
     ASSERT_MSG_HAS("routes.a: unknown key 'indx'");
     ASSERT_RC(load_err("return { schemas = { sesion = {} } }"), MMFS_INVALID);
     ASSERT_MSG_HAS("unknown key 'sesion'");
-    ASSERT_RC(load_err("return { compaction = { keep = function() return true end } }"), MMFS_INVALID);
-    ASSERT_MSG_HAS("compaction: not built yet");
-    ASSERT_RC(load_err("return { routes = { scratch = { ttl = 3600 } } }"), MMFS_INVALID);
-    ASSERT_MSG_HAS("routes.scratch.ttl: not built yet");
+    ASSERT_RC(load_err("return { compaction = { when = 1 } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("compaction.when must be a function");
+    ASSERT_RC(load_err("return { compaction = { keeep = function() return true end } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("compaction: unknown key 'keeep'");
+    ASSERT_RC(load_err("return { compaction = { keep = true } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("compaction.keep must be a function");
+    ASSERT_RC(load_err("return { routes = { scratch = { ttl = 0.5 } } }"), MMFS_INVALID);
+    ASSERT_MSG_HAS("routes.scratch.ttl must be a positive integer");
+    ASSERT_RC(load_err("return { routes = { scratch = { ttl = -1 } } }"), MMFS_INVALID);
+    mmfs__policy_free(load("return { routes = { scratch = { ttl = 3600 } },\n"
+                           "  compaction = { keep = function() return true end, when = function() end } }"));
 }
 
 /* A tx kept from one hook call raises in a later write's hook. */

@@ -391,7 +391,9 @@ static void test_stats_counts(void **state) {
     assert_int_equal(s1.state_version, 2);
     assert_true(s1.lsn > s0.lsn);
     assert_true(s1.log_bytes > s0.log_bytes);
-    assert_int_equal(s1.log_bytes, s1.live_bytes + s1.dead_bytes);
+    /* dead_bytes counts records only: frame headers and checksums are
+    ** neither live nor reclaimable (issue 10, item 5). */
+    assert_true(s1.log_bytes > s1.live_bytes + s1.dead_bytes);
     /* The overwritten k2 and the replaced state are dead. */
     assert_true(s1.dead_bytes > s0.dead_bytes);
 
@@ -405,7 +407,7 @@ static void test_stats_counts(void **state) {
     assert_int_equal(s2.kv, 1);
     assert_int_equal(s2.memories, 2);
     assert_true(s2.dead_bytes > s1.dead_bytes);
-    assert_int_equal(s2.log_bytes, s2.live_bytes + s2.dead_bytes);
+    assert_true(s2.log_bytes > s2.live_bytes + s2.dead_bytes);
 
     MMFS_OK_OR_FAIL(mmfs_sync(db));
     MMFS_OK_OR_FAIL(mmfs_stats(db, &s2));

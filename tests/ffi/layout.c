@@ -100,5 +100,12 @@ int main(void) {
     FIELD(mmfs_store_stats, state_version);
     FIELD(mmfs_store_stats, segments);
     FIELD(mmfs_store_stats, checkpoint_lsn);
+    FIELD(mmfs_store_stats, compacting);
+
+    SIZE(mmfs_compact_opts);
+    FIELD(mmfs_compact_opts, now);
+    SIZE(mmfs_compact_result);
+    FIELD(mmfs_compact_result, bytes_before);
+    FIELD(mmfs_compact_result, ms);
     return 0;
 }

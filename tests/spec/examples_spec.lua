@@ -36,6 +36,7 @@ describe("examples", function()
     assert.is_falsy(out:find("  - Ann's home address", 1, true), out)
     assert.is_truthy(out:find("store: 5 memories, 3 kv, 1 sessions, 1 streams, state version 1",
       1, true), out)
+    assert.is_truthy(out:find("2 dropped; the scratch note is forgotten, the city is Porto", 1, true), out)
     local db = H.reopen(dir)
     assert.is_truthy(db:get_policy():find("private", 1, true))
     assert.are.equal("private", db:get_memory(5).route)

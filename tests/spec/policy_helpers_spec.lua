@@ -212,14 +212,15 @@ describe("memmapfs.policy", function()
       db:close()
     end)
 
-    it("what is not built yet is refused, never accepted and ignored", function()
-      H.raises(function() policy.default { keep_days = 7 } end, "not built yet")
+    it("compaction rules and route ttls are accepted, bad ones refused", function()
       local db = H.open()
-      local msg = H.fails("INVALID", db:set_policy(policy.build {
-        compaction = { keep = policy.keep_pinned_or_newer_than(7) } }))
-      assert.is_truthy(msg:find("not built yet", 1, true), msg)
-      msg = H.fails("INVALID", db:set_policy("return { routes = { scratch = { ttl = 60 } } }"))
-      assert.is_truthy(msg:find("routes.scratch.ttl: not built yet", 1, true), msg)
+      assert(db:set_policy(policy.build {
+        compaction = { when = policy.when_dead_over(1), keep = policy.keep_pinned_or_newer_than(7) } }))
+      assert(db:set_policy("return { routes = { scratch = { ttl = 60 } } }"))
+      local msg = H.fails("INVALID", db:set_policy("return { routes = { scratch = { ttl = -5 } } }"))
+      assert.is_truthy(msg:find("routes.scratch.ttl", 1, true), msg)
+      msg = H.fails("INVALID", db:set_policy("return { compaction = { when = 3 } }"))
+      assert.is_truthy(msg:find("compaction.when", 1, true), msg)
       db:close()
     end)
 

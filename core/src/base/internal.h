@@ -119,6 +119,15 @@ int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value
 int mmfs__engine_get_memory(const mmfs__engine *e, uint64_t id, mmfs__rec *rec);
 int mmfs__engine_get_session(const mmfs__engine *e, mmfs_slice id, mmfs__rec *rec);
 
+/* state.c: wakes E's subscribers as if version VERSION had been applied
+** to E: for an engine a handle replaced (mmfs__reload), whose
+** subscriptions stay on it while the new engine applies the states. */
+void mmfs__state_announce(mmfs__engine *e, uint64_t version);
+
+/* live.c: 1 if decoded record R (with its LSN) is one the engine still
+** needs, so compaction keeps it; deletes never are. */
+int mmfs__engine_is_live(const mmfs__engine *e, const mmfs__rec *r);
+
 /* The policy in force: its source (into the log) and the LSN of its
 ** POLICY record; *lsn = 0 and an empty source when the store has none. */
 void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *lsn);

@@ -232,3 +232,15 @@ void mmfs_sub_close(mmfs_sub *s) {
     if (s->fd >= 0) close(s->fd);
     free(s);
 }
+
+void mmfs__state_announce(mmfs__engine *e, uint64_t version) {
+    mmfs__state *s = &e->state;
+    pthread_mutex_lock(&s->mu);
+    if (version > s->notified) {
+        s->notified = version;
+        pthread_cond_broadcast(&s->cv);
+        for (struct mmfs_sub *sub = s->subs; sub; sub = sub->next)
+            if (sub->fd >= 0 && version > sub->seen) fd_signal(sub->fd);
+    }
+    pthread_mutex_unlock(&s->mu);
+}

@@ -65,7 +65,15 @@ int mmfs__lock_open(mmfs_db *db, int *created) {
     return MMFS_OK;
 }
 
+static int lock_take(mmfs_db *db);
+
 int mmfs__lock_acquire(mmfs_db *db) {
+    int rc = lock_take(db);
+    if (rc == MMFS_OK) db->flock_held = 1;
+    return rc;
+}
+
+static int lock_take(mmfs_db *db) {
     if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
     if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", db->dir);
     /* 0 is for event loops (nginx, Neovim): one try, no sleep at all. */
@@ -109,7 +117,10 @@ int mmfs__lock_check(mmfs_db *db) {
     return MMFS_OK;
 }
 
-void mmfs__lock_release(mmfs_db *db) { flock(db->lock_fd, LOCK_UN); }
+void mmfs__lock_release(mmfs_db *db) {
+    db->flock_held = 0;
+    flock(db->lock_fd, LOCK_UN);
+}
 
 void mmfs__lock_close(mmfs_db *db) {
     if (db->shm) munmap(db->shm, PAGE);

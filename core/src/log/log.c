@@ -243,7 +243,8 @@ int mmfs__frame_check(const uint8_t *p, size_t avail, uint64_t expect_lsn, const
         *why = "bad frame length";
         return 0;
     }
-    if (expect_lsn && f->first_lsn != expect_lsn) {
+    int compact = (f->flags & MMFS__FRAME_COMPACT) != 0;
+    if (expect_lsn && (compact ? f->first_lsn < expect_lsn : f->first_lsn != expect_lsn)) {
         *why = "frame LSN out of sequence";
         return 0;
     }
@@ -254,12 +255,16 @@ int mmfs__frame_check(const uint8_t *p, size_t avail, uint64_t expect_lsn, const
     /* The checksum held, so what follows is what a writer framed; still
     ** check the records, since a writer bug must not become a crash. */
     const uint8_t *q = f->body, *end = f->body + f->body_len;
+    uint64_t lsn = f->first_lsn;
     for (uint32_t i = 0; i < f->count; i++) {
         mmfs__rec r;
-        if (mmfs__rec_decode(q, (size_t)(end - q), &r) != MMFS_OK || r.lsn != f->first_lsn + i) {
+        /* dense LSNs, except in a compacted frame: increasing, from first */
+        if (mmfs__rec_decode(q, (size_t)(end - q), &r) != MMFS_OK ||
+            (compact && i ? r.lsn < lsn : r.lsn != lsn)) {
             *why = "malformed record";
             return 0;
         }
+        lsn = r.lsn + 1;
         q += r.raw_len;
     }
     if (q != end) {

@@ -24,6 +24,10 @@
 #define MMFS__FRAME_MAGIC 0x52464d4du /* "MMFR" */
 #define MMFS__FRAME_HDR 32
 #define MMFS__FRAME_SEAL 1u
+/* A frame compaction wrote (compact.c): its records keep their original
+** LSNs, increasing but with gaps, and it may start past the LSN expected;
+** recovery accepts one only in segments MANIFEST says compaction wrote. */
+#define MMFS__FRAME_COMPACT 2u
 #define MMFS__FRAME_MAX ((size_t)2 << 30)
 
 /* Segment header: 64 bytes at offset 0 of every segment file.
@@ -32,8 +36,9 @@
 **   44..59 zero  60 u32 CRC32C of bytes 0..31 and 28 zeros (segment.c) */
 #define MMFS__SEG_HDR 64
 #define MMFS__SEG_FORMAT 1
-/* MANIFEST format: 2 adds last_segment (format-1 stores open as they are). */
-#define MMFS__FORMAT 2
+/* MANIFEST format: 2 adds last_segment (format-1 stores open as they are);
+** 3 adds compacted (written only by a store that was compacted). */
+#define MMFS__FORMAT 3
 
 typedef struct mmfs__frame {
     uint64_t first_lsn;

@@ -15,6 +15,11 @@
 **   last_segment <n>          (format 2; absent in format 1: unknown)
 **   tokenizer <version> <language>   (absent in stores made before it:
 **                                     tokenizer version 0)
+**   compacted <seg> <next_lsn> <next_id>   (format 3, only once a
+**                                     compaction switched the log: the
+**                                     last segment it wrote, and the next
+**                                     LSN and memory id when it did, which
+**                                     the compacted log alone may not show)
 **   crc <hex CRC32C of the lines above>
 **
 ** The parser reads "name value" lines in any order; a line it does not
@@ -54,13 +59,18 @@ static void keycheck(const mmfs__sum *s, char out[65]) {
 static int format(mmfs_db *db, char *buf, size_t len) {
     char kc[65];
     keycheck(&db->sum, kc);
+    /* Format 3 only where its line is needed: a store never compacted
+    ** stays readable by libraries that know format 2. */
     int n = snprintf(buf, len,
                      "memmapfs-manifest %d\nchecksum %s\nkeycheck %s\nsegment_size %" PRIu64
                      "\nfirst_segment %u\nlast_segment %u\n",
-                     MMFS__FORMAT, db->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
+                     db->compact_seg ? MMFS__FORMAT : 2, db->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
                      db->segment_size, db->first_seg, db->last_seg);
     if (db->tok_version)
         n += snprintf(buf + n, len - (size_t)n, "tokenizer %d %s\n", db->tok_version, db->tok_lang);
+    if (db->compact_seg)
+        n += snprintf(buf + n, len - (size_t)n, "compacted %u %" PRIu64 " %" PRIu64 "\n", db->compact_seg,
+                      db->lsn_floor, db->id_floor);
     n += snprintf(buf + n, len - (size_t)n, "crc %08x\n", mmfs__crc32c(0, buf, (size_t)n));
     return n;
 }
@@ -94,6 +104,8 @@ typedef struct fields {
     unsigned first, last;
     int tok;       /* tokenizer version; 0: no line (stores made before it) */
     char lang[32]; /* its language */
+    unsigned compact_seg;             /* "compacted": 0 when absent */
+    unsigned long long lsn_floor, id_floor;
     int seen;      /* bit per required line */
 } fields;
 
@@ -126,12 +138,19 @@ static int parse_line(const char *line, fields *f) {
         return sscanf(val, "%u", &f->first) == 1 ? 0 : -1;
     }
     if (!strcmp(name, "last_segment")) return sscanf(val, "%u", &f->last) == 1 ? 0 : -1;
+    if (!strcmp(name, "compacted"))
+        return sscanf(line, "compacted %u %llu %llu", &f->compact_seg, &f->lsn_floor, &f->id_floor) == 3 &&
+                       f->compact_seg && f->lsn_floor
+                   ? 0
+                   : -1;
     return -1;
 }
 
-int mmfs__manifest_read(mmfs_db *db, int *exists) {
-    char path[4096], buf[2048];
-    snprintf(path, sizeof path, "%s/MANIFEST", db->dir);
+/* Reads and checks the lines of DB's MANIFEST into *F (path into PATH).
+** *exists = 0 (and OK) when there is none. */
+static int parse(mmfs_db *db, fields *fp, char *path, size_t plen, int *exists) {
+    char buf[2048];
+    snprintf(path, plen, "%s/MANIFEST", db->dir);
     *exists = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -151,6 +170,7 @@ int mmfs__manifest_read(mmfs_db *db, int *exists) {
         return mmfs__err(MMFS_CORRUPT, "%s: checksum mismatch", path);
     fields f;
     memset(&f, 0, sizeof f);
+    memset(fp, 0, sizeof *fp);
     for (char *line = buf; line < crcline;) {
         char *nl = memchr(line, '\n', (size_t)(crcline - line));
         if (!nl) return mmfs__err(MMFS_CORRUPT, "%s: unreadable", path);
@@ -166,6 +186,18 @@ int mmfs__manifest_read(mmfs_db *db, int *exists) {
         return mmfs__err(MMFS_INVALID, "%s: format %d is newer than this library (%d)", path, f.version,
                          MMFS__FORMAT);
     if (f.seen != 31) return mmfs__err(MMFS_CORRUPT, "%s: unreadable (a line is missing)", path);
+    if (f.segsize < 4096 || f.first == 0 || (f.last && f.last < f.first) ||
+        (f.compact_seg && (f.compact_seg < f.first || (f.last && f.compact_seg > f.last))))
+        return mmfs__err(MMFS_CORRUPT, "%s: bad values", path);
+    *fp = f;
+    return MMFS_OK;
+}
+
+int mmfs__manifest_read(mmfs_db *db, int *exists) {
+    char path[4096];
+    fields f;
+    int rc = parse(db, &f, path, sizeof path, exists);
+    if (rc || !*exists) return rc;
     const char *sum = f.sum, *kc = f.kc;
     unsigned long long segsize = f.segsize;
     unsigned first = f.first;
@@ -179,19 +211,37 @@ int mmfs__manifest_read(mmfs_db *db, int *exists) {
     int keyed = strcmp(kc, "-") != 0;
     if (keyed && !db->opt.key)
         return mmfs__err(MMFS_CORRUPT, "%s: the store is keyed: open it with its key", path);
-    int rc = mmfs__sum_init(&db->sum, type, keyed ? db->opt.key : NULL, keyed ? db->opt.key_len : 0);
+    rc = mmfs__sum_init(&db->sum, type, keyed ? db->opt.key : NULL, keyed ? db->opt.key_len : 0);
     if (rc) return rc;
     if (!keyed && db->opt.key)
         return mmfs__err(MMFS_INVALID, "%s: the store has no key, but a key was given", path);
     char mine[65];
     keycheck(&db->sum, mine);
     if (strcmp(mine, kc) != 0) return mmfs__err(MMFS_CORRUPT, "%s: wrong key", path);
-    if (segsize < 4096 || first == 0 || (f.last && f.last < first))
-        return mmfs__err(MMFS_CORRUPT, "%s: bad values", path);
     db->segment_size = segsize;
     db->first_seg = first;
     db->last_seg = f.last;
+    db->compact_seg = f.compact_seg;
+    db->lsn_floor = f.lsn_floor;
+    db->id_floor = f.id_floor;
     db->tok_version = f.tok;
     memcpy(db->tok_lang, f.lang, sizeof db->tok_lang);
+    return MMFS_OK;
+}
+
+int mmfs__manifest_reread(mmfs_db *db) {
+    char path[4096];
+    fields f;
+    int exists;
+    int rc = parse(db, &f, path, sizeof path, &exists);
+    if (rc) return rc;
+    if (!exists) return mmfs__err(MMFS_CORRUPT, "%s: MANIFEST is gone while the store is open", db->dir);
+    if (f.segsize != db->segment_size)
+        return mmfs__err(MMFS_CORRUPT, "%s: MANIFEST changed its segment size while the store is open", path);
+    db->first_seg = f.first;
+    db->last_seg = f.last;
+    db->compact_seg = f.compact_seg;
+    db->lsn_floor = f.lsn_floor;
+    db->id_floor = f.id_floor;
     return MMFS_OK;
 }

@@ -38,6 +38,10 @@ void mmfs__seg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len) {
     snprintf(buf, len, "%s/%08u.seg", db->log_dir, no);
 }
 
+void mmfs__cseg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len) {
+    snprintf(buf, len, "%s/%08u.cseg", db->log_dir, no);
+}
+
 mmfs__seg *mmfs__seg_find(mmfs_db *db, uint32_t no) {
     if (db->nsegs == 0 || no < db->segs[0].no) return NULL;
     size_t i = no - db->segs[0].no;
@@ -68,6 +72,12 @@ static void make_header(uint8_t h[MMFS__SEG_HDR], int sumtype, uint32_t no, uint
     mmfs__st64(h + 16, no);
     mmfs__st64(h + 24, size);
     mmfs__st32(h + 60, header_crc(h));
+}
+
+int mmfs__seg_write_header(int fd, int sumtype, uint32_t no, uint64_t size) {
+    uint8_t h[MMFS__SEG_HDR];
+    make_header(h, sumtype, no, size);
+    return pwrite(fd, h, sizeof h, 0) == (ssize_t)sizeof h ? 0 : (errno ? errno : EIO);
 }
 
 /* The durable stamp in header H, or 0 when there is none (format-1
@@ -101,6 +111,14 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
     char path[4096];
     mmfs__seg_path(db, no, path, sizeof path);
     int fd = open(path, (db->opt.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && no <= db->compact_seg) {
+        /* MANIFEST switched to a compaction's output, whose renames from
+        ** .cseg a crash (or the compacting handle, right now) left undone:
+        ** the file under its first name is the same segment. */
+        mmfs__cseg_path(db, no, path, sizeof path);
+        fd = open(path, (db->opt.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) mmfs__seg_path(db, no, path, sizeof path);
+    }
     if (fd < 0) return mmfs__err_sys(errno, "open", path);
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -269,12 +287,27 @@ fail:
     return rc;
 }
 
+int mmfs__seg_retire_all(mmfs_db *db) {
+    mmfs__seg *n = realloc(db->old_segs, (db->nold_segs + db->nsegs + 1) * sizeof *n);
+    if (!n) return mmfs__err(MMFS_NOMEM, "out of memory for the segment table");
+    db->old_segs = n;
+    if (db->nsegs) memcpy(n + db->nold_segs, db->segs, db->nsegs * sizeof *n);
+    db->nold_segs += db->nsegs;
+    db->nsegs = 0;
+    return MMFS_OK;
+}
+
 void mmfs__seg_close_all(mmfs_db *db) {
     for (size_t i = 0; i < db->nsegs; i++) {
         munmap((void *)db->segs[i].map, db->segs[i].size);
         close(db->segs[i].fd);
     }
+    for (size_t i = 0; i < db->nold_segs; i++) {
+        munmap((void *)db->old_segs[i].map, db->old_segs[i].size);
+        close(db->old_segs[i].fd);
+    }
     free(db->segs);
-    db->segs = NULL;
-    db->nsegs = db->capsegs = 0;
+    free(db->old_segs);
+    db->segs = db->old_segs = NULL;
+    db->nsegs = db->capsegs = db->nold_segs = 0;
 }

@@ -113,3 +113,19 @@ int mmfs__policy_run(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs_
 int mmfs__policy_route_indexed(const mmfs__policy *p, mmfs_slice route) {
     return p ? vm->route_indexed(p, route) : 1;
 }
+
+int mmfs__policy_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl) {
+    *ttl = 0;
+    return p ? vm->route_ttl(p, route, ttl) : 0;
+}
+
+int mmfs__policy_has_keep(const mmfs__policy *p) { return p ? vm->has_keep(p) : 0; }
+
+int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep) {
+    return vm->keep(&host, p, mem, now, newer, keep);
+}
+
+int mmfs__policy_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes) {
+    *yes = 0;
+    return p ? vm->when(&host, p, st, yes) : MMFS_OK;
+}

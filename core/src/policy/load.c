@@ -9,8 +9,8 @@
 **   so a failed load returns a status and frees everything.
 ** - Every key of the policy table and of its tables is known, or the load
 **   fails INVALID naming it (a typo such as `hoooks` must not silently
-**   disable every hook); what is not built yet (compaction, routes.*.ttl)
-**   is refused, never accepted and ignored.
+**   disable every hook); what is not built yet is refused, never accepted
+**   and ignored.
 */
 #include "pvm.h"
 
@@ -50,6 +50,9 @@ static void compile_routes(lua_State *L, mmfs__policy *p) {
     while (lua_next(L, -2)) n++, lua_pop(L, 1);
     p->noindex = calloc(n ? n : 1, sizeof *p->noindex);
     if (!p->noindex) mmfs__pvm_nomem(L, p);
+    p->ttl_route = calloc(n ? n : 1, sizeof *p->ttl_route);
+    p->ttl = calloc(n ? n : 1, sizeof *p->ttl);
+    if (!p->ttl_route || !p->ttl) mmfs__pvm_nomem(L, p);
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         const char *name;
@@ -60,7 +63,7 @@ static void compile_routes(lua_State *L, mmfs__policy *p) {
         if (pc_rawlen(L, -2) > MMFS__MAX_ROUTE)
             luaL_error(L, "policy: routes: a route name is longer than %d bytes", MMFS__MAX_ROUTE);
         snprintf(where, sizeof where, "routes.%s: ", name);
-        known_keys(L, -1, where, route_keys, "index");
+        known_keys(L, -1, where, route_keys, "index, ttl");
         lua_getfield(L, -1, "index");
         if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
             luaL_error(L, "policy: routes.%s.index must be a boolean", name);
@@ -71,9 +74,15 @@ static void compile_routes(lua_State *L, mmfs__policy *p) {
             p->noindex[p->nnoindex++] = c;
         }
         lua_getfield(L, -2, "ttl");
-        if (!lua_isnil(L, -1)) /* expiry belongs to compaction, which does not exist yet */
-            luaL_error(L, "policy: routes.%s.ttl: not built yet (memories do not expire until compaction exists)",
-                       name);
+        if (!lua_isnil(L, -1)) { /* seconds after created_at; compaction forgets past it */
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0)
+                luaL_error(L, "policy: routes.%s.ttl must be a positive integer (seconds)", name);
+            char *c = malloc(pc_rawlen(L, -4) + 1);
+            if (!c) mmfs__pvm_nomem(L, p);
+            memcpy(c, name, pc_rawlen(L, -4) + 1);
+            p->ttl[p->nttl] = (int64_t)lua_tointeger(L, -1);
+            p->ttl_route[p->nttl++] = c;
+        }
         lua_pop(L, 3);
     }
 }
@@ -101,7 +110,7 @@ static void compile_hooks(lua_State *L, mmfs__policy *p) {
 /* Reads the policy table at IDX: route, routes, schemas, hooks. */
 static void compile_policy(lua_State *L, mmfs__policy *p, int idx) {
     static const char *const policy_keys[] = {"route", "routes", "schemas", "hooks", "compaction", NULL};
-    known_keys(L, idx, "", policy_keys, "route, routes, schemas, hooks");
+    known_keys(L, idx, "", policy_keys, "route, routes, schemas, hooks, compaction");
 
     lua_getfield(L, idx, "route");
     if (lua_isfunction(L, -1)) p->ref_route = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -139,8 +148,20 @@ static void compile_policy(lua_State *L, mmfs__policy *p, int idx) {
     lua_pop(L, 1);
 
     lua_getfield(L, idx, "compaction");
-    if (!lua_isnil(L, -1)) /* refused rather than accepted and never run */
-        luaL_error(L, "policy: compaction: not built yet (the store has no compaction)");
+    if (lua_istable(L, -1)) {
+        static const char *const compaction_keys[] = {"keep", "when", NULL};
+        known_keys(L, -1, "compaction: ", compaction_keys, "keep, when");
+        lua_getfield(L, -1, "when");
+        if (lua_isfunction(L, -1)) p->ref_when = luaL_ref(L, LUA_REGISTRYINDEX);
+        else if (!lua_isnil(L, -1)) luaL_error(L, "policy: compaction.when must be a function, got %s", luaL_typename(L, -1));
+        else lua_pop(L, 1);
+        lua_getfield(L, -1, "keep");
+        if (lua_isfunction(L, -1)) p->ref_keep = luaL_ref(L, LUA_REGISTRYINDEX);
+        else if (!lua_isnil(L, -1)) luaL_error(L, "policy: compaction.keep must be a function, got %s", luaL_typename(L, -1));
+        else lua_pop(L, 1);
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "policy: compaction must be a table, got %s", luaL_typename(L, -1));
+    }
     lua_pop(L, 1);
 }
 
@@ -184,6 +205,7 @@ int mmfs__pvm_new(const char *src, size_t len, const mmfs__policy_limits *lim, m
                 "policy limits: every one set (the host fills them from the options)");
     p->lim = *lim;
     p->ref_route = p->ref_routes = p->ref_tags_mt = p->ref_cmd_mt = p->ref_tx = p->ref_keys = LUA_NOREF;
+    p->ref_keep = p->ref_when = LUA_NOREF;
     for (int t = 0; t <= MMFS__R_MAX; t++) p->ref_hook[t] = p->ref_tname[t] = LUA_NOREF;
 
     p->L = lua_newstate(mmfs__pvm_alloc, p);
@@ -218,6 +240,9 @@ void mmfs__pvm_free(mmfs__policy *p) {
     mmfs__pvm_free_schema(p);
     for (size_t i = 0; i < p->nnoindex; i++) free(p->noindex[i]);
     free(p->noindex);
+    for (size_t i = 0; i < p->nttl; i++) free(p->ttl_route[i]);
+    free(p->ttl_route);
+    free(p->ttl);
     free(p->pend);
     free(p->buf);
     free(p);

@@ -70,5 +70,19 @@ int mmfs__policy_run(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs_
 /* 0 if the policy's routes[ROUTE].index is false, else 1. */
 int mmfs__policy_route_indexed(const mmfs__policy *p, mmfs_slice route);
 
+/* Compaction (compact.c; the VM's keep.c).  1 and *ttl = routes[ROUTE].ttl
+** (seconds) when the route has one, else 0 and *ttl = 0. */
+int mmfs__policy_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
+/* 1 if the policy has compaction.keep. */
+int mmfs__policy_has_keep(const mmfs__policy *p);
+/* *keep = compaction.keep(mem, NOW, newer) for MEMORY record MEM, under
+** the hook limits; NEWER[i] (may be NULL: zeros) is the number of live
+** memories newer than MEM with its i-th tag.  Errors: MMFS_REJECTED (keep
+** raised), MMFS_LIMIT, MMFS_NOMEM; the VM stays usable. */
+int mmfs__policy_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep);
+/* *yes = compaction.when(stats) (0 when the policy has none), under the
+** hook limits.  Errors as mmfs__policy_keep (then *yes = 0). */
+int mmfs__policy_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes);
+
 #endif
 #endif

@@ -121,6 +121,11 @@ struct mmfs__policy {
     int schema_extra;
     char **noindex;                    /* route names with index = false */
     size_t nnoindex;
+    char **ttl_route;                  /* routes.NAME.ttl: names and seconds (keep.c) */
+    int64_t *ttl;
+    size_t nttl;
+    int ref_keep;                      /* compaction.keep, or LUA_NOREF */
+    int ref_when;                      /* compaction.when, or LUA_NOREF */
 
     /* One run (mmfs__policy_run). */
     const mmfs__policy_store *st;
@@ -249,5 +254,9 @@ int mmfs__pvm_new(const char *src, size_t len, const mmfs__policy_limits *lim, m
 void mmfs__pvm_free(mmfs__policy *p);
 int mmfs__pvm_run(mmfs__policy *p, const mmfs__rec *in, size_t n, const mmfs__policy_store *st, mmfs__cmds *out);
 int mmfs__pvm_route_indexed(const mmfs__policy *p, mmfs_slice route);
+int mmfs__pvm_route_ttl(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
+int mmfs__pvm_has_keep(const mmfs__policy *p);
+int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep);
+int mmfs__pvm_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes);
 
 #endif

@@ -43,8 +43,20 @@ static int api_run(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *in
     return mmfs__pvm_run(p, in, n, st, out);
 }
 
-static const mmfs__pvm_api api = {MMFS__PVM_ABI, sizeof(mmfs__rec), api_new, mmfs__pvm_free, api_run,
-                                  mmfs__pvm_route_indexed};
+static int api_keep(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *mem, int64_t now,
+                    const uint64_t *newer, int *keep) {
+    host = h;
+    return mmfs__pvm_keep(p, mem, now, newer, keep);
+}
+
+static int api_when(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs_store_stats *st, int *yes) {
+    host = h;
+    return mmfs__pvm_when(p, st, yes);
+}
+
+static const mmfs__pvm_api api = {MMFS__PVM_ABI,           sizeof(mmfs__rec),   api_new,  mmfs__pvm_free,
+                                  api_run,                 mmfs__pvm_route_indexed, mmfs__pvm_route_ttl,
+                                  mmfs__pvm_has_keep,      api_keep,                api_when};
 
 __attribute__((visibility("default"))) const mmfs__pvm_api *mmfs_policy_vm(const mmfs__pvm_host *h) {
     return h && h->abi == MMFS__PVM_ABI ? &api : NULL;

@@ -20,7 +20,7 @@
 
 /* Bumped whenever this header or a struct it passes (mmfs__rec,
 ** mmfs__cmds, mmfs__policy_store, mmfs__policy_limits) changes. */
-#define MMFS__PVM_ABI 1
+#define MMFS__PVM_ABI 2
 
 /* The VM's file name; the engine looks for it next to the object that
 ** holds the engine (libmemmapfs.so, the Lua module core.so, or the
@@ -51,6 +51,12 @@ typedef struct mmfs__pvm_api {
     int (*policy_run)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *in, size_t n,
                       const mmfs__policy_store *st, mmfs__cmds *out);
     int (*route_indexed)(const mmfs__policy *p, mmfs_slice route);
+    /* ABI 2: compaction (keep.c) */
+    int (*route_ttl)(const mmfs__policy *p, mmfs_slice route, int64_t *ttl);
+    int (*has_keep)(const mmfs__policy *p);
+    int (*keep)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs__rec *mem, int64_t now,
+                const uint64_t *newer, int *keep);
+    int (*when)(const mmfs__pvm_host *h, mmfs__policy *p, const mmfs_store_stats *st, int *yes);
 } mmfs__pvm_api;
 
 /* The entry point: returns the VM's table, or NULL when HOST's ABI is not

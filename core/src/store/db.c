@@ -216,6 +216,7 @@ static int open_store(mmfs_db *db) {
         atomic_store(&db->shm->written, pos);
         atomic_store(&db->shm->durable, pos);
         atomic_store(&db->shm->state_version, mmfs__engine_state_version(db->eng));
+        atomic_store(&db->shm->first_segment, db->first_seg);
     }
 out:
     if (!db->opt.readonly) mmfs__lock_release(db);
@@ -226,6 +227,8 @@ static void free_handle(mmfs_db *db) {
     mmfs__seg_close_all(db);
     mmfs__lock_close(db);
     if (db->eng) mmfs__engine_free(db->eng);
+    for (size_t i = 0; i < db->nold_engs; i++) mmfs__engine_free(db->old_engs[i]);
+    free(db->old_engs);
 #ifdef MMFS_HAVE_POLICY
     /* The VM a write built (hook.c's policy_sync) lives until here. */
     if (db->policy) mmfs__policy_free(db->policy);
@@ -345,6 +348,7 @@ int mmfs_close(mmfs_db *db) {
     int rc = MMFS_OK;
     int child = atomic_load(&mmfs__fork_gen) != db->fork_gen;
     if (!child) {
+        mmfs__compact_join(db); /* a compaction compaction.when started */
         mmfs__watch_stop(db);
         mmfs__ckpt_auto_stop(db);
         mmfs__flusher_stop(db);
@@ -369,10 +373,12 @@ int mmfs_stats(mmfs_db *db, mmfs_store_stats *st) {
     st->segments = db->nsegs;
     st->lsn = db->next_lsn - 1;
     st->checkpoint_lsn = db->ckpt_lsn;
+    uint64_t rec_bytes = db->rec_bytes;
     if (!self) pthread_mutex_unlock(&db->wmu);
     pthread_mutex_lock(&db->smu);
     st->durable_lsn = db->durable_lsn;
     pthread_mutex_unlock(&db->smu);
-    st->dead_bytes = st->log_bytes > st->live_bytes ? st->log_bytes - st->live_bytes : 0;
+    st->dead_bytes = rec_bytes > st->live_bytes ? rec_bytes - st->live_bytes : 0;
+    st->compacting = (uint64_t)atomic_load(&db->compacting);
     return MMFS_OK;
 }

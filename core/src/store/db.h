@@ -9,10 +9,13 @@
 ** Locks (docs/design.md, "Locks", has the full table).  A thread takes a
 ** lock only while holding locks before it in this order:
 **
-**   cpmu -> wmu -> flock(LOCK) -> smu
+**   [flock(log/compact.lock) ->] cpmu -> wmu -> flock(LOCK) -> smu
 **                      -> rw -> state.mu
 **                            -> mems.ixlock -> mems.qmu
 **                            -> mems.qmu
+**
+**   flock(log/compact.lock)  one compaction per store (compact.c), held
+**                from its start to its end; its copy takes only rw read.
 **
 **   wmu          one appender per handle, from catch-up to publish (policy
 **                and hooks included); segs, next_lsn, scratch, policy,
@@ -75,6 +78,10 @@ typedef struct mmfs__shared {
     _Atomic uint64_t written;   /* position past the last written frame */
     _Atomic uint64_t durable;   /* position up to which the log is synced */
     _Atomic uint64_t state_version;
+    /* MANIFEST's first segment as the last writer saw it: a compaction
+    ** moves it up, and every other handle then rebuilds (mmfs__reload).
+    ** 0: written by a library before compaction (unknown). */
+    _Atomic uint64_t first_segment;
 } mmfs__shared;
 
 #define MMFS__SHARED_MAGIC 0x314b434f4c53464dull /* "MFSLOCK1" */
@@ -89,17 +96,38 @@ struct mmfs_db {
     int tok_version;      /* MANIFEST "tokenizer": 0 when the line is absent */
     char tok_lang[32];    /* version 1: "none" or a Snowball language */
     uint32_t last_seg;        /* MANIFEST's last segment made (0: unknown, format 1) */
+    /* MANIFEST "compacted" (compact.c): segments up to compact_seg may hold
+    ** compacted frames (LSN gaps); lsn_floor and id_floor are the next LSN
+    ** and memory id when the log was switched: never given again.  0: the
+    ** store was never compacted. */
+    uint32_t compact_seg;
+    uint64_t lsn_floor, id_floor;
+    /* What a switch of the log left behind (compact.c, mmfs__reload): the
+    ** segments and engines this handle used before, kept until close so
+    ** slices and readers already handed out stay valid. */
+    mmfs__seg *old_segs;
+    size_t nold_segs;
+    mmfs__engine **old_engs;
+    size_t nold_engs;
+    _Atomic int compacting;   /* a compaction runs through this handle */
+    /* compaction.when (compact.c): when it was last asked (coarse ms), and
+    ** the background compaction thread (bg_* under smu). */
+    _Atomic uint64_t when_ms;
+    pthread_t bg;
+    int bg_on, bg_done, bg_stop;
     int no_manifest;          /* opening a log whose MANIFEST is missing: cut nothing */
     unsigned fork_gen;        /* mmfs__fork_gen at open: a child refuses */
 
     int lock_fd;
     mmfs__shared *shm;
+    int flock_held;           /* this handle holds flock(LOCK) now (under wmu) */
 
     /* Writer side: one appender in the process, then flock across them. */
     pthread_mutex_t wmu;
     mmfs__seg *segs;          /* under wmu */
     size_t nsegs, capsegs;
     uint64_t next_lsn;        /* under wmu */
+    uint64_t rec_bytes;       /* bytes of records applied from the log, under wmu (stats' dead_bytes) */
     _Atomic uint64_t applied; /* position the engine has applied up to */
     uint8_t *scratch;         /* frame buffer, under wmu */
     size_t scratch_cap;
@@ -186,8 +214,25 @@ void mmfs__seg_stamp(int fd, uint64_t off);
 /* Moves the durable stamp on to what this handle's syncs covered, now
 ** (close: a stamp held back for "always" mode's sake is written). */
 void mmfs__sync_stamp_final(mmfs_db *db);
-/* Unmaps and closes every segment. */
+/* Unmaps and closes every segment (the retired ones too). */
 void mmfs__seg_close_all(mmfs_db *db);
+/* compact.c: after a commit, outside the writer lock: asks the policy's
+** compaction.when (at most once a second) and, when it says yes, starts a
+** compaction in a thread of the handle. */
+void mmfs__compact_maybe(mmfs_db *db);
+/* Waits for the background compaction (close). */
+void mmfs__compact_join(mmfs_db *db);
+/* compact.c: takes log/compact.lock (flock, not waiting), held by a
+** compaction from start to end: its .cseg files are not leftovers while
+** it is held.  *fd is closed to release it.  Errors: MMFS_BUSY, MMFS_IO. */
+int mmfs__compact_lock(const mmfs_db *db, int *fd);
+/* Path of compaction's output segment NO ("DIR/log/00000001.cseg"):
+** written under this name, renamed to .seg once MANIFEST names it. */
+void mmfs__cseg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len);
+/* Writes the header of segment NO (SIZE bytes) at offset 0 of FD. */
+int mmfs__seg_write_header(int fd, int sumtype, uint32_t no, uint64_t size);
+/* Moves the current segments to the retired list (mapped until close). */
+int mmfs__seg_retire_all(mmfs_db *db);
 /* The last segment. */
 static inline mmfs__seg *mmfs__seg_last(mmfs_db *db) { return &db->segs[db->nsegs - 1]; }
 /* The segment with number NO, or NULL if not open here. */
@@ -196,6 +241,10 @@ mmfs__seg *mmfs__seg_find(mmfs_db *db, uint32_t no);
 /* manifest.c */
 int mmfs__manifest_read(mmfs_db *db, int *exists);
 int mmfs__manifest_write(mmfs_db *db);
+/* Re-reads the log's extent (first, last and compacted segments, floors)
+** from MANIFEST after another handle switched the log.  Errors:
+** MMFS_CORRUPT, MMFS_IO. */
+int mmfs__manifest_reread(mmfs_db *db);
 
 /* lock.c */
 int mmfs__lock_open(mmfs_db *db, int *created);
@@ -214,8 +263,24 @@ int mmfs__recover(mmfs_db *db);
 ** reopening a log whose MANIFEST is lost.  Errors: MMFS_IO, MMFS_CORRUPT. */
 int mmfs__log_first_segment(mmfs_db *db, uint32_t *first, uint8_t hdr[MMFS__SEG_HDR]);
 /* Applies frames from db->applied up to TARGET (another process's
-** writes).  Caller holds wmu. */
+** writes); when MANIFEST's first segment moved (a compaction switched the
+** log), rebuilds the engine first (mmfs__reload).  Caller holds wmu. */
 int mmfs__catch_up_locked(mmfs_db *db, uint64_t target);
+/* Rebuilds the engine from the log MANIFEST names now, up to the written
+** end in LOCK's page: what open does after the lock, without cutting
+** anything.  The segments and engine used before are kept until close.
+** Caller holds wmu.  Errors: MMFS_CORRUPT, MMFS_IO, MMFS_NOMEM. */
+int mmfs__reload(mmfs_db *db);
+/* The same without re-reading MANIFEST: a new engine from the log that
+** db's fields name, replayed to the end of its frames.  Caller holds wmu
+** and the flock.  On failure the handle is unusable (broken). */
+int mmfs__rebuild(mmfs_db *db);
+/* Wakes the subscriptions made on engines this handle replaced (they
+** stay there) with the current state version.  Caller holds wmu. */
+void mmfs__announce_old(mmfs_db *db);
+/* The next memory id the writer gives: past every id applied and the
+** compaction floor. */
+uint64_t mmfs__next_memory_id(const mmfs_db *db);
 
 /* sync.c */
 /* Notes that frames up to POS (last LSN LSN, in segment fd FD) are written. */

@@ -41,17 +41,55 @@ static int corrupt(mmfs_db *db, const mmfs__seg *s, uint64_t off, const char *wh
     return corrupt_at(s, off, why, s == mmfs__seg_last(db) && !s->sealed);
 }
 
+uint64_t mmfs__next_memory_id(const mmfs_db *db) {
+    uint64_t id = mmfs__engine_next_memory_id(db->eng);
+    return id > db->id_floor ? id : db->id_floor;
+}
+
 /* What a writer can never have framed, even under a valid checksum (a
 ** forged or buggy frame): NULL if R fits the engine's state, else why.
 ** Memory ids are dense and state versions count up by one: the engine
 ** sizes its id table by the ids it sees, so a forged id far out of range
-** must not reach it.  (Compaction, when it keeps ids across rewritten
-** segments, must carry the high-water id here.) */
-static const char *implausible(const mmfs__engine *e, const mmfs__rec *r) {
-    if (r->type == MMFS__R_MEMORY && r->u.mem.id != mmfs__engine_next_memory_id(e))
-        return "memory id out of sequence";
-    if (r->type == MMFS__R_STATE && r->u.state.version != mmfs__engine_state_version(e) + 1)
-        return "state version out of sequence";
+** must not reach it.  In a compacted frame (COMPACT) ids and versions
+** only grow, since compaction dropped what came between, and ids stay
+** below the floor MANIFEST recorded at the switch; a frame written after
+** it gives the next id past that floor. */
+static const char *implausible(const mmfs_db *db, const mmfs__rec *r, int compact, int in_compacted) {
+    const mmfs__engine *e = db->eng;
+    if (r->type == MMFS__R_MEMORY) {
+        uint64_t next = mmfs__engine_next_memory_id(e), want = mmfs__next_memory_id(db), id = r->u.mem.id;
+        if (compact && (id < next || (db->id_floor && id >= db->id_floor)))
+            return "memory id out of sequence in a compacted frame";
+        /* Frames a compaction carried over follow the gaps it left. */
+        if (!compact && (in_compacted ? id < next || id > want : id != want)) return "memory id out of sequence";
+    }
+    if (r->type == MMFS__R_STATE) {
+        uint64_t v = mmfs__engine_state_version(e);
+        if (compact || in_compacted ? r->u.state.version <= v : r->u.state.version != v + 1)
+            return "state version out of sequence";
+    }
+    return NULL;
+}
+
+/* The LSN after checked frame F: records of a compacted frame have gaps. */
+static uint64_t frame_next_lsn(const mmfs__frame *f) {
+    if (!(f->flags & MMFS__FRAME_COMPACT) || f->count == 0) return f->first_lsn + f->count;
+    const uint8_t *p = f->body;
+    uint64_t next = f->first_lsn;
+    for (uint32_t i = 0; i < f->count; i++) {
+        mmfs__rec r;
+        if (mmfs__rec_decode(p, (size_t)(f->body + f->body_len - p), &r) != MMFS_OK) break;
+        next = r.lsn + 1;
+        p += r.raw_len;
+    }
+    return next;
+}
+
+/* A compacted frame is only trusted where compaction wrote one: in the
+** segments MANIFEST records as its output. */
+static const char *misplaced(const mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s) {
+    if ((f->flags & MMFS__FRAME_COMPACT) && s->no > db->compact_seg)
+        return "a compacted frame outside the segments compaction wrote";
     return NULL;
 }
 
@@ -60,20 +98,26 @@ static const char *implausible(const mmfs__engine *e, const mmfs__rec *r) {
 ** last segment (where repair could cut). */
 static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, uint64_t off, int last) {
     const uint8_t *p = f->body, *end = f->body + f->body_len;
+    int compact = (f->flags & MMFS__FRAME_COMPACT) != 0;
+    uint64_t next = f->first_lsn;
+    const char *why = misplaced(db, f, s);
+    if (why) return corrupt_at(s, off, why, last);
     for (uint32_t i = 0; i < f->count; i++) {
         mmfs__rec r;
-        const char *why;
         if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
             return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
-        if ((why = implausible(db->eng, &r)) != NULL) return corrupt_at(s, off, why, last);
+        if ((why = implausible(db, &r, compact, s->no <= db->compact_seg)) != NULL) return corrupt_at(s, off, why, last);
         int rc = mmfs__engine_apply(db->eng, &r);
         if (rc) {
             atomic_store(&db->broken, 1);
             return rc;
         }
+        next = r.lsn + 1;
+        db->rec_bytes += r.raw_len;
         p += r.raw_len;
     }
-    db->next_lsn = f->first_lsn + f->count;
+    /* A compacted frame with no record marks the LSN the log goes on at. */
+    db->next_lsn = next;
     db->last_frame = MMFS__POS(s->no, off); /* a checkpoint's anchor */
     return MMFS_OK;
 }
@@ -230,12 +274,16 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 /* Lists the segment numbers in log/ (sorted) and removes leftovers of
-** interrupted segment creation. */
+** interrupted segment creation and of compactions: output no MANIFEST
+** names, segments below first_segment.  Output MANIFEST names under its
+** first name (.cseg) is renamed into place (a read-only open reads it
+** where it is: segment.c). */
 static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
     DIR *d = opendir(db->log_dir);
     if (!d) return mmfs__err_sys(errno, "open directory", db->log_dir);
     uint32_t *v = NULL;
     size_t cnt = 0, cap = 0;
+    int renamed = 0, idle = -1; /* idle: no compaction runs (-1: not asked yet) */
     struct dirent *e;
     /* readdir() says "no more" and "failed" both with NULL; only errno
     ** tells them apart, and a failure taken for the end would hide
@@ -262,7 +310,49 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
             }
             continue;
         }
-        if (strcmp(tail, "seg") != 0 || no < db->first_seg) continue;
+        if (!strcmp(tail, "cseg")) {
+            /* Compaction's output (compact.c): part of the log once MANIFEST
+            ** names it (a crash came before its rename: finish it), else a
+            ** leftover of a compaction that never switched. */
+            char p[4200], q[4200];
+            snprintf(p, sizeof p, "%s/%s", db->log_dir, e->d_name);
+            int named = db->first_seg && no >= db->first_seg && no <= db->compact_seg;
+            if (!named) {
+                /* Not while a compaction runs (in any process): its output
+                ** is being written without the writer lock. */
+                if (!db->opt.readonly && idle < 0) {
+                    int fd;
+                    idle = mmfs__compact_lock(db, &fd) == MMFS_OK;
+                    if (fd >= 0) close(fd);
+                }
+                if (!db->opt.readonly && idle > 0) unlink(p);
+                continue;
+            }
+            mmfs__seg_path(db, no, q, sizeof q);
+            if (!db->opt.readonly && rename(p, q) < 0) {
+                int err = errno;
+                free(v);
+                closedir(d);
+                return mmfs__err_sys(err, "rename", p);
+            }
+            renamed = 1;
+        } else if (strcmp(tail, "seg") != 0) {
+            continue;
+        } else if (no < db->first_seg) {
+            /* A segment a compaction switched away from: nothing names it. */
+            if (db->compact_seg && !db->opt.readonly) {
+                char p[4200];
+                snprintf(p, sizeof p, "%s/%s", db->log_dir, e->d_name);
+                unlink(p);
+                renamed = 1;
+            }
+            continue;
+        }
+        if (no <= db->compact_seg) { /* listed once, under either name */
+            int dup = 0;
+            for (size_t j = 0; j < cnt && !dup; j++) dup = v[j] == no;
+            if (dup) continue;
+        }
         if (cnt == cap) {
             cap = cap ? cap * 2 : 16;
             uint32_t *nv = realloc(v, cap * sizeof *nv);
@@ -276,6 +366,13 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
         v[cnt++] = no;
     }
     closedir(d);
+    if (renamed) {
+        int rc = mmfs__fsync_dir(db->log_dir);
+        if (rc) {
+            free(v);
+            return rc;
+        }
+    }
     if (cnt) qsort(v, cnt, sizeof *v, cmp_u32);
     *out = v;
     *n = cnt;
@@ -341,6 +438,7 @@ int mmfs__recover(mmfs_db *db) {
     for (size_t i = start; i < db->nsegs && rc == MMFS_OK; i++)
         rc = scan_segment(db, &db->segs[i], i + 1 == db->nsegs, i == start ? from : MMFS__SEG_HDR);
     if (rc) return rc;
+    if (db->next_lsn < db->lsn_floor) db->next_lsn = db->lsn_floor;
     if (db->nsegs == 0 && !db->opt.readonly) {
         if ((rc = mmfs__seg_create(db, db->first_seg, db->segment_size)) != MMFS_OK) return rc;
     }
@@ -350,10 +448,13 @@ int mmfs__recover(mmfs_db *db) {
     return MMFS_OK;
 }
 
-int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
+/* Applies frames from db->applied up to TARGET; TO_END: as far as valid
+** frames go instead (a reload under the flock, where no frame is being
+** written).  HAVE_RW: the caller holds the engine's write side. */
+static int advance(mmfs_db *db, uint64_t target, int to_end, int have_rw) {
     uint64_t pos = atomic_load(&db->applied);
-    int rc = MMFS_OK, locked = 0;
-    while (pos < target) {
+    int rc = MMFS_OK, locked = have_rw;
+    while (to_end || pos < target) {
         uint32_t no = MMFS__POS_SEG(pos);
         uint64_t off = MMFS__POS_OFF(pos);
         mmfs__seg *s = mmfs__seg_find(db, no);
@@ -367,13 +468,18 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
                                db->dir, MMFS__POS_SEG(target), (unsigned long long)MMFS__POS_OFF(target));
                 break;
             }
-            if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) break;
+            if (to_end && no > db->first_seg && !mmfs__seg_find(db, no - 1)->sealed) break;
+            if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) {
+                if (to_end && no > db->last_seg) rc = MMFS_OK; /* no segment after the last */
+                break;
+            }
             s = mmfs__seg_last(db);
         }
         mmfs__frame f;
         const char *why;
         if (off + MMFS__FRAME_HDR > s->size ||
             !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why)) {
+            if (to_end) break; /* the end of what was written */
             /* Nothing at all where the shared page says frames are: the page
             ** is wrong (LOCK damaged or replaced), not the log. */
             if (off + 8 <= s->size && mmfs__ld64(s->map + off) == 0)
@@ -390,6 +496,7 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
             s->sealed = 1;
             s->end = off;
             pos = MMFS__POS(no + 1, MMFS__SEG_HDR);
+            if (to_end) atomic_store(&db->applied, pos);
             continue;
         }
         if (!locked) {
@@ -401,7 +508,93 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
         s->end = MMFS__POS_OFF(pos);
         atomic_store(&db->applied, pos);
     }
-    if (locked) pthread_rwlock_unlock(&db->rw);
+    if (locked && !have_rw) pthread_rwlock_unlock(&db->rw);
+    if (locked) mmfs__announce_old(db);
+    return rc;
+}
+
+void mmfs__announce_old(mmfs_db *db) {
+    if (!db->nold_engs) return;
+    uint64_t v = mmfs__engine_state_version(db->eng);
+    for (size_t i = 0; i < db->nold_engs; i++) mmfs__state_announce(db->old_engs[i], v);
+}
+
+int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
+    /* A compaction elsewhere moved the log's start: the page says so before
+    ** MANIFEST does (compact.c), so MANIFEST decides, read under the flock,
+    ** where the compacting handle's steps are all done or never started. */
+    uint64_t fs = atomic_load_explicit(&db->shm->first_segment, memory_order_acquire);
+    if (fs && fs != db->first_seg) {
+        int rc = mmfs__reload(db);
+        if (rc) return rc;
+        target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
+    }
+    int rc = advance(db, target, 0, 0);
+    if (rc == MMFS_IO && !atomic_load(&db->broken)) {
+        /* A segment gone (unlinked by a compaction that switched between
+        ** this handle's look at the page and its open of the file): ask
+        ** MANIFEST; if the log moved, catch up with the new one. */
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
+        uint32_t was = db->first_seg;
+        if (mmfs__reload(db) == MMFS_OK && db->first_seg != was)
+            return advance(db, atomic_load_explicit(&db->shm->written, memory_order_acquire), 0, 0);
+        mmfs__err(rc, "%s", msg);
+    }
+    return rc;
+}
+
+int mmfs__rebuild(mmfs_db *db) {
+    mmfs__engine *e = NULL;
+    mmfs__engine **olds = realloc(db->old_engs, (db->nold_engs + 1) * sizeof *olds);
+    if (!olds) return mmfs__err(MMFS_NOMEM, "out of memory");
+    db->old_engs = olds;
+    int rc;
+    if ((rc = mmfs__engine_new(&e)) != MMFS_OK) return rc;
+    if ((rc = mmfs__engine_set_tokenizer(e, db->tok_version, db->tok_lang)) != MMFS_OK ||
+        (rc = mmfs__seg_retire_all(db)) != MMFS_OK) {
+        mmfs__engine_free(e);
+        return rc;
+    }
+    /* Readers wait on the write side while the engine is rebuilt: they
+    ** never see it half made.  The old engine stays (readers and streams
+    ** handed out before may point into it) until close. */
+    pthread_rwlock_wrlock(&db->rw);
+    db->old_engs[db->nold_engs++] = db->eng;
+    db->eng = e;
+    db->next_lsn = 1;
+    db->rec_bytes = 0;
+    atomic_store(&db->applied, MMFS__POS(db->first_seg, MMFS__SEG_HDR));
+    rc = advance(db, 0, 1, 1);
+    if (rc == MMFS_OK && db->next_lsn < db->lsn_floor) db->next_lsn = db->lsn_floor;
+    if (rc == MMFS_OK) mmfs__engine_defer_index(e);
+    pthread_rwlock_unlock(&db->rw);
+    if (rc) {
+        atomic_store(&db->broken, 1);
+        return rc;
+    }
+    if (!db->opt.readonly) {
+        uint64_t pos = atomic_load(&db->applied);
+        if (atomic_load(&db->shm->written) < pos) atomic_store(&db->shm->written, pos);
+        if (atomic_load(&db->shm->durable) < pos) atomic_store(&db->shm->durable, pos);
+        atomic_store(&db->shm->first_segment, db->first_seg);
+    }
+    return MMFS_OK;
+}
+
+int mmfs__reload(mmfs_db *db) {
+    int own = !db->flock_held, rc;
+    if (own && (rc = mmfs__lock_acquire(db)) != MMFS_OK) return rc;
+    uint32_t was = db->first_seg;
+    rc = mmfs__manifest_reread(db);
+    if (rc == MMFS_OK && db->first_seg == was) {
+        /* MANIFEST did not move: a compaction died before its switch.  A
+        ** writable handle sets the page right, so others stop asking. */
+        if (!db->opt.readonly) atomic_store(&db->shm->first_segment, db->first_seg);
+    } else if (rc == MMFS_OK) {
+        rc = mmfs__rebuild(db);
+    }
+    if (own) mmfs__lock_release(db);
     return rc;
 }
 
@@ -422,7 +615,12 @@ int mmfs_verify(mmfs_db *db) {
                 rc = corrupt(db, s, off, why);
                 break;
             }
-            lsn = f.first_lsn + f.count;
+            const char *where = misplaced(db, &f, s);
+            if (where) {
+                rc = corrupt(db, s, off, where);
+                break;
+            }
+            lsn = frame_next_lsn(&f);
             off += f.frame_len;
         }
         if (rc == MMFS_OK && i + 1 < db->nsegs) {

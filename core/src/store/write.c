@@ -112,7 +112,7 @@ static int delete_finds(mmfs_db *db, mmfs__rec *cmds, const char *keep, size_t i
 /* Decides which commands are written and gives them ids, versions and
 ** LSNs.  KEEP[i] is set for the kept ones; returns their count. */
 static size_t prepare(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep) {
-    uint64_t id = mmfs__engine_next_memory_id(db->eng);
+    uint64_t id = mmfs__next_memory_id(db); /* past compaction's floor too */
     uint64_t version = mmfs__engine_state_version(db->eng);
     uint64_t lsn = db->next_lsn;
     size_t kept = 0;
@@ -295,6 +295,7 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
         mmfs__rec r;
         mmfs__rec_decode(p, (size_t)(end - p), &r);
         rc = mmfs__engine_apply(db->eng, &r);
+        db->rec_bytes += r.raw_len; /* stats' dead_bytes */
         p += r.raw_len;
     }
     if (rc) {
@@ -316,6 +317,7 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     db->last_frame = MMFS__POS(s->no, off); /* a checkpoint's anchor (ckpt.c) */
     atomic_store(&db->applied, pos);
     pthread_rwlock_unlock(&db->rw);
+    mmfs__announce_old(db); /* subscriptions on an engine a rebuild replaced */
     atomic_store_explicit(&db->shm->state_version, mmfs__engine_state_version(db->eng), memory_order_relaxed);
     atomic_store_explicit(&db->shm->written, pos, memory_order_release);
     mmfs__sync_written(db, pos, db->next_lsn - 1, s->fd);
@@ -372,6 +374,7 @@ leave:
     ** meanwhile.  Failing here loses nothing: it stays queued, and the next
     ** search drains again and reports. */
     if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
+    if (rc == MMFS_OK) mmfs__compact_maybe(db); /* compaction.when, rate-limited */
     if (k2 && k2 != keep) free(k2);
     if (work.cmds != cmds) free(work.cmds);
     work.cmds = NULL;
