@@ -873,6 +873,14 @@ static void test_phrase_brute_force(void **state) {
             if (n != nwant) fail_msg("[%s] round %d: %zu hits, want %zu", query, round, n, nwant);
             for (size_t i = 0; i < n; i++)
                 if (!want[hits[i].docno]) fail_msg("[%s]: doc %u is no match", query, hits[i].docno);
+            /* a small k (pruned by score before positions) gives the same head */
+            mmfs__hit top[5];
+            size_t nt;
+            assert_int_equal(mmfs__index_search(c->ix, mmfs_str(query), NULL, 5, top, &nt), MMFS_OK);
+            assert_int_equal(nt, n < 5 ? n : 5);
+            for (size_t i = 0; i < nt; i++)
+                if (top[i].docno != hits[i].docno || top[i].score != hits[i].score)
+                    fail_msg("[%s] k=5, rank %zu: doc %u, want %u", query, i, top[i].docno, hits[i].docno);
         }
         /* delete a tenth, re-add some under their docno with new text */
         for (uint32_t d = 0; d < MAXDOC; d++) {

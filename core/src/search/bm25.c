@@ -382,9 +382,43 @@ static void run_generic(ev *e, mmfs__qnode *root, heap *hp) {
     for (uint64_t t = 0;;) {
         uint64_t d = adv(e, root, t);
         if (d == MMFS__END) break;
-        if (!deleted(e, (uint32_t)d) && accept(e, (uint32_t)d))
-            heap_push(hp, (uint32_t)d, score(e, root, (uint32_t)d, norm(e, (uint32_t)d)));
         t = d + 1;
+        if (deleted(e, (uint32_t)d)) continue;
+        /* the owner's filter costs more than a score: only for a doc that can enter */
+        double s = score(e, root, (uint32_t)d, norm(e, (uint32_t)d));
+        if (!out_of_reach(hp, s) && accept(e, (uint32_t)d)) heap_push(hp, (uint32_t)d, s);
+    }
+}
+
+/* ------------------------------------------------------------ phrases
+** ROOT is a BOOL whose one positive clause is a phrase (plus exclusions
+** and filters).  A phrase's score needs only its words' frequencies and
+** the document's length, so it is computed first and the positions are
+** read only for a document that can still enter the top k. */
+
+static mmfs__qnode *lone_phrase(mmfs__qnode *root) {
+    if (root->kind != MMFS__Q_BOOL) return NULL;
+    mmfs__qnode *ph = NULL;
+    for (size_t i = 0; i < root->nkid; i++) {
+        mmfs__qnode *k = root->kid[i];
+        if (k->occur == MMFS__OCC_FILTER || k->occur == MMFS__OCC_NOT) continue;
+        if (ph || k->kind != MMFS__Q_PHRASE) return NULL;
+        ph = k;
+    }
+    return ph;
+}
+
+static void run_phrase(ev *e, mmfs__qnode *root, mmfs__qnode *ph, heap *hp) {
+    for (uint64_t c = 0;; c++) {
+        c = leapfrog(e, ph, 0, c);
+        if (c == MMFS__END) break;
+        uint32_t d = (uint32_t)c;
+        if (deleted(e, d)) continue;
+        double s = score(e, ph, d, norm(e, d)); /* = score(root): the one positive clause */
+        if (out_of_reach(hp, s) || !bool_checks(e, root, d) || !phrase_at(e, ph, d) ||
+            !accept(e, d))
+            continue;
+        heap_push(hp, d, s);
     }
 }
 
@@ -532,7 +566,9 @@ int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__sear
     rc = prepare(&e, q.root);
     if (rc || k == 0 || ix->ndocs == 0) goto done;
     heap hp = {.h = out, .n = 0, .k = k};
+    mmfs__qnode *ph;
     if (maxscore_ok(q.root)) rc = run_maxscore(&e, q.root, &hp);
+    else if ((ph = lone_phrase(q.root))) run_phrase(&e, q.root, ph, &hp);
     else run_generic(&e, q.root, &hp);
     if (!rc) rc = e.rc;
     if (rc) goto done;
