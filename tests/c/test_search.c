@@ -898,6 +898,98 @@ static void test_phrase_brute_force(void **state) {
     corpus_free(c);
 }
 
+/* Checks that IX holds TEXT as DOCNO exactly as the tokenizer of CFG,
+** stemming every word itself, gives it: each token's term has a posting
+** for DOCNO with that token's position, and the length is the count. */
+static void check_doc_tokens(mmfs__index *ix, const mmfs__tokcfg *cfg, uint32_t docno, const char *text,
+                             size_t len) {
+    mmfs__tokz z;
+    assert_int_equal(mmfs__tokz_open(&z, cfg), MMFS_OK);
+    mmfs__tok tk;
+    mmfs__tok_init_z(&tk, &z, text, len);
+    uint32_t p = 0, pos[256];
+    while (mmfs__tok_next(&tk)) {
+        const mmfs__term *t = mmfs__term_find(ix, tk.buf, tk.n);
+        if (!t) fail_msg("doc %u token %u [%.*s]: no such term", docno, p, (int)tk.n, (char *)tk.buf);
+        mmfs__cur c;
+        mmfs__cur_init(&c, ix, t);
+        if (mmfs__cur_seek(&c, docno) != docno)
+            fail_msg("doc %u token %u [%.*s]: no posting", docno, p, (int)tk.n, (char *)tk.buf);
+        assert_true(c.tf <= 256);
+        mmfs__cur_positions(&c, pos);
+        uint32_t i = 0;
+        while (i < c.tf && pos[i] != p) i++;
+        if (i == c.tf) fail_msg("doc %u token %u [%.*s]: position missing", docno, p, (int)tk.n, (char *)tk.buf);
+        p++;
+    }
+    assert_int_equal(mmfs__doc_len(ix, docno), p);
+    mmfs__tokz_close(&z);
+}
+
+/* The writer stems each distinct word once (a map of the words it has
+** seen to their terms): the index must hold exactly the tokens that
+** stemming every word gives, for words seen before, new words, words
+** met twice in one text, CJK and cut long words.  MMFS_DEV_SPLIT=FILE (a
+** memories.tsv: text in the 5th column) checks that file's texts too. */
+static void test_stem_once_identity(void **state) {
+    (void)state;
+    static const char *texts[] = {
+        "She was running; he runs. They ran to the runners' running club",
+        "Connections connected connecting: the connection connects",
+        "Caf\xc3\xa9s and CAFE\xcc\x81S, generously generous generosity",
+        "running running RUNNING Running runs",
+        "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe5\x96\x9d\xe7\xbb\xbf\xe8\x8c\xb6 and tea-drinking teas",
+        "antidisestablishmentarianismantidisestablishmentarianismantidisestablishmentarianisms",
+        "antidisestablishmentarianismantidisestablishmentarianismantidisestablishmentarianism",
+        "the organizations organized an organizational reorganization",
+        "generously running connections, caf\xc3\xa9s: organizational",
+    };
+    mmfs__tokcfg cfg = {.version = 1, .lang = "english"};
+    mmfs__index *ix = mmfs__index_new();
+    assert_non_null(ix);
+    assert_int_equal(mmfs__index_set_tokenizer(ix, 1, "english"), MMFS_OK);
+    size_t nt = sizeof texts / sizeof *texts;
+    for (size_t i = 0; i < nt; i++)
+        assert_int_equal(mmfs__index_add(ix, (uint32_t)i, texts[i], strlen(texts[i])), MMFS_OK);
+    for (size_t i = 0; i < nt; i++) check_doc_tokens(ix, &cfg, (uint32_t)i, texts[i], strlen(texts[i]));
+    /* the stem is what queries find: all of a word's forms, one term */
+    mmfs__hit hits[16];
+    size_t n;
+    assert_int_equal(mmfs__index_search(ix, mmfs_str("\"connected connection\""), NULL, 16, hits, &n), MMFS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(hits[0].docno, 1);
+    mmfs__index_free(ix);
+
+    const char *dev = getenv("MMFS_DEV_SPLIT");
+    if (!dev) return;
+    FILE *f = fopen(dev, "r");
+    assert_non_null(f);
+    ix = mmfs__index_new();
+    assert_int_equal(mmfs__index_set_tokenizer(ix, 1, "english"), MMFS_OK);
+    char line[8192];
+    static char *dtext[20000];
+    uint32_t nd = 0;
+    while (nd < 20000 && fgets(line, sizeof line, f)) {
+        char *t = line;
+        for (int col = 0; col < 4 && t; col++) {
+            t = strchr(t, '\t');
+            if (t) t++;
+        }
+        if (!t) continue;
+        t[strcspn(t, "\n")] = 0;
+        dtext[nd] = strdup(t);
+        assert_int_equal(mmfs__index_add(ix, nd, dtext[nd], strlen(dtext[nd])), MMFS_OK);
+        nd++;
+    }
+    fclose(f);
+    for (uint32_t d = 0; d < nd; d++) {
+        check_doc_tokens(ix, &cfg, d, dtext[d], strlen(dtext[d]));
+        free(dtext[d]);
+    }
+    printf("stem once: %u texts of %s hold the same tokens\n", nd, dev);
+    mmfs__index_free(ix);
+}
+
 /* A quick speed check, reported, not asserted (MMFS_SEARCH_BENCH=n docs).
 ** Times are thread CPU time, so a busy machine does not skew them. */
 static void test_bench(void **state) {
@@ -971,6 +1063,7 @@ int main(void) {
         cmocka_unit_test(test_phrase_positions),
         cmocka_unit_test(test_phrase_positions_v1),
         cmocka_unit_test(test_phrase_brute_force),
+        cmocka_unit_test(test_stem_once_identity),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_tokenizer_v1),
         cmocka_unit_test(test_search_v1),

@@ -22,6 +22,8 @@
 ** - A term's positions stream holds exactly the positions of its
 **   postings, in their order; skip entry j's pend is where block j's
 **   positions end.
+** - A surface (a folded word) maps to the term its stem is: stemming is a
+**   pure function of the folded word, so the map only saves time.
 ** - Term ids never change; sorted[0..nsorted) lists ids in byte order and
 **   ids >= nsorted are the unsorted tail, merged in once it grows past an
 **   eighth of the sorted part (amortized O(log) per new term).
@@ -171,7 +173,6 @@ int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang) {
     int rc = mmfs__tokz_open(&z, &cfg);
     if (rc) return rc;
     mmfs__tokz_close(&ix->wz);
-    mmfs__tokz_cache(&z);
     ix->cfg = cfg;
     ix->wz = z;
     /* Version 1 ranks short texts better with weaker length normalisation
@@ -198,12 +199,15 @@ void mmfs__index_free(mmfs__index *ix) {
     free(ix->ids);
     free(ix->hashes);
     free(ix->tokoff);
+    free(ix->toklen);
     free(ix->tokbytes);
     free(ix->bdocs);
     free(ix->btfs);
     free(ix->bpos);
     free(ix->bbytes);
     free(ix->pbytes);
+    free(ix->surfs);
+    free(ix->ns);
     free(ix);
 }
 
@@ -284,6 +288,67 @@ static int intern(mmfs__index *ix, uint64_t h, const uint8_t *s, size_t n, uint3
     ix->slots[2 * i] = ix->nterms + 1;
     ix->slots[2 * i + 1] = tag;
     *id = ix->nterms++;
+    return MMFS_OK;
+}
+
+/* ------------------------------------------------------------ surfaces */
+
+/* A slot of the surface map: one 32-byte line.  Words longer than
+** SURF_MAX bytes are not kept (they are stemmed each time: rare). */
+#define SURF_MAX 27
+struct mmfs__surf {
+    uint32_t term1; /* term id + 1; 0: an empty slot */
+    uint8_t len;
+    uint8_t b[SURF_MAX];
+};
+_Static_assert(sizeof(struct mmfs__surf) == 32, "a surface slot is half a cache line");
+
+/* A word of one document whose surface is new (index_add). */
+struct mmfs__newsurf {
+    uint64_t h;   /* of the surface */
+    uint32_t k;   /* its token */
+    uint32_t off; /* the surface's bytes in ix->tokbytes */
+    uint8_t len;
+};
+
+/* The term id of surface S[0..n) (hash H), or UINT32_MAX. */
+static uint32_t surf_find(const mmfs__index *ix, uint64_t h, const uint8_t *s, size_t n) {
+    if (!ix->nsslot || n > SURF_MAX) return UINT32_MAX;
+    uint32_t mask = ix->nsslot - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        const struct mmfs__surf *f = &ix->surfs[i];
+        if (!f->term1) return UINT32_MAX;
+        if (f->len == n && memcmp(f->b, s, n) == 0) return f->term1 - 1;
+    }
+}
+
+/* Maps surface S[0..n) (hash H) to TERM unless it is mapped or too long.
+** Errors: MMFS_NOMEM (the map unchanged). */
+static int surf_add(mmfs__index *ix, uint64_t h, const uint8_t *s, size_t n, uint32_t term) {
+    if (n > SURF_MAX || surf_find(ix, h, s, n) != UINT32_MAX) return MMFS_OK;
+    if ((uint64_t)(ix->nsurf + 1) * 4 > (uint64_t)ix->nsslot * 3) { /* load <= 3/4 */
+        uint32_t nslot = ix->nsslot ? ix->nsslot * 2 : 1024;
+        if (nslot > (UINT32_MAX >> 2)) return mmfs__err(MMFS_NOMEM, "search: dictionary too large");
+        struct mmfs__surf *v = aligned_alloc(64, (size_t)nslot * sizeof *v); /* slots in lines */
+        if (!v) return mmfs__err(MMFS_NOMEM, "search: out of memory");
+        memset(v, 0, (size_t)nslot * sizeof *v);
+        for (uint32_t e = 0; e < ix->nsslot; e++) {
+            const struct mmfs__surf *f = &ix->surfs[e];
+            if (!f->term1) continue;
+            uint32_t i = (uint32_t)XXH3_64bits(f->b, f->len) & (nslot - 1);
+            while (v[i].term1) i = (i + 1) & (nslot - 1);
+            v[i] = *f;
+        }
+        free(ix->surfs);
+        ix->surfs = v;
+        ix->nsslot = nslot;
+    }
+    uint32_t mask = ix->nsslot - 1, i = (uint32_t)h & mask;
+    while (ix->surfs[i].term1) i = (i + 1) & mask;
+    ix->surfs[i].term1 = term + 1;
+    ix->surfs[i].len = (uint8_t)n;
+    memcpy(ix->surfs[i].b, s, n);
+    ix->nsurf++;
     return MMFS_OK;
 }
 
@@ -696,41 +761,93 @@ static void sort_u64(uint64_t *v, size_t n) {
 #define PREFETCH(p) ((void)0)
 #endif
 
-/* Tokenizes TEXT into ix->hashes/tokoff/tokbytes; returns the count in
-** *N.  Each token's hash slot is prefetched for the lookups that follow. */
-static int tokenize_doc(mmfs__index *ix, const char *text, size_t len, size_t *n) {
+/* Token flags in ix->ids while a document is tokenized. */
+#define TOK_SURF ((uint64_t)1 << 63) /* bytes are a surface, not stemmed yet */
+#define TOK_TERM ((uint64_t)1 << 62) /* resolved: the low 32 bits are the term id */
+
+/* Room for token K in the per-token scratch.  Errors: MMFS_NOMEM. */
+static int tok_room(mmfs__index *ix, size_t k) {
+    if (k < ix->tokcap) return MMFS_OK;
+    size_t cap = ix->tokcap, need = k + 1;
+    int rc;
+    if ((rc = grow((void **)&ix->hashes, &cap, need, sizeof *ix->hashes))) return rc;
+    cap = ix->tokcap;
+    if ((rc = grow((void **)&ix->tokoff, &cap, need, sizeof *ix->tokoff))) return rc;
+    cap = ix->tokcap;
+    if ((rc = grow((void **)&ix->toklen, &cap, need, sizeof *ix->toklen))) return rc;
+    cap = ix->tokcap;
+    if ((rc = grow((void **)&ix->ids, &cap, need, sizeof *ix->ids))) return rc;
+    ix->tokcap = cap;
+    return MMFS_OK;
+}
+
+/* Appends B[0..n) to ix->tokbytes at *bytes (its offset in *off). */
+static int tok_bytes(mmfs__index *ix, size_t *bytes, const uint8_t *b, size_t n, uint32_t *off) {
+    if (*bytes + n > UINT32_MAX) return mmfs__err(MMFS_NOMEM, "search: document too large");
+    int rc = grow((void **)&ix->tokbytes, &ix->tokbcap, *bytes + n + 1, 1);
+    if (rc) return rc;
+    memcpy(ix->tokbytes + *bytes, b, n);
+    *off = (uint32_t)*bytes;
+    *bytes += n;
+    return MMFS_OK;
+}
+
+/* Tokenizes TEXT into the per-token scratch (hash, bytes, flags); returns
+** the count in *N.  A word to stem comes as its surface (TOK_SURF); each
+** token's slot in its table is prefetched for the lookups that follow.
+** *BYTES: the bytes used in ix->tokbytes. */
+static int tokenize_doc(mmfs__index *ix, const char *text, size_t len, size_t *n, size_t *bytes) {
     int rc;
     mmfs__tok tk;
     mmfs__tok_init_z(&tk, &ix->wz, text, len);
-    size_t k = 0, bytes = 0;
-    uint32_t mask = ix->nslot ? ix->nslot - 1 : 0;
+    tk.defer = 1;
+    size_t k = 0;
+    *bytes = 0;
+    uint32_t mask = ix->nslot ? ix->nslot - 1 : 0, smask = ix->nsslot ? ix->nsslot - 1 : 0;
     while (mmfs__tok_next(&tk)) {
-        if (k == ix->tokcap) {
-            size_t cap = ix->tokcap;
-            if ((rc = grow((void **)&ix->hashes, &cap, k + 1, sizeof *ix->hashes))) return rc;
-            cap = ix->tokcap;
-            if ((rc = grow((void **)&ix->tokoff, &cap, k + 1, sizeof *ix->tokoff))) return rc;
-            ix->tokcap = cap;
-        }
-        if (bytes + tk.n > UINT32_MAX) return mmfs__err(MMFS_NOMEM, "search: document too large");
-        if ((rc = grow((void **)&ix->tokbytes, &ix->tokbcap, bytes + tk.n + 1, 1))) return rc;
-        uint64_t h = XXH3_64bits(tk.buf, tk.n);
-        if (mask) PREFETCH(&ix->slots[2 * ((uint32_t)h & mask)]);
-        memcpy(ix->tokbytes + bytes, tk.buf, tk.n);
+        if ((rc = tok_room(ix, k))) return rc;
+        const uint8_t *b = tk.pending ? tk.fbuf : tk.buf;
+        size_t bn = tk.pending ? tk.fn : tk.n;
+        if ((rc = tok_bytes(ix, bytes, b, bn, &ix->tokoff[k]))) return rc;
+        uint64_t h = XXH3_64bits(b, bn);
+        if (tk.pending && smask) PREFETCH(&ix->surfs[(uint32_t)h & smask]);
+        else if (!tk.pending && mask) PREFETCH(&ix->slots[2 * ((uint32_t)h & mask)]);
         ix->hashes[k] = h;
-        ix->tokoff[k] = (uint32_t)bytes;
-        bytes += tk.n;
+        ix->toklen[k] = (uint8_t)bn;
+        ix->ids[k] = tk.pending ? TOK_SURF : 0;
         k++;
     }
-    if (k == ix->tokcap) { /* room for the end offset */
-        size_t cap = ix->tokcap;
-        if ((rc = grow((void **)&ix->tokoff, &cap, k + 1, sizeof *ix->tokoff))) return rc;
-        cap = ix->tokcap;
-        if ((rc = grow((void **)&ix->hashes, &cap, k + 1, sizeof *ix->hashes))) return rc;
-        ix->tokcap = cap;
-    }
-    ix->tokoff[k] = (uint32_t)bytes;
     *n = k;
+    return MMFS_OK;
+}
+
+/* Turns every surface token into its term (known surface) or its stem
+** (new surface: recorded in ix->ns, *nns of them, for surf_add once
+** its term is interned).  Errors: MMFS_NOMEM. */
+static int resolve_surfaces(mmfs__index *ix, size_t n, size_t *bytes, size_t *nns) {
+    int rc;
+    *nns = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (!(ix->ids[k] & TOK_SURF)) continue;
+        const uint8_t *s = ix->tokbytes + ix->tokoff[k];
+        uint32_t term = surf_find(ix, ix->hashes[k], s, ix->toklen[k]);
+        if (term != UINT32_MAX) {
+            PREFETCH(&ix->terms[term]);
+            ix->ids[k] = TOK_TERM | term;
+            continue;
+        }
+        if (*nns == ix->nscap &&
+            (rc = grow((void **)&ix->ns, &ix->nscap, *nns + 1, sizeof *ix->ns)))
+            return rc;
+        uint8_t st[MMFS__TOK_MAX + 4];
+        size_t sn = mmfs__tokz_stem(&ix->wz, s, ix->toklen[k], st);
+        ix->ns[*nns] = (struct mmfs__newsurf){ix->hashes[k], (uint32_t)k, ix->tokoff[k], ix->toklen[k]};
+        if ((rc = tok_bytes(ix, bytes, st, sn, &ix->tokoff[k]))) return rc;
+        ++*nns;
+        ix->hashes[k] = XXH3_64bits(st, sn);
+        ix->toklen[k] = (uint8_t)sn;
+        ix->ids[k] = 0;
+    }
     return MMFS_OK;
 }
 
@@ -741,19 +858,21 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
     if (!slot) return mmfs__err(MMFS_NOMEM, "search: out of memory");
 
     /* intern every token first: if that fails, no posting was touched.
-    ** Pass 1 finds each token's likely id (first slot with its hash tag)
-    ** and prefetches that term; pass 2 confirms it or interns the slow
-    ** way (new term, tag collision).  Ids never change, so a stale guess
-    ** is only a wasted prefetch. */
-    size_t n = 0;
-    if ((rc = tokenize_doc(ix, text, len, &n))) return rc;
-    if (n > ix->idcap && (rc = grow((void **)&ix->ids, &ix->idcap, n, sizeof *ix->ids))) return rc;
+    ** Known surfaces give their term at once.  For the other tokens, pass
+    ** 1 finds each one's likely id (first slot with its hash tag) and
+    ** prefetches that term; pass 2 confirms it or interns the slow way
+    ** (new term, tag collision).  Ids never change, so a stale guess is
+    ** only a wasted prefetch. */
+    size_t n = 0, bytes = 0, nns = 0;
+    if ((rc = tokenize_doc(ix, text, len, &n, &bytes))) return rc;
+    if ((rc = resolve_surfaces(ix, n, &bytes, &nns))) return rc;
     uint32_t mask = ix->nslot ? ix->nslot - 1 : 0;
     /* room for one posting's positions, whatever its tf */
     if ((size_t)n * POS_MAX > ix->pbytescap &&
         (rc = grow((void **)&ix->pbytes, &ix->pbytescap, (size_t)n * POS_MAX, 1)))
         return rc;
     for (size_t i = 0; i < n && mask; i++) {
+        if (ix->ids[i] & TOK_TERM) continue;
         uint64_t h = ix->hashes[i];
         uint32_t tag = (uint32_t)(h >> 32), guess = 0;
         for (uint32_t j = (uint32_t)h & mask;; j = (j + 1) & mask) {
@@ -767,19 +886,23 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
         }
         ix->ids[i] = guess;
     }
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *s = ix->tokbytes + ix->tokoff[i];
-        size_t tl = ix->tokoff[i + 1] - ix->tokoff[i];
-        uint32_t g = mask ? (uint32_t)ix->ids[i] : 0, id = 0;
-        if (g) {
-            const mmfs__term *t = &ix->terms[g - 1];
-            if (t->slen == tl && memcmp(tstr(ix, t), s, tl) == 0) {
-                ix->ids[i] = (uint64_t)(g - 1) << 32 | i;
-                continue;
-            }
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (ix->ids[i] & TOK_TERM) {
+            ix->ids[i] = (ix->ids[i] & UINT32_MAX) << 32 | i;
+            continue;
         }
-        if ((rc = intern(ix, ix->hashes[i], s, tl, &id))) return rc;
+        const uint8_t *s = ix->tokbytes + ix->tokoff[i];
+        size_t tl = ix->toklen[i];
+        uint32_t g = mask ? (uint32_t)ix->ids[i] : 0, id = 0;
+        if (g && ix->terms[g - 1].slen == tl && memcmp(tstr(ix, &ix->terms[g - 1]), s, tl) == 0)
+            id = g - 1;
+        else if ((rc = intern(ix, ix->hashes[i], s, tl, &id)))
+            return rc;
         ix->ids[i] = (uint64_t)id << 32 | i;
+        if (j < nns && ix->ns[j].k == i) { /* a new surface: it stems to this term */
+            const struct mmfs__newsurf *f = &ix->ns[j++];
+            if ((rc = surf_add(ix, f->h, ix->tokbytes + f->off, f->len, id))) return rc;
+        }
     }
     uint32_t dl = n > MAX_DOC_LEN ? MAX_DOC_LEN : (uint32_t)n;
     uint64_t *ids = ix->ids;
@@ -791,9 +914,10 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
             pbn += (uint32_t)put_varint(ix->pbytes + pbn, (uint32_t)ids[j] - prev);
             prev = (uint32_t)ids[j];
         }
-        if (j < n) { /* the next term's postings tail */
+        if (j < n) { /* the next term's tails */
             const mmfs__term *nt = &ix->terms[ids[j] >> 32];
             PREFETCH(bptr_c(&nt->post) + nt->post.len);
+            PREFETCH(bptr_c(&nt->pos) + nt->pos.len);
         }
         uint32_t tf = j - i > UINT32_MAX ? UINT32_MAX : (uint32_t)(j - i);
         if ((rc = posting_add(ix, &ix->terms[id], docno, tf, dl, ix->pbytes, pbn))) {

@@ -59,12 +59,7 @@ typedef struct mmfs__tokz {
     struct sb_stemmer *stem; /* NULL: no stemming */
     const char *const *stop; /* the language's stopwords (stopwords.c) */
     size_t nstop;
-    struct mmfs__stemcache *cache; /* stems seen (the index's writer only) */
 } mmfs__tokz;
-
-/* Gives Z a stem cache (about 200 KiB; worth it for a long-lived writer,
-** not for one search).  Without memory for it Z works uncached. */
-void mmfs__tokz_cache(mmfs__tokz *z);
 
 /* stopwords.c: the sorted stopword list of LANG (*n = 0: none). */
 const char *const *mmfs__stopwords(const char *lang, size_t *n);
@@ -87,6 +82,8 @@ typedef struct mmfs__tok {
     size_t fn;         /* folded, unstemmed length in fbuf (prefixes) */
     uint8_t fbuf[MMFS__TOK_MAX + 4];
     int cjk_prev;      /* the last code point taken ended a bigram */
+    int defer;         /* the caller's: leave stemming to mmfs__tok_stem */
+    int pending;       /* this token's stem is not in buf yet (defer) */
     uint32_t qh, qn;   /* lookahead: normalised code points qh..qn */
     int32_t qcp[MMFS__TOK_Q];
     size_t qs[MMFS__TOK_Q], qe[MMFS__TOK_Q]; /* their source bytes */
@@ -98,8 +95,18 @@ void mmfs__tok_init(mmfs__tok *t, const void *s, size_t len);
 /* The tokenizer Z (version 0 when Z is NULL or Z->version is 0) over S. */
 void mmfs__tok_init_z(mmfs__tok *t, mmfs__tokz *z, const void *s, size_t len);
 
-/* Next token: 1 (t->buf[0..t->n), t->start, t->end set) or 0 at the end. */
+/* Next token: 1 (t->buf[0..t->n), t->start, t->end set) or 0 at the end.
+** With t->defer set (after init), a word to stem comes with t->pending
+** set and only its folded form (fbuf, fn): the index stems each distinct
+** word once (postings.c). */
 int mmfs__tok_next(mmfs__tok *t);
+
+/* Stems the current token if t->pending (buf, n set; pending cleared). */
+void mmfs__tok_stem(mmfs__tok *t);
+
+/* The stem of folded word W[0..n) (n <= MMFS__TOK_MAX) into OUT (room for
+** MMFS__TOK_MAX bytes): its length.  W itself when Z has no stemmer. */
+size_t mmfs__tokz_stem(mmfs__tokz *z, const uint8_t *w, size_t n, uint8_t *out);
 
 /* ------------------------------------------------------------ postings.c
 ** Postings of one term: two byte streams, cut into the same blocks.
@@ -199,6 +206,13 @@ struct mmfs__index {
     mmfs__skips *skips;
     uint32_t nskips, skipscap;
 
+    /* words seen by the writer (version 1 with a stemmer): folded word ->
+    ** term id of its stem, so each distinct word is stemmed once.  Open
+    ** addressing; a slot holds the word, so a lookup reads one line. */
+    struct mmfs__surf *surfs;
+    uint32_t nsslot; /* power of two */
+    uint32_t nsurf;
+
     uint32_t **pages;
     uint32_t npages;
     uint64_t ndocs;     /* live documents */
@@ -207,9 +221,9 @@ struct mmfs__index {
 
     /* write-side scratch (add/remove only) */
     uint64_t *ids; /* one document's tokens: term id << 32 | position */
-    size_t idcap;
-    uint64_t *hashes; /* one document's tokens: hash, offset in tokbytes */
+    uint64_t *hashes; /* one document's tokens: hash, bytes in tokbytes */
     uint32_t *tokoff;
+    uint8_t *toklen;
     size_t tokcap;
     uint8_t *tokbytes;
     size_t tokbcap;
@@ -219,6 +233,8 @@ struct mmfs__index {
     size_t bbytescap;
     uint8_t *pbytes; /* one posting's encoded positions */
     size_t pbytescap;
+    struct mmfs__newsurf *ns; /* one document's words not seen before */
+    size_t nscap;
 };
 
 /* Length of DOCNO: MMFS__DOC_ABSENT, or the length with maybe the
