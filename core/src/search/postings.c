@@ -207,6 +207,7 @@ void mmfs__index_free(mmfs__index *ix) {
     free(ix->bbytes);
     free(ix->pbytes);
     free(ix->surfs);
+    free(ix->grp);
     free(ix->ns);
     free(ix);
 }
@@ -730,29 +731,50 @@ static void purge(mmfs__index *ix, uint32_t docno) {
     *slot = MMFS__DOC_ABSENT;
 }
 
-/* Sorts one document's (term id << 32 | position) keys in place: shell
-** sort with Ciura's gaps, extended by x2.25 for long documents (no
-** allocation, no callback).  Grouped by term, each term's positions come
-** out increasing. */
-static void sort_u64(uint64_t *v, size_t n) {
-    size_t gaps[64] = {1, 4, 10, 23, 57, 132, 301, 701};
-    size_t ng = 8;
-    while (ng < 64 && gaps[ng - 1] * 2 < n) {
-        gaps[ng] = gaps[ng - 1] * 9 / 4;
-        ng++;
-    }
-    while (ng-- > 0) {
-        size_t gap = gaps[ng];
-        for (size_t i = gap; i < n; i++) {
-            uint64_t x = v[i];
-            size_t j = i;
-            while (j >= gap && v[j - gap] > x) {
-                v[j] = v[j - gap];
-                j -= gap;
-            }
-            v[j] = x;
+/* Groups one document's N tokens by term (ids[k] >> 32), in the order
+** terms first appear: group g is term gterm[g], its tokens (positions,
+** increasing) gpos[gend[g] - gcount[g] .. gend[g]).  The scratch is
+** ix->grp (room made by the caller).  Linear: a small hash table of the
+** document's terms, then a counting sort. */
+typedef struct groups {
+    uint32_t *gterm, *gcount, *gend, *gpos;
+    uint32_t ng;
+} groups;
+
+static size_t group_slots(size_t n) {
+    size_t g = 16;
+    while (g < 2 * n) g *= 2;
+    return g;
+}
+
+static void group_tokens(mmfs__index *ix, size_t n, groups *gr) {
+    size_t gcap = group_slots(n);
+    uint32_t *slots = ix->grp, *tokg = slots + gcap;
+    gr->gterm = tokg + n;
+    gr->gcount = gr->gterm + n;
+    gr->gend = gr->gcount + n;
+    gr->gpos = gr->gend + n;
+    memset(slots, 0, gcap * sizeof *slots);
+    uint32_t ng = 0, mask = (uint32_t)gcap - 1;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t id = (uint32_t)(ix->ids[k] >> 32), h = (id * 2654435761u) & mask;
+        while (slots[h] && gr->gterm[slots[h] - 1] != id) h = (h + 1) & mask;
+        if (!slots[h]) {
+            gr->gterm[ng] = id;
+            gr->gcount[ng] = 0;
+            slots[h] = ++ng;
         }
+        uint32_t g = slots[h] - 1;
+        gr->gcount[g]++;
+        tokg[k] = g;
     }
+    uint32_t sum = 0;
+    for (uint32_t g = 0; g < ng; g++) {
+        gr->gend[g] = sum;
+        sum += gr->gcount[g];
+    }
+    for (size_t k = 0; k < n; k++) gr->gpos[gr->gend[tokg[k]]++] = (uint32_t)k;
+    gr->ng = ng;
 }
 
 #if defined(__GNUC__)
@@ -760,6 +782,8 @@ static void sort_u64(uint64_t *v, size_t n) {
 #else
 #define PREFETCH(p) ((void)0)
 #endif
+/* A term straddles two cache lines more often than not (56-byte stride). */
+#define PREFETCH_TERM(t) (PREFETCH(t), PREFETCH((const char *)(t) + sizeof(mmfs__term) - 1))
 
 /* Token flags in ix->ids while a document is tokenized. */
 #define TOK_SURF ((uint64_t)1 << 63) /* bytes are a surface, not stemmed yet */
@@ -832,7 +856,7 @@ static int resolve_surfaces(mmfs__index *ix, size_t n, size_t *bytes, size_t *nn
         const uint8_t *s = ix->tokbytes + ix->tokoff[k];
         uint32_t term = surf_find(ix, ix->hashes[k], s, ix->toklen[k]);
         if (term != UINT32_MAX) {
-            PREFETCH(&ix->terms[term]);
+            PREFETCH_TERM(&ix->terms[term]);
             ix->ids[k] = TOK_TERM | term;
             continue;
         }
@@ -867,10 +891,12 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
     if ((rc = tokenize_doc(ix, text, len, &n, &bytes))) return rc;
     if ((rc = resolve_surfaces(ix, n, &bytes, &nns))) return rc;
     uint32_t mask = ix->nslot ? ix->nslot - 1 : 0;
-    /* room for one posting's positions, whatever its tf */
+    /* room for one posting's positions, whatever its tf, and for grouping */
     if ((size_t)n * POS_MAX > ix->pbytescap &&
         (rc = grow((void **)&ix->pbytes, &ix->pbytescap, (size_t)n * POS_MAX, 1)))
         return rc;
+    if (n > UINT32_MAX / 8) return mmfs__err(MMFS_NOMEM, "search: document too large");
+    if ((rc = grow((void **)&ix->grp, &ix->grpcap, group_slots(n) + 5 * n, sizeof *ix->grp))) return rc;
     for (size_t i = 0; i < n && mask; i++) {
         if (ix->ids[i] & TOK_TERM) continue;
         uint64_t h = ix->hashes[i];
@@ -880,7 +906,7 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
             if (!id1) break;
             if (ix->slots[2 * j + 1] == tag) {
                 guess = id1;
-                PREFETCH(&ix->terms[id1 - 1]);
+                PREFETCH_TERM(&ix->terms[id1 - 1]);
                 break;
             }
         }
@@ -905,31 +931,23 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
         }
     }
     uint32_t dl = n > MAX_DOC_LEN ? MAX_DOC_LEN : (uint32_t)n;
-    uint64_t *ids = ix->ids;
-    sort_u64(ids, n);
-    for (size_t i = 0; i < n;) {
-        uint32_t id = (uint32_t)(ids[i] >> 32), pbn = 0, prev = 0;
-        size_t j = i;
-        for (; j < n && (uint32_t)(ids[j] >> 32) == id; j++) { /* positions: first, then gaps */
-            pbn += (uint32_t)put_varint(ix->pbytes + pbn, (uint32_t)ids[j] - prev);
-            prev = (uint32_t)ids[j];
+    groups gr;
+    group_tokens(ix, n, &gr);
+    for (uint32_t g = 0; g < gr.ng; g++) {
+        uint32_t id = gr.gterm[g], tf = gr.gcount[g], pbn = 0, prev = 0;
+        for (uint32_t i = gr.gend[g] - tf; i < gr.gend[g]; i++) { /* positions: first, then gaps */
+            pbn += (uint32_t)put_varint(ix->pbytes + pbn, gr.gpos[i] - prev);
+            prev = gr.gpos[i];
         }
-        if (j < n) { /* the next term's tails */
-            const mmfs__term *nt = &ix->terms[ids[j] >> 32];
+        if (g + 1 < gr.ng) { /* the next term's tails */
+            const mmfs__term *nt = &ix->terms[gr.gterm[g + 1]];
             PREFETCH(bptr_c(&nt->post) + nt->post.len);
             PREFETCH(bptr_c(&nt->pos) + nt->pos.len);
         }
-        uint32_t tf = j - i > UINT32_MAX ? UINT32_MAX : (uint32_t)(j - i);
         if ((rc = posting_add(ix, &ix->terms[id], docno, tf, dl, ix->pbytes, pbn))) {
-            while (i > 0) { /* roll back: the runs before i */
-                size_t k = i - 1;
-                while (k > 0 && ids[k - 1] >> 32 == ids[i - 1] >> 32) k--;
-                posting_remove(ix, &ix->terms[ids[k] >> 32], docno);
-                i = k;
-            }
+            while (g-- > 0) posting_remove(ix, &ix->terms[gr.gterm[g]], docno); /* roll back */
             return rc;
         }
-        i = j;
     }
     *slot = dl;
     ix->ndocs++;

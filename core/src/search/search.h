@@ -220,7 +220,7 @@ struct mmfs__index {
     uint64_t ndeleted;  /* deleted documents whose postings remain */
 
     /* write-side scratch (add/remove only) */
-    uint64_t *ids; /* one document's tokens: term id << 32 | position */
+    uint64_t *ids; /* one document's tokens: term id << 32 (and flags) */
     uint64_t *hashes; /* one document's tokens: hash, bytes in tokbytes */
     uint32_t *tokoff;
     uint8_t *toklen;
@@ -235,6 +235,8 @@ struct mmfs__index {
     size_t pbytescap;
     struct mmfs__newsurf *ns; /* one document's words not seen before */
     size_t nscap;
+    uint32_t *grp; /* grouping one document's tokens by term */
+    size_t grpcap;
 };
 
 /* Length of DOCNO: MMFS__DOC_ABSENT, or the length with maybe the
