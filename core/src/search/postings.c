@@ -786,7 +786,8 @@ static void group_tokens(mmfs__index *ix, size_t n, groups *gr) {
 #define PREFETCH_TERM(t) (PREFETCH(t), PREFETCH((const char *)(t) + sizeof(mmfs__term) - 1))
 
 /* Token flags in ix->ids while a document is tokenized. */
-#define TOK_SURF ((uint64_t)1 << 63) /* bytes are a surface, not stemmed yet */
+#define TOK_SURF ((uint64_t)1 << 63) /* look the bytes up in the surface map */
+#define TOK_STEM ((uint64_t)1 << 61) /* the bytes are a word not stemmed yet */
 #define TOK_TERM ((uint64_t)1 << 62) /* resolved: the low 32 bits are the term id */
 
 /* Room for token K in the per-token scratch.  Errors: MMFS_NOMEM. */
@@ -817,9 +818,13 @@ static int tok_bytes(mmfs__index *ix, size_t *bytes, const uint8_t *b, size_t n,
 }
 
 /* Tokenizes TEXT into the per-token scratch (hash, bytes, flags); returns
-** the count in *N.  A word to stem comes as its surface (TOK_SURF); each
-** token's slot in its table is prefetched for the lookups that follow.
-** *BYTES: the bytes used in ix->tokbytes. */
+** the count in *N.  A word to stem comes as its surface (TOK_STEM).  A
+** token short enough is looked up in the surface map first (TOK_SURF:
+** one line read, where the term dictionary takes three), whether it is a
+** word to stem or a token that is its own term (no stemmer, CJK): the two
+** kinds never share bytes, since words to stem hold no CJK.  Each token's
+** slot in its table is prefetched for the lookups that follow.  *BYTES:
+** the bytes used in ix->tokbytes. */
 static int tokenize_doc(mmfs__index *ix, const char *text, size_t len, size_t *n, size_t *bytes) {
     int rc;
     mmfs__tok tk;
@@ -830,24 +835,30 @@ static int tokenize_doc(mmfs__index *ix, const char *text, size_t len, size_t *n
     uint32_t mask = ix->nslot ? ix->nslot - 1 : 0, smask = ix->nsslot ? ix->nsslot - 1 : 0;
     while (mmfs__tok_next(&tk)) {
         if ((rc = tok_room(ix, k))) return rc;
+        /* a word too long for the map is stemmed now, and its stem is not
+        ** a surface (stemming a stem may give another stem) */
+        int nomap = tk.pending && tk.fn > SURF_MAX;
+        if (nomap) mmfs__tok_stem(&tk);
         const uint8_t *b = tk.pending ? tk.fbuf : tk.buf;
         size_t bn = tk.pending ? tk.fn : tk.n;
         if ((rc = tok_bytes(ix, bytes, b, bn, &ix->tokoff[k]))) return rc;
         uint64_t h = XXH3_64bits(b, bn);
-        if (tk.pending && smask) PREFETCH(&ix->surfs[(uint32_t)h & smask]);
-        else if (!tk.pending && mask) PREFETCH(&ix->slots[2 * ((uint32_t)h & mask)]);
+        uint64_t fl = (bn <= SURF_MAX && !nomap ? TOK_SURF : 0) | (tk.pending ? TOK_STEM : 0);
+        if ((fl & TOK_SURF) && smask) PREFETCH(&ix->surfs[(uint32_t)h & smask]);
+        else if (!(fl & TOK_SURF) && mask) PREFETCH(&ix->slots[2 * ((uint32_t)h & mask)]);
         ix->hashes[k] = h;
         ix->toklen[k] = (uint8_t)bn;
-        ix->ids[k] = tk.pending ? TOK_SURF : 0;
+        ix->ids[k] = fl;
         k++;
     }
     *n = k;
     return MMFS_OK;
 }
 
-/* Turns every surface token into its term (known surface) or its stem
-** (new surface: recorded in ix->ns, *nns of them, for surf_add once
-** its term is interned).  Errors: MMFS_NOMEM. */
+/* Turns every surface token into its term (known surface), or else into
+** the term bytes to intern (its stem for TOK_STEM), the surface recorded
+** in ix->ns (*nns of them) for surf_add once its term is interned.
+** Errors: MMFS_NOMEM. */
 static int resolve_surfaces(mmfs__index *ix, size_t n, size_t *bytes, size_t *nns) {
     int rc;
     *nns = 0;
@@ -863,13 +874,15 @@ static int resolve_surfaces(mmfs__index *ix, size_t n, size_t *bytes, size_t *nn
         if (*nns == ix->nscap &&
             (rc = grow((void **)&ix->ns, &ix->nscap, *nns + 1, sizeof *ix->ns)))
             return rc;
-        uint8_t st[MMFS__TOK_MAX + 4];
-        size_t sn = mmfs__tokz_stem(&ix->wz, s, ix->toklen[k], st);
         ix->ns[*nns] = (struct mmfs__newsurf){ix->hashes[k], (uint32_t)k, ix->tokoff[k], ix->toklen[k]};
-        if ((rc = tok_bytes(ix, bytes, st, sn, &ix->tokoff[k]))) return rc;
+        if (ix->ids[k] & TOK_STEM) {
+            uint8_t st[MMFS__TOK_MAX + 4];
+            size_t sn = mmfs__tokz_stem(&ix->wz, s, ix->toklen[k], st);
+            if ((rc = tok_bytes(ix, bytes, st, sn, &ix->tokoff[k]))) return rc;
+            ix->hashes[k] = XXH3_64bits(st, sn);
+            ix->toklen[k] = (uint8_t)sn;
+        }
         ++*nns;
-        ix->hashes[k] = XXH3_64bits(st, sn);
-        ix->toklen[k] = (uint8_t)sn;
         ix->ids[k] = 0;
     }
     return MMFS_OK;

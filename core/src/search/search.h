@@ -206,9 +206,10 @@ struct mmfs__index {
     mmfs__skips *skips;
     uint32_t nskips, skipscap;
 
-    /* words seen by the writer (version 1 with a stemmer): folded word ->
-    ** term id of its stem, so each distinct word is stemmed once.  Open
-    ** addressing; a slot holds the word, so a lookup reads one line. */
+    /* tokens seen by the writer: a folded word to stem -> the term id of
+    ** its stem (so each distinct word is stemmed once), or a token that is
+    ** its own term -> that term.  Open addressing; a slot holds the bytes,
+    ** so a lookup reads one line. */
     struct mmfs__surf *surfs;
     uint32_t nsslot; /* power of two */
     uint32_t nsurf;
