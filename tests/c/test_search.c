@@ -189,6 +189,15 @@ static void test_tokenizer_v1(void **state) {
     expect_tokens1("english", "Running\xe2\x80\x94" "dogs\xc2\xa0" "THE\xe2\x80\x94" "42nd\xc2\xa0" "e\xe2\x80\x94" "mail",
                    "run|dog|the|42nd|e|mail");
     expect_tokens1("none", "cafe\xcc\x81, cafe \xcc\x81x", "caf\xc3\xa9|cafe|\xcc\x81x");
+    /* an ASCII word past the cap is cut alike on both paths */
+    char lw[200], lwant[200];
+    memset(lw, 'A', 70);
+    strcpy(lw + 70, " b");
+    memset(lwant, 'a', MMFS__TOK_MAX);
+    strcpy(lwant + MMFS__TOK_MAX, "|b");
+    expect_tokens1("none", lw, lwant);
+    strcpy(lw + 70, "\xe2\x80\x94" "b");
+    expect_tokens1("none", lw, lwant);
     /* invalid UTF-8 separates */
     expect_tokens1("none", "ab\xff" "cd\xc3", "ab|cd");
     /* unknown language */

@@ -442,11 +442,13 @@ static int ascii_word(mmfs__tok *t) {
     if (i != t->pos) t->cjk_prev = 0;
     t->pos = i;
     if (i >= len || s[i] >= 0x80 || !ascii_fold[s[i]]) return 0;
-    size_t j = i;
-    while (j < len && s[j] < 0x80 && ascii_fold[s[j]]) j++;
+    size_t j = i, cut = len - i > MMFS__TOK_MAX ? i + MMFS__TOK_MAX : len;
+    uint8_t f;
+    /* fold while scanning (fbuf is only used once the word is taken) */
+    while (j < cut && s[j] < 0x80 && (f = ascii_fold[s[j]])) t->fbuf[j++ - i] = f;
+    size_t n = j - i;
+    while (j < len && s[j] < 0x80 && ascii_fold[s[j]]) j++; /* past the cap: cut */
     if (j < len && s[j] >= 0x80) return 0;
-    size_t n = j - i < MMFS__TOK_MAX ? j - i : MMFS__TOK_MAX;
-    for (size_t k = 0; k < n; k++) t->fbuf[k] = ascii_fold[s[i + k]];
     t->fn = n;
     t->cjk_prev = 0;
     stem(t);
