@@ -50,6 +50,8 @@ static mmfs_db *open_store_policy(const char *dir, mmfs_sync_mode sync, int fres
     mmfs_options_init(&o);
     o.sync = sync;
     if (policy) o.policy = mmfs_str(policy);
+    /* a new store's language (what stemming costs: "none" against the default) */
+    if (getenv("MMFS_BENCH_LANGUAGE")) o.language = getenv("MMFS_BENCH_LANGUAGE");
     mmfs_db *db = NULL;
     g_db = NULL;
     MC(mmfs_open(dir, &o, &db));

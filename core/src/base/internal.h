@@ -168,8 +168,6 @@ typedef struct mmfs__hit {
 /* Callbacks into the owner of the documents, for one search. */
 typedef struct mmfs__search_cb {
     void *ud;
-    /* The document's text (phrase checks).  Return 0 if unknown. */
-    int (*text)(void *ud, uint32_t docno, mmfs_slice *text);
     /* Query filters "field:value" (tag:work, route:episodic): 1 if DOCNO
     ** passes.  NULL: such filters are MMFS_INVALID. */
     int (*field)(void *ud, uint32_t docno, mmfs_slice field, mmfs_slice value);

@@ -822,16 +822,6 @@ done:
 }
 
 /* Search callbacks: UD is the mem_filter. */
-static int mem_text_cb(void *ud, uint32_t docno, mmfs_slice *text) {
-    const mem_filter *mf = ud;
-    mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = mem_live(mf->e, docno, &b);
-    mmfs__rec r;
-    if (!ent || mmfs__raw_decode(ent->raw, &r) != MMFS_OK) return 0;
-    *text = r.u.mem.text;
-    return 1;
-}
-
 static int mem_field_cb(void *ud, uint32_t docno, mmfs_slice field, mmfs_slice value) {
     const mem_filter *mf = ud;
     mmfs__mem_ent b;
@@ -885,7 +875,7 @@ int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs
         rc = mmfs__err(MMFS_NOMEM, "search_memory: out of memory");
         goto done;
     }
-    mmfs__search_cb cb = {&mf, mem_text_cb, mem_field_cb, none ? mem_reject_cb : mem_accept_cb};
+    mmfs__search_cb cb = {&mf, mem_field_cb, none ? mem_reject_cb : mem_accept_cb};
     if ((rc = mmfs__index_search(e->mems.ix, query, &cb, k, hits, &n))) goto done;
     size_t m = 0;
     for (size_t i = 0; i < n && !none; i++) {
@@ -976,15 +966,6 @@ int mmfs__engine_has_doc(const mmfs__engine *e, mmfs_slice key) {
     return mmfs__hmap_get(&e->docs.map, key, mmfs__hash(key)) != 0;
 }
 
-static int doc_text_cb(void *ud, uint32_t docno, mmfs_slice *text) {
-    const mmfs__engine *e = ud;
-    mmfs__rec r;
-    if (docno >= e->docs.next || !e->docs.recs[docno]) return 0;
-    if (mmfs__raw_decode(e->docs.recs[docno], &r) != MMFS_OK) return 0;
-    *text = r.u.doc.text;
-    return 1;
-}
-
 int mmfs_search(mmfs_db *db, mmfs_slice query, size_t limit, mmfs_doc_hits **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "search: db and out must not be NULL");
     *out = NULL;
@@ -1001,7 +982,7 @@ int mmfs_search(mmfs_db *db, mmfs_slice query, size_t limit, mmfs_doc_hits **out
         rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
         goto done;
     }
-    mmfs__search_cb cb = {e, doc_text_cb, NULL, NULL};
+    mmfs__search_cb cb = {e, NULL, NULL};
     if ((rc = mmfs__index_search(e->docs.ix, query, &cb, k, hits, &n))) goto done;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)

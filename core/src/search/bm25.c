@@ -24,6 +24,12 @@
 ** prefixes, plus any exclusions and filters), a generic document-at-a-time
 ** walk of the tree for everything else (required clauses, phrases, nested
 ** groups).
+**
+** Phrases are answered from the index alone: the documents holding every
+** word (leapfrog), then their positions (postings.c): word j of the phrase
+** must be at p + j for some position p of word 0.  Positions are token
+** ordinals of the same tokenizer that indexed the text, so this is what
+** tokenizing the text again and comparing adjacent tokens would give.
 */
 #include "search.h"
 
@@ -37,7 +43,7 @@ typedef struct ev {
     const mmfs__search_cb *cb;
     double nrm_a, nrm_b; /* norm(dl) = nrm_a + nrm_b * dl */
     double n;            /* live documents */
-    mmfs__tokz *z;       /* this search's tokenizer (phrase checks) */
+    int rc;              /* an error met where none can be returned (NOMEM) */
 } ev;
 
 static inline int deleted(const ev *e, uint32_t d) {
@@ -95,17 +101,8 @@ static int prepare(ev *e, mmfs__qnode *n) {
         }
         break;
     case MMFS__Q_PHRASE:
-        if (!e->cb || !e->cb->text)
-            return mmfs__err(MMFS_INVALID, "query: position %zu: phrases need the document text",
-                             n->pos);
         for (size_t i = 0; i < n->nkid; i++)
             if ((rc = prepare(e, n->kid[i]))) return rc;
-        /* verifying re-tokenizes candidate texts: their frequent words
-        ** are stemmed once per search, not once per text */
-        mmfs__tokz_cache(e->z);
-        n->ring = malloc(n->nkid * MMFS__TOK_MAX);
-        n->ringlen = malloc(n->nkid * sizeof *n->ringlen);
-        if (!n->ring || !n->ringlen) return nomem();
         break;
     case MMFS__Q_FIELD:
         if (!e->cb || !e->cb->field)
@@ -132,28 +129,65 @@ static uint64_t adv(ev *e, mmfs__qnode *n, uint64_t target);
 
 static int match(ev *e, mmfs__qnode *n, uint32_t d);
 
-/* Does the text of D hold the phrase N (kids adjacent, in order)? */
-static int verify_phrase(ev *e, mmfs__qnode *n, uint32_t d) {
-    mmfs_slice text;
-    if (deleted(e, d) || !e->cb->text(e->cb->ud, d, &text)) return 0;
-    size_t m = n->nkid, seen = 0;
-    mmfs__tok tk;
-    mmfs__tok_init_z(&tk, e->z, text.ptr, text.len);
-    while (mmfs__tok_next(&tk)) {
-        size_t slot = seen % m;
-        memcpy(n->ring + slot * MMFS__TOK_MAX, tk.buf, tk.n);
-        n->ringlen[slot] = tk.n;
-        seen++;
-        if (seen < m) continue;
-        size_t j;
-        for (j = 0; j < m; j++) {
-            size_t s = (seen - m + j) % m;
-            const mmfs__qnode *k = n->kid[j];
-            size_t len = n->ringlen[s];
-            if (k->kind == MMFS__Q_TERM ? len != k->text.len : len < k->text.len) break;
-            if (memcmp(n->ring + s * MMFS__TOK_MAX, k->text.ptr, k->text.len) != 0) break;
+/* Collects into n->pv the positions in D of N (a TERM or PREFIX whose
+** cursors are at or past D), increasing.  0 on NOMEM (e->rc set). */
+static int positions(ev *e, mmfs__qnode *n, uint32_t d) {
+    size_t total = 0, hit = 0;
+    for (size_t i = 0; i < n->nterms; i++)
+        if (n->cur[i].doc == d) {
+            total += n->cur[i].tf;
+            hit++;
         }
-        if (j == m) return 1;
+    if (total > n->pvcap) {
+        size_t cap = n->pvcap ? n->pvcap : 16;
+        while (cap < total) cap *= 2;
+        uint32_t *pv = realloc(n->pv, cap * sizeof *pv);
+        if (!pv) {
+            e->rc = nomem();
+            return 0;
+        }
+        n->pv = pv;
+        n->pvcap = cap;
+    }
+    n->npv = 0;
+    n->pvi = 0;
+    for (size_t i = 0; i < n->nterms; i++) {
+        if (n->cur[i].doc != d) continue;
+        mmfs__cur_positions(&n->cur[i], n->pv + n->npv);
+        n->npv += n->cur[i].tf;
+    }
+    if (hit > 1) { /* a prefix's terms: merge their lists (insertion sort: short) */
+        for (size_t i = 1; i < n->npv; i++) {
+            uint32_t x = n->pv[i];
+            size_t j = i;
+            while (j > 0 && n->pv[j - 1] > x) {
+                n->pv[j] = n->pv[j - 1];
+                j--;
+            }
+            n->pv[j] = x;
+        }
+    }
+    return 1;
+}
+
+/* Does D hold the phrase N (kids adjacent, in order)?  Every kid matches
+** D (its cursors are on D). */
+static int phrase_at(ev *e, mmfs__qnode *n, uint32_t d) {
+    if (deleted(e, d)) return 0;
+    for (size_t j = 0; j < n->nkid; j++)
+        if (!positions(e, n->kid[j], d)) return 0;
+    const mmfs__qnode *k0 = n->kid[0];
+    for (size_t a = 0; a < k0->npv; a++) {
+        uint64_t p = k0->pv[a];
+        size_t j;
+        for (j = 1; j < n->nkid; j++) {
+            mmfs__qnode *k = n->kid[j];
+            uint64_t want = p + j;
+            while (k->pvi < k->npv && k->pv[k->pvi] < want) k->pvi++;
+            if (k->pvi == k->npv) return 0; /* no later p can match either */
+            if (k->pv[k->pvi] != want) break;
+        }
+        if (j == n->nkid) return 1;
     }
     return 0;
 }
@@ -207,7 +241,7 @@ static uint64_t adv(ev *e, mmfs__qnode *n, uint64_t target) {
     case MMFS__Q_PHRASE:
         for (;;) {
             c = leapfrog(e, n, 0, c);
-            if (c == MMFS__END || verify_phrase(e, n, (uint32_t)c)) break;
+            if (c == MMFS__END || phrase_at(e, n, (uint32_t)c)) break;
             c++;
         }
         n->valid = 1;
@@ -260,7 +294,7 @@ static int match(ev *e, mmfs__qnode *n, uint32_t d) {
         n->valid = 0; /* nothing known about the next match */
         for (size_t i = 0; i < n->nkid; i++)
             if (!match(e, n->kid[i], d)) return 0;
-        if (!verify_phrase(e, n, d)) return 0;
+        if (!phrase_at(e, n, d)) return 0;
         n->valid = 1;
         n->doc = d;
         return 1;
@@ -348,9 +382,43 @@ static void run_generic(ev *e, mmfs__qnode *root, heap *hp) {
     for (uint64_t t = 0;;) {
         uint64_t d = adv(e, root, t);
         if (d == MMFS__END) break;
-        if (!deleted(e, (uint32_t)d) && accept(e, (uint32_t)d))
-            heap_push(hp, (uint32_t)d, score(e, root, (uint32_t)d, norm(e, (uint32_t)d)));
         t = d + 1;
+        if (deleted(e, (uint32_t)d)) continue;
+        /* the owner's filter costs more than a score: only for a doc that can enter */
+        double s = score(e, root, (uint32_t)d, norm(e, (uint32_t)d));
+        if (!out_of_reach(hp, s) && accept(e, (uint32_t)d)) heap_push(hp, (uint32_t)d, s);
+    }
+}
+
+/* ------------------------------------------------------------ phrases
+** ROOT is a BOOL whose one positive clause is a phrase (plus exclusions
+** and filters).  A phrase's score needs only its words' frequencies and
+** the document's length, so it is computed first and the positions are
+** read only for a document that can still enter the top k. */
+
+static mmfs__qnode *lone_phrase(mmfs__qnode *root) {
+    if (root->kind != MMFS__Q_BOOL) return NULL;
+    mmfs__qnode *ph = NULL;
+    for (size_t i = 0; i < root->nkid; i++) {
+        mmfs__qnode *k = root->kid[i];
+        if (k->occur == MMFS__OCC_FILTER || k->occur == MMFS__OCC_NOT) continue;
+        if (ph || k->kind != MMFS__Q_PHRASE) return NULL;
+        ph = k;
+    }
+    return ph;
+}
+
+static void run_phrase(ev *e, mmfs__qnode *root, mmfs__qnode *ph, heap *hp) {
+    for (uint64_t c = 0;; c++) {
+        c = leapfrog(e, ph, 0, c);
+        if (c == MMFS__END) break;
+        uint32_t d = (uint32_t)c;
+        if (deleted(e, d)) continue;
+        double s = score(e, ph, d, norm(e, d)); /* = score(root): the one positive clause */
+        if (out_of_reach(hp, s) || !bool_checks(e, root, d) || !phrase_at(e, ph, d) ||
+            !accept(e, d))
+            continue;
+        heap_push(hp, d, s);
     }
 }
 
@@ -490,7 +558,7 @@ int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__sear
         mmfs__tokz_close(&z);
         return rc;
     }
-    ev e = {.ix = ix, .cb = cb, .n = (double)ix->ndocs, .z = &z};
+    ev e = {.ix = ix, .cb = cb, .n = (double)ix->ndocs};
     double avgdl = ix->ndocs ? (double)ix->total_len / (double)ix->ndocs : 1.0;
     if (avgdl <= 0) avgdl = 1.0;
     e.nrm_a = ix->k1 * (1.0 - ix->b);
@@ -498,8 +566,11 @@ int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__sear
     rc = prepare(&e, q.root);
     if (rc || k == 0 || ix->ndocs == 0) goto done;
     heap hp = {.h = out, .n = 0, .k = k};
+    mmfs__qnode *ph;
     if (maxscore_ok(q.root)) rc = run_maxscore(&e, q.root, &hp);
+    else if ((ph = lone_phrase(q.root))) run_phrase(&e, q.root, ph, &hp);
     else run_generic(&e, q.root, &hp);
+    if (!rc) rc = e.rc;
     if (rc) goto done;
     qsort(out, hp.n, sizeof *out, cmp_hits);
     *n = hp.n;

@@ -385,8 +385,7 @@ void mmfs__query_free(mmfs__query *q) {
         free(n->terms);
         free(n->cur);
         free(n->w);
-        free(n->ring);
-        free(n->ringlen);
+        free(n->pv);
         free(n->own);
         free(n);
         n = next;

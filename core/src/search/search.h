@@ -59,12 +59,7 @@ typedef struct mmfs__tokz {
     struct sb_stemmer *stem; /* NULL: no stemming */
     const char *const *stop; /* the language's stopwords (stopwords.c) */
     size_t nstop;
-    struct mmfs__stemcache *cache; /* stems seen (the index's writer only) */
 } mmfs__tokz;
-
-/* Gives Z a stem cache (about 200 KiB; worth it for a long-lived writer,
-** not for one search).  Without memory for it Z works uncached. */
-void mmfs__tokz_cache(mmfs__tokz *z);
 
 /* stopwords.c: the sorted stopword list of LANG (*n = 0: none). */
 const char *const *mmfs__stopwords(const char *lang, size_t *n);
@@ -87,6 +82,8 @@ typedef struct mmfs__tok {
     size_t fn;         /* folded, unstemmed length in fbuf (prefixes) */
     uint8_t fbuf[MMFS__TOK_MAX + 4];
     int cjk_prev;      /* the last code point taken ended a bigram */
+    int defer;         /* the caller's: leave stemming to mmfs__tok_stem */
+    int pending;       /* this token's stem is not in buf yet (defer) */
     uint32_t qh, qn;   /* lookahead: normalised code points qh..qn */
     int32_t qcp[MMFS__TOK_Q];
     size_t qs[MMFS__TOK_Q], qe[MMFS__TOK_Q]; /* their source bytes */
@@ -98,11 +95,23 @@ void mmfs__tok_init(mmfs__tok *t, const void *s, size_t len);
 /* The tokenizer Z (version 0 when Z is NULL or Z->version is 0) over S. */
 void mmfs__tok_init_z(mmfs__tok *t, mmfs__tokz *z, const void *s, size_t len);
 
-/* Next token: 1 (t->buf[0..t->n), t->start, t->end set) or 0 at the end. */
+/* Next token: 1 (t->buf[0..t->n), t->start, t->end set) or 0 at the end.
+** With t->defer set (after init), a word to stem comes with t->pending
+** set and only its folded form (fbuf, fn): the index stems each distinct
+** word once (postings.c). */
 int mmfs__tok_next(mmfs__tok *t);
 
+/* Stems the current token if t->pending (buf, n set; pending cleared). */
+void mmfs__tok_stem(mmfs__tok *t);
+
+/* The stem of folded word W[0..n) (n <= MMFS__TOK_MAX) into OUT (room for
+** MMFS__TOK_MAX bytes): its length.  W itself when Z has no stemmer. */
+size_t mmfs__tokz_stem(mmfs__tokz *z, const uint8_t *w, size_t n, uint8_t *out);
+
 /* ------------------------------------------------------------ postings.c
-** Postings of one term: a byte stream of blocks.  A block holds up to
+** Postings of one term: two byte streams, cut into the same blocks.
+**
+** Documents and frequencies (read by every query): a block holds up to
 ** MMFS__BLOCK postings (more after out-of-order inserts) in docno order;
 ** each posting is varint(gap << 1 | (tf > 1)) then, if tf > 1,
 ** varint(tf - 2).  The first gap of block j counts from the block's base:
@@ -112,7 +121,23 @@ int mmfs__tok_next(mmfs__tok *t);
 ** removed).  The last block is open: appends go there; its base is the key
 ** of the last closed block (0 if none), and term.last is its last docno
 ** (its base when empty).  Closed blocks have skip entries (key, end
-** offset, count), kept only for terms with more than one block.
+** offset, count, positions end), kept only for terms with more than one
+** block.
+**
+** Positions (read only by phrases, so OR queries never touch them): the
+** positions of each posting, in the postings' order: tf varints, the
+** first the token's position in the document (0 = first token), each
+** next one the gap from the one before.  A posting's positions are
+** self-contained (no state carried from the posting before), so moving or
+** dropping a posting moves or drops its bytes as they are.  A cursor
+** finds the positions of its posting the way Lucene does: from the
+** block's start (skip entry) it skips the tf values of the postings
+** before it (each position is one varint: count bytes below 0x80).
+**
+** Meant to be written as immutable mapped index segments later (DESIGN.md,
+** "Search"): per term, the two streams as they are, and the skip entries
+** as a table of (key, end, count, positions end) u32s; a segment's reader
+** needs nothing else.
 */
 #define MMFS__BLOCK 128
 #define MMFS__END ((uint64_t)1 << 32) /* past every docno */
@@ -121,6 +146,7 @@ typedef struct mmfs__skip {
     uint32_t key;   /* upper bound of the block's docnos (see above) */
     uint32_t end;   /* byte offset just past the block */
     uint32_t count; /* postings in the block */
+    uint32_t pend;  /* byte offset just past the block's positions */
 } mmfs__skip;
 
 typedef struct mmfs__skips {
@@ -129,13 +155,20 @@ typedef struct mmfs__skips {
     uint32_t closed_total; /* postings in closed blocks */
 } mmfs__skips;
 
-typedef struct mmfs__term {
+/* A growable byte stream, inline while it fits in 8 bytes (most terms of
+** a large index are seen once or twice). */
+typedef struct mmfs__bytes {
     union {
         uint8_t *p;
         uint8_t inl[8];
-    } b;             /* postings bytes: inline while bcap == 0 */
-    uint32_t blen;   /* bytes used */
-    uint32_t bcap;   /* 0: inline (8 bytes) */
+    } b;
+    uint32_t len; /* bytes used */
+    uint32_t cap; /* 0: inline */
+} mmfs__bytes;
+
+typedef struct mmfs__term {
+    mmfs__bytes post; /* documents and frequencies */
+    mmfs__bytes pos;  /* positions */
     uint32_t df;     /* postings, deleted documents included */
     uint32_t last;   /* last docno of the open block (its base if empty) */
     uint32_t min_dl; /* smallest document length ever posted (score bound) */
@@ -173,6 +206,14 @@ struct mmfs__index {
     mmfs__skips *skips;
     uint32_t nskips, skipscap;
 
+    /* tokens seen by the writer: a folded word to stem -> the term id of
+    ** its stem (so each distinct word is stemmed once), or a token that is
+    ** its own term -> that term.  Open addressing; a slot holds the bytes,
+    ** so a lookup reads one line. */
+    struct mmfs__surf *surfs;
+    uint32_t nsslot; /* power of two */
+    uint32_t nsurf;
+
     uint32_t **pages;
     uint32_t npages;
     uint64_t ndocs;     /* live documents */
@@ -180,17 +221,23 @@ struct mmfs__index {
     uint64_t ndeleted;  /* deleted documents whose postings remain */
 
     /* write-side scratch (add/remove only) */
-    uint32_t *ids;
-    size_t idcap;
-    uint64_t *hashes; /* one document's tokens: hash, offset in tokbytes */
+    uint64_t *ids; /* one document's tokens: term id << 32 (and flags) */
+    uint64_t *hashes; /* one document's tokens: hash, bytes in tokbytes */
     uint32_t *tokoff;
+    uint8_t *toklen;
     size_t tokcap;
     uint8_t *tokbytes;
     size_t tokbcap;
-    uint32_t *bdocs, *btfs;
+    uint32_t *bdocs, *btfs, *bpos; /* one decoded block; bpos: positions offsets */
     size_t bcapn;
     uint8_t *bbytes;
     size_t bbytescap;
+    uint8_t *pbytes; /* one posting's encoded positions */
+    size_t pbytescap;
+    struct mmfs__newsurf *ns; /* one document's words not seen before */
+    size_t nscap;
+    uint32_t *grp; /* grouping one document's tokens by term */
+    size_t grpcap;
 };
 
 /* Length of DOCNO: MMFS__DOC_ABSENT, or the length with maybe the
@@ -226,6 +273,11 @@ typedef struct mmfs__cur {
     uint64_t prev; /* docno the next gap counts from */
     uint64_t doc;  /* current docno, MMFS__END past the end */
     uint32_t tf;
+    /* positions: the current posting's start is ppos after skipping
+    ** pskip varints (the positions of the postings passed since) */
+    const uint8_t *pbuf;
+    uint32_t ppos;
+    uint64_t pskip;
 } mmfs__cur;
 
 /* Positions C on the first posting of T (c->doc; MMFS__END if none). */
@@ -234,6 +286,9 @@ void mmfs__cur_init(mmfs__cur *c, const mmfs__index *ix, const mmfs__term *t);
 uint64_t mmfs__cur_next(mmfs__cur *c);
 /* First posting with docno >= TARGET (stays if already there). */
 uint64_t mmfs__cur_seek(mmfs__cur *c, uint64_t target);
+/* The positions of the current posting into OUT[0..c->tf), increasing.
+** C must be on a posting (not at MMFS__END). */
+void mmfs__cur_positions(mmfs__cur *c, uint32_t *out);
 
 /* ------------------------------------------------------------- query.c */
 enum {
@@ -272,8 +327,8 @@ struct mmfs__qnode {
     size_t nterms;
     mmfs__cur *cur;   /* one per term */
     double *w;        /* per term: idf * (k1 + 1) */
-    uint8_t *ring;    /* PHRASE: nkid tokens of scratch for verification */
-    size_t *ringlen;
+    uint32_t *pv;     /* TERM/PREFIX in a PHRASE: its positions in one doc */
+    size_t npv, pvcap, pvi; /* pvi: where the phrase check is in pv */
 };
 
 typedef struct mmfs__query {

@@ -163,6 +163,8 @@ void mmfs__tok_init(mmfs__tok *t, const void *s, size_t len) {
     t->start = t->end = 0;
     t->n = 0;
     t->z = NULL;
+    t->defer = 0;
+    t->pending = 0;
 }
 
 static int tok_next_v0(mmfs__tok *t) {
@@ -233,7 +235,6 @@ int mmfs__tok_lang_ok(const char *name) {
 int mmfs__tokz_open(mmfs__tokz *z, const mmfs__tokcfg *cfg) {
     z->version = cfg->version;
     z->stem = NULL;
-    z->cache = NULL;
     z->stop = NULL;
     z->nstop = 0;
     if (cfg->version == 0 || !strcmp(cfg->lang, "none")) return MMFS_OK;
@@ -248,8 +249,6 @@ int mmfs__tokz_open(mmfs__tokz *z, const mmfs__tokcfg *cfg) {
 void mmfs__tokz_close(mmfs__tokz *z) {
     if (z->stem) sb_stemmer_delete(z->stem);
     z->stem = NULL;
-    free(z->cache);
-    z->cache = NULL;
 }
 
 void mmfs__tok_init_z(mmfs__tok *t, mmfs__tokz *z, const void *s, size_t len) {
@@ -398,58 +397,36 @@ static size_t cut_utf8(const uint8_t *s, size_t n, size_t max) {
     return k;
 }
 
-/* Stem cache: direct-mapped, by a hash of the folded word; a hit gives the
-** stem libstemmer gave before (stemming is a pure function of the word),
-** so it changes nothing but the time: most words of a text are frequent
-** ones, and stemming them again was most of the indexing time. */
-#define SC_SLOTS 4096
-#define SC_LEN 24
-struct mmfs__stemcache {
-    struct {
-        uint8_t wn, sn; /* wn = 0: empty */
-        uint8_t w[SC_LEN], s[SC_LEN];
-    } v[SC_SLOTS];
-};
-
-void mmfs__tokz_cache(mmfs__tokz *z) {
-    if (z->stem && !z->cache) z->cache = calloc(1, sizeof *z->cache); /* NULL: no cache */
+size_t mmfs__tokz_stem(mmfs__tokz *z, const uint8_t *w, size_t n, uint8_t *out) {
+    /* NULL only when libstemmer cannot grow its buffer, which tokens this
+    ** short never need. */
+    const sb_symbol *st = z->stem ? sb_stemmer_stem(z->stem, w, (int)n) : NULL;
+    if (!st) {
+        memcpy(out, w, n);
+        return n;
+    }
+    size_t m = cut_utf8(st, (size_t)sb_stemmer_length(z->stem), MMFS__TOK_MAX);
+    memcpy(out, st, m);
+    return m;
 }
 
 /* t->buf = the stem of t->fbuf[0..fn) (the word itself without a stemmer). */
+static void stem_now(mmfs__tok *t) { t->n = mmfs__tokz_stem(t->z, t->fbuf, t->fn, t->buf); }
+
+/* Stems the word in fbuf now, or leaves it pending (t->defer). */
 static void stem(mmfs__tok *t) {
-    mmfs__tokz *z = t->z;
-    if (!z->stem) {
-        memcpy(t->buf, t->fbuf, t->fn);
-        t->n = t->fn;
+    if (t->defer && t->z->stem) {
+        t->pending = 1;
+        t->n = 0;
         return;
     }
-    uint32_t h = 2166136261u;
-    size_t slot = 0;
-    if (z->cache && t->fn < SC_LEN) {
-        for (size_t i = 0; i < t->fn; i++) h = (h ^ t->fbuf[i]) * 16777619u;
-        slot = h & (SC_SLOTS - 1);
-        if (z->cache->v[slot].wn == t->fn && !memcmp(z->cache->v[slot].w, t->fbuf, t->fn)) {
-            t->n = z->cache->v[slot].sn;
-            memcpy(t->buf, z->cache->v[slot].s, t->n);
-            return;
-        }
-    }
-    /* NULL only when libstemmer cannot grow its buffer, which tokens this
-    ** short never need. */
-    const sb_symbol *st = sb_stemmer_stem(z->stem, t->fbuf, (int)t->fn);
-    if (!st) {
-        memcpy(t->buf, t->fbuf, t->fn);
-        t->n = t->fn;
-        return;
-    }
-    t->n = cut_utf8(st, (size_t)sb_stemmer_length(z->stem), MMFS__TOK_MAX);
-    memcpy(t->buf, st, t->n);
-    if (z->cache && t->fn < SC_LEN && t->n < SC_LEN) {
-        z->cache->v[slot].wn = (uint8_t)t->fn;
-        z->cache->v[slot].sn = (uint8_t)t->n;
-        memcpy(z->cache->v[slot].w, t->fbuf, t->fn);
-        memcpy(z->cache->v[slot].s, t->buf, t->n);
-    }
+    stem_now(t);
+}
+
+void mmfs__tok_stem(mmfs__tok *t) {
+    if (!t->pending) return;
+    t->pending = 0;
+    stem_now(t);
 }
 
 /* The ASCII fast path, exactly what the general path gives for ASCII text
@@ -465,11 +442,13 @@ static int ascii_word(mmfs__tok *t) {
     if (i != t->pos) t->cjk_prev = 0;
     t->pos = i;
     if (i >= len || s[i] >= 0x80 || !ascii_fold[s[i]]) return 0;
-    size_t j = i;
-    while (j < len && s[j] < 0x80 && ascii_fold[s[j]]) j++;
+    size_t j = i, cut = len - i > MMFS__TOK_MAX ? i + MMFS__TOK_MAX : len;
+    uint8_t f;
+    /* fold while scanning (fbuf is only used once the word is taken) */
+    while (j < cut && s[j] < 0x80 && (f = ascii_fold[s[j]])) t->fbuf[j++ - i] = f;
+    size_t n = j - i;
+    while (j < len && s[j] < 0x80 && ascii_fold[s[j]]) j++; /* past the cap: cut */
     if (j < len && s[j] >= 0x80) return 0;
-    size_t n = j - i < MMFS__TOK_MAX ? j - i : MMFS__TOK_MAX;
-    for (size_t k = 0; k < n; k++) t->fbuf[k] = ascii_fold[s[i + k]];
     t->fn = n;
     t->cjk_prev = 0;
     stem(t);
@@ -480,6 +459,7 @@ static int ascii_word(mmfs__tok *t) {
 }
 
 static int tok_next_v1(mmfs__tok *t) {
+    t->pending = 0;
     for (;;) {
         if (t->qh == t->qn && t->pos < t->len && ascii_word(t)) return 1;
         int32_t c = peek(t, 0);
