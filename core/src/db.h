@@ -10,9 +10,13 @@
 ** lock only while holding locks before it in this order:
 **
 **   cpmu -> wmu -> flock(LOCK) -> smu
-**                      -> rw -> state.mu
-**                            -> mems.ixlock -> mems.qmu
-**                            -> mems.qmu
+**                              -> rw -> state.mu
+**                                    -> mems.ixlock -> mems.qmu
+**                                    -> mems.qmu
+**
+**   cpmu         one checkpoint at a time per handle (ckpt.c); it holds
+**                wmu only to pick the LSN, then rw's read side while it
+**                copies.  cmu (+ccond): the checkpointer's timer, innermost.
 **
 **   wmu          one appender per handle, from catch-up to publish (policy
 **                and hooks included); segs, next_lsn, scratch, policy,
