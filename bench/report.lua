@@ -279,7 +279,7 @@ for _, c in ipairs(C) do
       if c.ref then verdict = verdict .. " (ref.)" end
     end
   elseif c.w == "W5" and c.const then
-    goal, verdict = "≤ 10 ms with a checkpoint", "no goal"
+    goal, verdict = "— (the 10 ms goal is with a checkpoint)", "context"
   end
   local aunit = fig[fkey(table.unpack(c.a))] and fig[fkey(table.unpack(c.a))].u
   local bunit = c.b and fig[fkey(table.unpack(c.b))] and fig[fkey(table.unpack(c.b))].u

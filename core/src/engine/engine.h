@@ -268,10 +268,6 @@ struct mmfs__engine {
 int mmfs__kv_init(mmfs__engine *e);
 void mmfs__kv_free(mmfs__engine *e);
 int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r);
-/* Calls FN(raw, ud) for every live KV_SET record in key order, the
-** checkpoint's and the newer ones merged; stops at FN's first non-zero
-** return and returns it.  Caller holds the engine (read side at least). */
-int mmfs__kv_each(const mmfs__engine *e, int (*fn)(const uint8_t *raw, void *ud), void *ud);
 /* The record at log position POS of the checkpoint's table, or NULL when
 ** POS is not a KV_SET record inside a segment the table knows. */
 const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos);
@@ -292,17 +288,6 @@ void mmfs__mem_free(mmfs__engine *e);
 int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r);
 int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r);
 
-/* The memory table seen from the checkpoint writer (ckpt.c), under the
-** engine's read side.  mmfs__mem_at: the entry of ID (its record, route,
-** deleted flag) merged from the checkpoint and the newer ents; 0 when the
-** id has none.  mmfs__mem_first_id: the lowest id with an entry (0:
-** none).  mmfs__mem_each_by_time: FN(id) for every live memory, created_at
-** desc then id desc.  mmfs__mem_each_tag: FN(tag) for every tag (its live
-** ids: mmfs__mem_at with deleted == 0). */
-int mmfs__mem_at(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *out);
-uint64_t mmfs__mem_first_id(const mmfs__engine *e);
-int mmfs__mem_each_by_time(const mmfs__engine *e, int (*fn)(uint64_t id, void *ud), void *ud);
-int mmfs__mem_each_tag(const mmfs__engine *e, int (*fn)(const mmfs__tag *t, void *ud), void *ud);
 /* Attaches a checkpoint's mapped memory table (ckpt.c checked its bounds):
 ** interns ROUTES (NROUTES names) in order, makes a tag for each entry of
 ** TAGS (u32 name length, u32 0, u64 n, the name padded to 8, n u64 ids),

@@ -159,26 +159,6 @@ int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r) {
     return MMFS_OK;
 }
 
-int mmfs__kv_each(const mmfs__engine *e, int (*fn)(const uint8_t *raw, void *ud), void *ud) {
-    size_t i = 0;
-    mmfs__bt_pos pos;
-    const uint8_t *d = mmfs__bt_first(&e->kv.order, &pos);
-    const uint8_t *c = ck_next_live(e, &i);
-    while (d || c) {
-        int rc;
-        /* A key is never in both: map hides the checkpoint's. */
-        if (d && (!c || mmfs__slice_cmp(mmfs__raw_key(d), mmfs__raw_key(c)) < 0)) {
-            if ((rc = fn(d, ud))) return rc;
-            d = mmfs__bt_next(&pos);
-        } else {
-            if ((rc = fn(c, ud))) return rc;
-            i++;
-            c = ck_next_live(e, &i);
-        }
-    }
-    return 0;
-}
-
 int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key) { return kv_find(e, key) != NULL; }
 
 int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {

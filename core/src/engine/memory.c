@@ -640,40 +640,7 @@ static const uint8_t *tw_next(time_walk *w) {
     return tw_cur(w);
 }
 
-/* ----------------------------------------------- the checkpoint's view */
-
-int mmfs__mem_at(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *out) {
-    const mmfs__mem_ent *ent = mem_get(e, id, out);
-    if (!ent) return 0;
-    *out = *ent;
-    return 1;
-}
-
-uint64_t mmfs__mem_first_id(const mmfs__engine *e) {
-    const mmfs__mems *m = &e->mems;
-    return m->ck.n ? m->ck.base : m->n ? m->base : 0;
-}
-
-int mmfs__mem_each_by_time(const mmfs__engine *e, int (*fn)(uint64_t id, void *ud), void *ud) {
-    time_walk tw;
-    mmfs__mem_ent b;
-    for (const uint8_t *raw = tw_seek(&tw, e, NULL); raw; raw = tw_next(&tw)) {
-        uint64_t id = mmfs__raw_mem_id(raw);
-        int rc;
-        if (mem_live(e, id, &b) && (rc = fn(id, ud))) return rc;
-    }
-    return 0;
-}
-
-int mmfs__mem_each_tag(const mmfs__engine *e, int (*fn)(const mmfs__tag *t, void *ud), void *ud) {
-    const mmfs__hmap *h = &e->mems.tags;
-    if (!h->slots) return 0;
-    for (size_t i = 0; i <= h->mask; i++) {
-        int rc;
-        if (h->slots[i].val && (rc = fn((const mmfs__tag *)h->slots[i].val, ud))) return rc;
-    }
-    return 0;
-}
+/* ----------------------------------------------- a checkpoint's table */
 
 int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *routes, size_t routes_len,
                         size_t nroutes, const uint8_t *tags, size_t tags_len, uint64_t live, uint64_t next_id) {

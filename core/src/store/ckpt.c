@@ -188,7 +188,12 @@ static int list_ckpts(mmfs_db *db, uint64_t **out, size_t *n, int clean) {
 
 /* ---------------------------------------------------------------- writing */
 
-/* What a checkpoint copies under the locks. */
+/* What a checkpoint copies under the locks, and what it makes of that
+** after them.  Under the engine's read side it copies only what changed
+** since the mapped checkpoint (everything, without one): the mapped
+** tables are immutable for the engine's life, so they are merged in after
+** the lock is released (merge_kv, merge_memories), and the lock is held
+** for the size of the changes, not of the store. */
 typedef struct snap {
     uint64_t lsn, anchor, anchor_lsn, next_mem, live_bytes;
     uint8_t anchor_sum[16];
@@ -201,26 +206,39 @@ typedef struct snap {
         uint64_t end;
     } *segs; /* up to the anchor's */
     size_t nsegs;
-    const uint8_t **kv; /* live KV_SET records, by key */
-    size_t nkv, kvcap;
-    const uint8_t **recs; /* other live records, any order */
+    const uint8_t **recs; /* live records but kv and memories, any order */
     size_t nrecs, reccap;
-    /* The memory table: entries of ids mem_base.., live ids by time,
-    ** route names, and per tag its name and live ids (tag_ids[tag_at[i]
-    ** .. tag_at[i + 1])). */
-    mmfs__mem_ent *ents;
-    uint64_t mem_base, mem_live;
-    size_t nents;
-    uint64_t *time;
-    size_t ntime, timecap;
+    /* Copied under the lock. */
+    const mmfs__kvck *kvck;  /* the mapped kv tables (n = 0: none) */
+    const uint8_t **dset;    /* newer KV_SET records, by key */
+    size_t ndset, dsetcap;
+    const uint8_t **dkeys;   /* every newer kv record (hides the checkpoint's key) */
+    size_t ndkeys, dkeycap;
+    mmfs__memck mck;         /* the mapped memory table; dead is a copy */
+    mmfs__mem_ent *dents;    /* the newer ents, ids dbase.. */
+    uint64_t dbase;
+    size_t ndents;
+    const uint8_t **dtime;   /* the newer live memories by time */
+    size_t ndtime, dtimecap;
     mmfs_slice *routes;
     size_t nroutes;
-    mmfs_slice *tag_names;
-    size_t *tag_at;
-    size_t ntags, tagcap, namecap;
+    mmfs_slice *tag_names;   /* per tag: name, mapped ids, newer ids */
+    const uint8_t **tag_ck;
+    size_t *tag_ckn, *tag_in_at;
+    size_t ntags, tagcap;
+    uint64_t *tag_in;
+    size_t ntag_in, tag_incap;
+    /* Made after it: what the file holds. */
+    const uint8_t **kv;      /* live KV_SET records, by key */
+    size_t nkv, kvcap;
+    mmfs__mem_ent *ents;     /* entries of ids mem_base .. next_mem - 1 */
+    uint64_t mem_base, mem_live;
+    size_t nents;
+    uint64_t *time;          /* live ids by time */
+    size_t ntime, timecap;
+    size_t *tag_at;          /* tag i's live ids: tag_ids[tag_at[i] .. tag_at[i + 1]) */
     uint64_t *tag_ids;
     size_t ntag_ids, tag_idcap;
-    const mmfs__engine *eng; /* while copying tags */
 } snap;
 
 static int push(const uint8_t ***arr, size_t *n, size_t *cap, const uint8_t *raw) {
@@ -232,13 +250,17 @@ static int push(const uint8_t ***arr, size_t *n, size_t *cap, const uint8_t *raw
     return MMFS_OK;
 }
 
-static int take_kv(const uint8_t *raw, void *ud) {
-    snap *s = ud;
-    return push(&s->kv, &s->nkv, &s->kvcap, raw);
+static int push64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v) {
+    void *a = *arr;
+    int rc = mmfs__grow(&a, cap, *n + 1, sizeof **arr);
+    if (rc) return rc;
+    *arr = a;
+    (*arr)[(*n)++] = v;
+    return MMFS_OK;
 }
 
-/* Copies pointers to every live record of E but the kv ones.  Caller
-** holds the engine's read side. */
+/* Copies pointers to every live record of E but the kv ones and the
+** memories.  Caller holds the engine's read side. */
 static int take_records(const mmfs__engine *e, snap *s) {
     int rc = MMFS_OK;
     const mmfs__hmap *maps[] = {&e->sess.map, &e->streams};
@@ -274,76 +296,195 @@ static int take_records(const mmfs__engine *e, snap *s) {
     return rc;
 }
 
-static void snap_free(snap *s) {
-    free(s->segs);
-    free(s->kv);
-    free(s->recs);
-    free(s->ents);
-    free(s->time);
-    free(s->routes);
-    free(s->tag_names);
-    free(s->tag_at);
-    free(s->tag_ids);
+/* The kv records since the checkpoint (kv.c: order has the KV_SETs, map
+** every key they touched).  Caller holds the engine's read side. */
+static int take_kv(const mmfs__engine *e, snap *s) {
+    int rc = MMFS_OK;
+    s->kvck = &e->kv.ck;
+    mmfs__bt_pos pos;
+    for (const uint8_t *r = mmfs__bt_first(&e->kv.order, &pos); r && rc == MMFS_OK; r = mmfs__bt_next(&pos))
+        rc = push(&s->dset, &s->ndset, &s->dsetcap, r);
+    const mmfs__hmap *h = &e->kv.map;
+    if (s->kvck->n && h->slots)
+        for (size_t i = 0; i <= h->mask && rc == MMFS_OK; i++)
+            if (h->slots[i].val) rc = push(&s->dkeys, &s->ndkeys, &s->dkeycap, (const uint8_t *)h->slots[i].val);
+    return rc;
 }
 
-static int take_time(uint64_t id, void *ud) {
-    snap *s = ud;
-    void *a = s->time;
-    int rc = mmfs__grow(&a, &s->timecap, s->ntime + 1, sizeof *s->time);
-    if (rc) return rc;
-    s->time = a;
-    s->time[s->ntime++] = id;
-    return 0;
-}
-
-/* A tag's name and its live ids. */
-static int take_tag(const mmfs__tag *t, void *ud) {
-    snap *s = ud;
-    void *a = s->tag_names;
-    int rc = mmfs__grow(&a, &s->namecap, s->ntags + 1, sizeof *s->tag_names);
-    if (rc) return rc;
-    s->tag_names = a;
-    a = s->tag_at;
-    if ((rc = mmfs__grow(&a, &s->tagcap, s->ntags + 2, sizeof *s->tag_at))) return rc;
-    s->tag_at = a;
-    s->tag_names[s->ntags] = t->name;
-    s->tag_at[s->ntags] = s->ntag_ids;
-    for (size_t i = 0; i < t->ck_n + t->n; i++) {
-        uint64_t id = i < t->ck_n ? mmfs__ld64(t->ck_ids + i * 8) : t->ids[i - t->ck_n];
-        mmfs__mem_ent ent;
-        if (!mmfs__mem_at(s->eng, id, &ent) || ent.deleted) continue;
-        a = s->tag_ids;
-        if ((rc = mmfs__grow(&a, &s->tag_idcap, s->ntag_ids + 1, sizeof *s->tag_ids))) return rc;
-        s->tag_ids = a;
-        s->tag_ids[s->ntag_ids++] = id;
-    }
-    s->ntags++;
-    s->tag_at[s->ntags] = s->ntag_ids;
-    return 0;
-}
-
-/* Copies the memory table of E.  Caller holds the engine's read side. */
+/* The memory table since the checkpoint: the newer ents, by_time and tag
+** ids, the checkpoint's deleted bits, routes and tag names.  Caller holds
+** the engine's read side. */
 static int take_memories(const mmfs__engine *e, snap *s) {
     const mmfs__mems *m = &e->mems;
-    uint64_t first = mmfs__mem_first_id(e), next = mmfs__engine_next_memory_id(e);
-    s->mem_base = first ? first : next;
     s->mem_live = m->live;
-    s->nents = first ? (size_t)(next - first) : 0;
-    if (s->nents && !(s->ents = calloc(s->nents, sizeof *s->ents)))
+    s->mck = m->ck;
+    s->mck.dead = NULL;
+    if (m->ck.dead) {
+        if (!(s->mck.dead = malloc((m->ck.n + 7) / 8))) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
+        memcpy(s->mck.dead, m->ck.dead, (m->ck.n + 7) / 8);
+    }
+    s->dbase = m->base;
+    s->ndents = m->n;
+    if (m->n && !(s->dents = malloc(m->n * sizeof *s->dents)))
         return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (memory table)");
-    for (size_t i = 0; i < s->nents; i++) (void)mmfs__mem_at(e, first + i, &s->ents[i]);
-    int rc = mmfs__mem_each_by_time(e, take_time, s);
+    if (m->n) memcpy(s->dents, m->ents, m->n * sizeof *s->dents);
+    int rc = MMFS_OK;
+    mmfs__bt_pos pos;
+    for (const uint8_t *r = mmfs__bt_first(&m->by_time, &pos); r && rc == MMFS_OK; r = mmfs__bt_next(&pos))
+        rc = push(&s->dtime, &s->ndtime, &s->dtimecap, r);
     if (rc) return rc;
     s->nroutes = m->nroutes;
     if (s->nroutes && !(s->routes = malloc(s->nroutes * sizeof *s->routes)))
         return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (routes)");
     if (s->nroutes) memcpy(s->routes, m->route_names, s->nroutes * sizeof *s->routes);
-    s->eng = e;
-    return mmfs__mem_each_tag(e, take_tag, s);
+    size_t ntags = m->tags.count;
+    s->tag_names = malloc((ntags + 1) * sizeof *s->tag_names);
+    s->tag_ck = malloc((ntags + 1) * sizeof *s->tag_ck);
+    s->tag_ckn = malloc((ntags + 1) * sizeof *s->tag_ckn);
+    s->tag_in_at = malloc((ntags + 1) * sizeof *s->tag_in_at);
+    if (!s->tag_names || !s->tag_ck || !s->tag_ckn || !s->tag_in_at)
+        return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (tags)");
+    s->tag_in_at[0] = 0;
+    for (size_t i = 0; m->tags.slots && i <= m->tags.mask && rc == MMFS_OK; i++) {
+        const mmfs__tag *t = (const mmfs__tag *)m->tags.slots[i].val;
+        if (!t) continue;
+        s->tag_names[s->ntags] = t->name;
+        s->tag_ck[s->ntags] = t->ck_ids;
+        s->tag_ckn[s->ntags] = t->ck_n;
+        for (size_t j = 0; j < t->n && rc == MMFS_OK; j++) rc = push64(&s->tag_in, &s->ntag_in, &s->tag_incap, t->ids[j]);
+        s->tag_in_at[++s->ntags] = s->ntag_in;
+    }
+    return rc;
 }
 
-/* Picks the LSN and copies what the file needs.  *EMPTY: the log has no
-** frame yet (nothing to write). */
+static void snap_free(snap *s) {
+    free(s->segs);
+    free(s->recs);
+    free(s->dset);
+    free(s->dkeys);
+    free(s->mck.dead);
+    free(s->dents);
+    free(s->dtime);
+    free(s->routes);
+    free(s->tag_names);
+    free(s->tag_ck);
+    free(s->tag_ckn);
+    free(s->tag_in_at);
+    free(s->tag_in);
+    free(s->kv);
+    free(s->ents);
+    free(s->time);
+    free(s->tag_at);
+    free(s->tag_ids);
+}
+
+static int cmp_rec_key(const void *a, const void *b) {
+    return mmfs__slice_cmp(mmfs__raw_key(*(const uint8_t *const *)a), mmfs__raw_key(*(const uint8_t *const *)b));
+}
+
+/* The live kv records in key order: the checkpoint's, but those whose key
+** a newer record has, merged with the newer KV_SETs.  No lock: the mapped
+** tables and the records in the log do not change. */
+static int merge_kv(snap *s) {
+    const mmfs__kvck *ck = s->kvck;
+    if (s->ndkeys) qsort(s->dkeys, s->ndkeys, sizeof *s->dkeys, cmp_rec_key);
+    size_t i = 0, j = 0, k = 0;
+    const uint8_t *c = NULL;
+    for (;;) {
+        while (!c && i < ck->n) {
+            if (!(c = mmfs__kvck_rec(ck, mmfs__ld64(ck->order + 8 * i++)))) continue;
+            mmfs_slice key = mmfs__raw_key(c);
+            while (k < s->ndkeys && mmfs__slice_cmp(mmfs__raw_key(s->dkeys[k]), key) < 0) k++;
+            if (k < s->ndkeys && mmfs__slice_eq(mmfs__raw_key(s->dkeys[k]), key)) c = NULL; /* hidden */
+        }
+        const uint8_t *d = j < s->ndset ? s->dset[j] : NULL;
+        if (!c && !d) return MMFS_OK;
+        int rc;
+        if (d && (!c || mmfs__slice_cmp(mmfs__raw_key(d), mmfs__raw_key(c)) < 0)) {
+            rc = push(&s->kv, &s->nkv, &s->kvcap, d);
+            j++;
+        } else {
+            rc = push(&s->kv, &s->nkv, &s->kvcap, c);
+            c = NULL;
+        }
+        if (rc) return rc;
+    }
+}
+
+/* The checkpoint's entry of ID as it was when copied (a NULL raw: none). */
+static mmfs__mem_ent ck_mem(const snap *s, uint64_t id) {
+    mmfs__mem_ent ent = {NULL, 0, 0};
+    const mmfs__memck *ck = &s->mck;
+    if (id < ck->base || id - ck->base >= ck->n) return ent;
+    uint64_t i = id - ck->base;
+    const uint8_t *p = ck->ents + i * 16;
+    ent.raw = mmfs__ck_rec(s->kvck, mmfs__ld64(p));
+    ent.route = mmfs__ld32(p + 8);
+    ent.deleted = (mmfs__ld32(p + 12) & 1) || (ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1));
+    return ent;
+}
+
+/* The entry of ID, newer ents first. */
+static mmfs__mem_ent snap_mem(const snap *s, uint64_t id) {
+    if (id >= s->dbase && id - s->dbase < s->ndents && s->dents[id - s->dbase].raw) return s->dents[id - s->dbase];
+    return ck_mem(s, id);
+}
+
+/* 1 if the record A sorts before B by time (created_at desc, id desc). */
+static int time_before(const uint8_t *a, const uint8_t *b) {
+    int64_t ca = mmfs__raw_mem_created(a), cb = mmfs__raw_mem_created(b);
+    if (ca != cb) return ca > cb;
+    return mmfs__raw_mem_id(a) > mmfs__raw_mem_id(b);
+}
+
+/* The memory table as the file holds it: every entry, the live ids by
+** time (the checkpoint's order merged with the newer by_time), each tag's
+** live ids.  No lock, as merge_kv. */
+static int merge_memories(snap *s) {
+    uint64_t first = s->mck.n ? s->mck.base : s->ndents ? s->dbase : s->next_mem;
+    s->mem_base = first;
+    s->nents = (size_t)(s->next_mem - first);
+    if (s->nents && !(s->ents = calloc(s->nents, sizeof *s->ents)))
+        return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (memory table)");
+    for (size_t i = 0; i < s->nents; i++) s->ents[i] = snap_mem(s, first + i);
+    int rc = MMFS_OK;
+    size_t ci = 0, di = 0;
+    const uint8_t *c = NULL;
+    for (;;) {
+        while (!c && ci < s->mck.ntime) {
+            mmfs__mem_ent ent = ck_mem(s, mmfs__ld64(s->mck.time + 8 * ci++));
+            if (ent.raw && !ent.deleted) c = ent.raw;
+        }
+        const uint8_t *d = di < s->ndtime ? s->dtime[di] : NULL;
+        if (!c && !d) break;
+        const uint8_t *r = d && (!c || time_before(d, c)) ? d : c;
+        if (r == d) di++;
+        else c = NULL;
+        if ((rc = push64(&s->time, &s->ntime, &s->timecap, mmfs__raw_mem_id(r)))) return rc;
+    }
+    if (!(s->tag_at = malloc((s->ntags + 1) * sizeof *s->tag_at)))
+        return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (tags)");
+    s->tag_at[0] = 0;
+    for (size_t t = 0; t < s->ntags && rc == MMFS_OK; t++) {
+        for (size_t j = 0; j < s->tag_ckn[t] && rc == MMFS_OK; j++) {
+            uint64_t id = mmfs__ld64(s->tag_ck[t] + 8 * j);
+            mmfs__memck *ck = &s->mck;
+            uint64_t i = id - ck->base;
+            if (id >= ck->base && i < ck->n && ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1)) continue;
+            rc = push64(&s->tag_ids, &s->ntag_ids, &s->tag_idcap, id);
+        }
+        for (size_t j = s->tag_in_at[t]; j < s->tag_in_at[t + 1] && rc == MMFS_OK; j++) {
+            mmfs__mem_ent ent = snap_mem(s, s->tag_in[j]);
+            if (ent.raw && !ent.deleted) rc = push64(&s->tag_ids, &s->ntag_ids, &s->tag_idcap, s->tag_in[j]);
+        }
+        s->tag_at[t + 1] = s->ntag_ids;
+    }
+    return rc;
+}
+
+/* Picks the LSN (under wmu), copies what changed since the mapped
+** checkpoint (under rw's read side), then merges the mapped tables in (no
+** lock).  *EMPTY: the log has no frame yet (nothing to write). */
 static int take_snap(mmfs_db *db, snap *s, int *empty) {
     pthread_mutex_lock(&db->wmu);
     int rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire));
@@ -375,10 +516,12 @@ static int take_snap(mmfs_db *db, snap *s, int *empty) {
     pthread_mutex_unlock(&db->wmu);
     s->next_mem = mmfs__engine_next_memory_id(db->eng);
     s->live_bytes = db->eng->live_bytes;
-    rc = mmfs__kv_each(db->eng, take_kv, s);
+    rc = take_kv(db->eng, s);
     if (rc == MMFS_OK) rc = take_records(db->eng, s);
     if (rc == MMFS_OK) rc = take_memories(db->eng, s);
     pthread_rwlock_unlock(&db->rw);
+    if (rc == MMFS_OK) rc = merge_kv(s);
+    if (rc == MMFS_OK) rc = merge_memories(s);
     return rc;
 }
 

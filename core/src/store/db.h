@@ -10,9 +10,13 @@
 ** lock only while holding locks before it in this order:
 **
 **   [flock(log/compact.lock) ->] cpmu -> wmu -> flock(LOCK) -> smu
-**                      -> rw -> state.mu
-**                            -> mems.ixlock -> mems.qmu
-**                            -> mems.qmu
+**                                                           -> rw -> state.mu
+**                                                                 -> mems.ixlock -> mems.qmu
+**                                                                 -> mems.qmu
+**
+**   cpmu         one checkpoint at a time per handle (ckpt.c); it holds
+**                wmu only to pick the LSN, then rw's read side while it
+**                copies.  cmu (+ccond): the checkpointer's timer, innermost.
 **
 **   flock(log/compact.lock)  one compaction per store (compact.c), held
 **                from its start to its end; its copy takes only rw read.
