@@ -647,6 +647,83 @@ static void test_many_tags(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* A handle that compacted the store still points into the old segments;
+** its checkpoints must find each record in the new ones (by LSN), and a
+** handle from such a checkpoint answers as one from the log alone. */
+static void test_compact_then_checkpoint(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-compact");
+    mmfs_options o = ck_options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    uint64_t rs = 4242, nmem = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 200; i++) random_op(db, &rs, &nmem);
+        MMFS_OK_OR_FAIL(mmfs_checkpoint(db)); /* kv and memories now mapped */
+        for (int i = 0; i < 100; i++) random_op(db, &rs, &nmem);
+        mmfs_compact_result res;
+        MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, &res));
+        assert_true(res.dropped > 0);
+        MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+        for (int i = 0; i < 30; i++) random_op(db, &rs, &nmem);
+        char *live = dump(db), *ck = NULL;
+        assert_true(open_ckpt_lsn(dir, &ck) > 0);
+        char *full = dump_from_log(dir);
+        assert_same(full, ck, "from the checkpoint after a compaction vs from the log");
+        assert_same(full, live, "the compacting writer vs from the log");
+        free(live);
+        free(ck);
+        free(full);
+    }
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
+/* With checkpoints on, a compaction ends with a checkpoint of the new
+** log, so the next open maps it instead of replaying. */
+static void test_compact_writes_checkpoint(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-compact-auto");
+    mmfs_options o = ck_options();
+    o.checkpoint_bytes = 1 << 30; /* on, but never by size in this test */
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    uint64_t rs = 77, nmem = 0;
+    for (int i = 0; i < 300; i++) random_op(db, &rs, &nmem);
+    assert_int_equal(count_ckpts(dir), 0);
+    mmfs_compact_result res;
+    MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, &res));
+    assert_int_equal(count_ckpts(dir), 1);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char *ck = NULL;
+    assert_true(open_ckpt_lsn(dir, &ck) > 0);
+    char *full = dump_from_log(dir);
+    assert_same(full, ck, "from compaction's checkpoint vs from the log");
+    free(ck);
+    free(full);
+    mmfs_test_rmdir(dir);
+}
+
+/* A handle opened from a checkpoint holds its keys in the mapped tables:
+** compaction must count them live, or it would drop every one. */
+static void test_compact_from_checkpoint(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-then-compact");
+    char *before = make_store(dir, 2);
+    mmfs_options o = ck_options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
+    mmfs_compact_result res;
+    MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, &res));
+    char *live = dump(db);
+    assert_same(before, live, "after compacting a handle opened from a checkpoint");
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char *full = dump_from_log(dir);
+    assert_same(before, full, "the compacted log, reopened");
+    free(before);
+    free(live);
+    free(full);
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -660,6 +737,9 @@ int main(void) {
         cmocka_unit_test(test_readonly_and_empty),
         cmocka_unit_test(test_automatic),
         cmocka_unit_test(test_many_tags),
+        cmocka_unit_test(test_compact_then_checkpoint),
+        cmocka_unit_test(test_compact_writes_checkpoint),
+        cmocka_unit_test(test_compact_from_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -661,6 +661,31 @@ static void test_refusals(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* An output of several segments: each full one ends with a seal whose LSN
+** follows the last frame written before it (not the frame that did not
+** fit), so the handle, verify and a reopen all read it whole. */
+static void test_output_spans_segments(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("compact_spans");
+    mmfs_db *db = mmfs_test_open_sync_none(dir, SMALL_SEG);
+    size_t n = 30000;
+    uint64_t *ids = malloc(n * sizeof *ids);
+    assert_non_null(ids);
+    fill(db, ids, n);
+    mmfs_store_stats st;
+    mmfs_compact_result res;
+    MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, &res));
+    MMFS_OK_OR_FAIL(mmfs_stats(db, &st));
+    if (st.segments < 2) fail_msg("the output fit one segment (%llu bytes): the test needs more", (unsigned long long)res.bytes_after);
+    check_filled(db, ids, n);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    db = mmfs_test_open_sync_none(dir, SMALL_SEG);
+    check_filled(db, ids, n);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    free(ids);
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compact_every_kind),
@@ -674,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_ttl_and_keep),
         cmocka_unit_test(test_hostile_keep),
         cmocka_unit_test(test_online_writes),
+        cmocka_unit_test(test_output_spans_segments),
         cmocka_unit_test(test_when),
 #endif
         cmocka_unit_test(test_leftovers_removed),

@@ -299,6 +299,10 @@ int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *r
 ** when POS is not a whole record inside a segment the checkpoint knows. */
 const uint8_t *mmfs__ck_rec(const mmfs__kvck *ck, uint64_t pos);
 
+/* kv.c: the live KV_SET record of KEY (changes first, then the mapped
+** checkpoint), or NULL. */
+const uint8_t *mmfs__kv_find(const mmfs__engine *e, mmfs_slice key);
+
 int mmfs__sess_init(mmfs__engine *e);
 void mmfs__sess_free(mmfs__engine *e);
 int mmfs__sess_apply(mmfs__engine *e, const mmfs__rec *r);

@@ -111,6 +111,8 @@ static const uint8_t *kv_find(const mmfs__engine *e, mmfs_slice key) {
     return ck_get(&e->kv.ck, key, h);
 }
 
+const uint8_t *mmfs__kv_find(const mmfs__engine *e, mmfs_slice key) { return kv_find(e, key); }
+
 /* The next live record of the checkpoint at or after index *I (moved past
 ** entries that map hides), or NULL at the end. */
 static const uint8_t *ck_next_live(const mmfs__engine *e, size_t *i) {

@@ -24,7 +24,7 @@ int mmfs__engine_is_live(const mmfs__engine *e, const mmfs__rec *r) {
     }
     case MMFS__R_KV_SET: {
         mmfs_slice key = r->u.kv.key;
-        return lsn_of((const uint8_t *)mmfs__hmap_get(&e->kv.map, key, mmfs__hash(key))) == r->lsn;
+        return lsn_of(mmfs__kv_find(e, key)) == r->lsn; /* the checkpoint's too */
     }
     case MMFS__R_SESSION_PUT: {
         mmfs_slice id = r->u.sess.id;

@@ -98,7 +98,8 @@ enum {
     H_ANCHOR_SUM = 336, /* 16 bytes: the anchor frame's checksum (zero padded) */
     H_MEM_BASE = 352,   /* u64 the first id of SEC_MEM_ENTS */
     H_MEM_LIVE = 360,   /* u64 live memories */
-    H_NROUTES = 368     /* u64 routes in SEC_ROUTES */
+    H_NROUTES = 368,    /* u64 routes in SEC_ROUTES */
+    H_REC_BYTES = 376   /* u64 bytes of the records applied up to the LSN (stats' dead_bytes) */
 };
 /* Nine sections, (u32 kind, u32 0, u64 offset, u64 count) at H_SEC + 24 k,
 ** one of each kind in order: 120 + 9 * 24 = 336.  Each starts 8-aligned;
@@ -195,7 +196,15 @@ static int list_ckpts(mmfs_db *db, uint64_t **out, size_t *n, int clean) {
 ** the lock is released (merge_kv, merge_memories), and the lock is held
 ** for the size of the changes, not of the store. */
 typedef struct snap {
-    uint64_t lsn, anchor, anchor_lsn, next_mem, live_bytes;
+    /* After this handle compacted the store, its engine still points into
+    ** the old segments (kept mapped until close): such a record is found
+    ** in the new ones by its LSN, which compaction keeps.  lsnpos: (LSN,
+    ** position) of every record of segs, in log order, made on first need. */
+    uint64_t *lsnpos;
+    size_t nlsnpos;
+    int lsnpos_made;
+    const mmfs__sum *sum;
+    uint64_t lsn, anchor, anchor_lsn, next_mem, live_bytes, rec_bytes;
     uint8_t anchor_sum[16];
     uint32_t first_seg;
     struct sseg {
@@ -358,6 +367,7 @@ static int take_memories(const mmfs__engine *e, snap *s) {
 }
 
 static void snap_free(snap *s) {
+    free(s->lsnpos);
     free(s->segs);
     free(s->recs);
     free(s->dset);
@@ -495,6 +505,7 @@ static int take_snap(mmfs_db *db, snap *s, int *empty) {
     }
     s->lsn = db->next_lsn - 1;
     s->anchor = db->last_frame;
+    s->rec_bytes = db->rec_bytes;
     s->first_seg = db->first_seg;
     uint32_t aseg = MMFS__POS_SEG(s->anchor);
     s->segs = calloc(db->nsegs, sizeof *s->segs);
@@ -525,12 +536,59 @@ static int take_snap(mmfs_db *db, snap *s, int *empty) {
     return rc;
 }
 
-/* The log position of record RAW: it is in one of the snapshot's mapped
-** segments. */
-static uint64_t pos_of(const snap *s, const uint8_t *raw) {
+/* Lists (LSN, position) of every record in the snapshot's segments, in
+** log order (LSNs increase along the log, gaps and all). */
+static int make_lsnpos(snap *s) {
+    size_t cap = 0;
+    s->lsnpos_made = 1;
+    for (size_t i = 0; i < s->nsegs; i++) {
+        const struct sseg *g = &s->segs[i];
+        uint64_t off = MMFS__SEG_HDR;
+        while (off < g->end) {
+            mmfs__frame f;
+            const char *why;
+            if (!mmfs__frame_check(g->map + off, (size_t)(g->end - off), 0, s->sum, &f, &why)) break;
+            const uint8_t *p = f.body;
+            for (uint32_t k = 0; k < f.count; k++) {
+                void *a = s->lsnpos;
+                int rc = mmfs__grow(&a, &cap, 2 * (s->nlsnpos + 1), sizeof *s->lsnpos);
+                if (rc) return rc;
+                s->lsnpos = a;
+                s->lsnpos[2 * s->nlsnpos] = mmfs__raw_lsn(p);
+                s->lsnpos[2 * s->nlsnpos + 1] = MMFS__POS(g->no, (uint64_t)(p - g->map));
+                s->nlsnpos++;
+                p += mmfs__raw_len(p);
+            }
+            off += f.frame_len;
+        }
+    }
+    return MMFS_OK;
+}
+
+/* The log position of record RAW in the snapshot's segments, or 0 when it
+** is not there.  A record outside them (an engine from before this
+** handle's compaction) is looked up by LSN and taken only if its bytes are
+** the same. */
+static uint64_t pos_of(snap *s, const uint8_t *raw) {
     for (size_t i = 0; i < s->nsegs; i++)
         if (raw >= s->segs[i].map && raw < s->segs[i].map + s->segs[i].size)
             return MMFS__POS(s->segs[i].no, (uint64_t)(raw - s->segs[i].map));
+    if (!s->lsnpos_made && make_lsnpos(s) != MMFS_OK) return 0;
+    uint64_t lsn = mmfs__raw_lsn(raw);
+    size_t lo = 0, hi = s->nlsnpos;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->lsnpos[2 * mid] < lsn) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == s->nlsnpos || s->lsnpos[2 * lo] != lsn) return 0;
+    uint64_t pos = s->lsnpos[2 * lo + 1];
+    for (size_t i = 0; i < s->nsegs; i++) {
+        if (s->segs[i].no != MMFS__POS_SEG(pos)) continue;
+        const uint8_t *q = s->segs[i].map + MMFS__POS_OFF(pos);
+        uint32_t len = mmfs__raw_len(raw);
+        return mmfs__raw_len(q) == len && memcmp(q, raw, len) == 0 ? pos : 0;
+    }
     return 0;
 }
 
@@ -541,6 +599,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 /* Builds the whole file in *BUF (*LEN bytes). */
 static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
+    s->sum = &db->sum;
     size_t nslots = 0;
     if (s->nkv) {
         nslots = 16;
@@ -573,6 +632,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     snprintf((char *)b + H_TOK_LANG, 32, "%s", db->tok_lang);
     mmfs__st64(b + H_NEXT_MEM, s->next_mem);
     mmfs__st64(b + H_LIVE_BYTES, s->live_bytes);
+    mmfs__st64(b + H_REC_BYTES, s->rec_bytes);
     mmfs__st32(b + H_NSEC, CK_NSEC);
     memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->sum.len);
     mmfs__st64(b + H_MEM_BASE, s->mem_base);
@@ -614,6 +674,8 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     for (size_t i = 0; i < s->nents && rc == MMFS_OK; i++, p6 += 16) {
         if (!s->ents[i].raw) continue; /* position 0: no such id */
         uint64_t pos = pos_of(s, s->ents[i].raw);
+        /* A deleted memory whose record a compaction dropped: no such id. */
+        if (!pos && s->ents[i].deleted) continue;
         if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
         mmfs__st64(p6, pos);
         mmfs__st32(p6 + 8, s->ents[i].route);
@@ -872,6 +934,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
         db->segs[i].sealed = 1;
     }
     db->next_lsn = lsn + 1;
+    db->rec_bytes = mmfs__ld64(b + H_REC_BYTES); /* the tail's records add to it */
     db->last_frame = MMFS__POS(as->no, aoff);
     db->ckpt_lsn = lsn;
     atomic_store(&db->ckpt_pos, MMFS__POS(as->no, aoff + f.frame_len));

@@ -71,6 +71,8 @@ typedef struct out {
     size_t cap, body;
     uint32_t count;
     uint64_t first_lsn, next_lsn; /* of the frame; past its last record */
+    uint64_t last_frame; /* position of the last frame written (a checkpoint's anchor) */
+    uint64_t seal_lsn;   /* the LSN readers expect after the last frame written: a seal's */
     uint64_t kept, dropped, kept_bytes;
     uint64_t *ends;      /* ends[i]: where the frames of segment first + i end */
     size_t nends;
@@ -107,7 +109,8 @@ static int seg_end(out *o, int seal) {
     if (seal) {
         uint8_t b[64];
         size_t n = mmfs__frame_size(0, &o->db->sum);
-        mmfs__frame_finish(b, o->next_lsn, 0, MMFS__FRAME_SEAL, 0, &o->db->sum);
+        /* Not next_lsn: that counts the records of a frame still to come. */
+        mmfs__frame_finish(b, o->seal_lsn, 0, MMFS__FRAME_SEAL, 0, &o->db->sum);
         e = pwrite_all(o->fd, b, n, o->off);
         o->off += n;
     }
@@ -151,8 +154,10 @@ static int flush_frame(out *o, uint64_t first_lsn) {
     mmfs__frame_finish(o->buf, first_lsn, o->count, MMFS__FRAME_COMPACT, o->body, s);
     int e = pwrite_all(o->fd, o->buf, flen, o->off);
     if (e) return io_err(o, e, "write");
+    o->last_frame = MMFS__POS(o->no, o->off);
     o->off += flen;
     if (!o->count) o->next_lsn = first_lsn; /* a marker: the log goes on there */
+    o->seal_lsn = o->next_lsn;
     o->body = 0;
     o->count = 0;
     return MMFS_OK;
@@ -383,7 +388,7 @@ static int carry_frame(out *o, const mmfs__frame *f, const uint8_t *p) {
     int e = pwrite_all(o->fd, p, f->frame_len, o->off);
     if (e) return io_err(o, e, "write");
     o->off += f->frame_len;
-    o->next_lsn = f->first_lsn + f->count;
+    o->next_lsn = o->seal_lsn = f->first_lsn + f->count;
     o->kept += f->count;
     o->kept_bytes += f->body_len;
     return MMFS_OK;
@@ -515,6 +520,7 @@ static int rebase(mmfs_db *db, const out *o, uint32_t last, uint64_t end) {
         rc = mmfs__engine_apply(db->eng, &d);
     }
     db->rec_bytes = o->kept_bytes;
+    db->last_frame = o->last_frame; /* the closing marker: what a checkpoint anchors on */
     atomic_store(&db->applied, MMFS__POS(last, end));
     pthread_rwlock_unlock(&db->rw);
     if (rc) atomic_store(&db->broken, 1);
@@ -723,6 +729,11 @@ int mmfs_compact(mmfs_db *db, const mmfs_compact_opts *opts, mmfs_compact_result
     int64_t now = opts && opts->now ? opts->now : (int64_t)time(NULL);
     rc = compact(db, now, &res);
     if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
+    /* Checkpoints made before point into the old segments (stale now), so
+    ** the next open would replay the whole compacted log: write one of the
+    ** new log, unless checkpoints are off.  It is derived data: if it
+    ** cannot be written, the compaction still stands. */
+    if (rc == MMFS_OK && db->opt.checkpoint_bytes) (void)mmfs_checkpoint(db);
     atomic_store(&db->compacting, 0);
     res.ms = now_ms() - t0;
     if (rc == MMFS_OK && out) *out = res;
