@@ -946,16 +946,18 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
     uint32_t dl = n > MAX_DOC_LEN ? MAX_DOC_LEN : (uint32_t)n;
     groups gr;
     group_tokens(ix, n, &gr);
+    /* every term's tails, before any is written: the term loads are
+    ** independent of each other, so their misses overlap */
+    for (uint32_t g = 0; g < gr.ng; g++) {
+        const mmfs__term *t = &ix->terms[gr.gterm[g]];
+        PREFETCH(bptr_c(&t->post) + t->post.len);
+        PREFETCH(bptr_c(&t->pos) + t->pos.len);
+    }
     for (uint32_t g = 0; g < gr.ng; g++) {
         uint32_t id = gr.gterm[g], tf = gr.gcount[g], pbn = 0, prev = 0;
         for (uint32_t i = gr.gend[g] - tf; i < gr.gend[g]; i++) { /* positions: first, then gaps */
             pbn += (uint32_t)put_varint(ix->pbytes + pbn, gr.gpos[i] - prev);
             prev = gr.gpos[i];
-        }
-        if (g + 1 < gr.ng) { /* the next term's tails */
-            const mmfs__term *nt = &ix->terms[gr.gterm[g + 1]];
-            PREFETCH(bptr_c(&nt->post) + nt->post.len);
-            PREFETCH(bptr_c(&nt->pos) + nt->pos.len);
         }
         if ((rc = posting_add(ix, &ix->terms[id], docno, tf, dl, ix->pbytes, pbn))) {
             while (g-- > 0) posting_remove(ix, &ix->terms[gr.gterm[g]], docno); /* roll back */
