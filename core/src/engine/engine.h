@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ------------------------------------------------------- record fields
 ** Direct reads of fields of an encoded record (layout in internal.h).
@@ -222,6 +223,13 @@ int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r);
 ** checkpoint's and the newer ones merged; stops at FN's first non-zero
 ** return and returns it.  Caller holds the engine (read side at least). */
 int mmfs__kv_each(const mmfs__engine *e, int (*fn)(const uint8_t *raw, void *ud), void *ud);
+/* The engine's side of mmfs_get_kv (store/read_kv.c): *value points at
+** KEY's value in the log.  Errors: MMFS_NOTFOUND (*value unchanged). */
+int mmfs__kv_get(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value);
+/* The first live KV_SET record whose key is >= PROBE (> PROBE when
+** STRICT), the checkpoint's and the newer ones merged, or NULL: a kv
+** iterator's step.  Caller holds the read side. */
+const uint8_t *mmfs__kv_seek(const mmfs__engine *e, mmfs_slice probe, int strict);
 /* The record at log position POS of the checkpoint's table, or NULL when
 ** POS is not a KV_SET record inside a segment the table knows. */
 const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos);
@@ -267,14 +275,52 @@ const uint8_t *mmfs__ck_rec(const mmfs__kvck *ck, uint64_t pos);
 int mmfs__sess_init(mmfs__engine *e);
 void mmfs__sess_free(mmfs__engine *e);
 int mmfs__sess_apply(mmfs__engine *e, const mmfs__rec *r);
+/* The engine's side of mmfs_get_session, mmfs_list_sessions and
+** mmfs_list_by_intent (store/read_session.c): the caller holds the read
+** side; results and errors as those functions document. */
+int mmfs__sess_get(const mmfs__engine *e, mmfs_slice id, mmfs_session *out);
+int mmfs__sess_list(const mmfs__engine *e, size_t limit, mmfs_sessions **out);
+int mmfs__sess_by_intent(const mmfs__engine *e, mmfs_slice intent_id, size_t limit, mmfs_sessions **out);
 
 int mmfs__stream_init(mmfs__engine *e);
 void mmfs__stream_free(mmfs__engine *e);
 int mmfs__stream_apply(mmfs__engine *e, const mmfs__rec *r);
+/* The stream KEY, or NULL (store/read_stream.c reads under the read side). */
+const mmfs__stream *mmfs__stream_find(const mmfs__engine *e, mmfs_slice key);
+/* The chunk of ST holding offset POS (< st->size): returns its bytes and
+** sets its range [*start, *end) in the stream. */
+const uint8_t *mmfs__stream_chunk(const mmfs__stream *st, uint64_t pos, uint64_t *start, uint64_t *end);
 
 int mmfs__state_init(mmfs__engine *e);
 void mmfs__state_free(mmfs__engine *e);
 int mmfs__state_apply(mmfs__engine *e, const mmfs__rec *r);
+
+/* A state subscription (made by store/read_state.c).  The engine links it
+** into state.subs and signals its descriptor from apply; seen and fd are
+** guarded by state.mu. */
+struct mmfs_sub {
+    mmfs_db *db;
+    mmfs__engine *e;
+    uint64_t seen; /* written by sub_next under mu */
+    int fd;        /* eventfd, -1 until mmfs_sub_fd */
+    struct mmfs_sub *prev, *next;
+};
+
+/* The engine's side of mmfs_get_state: the latest state and its version
+** (left as they are when there is none).  Caller holds the read side.
+** Errors: MMFS_CORRUPT. */
+int mmfs__state_get(const mmfs__engine *e, mmfs_slice *value, uint64_t *version);
+/* Under state.mu: links SUB into E's subscribers; records that S has seen
+** version V (and re-arms its descriptor when a newer one is announced);
+** waits on the condition until TS (CLOCK_MONOTONIC) unless a version newer
+** than S's seen one is announced; gives S's descriptor (made at the first
+** call, readable at once when a newer version is there; -1 and an error
+** message when eventfd fails); unlinks S. */
+void mmfs__state_sub_add(mmfs__engine *e, mmfs_sub *sub);
+void mmfs__state_sub_seen(mmfs_sub *s, uint64_t v);
+void mmfs__state_sub_wait(mmfs_sub *s, const struct timespec *ts);
+int mmfs__state_sub_fd(mmfs_sub *s);
+void mmfs__state_sub_remove(mmfs_sub *s);
 
 /* Key function for maps whose values are records keyed by their first
 ** string (mmfs__raw_key). */
