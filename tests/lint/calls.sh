@@ -17,8 +17,6 @@ objdir=$1
 command -v nm >/dev/null || { echo "calls.sh: nm not found"; exit 77; }
 
 KNOWN="
-engine/memory.c mmfs__read_begin
-engine/memory.c mmfs__read_end
 log/sync.c mmfs__usable
 "
 

@@ -7,9 +7,12 @@
 ** - Every record pointer kept here points at an encoded record in the
 **   mapped log, which stays mapped and unchanged for the engine's life.  So
 **   the engine stores pointers, never values; keys are slices into records.
-** - Only mmfs__engine_apply (the write side) changes anything.  The public
-**   read functions run under the read side and never write to the engine,
-**   not even to a cache.
+** - Only mmfs__engine_apply (the write side) changes anything, but for
+**   the memories' index, which mmfs__engine_index_drain fills under ixlock.
+**   The read steps (mmfs__kv_get, mmfs__mem_search, ...) take the engine
+**   alone, run under the read side that their callers in store/ hold, and
+**   never write to the engine, not even to a cache.  No engine file takes
+**   a lock of the handle or catches up.
 ** - live_bytes is the sum of the raw lengths of the records still needed:
 **   the latest value of each kv key, live memories, current sessions and
 **   documents, every stream chunk, the latest state and the latest policy
@@ -249,6 +252,15 @@ int mmfs__mem_init(mmfs__engine *e);
 void mmfs__mem_free(mmfs__engine *e);
 int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r);
 int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r);
+/* The engine's side of mmfs_get_memory, mmfs_list_memories,
+** mmfs_search_memory and mmfs_search (store/read_memory.c): the caller
+** holds the read side (and has drained the index queue before
+** mmfs__mem_search, which takes ixlock's read side); results and errors
+** as those functions document. */
+int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out);
+int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out);
+int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out);
+int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out);
 
 /* The memory table seen from the checkpoint writer (ckpt.c), under the
 ** engine's read side.  mmfs__mem_at: the entry of ID (its record, route,

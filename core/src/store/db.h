@@ -186,6 +186,22 @@ extern _Atomic unsigned mmfs__fork_gen;
 /* db.c: MMFS_CLOSED in a forked child, MMFS_NOMEM once broken. */
 int mmfs__usable(mmfs_db *db);
 
+/* db.c: read access for the public read functions (read_kv.c,
+** read_memory.c, ...): mmfs__read_begin fails with MMFS_CLOSED in a forked
+** child, catches up with frames other processes appended, then takes the
+** engine's read side and gives the engine.  Every successful begin is
+** paired with an end. */
+int mmfs__read_begin(mmfs_db *db, mmfs__engine **eng);
+void mmfs__read_end(mmfs_db *db);
+
+/* Applies frames other processes appended (no-op when none).  Takes the
+** writer mutex and the engine's write side briefly. */
+int mmfs__catch_up(mmfs_db *db);
+
+/* watch.c: called on subscribe: makes sure updates from other processes
+** are caught up with (and so wake subscribers) without any call. */
+int mmfs__watch_start(mmfs_db *db);
+
 /* write.c: 1 if this thread is DB's writer now, i.e. the call comes from a
 ** hook (C or policy) running inside DB's commit: it already holds db->wmu
 ** and the LOCK, so it must neither take them again nor wait for itself. */
