@@ -194,6 +194,20 @@ int mmfs__usable(mmfs_db *db);
 int mmfs__read_begin(mmfs_db *db, mmfs__engine **eng);
 void mmfs__read_end(mmfs_db *db);
 
+/* The body of a public read made of one engine step: returns CALL's code
+** (an expression over the engine `e`) evaluated between mmfs__read_begin
+** and mmfs__read_end of DB, or read_begin's error. */
+#define MMFS__READ_RETURN(db, call)                                                                \
+    do {                                                                                           \
+        mmfs__engine *e;                                                                           \
+        int rc_ = mmfs__read_begin((db), &e);                                                      \
+        if (rc_ == MMFS_OK) {                                                                      \
+            rc_ = (call);                                                                          \
+            mmfs__read_end(db);                                                                    \
+        }                                                                                          \
+        return rc_;                                                                                \
+    } while (0)
+
 /* Applies frames other processes appended (no-op when none).  Takes the
 ** writer mutex and the engine's write side briefly. */
 int mmfs__catch_up(mmfs_db *db);

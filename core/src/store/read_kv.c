@@ -17,12 +17,7 @@ int mmfs_get_kv(mmfs_db *db, mmfs_slice key, mmfs_slice *value) {
     if (!db || !value) return mmfs__err(MMFS_INVALID, "get_kv: db and value must not be NULL");
     value->ptr = NULL;
     value->len = 0;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__kv_get(e, key, value);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__kv_get(e, key, value));
 }
 
 /* ------------------------------------------------------------ iterator */

@@ -13,37 +13,28 @@
 int mmfs_get_memory(mmfs_db *db, uint64_t id, mmfs_memory **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "get_memory: db and out must not be NULL");
     *out = NULL;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__mem_get(e, id, out);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__mem_get(e, id, out));
 }
 
 int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "list_memories: db and out must not be NULL");
     *out = NULL;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__mem_list(e, f, out);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__mem_list(e, f, out));
+}
+
+/* Drains the index queue, then searches.  Under the read side: a reload
+** after another handle's compaction swaps the engine only under the
+** write side. */
+static int drain_and_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out) {
+    int rc = mmfs__engine_index_drain(e);
+    return rc ? rc : mmfs__mem_search(e, query, f, out);
 }
 
 int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "search_memory: db and out must not be NULL");
     *out = NULL;
     if (query.len && !query.ptr) return mmfs__err(MMFS_INVALID, "search_memory: query is NULL");
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    /* Under the read side: a reload after another handle's compaction
-    ** swaps the engine only under the write side. */
-    if ((rc = mmfs__engine_index_drain(e)) == MMFS_OK) rc = mmfs__mem_search(e, query, f, out);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, drain_and_search(e, query, f, out));
 }
 
 int mmfs_snippet(mmfs_db *db, mmfs_slice query, mmfs_slice text, const mmfs_snippet_opts *o,
@@ -80,10 +71,5 @@ int mmfs_search(mmfs_db *db, mmfs_slice query, size_t limit, mmfs_doc_hits **out
     if (!db || !out) return mmfs__err(MMFS_INVALID, "search: db and out must not be NULL");
     *out = NULL;
     if (query.len && !query.ptr) return mmfs__err(MMFS_INVALID, "search: query is NULL");
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__doc_search(e, query, limit, out);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__doc_search(e, query, limit, out));
 }

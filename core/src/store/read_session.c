@@ -13,32 +13,17 @@
 int mmfs_get_session(mmfs_db *db, mmfs_slice id, mmfs_session *out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "get_session: db and out must not be NULL");
     memset(out, 0, sizeof *out);
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__sess_get(e, id, out);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__sess_get(e, id, out));
 }
 
 int mmfs_list_sessions(mmfs_db *db, size_t limit, mmfs_sessions **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "list_sessions: db and out must not be NULL");
     *out = NULL;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__sess_list(e, limit, out);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__sess_list(e, limit, out));
 }
 
 int mmfs_list_by_intent(mmfs_db *db, mmfs_slice intent_id, size_t limit, mmfs_sessions **out) {
     if (!db || !out) return mmfs__err(MMFS_INVALID, "list_by_intent: db and out must not be NULL");
     *out = NULL;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__sess_by_intent(e, intent_id, limit, out);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__sess_by_intent(e, intent_id, limit, out));
 }

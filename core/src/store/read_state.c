@@ -27,12 +27,7 @@ int mmfs_get_state(mmfs_db *db, mmfs_slice *value, uint64_t *version) {
     value->ptr = NULL;
     value->len = 0;
     *version = 0;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    rc = mmfs__state_get(e, value, version);
-    mmfs__read_end(db);
-    return rc;
+    MMFS__READ_RETURN(db, mmfs__state_get(e, value, version));
 }
 
 int mmfs_subscribe_state(mmfs_db *db, mmfs_sub **out) {
