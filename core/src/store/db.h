@@ -212,10 +212,6 @@ void mmfs__read_end(mmfs_db *db);
 ** writer mutex and the engine's write side briefly. */
 int mmfs__catch_up(mmfs_db *db);
 
-/* watch.c: called on subscribe: makes sure updates from other processes
-** are caught up with (and so wake subscribers) without any call. */
-int mmfs__watch_start(mmfs_db *db);
-
 /* write.c: 1 if this thread is DB's writer now, i.e. the call comes from a
 ** hook (C or policy) running inside DB's commit: it already holds db->wmu
 ** and the LOCK, so it must neither take them again nor wait for itself. */
@@ -276,14 +272,32 @@ int mmfs__manifest_write(mmfs_db *db);
 ** MMFS_CORRUPT, MMFS_IO. */
 int mmfs__manifest_reread(mmfs_db *db);
 
-/* lock.c */
-int mmfs__lock_open(mmfs_db *db, int *created);
-int mmfs__lock_acquire(mmfs_db *db); /* flock with lock_timeout_ms: MMFS_BUSY */
-void mmfs__lock_release(mmfs_db *db);
+/* LOCK (log/lock.c, mmfs__lockf_*) with the handle's fields: lock_fd,
+** shm, flock_held. */
+static inline int mmfs__lock_open(mmfs_db *db, int *created) {
+    void *page;
+    int rc = mmfs__lockf_open(db->dir, db->opt.readonly, &db->lock_fd, &page, created);
+    if (rc == MMFS_OK) db->shm = page;
+    return rc;
+}
+/* flock with lock_timeout_ms: MMFS_BUSY */
+static inline int mmfs__lock_acquire(mmfs_db *db) {
+    int rc = mmfs__lockf_take(db->lock_fd, db->dir, db->opt.lock_timeout_ms);
+    if (rc == MMFS_OK) db->flock_held = 1;
+    return rc;
+}
+static inline void mmfs__lock_release(mmfs_db *db) {
+    db->flock_held = 0;
+    mmfs__lockf_drop(db->lock_fd);
+}
 /* MMFS_IO if LOCK was removed, replaced or truncated since it was opened
 ** (call under the flock, before the shared page is read). */
-int mmfs__lock_check(mmfs_db *db);
-void mmfs__lock_close(mmfs_db *db);
+static inline int mmfs__lock_check(mmfs_db *db) { return mmfs__lockf_check(db->lock_fd, db->dir); }
+static inline void mmfs__lock_close(mmfs_db *db) {
+    mmfs__lockf_close(db->lock_fd, db->shm);
+    db->shm = NULL;
+    db->lock_fd = -1;
+}
 
 /* recover.c */
 /* Replays the whole log into the engine (under the writer flock unless
