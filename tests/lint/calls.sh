@@ -17,7 +17,6 @@ objdir=$1
 command -v nm >/dev/null || { echo "calls.sh: nm not found"; exit 77; }
 
 KNOWN="
-log/sync.c mmfs__usable
 "
 
 rank() {

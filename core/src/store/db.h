@@ -336,6 +336,9 @@ int mmfs__flusher_start(mmfs_db *db);
 void mmfs__flusher_stop(mmfs_db *db);
 /* MMFS_READONLY with the cause if a sync has failed. */
 int mmfs__sync_check(mmfs_db *db);
+/* mmfs_sync's work on a usable handle (write.c checks that): waits until
+** everything written so far is durable.  OK at once when read-only. */
+int mmfs__sync_all(mmfs_db *db);
 
 /* ckpt.c */
 /* At open, after every segment is opened and before any is scanned: maps
