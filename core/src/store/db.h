@@ -1,7 +1,8 @@
 /*
 ** db.h: the store handle, shared by db.c (open, close, read access),
-** segment.c (log files), recover.c (replay and verify), manifest.c,
-** lock.c, batch.c, hook.c and write.c (writes) and sync.c (durability).
+** read_*.c (the public reads), segment.c (log files), recover.c (replay
+** and verify), manifest.c, batch.c, hook.c and write.c (writes) and
+** sync.c (durability); LOCK's functions (lock.c) are wrapped here.
 **
 ** Positions in the log are packed as (segment number << 40 | offset), so
 ** that they compare as integers across segments.
