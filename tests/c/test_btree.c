@@ -1,5 +1,5 @@
 /*
-** test_btree.c: the engine's B+tree (engine.h, "ordered index") against a
+** test_btree.c: the engine's B+tree (base/btree.h) against a
 ** simple model: an array indexed by key holding the record each key maps
 ** to.  Seeded random inserts, replaces and deletes (thousands, enough to
 ** split and merge nodes on every level), with lookups after each step and
@@ -8,7 +8,7 @@
 ** it completely, interleaved halves).
 **
 ** Records are test structs cast to bytes, never freed before the tree:
-** the tree may keep a removed record as a separator (engine.c), as the
+** the tree may keep a removed record as a separator (btree.c), as the
 ** engine relies on records outliving its entries.
 **
 ** MMFS_TEST_SEED=N runs seed N instead of the fixed seeds; a failure
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "btree.h"
 
 /* A record: its key and which put made it (so a replace is visible). */
 typedef struct trec {

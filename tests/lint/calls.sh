@@ -17,19 +17,6 @@ objdir=$1
 command -v nm >/dev/null || { echo "calls.sh: nm not found"; exit 77; }
 
 KNOWN="
-engine/kv.c mmfs__read_begin
-engine/kv.c mmfs__read_end
-engine/memory.c mmfs__read_begin
-engine/memory.c mmfs__read_end
-engine/session.c mmfs__read_begin
-engine/session.c mmfs__read_end
-engine/state.c mmfs__catch_up
-engine/state.c mmfs__read_begin
-engine/state.c mmfs__read_end
-engine/state.c mmfs__watch_start
-engine/stream.c mmfs__read_begin
-engine/stream.c mmfs__read_end
-log/sync.c mmfs__usable
 "
 
 rank() {

@@ -17,7 +17,6 @@ root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root"
 
 KNOWN="
-core/src/log/lock.c db.h
 core/src/log/manifest.c db.h
 core/src/log/segment.c db.h
 core/src/log/sync.c db.h

@@ -136,22 +136,6 @@ void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *ls
 ** documents, live_bytes, state_version). */
 void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st);
 
-/* ------------------------------------------------------------- db.c
-** Read access for the public read functions (kv.c, memory.c, ...):
-** mmfs__read_begin fails with MMFS_CLOSED in a forked child, catches up
-** with frames other processes appended, then takes the engine's read side
-** and gives the engine.  Every successful begin is paired with an end. */
-int mmfs__read_begin(mmfs_db *db, mmfs__engine **eng);
-void mmfs__read_end(mmfs_db *db);
-
-/* Applies frames other processes appended (no-op when none).  Takes the
-** writer mutex and the engine's write side briefly. */
-int mmfs__catch_up(mmfs_db *db);
-
-/* watch.c: called on subscribe: makes sure updates from other processes
-** are caught up with (and so wake subscribers) without any call. */
-int mmfs__watch_start(mmfs_db *db);
-
 /* ------------------------------------------------------------- search
 ** core/src/search/: the full-text engine shared by memories and documents
 ** (one mmfs__index instance each).  Documents are numbered by the caller

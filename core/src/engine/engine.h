@@ -1,16 +1,18 @@
 /*
 ** engine.h: what the engine's files (engine.c, kv.c, memory.c, session.c,
-** stream.c, state.c) share: the struct mmfs__engine, the ordered index
-** (a B+tree of record pointers, in engine.c), and helpers that read fields
-** of encoded records.
+** stream.c, state.c) share: the struct mmfs__engine and helpers that read
+** fields of encoded records.  The ordered index is base/btree.h.
 **
 ** Invariants of the whole engine:
 ** - Every record pointer kept here points at an encoded record in the
 **   mapped log, which stays mapped and unchanged for the engine's life.  So
 **   the engine stores pointers, never values; keys are slices into records.
-** - Only mmfs__engine_apply (the write side) changes anything.  The public
-**   read functions run under the read side and never write to the engine,
-**   not even to a cache.
+** - Only mmfs__engine_apply (the write side) changes anything, but for
+**   the memories' index, which mmfs__engine_index_drain fills under ixlock.
+**   The read steps (mmfs__kv_get, mmfs__mem_search, ...) take the engine
+**   alone, run under the read side that their callers in store/ hold, and
+**   never write to the engine, not even to a cache.  No engine file takes
+**   a lock of the handle or catches up.
 ** - live_bytes is the sum of the raw lengths of the records still needed:
 **   the latest value of each kv key, live memories, current sessions and
 **   documents, every stream chunk, the latest state and the latest policy
@@ -19,11 +21,13 @@
 #ifndef MMFS_ENGINE_H
 #define MMFS_ENGINE_H
 
+#include "btree.h"
 #include "hmap.h"
 #include "internal.h"
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ------------------------------------------------------- record fields
 ** Direct reads of fields of an encoded record (layout in internal.h).
@@ -62,56 +66,6 @@ static inline int64_t mmfs__raw_sess_created(const uint8_t *raw) {
 /* Decodes the record at RAW (its own length).  Errors: MMFS_CORRUPT with a
 ** message (cannot happen for records that apply accepted). */
 int mmfs__raw_decode(const uint8_t *raw, mmfs__rec *r);
-
-/* ----------------------------------------------------- ordered index
-** A B+tree of record pointers ordered by a comparison of a "probe" (any
-** key the owner defines) with a record.  Internal nodes keep record
-** pointers as separators; since records outlive the engine's entries,
-** a separator stays a valid key after its entry is removed.  Entries are
-** unique under the comparison.  Readers walk it with a position (a path
-** from the root); a position is only valid under the same lock hold. */
-#define MMFS__BT_B 64    /* entries per node */
-#define MMFS__BT_MAXH 24 /* levels (never reached: 64^24 entries) */
-
-/* <0, 0, >0 as PROBE sorts before, with, after REC. */
-typedef int (*mmfs__bt_cmp)(const void *probe, const uint8_t *rec);
-
-typedef struct mmfs__bt_node mmfs__bt_node;
-
-typedef struct mmfs__btree {
-    mmfs__bt_node *root; /* NULL when empty and never used */
-    int height;          /* 0: root is a leaf */
-    size_t count;
-    mmfs__bt_cmp cmp;
-} mmfs__btree;
-
-typedef struct mmfs__bt_pos {
-    mmfs__bt_node *node[MMFS__BT_MAXH];
-    int idx[MMFS__BT_MAXH]; /* [0] is the leaf level */
-    int height;
-} mmfs__bt_pos;
-
-void mmfs__bt_init(mmfs__btree *t, mmfs__bt_cmp cmp);
-void mmfs__bt_free(mmfs__btree *t);
-
-/* Inserts REC under PROBE (its key); an entry equal to PROBE is replaced
-** and *old (may be NULL) gets it, else *old = NULL.  Errors: MMFS_NOMEM
-** (the tree is unchanged and valid). */
-int mmfs__bt_put(mmfs__btree *t, const void *probe, const uint8_t *rec, const uint8_t **old);
-
-/* Removes the entry equal to PROBE; returns it, or NULL if absent. */
-const uint8_t *mmfs__bt_del(mmfs__btree *t, const void *probe);
-
-/* Positions *POS at the first entry >= PROBE (> PROBE when STRICT) and
-** returns it, or NULL at the end. */
-const uint8_t *mmfs__bt_seek(const mmfs__btree *t, const void *probe, int strict,
-                             mmfs__bt_pos *pos);
-
-/* The first entry, or NULL. */
-const uint8_t *mmfs__bt_first(const mmfs__btree *t, mmfs__bt_pos *pos);
-
-/* Advances *POS; returns the next entry, or NULL at the end. */
-const uint8_t *mmfs__bt_next(mmfs__bt_pos *pos);
 
 /* ------------------------------------------------------------- modules */
 
@@ -268,6 +222,13 @@ struct mmfs__engine {
 int mmfs__kv_init(mmfs__engine *e);
 void mmfs__kv_free(mmfs__engine *e);
 int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r);
+/* The engine's side of mmfs_get_kv (store/read_kv.c): *value points at
+** KEY's value in the log.  Errors: MMFS_NOTFOUND (*value unchanged). */
+int mmfs__kv_get(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value);
+/* The first live KV_SET record whose key is >= PROBE (> PROBE when
+** STRICT), the checkpoint's and the newer ones merged, or NULL: a kv
+** iterator's step.  Caller holds the read side. */
+const uint8_t *mmfs__kv_seek(const mmfs__engine *e, mmfs_slice probe, int strict);
 /* The record at log position POS of the checkpoint's table, or NULL when
 ** POS is not a KV_SET record inside a segment the table knows. */
 const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos);
@@ -287,6 +248,15 @@ int mmfs__mem_init(mmfs__engine *e);
 void mmfs__mem_free(mmfs__engine *e);
 int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r);
 int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r);
+/* The engine's side of mmfs_get_memory, mmfs_list_memories,
+** mmfs_search_memory and mmfs_search (store/read_memory.c): the caller
+** holds the read side (and has drained the index queue before
+** mmfs__mem_search, which takes ixlock's read side); results and errors
+** as those functions document. */
+int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out);
+int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out);
+int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out);
+int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out);
 
 /* Attaches a checkpoint's mapped memory table (ckpt.c checked its bounds):
 ** interns ROUTES (NROUTES names) in order, makes a tag for each entry of
@@ -306,14 +276,52 @@ const uint8_t *mmfs__kv_find(const mmfs__engine *e, mmfs_slice key);
 int mmfs__sess_init(mmfs__engine *e);
 void mmfs__sess_free(mmfs__engine *e);
 int mmfs__sess_apply(mmfs__engine *e, const mmfs__rec *r);
+/* The engine's side of mmfs_get_session, mmfs_list_sessions and
+** mmfs_list_by_intent (store/read_session.c): the caller holds the read
+** side; results and errors as those functions document. */
+int mmfs__sess_get(const mmfs__engine *e, mmfs_slice id, mmfs_session *out);
+int mmfs__sess_list(const mmfs__engine *e, size_t limit, mmfs_sessions **out);
+int mmfs__sess_by_intent(const mmfs__engine *e, mmfs_slice intent_id, size_t limit, mmfs_sessions **out);
 
 int mmfs__stream_init(mmfs__engine *e);
 void mmfs__stream_free(mmfs__engine *e);
 int mmfs__stream_apply(mmfs__engine *e, const mmfs__rec *r);
+/* The stream KEY, or NULL (store/read_stream.c reads under the read side). */
+const mmfs__stream *mmfs__stream_find(const mmfs__engine *e, mmfs_slice key);
+/* The chunk of ST holding offset POS (< st->size): returns its bytes and
+** sets its range [*start, *end) in the stream. */
+const uint8_t *mmfs__stream_chunk(const mmfs__stream *st, uint64_t pos, uint64_t *start, uint64_t *end);
 
 int mmfs__state_init(mmfs__engine *e);
 void mmfs__state_free(mmfs__engine *e);
 int mmfs__state_apply(mmfs__engine *e, const mmfs__rec *r);
+
+/* A state subscription (made by store/read_state.c).  The engine links it
+** into state.subs and signals its descriptor from apply; seen and fd are
+** guarded by state.mu. */
+struct mmfs_sub {
+    mmfs_db *db;
+    mmfs__engine *e;
+    uint64_t seen; /* written by sub_next under mu */
+    int fd;        /* eventfd, -1 until mmfs_sub_fd */
+    struct mmfs_sub *prev, *next;
+};
+
+/* The engine's side of mmfs_get_state: the latest state and its version
+** (left as they are when there is none).  Caller holds the read side.
+** Errors: MMFS_CORRUPT. */
+int mmfs__state_get(const mmfs__engine *e, mmfs_slice *value, uint64_t *version);
+/* Under state.mu: links SUB into E's subscribers; records that S has seen
+** version V (and re-arms its descriptor when a newer one is announced);
+** waits on the condition until TS (CLOCK_MONOTONIC) unless a version newer
+** than S's seen one is announced; gives S's descriptor (made at the first
+** call, readable at once when a newer version is there; -1 and an error
+** message when eventfd fails); unlinks S. */
+void mmfs__state_sub_add(mmfs__engine *e, mmfs_sub *sub);
+void mmfs__state_sub_seen(mmfs_sub *s, uint64_t v);
+void mmfs__state_sub_wait(mmfs_sub *s, const struct timespec *ts);
+int mmfs__state_sub_fd(mmfs_sub *s);
+void mmfs__state_sub_remove(mmfs_sub *s);
 
 /* Key function for maps whose values are records keyed by their first
 ** string (mmfs__raw_key). */

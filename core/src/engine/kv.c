@@ -1,6 +1,7 @@
 /*
-** kv.c: the key-value part of the engine and its public reads
-** (mmfs_get_kv, mmfs_kv_iter_*).
+** kv.c: the key-value part of the engine, and what its public reads
+** find in it (the public functions and the iterator, with their locking:
+** store/read_kv.c).
 **
 ** Invariants: without a checkpoint, kv.map and kv.order hold the same set
 ** of records, the latest KV_SET of each key that has not been deleted
@@ -11,9 +12,7 @@
 ** then the checkpoint, and heap grows with the changes since the
 ** checkpoint, not with history.  A key costs one hash slot (16 bytes /
 ** load) plus one B+tree entry (8 bytes / fill) and no copy of the key or
-** value.  Iterators hold no pointer into the engine between calls: they
-** keep a copy of the last key they returned and seek past it under the
-** read lock, so they survive any concurrent write.
+** value.
 */
 #include "engine.h"
 
@@ -172,108 +171,24 @@ int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value
     return rc;
 }
 
-int mmfs_get_kv(mmfs_db *db, mmfs_slice key, mmfs_slice *value) {
-    if (!db || !value) return mmfs__err(MMFS_INVALID, "get_kv: db and value must not be NULL");
-    value->ptr = NULL;
-    value->len = 0;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+int mmfs__kv_get(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {
     const uint8_t *raw = kv_find(e, key);
-    if (!raw) {
-        rc = mmfs__err(MMFS_NOTFOUND, "get_kv: no such key");
-    } else {
-        /* KV_SET: header, str key, str value; the frame was checked when it
-        ** was applied, so the lengths are within the record. */
-        const uint8_t *v = raw + MMFS__REC_HDR + 4 + mmfs__ld32(raw + MMFS__REC_HDR);
-        value->len = mmfs__ld32(v);
-        value->ptr = v + 4;
-    }
-    mmfs__read_end(db);
-    return rc;
-}
-
-/* ------------------------------------------------------------ iterator */
-
-struct mmfs_kv_iter {
-    mmfs_db *db;
-    uint8_t *prefix; /* own copy */
-    size_t plen;
-    uint8_t *last; /* copy of the last key returned */
-    size_t llen, lcap;
-    int started, done;
-};
-
-int mmfs_kv_iter_open(mmfs_db *db, mmfs_slice prefix, mmfs_kv_iter **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "kv_iter_open: db and out must not be NULL");
-    *out = NULL;
-    if (prefix.len && !prefix.ptr) return mmfs__err(MMFS_INVALID, "kv_iter_open: prefix is NULL");
-    /* Fail now on a closed or forked handle rather than at the first next. */
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    mmfs__read_end(db);
-    mmfs_kv_iter *it = calloc(1, sizeof *it);
-    if (!it) return mmfs__err(MMFS_NOMEM, "kv_iter_open: out of memory");
-    if (prefix.len) {
-        it->prefix = malloc(prefix.len);
-        if (!it->prefix) {
-            free(it);
-            return mmfs__err(MMFS_NOMEM, "kv_iter_open: out of memory");
-        }
-        memcpy(it->prefix, prefix.ptr, prefix.len);
-    }
-    it->plen = prefix.len;
-    it->db = db;
-    *out = it;
+    if (!raw) return mmfs__err(MMFS_NOTFOUND, "get_kv: no such key");
+    /* KV_SET: header, str key, str value; the frame was checked when it
+    ** was applied, so the lengths are within the record. */
+    const uint8_t *v = raw + MMFS__REC_HDR + 4 + mmfs__ld32(raw + MMFS__REC_HDR);
+    value->len = mmfs__ld32(v);
+    value->ptr = v + 4;
     return MMFS_OK;
 }
 
-int mmfs_kv_iter_next(mmfs_kv_iter *it, mmfs_slice *key, mmfs_slice *value) {
-    if (!it || !key || !value)
-        return mmfs__err(MMFS_INVALID, "kv_iter_next: it, key and value must not be NULL");
-    if (it->done) return mmfs__err(MMFS_NOTFOUND, "kv_iter_next: no more keys");
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(it->db, &e);
-    if (rc) return rc;
+const uint8_t *mmfs__kv_seek(const mmfs__engine *e, mmfs_slice probe, int strict) {
     mmfs__bt_pos pos;
-    mmfs_slice probe;
-    if (it->started) {
-        probe.ptr = it->last;
-        probe.len = it->llen;
-    } else {
-        probe.ptr = it->prefix;
-        probe.len = it->plen;
-    }
     /* The smaller of the next newer record and the next live one of the
     ** checkpoint (a key is never in both). */
-    const uint8_t *raw = mmfs__bt_seek(&e->kv.order, &probe, it->started, &pos);
-    size_t ci = e->kv.ck.n ? ck_lower(&e->kv.ck, probe, it->started) : 0;
+    const uint8_t *raw = mmfs__bt_seek(&e->kv.order, &probe, strict, &pos);
+    size_t ci = e->kv.ck.n ? ck_lower(&e->kv.ck, probe, strict) : 0;
     const uint8_t *c = ck_next_live(e, &ci);
     if (c && (!raw || mmfs__slice_cmp(mmfs__raw_key(c), mmfs__raw_key(raw)) < 0)) raw = c;
-    mmfs_slice k = raw ? mmfs__raw_key(raw) : (mmfs_slice){NULL, 0};
-    mmfs__rec r;
-    if (!raw || k.len < it->plen || (it->plen && memcmp(k.ptr, it->prefix, it->plen) != 0)) {
-        it->done = 1;
-        rc = mmfs__err(MMFS_NOTFOUND, "kv_iter_next: no more keys");
-    } else if ((rc = mmfs__raw_decode(raw, &r)) == MMFS_OK) {
-        void *buf = it->last;
-        if ((rc = mmfs__grow(&buf, &it->lcap, k.len ? k.len : 1, 1)) == MMFS_OK) {
-            it->last = buf;
-            if (k.len) memcpy(it->last, k.ptr, k.len);
-            it->llen = k.len;
-            it->started = 1;
-            *key = r.u.kv.key;
-            *value = r.u.kv.value;
-        }
-    }
-    mmfs__read_end(it->db);
-    return rc;
-}
-
-void mmfs_kv_iter_close(mmfs_kv_iter *it) {
-    if (!it) return;
-    free(it->prefix);
-    free(it->last);
-    free(it);
+    return raw;
 }

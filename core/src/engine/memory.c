@@ -17,8 +17,10 @@
 ** (re)index takes a new docno, so recs grows by 8 bytes per index call;
 ** a replaced docno's slot is NULL and it is gone from the index.
 **
-** Public reads: mmfs_get_memory, mmfs_list_memories, mmfs_search_memory,
-** mmfs_search.  Lists are one malloc block (released by mmfs_free).
+** What the public reads find (mmfs__mem_get, mmfs__mem_list,
+** mmfs__mem_search, mmfs__doc_search; the public functions, with their
+** locking, catch-up and index drain: store/read_memory.c).  Lists are one
+** malloc block (released by mmfs_free).
 */
 #include "engine.h"
 
@@ -444,12 +446,8 @@ static void mem_fill(mmfs_memory *m, const mmfs__rec *r, mmfs_slice *tags) {
     for (uint32_t i = 0; i < r->u.mem.ntags; i++) tags[i] = mmfs__tag_next(&p);
 }
 
-int mmfs_get_memory(mmfs_db *db, uint64_t id, mmfs_memory **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "get_memory: db and out must not be NULL");
-    *out = NULL;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out) {
+    int rc;
     mmfs__mem_ent b;
     const mmfs__mem_ent *ent = mem_live(e, id, &b);
     mmfs__rec r;
@@ -464,7 +462,6 @@ int mmfs_get_memory(mmfs_db *db, uint64_t id, mmfs_memory **out) {
             *out = m;
         }
     }
-    mmfs__read_end(db);
     return rc;
 }
 
@@ -718,15 +715,11 @@ static int cmp_newest(const void *a, const void *b, void *ud) {
     return x > y ? -1 : x < y;
 }
 
-int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "list_memories: db and out must not be NULL");
-    *out = NULL;
+int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out) {
     size_t limit = f && f->limit ? f->limit : MMFS__DEFAULT_LIMIT;
     size_t offset = f ? f->offset : 0;
     size_t want = offset + limit < offset ? SIZE_MAX : offset + limit;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+    int rc;
     mem_filter mf;
     int none;
     uint64_t *ids = NULL;
@@ -782,7 +775,6 @@ int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out) {
     }
 done:
     if (rc == MMFS_OK) rc = mem_list(e, ids, NULL, n, out);
-    mmfs__read_end(db);
     filter_done(&mf);
     free(ids);
     return rc;
@@ -811,14 +803,9 @@ static int mem_reject_cb(void *ud, uint32_t docno) {
     return 0;
 }
 
-int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "search_memory: db and out must not be NULL");
-    *out = NULL;
-    if (query.len && !query.ptr) return mmfs__err(MMFS_INVALID, "search_memory: query is NULL");
+int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out) {
     size_t limit = f && f->limit ? f->limit : MMFS__DEFAULT_LIMIT;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+    int rc;
     mem_filter mf;
     int none;
     mmfs__hit *hits = NULL;
@@ -827,7 +814,6 @@ int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs
     size_t n = 0;
     int ixlocked = 0;
     if ((rc = filter_init(&mf, e, f, &none))) goto done;
-    if ((rc = mmfs__engine_index_drain(e))) goto done;
     pthread_rwlock_rdlock(&e->mems.ixlock);
     ixlocked = 1;
     /* Run the search even when nothing can match, so that a malformed
@@ -855,42 +841,11 @@ int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs
 done:
     if (ixlocked) pthread_rwlock_unlock(&e->mems.ixlock);
     if (rc == MMFS_OK) rc = mem_list(e, ids, scores, n, out);
-    mmfs__read_end(db);
     filter_done(&mf);
     free(hits);
     free(ids);
     free(scores);
     return rc;
-}
-
-int mmfs_snippet(mmfs_db *db, mmfs_slice query, mmfs_slice text, const mmfs_snippet_opts *o,
-                 char **out, size_t *len) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "snippet: db and out must not be NULL");
-    *out = NULL;
-    if ((query.len && !query.ptr) || (text.len && !text.ptr))
-        return mmfs__err(MMFS_INVALID, "snippet: query or text is NULL");
-    mmfs_slice open = {"[", 1}, close = {"]", 1};
-    size_t bytes = 160;
-    if (o && o->has_marks) {
-        if ((o->mark_open.len && !o->mark_open.ptr) || (o->mark_close.len && !o->mark_close.ptr))
-            return mmfs__err(MMFS_INVALID, "snippet: a mark is NULL");
-        open = o->mark_open;
-        close = o->mark_close;
-    }
-    if (o && o->bytes) bytes = o->bytes;
-    if (!text.len) text.ptr = "";
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
-    uint8_t *s = NULL;
-    size_t n = 0;
-    /* only the index's tokenizer is read: fixed once the store is open */
-    rc = mmfs__index_snippet(e->mems.ix, query, text, open, close, bytes, &s, &n);
-    mmfs__read_end(db);
-    if (rc) return rc;
-    *out = (char *)s;
-    if (len) *len = n;
-    return MMFS_OK;
 }
 
 /* ----------------------------------------------------------- documents */
@@ -933,14 +888,9 @@ int mmfs__engine_has_doc(const mmfs__engine *e, mmfs_slice key) {
     return mmfs__hmap_get(&e->docs.map, key, mmfs__hash(key)) != 0;
 }
 
-int mmfs_search(mmfs_db *db, mmfs_slice query, size_t limit, mmfs_doc_hits **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "search: db and out must not be NULL");
-    *out = NULL;
-    if (query.len && !query.ptr) return mmfs__err(MMFS_INVALID, "search: query is NULL");
+int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out) {
+    int rc;
     if (limit == 0) limit = MMFS__DEFAULT_LIMIT;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
     uint64_t live = mmfs__index_count(e->docs.ix);
     size_t k = limit < live ? limit : (size_t)live, n = 0;
     if (k == 0) k = 1;
@@ -967,7 +917,6 @@ int mmfs_search(mmfs_db *db, mmfs_slice query, size_t limit, mmfs_doc_hits **out
     }
     *out = l;
 done:
-    mmfs__read_end(db);
     free(hits);
     return rc;
 }

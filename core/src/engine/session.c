@@ -1,6 +1,6 @@
 /*
-** session.c: sessions in the engine and their public reads
-** (mmfs_get_session, mmfs_list_sessions, mmfs_list_by_intent).
+** session.c: sessions in the engine, and what their public reads find
+** in it (the public functions, with their locking: store/read_session.c).
 **
 ** Invariants: map (id -> SESSION_PUT record), by_time and the intents'
 ** lists hold the same records: the current put of each id not deleted
@@ -166,16 +166,9 @@ static int sess_fill(mmfs_session *s, const uint8_t *raw) {
     return MMFS_OK;
 }
 
-int mmfs_get_session(mmfs_db *db, mmfs_slice id, mmfs_session *out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "get_session: db and out must not be NULL");
-    memset(out, 0, sizeof *out);
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+int mmfs__sess_get(const mmfs__engine *e, mmfs_slice id, mmfs_session *out) {
     const uint8_t *raw = (const uint8_t *)mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id));
-    rc = raw ? sess_fill(out, raw) : mmfs__err(MMFS_NOTFOUND, "get_session: no such session");
-    mmfs__read_end(db);
-    return rc;
+    return raw ? sess_fill(out, raw) : mmfs__err(MMFS_NOTFOUND, "get_session: no such session");
 }
 
 /* Builds the one-block list of the N sessions RECS into *OUT. */
@@ -195,12 +188,8 @@ static int sess_list(const uint8_t *const *recs, size_t n, mmfs_sessions **out) 
     return MMFS_OK;
 }
 
-int mmfs_list_sessions(mmfs_db *db, size_t limit, mmfs_sessions **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "list_sessions: db and out must not be NULL");
-    *out = NULL;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+int mmfs__sess_list(const mmfs__engine *e, size_t limit, mmfs_sessions **out) {
+    int rc;
     size_t n = e->sess.by_time.count;
     if (limit && limit < n) n = limit;
     const uint8_t **recs = malloc((n ? n : 1) * sizeof *recs);
@@ -214,17 +203,12 @@ int mmfs_list_sessions(mmfs_db *db, size_t limit, mmfs_sessions **out) {
             recs[i++] = raw;
         rc = sess_list(recs, i, out);
     }
-    mmfs__read_end(db);
     free(recs);
     return rc;
 }
 
-int mmfs_list_by_intent(mmfs_db *db, mmfs_slice intent_id, size_t limit, mmfs_sessions **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "list_by_intent: db and out must not be NULL");
-    *out = NULL;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+int mmfs__sess_by_intent(const mmfs__engine *e, mmfs_slice intent_id, size_t limit, mmfs_sessions **out) {
+    int rc;
     const mmfs__intent *in =
         (const mmfs__intent *)mmfs__hmap_get(&e->sess.intents, intent_id, mmfs__hash(intent_id));
     size_t n = in ? in->n : 0;
@@ -236,7 +220,6 @@ int mmfs_list_by_intent(mmfs_db *db, mmfs_slice intent_id, size_t limit, mmfs_se
         qsort(recs, n, sizeof *recs, sess_qcmp);
         rc = sess_list(recs, limit && limit < n ? limit : n, out);
     }
-    mmfs__read_end(db);
     free(recs);
     return rc;
 }

@@ -1,6 +1,8 @@
 /*
 ** state.c: the agent's state (latest STATE record and its version) and
-** its subscriptions (mmfs_get_state, mmfs_subscribe_state, mmfs_sub_*).
+** the engine's side of its subscriptions: the list apply wakes, each
+** sub's seen version and descriptor (the public functions, with the
+** catch-up and the watcher: store/read_state.c).
 **
 ** Invariants: state.raw/version change only in apply (engine write side).
 ** state.mu guards state.notified (the newest version apply announced in
@@ -8,17 +10,9 @@
 ** never held while taking the engine's lock, so apply (which holds the
 ** write side and then takes mu) cannot deadlock with a waiter.  A waiter
 ** checks notified under mu before sleeping, so an apply between its check
-** under the read lock and its wait is never missed.
-**
-** Other processes' updates reach this process when it catches up: the
-** watcher thread (watch.c, started at subscribe) does so when the shared
-** state version moves, and mmfs_sub_next catches up (through
-** mmfs__read_begin) at least every 50 ms while it waits.  A sub's
-** descriptor turns readable when this process applies a newer version
-** (or at mmfs_sub_fd if one is already there).
-**
-** Subscriptions keep the db and engine pointers: close them before
-** mmfs_close (the same holds for readers and kv iterators).
+** under the read lock and its wait is never missed.  A sub's descriptor
+** turns readable when this process applies a newer version (or at
+** mmfs_sub_fd if one is already there).
 */
 #include "engine.h"
 
@@ -27,16 +21,6 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
-
-#define SUB_POLL_MS 50
-
-struct mmfs_sub {
-    mmfs_db *db;
-    mmfs__engine *e;
-    uint64_t seen; /* written by sub_next under mu */
-    int fd;        /* eventfd, -1 until mmfs_sub_fd */
-    struct mmfs_sub *prev, *next;
-};
 
 int mmfs__state_init(mmfs__engine *e) {
     mmfs__state *s = &e->state;
@@ -93,115 +77,43 @@ int mmfs__state_apply(mmfs__engine *e, const mmfs__rec *r) {
 
 uint64_t mmfs__engine_state_version(const mmfs__engine *e) { return e->state.version; }
 
-int mmfs_get_state(mmfs_db *db, mmfs_slice *value, uint64_t *version) {
-    if (!db || !value || !version)
-        return mmfs__err(MMFS_INVALID, "get_state: db, value and version must not be NULL");
-    value->ptr = NULL;
-    value->len = 0;
-    *version = 0;
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e);
-    if (rc) return rc;
+int mmfs__state_get(const mmfs__engine *e, mmfs_slice *value, uint64_t *version) {
     mmfs__rec r;
+    int rc = MMFS_OK;
     if (e->state.raw && (rc = mmfs__raw_decode(e->state.raw, &r)) == MMFS_OK) {
         *value = r.u.state.value;
         *version = e->state.version;
     }
-    mmfs__read_end(db);
     return rc;
 }
 
-int mmfs_subscribe_state(mmfs_db *db, mmfs_sub **out) {
-    if (!db || !out) return mmfs__err(MMFS_INVALID, "subscribe_state: db and out must not be NULL");
-    *out = NULL;
-    mmfs_sub *sub = calloc(1, sizeof *sub);
-    if (!sub) return mmfs__err(MMFS_NOMEM, "subscribe_state: out of memory");
-    mmfs__engine *e;
-    int rc = mmfs__read_begin(db, &e); /* first: fails on a closed or forked handle */
-    if (rc) {
-        free(sub);
-        return rc;
-    }
-    sub->db = db;
-    sub->e = e;
-    sub->fd = -1;
-    sub->seen = e->state.version;
-    mmfs__read_end(db);
-    /* Updates from other processes must wake this subscription (and make
-    ** its descriptor readable) without any call: see watch.c. */
-    if ((rc = mmfs__watch_start(db))) {
-        free(sub);
-        return rc;
-    }
+void mmfs__state_sub_add(mmfs__engine *e, mmfs_sub *sub) {
     pthread_mutex_lock(&e->state.mu);
     sub->next = e->state.subs;
     if (sub->next) sub->next->prev = sub;
     e->state.subs = sub;
     pthread_mutex_unlock(&e->state.mu);
-    *out = sub;
-    return MMFS_OK;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int mmfs_sub_next(mmfs_sub *s, int timeout_ms, mmfs_slice *value, uint64_t *version) {
-    if (!s || !value || !version)
-        return mmfs__err(MMFS_INVALID, "sub_next: sub, value and version must not be NULL");
-    value->ptr = NULL;
-    value->len = 0;
-    *version = 0;
-    int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+void mmfs__state_sub_seen(mmfs_sub *s, uint64_t v) {
     mmfs__state *st = &s->e->state;
-    for (;;) {
-        mmfs__engine *e;
-        int rc = mmfs__read_begin(s->db, &e); /* catches up with other processes */
-        if (rc) return rc;
-        if (e->state.version > s->seen) {
-            mmfs__rec r;
-            uint64_t v = e->state.version;
-            if ((rc = mmfs__raw_decode(e->state.raw, &r)) == MMFS_OK) {
-                *value = r.u.state.value;
-                *version = v;
-            }
-            mmfs__read_end(s->db);
-            if (rc) return rc;
-            pthread_mutex_lock(&st->mu);
-            s->seen = v;
-            if (s->fd >= 0) {
-                fd_drain(s->fd);
-                if (st->notified > v) fd_signal(s->fd);
-            }
-            pthread_mutex_unlock(&st->mu);
-            return MMFS_OK;
-        }
-        mmfs__read_end(s->db);
-        int64_t wait = SUB_POLL_MS;
-        if (timeout_ms >= 0) {
-            int64_t left = deadline - now_ms();
-            if (left <= 0) return mmfs__err(MMFS_TIMEOUT, "sub_next: no new state within %d ms", timeout_ms);
-            if (left < wait) wait = left;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&st->mu);
-        if (st->notified <= s->seen) pthread_cond_timedwait(&st->cv, &st->mu, &ts);
-        pthread_mutex_unlock(&st->mu);
+    pthread_mutex_lock(&st->mu);
+    s->seen = v;
+    if (s->fd >= 0) {
+        fd_drain(s->fd);
+        if (st->notified > v) fd_signal(s->fd);
     }
+    pthread_mutex_unlock(&st->mu);
 }
 
-int mmfs_sub_fd(mmfs_sub *s) {
-    if (!s) return mmfs__err(MMFS_INVALID, "sub_fd: sub is NULL"), -1;
-    mmfs__catch_up(s->db); /* so that an update already made elsewhere shows */
+void mmfs__state_sub_wait(mmfs_sub *s, const struct timespec *ts) {
+    mmfs__state *st = &s->e->state;
+    pthread_mutex_lock(&st->mu);
+    if (st->notified <= s->seen) pthread_cond_timedwait(&st->cv, &st->mu, ts);
+    pthread_mutex_unlock(&st->mu);
+}
+
+int mmfs__state_sub_fd(mmfs_sub *s) {
     mmfs__state *st = &s->e->state;
     pthread_mutex_lock(&st->mu);
     if (s->fd < 0) {
@@ -219,8 +131,7 @@ int mmfs_sub_fd(mmfs_sub *s) {
     return fd;
 }
 
-void mmfs_sub_close(mmfs_sub *s) {
-    if (!s) return;
+void mmfs__state_sub_remove(mmfs_sub *s) {
     mmfs__state *st = &s->e->state;
     pthread_mutex_lock(&st->mu);
     if (s->prev)
@@ -229,8 +140,6 @@ void mmfs_sub_close(mmfs_sub *s) {
         st->subs = s->next;
     if (s->next) s->next->prev = s->prev;
     pthread_mutex_unlock(&st->mu);
-    if (s->fd >= 0) close(s->fd);
-    free(s);
 }
 
 void mmfs__state_announce(mmfs__engine *e, uint64_t version) {

@@ -9,8 +9,11 @@
 ** second writer in beside it.  Writers check at entry, under the flock and
 ** before they touch the shared page (mmfs__lock_check); a reader of a LOCK
 ** truncated under it still gets SIGBUS from the mapped page.
+**
+** These functions take the store's directory and LOCK's descriptor, not
+** the handle: store/db.h's mmfs__lock_* keep the handle's fields.
 */
-#include "db.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,14 +26,13 @@
 
 #define PAGE 4096
 
-int mmfs__lock_open(mmfs_db *db, int *created) {
+int mmfs__lockf_open(const char *dir, int ro, int *lock_fd, void **page, int *created) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/LOCK", db->dir);
+    snprintf(path, sizeof path, "%s/LOCK", dir);
     *created = 0;
-    int ro = db->opt.readonly;
     int fd = open(path, (ro ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC, 0644);
     if (fd < 0) {
-        if (ro && errno == ENOENT) return mmfs__err(MMFS_NOTFOUND, "%s: no store here", db->dir);
+        if (ro && errno == ENOENT) return mmfs__err(MMFS_NOTFOUND, "%s: no store here", dir);
         return mmfs__err_sys(errno, "open", path);
     }
     struct stat st;
@@ -42,7 +44,7 @@ int mmfs__lock_open(mmfs_db *db, int *created) {
     if (st.st_size < PAGE) {
         if (ro) {
             close(fd);
-            return mmfs__err(MMFS_NOTFOUND, "%s: no store here (LOCK is incomplete)", db->dir);
+            return mmfs__err(MMFS_NOTFOUND, "%s: no store here (LOCK is incomplete)", dir);
         }
         /* Size it under the flock, so two creators cannot race. */
         if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0 ||
@@ -60,26 +62,18 @@ int mmfs__lock_open(mmfs_db *db, int *created) {
         close(fd);
         return mmfs__err_sys(e, "mmap", path);
     }
-    db->lock_fd = fd;
-    db->shm = m;
+    *lock_fd = fd;
+    *page = m;
     return MMFS_OK;
 }
 
-static int lock_take(mmfs_db *db);
-
-int mmfs__lock_acquire(mmfs_db *db) {
-    int rc = lock_take(db);
-    if (rc == MMFS_OK) db->flock_held = 1;
-    return rc;
-}
-
-static int lock_take(mmfs_db *db) {
-    if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
-    if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", db->dir);
+int mmfs__lockf_take(int lock_fd, const char *dir, int timeout_ms) {
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
+    if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", dir);
     /* 0 is for event loops (nginx, Neovim): one try, no sleep at all. */
-    if (db->opt.lock_timeout_ms == 0)
+    if (timeout_ms == 0)
         return mmfs__err(MMFS_BUSY, "%s/LOCK: another process holds the writer lock "
-                                    "(lock_timeout_ms = 0: not waiting)", db->dir);
+                                    "(lock_timeout_ms = 0: not waiting)", dir);
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long sleep_us = 50;
@@ -87,21 +81,21 @@ static int lock_take(mmfs_db *db) {
         struct timespec ts = {0, sleep_us * 1000};
         nanosleep(&ts, NULL);
         if (sleep_us < 5000) sleep_us *= 2;
-        if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
-        if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", db->dir);
+        if (flock(lock_fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
+        if (errno != EWOULDBLOCK) return mmfs__err_sys(errno, "flock", dir);
         clock_gettime(CLOCK_MONOTONIC, &now);
         long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-        if (ms >= db->opt.lock_timeout_ms)
+        if (ms >= timeout_ms)
             return mmfs__err(MMFS_BUSY, "%s/LOCK: another process held the writer lock for %d ms",
-                             db->dir, db->opt.lock_timeout_ms);
+                             dir, timeout_ms);
     }
 }
 
-int mmfs__lock_check(mmfs_db *db) {
+int mmfs__lockf_check(int lock_fd, const char *dir) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/LOCK", db->dir);
+    snprintf(path, sizeof path, "%s/LOCK", dir);
     struct stat mine, now;
-    if (fstat(db->lock_fd, &mine) < 0) return mmfs__err_sys(errno, "fstat", path);
+    if (fstat(lock_fd, &mine) < 0) return mmfs__err_sys(errno, "fstat", path);
     if (mine.st_size < PAGE)
         return mmfs__err(MMFS_IO, "%s: truncated while the store was open; writes refused: close and "
                                   "reopen the store (and never truncate LOCK)", path);
@@ -117,14 +111,9 @@ int mmfs__lock_check(mmfs_db *db) {
     return MMFS_OK;
 }
 
-void mmfs__lock_release(mmfs_db *db) {
-    db->flock_held = 0;
-    flock(db->lock_fd, LOCK_UN);
-}
+void mmfs__lockf_drop(int lock_fd) { flock(lock_fd, LOCK_UN); }
 
-void mmfs__lock_close(mmfs_db *db) {
-    if (db->shm) munmap(db->shm, PAGE);
-    if (db->lock_fd >= 0) close(db->lock_fd);
-    db->shm = NULL;
-    db->lock_fd = -1;
+void mmfs__lockf_close(int lock_fd, void *page) {
+    if (page) munmap(page, PAGE);
+    if (lock_fd >= 0) close(lock_fd);
 }

@@ -67,4 +67,20 @@ int mmfs__frame_check(const uint8_t *p, size_t avail, uint64_t expect_lsn, const
 /* 1 if the 32 bytes at P are a header whose CRC checks (a candidate). */
 int mmfs__frame_header_ok(const uint8_t *p);
 
+/* lock.c: ROOT/LOCK of the store in DIR, for the handle (store/db.h's
+** mmfs__lock_* wrap these with the handle's fields).
+** mmfs__lockf_open: opens LOCK (creates and sizes it unless RO) and maps
+**   its first page shared (read-only when RO) into *PAGE; *CREATED = 1 when
+**   it had to be sized.  Errors: MMFS_NOTFOUND (RO and no store), MMFS_IO.
+** mmfs__lockf_take: flock(LOCK_EX), polled up to TIMEOUT_MS (0: one try).
+**   Errors: MMFS_BUSY, MMFS_IO.  mmfs__lockf_drop releases it.
+** mmfs__lockf_check: MMFS_IO if LOCK was removed, replaced or truncated
+**   since it was opened (call under the flock, before the page is read).
+** mmfs__lockf_close: unmaps PAGE (may be NULL), closes LOCK_FD (may be -1). */
+int mmfs__lockf_open(const char *dir, int ro, int *lock_fd, void **page, int *created);
+int mmfs__lockf_take(int lock_fd, const char *dir, int timeout_ms);
+void mmfs__lockf_drop(int lock_fd);
+int mmfs__lockf_check(int lock_fd, const char *dir);
+void mmfs__lockf_close(int lock_fd, void *page);
+
 #endif

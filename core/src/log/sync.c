@@ -127,9 +127,7 @@ int mmfs__sync_wait(mmfs_db *db, uint64_t pos) {
     return MMFS_OK;
 }
 
-int mmfs_sync(mmfs_db *db) {
-    int rc = mmfs__usable(db);
-    if (rc) return rc;
+int mmfs__sync_all(mmfs_db *db) {
     if (db->opt.readonly) return MMFS_OK;
     pthread_mutex_lock(&db->smu);
     uint64_t pos = db->written_pos;

@@ -1,7 +1,8 @@
 /*
 ** db.h: the store handle, shared by db.c (open, close, read access),
-** segment.c (log files), recover.c (replay and verify), manifest.c,
-** lock.c, batch.c, hook.c and write.c (writes) and sync.c (durability).
+** read_*.c (the public reads), segment.c (log files), recover.c (replay
+** and verify), manifest.c, batch.c, hook.c and write.c (writes) and
+** sync.c (durability); LOCK's functions (lock.c) are wrapped here.
 **
 ** Positions in the log are packed as (segment number << 40 | offset), so
 ** that they compare as integers across segments.
@@ -190,6 +191,32 @@ extern _Atomic unsigned mmfs__fork_gen;
 /* db.c: MMFS_CLOSED in a forked child, MMFS_NOMEM once broken. */
 int mmfs__usable(mmfs_db *db);
 
+/* db.c: read access for the public read functions (read_kv.c,
+** read_memory.c, ...): mmfs__read_begin fails with MMFS_CLOSED in a forked
+** child, catches up with frames other processes appended, then takes the
+** engine's read side and gives the engine.  Every successful begin is
+** paired with an end. */
+int mmfs__read_begin(mmfs_db *db, mmfs__engine **eng);
+void mmfs__read_end(mmfs_db *db);
+
+/* The body of a public read made of one engine step: returns CALL's code
+** (an expression over the engine `e`) evaluated between mmfs__read_begin
+** and mmfs__read_end of DB, or read_begin's error. */
+#define MMFS__READ_RETURN(db, call)                                                                \
+    do {                                                                                           \
+        mmfs__engine *e;                                                                           \
+        int rc_ = mmfs__read_begin((db), &e);                                                      \
+        if (rc_ == MMFS_OK) {                                                                      \
+            rc_ = (call);                                                                          \
+            mmfs__read_end(db);                                                                    \
+        }                                                                                          \
+        return rc_;                                                                                \
+    } while (0)
+
+/* Applies frames other processes appended (no-op when none).  Takes the
+** writer mutex and the engine's write side briefly. */
+int mmfs__catch_up(mmfs_db *db);
+
 /* write.c: 1 if this thread is DB's writer now, i.e. the call comes from a
 ** hook (C or policy) running inside DB's commit: it already holds db->wmu
 ** and the LOCK, so it must neither take them again nor wait for itself. */
@@ -250,14 +277,32 @@ int mmfs__manifest_write(mmfs_db *db);
 ** MMFS_CORRUPT, MMFS_IO. */
 int mmfs__manifest_reread(mmfs_db *db);
 
-/* lock.c */
-int mmfs__lock_open(mmfs_db *db, int *created);
-int mmfs__lock_acquire(mmfs_db *db); /* flock with lock_timeout_ms: MMFS_BUSY */
-void mmfs__lock_release(mmfs_db *db);
+/* LOCK (log/lock.c, mmfs__lockf_*) with the handle's fields: lock_fd,
+** shm, flock_held. */
+static inline int mmfs__lock_open(mmfs_db *db, int *created) {
+    void *page;
+    int rc = mmfs__lockf_open(db->dir, db->opt.readonly, &db->lock_fd, &page, created);
+    if (rc == MMFS_OK) db->shm = page;
+    return rc;
+}
+/* flock with lock_timeout_ms: MMFS_BUSY */
+static inline int mmfs__lock_acquire(mmfs_db *db) {
+    int rc = mmfs__lockf_take(db->lock_fd, db->dir, db->opt.lock_timeout_ms);
+    if (rc == MMFS_OK) db->flock_held = 1;
+    return rc;
+}
+static inline void mmfs__lock_release(mmfs_db *db) {
+    db->flock_held = 0;
+    mmfs__lockf_drop(db->lock_fd);
+}
 /* MMFS_IO if LOCK was removed, replaced or truncated since it was opened
 ** (call under the flock, before the shared page is read). */
-int mmfs__lock_check(mmfs_db *db);
-void mmfs__lock_close(mmfs_db *db);
+static inline int mmfs__lock_check(mmfs_db *db) { return mmfs__lockf_check(db->lock_fd, db->dir); }
+static inline void mmfs__lock_close(mmfs_db *db) {
+    mmfs__lockf_close(db->lock_fd, db->shm);
+    db->shm = NULL;
+    db->lock_fd = -1;
+}
 
 /* recover.c */
 /* Replays the whole log into the engine (under the writer flock unless
@@ -296,6 +341,9 @@ int mmfs__flusher_start(mmfs_db *db);
 void mmfs__flusher_stop(mmfs_db *db);
 /* MMFS_READONLY with the cause if a sync has failed. */
 int mmfs__sync_check(mmfs_db *db);
+/* mmfs_sync's work on a usable handle (write.c checks that): waits until
+** everything written so far is durable.  OK at once when read-only. */
+int mmfs__sync_all(mmfs_db *db);
 
 /* ckpt.c */
 /* At open, after every segment is opened and before any is scanned: maps

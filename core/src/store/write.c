@@ -393,3 +393,8 @@ leave:
     if (always) atomic_fetch_sub_explicit(&db->committers, 1, memory_order_relaxed);
     return rc;
 }
+
+int mmfs_sync(mmfs_db *db) {
+    int rc = mmfs__usable(db);
+    return rc ? rc : mmfs__sync_all(db);
+}
