@@ -613,9 +613,11 @@ typedef struct mmfs_compact_result {
 ** policy's compaction.keep(mem, now) refuses.  Stream bytes are kept; ids
 ** and LSNs are never given again.  The live records go into new segments
 ** numbered after the last one; MANIFEST then switches to them (first
-** segment moves up) and the old files are removed.  This first version
-** holds the writer lock throughout (writers in every process wait; readers
-** go on).  Other handles, in this process and others, rebuild their engine
+** segment moves up) and the old files are removed.  The copy runs without
+** the writer lock (writers in every process go on; what they append
+** meanwhile is carried over under the lock at the switch).  With
+** checkpoints on (checkpoint_bytes), it ends with a checkpoint of the new
+** log (mmfs_checkpoint); if that fails the compaction still stands.  Other handles, in this process and others, rebuild their engine
 ** from the new log when they next catch up; slices they handed out stay
 ** valid until they close.  A crash at any moment leaves the store as it
 ** was before or after.  OPTS may be NULL; OUT may be NULL.
