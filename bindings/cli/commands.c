@@ -14,30 +14,37 @@
 
 /* --------------------------------------------------------------- stats */
 
+/* A named count, as stats and compact print them. */
+typedef struct cli_row {
+    const char *name;
+    uint64_t v;
+} cli_row;
+
+/* Prints ROWS as "name value" lines, or as one JSON object when JSON. */
+static void print_rows(const cli_row *rows, size_t n, int json) {
+    for (size_t i = 0; i < n; i++) {
+        if (json) printf("%s\"%s\":%llu", i ? "," : "{", rows[i].name, (unsigned long long)rows[i].v);
+        else printf("%-14s %llu\n", rows[i].name, (unsigned long long)rows[i].v);
+    }
+    if (json) printf("}\n");
+}
+
 static int cmd_stats(const cli_args *a) {
     mmfs_db *db;
     int rc = cli_open(a, 0, &db);
     if (rc) return rc;
     mmfs_store_stats st;
     if ((rc = mmfs_stats(db, &st)) != MMFS_OK) return cli_close(a->cmd, db, cli_fail(a->cmd, db, rc));
-    const struct {
-        const char *name;
-        uint64_t v;
-    } rows[] = {
+    const cli_row rows[] = {
         {"memories", st.memories},     {"kv", st.kv},
         {"sessions", st.sessions},     {"streams", st.streams},
         {"documents", st.documents},   {"log_bytes", st.log_bytes},
         {"live_bytes", st.live_bytes}, {"dead_bytes", st.dead_bytes},
         {"lsn", st.lsn},               {"durable_lsn", st.durable_lsn},
         {"state_version", st.state_version}, {"segments", st.segments},
-        {"checkpoint_lsn", st.checkpoint_lsn},
+        {"checkpoint_lsn", st.checkpoint_lsn}, {"compacting", st.compacting},
     };
-    int json = cli_opt_has(a, "json");
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        if (json) printf("%s\"%s\":%llu", i ? "," : "{", rows[i].name, (unsigned long long)rows[i].v);
-        else printf("%-14s %llu\n", rows[i].name, (unsigned long long)rows[i].v);
-    }
-    if (json) printf("}\n");
+    print_rows(rows, sizeof rows / sizeof rows[0], cli_opt_has(a, "json"));
     return cli_close(a->cmd, db, 0);
 }
 
@@ -60,18 +67,10 @@ static int cmd_compact(const cli_args *a) {
     if (rc) return rc;
     mmfs_compact_result r;
     if ((rc = mmfs_compact(db, NULL, &r)) != MMFS_OK) return cli_close(a->cmd, db, cli_fail(a->cmd, db, rc));
-    const struct {
-        const char *name;
-        uint64_t v;
-    } rows[] = {{"bytes_before", r.bytes_before}, {"bytes_after", r.bytes_after},
+    const cli_row rows[] = {{"bytes_before", r.bytes_before}, {"bytes_after", r.bytes_after},
                 {"kept", r.kept},                 {"dropped", r.dropped},
                 {"ms", r.ms}};
-    int json = cli_opt_has(a, "json");
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        if (json) printf("%s\"%s\":%llu", i ? "," : "{", rows[i].name, (unsigned long long)rows[i].v);
-        else printf("%-14s %llu\n", rows[i].name, (unsigned long long)rows[i].v);
-    }
-    if (json) printf("}\n");
+    print_rows(rows, sizeof rows / sizeof rows[0], cli_opt_has(a, "json"));
     return cli_close(a->cmd, db, 0);
 }
 

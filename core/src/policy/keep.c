@@ -64,21 +64,29 @@ static int when_protected(lua_State *L) {
     return 0;
 }
 
-int mmfs__pvm_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes) {
-    *yes = 0;
-    if (!has_when(p)) return MMFS_OK;
+/* Runs FN(ud) protected, under a fresh hook budget, as WHAT (named in
+** errors); a failure leaves the VM reset and collected.  Returns MMFS_OK or
+** the failure's status (MMFS_REJECTED, MMFS_LIMIT). */
+static int run_guarded(mmfs__policy *p, const char *what, lua_CFunction fn, void *ud) {
     lua_State *L = p->L;
-    when_args a = {p, st, 0};
     mmfs__pvm_reset(L, p);
     p->call_budget = p->lim.hook_budget;
-    p->what = "compaction.when";
-    int status = pc_cpcall(L, when_protected, &a), rc = MMFS_OK;
+    p->what = what;
+    int status = pc_cpcall(L, fn, ud), rc = MMFS_OK;
     if (status != LUA_OK) rc = mmfs__pvm_fail(L, p, status, MMFS_REJECTED);
     lua_settop(L, 0);
     if (status != LUA_OK) {
         mmfs__pvm_reset(L, p);
         lua_gc(L, LUA_GCCOLLECT, 0);
     }
+    return rc;
+}
+
+int mmfs__pvm_when(mmfs__policy *p, const mmfs_store_stats *st, int *yes) {
+    *yes = 0;
+    if (!has_when(p)) return MMFS_OK;
+    when_args a = {p, st, 0};
+    int rc = run_guarded(p, "compaction.when", when_protected, &a);
     *yes = rc == MMFS_OK && a.yes;
     return rc;
 }
@@ -124,18 +132,8 @@ static int keep_protected(lua_State *L) {
 }
 
 int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uint64_t *newer, int *keep) {
-    lua_State *L = p->L;
     keep_args a = {p, mem, now, newer, 1};
-    mmfs__pvm_reset(L, p);
-    p->call_budget = p->lim.hook_budget;
-    p->what = "compaction.keep";
-    int status = pc_cpcall(L, keep_protected, &a), rc = MMFS_OK;
-    if (status != LUA_OK) rc = mmfs__pvm_fail(L, p, status, MMFS_REJECTED);
-    lua_settop(L, 0);
-    if (status != LUA_OK) {
-        mmfs__pvm_reset(L, p);
-        lua_gc(L, LUA_GCCOLLECT, 0);
-    }
+    int rc = run_guarded(p, "compaction.keep", keep_protected, &a);
     *keep = a.keep;
     return rc;
 }
