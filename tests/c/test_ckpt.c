@@ -1,5 +1,5 @@
 /*
-** test_ckpt.c: checkpoints (core/src/ckpt.c and the mapped kv tables in
+** test_ckpt.c: checkpoints (store/ckpt*.c and the mapped kv tables in
 ** kv.c).  The model test runs random operations of every kind with
 ** checkpoints and reopens in between, and checks that a handle opened
 ** from the newest checkpoint, one opened from the log alone and the
@@ -459,7 +459,7 @@ static void test_truncated(void **state) {
     mmfs_test_rmdir(dir);
 }
 
-/* Header fields at their offsets in ckpt.c: format 8, first_segment 32,
+/* Header fields at their offsets in ckpt.h: format 8, first_segment 32,
 ** anchor LSN 48. */
 static void patch_and_check(const char *dir, size_t off, uint32_t val, const char *what) {
     char path[4200];

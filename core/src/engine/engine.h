@@ -1,6 +1,6 @@
 /*
-** engine.h: what the engine's files (engine.c, kv.c, memory.c, session.c,
-** stream.c, state.c) share: the struct mmfs__engine and helpers that read
+** engine.h: what the engine's files (engine.c, kv.c, memory.c,
+** memory_read.c, session.c, stream.c, state.c) share: the struct mmfs__engine and helpers that read
 ** fields of encoded records.  The ordered index is base/btree.h.
 **
 ** Invariants of the whole engine:

@@ -17,25 +17,17 @@
 ** (re)index takes a new docno, so recs grows by 8 bytes per index call;
 ** a replaced docno's slot is NULL and it is gone from the index.
 **
-** What the public reads find (mmfs__mem_get, mmfs__mem_list,
-** mmfs__mem_search, mmfs__doc_search; the public functions, with their
-** locking, catch-up and index drain: store/read_memory.c).  Lists are one
-** malloc block (released by mmfs_free).
+** What the reads find (mmfs__mem_get, mmfs__mem_list, mmfs__mem_search,
+** mmfs__doc_search) is memory_read.c; mems.h is what the two share.
 */
-#include "engine.h"
+#include "mems.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const mmfs_slice DEFAULT_ROUTE = {"default", 7};
+const mmfs_slice mmfs__default_route = {"default", 7};
 
-/* by_time order: PROBE is a const struct time_key *. */
-struct time_key {
-    int64_t created;
-    uint64_t id;
-};
-
-static int time_cmp(const void *probe, const uint8_t *rec) {
+int mmfs__mem_time_cmp(const void *probe, const uint8_t *rec) {
     const struct time_key *p = probe;
     int64_t c = mmfs__raw_mem_created(rec);
     uint64_t id = mmfs__raw_mem_id(rec);
@@ -60,7 +52,7 @@ static mmfs_slice doc_key(const void *ctx, uintptr_t v) {
 }
 
 int mmfs__mem_init(mmfs__engine *e) {
-    mmfs__bt_init(&e->mems.by_time, time_cmp);
+    mmfs__bt_init(&e->mems.by_time, mmfs__mem_time_cmp);
     mmfs__hmap_init(&e->mems.tags, tag_key, e);
     mmfs__hmap_init(&e->mems.routes, route_key, e);
     mmfs__hmap_init(&e->docs.map, doc_key, e);
@@ -120,7 +112,7 @@ static mmfs__mem_ent *mem_ent(const mmfs__engine *e, uint64_t id) {
 
 /* The checkpoint's entry of ID, copied into *BUF, or NULL (not there, or
 ** not resolving to this id's MEMORY record: never a wrong memory). */
-static const mmfs__mem_ent *ck_ent(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
+const mmfs__mem_ent *mmfs__mem_ck_ent(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
     const mmfs__memck *ck = &e->mems.ck;
     if (id < ck->base || id - ck->base >= ck->n) return NULL;
     uint64_t i = id - ck->base;
@@ -136,13 +128,13 @@ static const mmfs__mem_ent *ck_ent(const mmfs__engine *e, uint64_t id, mmfs__mem
 }
 
 /* The entry of ID, newer ents first, then the checkpoint's (into *BUF). */
-static const mmfs__mem_ent *mem_get(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
+const mmfs__mem_ent *mmfs__mem_ent_get(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
     const mmfs__mem_ent *ent = mem_ent(e, id);
-    return ent ? ent : ck_ent(e, id, buf);
+    return ent ? ent : mmfs__mem_ck_ent(e, id, buf);
 }
 
-static const mmfs__mem_ent *mem_live(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
-    const mmfs__mem_ent *ent = mem_get(e, id, buf);
+const mmfs__mem_ent *mmfs__mem_ent_live(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
+    const mmfs__mem_ent *ent = mmfs__mem_ent_get(e, id, buf);
     return ent && !ent->deleted ? ent : NULL;
 }
 
@@ -180,7 +172,7 @@ static int mem_slot(mmfs__engine *e, uint64_t id, mmfs__mem_ent **out) {
 
 static int route_intern(mmfs__engine *e, mmfs_slice name, uint32_t *idx) {
     mmfs__mems *m = &e->mems;
-    if (name.len == 0) name = DEFAULT_ROUTE;
+    if (name.len == 0) name = mmfs__default_route;
     uint64_t h = mmfs__hash(name);
     uintptr_t v = mmfs__hmap_get(&m->routes, name, h);
     if (v) {
@@ -198,18 +190,8 @@ static int route_intern(mmfs__engine *e, mmfs_slice name, uint32_t *idx) {
     return MMFS_OK;
 }
 
-static mmfs__tag *tag_find(const mmfs__engine *e, mmfs_slice name) {
-    return (mmfs__tag *)mmfs__hmap_get(&e->mems.tags, name, mmfs__hash(name));
-}
-
-/* T's ids, the checkpoint's then the newer: how many, and the I-th. */
-static size_t tag_count(const mmfs__tag *t) { return t->ck_n + t->n; }
-static uint64_t tag_id(const mmfs__tag *t, size_t i) {
-    return i < t->ck_n ? mmfs__ld64(t->ck_ids + i * 8) : t->ids[i - t->ck_n];
-}
-
 /* 1 if ID is in T's list (live or not). */
-static int tag_has(const mmfs__tag *t, uint64_t id) {
+int mmfs__tag_has(const mmfs__tag *t, uint64_t id) {
     if (t->ck_n && id <= mmfs__ld64(t->ck_ids + (t->ck_n - 1) * 8)) {
         size_t lo = 0, hi = t->ck_n;
         while (lo < hi) {
@@ -245,7 +227,7 @@ static int tag_add(mmfs__engine *e, mmfs_slice name, uint64_t id) {
             return rc;
         }
     }
-    if (tag_has(t, id)) return MMFS_OK; /* a tag given twice */
+    if (mmfs__tag_has(t, id)) return MMFS_OK; /* a tag given twice */
     void *arr = t->ids;
     if ((rc = mmfs__grow(&arr, &t->cap, t->n + 1, sizeof(uint64_t)))) return rc;
     t->ids = arr;
@@ -268,7 +250,7 @@ static void tag_dead(mmfs__engine *e, mmfs_slice name) {
     size_t j = 0;
     mmfs__mem_ent b;
     for (size_t i = 0; i < t->n; i++)
-        if (mem_live(e, t->ids[i], &b)) t->ids[j++] = t->ids[i];
+        if (mmfs__mem_ent_live(e, t->ids[i], &b)) t->ids[j++] = t->ids[i];
     t->n = j;
     t->dead = 0;
     if (j == 0 && !t->ck_n) {
@@ -361,7 +343,7 @@ static void mem_delete(mmfs__engine *e, mmfs__mem_ent *ent) {
 ** is mapped; its tags keep it (reads check each id). */
 static int ck_delete(mmfs__engine *e, uint64_t id) {
     mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = ck_ent(e, id, &b);
+    const mmfs__mem_ent *ent = mmfs__mem_ck_ent(e, id, &b);
     if (!ent || ent->deleted) return MMFS_OK;
     mmfs__memck *ck = &e->mems.ck;
     if (!ck->dead && !(ck->dead = calloc((ck->n + 7) / 8, 1)))
@@ -422,219 +404,13 @@ int mmfs__mem_id_ok(uint64_t id) {
 
 int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id) {
     mmfs__mem_ent b;
-    return mem_live(e, id, &b) != NULL;
+    return mmfs__mem_ent_live(e, id, &b) != NULL;
 }
 
 int mmfs__engine_get_memory(const mmfs__engine *e, uint64_t id, mmfs__rec *rec) {
     mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = mem_live(e, id, &b);
+    const mmfs__mem_ent *ent = mmfs__mem_ent_live(e, id, &b);
     return ent ? mmfs__raw_decode(ent->raw, rec) : MMFS_NOTFOUND;
-}
-
-/* --------------------------------------------------------------- reads */
-
-/* Fills *M from decoded memory record R; its tags go to TAGS. */
-static void mem_fill(mmfs_memory *m, const mmfs__rec *r, mmfs_slice *tags) {
-    m->id = r->u.mem.id;
-    m->created_at = r->u.mem.created_at;
-    m->score = 0;
-    m->text = r->u.mem.text;
-    m->route = r->u.mem.route.len ? r->u.mem.route : DEFAULT_ROUTE;
-    m->ntags = r->u.mem.ntags;
-    m->tags = m->ntags ? tags : NULL;
-    const uint8_t *p = r->u.mem.tags.ptr;
-    for (uint32_t i = 0; i < r->u.mem.ntags; i++) tags[i] = mmfs__tag_next(&p);
-}
-
-int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out) {
-    int rc;
-    mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = mem_live(e, id, &b);
-    mmfs__rec r;
-    if (!ent) {
-        rc = mmfs__err(MMFS_NOTFOUND, "get_memory: no memory %llu", (unsigned long long)id);
-    } else if ((rc = mmfs__raw_decode(ent->raw, &r)) == MMFS_OK) {
-        mmfs_memory *m = malloc(sizeof *m + (size_t)r.u.mem.ntags * sizeof(mmfs_slice));
-        if (!m) {
-            rc = mmfs__err(MMFS_NOMEM, "get_memory: out of memory");
-        } else {
-            mem_fill(m, &r, (mmfs_slice *)(m + 1));
-            *out = m;
-        }
-    }
-    return rc;
-}
-
-/* Builds the one-block list of memories IDS[0..N) (scores SCORES, may be
-** NULL) into *OUT. */
-static int mem_list(const mmfs__engine *e, const uint64_t *ids, const double *scores, size_t n,
-                    mmfs_memories **out) {
-    size_t ntags = 0;
-    mmfs__rec r;
-    mmfs__mem_ent b;
-    int rc;
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = mmfs__raw_decode(mem_get(e, ids[i], &b)->raw, &r))) return rc;
-        ntags += r.u.mem.ntags;
-    }
-    size_t sz = sizeof(mmfs_memories) + n * sizeof(mmfs_memory) + ntags * sizeof(mmfs_slice);
-    mmfs_memories *l = malloc(sz);
-    if (!l) return mmfs__err(MMFS_NOMEM, "memories: out of memory (%zu hits)", n);
-    l->count = n;
-    l->items = (mmfs_memory *)(l + 1);
-    mmfs_slice *tags = (mmfs_slice *)(l->items + n);
-    for (size_t i = 0; i < n; i++) {
-        mmfs__raw_decode(mem_get(e, ids[i], &b)->raw, &r); /* decoded fine above */
-        mem_fill(&l->items[i], &r, tags);
-        if (scores) l->items[i].score = scores[i];
-        tags += r.u.mem.ntags;
-    }
-    *out = l;
-    return MMFS_OK;
-}
-
-/* A caller's filter, resolved against the engine. */
-typedef struct mem_filter {
-    const mmfs__engine *e;
-    int any_route;
-    uint32_t route;
-    const mmfs__tag **tags;
-    size_t ntags;
-    const mmfs__tag **any; /* the known tags of tags_any */
-    size_t nany;
-    int has_any;           /* tags_any was given (nany may be 0: nothing passes) */
-    int has_since, has_before;
-    int64_t since, before;
-} mem_filter;
-
-/* Resolves F (may be NULL).  *none = 1 when nothing can match (unknown
-** route or tag).  Errors: MMFS_INVALID, MMFS_NOMEM.  Free with
-** filter_done. */
-static int filter_init(mem_filter *mf, const mmfs__engine *e, const mmfs_filter *f, int *none) {
-    memset(mf, 0, sizeof *mf);
-    mf->e = e;
-    mf->any_route = 1;
-    *none = 0;
-    if (!f) return MMFS_OK;
-    if ((f->ntags && !f->tags) || (f->ntags_any && !f->tags_any) || (f->route.len && !f->route.ptr))
-        return mmfs__err(MMFS_INVALID, "filter: tags, tags_any or route is NULL with a non-zero length");
-    mf->has_since = f->has_since;
-    mf->since = f->since;
-    mf->has_before = f->has_before;
-    mf->before = f->before;
-    if (f->route.len) {
-        uintptr_t v = mmfs__hmap_get(&e->mems.routes, f->route, mmfs__hash(f->route));
-        if (!v) *none = 1;
-        mf->any_route = 0;
-        mf->route = (uint32_t)(v - 1);
-    }
-    if (f->ntags) {
-        mf->tags = malloc(f->ntags * sizeof *mf->tags);
-        if (!mf->tags) return mmfs__err(MMFS_NOMEM, "filter: out of memory");
-        mf->ntags = f->ntags;
-        for (size_t i = 0; i < f->ntags; i++)
-            if (!(mf->tags[i] = tag_find(e, f->tags[i]))) *none = 1;
-    }
-    if (f->ntags_any) { /* an empty tags_any is no filter: nothing to pick from */
-        mf->any = malloc(f->ntags_any * sizeof *mf->any);
-        if (!mf->any) return mmfs__err(MMFS_NOMEM, "filter: out of memory");
-        mf->has_any = 1;
-        for (size_t i = 0; i < f->ntags_any; i++) {
-            const mmfs__tag *t = tag_find(e, f->tags_any[i]);
-            if (t) mf->any[mf->nany++] = t;
-        }
-        if (!mf->nany) *none = 1;
-    }
-    if (mf->has_since && mf->has_before && mf->since >= mf->before) *none = 1;
-    return MMFS_OK;
-}
-
-static void filter_done(mem_filter *mf) {
-    free(mf->tags);
-    free(mf->any);
-}
-
-static int filter_pass(const mem_filter *mf, uint64_t id) {
-    mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = mem_live(mf->e, id, &b);
-    if (!ent) return 0;
-    if (!mf->any_route && ent->route != mf->route) return 0;
-    int64_t c = mmfs__raw_mem_created(ent->raw);
-    if (mf->has_since && c < mf->since) return 0;
-    if (mf->has_before && c >= mf->before) return 0;
-    for (size_t i = 0; i < mf->ntags; i++)
-        if (!tag_has(mf->tags[i], id)) return 0;
-    if (mf->has_any) {
-        size_t i = 0;
-        while (i < mf->nany && !tag_has(mf->any[i], id)) i++;
-        if (i == mf->nany) return 0;
-    }
-    return 1;
-}
-
-/* A walk of the memories by time: by_time (newer memories) and the
-** checkpoint's order merged.  Entries of the checkpoint deleted since come
-** out too: callers check each id (filter_pass). */
-typedef struct time_walk {
-    const mmfs__engine *e;
-    mmfs__bt_pos pos;
-    const uint8_t *d; /* by_time's current record, or NULL */
-    size_t ci;        /* the checkpoint's current index */
-    const uint8_t *c; /* its record, or NULL at the end */
-    int from_ck;      /* the last record returned was c */
-} time_walk;
-
-/* The record of the checkpoint's I-th memory by time, or NULL. */
-static const uint8_t *ck_time_rec(const mmfs__engine *e, size_t i) {
-    mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = ck_ent(e, mmfs__ld64(e->mems.ck.time + i * 8), &b);
-    return ent ? ent->raw : NULL;
-}
-
-/* Moves the checkpoint's side to the first resolvable record at or after ci. */
-static void tw_settle(time_walk *w) {
-    w->c = NULL;
-    for (; w->ci < w->e->mems.ck.ntime; w->ci++)
-        if ((w->c = ck_time_rec(w->e, w->ci))) return;
-}
-
-/* The earlier of the two sides in time order. */
-static const uint8_t *tw_cur(time_walk *w) {
-    if (w->c && w->d) {
-        struct time_key k = {mmfs__raw_mem_created(w->c), mmfs__raw_mem_id(w->c)};
-        w->from_ck = time_cmp(&k, w->d) < 0;
-    } else {
-        w->from_ck = w->c != NULL;
-    }
-    return w->from_ck ? w->c : w->d;
-}
-
-/* Starts at the first memory at or after K in time order (NULL: the newest). */
-static const uint8_t *tw_seek(time_walk *w, const mmfs__engine *e, const struct time_key *k) {
-    w->e = e;
-    w->d = k ? mmfs__bt_seek(&e->mems.by_time, k, 0, &w->pos) : mmfs__bt_first(&e->mems.by_time, &w->pos);
-    size_t lo = 0, hi = k ? e->mems.ck.ntime : 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const uint8_t *raw = ck_time_rec(e, mid);
-        if (!raw || time_cmp(k, raw) > 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    w->ci = lo;
-    tw_settle(w);
-    return tw_cur(w);
-}
-
-static const uint8_t *tw_next(time_walk *w) {
-    if (w->from_ck) {
-        w->ci++;
-        tw_settle(w);
-    } else {
-        w->d = mmfs__bt_next(&w->pos);
-    }
-    return tw_cur(w);
 }
 
 /* ----------------------------------------------- a checkpoint's table */
@@ -704,150 +480,6 @@ static int ck_index(mmfs__engine *e, uint64_t id) {
     return mmfs__index_add(e->mems.ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
 }
 
-/* qsort order of ids: created_at desc, then id desc. */
-static int cmp_newest(const void *a, const void *b, void *ud) {
-    const mmfs__engine *e = ud;
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    mmfs__mem_ent buf;
-    int64_t cx = mmfs__raw_mem_created(mem_get(e, x, &buf)->raw);
-    int64_t cy = mmfs__raw_mem_created(mem_get(e, y, &buf)->raw);
-    if (cx != cy) return cx > cy ? -1 : 1;
-    return x > y ? -1 : x < y;
-}
-
-int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out) {
-    size_t limit = f && f->limit ? f->limit : MMFS__DEFAULT_LIMIT;
-    size_t offset = f ? f->offset : 0;
-    size_t want = offset + limit < offset ? SIZE_MAX : offset + limit;
-    int rc;
-    mem_filter mf;
-    int none;
-    uint64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    if ((rc = filter_init(&mf, e, f, &none)) || none) goto done;
-
-    /* The smallest tag list, if any. */
-    const mmfs__tag *small = NULL;
-    for (size_t i = 0; i < mf.ntags; i++)
-        if (!small || tag_count(mf.tags[i]) < tag_count(small)) small = mf.tags[i];
-    /* Walking a tag list costs its length; walking by time costs about
-    ** want * total / length entries.  Take the cheaper. */
-    double total = (double)e->mems.live + 1;
-    if (small && (double)tag_count(small) * (double)tag_count(small) <= (double)want * total * 2 + 1024) {
-        for (size_t i = 0; i < tag_count(small); i++) {
-            if (!filter_pass(&mf, tag_id(small, i))) continue;
-            void *arr = ids;
-            if ((rc = mmfs__grow(&arr, &cap, n + 1, sizeof *ids))) goto done;
-            ids = arr;
-            ids[n++] = tag_id(small, i);
-        }
-        size_t from = offset < n ? offset : n;
-        size_t cnt = n - from < limit ? n - from : limit;
-        if (cnt) {
-            qsort_r(ids, n, sizeof *ids, cmp_newest, e);
-            memmove(ids, ids + from, cnt * sizeof *ids);
-        }
-        n = cnt;
-    } else {
-        time_walk tw;
-        const uint8_t *raw;
-        if (mf.has_before) {
-            if (mf.before == INT64_MIN) goto done;
-            struct time_key k = {mf.before - 1, UINT64_MAX};
-            raw = tw_seek(&tw, e, &k);
-        } else {
-            raw = tw_seek(&tw, e, NULL);
-        }
-        size_t skipped = 0;
-        for (; raw && n < limit; raw = tw_next(&tw)) {
-            if (mf.has_since && mmfs__raw_mem_created(raw) < mf.since) break;
-            uint64_t id = mmfs__raw_mem_id(raw);
-            if (!filter_pass(&mf, id)) continue;
-            if (skipped < offset) {
-                skipped++;
-                continue;
-            }
-            void *arr = ids;
-            if ((rc = mmfs__grow(&arr, &cap, n + 1, sizeof *ids))) goto done;
-            ids = arr;
-            ids[n++] = id;
-        }
-    }
-done:
-    if (rc == MMFS_OK) rc = mem_list(e, ids, NULL, n, out);
-    filter_done(&mf);
-    free(ids);
-    return rc;
-}
-
-/* Search callbacks: UD is the mem_filter. */
-static int mem_field_cb(void *ud, uint32_t docno, mmfs_slice field, mmfs_slice value) {
-    const mem_filter *mf = ud;
-    mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = mem_live(mf->e, docno, &b);
-    if (!ent) return 0;
-    if (mmfs__slice_eq(field, mmfs_str("tag"))) {
-        const mmfs__tag *t = tag_find(mf->e, value);
-        return t && tag_has(t, docno);
-    }
-    if (mmfs__slice_eq(field, mmfs_str("route")))
-        return mmfs__slice_eq(mf->e->mems.route_names[ent->route], value);
-    return 0;
-}
-
-static int mem_accept_cb(void *ud, uint32_t docno) { return filter_pass(ud, docno); }
-
-static int mem_reject_cb(void *ud, uint32_t docno) {
-    (void)ud;
-    (void)docno;
-    return 0;
-}
-
-int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out) {
-    size_t limit = f && f->limit ? f->limit : MMFS__DEFAULT_LIMIT;
-    int rc;
-    mem_filter mf;
-    int none;
-    mmfs__hit *hits = NULL;
-    uint64_t *ids = NULL;
-    double *scores = NULL;
-    size_t n = 0;
-    int ixlocked = 0;
-    if ((rc = filter_init(&mf, e, f, &none))) goto done;
-    pthread_rwlock_rdlock(&e->mems.ixlock);
-    ixlocked = 1;
-    /* Run the search even when nothing can match, so that a malformed
-    ** query is reported. */
-    uint64_t live = mmfs__index_count(e->mems.ix);
-    size_t k = none ? 1 : limit < live ? limit : (size_t)live;
-    if (k == 0) k = 1;
-    hits = malloc(k * sizeof *hits);
-    ids = malloc(k * sizeof *ids);
-    scores = malloc(k * sizeof *scores);
-    if (!hits || !ids || !scores) {
-        rc = mmfs__err(MMFS_NOMEM, "search_memory: out of memory");
-        goto done;
-    }
-    mmfs__search_cb cb = {&mf, mem_field_cb, none ? mem_reject_cb : mem_accept_cb};
-    if ((rc = mmfs__index_search(e->mems.ix, query, &cb, k, hits, &n))) goto done;
-    size_t m = 0;
-    for (size_t i = 0; i < n && !none; i++) {
-        mmfs__mem_ent b;
-        if (!mem_live(e, hits[i].docno, &b)) continue; /* the index and ents agree; be safe */
-        ids[m] = hits[i].docno;
-        scores[m++] = hits[i].score;
-    }
-    n = m;
-done:
-    if (ixlocked) pthread_rwlock_unlock(&e->mems.ixlock);
-    if (rc == MMFS_OK) rc = mem_list(e, ids, scores, n, out);
-    filter_done(&mf);
-    free(hits);
-    free(ids);
-    free(scores);
-    return rc;
-}
-
 /* ----------------------------------------------------------- documents */
 
 int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r) {
@@ -886,37 +518,4 @@ int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r) {
 
 int mmfs__engine_has_doc(const mmfs__engine *e, mmfs_slice key) {
     return mmfs__hmap_get(&e->docs.map, key, mmfs__hash(key)) != 0;
-}
-
-int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out) {
-    int rc;
-    if (limit == 0) limit = MMFS__DEFAULT_LIMIT;
-    uint64_t live = mmfs__index_count(e->docs.ix);
-    size_t k = limit < live ? limit : (size_t)live, n = 0;
-    if (k == 0) k = 1;
-    mmfs__hit *hits = malloc(k * sizeof *hits);
-    if (!hits) {
-        rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
-        goto done;
-    }
-    mmfs__search_cb cb = {e, NULL, NULL};
-    if ((rc = mmfs__index_search(e->docs.ix, query, &cb, k, hits, &n))) goto done;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (hits[i].docno < e->docs.next && e->docs.recs[hits[i].docno]) hits[m++] = hits[i];
-    mmfs_doc_hits *l = malloc(sizeof *l + m * sizeof(mmfs_doc_hit));
-    if (!l) {
-        rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
-        goto done;
-    }
-    l->count = m;
-    l->items = (mmfs_doc_hit *)(l + 1);
-    for (size_t i = 0; i < m; i++) {
-        l->items[i].key = mmfs__raw_key(e->docs.recs[hits[i].docno]);
-        l->items[i].score = hits[i].score;
-    }
-    *out = l;
-done:
-    free(hits);
-    return rc;
 }

@@ -2,8 +2,10 @@
 ** search.h: what the files of core/src/search share (private to them).
 **
 **   tokenize.c  UTF-8 tokenizer with case folding (mmfs__tok_*)
-**   postings.c  the in-memory index: term dictionary, postings, documents,
-**               cursors over postings, prefix expansion
+**   index.c     the in-memory index: lifetime, documents, adding and
+**               removing a document (index.h: what these three share)
+**   terms.c     its term dictionary, surface map, prefix expansion
+**   postings.c  its postings and positions, cursors over postings
 **   query.c     the query parser (text -> mmfs__qnode tree)
 **   bm25.c      evaluation: BM25 scoring, MaxScore, top-k, the public
 **               mmfs__index_search
@@ -98,7 +100,7 @@ void mmfs__tok_init_z(mmfs__tok *t, mmfs__tokz *z, const void *s, size_t len);
 /* Next token: 1 (t->buf[0..t->n), t->start, t->end set) or 0 at the end.
 ** With t->defer set (after init), a word to stem comes with t->pending
 ** set and only its folded form (fbuf, fn): the index stems each distinct
-** word once (postings.c). */
+** word once (index.c). */
 int mmfs__tok_next(mmfs__tok *t);
 
 /* Stems the current token if t->pending (buf, n set; pending cleared). */

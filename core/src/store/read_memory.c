@@ -2,9 +2,10 @@
 ** read_memory.c: the public reads of memories and documents
 ** (mmfs_get_memory, mmfs_list_memories, mmfs_search_memory, mmfs_snippet,
 ** mmfs_search): the handle's read entry (fork check, catch-up, the
-** engine's read side) around what engine/memory.c finds.  A memory search
-** first drains the index queue (engine.h, mmfs__mems): the index may lag
-** the entries, and a search must see every memory applied before it.
+** engine's read side) around what engine/memory_read.c finds.  A memory
+** search first drains the index queue (engine.h, mmfs__mems): the index
+** may lag the entries, and a search must see every memory applied before
+** it.
 ** Results point into the mapped log and stay valid until mmfs_close.
 */
 #include "db.h"

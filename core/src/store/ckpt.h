@@ -1,0 +1,146 @@
+/*
+** ckpt.h: what the three files of checkpoints share.
+**
+**   ckpt.c       the file: format constants below, naming and listing
+**                the files in ckpt/, building one from a snapshot and
+**                writing it, pruning, mmfs_checkpoint, the checkpointer
+**   ckpt_snap.c  the snapshot: what a checkpoint copies under the locks
+**                and merges with the mapped checkpoint after them
+**   ckpt_load.c  loading the newest valid checkpoint at open
+**
+** The format is docs/format.md's; a change to it is a change of
+** CK_FORMAT.  Nothing outside these three includes this header.
+*/
+#ifndef MMFS_CKPT_H
+#define MMFS_CKPT_H
+
+#include "db.h"
+#include "engine.h"
+
+#define CK_MAGIC "MMFSCKPT"
+#define CK_FORMAT 1u
+#define CK_HDR 512
+#define CK_SUM 16 /* bytes kept for the checksum at the end of the file */
+
+/* Section kinds.  A file with a kind this library does not know is from a
+** newer writer and is skipped. */
+enum {
+    SEC_SEGMENTS = 1, /* u32 no, u32 0, u64 end: sealed segments before the anchor's */
+    SEC_KV_HASH = 2,  /* u64 hash, u64 pos: open addressing, power-of-two slots */
+    SEC_KV_ORDER = 3, /* u64 pos: the same records by key */
+    SEC_RECORDS = 4,  /* u64 pos: every other live record, in log order */
+    SEC_INDEX = 5,    /* full-text index segments: not built yet, always empty */
+    SEC_MEM_ENTS = 6, /* u64 pos, u32 route, u32 flags (1: deleted): ids from H_MEM_BASE */
+    SEC_MEM_TIME = 7, /* u64 id: live memories, created_at desc then id desc */
+    SEC_ROUTES = 8,   /* bytes: H_NROUTES x (u32 length, name, zeros to 8) */
+    SEC_TAGS = 9      /* bytes: per tag u32 length, u32 0, u64 n, name (to 8), n u64 ids */
+};
+
+/* Header offsets. */
+enum {
+    H_MAGIC = 0,
+    H_FORMAT = 8,
+    H_SUMTYPE = 12,
+    H_LSN = 16,
+    H_SIZE = 24,
+    H_FIRST_SEG = 32,
+    H_ANCHOR_SEG = 36,
+    H_ANCHOR_OFF = 40,
+    H_ANCHOR_LSN = 48,
+    H_TOK_VERSION = 56,
+    H_TOK_LANG = 60, /* 32 bytes, NUL padded */
+    H_NEXT_MEM = 96,
+    H_LIVE_BYTES = 104, /* the engine's live_bytes at the LSN */
+    H_NSEC = 112,
+    H_SEC = 120, /* the section table, below */
+    H_ANCHOR_SUM = 336, /* 16 bytes: the anchor frame's checksum (zero padded) */
+    H_MEM_BASE = 352,   /* u64 the first id of SEC_MEM_ENTS */
+    H_MEM_LIVE = 360,   /* u64 live memories */
+    H_NROUTES = 368,    /* u64 routes in SEC_ROUTES */
+    H_REC_BYTES = 376   /* u64 bytes of the records applied up to the LSN (stats' dead_bytes) */
+};
+/* Nine sections, (u32 kind, u32 0, u64 offset, u64 count) at H_SEC + 24 k,
+** one of each kind in order: 120 + 9 * 24 = 336.  Each starts 8-aligned;
+** the count of a byte section is its length. */
+#define CK_NSEC 9
+
+/* What a checkpoint copies under the locks, and what it makes of that
+** after them.  Under the engine's read side it copies only what changed
+** since the mapped checkpoint (everything, without one): the mapped
+** tables are immutable for the engine's life, so they are merged in after
+** the lock is released (merge_kv, merge_memories), and the lock is held
+** for the size of the changes, not of the store. */
+typedef struct snap {
+    /* After this handle compacted the store, its engine still points into
+    ** the old segments (kept mapped until close): such a record is found
+    ** in the new ones by its LSN, which compaction keeps.  lsnpos: (LSN,
+    ** position) of every record of segs, in log order, made on first need. */
+    uint64_t *lsnpos;
+    size_t nlsnpos;
+    int lsnpos_made;
+    const mmfs__sum *sum;
+    uint64_t lsn, anchor, anchor_lsn, next_mem, live_bytes, rec_bytes;
+    uint8_t anchor_sum[16];
+    uint32_t first_seg;
+    struct sseg {
+        uint32_t no;
+        int fd;
+        const uint8_t *map;
+        size_t size;
+        uint64_t end;
+    } *segs; /* up to the anchor's */
+    size_t nsegs;
+    const uint8_t **recs; /* live records but kv and memories, any order */
+    size_t nrecs, reccap;
+    /* Copied under the lock. */
+    const mmfs__kvck *kvck;  /* the mapped kv tables (n = 0: none) */
+    const uint8_t **dset;    /* newer KV_SET records, by key */
+    size_t ndset, dsetcap;
+    const uint8_t **dkeys;   /* every newer kv record (hides the checkpoint's key) */
+    size_t ndkeys, dkeycap;
+    mmfs__memck mck;         /* the mapped memory table; dead is a copy */
+    mmfs__mem_ent *dents;    /* the newer ents, ids dbase.. */
+    uint64_t dbase;
+    size_t ndents;
+    const uint8_t **dtime;   /* the newer live memories by time */
+    size_t ndtime, dtimecap;
+    mmfs_slice *routes;
+    size_t nroutes;
+    mmfs_slice *tag_names;   /* per tag: name, mapped ids, newer ids */
+    const uint8_t **tag_ck;
+    size_t *tag_ckn, *tag_in_at;
+    size_t ntags, tagcap;
+    uint64_t *tag_in;
+    size_t ntag_in, tag_incap;
+    /* Made after it: what the file holds. */
+    const uint8_t **kv;      /* live KV_SET records, by key */
+    size_t nkv, kvcap;
+    mmfs__mem_ent *ents;     /* entries of ids mem_base .. next_mem - 1 */
+    uint64_t mem_base, mem_live;
+    size_t nents;
+    uint64_t *time;          /* live ids by time */
+    size_t ntime, timecap;
+    size_t *tag_at;          /* tag i's live ids: tag_ids[tag_at[i] .. tag_at[i + 1]) */
+    uint64_t *tag_ids;
+    size_t ntag_ids, tag_idcap;
+} snap;
+
+/* ckpt.c: bytes of one entry of section KIND (1 for a byte section, 0 for
+** a kind this library does not know). */
+size_t mmfs__ckpt_entsize(uint32_t kind);
+/* ckpt.c: the path of checkpoint LSN ("DIR/ckpt/<LSN, 20 digits>.ckpt"). */
+void mmfs__ckpt_path(const mmfs_db *db, uint64_t lsn, char *buf, size_t len);
+/* ckpt.c: the LSNs of the checkpoint files in ckpt/, newest first, in *OUT
+** (malloc'd; *N = 0 when the directory is missing).  With CLEAN, removes
+** temporaries left by processes that are gone.  Errors: MMFS_NOMEM, a
+** system error reading the directory. */
+int mmfs__ckpt_list(mmfs_db *db, uint64_t **out, size_t *n, int clean);
+
+/* ckpt_snap.c: picks the LSN (under wmu), copies what changed since the
+** mapped checkpoint (under rw's read side), then merges the mapped tables
+** in (no lock).  *EMPTY: the log has no frame yet.  Free S with
+** mmfs__ckpt_snap_free, whatever it returns. */
+int mmfs__ckpt_snap_take(mmfs_db *db, snap *s, int *empty);
+void mmfs__ckpt_snap_free(snap *s);
+
+#endif

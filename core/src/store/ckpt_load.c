@@ -1,0 +1,195 @@
+/*
+** ckpt_load.c: loading a checkpoint at open (mmfs__ckpt_load): the newest
+** file of ckpt/ that checks out is mapped, its kv tables and memory table
+** handed to the engine as they are, its other records applied again;
+** replay goes on after its anchor.
+**
+** Invariants:
+** - The log stays the truth.  A file is skipped when anything is off
+**   (checksum, size, format, first_segment, tokenizer, anchor, a position
+**   outside the log): open then tries the next older one, then the whole
+**   log.  Nothing here ever changes the log or ckpt/, and a failed load
+**   leaves the engine as new (engine_reset).
+** - The anchor frame is checked in this log (header, checksum, LSNs, its
+**   checksum as the file recorded it) before anything in the file is
+**   trusted, so a checkpoint of another log is never applied.
+*/
+#include "ckpt.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Forgets whatever a failed load put into the engine. */
+static int engine_reset(mmfs_db *db) {
+    mmfs__engine_free(db->eng);
+    db->eng = NULL;
+    int rc = mmfs__engine_new(&db->eng);
+    if (rc == MMFS_OK) rc = mmfs__engine_set_tokenizer(db->eng, db->tok_version, db->tok_lang);
+    return rc;
+}
+
+/* The segment of DB with number NO, and its index in *I. */
+static mmfs__seg *seg_index(mmfs_db *db, uint32_t no, size_t *i) {
+    if (no < db->first_seg || no - db->first_seg >= db->nsegs) return NULL;
+    *i = no - db->first_seg;
+    return db->segs[*i].no == no ? &db->segs[*i] : NULL;
+}
+
+/* Tries checkpoint LSN.  MMFS_OK: the engine holds it, *START and *FROM
+** say where replay goes on.  MMFS_CORRUPT: skipped (the engine is as it
+** was).  MMFS_NOMEM: give up. */
+static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
+    char path[4400];
+    mmfs__ckpt_path(db, lsn, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return MMFS_CORRUPT;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size < CK_HDR + CK_SUM || (uint64_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return MMFS_CORRUPT;
+    }
+    size_t size = (size_t)st.st_size;
+    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return MMFS_CORRUPT;
+    const uint8_t *b = map;
+    int rc = MMFS_CORRUPT;
+    uint64_t off[CK_NSEC], cnt[CK_NSEC];
+    size_t ai = 0;
+    mmfs__seg *as = NULL;
+    mmfs__frame f;
+    const char *why;
+    if (memcmp(b + H_MAGIC, CK_MAGIC, 8) != 0 || mmfs__ld32(b + H_FORMAT) != CK_FORMAT ||
+        mmfs__ld64(b + H_SIZE) != size || mmfs__ld64(b + H_LSN) != lsn ||
+        mmfs__ld32(b + H_SUMTYPE) != (uint32_t)db->sum.type ||
+        !mmfs__sum_check(&db->sum, b, size - CK_SUM, b + size - CK_SUM))
+        goto bad; /* damaged, truncated, misnamed, or a newer format */
+    for (size_t i = db->sum.len; i < CK_SUM; i++)
+        if (b[size - CK_SUM + i]) goto bad; /* past the checksum: zeros */
+    if (mmfs__ld32(b + H_FIRST_SEG) != db->first_seg) goto bad; /* stale: compacted since */
+    if (mmfs__ld32(b + H_TOK_VERSION) != (uint32_t)db->tok_version ||
+        strncmp((const char *)b + H_TOK_LANG, db->tok_lang, 32) != 0 || mmfs__ld32(b + H_NSEC) != CK_NSEC)
+        goto bad;
+    for (int k = 0; k < CK_NSEC; k++) {
+        const uint8_t *d = b + H_SEC + 24 * k;
+        size_t es = mmfs__ckpt_entsize((uint32_t)(k + 1));
+        off[k] = mmfs__ld64(d + 8);
+        cnt[k] = mmfs__ld64(d + 16);
+        if (mmfs__ld32(d) != (uint32_t)(k + 1) || off[k] % 8 || off[k] < CK_HDR || off[k] > size - CK_SUM ||
+            cnt[k] > (size - CK_SUM - off[k]) / es)
+            goto bad;
+    }
+    if (cnt[4] != 0) goto bad; /* index segments: written by a newer library */
+    if (cnt[1] & (cnt[1] - 1) || (cnt[2] && cnt[1] < cnt[2] * 2)) goto bad;
+    /* The anchor: the last frame covered, still in this log. */
+    as = seg_index(db, mmfs__ld32(b + H_ANCHOR_SEG), &ai);
+    uint64_t aoff = mmfs__ld64(b + H_ANCHOR_OFF);
+    if (!as || cnt[0] != ai || aoff < MMFS__SEG_HDR || aoff >= as->size ||
+        !mmfs__frame_check(as->map + aoff, as->size - aoff, mmfs__ld64(b + H_ANCHOR_LSN), &db->sum, &f, &why) ||
+        (f.flags & MMFS__FRAME_SEAL) || f.first_lsn + f.count - 1 != lsn ||
+        memcmp(f.body + f.body_len, b + H_ANCHOR_SUM, db->sum.len) != 0)
+        goto bad; /* not this log's frame: another log, or a repaired one */
+    for (size_t i = 0; i < ai; i++) {
+        const uint8_t *p = b + off[0] + 16 * i;
+        uint64_t end = mmfs__ld64(p + 8);
+        if (mmfs__ld32(p) != db->segs[i].no || end < MMFS__SEG_HDR || end > db->segs[i].size) goto bad;
+    }
+
+    /* Trusted from here.  The kv tables are mapped; the rest is applied. */
+    mmfs__engine *e = db->eng;
+    mmfs__kvck *ck = &e->kv.ck;
+    ck->seg_map = calloc(ai + 1, sizeof *ck->seg_map);
+    ck->seg_end = calloc(ai + 1, sizeof *ck->seg_end);
+    if (!ck->seg_map || !ck->seg_end) {
+        rc = mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
+        goto reset;
+    }
+    for (size_t i = 0; i <= ai; i++) {
+        ck->seg_map[i] = db->segs[i].map;
+        ck->seg_end[i] = i < ai ? mmfs__ld64(b + off[0] + 16 * i + 8) : aoff + f.frame_len;
+    }
+    ck->first = db->first_seg;
+    ck->nsegs = (uint32_t)ai + 1;
+    ck->file = map;
+    ck->file_size = size;
+    ck->slots = b + off[1];
+    ck->mask = cnt[1] ? cnt[1] - 1 : 0;
+    ck->order = b + off[2];
+    ck->n = cnt[2];
+    map = NULL; /* the engine owns it now */
+    e->kv.live = cnt[2];
+    /* The index work of the memories waits for the first search or write,
+    ** so that open and a first kv read do not tokenize history. */
+    mmfs__engine_defer_index(e);
+    /* The memory table, mapped; it covers every id below the next. */
+    uint64_t next_mem = mmfs__ld64(b + H_NEXT_MEM), mem_base = mmfs__ld64(b + H_MEM_BASE);
+    if (next_mem == 0 || mem_base > next_mem || next_mem - mem_base != cnt[5] || cnt[6] > cnt[5]) goto reset_bad;
+    mmfs__memck mck = {b + off[5], mem_base, (size_t)cnt[5], b + off[6], (size_t)cnt[6], NULL};
+    if ((rc = mmfs__mem_ck_attach(e, &mck, b + off[7], (size_t)cnt[7], (size_t)mmfs__ld64(b + H_NROUTES),
+                                  b + off[8], (size_t)cnt[8], mmfs__ld64(b + H_MEM_LIVE), next_mem)) != MMFS_OK)
+        goto reset;
+    const uint8_t *recs = b + off[3];
+    for (uint64_t i = 0; i < cnt[3]; i++) {
+        uint64_t pos = mmfs__ld64(recs + 8 * i);
+        uint32_t no = MMFS__POS_SEG(pos);
+        uint64_t o = MMFS__POS_OFF(pos);
+        mmfs__rec r;
+        if (no < ck->first || no - ck->first >= ck->nsegs || o < MMFS__SEG_HDR ||
+            o >= ck->seg_end[no - ck->first] ||
+            mmfs__rec_decode(ck->seg_map[no - ck->first] + o, (size_t)(ck->seg_end[no - ck->first] - o), &r) ||
+            r.lsn > lsn || r.type == MMFS__R_KV_SET || r.type == MMFS__R_KV_DEL || r.type == MMFS__R_MEMORY ||
+            r.type == MMFS__R_DEL_MEMORY ||
+            r.type == MMFS__R_SESSION_DEL || r.type == MMFS__R_DOC_UNINDEX ||
+            (i && pos <= mmfs__ld64(recs + 8 * (i - 1))))
+            goto reset_bad;
+        if ((rc = mmfs__engine_apply(e, &r)) != MMFS_OK) goto reset;
+    }
+    /* As it was, not as the records applied again add up: empty stream
+    ** appends after a stream's first are counted but not kept. */
+    e->live_bytes = mmfs__ld64(b + H_LIVE_BYTES);
+    for (size_t i = 0; i < ai; i++) {
+        db->segs[i].end = ck->seg_end[i];
+        db->segs[i].sealed = 1;
+    }
+    db->next_lsn = lsn + 1;
+    db->rec_bytes = mmfs__ld64(b + H_REC_BYTES); /* the tail's records add to it */
+    db->last_frame = MMFS__POS(as->no, aoff);
+    db->ckpt_lsn = lsn;
+    atomic_store(&db->ckpt_pos, MMFS__POS(as->no, aoff + f.frame_len));
+    *start = ai;
+    *from = aoff + f.frame_len;
+    return MMFS_OK;
+
+reset_bad:
+    rc = MMFS_CORRUPT;
+reset:
+    {
+        int r2 = engine_reset(db);
+        if (r2) rc = r2;
+    }
+bad:
+    if (map) munmap(map, size);
+    return rc == MMFS_NOMEM ? MMFS_NOMEM : MMFS_CORRUPT;
+}
+
+int mmfs__ckpt_load(mmfs_db *db, size_t *start, uint64_t *from) {
+    *start = 0;
+    *from = MMFS__SEG_HDR;
+    db->ckpt_lsn = 0;
+    if (db->no_manifest || db->nsegs == 0) return MMFS_OK;
+    uint64_t *v;
+    size_t n;
+    if (mmfs__ckpt_list(db, &v, &n, 0) != MMFS_OK) return MMFS_OK; /* an unreadable ckpt/: the log */
+    int rc = MMFS_OK;
+    for (size_t i = 0; i < n; i++) {
+        rc = try_one(db, v[i], start, from);
+        if (rc != MMFS_CORRUPT) break;
+        rc = MMFS_OK;
+    }
+    free(v);
+    return rc;
+}
