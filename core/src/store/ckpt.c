@@ -142,33 +142,38 @@ int mmfs__ckpt_list(mmfs_db *db, uint64_t **out, size_t *n, int clean) {
 
 /* ---------------------------------------------------------------- writing */
 
-/* Lists (LSN, position) of every record in the snapshot's segments, in
-** log order (LSNs increase along the log, gaps and all). */
-static int make_lsnpos(snap *s) {
-    size_t cap = 0;
-    s->lsnpos_made = 1;
-    for (size_t i = 0; i < s->nsegs; i++) {
-        const struct sseg *g = &s->segs[i];
-        uint64_t off = MMFS__SEG_HDR;
-        while (off < g->end) {
-            mmfs__frame f;
-            const char *why;
-            if (!mmfs__frame_check(g->map + off, (size_t)(g->end - off), 0, s->sum, &f, &why)) break;
-            const uint8_t *p = f.body;
-            for (uint32_t k = 0; k < f.count; k++) {
-                void *a = s->lsnpos;
-                int rc = mmfs__grow(&a, &cap, 2 * (s->nlsnpos + 1), sizeof *s->lsnpos);
-                if (rc) return rc;
-                s->lsnpos = a;
-                s->lsnpos[2 * s->nlsnpos] = mmfs__raw_lsn(p);
-                s->lsnpos[2 * s->nlsnpos + 1] = MMFS__POS(g->no, (uint64_t)(p - g->map));
-                s->nlsnpos++;
-                p += mmfs__raw_len(p);
-            }
-            off += f.frame_len;
-        }
-    }
+static int add_logrec(void *ud, const mmfs__rec *r) {
+    snap *s = ud;
+    void *a = s->logrecs;
+    int rc = mmfs__grow(&a, &s->logreccap, s->nlogrecs + 1, sizeof *s->logrecs);
+    if (rc) return rc;
+    s->logrecs = a;
+    s->logrecs[s->nlogrecs++] = r->raw;
     return MMFS_OK;
+}
+
+/* Lists every record of the snapshot's segments in s->logrecs. */
+static int make_logrecs(snap *s) {
+    s->logrecs_made = 1;
+    mmfs__seg *segs = calloc(s->nsegs, sizeof *segs);
+    if (!segs) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
+    for (size_t i = 0; i < s->nsegs; i++) {
+        segs[i].no = s->segs[i].no;
+        segs[i].map = s->segs[i].map;
+        segs[i].size = s->segs[i].size;
+        segs[i].end = s->segs[i].end;
+    }
+    int rc = mmfs__each_record(segs, s->nsegs, segs[s->nsegs - 1].end, s->sum, add_logrec, s);
+    free(segs);
+    return rc;
+}
+
+/* RAW's position if it lies in one of the snapshot's segments, else 0. */
+static uint64_t pos_in(const snap *s, const uint8_t *raw) {
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (raw >= s->segs[i].map && raw < s->segs[i].map + s->segs[i].size)
+            return MMFS__POS(s->segs[i].no, (uint64_t)(raw - s->segs[i].map));
+    return 0;
 }
 
 /* The log position of record RAW in the snapshot's segments, or 0 when it
@@ -176,26 +181,20 @@ static int make_lsnpos(snap *s) {
 ** handle's compaction) is looked up by LSN and taken only if its bytes are
 ** the same. */
 static uint64_t pos_of(snap *s, const uint8_t *raw) {
-    for (size_t i = 0; i < s->nsegs; i++)
-        if (raw >= s->segs[i].map && raw < s->segs[i].map + s->segs[i].size)
-            return MMFS__POS(s->segs[i].no, (uint64_t)(raw - s->segs[i].map));
-    if (!s->lsnpos_made && make_lsnpos(s) != MMFS_OK) return 0;
+    uint64_t pos = pos_in(s, raw);
+    if (pos) return pos;
+    if (!s->logrecs_made && make_logrecs(s) != MMFS_OK) return 0;
     uint64_t lsn = mmfs__raw_lsn(raw);
-    size_t lo = 0, hi = s->nlsnpos;
+    size_t lo = 0, hi = s->nlogrecs;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (s->lsnpos[2 * mid] < lsn) lo = mid + 1;
+        if (mmfs__raw_lsn(s->logrecs[mid]) < lsn) lo = mid + 1;
         else hi = mid;
     }
-    if (lo == s->nlsnpos || s->lsnpos[2 * lo] != lsn) return 0;
-    uint64_t pos = s->lsnpos[2 * lo + 1];
-    for (size_t i = 0; i < s->nsegs; i++) {
-        if (s->segs[i].no != MMFS__POS_SEG(pos)) continue;
-        const uint8_t *q = s->segs[i].map + MMFS__POS_OFF(pos);
-        uint32_t len = mmfs__raw_len(raw);
-        return mmfs__raw_len(q) == len && memcmp(q, raw, len) == 0 ? pos : 0;
-    }
-    return 0;
+    if (lo == s->nlogrecs) return 0;
+    const uint8_t *q = s->logrecs[lo];
+    uint32_t len = mmfs__raw_len(raw);
+    return mmfs__raw_len(q) == len && memcmp(q, raw, len) == 0 ? pos_in(s, q) : 0;
 }
 
 static int cmp_u64(const void *a, const void *b) {

@@ -73,11 +73,11 @@ enum {
 typedef struct snap {
     /* After this handle compacted the store, its engine still points into
     ** the old segments (kept mapped until close): such a record is found
-    ** in the new ones by its LSN, which compaction keeps.  lsnpos: (LSN,
-    ** position) of every record of segs, in log order, made on first need. */
-    uint64_t *lsnpos;
-    size_t nlsnpos;
-    int lsnpos_made;
+    ** in the new ones by its LSN, which compaction keeps.  logrecs: every
+    ** record of segs, in log order (so by LSN), made on first need. */
+    const uint8_t **logrecs;
+    size_t nlogrecs, logreccap;
+    int logrecs_made;
     const mmfs__sum *sum;
     uint64_t lsn, anchor, anchor_lsn, next_mem, live_bytes, rec_bytes;
     uint8_t anchor_sum[16];

@@ -134,7 +134,7 @@ static int take_memories(const mmfs__engine *e, snap *s) {
 }
 
 void mmfs__ckpt_snap_free(snap *s) {
-    free(s->lsnpos);
+    free(s->logrecs);
     free(s->segs);
     free(s->recs);
     free(s->dset);

@@ -241,11 +241,11 @@ typedef struct snap {
     uint32_t first;   /* MANIFEST's first segment then */
 } snap;
 
-/* Calls FN(ud, r) for every record of the snapshot, in order. */
-static int each_record(const snap *sn, const mmfs__sum *sum, int (*fn)(void *ud, const mmfs__rec *r), void *ud) {
-    for (size_t i = 0; i < sn->n; i++) {
-        const mmfs__seg *s = &sn->segs[i];
-        uint64_t off = MMFS__SEG_HDR, end = i + 1 == sn->n ? MMFS__POS_OFF(sn->end) : s->end;
+int mmfs__each_record(const mmfs__seg *segs, size_t n, uint64_t last_end, const mmfs__sum *sum,
+                      int (*fn)(void *ud, const mmfs__rec *r), void *ud) {
+    for (size_t i = 0; i < n; i++) {
+        const mmfs__seg *s = &segs[i];
+        uint64_t off = MMFS__SEG_HDR, end = i + 1 == n ? last_end : s->end;
         while (off < end) {
             mmfs__frame f;
             const char *why;
@@ -367,8 +367,9 @@ static int copy_live(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int64
 #ifdef MMFS_HAVE_POLICY
     if (p && mmfs__policy_has_keep(p)) c.t = &t;
 #endif
-    int rc = c.t ? each_record(sn, &db->sum, count_tags, &c) : MMFS_OK;
-    if (rc == MMFS_OK) rc = each_record(sn, &db->sum, copy_record, &c);
+    uint64_t last_end = MMFS__POS_OFF(sn->end);
+    int rc = c.t ? mmfs__each_record(sn->segs, sn->n, last_end, &db->sum, count_tags, &c) : MMFS_OK;
+    if (rc == MMFS_OK) rc = mmfs__each_record(sn->segs, sn->n, last_end, &db->sum, copy_record, &c);
     mmfs__hmap_free(&t.map);
     free(t.v);
     free(t.newer);

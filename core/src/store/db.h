@@ -320,6 +320,13 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target);
 ** anything.  The segments and engine used before are kept until close.
 ** Caller holds wmu.  Errors: MMFS_CORRUPT, MMFS_IO, MMFS_NOMEM. */
 int mmfs__reload(mmfs_db *db);
+
+/* compact.c: calls FN(ud, r) for every record of the N segments SEGS, in
+** log order (their frames up to each one's end, LAST_END in the last;
+** seals end a segment).  Stops at FN's first non-zero return and returns
+** it.  Errors: MMFS_CORRUPT (a frame or record that does not check). */
+int mmfs__each_record(const mmfs__seg *segs, size_t n, uint64_t last_end, const mmfs__sum *sum,
+                      int (*fn)(void *ud, const mmfs__rec *r), void *ud);
 /* The same without re-reading MANIFEST: a new engine from the log that
 ** db's fields name, replayed to the end of its frames.  Caller holds wmu
 ** and the flock.  On failure the handle is unusable (broken). */
