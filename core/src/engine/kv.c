@@ -162,24 +162,23 @@ int mmfs__kv_apply(mmfs__engine *e, const mmfs__rec *r) {
 
 int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key) { return kv_find(e, key) != NULL; }
 
-int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {
+/* KEY's value (pointing into the log), or MMFS_NOTFOUND with no message. */
+static int kv_value(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {
     const uint8_t *raw = kv_find(e, key);
-    mmfs__rec r;
     if (!raw) return MMFS_NOTFOUND;
-    int rc = mmfs__raw_decode(raw, &r);
-    if (rc == MMFS_OK) *value = r.u.kv.value;
-    return rc;
-}
-
-int mmfs__kv_get(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {
-    const uint8_t *raw = kv_find(e, key);
-    if (!raw) return mmfs__err(MMFS_NOTFOUND, "get_kv: no such key");
     /* KV_SET: header, str key, str value; the frame was checked when it
     ** was applied, so the lengths are within the record. */
     const uint8_t *v = raw + MMFS__REC_HDR + 4 + mmfs__ld32(raw + MMFS__REC_HDR);
     value->len = mmfs__ld32(v);
     value->ptr = v + 4;
     return MMFS_OK;
+}
+
+int mmfs__engine_get_kv(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) { return kv_value(e, key, value); }
+
+int mmfs__kv_get(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {
+    int rc = kv_value(e, key, value);
+    return rc == MMFS_NOTFOUND ? mmfs__err(MMFS_NOTFOUND, "get_kv: no such key") : rc;
 }
 
 const uint8_t *mmfs__kv_seek(const mmfs__engine *e, mmfs_slice probe, int strict) {
