@@ -474,8 +474,6 @@ static void test_ttl_and_keep(void **state) {
     mmfs_test_rmdir(dir);
 }
 
-/* A keep that raises, loops or allocates without bound: the compaction
-** fails with a clear error, and nothing on disk or in the handle changed. */
 /* Writes go on while the compaction copies (the copy holds no lock): a
 ** thread writes through the same handle meanwhile, enough to make new
 ** segments, so the output is numbered after them; every write is there
@@ -567,6 +565,8 @@ static void test_when(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* A keep that raises, loops or allocates without bound: the compaction
+** fails with a clear error, and nothing on disk or in the handle changed. */
 static void test_hostile_keep(void **state) {
     (void)state;
     static const struct {
@@ -603,6 +603,168 @@ static void test_hostile_keep(void **state) {
         check_filled(db, ids, 20);
         expect_kv(db, "after", "ok");
         MMFS_OK_OR_FAIL(mmfs_close(db));
+        mmfs_test_rmdir(dir);
+    }
+}
+
+/* Every file of DIR as "name size hash" lines, recursively: equal
+** strings, equal bytes.  Not the lock files: LOCK's page holds live
+** positions, and log/compact.lock is made empty by the first compaction. */
+static void tree_digest(const char *dir, const char *rel, char **out, size_t *len, size_t *cap) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s%s%s", dir, rel[0] ? "/" : "", rel);
+    struct dirent **names = NULL;
+    int n = scandir(p, &names, NULL, alphasort);
+    assert_true(n >= 0);
+    for (int i = 0; i < n; i++) {
+        const char *nm = names[i]->d_name;
+        char sub[4096], full[8300];
+        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", nm);
+        snprintf(full, sizeof full, "%s/%s", dir, sub);
+        struct stat st;
+        if (strcmp(nm, ".") && strcmp(nm, "..") && strcmp(sub, "LOCK") && strcmp(sub, "log/compact.lock") && stat(full, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                tree_digest(dir, sub, out, len, cap);
+            } else {
+                FILE *f = fopen(full, "rb");
+                assert_non_null(f);
+                uint64_t h = 1469598103934665603ull;
+                int c;
+                while ((c = fgetc(f)) != EOF) h = (h ^ (uint64_t)c) * 1099511628211ull;
+                fclose(f);
+                if (*len + 8600 > *cap) {
+                    *cap = (*cap + 8600) * 2;
+                    *out = realloc(*out, *cap);
+                    assert_non_null(*out);
+                }
+                *len += (size_t)snprintf(*out + *len, *cap - *len, "%s %lld %llx\n", sub, (long long)st.st_size,
+                                         (unsigned long long)h);
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+static char *files_of(const char *dir) {
+    char *out = calloc(1, 1);
+    size_t len = 0, cap = 1;
+    tree_digest(dir, "", &out, &len, &cap);
+    return out;
+}
+
+/* What the store answers: every memory by get, list and two searches,
+** every key. */
+static char *answers(mmfs_db *db) {
+    size_t cap = 1 << 16, len = 0;
+    char *b = malloc(cap);
+    assert_non_null(b);
+    b[0] = 0;
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        if (len + 512 > cap) b = realloc(b, cap *= 2);                                             \
+        len += (size_t)snprintf(b + len, cap - len, __VA_ARGS__);                                  \
+    } while (0)
+    mmfs_filter f;
+    memset(&f, 0, sizeof f);
+    f.limit = 100000;
+    const char *qs[] = {NULL, "coffee", "tea OR odd"};
+    for (size_t q = 0; q < 3; q++) {
+        mmfs_memories *m = NULL;
+        MMFS_OK_OR_FAIL(qs[q] ? mmfs_search_memory(db, S(qs[q]), &f, &m) : mmfs_list_memories(db, &f, &m));
+        ADD("%s:", qs[q] ? qs[q] : "list");
+        for (size_t i = 0; i < m->count; i++)
+            ADD(" %llu:%.*s", (unsigned long long)m->items[i].id, (int)m->items[i].text.len,
+                (const char *)m->items[i].text.ptr);
+        ADD("\n");
+        mmfs_free(m);
+    }
+    for (uint64_t id = 1; id < 300; id++) ADD("%d", has_memory(db, id));
+    mmfs_kv_iter *it;
+    mmfs_slice k, v;
+    MMFS_OK_OR_FAIL(mmfs_kv_iter_open(db, S(""), &it));
+    while (mmfs_kv_iter_next(it, &k, &v) == MMFS_OK)
+        ADD("\n%.*s=%.*s", (int)k.len, (const char *)k.ptr, (int)v.len, (const char *)v.ptr);
+    mmfs_kv_iter_close(it);
+#undef ADD
+    return b;
+}
+
+/* More hostile keeps, on a store whose output spans segments (so some
+** refuse only after output was written) and that has checkpoints: each
+** fails naming compaction.keep; every file of the store keeps its bytes
+** and every answer stays the same; the store takes writes, and a sane
+** keep then compacts it. */
+static void test_hostile_keep_unchanged(void **state) {
+    (void)state;
+    static const struct {
+        const char *body;
+        int status, alt;
+    } cases[] = {
+        /* raises late: output already written */
+        {"if mem.id > 150 then error('late refusal') end return true", MMFS_REJECTED, MMFS_REJECTED},
+        {"error({})", MMFS_REJECTED, MMFS_REJECTED},
+        {"error()", MMFS_REJECTED, MMFS_REJECTED},
+        /* one allocation past the limit, inside a library function */
+        {"return string.rep('x', 1 << 40)", MMFS_LIMIT, MMFS_LIMIT},
+        {"return #string.rep(mem.text, 1 << 30) > 0", MMFS_LIMIT, MMFS_LIMIT},
+        /* catching its own limit errors to go on */
+        {"while true do pcall(function() while true do end end) end", MMFS_LIMIT, MMFS_LIMIT},
+        {"while true do pcall(string.rep, 'x', 1 << 30) end", MMFS_LIMIT, MMFS_LIMIT},
+        /* unbounded recursion: the budget or the stack, whichever first */
+        {"local function f(n) return f(n + 1) + 1 end return f(1)", MMFS_LIMIT, MMFS_REJECTED},
+        /* a late loop */
+        {"if mem.id > 150 then while true do end end return true", MMFS_LIMIT, MMFS_LIMIT},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *dir = mmfs_test_dir("compact_hostile2");
+        mmfs_options opts = mmfs_test_options(SMALL_SEG);
+        opts.hook_budget = 100000;
+        opts.checkpoint_bytes = 1u << 20;
+        mmfs_db *db = mmfs_test_open(dir, &opts);
+        char src[512];
+        snprintf(src, sizeof src, "return { compaction = { keep = function(mem, now) %s end } }", cases[c].body);
+        MMFS_OK_OR_FAIL(mmfs_set_policy(db, S(src)));
+        uint64_t ids[400];
+        fill(db, ids, 400);
+        char big[2048];
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        for (int i = 0; i < 200; i++) set(db, "big", big); /* several segments of dead bytes */
+        MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+        MMFS_OK_OR_FAIL(mmfs_sync(db));
+        char *files = files_of(dir), *said = answers(db);
+        mmfs_store_stats before = mmfs_test_stats(db);
+        int rc = mmfs_compact(db, NULL, NULL);
+        if (rc != cases[c].status && rc != cases[c].alt)
+            fail_msg("keep %s: compact -> %s (%s)", cases[c].body, mmfs_err_name(rc), mmfs_errmsg(NULL));
+        if (!strstr(mmfs_errmsg(NULL), "compaction.keep"))
+            fail_msg("keep %s: the message does not name compaction.keep: %s", cases[c].body, mmfs_errmsg(NULL));
+        char *files2 = files_of(dir), *said2 = answers(db);
+        assert_string_equal(files, files2);
+        assert_string_equal(said, said2);
+        mmfs_store_stats after = mmfs_test_stats(db);
+        assert_int_equal(after.lsn, before.lsn);
+        assert_int_equal(after.log_bytes, before.log_bytes);
+        assert_int_equal(after.compacting, 0);
+        check_filled(db, ids, 400);
+        /* usable: a write, a sane keep compacts, a reopen agrees */
+        set(db, "after", "ok");
+        MMFS_OK_OR_FAIL(mmfs_set_policy(db, S("return { compaction = { keep = function(mem) return true end } }")));
+        mmfs_compact_result res;
+        MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, &res));
+        assert_true(res.bytes_after < res.bytes_before);
+        check_filled(db, ids, 400);
+        expect_kv(db, "after", "ok");
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+        db = mmfs_test_open(dir, &opts);
+        check_filled(db, ids, 400);
+        expect_kv(db, "after", "ok");
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+        free(files);
+        free(files2);
+        free(said);
+        free(said2);
         mmfs_test_rmdir(dir);
     }
 }
@@ -698,6 +860,7 @@ int main(void) {
 #ifdef MMFS_HAVE_POLICY
         cmocka_unit_test(test_ttl_and_keep),
         cmocka_unit_test(test_hostile_keep),
+        cmocka_unit_test(test_hostile_keep_unchanged),
         cmocka_unit_test(test_online_writes),
         cmocka_unit_test(test_output_spans_segments),
         cmocka_unit_test(test_when),

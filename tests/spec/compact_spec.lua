@@ -134,28 +134,51 @@ describe("db:compact", function()
     db:close()
   end)
 
+  -- What a handle answers: the list and a search, with texts, and the keys.
+  local function answers(db)
+    local t = {}
+    for _, m in ipairs(assert(db:list_memories { limit = 1000 })) do t[#t + 1] = m.id .. "=" .. m.text end
+    for _, m in ipairs(assert(db:search_memory("coffee", { limit = 1000 }))) do t[#t + 1] = "s" .. m.id end
+    for _, k in ipairs { "k", "k2" } do t[#t + 1] = k .. "=" .. tostring(db:get_kv(k)) end
+    return table.concat(t, " ")
+  end
+
   for _, case in ipairs {
     { "raises", "error('nope')", "REJECTED" },
+    { "raises a table", "error({})", "REJECTED" },
+    { "raises after keeping some", "if mem.id > 3 then error('late') end return true", "REJECTED" },
     { "loops", "while true do end", "LIMIT" },
+    { "catches its own budget error", "while true do pcall(function() while true do end end) end", "LIMIT" },
     { "allocates without bound", "local t = {} while true do t[#t+1] = ('x'):rep(4096) .. #t end", "LIMIT" },
+    { "asks for one huge string", "return #string.rep('x', 1 << 40) > 0", "LIMIT" },
   } do
     it("a keep that " .. case[1] .. " changes nothing", function()
       local db, dir = H.open { sync = "none", hook_budget = 100000,
         policy = "return { compaction = { keep = function(mem, now) " .. case[2] .. " end } }" }
-      local a = mem(db, "one")
-      assert(db:delete_memory(mem(db, "two")))
+      local a = mem(db, "one coffee")
+      assert(db:delete_memory(mem(db, "two coffee")))
+      for i = 3, 6 do mem(db, i .. " coffee") end
       assert(db:set_kv("k", "v"))
-      local before = db:stats()
+      assert(db:set_kv("k", "v again"))
+      local before, said = db:stats(), answers(db)
       local msg = H.fails(case[3], db:compact())
-      assert.is_truthy(msg:find("compaction.keep", 1, true) or msg:find("nope", 1, true), msg)
+      assert.is_truthy(msg:find("compaction.keep", 1, true), msg)
       local after = db:stats()
       assert.are.equal(before.log_bytes, after.log_bytes)
       assert.are.equal(before.lsn, after.lsn)
-      assert.are.equal("one", db:get_memory(a).text)
+      assert.are.equal(said, answers(db))
+      assert.are.equal("one coffee", db:get_memory(a).text)
       assert(db:set_kv("k2", "still writable"))
+      -- a sane keep then compacts
+      assert(db:set_policy("return { compaction = { keep = function(mem) return true end } }"))
+      local r = assert(db:compact())
+      assert.is_true(r.bytes_after < r.bytes_before)
+      assert.is_true(r.dropped > 0)
+      said = answers(db)
       db:close()
       db = H.reopen(dir)
       assert.are.equal("still writable", db:get_kv("k2"))
+      assert.are.equal(said, answers(db))
       db:close()
     end)
   end

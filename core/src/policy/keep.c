@@ -135,5 +135,13 @@ int mmfs__pvm_keep(mmfs__policy *p, const mmfs__rec *mem, int64_t now, const uin
     keep_args a = {p, mem, now, newer, 1};
     int rc = run_guarded(p, "compaction.keep", keep_protected, &a);
     *keep = a.keep;
+    /* A raised message, or a limit met inside a library function
+    ** ("string.rep ran past ..."), does not say whose it is: say it. */
+    const char *msg = rc ? mmfs_errmsg(NULL) : NULL;
+    if (msg && !strstr(msg, "compaction.keep")) {
+        char copy[512];
+        snprintf(copy, sizeof copy, "%s", msg);
+        rc = mmfs__err(rc, "compaction.keep: %s", copy);
+    }
     return rc;
 }
