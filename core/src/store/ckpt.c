@@ -144,10 +144,13 @@ int mmfs__ckpt_list(mmfs_db *db, uint64_t **out, size_t *n, int clean) {
 
 static int add_logrec(void *ud, const mmfs__rec *r) {
     snap *s = ud;
-    void *a = s->logrecs;
+    void *a = s->logrecs, *l = s->loglsn;
     int rc = mmfs__grow(&a, &s->logreccap, s->nlogrecs + 1, sizeof *s->logrecs);
     if (rc) return rc;
     s->logrecs = a;
+    if ((rc = mmfs__grow(&l, &s->loglsncap, s->nlogrecs + 1, sizeof *s->loglsn))) return rc;
+    s->loglsn = l;
+    s->loglsn[s->nlogrecs] = mmfs__raw_lsn(r->raw);
     s->logrecs[s->nlogrecs++] = r->raw;
     return MMFS_OK;
 }
@@ -185,10 +188,21 @@ static uint64_t pos_of(snap *s, const uint8_t *raw) {
     if (pos) return pos;
     if (!s->logrecs_made && make_logrecs(s) != MMFS_OK) return 0;
     uint64_t lsn = mmfs__raw_lsn(raw);
+    /* The first record at or past LSN.  Compaction keeps records spread
+    ** over the LSNs about evenly, so interpolation lands near it in a step
+    ** or two; every other step halves, so the worst case stays log n. */
     size_t lo = 0, hi = s->nlogrecs;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (mmfs__raw_lsn(s->logrecs[mid]) < lsn) lo = mid + 1;
+    for (int step = 0; lo < hi; step++) {
+        uint64_t a = s->loglsn[lo], b = s->loglsn[hi - 1];
+        if (lsn <= a) break;
+        if (lsn > b) {
+            lo = hi;
+            break;
+        }
+        size_t mid = step & 1 ? lo + (hi - lo) / 2
+                              : lo + (size_t)((double)(lsn - a) / (double)(b - a) * (double)(hi - 1 - lo));
+        if (mid >= hi) mid = hi - 1;
+        if (s->loglsn[mid] < lsn) lo = mid + 1;
         else hi = mid;
     }
     if (lo == s->nlogrecs) return 0;

@@ -77,6 +77,10 @@ typedef struct snap {
     ** record of segs, in log order (so by LSN), made on first need. */
     const uint8_t **logrecs;
     size_t nlogrecs, logreccap;
+    /* logrecs' LSNs, side by side: the lookup's binary search reads this
+    ** array, not a record in the mapped log per step (1M lookups). */
+    uint64_t *loglsn;
+    size_t loglsncap;
     int logrecs_made;
     const mmfs__sum *sum;
     uint64_t lsn, anchor, anchor_lsn, next_mem, live_bytes, rec_bytes;

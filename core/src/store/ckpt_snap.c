@@ -135,6 +135,7 @@ static int take_memories(const mmfs__engine *e, snap *s) {
 
 void mmfs__ckpt_snap_free(snap *s) {
     free(s->logrecs);
+    free(s->loglsn);
     free(s->segs);
     free(s->recs);
     free(s->dset);
