@@ -729,7 +729,6 @@ int mmfs_compact(mmfs_db *db, const mmfs_compact_opts *opts, mmfs_compact_result
     uint64_t t0 = now_ms();
     int64_t now = opts && opts->now ? opts->now : (int64_t)time(NULL);
     rc = compact(db, now, &res);
-    if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
     /* Checkpoints made before point into the old segments (stale now), so
     ** the next open would replay the whole compacted log: write one of the
     ** new log, unless checkpoints are off.  It is derived data: if it
