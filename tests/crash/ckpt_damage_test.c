@@ -423,14 +423,15 @@ int main(int argc, char **argv) {
                    "(deleted texts count in the log's document frequencies)\n");
     }
     check_open(dir, 0, "the undamaged checkpoint");
-    if (!stride) stride = len / 800 + 1;
-    printf("checkpoint %s: %zu bytes, flips and cuts every %ld bytes (and the first and last 512)\n",
+    if (!stride) stride = len / 400 + 1;
+    printf("checkpoint %s: %zu bytes, flips and cuts every %ld bytes (flips: every byte of the first 512 "
+           "and the last 32; cuts: of the first 64 and the last 32)\n",
            strrchr(path, '/') + 1, len, stride);
 
     /* Flipped bits. */
     uint8_t *b = malloc(len);
     long n = 0;
-    for (size_t off = 0; off < len; off += (off < 512 || off + 512 >= len) ? 1 : (size_t)stride) {
+    for (size_t off = 0; off < len; off += (off < 512 || off + 32 >= len) ? 1 : (size_t)stride) {
         memcpy(b, orig, len);
         b[off] ^= (uint8_t)(1u << (ct_below(&rng, 8)));
         if (write_file(path, b, len)) ct_fatal(__FILE__, __LINE__, "write %s", path);
@@ -440,7 +441,7 @@ int main(int argc, char **argv) {
         if (ct_failures() > 20) break;
     }
     /* Cut short. */
-    for (size_t cut = 0; cut < len; cut += (cut < 512 || cut + 512 >= len) ? 1 : (size_t)stride) {
+    for (size_t cut = 0; cut < len; cut += (cut < 64 || cut + 32 >= len) ? 1 : (size_t)stride) {
         if (write_file(path, orig, cut)) ct_fatal(__FILE__, __LINE__, "write %s", path);
         char what[64];
         snprintf(what, sizeof what, "cut to %zu bytes", cut);
