@@ -65,12 +65,11 @@ size_t mmfs__ckpt_entsize(uint32_t kind) {
     case SEC_KV_HASH: return 16;
     case SEC_KV_ORDER: return 8;
     case SEC_RECORDS: return 8;
-    case SEC_INDEX: return 8;
-    case SEC_MEM_ENTS: return 16;
-    case SEC_MEM_TIME: return 8;
-    case SEC_ROUTES: return 1;
-    case SEC_TAGS: return 1;
-    default: return 0;
+    case SEC_MEM_DIR: return 16;
+    case SEC_MEM_TIME: return 16;
+    case SEC_TIME_IDS: return 4;
+    case SEC_SUMS: return 16;
+    default: return 1;
     }
 }
 
@@ -202,6 +201,180 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* A growing byte buffer for the sections whose size is known only once
+** they are encoded. */
+typedef struct bytes {
+    uint8_t *p;
+    size_t n, cap;
+} bytes;
+
+static int put(bytes *b, const void *src, size_t len) {
+    void *a = b->p;
+    if (mmfs__grow(&a, &b->cap, b->n + len, 1)) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
+    b->p = a;
+    memcpy(b->p + b->n, src, len);
+    b->n += len;
+    return MMFS_OK;
+}
+
+static int put32(bytes *b, uint32_t v) {
+    uint8_t x[4];
+    mmfs__st32(x, v);
+    return put(b, x, 4);
+}
+
+static int put64(bytes *b, uint64_t v) {
+    uint8_t x[8];
+    mmfs__st64(x, v);
+    return put(b, x, 8);
+}
+
+static int put_varint(bytes *b, uint64_t v) {
+    uint8_t x[10];
+    size_t n = 0;
+    do {
+        x[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) x[n] |= 0x80;
+        n++;
+    } while (v);
+    return put(b, x, n);
+}
+
+/* Shorter than this, a stretch of ids descending by one is cheaper as
+** explicit ids (4 bytes each) than as a run (16 bytes). */
+#define RUN_MIN 4
+
+/* The variable sections, encoded: the memory table's blocks (positions as
+** u32 deltas from the block's first, u64 where a block spans more than
+** 4 GiB of log, which a segment boundary does), the time order as runs,
+** the tags' ids as skip points and gaps. */
+typedef struct enc {
+    bytes dir, pos, route, time, tids, tags, tagids;
+    unsigned rwidth;
+} enc;
+
+static void enc_free(enc *x) {
+    free(x->dir.p);
+    free(x->pos.p);
+    free(x->route.p);
+    free(x->time.p);
+    free(x->tids.p);
+    free(x->tags.p);
+    free(x->tagids.p);
+}
+
+static int enc_mems(snap *s, enc *x) {
+    int rc = MMFS_OK;
+    x->rwidth = s->nroutes <= 1 ? 0 : s->nroutes <= 256 ? 1 : s->nroutes <= 65536 ? 2 : 4;
+    uint64_t *pos = malloc(MMFS__MEM_BLOCK * sizeof *pos);
+    if (!pos) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
+    for (size_t b = 0; b < s->nents && rc == MMFS_OK; b += MMFS__MEM_BLOCK) {
+        size_t cnt = s->nents - b < MMFS__MEM_BLOCK ? s->nents - b : MMFS__MEM_BLOCK;
+        uint64_t base = 0;
+        for (size_t i = 0; i < cnt && rc == MMFS_OK; i++) {
+            const mmfs__mem_ent *ent = &s->ents[b + i];
+            uint8_t r[4];
+            pos[i] = 0;
+            /* Deleted, or no such id (a compaction may have dropped a
+            ** deleted memory's record): absent. */
+            if (ent->raw && !ent->deleted && !(pos[i] = pos_of(s, ent->raw)))
+                rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
+            if (pos[i] && !base) base = pos[i];
+            mmfs__st32(r, pos[i] ? ent->route : 0);
+            if (x->rwidth && rc == MMFS_OK) rc = put(&x->route, r, x->rwidth);
+        }
+        if (rc) break;
+        /* Positions grow with ids (log order); a block that does not (or
+        ** spans more than a u32) is stored wide. */
+        int wide = 0;
+        for (size_t i = 0; i < cnt && base; i++)
+            if (pos[i] && (pos[i] < base || pos[i] - base >= UINT32_MAX)) wide = 1;
+        uint64_t at = x->pos.n;
+        rc = put64(&x->dir, base);
+        if (rc == MMFS_OK) rc = put64(&x->dir, !base ? at | 2 : wide ? at | 1 : at);
+        for (size_t i = 0; i < cnt && base && rc == MMFS_OK; i++)
+            rc = wide ? put64(&x->pos, pos[i]) : put32(&x->pos, pos[i] ? (uint32_t)(pos[i] - base) : UINT32_MAX);
+        /* Keep every block's entries 8-aligned (the flags live in the low bits). */
+        while (rc == MMFS_OK && x->pos.n % 8) rc = put(&x->pos, "", 1);
+    }
+    free(pos);
+    /* The time order: runs of ids descending by one, explicit ids between. */
+    for (size_t i = 0; i < s->ntime && rc == MMFS_OK;) {
+        size_t j = i + 1;
+        while (j < s->ntime && s->time[j] + 1 == s->time[j - 1]) j++;
+        if (j - i >= RUN_MIN) {
+            rc = put64(&x->time, i);
+            if (rc == MMFS_OK) rc = put64(&x->time, s->time[i]);
+            i = j;
+            continue;
+        }
+        /* Explicit ids up to the next stretch long enough for a run. */
+        rc = put64(&x->time, i);
+        if (rc == MMFS_OK) rc = put64(&x->time, (uint64_t)1 << 63 | x->tids.n / 4);
+        for (;;) {
+            for (; i < j && rc == MMFS_OK; i++) {
+                if (s->time[i] < s->mem_base || s->time[i] - s->mem_base > UINT32_MAX)
+                    rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a live memory outside the table");
+                else
+                    rc = put32(&x->tids, (uint32_t)(s->time[i] - s->mem_base));
+            }
+            if (rc || i == s->ntime) break;
+            j = i + 1;
+            while (j < s->ntime && s->time[j] + 1 == s->time[j - 1]) j++;
+            if (j - i >= RUN_MIN) break;
+        }
+    }
+    if (rc == MMFS_OK) rc = put64(&x->time, s->ntime); /* the sentinel */
+    if (rc == MMFS_OK) rc = put64(&x->time, 0);
+    /* Tags: the directory, and per tag its skip points then its gaps. */
+    for (size_t t = 0; t < s->ntags && rc == MMFS_OK; t++) {
+        const uint64_t *ids = s->tag_ids + s->tag_at[t];
+        size_t n = s->tag_at[t + 1] - s->tag_at[t], nblk = (n + MMFS__TAG_BLOCK - 1) / MMFS__TAG_BLOCK;
+        size_t at = x->tagids.n;
+        bytes gaps = {NULL, 0, 0};
+        for (size_t k = 0; k < nblk && rc == MMFS_OK; k++) {
+            size_t b = k * MMFS__TAG_BLOCK;
+            if (ids[b] < s->mem_base || ids[n - 1] - s->mem_base > UINT32_MAX) {
+                rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a tagged memory outside the table");
+                break;
+            }
+            rc = put32(&x->tagids, (uint32_t)(ids[b] - s->mem_base));
+            if (rc == MMFS_OK) rc = put32(&x->tagids, (uint32_t)gaps.n);
+            for (size_t i = b + 1; i < n && i < b + MMFS__TAG_BLOCK && rc == MMFS_OK; i++)
+                rc = put_varint(&gaps, ids[i] - ids[i - 1]);
+        }
+        if (rc == MMFS_OK && gaps.n) rc = put(&x->tagids, gaps.p, gaps.n);
+        free(gaps.p);
+        size_t nlen = s->tag_names[t].len;
+        if (rc == MMFS_OK) rc = put32(&x->tags, (uint32_t)nlen);
+        if (rc == MMFS_OK) rc = put32(&x->tags, 0);
+        if (rc == MMFS_OK) rc = put64(&x->tags, n);
+        if (rc == MMFS_OK) rc = put64(&x->tags, at);
+        if (rc == MMFS_OK) rc = put64(&x->tags, x->tagids.n - at);
+        if (rc == MMFS_OK) rc = put64(&x->tags, n ? ids[n - 1] : 0);
+        if (rc == MMFS_OK && nlen) rc = put(&x->tags, s->tag_names[t].ptr, nlen);
+        while (rc == MMFS_OK && x->tags.n % 8) rc = put(&x->tags, "", 1);
+    }
+    return rc;
+}
+
+/* Section 5, the full-text index segments: none yet.  The place where
+** they are measured and written; open's counterpart is in ckpt_load.c. */
+static size_t ckpt_index_len(mmfs_db *db, snap *s) {
+    (void)db;
+    (void)s;
+    return 0;
+}
+
+static int ckpt_index_write(mmfs_db *db, snap *s, uint8_t *at, size_t len) {
+    (void)db;
+    (void)s;
+    (void)at;
+    (void)len;
+    return MMFS_OK;
+}
+
 /* Builds the whole file in *BUF (*LEN bytes). */
 static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     s->sum = &db->sum;
@@ -210,20 +383,35 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         nslots = 16;
         while (nslots < s->nkv * 2) nslots *= 2; /* load <= 0.5: short probes */
     }
-    size_t routes_len = 0, tags_len = 0;
+    enc x;
+    memset(&x, 0, sizeof x);
+    int rc = enc_mems(s, &x);
+    if (rc) {
+        enc_free(&x);
+        return rc;
+    }
+    size_t routes_len = 0;
     for (size_t i = 0; i < s->nroutes; i++) routes_len += (4 + s->routes[i].len + 7) & ~(size_t)7;
-    for (size_t i = 0; i < s->ntags; i++)
-        tags_len += 16 + ((s->tag_names[i].len + 7) & ~(size_t)7) + (s->tag_at[i + 1] - s->tag_at[i]) * 8;
-    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots, s->nkv, s->nrecs, 0, s->nents, s->ntime, routes_len, tags_len};
+    size_t ix_len = ckpt_index_len(db, s);
+    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots,      s->nkv,         s->nrecs,          ix_len,
+                             x.dir.n / 16, x.time.n / 16, routes_len,   x.tags.n,          x.pos.n,
+                             x.route.n,    x.tids.n / 4,  x.tagids.n,   0};
     uint64_t off[CK_NSEC];
     size_t size = CK_HDR;
-    for (int k = 0; k < CK_NSEC; k++) {
+    for (int k = 0; k < CK_NSEC - 1; k++) {
         off[k] = size;
         size += (cnt[k] * mmfs__ckpt_entsize((uint32_t)(k + 1)) + 7) & ~(size_t)7;
     }
-    size += CK_SUM;
+    size_t nblocks = (size - CK_HDR + ((size_t)1 << CK_BLOCK_SHIFT) - 1) >> CK_BLOCK_SHIFT;
+    off[CK_NSEC - 1] = size;
+    cnt[CK_NSEC - 1] = nblocks;
+    size_t body_end = size;
+    size += nblocks * 16;
     uint8_t *b = calloc(1, size);
-    if (!b) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (%zu bytes)", size);
+    if (!b) {
+        enc_free(&x);
+        return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (%zu bytes)", size);
+    }
     memcpy(b + H_MAGIC, CK_MAGIC, 8);
     mmfs__st32(b + H_FORMAT, CK_FORMAT);
     mmfs__st32(b + H_SUMTYPE, (uint32_t)db->sum.type);
@@ -239,22 +427,22 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     mmfs__st64(b + H_LIVE_BYTES, s->live_bytes);
     mmfs__st64(b + H_REC_BYTES, s->rec_bytes);
     mmfs__st32(b + H_NSEC, CK_NSEC);
+    mmfs__st32(b + H_BLOCK_SHIFT, CK_BLOCK_SHIFT);
     memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->sum.len);
     mmfs__st64(b + H_MEM_BASE, s->mem_base);
     mmfs__st64(b + H_MEM_LIVE, s->mem_live);
     mmfs__st64(b + H_NROUTES, s->nroutes);
+    mmfs__st32(b + H_RWIDTH, x.rwidth);
+    mmfs__st64(b + H_NTIME, s->ntime);
     for (int k = 0; k < CK_NSEC; k++) {
-        uint8_t *d = b + H_SEC + 24 * k;
-        mmfs__st32(d, (uint32_t)(k + 1));
-        mmfs__st64(d + 8, off[k]);
-        mmfs__st64(d + 16, cnt[k]);
+        mmfs__st64(b + H_SEC + 16 * k, off[k]);
+        mmfs__st64(b + H_SEC + 16 * k + 8, cnt[k]);
     }
     uint8_t *p = b + off[0];
     for (size_t i = 0; i + 1 < s->nsegs; i++, p += 16) {
         mmfs__st32(p, s->segs[i].no);
         mmfs__st64(p + 8, s->segs[i].end);
     }
-    int rc = MMFS_OK;
     uint8_t *order = b + off[2], *slots = b + off[1];
     for (size_t i = 0; i < s->nkv && rc == MMFS_OK; i++) {
         uint64_t pos = pos_of(s, s->kv[i]);
@@ -275,33 +463,18 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
         mmfs__st64(recs + 8 * i, pos);
     }
-    uint8_t *p6 = b + off[5];
-    for (size_t i = 0; i < s->nents && rc == MMFS_OK; i++, p6 += 16) {
-        if (!s->ents[i].raw) continue; /* position 0: no such id */
-        uint64_t pos = pos_of(s, s->ents[i].raw);
-        /* A deleted memory whose record a compaction dropped: no such id. */
-        if (!pos && s->ents[i].deleted) continue;
-        if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
-        mmfs__st64(p6, pos);
-        mmfs__st32(p6 + 8, s->ents[i].route);
-        mmfs__st32(p6 + 12, s->ents[i].deleted ? 1 : 0);
-    }
-    for (size_t i = 0; i < s->ntime; i++) mmfs__st64(b + off[6] + 8 * i, s->time[i]);
+    if (rc == MMFS_OK) rc = ckpt_index_write(db, s, b + off[4], ix_len);
+    const bytes *sec[CK_NSEC] = {NULL, NULL, NULL, NULL, NULL, &x.dir, &x.time, NULL, &x.tags, &x.pos,
+                                 &x.route, &x.tids, &x.tagids, NULL};
+    for (int k = 0; k < CK_NSEC; k++)
+        if (sec[k] && sec[k]->n) memcpy(b + off[k], sec[k]->p, sec[k]->n);
     uint8_t *p8 = b + off[7];
     for (size_t i = 0; i < s->nroutes; i++) {
         mmfs__st32(p8, (uint32_t)s->routes[i].len);
         memcpy(p8 + 4, s->routes[i].ptr, s->routes[i].len);
         p8 += (4 + s->routes[i].len + 7) & ~(size_t)7;
     }
-    uint8_t *p9 = b + off[8];
-    for (size_t i = 0; i < s->ntags; i++) {
-        size_t n = s->tag_at[i + 1] - s->tag_at[i];
-        mmfs__st32(p9, (uint32_t)s->tag_names[i].len);
-        mmfs__st64(p9 + 8, n);
-        memcpy(p9 + 16, s->tag_names[i].ptr, s->tag_names[i].len);
-        p9 += 16 + ((s->tag_names[i].len + 7) & ~(size_t)7);
-        for (size_t j = 0; j < n; j++, p9 += 8) mmfs__st64(p9, s->tag_ids[s->tag_at[i] + j]);
-    }
+    enc_free(&x);
     if (rc) {
         free(b);
         return rc;
@@ -309,7 +482,14 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     /* Log order, so that applying them again is a replay of the live
     ** records: memory ids ascend, stream chunks keep their order. */
     qsort(recs, s->nrecs, 8, cmp_u64);
-    mmfs__sum_compute(&db->sum, b, size - CK_SUM, b + size - CK_SUM);
+    /* The blocks' checksums, theirs, then the header's (which covers the
+    ** section table and the checksum of the checksums). */
+    for (size_t j = 0; j < nblocks; j++) {
+        size_t lo = CK_HDR + (j << CK_BLOCK_SHIFT), hi = lo + ((size_t)1 << CK_BLOCK_SHIFT);
+        mmfs__sum_compute(&db->sum, b + lo, (hi < body_end ? hi : body_end) - lo, b + body_end + 16 * j);
+    }
+    mmfs__sum_compute(&db->sum, b + body_end, nblocks * 16, b + H_SUMS_SUM);
+    mmfs__sum_compute(&db->sum, b, H_HDR_SUM, b + H_HDR_SUM);
     *buf = b;
     *len = size;
     return MMFS_OK;
