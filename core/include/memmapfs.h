@@ -575,6 +575,10 @@ typedef struct mmfs_store_stats {
     uint64_t checkpoint_lsn; /* LSN of the checkpoint open mapped, 0 if none
                                 (none, or every one was damaged or stale) */
     uint64_t compacting;    /* 1 while a compaction runs through this handle */
+    uint64_t checkpoint_dropped; /* 1 once a part of the checkpoint open mapped
+                                    failed its checksum when first read: reads
+                                    that need it fail with MMFS_CORRUPT, and the
+                                    next open falls back to an older one or the log */
 } mmfs_store_stats;
 
 /* Writes a checkpoint: the engine's state at the last LSN this handle has

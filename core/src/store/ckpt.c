@@ -398,7 +398,13 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
                              x.route.n,    x.tids.n / 4,  x.tagids.n,   0};
     uint64_t off[CK_NSEC];
     size_t size = CK_HDR;
-    for (int k = 0; k < CK_NSEC - 1; k++) {
+    /* The sections open reads first, so that they share the first blocks
+    ** and open checks few bytes; then those read when first used. */
+    static const int layout[CK_NSEC - 1] = {SEC_SEGMENTS, SEC_RECORDS, SEC_INDEX,   SEC_ROUTES,   SEC_TAGS,
+                                            SEC_KV_HASH,  SEC_KV_ORDER, SEC_MEM_DIR, SEC_MEM_TIME, SEC_MEM_POS,
+                                            SEC_MEM_ROUTE, SEC_TIME_IDS, SEC_TAG_IDS};
+    for (int i = 0; i < CK_NSEC - 1; i++) {
+        int k = layout[i] - 1;
         off[k] = size;
         size += (cnt[k] * mmfs__ckpt_entsize((uint32_t)(k + 1)) + 7) & ~(size_t)7;
     }
