@@ -585,7 +585,7 @@ static void test_readonly_and_empty(void **state) {
     mmfs_test_rmdir(dir);
 }
 
-/* checkpoint_bytes: the background thread writes one on its own. */
+/* checkpoint_bytes: a commit past it starts a thread that writes one. */
 static void test_automatic(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ckpt-auto");
@@ -1008,6 +1008,103 @@ static void test_damage_readonly(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* ------------------------------------------------------ the checkpointer */
+
+/* Threads of this process. */
+static int nthreads(void) {
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* The LSNs of the checkpoint files, newest first, into V (up to 8). */
+static int ckpt_lsns(const char *dir, unsigned long long *v) {
+    int n = count_ckpts(dir);
+    for (int i = 0; i < n && i < 8; i++) {
+        char p[4200];
+        ckpt_file(dir, i, p, sizeof p);
+        v[i] = strtoull(strrchr(p, '/') + 1, NULL, 10);
+    }
+    return n;
+}
+
+/* Writes about BYTES of kv through the handles in turn. */
+static void write_round(mmfs_db **dbs, int n, size_t bytes, int *seq) {
+    char v[1000];
+    memset(v, 'y', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    for (size_t done = 0; done < bytes; done += sizeof v + 40) {
+        char k[32];
+        snprintf(k, sizeof k, "w%06d", (*seq)++);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(dbs[*seq % n], mmfs_str(k), mmfs_str(v)));
+    }
+}
+
+/* Waits until no checkpoint file appears for half a second. */
+static void settle(const char *dir) {
+    unsigned long long a[8], b[8];
+    int na = ckpt_lsns(dir, a);
+    for (int i = 0; i < 100; i++) {
+        usleep(500000);
+        int nb = ckpt_lsns(dir, b);
+        if (nb == na && (!na || a[0] == b[0])) return;
+        na = ckpt_lsns(dir, a);
+    }
+}
+
+/* checkpoint_bytes starts no thread at open: one runs only when a
+** checkpoint is due, and ends after it. */
+static void test_no_idle_thread(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-idle");
+    mmfs_options o = ck_options();
+    mmfs_db *off = mmfs_test_open(dir, &o);
+    int base = nthreads();
+    o.checkpoint_bytes = 1 << 20;
+    mmfs_db *on[4];
+    for (int i = 0; i < 4; i++) on[i] = mmfs_test_open(dir, &o);
+    assert_int_equal(nthreads(), base);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(on[0], mmfs_str("a"), mmfs_str("1")));
+    assert_int_equal(nthreads(), base);
+    for (int i = 0; i < 4; i++) MMFS_OK_OR_FAIL(mmfs_close(on[i]));
+    MMFS_OK_OR_FAIL(mmfs_close(off));
+    mmfs_test_rmdir(dir);
+}
+
+/* Several handles on one store, all writing: one checkpoint per crossing
+** of checkpoint_bytes, not one per handle (ckpt/lock, and each looks at
+** the newest file before writing). */
+static void test_one_checkpointer(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-one");
+    mmfs_options o = ck_options();
+    o.checkpoint_bytes = 256 << 10;
+    mmfs_db *dbs[4];
+    for (int i = 0; i < 4; i++) dbs[i] = mmfs_test_open(dir, &o);
+    int seq = 0;
+    unsigned long long v[8], w[8];
+    write_round(dbs, 4, (256 << 10) + (64 << 10), &seq); /* past the threshold once */
+    settle(dir);
+    assert_int_equal(ckpt_lsns(dir, v), 1);
+    write_round(dbs, 4, 256 << 10, &seq); /* and once more */
+    settle(dir);
+    assert_int_equal(ckpt_lsns(dir, w), 2);
+    assert_true(w[1] == v[0] && w[0] > v[0]);
+    for (int i = 0; i < 4; i++) MMFS_OK_OR_FAIL(mmfs_close(dbs[i]));
+    mmfs_options ro = ck_options();
+    ro.readonly = 1;
+    mmfs_db *db = mmfs_test_open(dir, &ro);
+    assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, w[0]);
+    assert_int_equal(mmfs_test_stats(db).kv, (uint64_t)seq);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -1025,6 +1122,8 @@ int main(void) {
         cmocka_unit_test(test_large_tables),
         cmocka_unit_test(test_damage_found_when_read),
         cmocka_unit_test(test_damage_readonly),
+        cmocka_unit_test(test_no_idle_thread),
+        cmocka_unit_test(test_one_checkpointer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,7 @@
 ** ckpt.c: checkpoints.  Owns ROOT/ckpt/ (the file format, in
 ** docs/format.md; its constants in ckpt.h): naming and listing the files,
 ** mmfs_checkpoint (building the file from a snapshot, ckpt_snap.c, and
-** writing it), pruning, and the background checkpointer.  Loading the
+** writing it), pruning, ckpt/lock, and the background checkpointer.  Loading the
 ** newest valid checkpoint at open is ckpt_load.c (mmfs__ckpt_load).
 **
 ** A checkpoint is the engine's state at an LSN, written as positions of
@@ -38,7 +38,14 @@
 **   ckpt/ fsync'd; only then are all but the newest two removed.
 ** - Written holding the writer mutex only while picking the LSN and the
 **   engine's read side while copying record pointers (ckpt_snap.c);
-**   hashing and writing the file hold no lock but cpmu.
+**   hashing and writing the file hold no lock but cpmu and ckpt/lock.
+** - One writer of checkpoints per store at a time: ckpt/lock (flock).
+**   The automatic one runs only when due: the commit path compares the
+**   log bytes since the newest checkpoint the handle knows with
+**   checkpoint_bytes (two loads), and past it starts one thread that
+**   takes ckpt/lock without waiting (another handle or process writing
+**   one: skip), looks at the newest file's anchor (another may have
+**   written one since), writes one, and ends.  No thread is idle.
 **
 ** The full-text indexes are not in the file (format section 5 is kept
 ** for index segments; not built yet): after loading, the memories' index
@@ -55,8 +62,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 size_t mmfs__ckpt_entsize(uint32_t kind) {
@@ -578,15 +585,39 @@ static int checkpoint_locked(mmfs_db *db) {
     return rc;
 }
 
+/* Takes ckpt/lock: one checkpoint writer per store at a time, across
+** handles and processes (flock: two descriptors of one process exclude
+** each other too).  NONBLOCK: MMFS_BUSY when another holds it.  *FD: close
+** it to release. */
+static int ckpt_lock(mmfs_db *db, int nonblock, int *fd) {
+    char dir[4200], path[4300];
+    ck_dir(db, dir, sizeof dir);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) return mmfs__err_sys(errno, "mkdir", dir);
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) return mmfs__err_sys(errno, "open", path);
+    while (flock(f, LOCK_EX | (nonblock ? LOCK_NB : 0)) < 0) {
+        int err = errno;
+        if (err == EINTR) continue;
+        close(f);
+        return nonblock && err == EWOULDBLOCK ? MMFS_BUSY : mmfs__err_sys(err, "flock", path);
+    }
+    *fd = f;
+    return MMFS_OK;
+}
+
 int mmfs_checkpoint(mmfs_db *db) {
     int rc = mmfs__usable(db);
     if (rc) return rc;
     if (db->opt.readonly) return mmfs__err(MMFS_READONLY, "%s: opened read-only: cannot write a checkpoint", db->dir);
     if (mmfs__in_own_writer(db))
         return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store (checkpoint)", db->dir);
+    int fd;
+    if ((rc = ckpt_lock(db, 0, &fd))) return rc;
     pthread_mutex_lock(&db->cpmu);
     rc = checkpoint_locked(db);
     pthread_mutex_unlock(&db->cpmu);
+    close(fd);
     return rc;
 }
 
@@ -603,47 +634,77 @@ static uint64_t since_ckpt(mmfs_db *db) {
            MMFS__POS_OFF(then);
 }
 
+/* Moves ckpt_pos to the anchor of the newest checkpoint in ckpt/ when
+** another handle wrote one since (its header, checksum checked; the
+** anchor frame's own length is not counted). */
+static void ckpt_pos_refresh(mmfs_db *db) {
+    uint64_t *v;
+    size_t n;
+    if (mmfs__ckpt_list(db, &v, &n, 0) != MMFS_OK) return;
+    uint8_t h[CK_HDR];
+    char path[4400];
+    if (n) {
+        mmfs__ckpt_path(db, v[0], path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h + H_MAGIC, CK_MAGIC, 8) == 0 &&
+            mmfs__ld32(h + H_FORMAT) == CK_FORMAT && mmfs__ld32(h + H_FIRST_SEG) == db->first_seg &&
+            mmfs__sum_check(&db->sum, h, H_HDR_SUM, h + H_HDR_SUM)) {
+            uint64_t pos = MMFS__POS(mmfs__ld32(h + H_ANCHOR_SEG), mmfs__ld64(h + H_ANCHOR_OFF));
+            if (pos > atomic_load(&db->ckpt_pos)) atomic_store(&db->ckpt_pos, pos);
+        }
+        if (fd >= 0) close(fd);
+    }
+    free(v);
+}
+
+/* The thread mmfs__ckpt_maybe starts: writes one checkpoint if no other
+** handle (of any process) is writing one and none was written since this
+** handle last looked, then ends. */
 static void *checkpointer(void *arg) {
     mmfs_db *db = arg;
-    pthread_mutex_lock(&db->cmu);
-    while (!db->ckpt_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec++; /* a wake-up a second: idle hosts (editors) stay idle */
-        pthread_cond_timedwait(&db->ccond, &db->cmu, &ts);
-        if (db->ckpt_stop || since_ckpt(db) < db->opt.checkpoint_bytes) continue;
-        pthread_mutex_unlock(&db->cmu);
-        /* Refreshes first, so a handle that only reads writes a checkpoint
-        ** of what others wrote too.  A failure (disk full) is retried at
-        ** the next tick; writes are not affected. */
-        (void)mmfs_checkpoint(db);
-        pthread_mutex_lock(&db->cmu);
+    int fd, rc = ckpt_lock(db, 1, &fd);
+    if (rc == MMFS_OK) {
+        ckpt_pos_refresh(db);
+        if (since_ckpt(db) >= db->opt.checkpoint_bytes) {
+            pthread_mutex_lock(&db->cpmu);
+            rc = checkpoint_locked(db);
+            pthread_mutex_unlock(&db->cpmu);
+        }
+        close(fd);
     }
+    /* Another handle is writing one (BUSY), or this one failed (disk
+    ** full): count again from here, so that the next try comes after
+    ** another checkpoint_bytes, not at every commit. */
+    if (rc != MMFS_OK) atomic_store(&db->ckpt_pos, atomic_load(&db->applied));
+    pthread_mutex_lock(&db->cmu);
+    db->ckpt_running = 0;
     pthread_mutex_unlock(&db->cmu);
     return NULL;
 }
 
+void mmfs__ckpt_maybe(mmfs_db *db) {
+    if (db->opt.readonly || !db->opt.checkpoint_bytes || since_ckpt(db) < db->opt.checkpoint_bytes) return;
+    pthread_mutex_lock(&db->cmu);
+    if (!db->ckpt_running && !db->ckpt_stop) {
+        if (db->ckpt_on) pthread_join(db->ckpter, NULL); /* the last one, ended */
+        db->ckpt_on = 0;
+        /* Failing to start is not an error of the commit: the next one
+        ** past the threshold tries again. */
+        if (pthread_create(&db->ckpter, NULL, checkpointer, db) == 0) db->ckpt_on = db->ckpt_running = 1;
+    }
+    pthread_mutex_unlock(&db->cmu);
+}
+
 int mmfs__ckpt_auto_start(mmfs_db *db) {
-    if (db->opt.readonly || db->opt.checkpoint_bytes == 0) return MMFS_OK;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_destroy(&db->ccond);
-    pthread_cond_init(&db->ccond, &ca);
-    pthread_condattr_destroy(&ca);
-    db->ckpt_stop = 0;
-    int err = pthread_create(&db->ckpter, NULL, checkpointer, db);
-    if (err) return mmfs__err_sys(err, "start the checkpointer thread", db->dir);
-    db->ckpt_on = 1;
+    (void)db; /* nothing runs until a checkpoint is due (mmfs__ckpt_maybe) */
     return MMFS_OK;
 }
 
 void mmfs__ckpt_auto_stop(mmfs_db *db) {
-    if (!db->ckpt_on) return;
     pthread_mutex_lock(&db->cmu);
     db->ckpt_stop = 1;
-    pthread_cond_signal(&db->ccond);
-    pthread_mutex_unlock(&db->cmu);
-    pthread_join(db->ckpter, NULL);
+    int on = db->ckpt_on;
     db->ckpt_on = 0;
+    pthread_mutex_unlock(&db->cmu);
+    if (on) pthread_join(db->ckpter, NULL);
 }
