@@ -141,7 +141,10 @@ typedef struct mmfs_options {
                                     store NULL or its own language, else
                                     MMFS_INVALID */
     uint64_t checkpoint_bytes;   /* write a checkpoint in the background after
-                                    this much log since the last one (64 MiB);
+                                    this much log since the last one (64 MiB):
+                                    the commit that crosses it starts a thread
+                                    that writes one and ends, one writer per
+                                    store at a time (no idle thread);
                                     0: never (mmfs_checkpoint still works) */
 } mmfs_options;
 

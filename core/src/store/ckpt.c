@@ -662,7 +662,8 @@ static void ckpt_pos_refresh(mmfs_db *db) {
 ** handle last looked, then ends. */
 static void *checkpointer(void *arg) {
     mmfs_db *db = arg;
-    int fd, rc = ckpt_lock(db, 1, &fd);
+    int fd = -1, rc = mmfs__usable(db); /* not after a failed fsync */
+    if (rc == MMFS_OK) rc = ckpt_lock(db, 1, &fd);
     if (rc == MMFS_OK) {
         ckpt_pos_refresh(db);
         if (since_ckpt(db) >= db->opt.checkpoint_bytes) {
