@@ -734,8 +734,9 @@ static void test_compact_from_checkpoint(void **state) {
 ** BIG_MEM memories mostly in created_at order (runs) with stretches out
 ** of order (explicit ids), two routes, tags with more than one block of
 ** ids, a few deletions; then a checkpoint and a few writes after it. */
-static void make_big(const char *dir) {
+static void make_big(const char *dir, uint64_t segment_size) {
     mmfs_options o = ck_options();
+    o.segment_size = segment_size;
     mmfs_db *db = mmfs_test_open(dir, &o);
     mmfs_batch *b = NULL;
     for (int i = 0; i < BIG_KV; i++) {
@@ -751,8 +752,11 @@ static void make_big(const char *dir) {
     }
     if (b) MMFS_OK_OR_FAIL(mmfs_batch_commit(b, NULL, NULL));
     for (int i = 1; i <= BIG_MEM; i++) {
-        char text[64], tag[8];
-        snprintf(text, sizeof text, "%s note %d", WORDS[i % 8], i);
+        char text[800], tag[8];
+        /* Ids 1500..1899 long: blocks of the table that span more than
+        ** 64 KiB of log (u32 deltas, or u64 across a segment). */
+        int n = snprintf(text, sizeof text, "%s note %d", WORDS[i % 8], i);
+        if (i >= 1500 && i < 1900) snprintf(text + n, sizeof text - (size_t)n, " %0700d", i);
         snprintf(tag, sizeof tag, "t%d", i % 3);
         mmfs_slice tags[2] = {mmfs_str("all"), mmfs_str(tag)};
         mmfs_memory_opts mo;
@@ -764,6 +768,8 @@ static void make_big(const char *dir) {
         MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str(text), tags, 2, &mo, NULL));
     }
     for (uint64_t id = 7; id <= BIG_MEM; id += 97) MMFS_OK_OR_FAIL(mmfs_delete_memory(db, id, NULL));
+    /* A whole block of the table (ids 2561..2688: the 21st of 128) deleted. */
+    for (uint64_t id = 2561; id <= 2688; id++) mmfs_delete_memory(db, id, NULL);
     MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
     MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("key00003"), mmfs_str("after")));
     MMFS_OK_OR_FAIL(mmfs_delete_memory(db, 2, NULL));
@@ -880,11 +886,11 @@ static int same_or_corrupt(const char *want, const char *got) {
 /* The big store's checkpoint, read from itself and from the log: the
 ** larger tables (several blocks of ids, runs and explicit ids, tags past
 ** one block, two routes) answer as the log does. */
-static void test_large_tables(void **state) {
-    (void)state;
+static void large_tables(uint64_t segment_size) {
     char *dir = mmfs_test_dir("ckpt-large");
-    make_big(dir);
+    make_big(dir, segment_size);
     mmfs_options o = ck_options();
+    o.segment_size = segment_size;
     o.readonly = 1;
     mmfs_db *db = mmfs_test_open(dir, &o);
     assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
@@ -906,6 +912,14 @@ static void test_large_tables(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* Small segments (blocks of the table in u16 deltas, or u64 positions
+** across a segment), then larger ones (u32 deltas). */
+static void test_large_tables(void **state) {
+    (void)state;
+    large_tables(64 << 10);
+    large_tables(4 << 20);
+}
+
 /* A flipped byte in each section that open does not check: open maps the
 ** file; the reads that touch the damaged block fail with CORRUPT, no read
 ** answers wrong, stats says the checkpoint was dropped, the file is
@@ -913,7 +927,7 @@ static void test_large_tables(void **state) {
 static void test_damage_found_when_read(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ckpt-lazy");
-    make_big(dir);
+    make_big(dir, 64 << 10);
     char path[4200];
     ckpt_file(dir, 0, path, sizeof path);
     uint8_t *orig;
@@ -981,7 +995,7 @@ static void test_damage_found_when_read(void **state) {
 static void test_damage_readonly(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ckpt-lazy-ro");
-    make_big(dir);
+    make_big(dir, 64 << 10);
     char path[4200];
     ckpt_file(dir, 0, path, sizeof path);
     uint8_t *b;

@@ -154,8 +154,9 @@ typedef struct mmfs__tag {
 ** reads it; docs/format.md, checkpoint format 2, sections 6, 7, 10, 11,
 ** 12).  Ids base .. base + n - 1, in blocks of MMFS__MEM_BLOCK ids: dir
 ** has (u64 base position, u64 at) per block, at the offset into pos of
-** its entries, bit 0 set: u64 positions (0: no such id), else u32 deltas
-** from the base position (UINT32_MAX: none), bit 1 set: no id at all.  A
+** its entries with their kind in its two low bits: 3, u16 deltas from the
+** base position (0xffff: none); 0, u32 deltas (UINT32_MAX: none); 1, u64
+** positions (0: none); 2, no id at all.  A
 ** memory deleted before the checkpoint is no such id.  route: rwidth
 ** bytes per id (0: every route is 0).  time: the live ids by created_at
 ** desc then id desc, as runs (u64 first index, u64 v) ending with a
@@ -312,7 +313,7 @@ int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *r
                         size_t nroutes, const uint8_t *tags, size_t tags_len, const uint8_t *tag_ids,
                         size_t tag_ids_len, uint64_t live, uint64_t next_id);
 /* Ids per block of a checkpoint's memory table and of its tag lists. */
-#define MMFS__MEM_BLOCK 256u
+#define MMFS__MEM_BLOCK 128u
 #define MMFS__TAG_BLOCK 128u
 /* memory.c: the MEMORY record of ID in checkpoint table CK (positions
 ** resolved by KV), its route in *ROUTE; NULL when the table has no such id,

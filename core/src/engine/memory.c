@@ -124,16 +124,20 @@ const uint8_t *mmfs__memck_rec(const mmfs__memck *ck, const mmfs__kvck *kv, uint
     const uint8_t *d = ck->dir + (i / MMFS__MEM_BLOCK) * 16;
     if (!mmfs__ckf_ok(ck->f, d, 16)) return NULL;
     uint64_t base = mmfs__ld64(d), at = mmfs__ld64(d + 8), pos;
-    size_t k = (size_t)(i % MMFS__MEM_BLOCK), w = at & 1 ? 8 : 4;
+    unsigned kind = (unsigned)(at & 3); /* 0: u32 deltas, 1: u64 positions, 2: empty, 3: u16 deltas */
+    size_t k = (size_t)(i % MMFS__MEM_BLOCK), w = kind == 1 ? 8 : kind == 3 ? 2 : 4;
     at &= ~(uint64_t)3;
-    if (mmfs__ld64(d + 8) & 2 || at > ck->pos_len || (ck->pos_len - at) / w <= k) return NULL;
+    if (kind == 2 || at > ck->pos_len || (ck->pos_len - at) / w <= k) return NULL;
     const uint8_t *p = ck->pos + at + w * k;
     if (!mmfs__ckf_ok(ck->f, p, w)) return NULL;
     if (w == 8) {
         pos = mmfs__ld64(p);
-    } else {
+    } else if (w == 4) {
         uint32_t delta = mmfs__ld32(p);
         pos = delta == UINT32_MAX ? 0 : base + delta;
+    } else {
+        uint32_t delta = (uint32_t)(p[0] | p[1] << 8);
+        pos = delta == 0xffff ? 0 : base + delta;
     }
     if (!pos) return NULL;
     uint32_t r = 0;

@@ -253,9 +253,9 @@ static int put_varint(bytes *b, uint64_t v) {
 #define RUN_MIN 4
 
 /* The variable sections, encoded: the memory table's blocks (positions as
-** u32 deltas from the block's first, u64 where a block spans more than
-** 4 GiB of log, which a segment boundary does), the time order as runs,
-** the tags' ids as skip points and gaps. */
+** u16 or u32 deltas from the block's first, u64 where a block spans a
+** segment boundary), the time order as runs, the tags' ids as skip points
+** and gaps. */
 typedef struct enc {
     bytes dir, pos, route, time, tids, tags, tagids;
     unsigned rwidth;
@@ -292,16 +292,32 @@ static int enc_mems(snap *s, enc *x) {
             if (x->rwidth && rc == MMFS_OK) rc = put(&x->route, r, x->rwidth);
         }
         if (rc) break;
-        /* Positions grow with ids (log order); a block that does not (or
-        ** spans more than a u32) is stored wide. */
+        /* Positions grow with ids (log order), so a block's deltas from
+        ** its first are small: u16 when the block spans less than 64 KiB
+        ** of log (memories of a few hundred bytes), u32 up to 4 GiB, u64
+        ** positions where it does not grow or spans more (a segment
+        ** boundary). */
+        uint64_t span = 0;
         int wide = 0;
-        for (size_t i = 0; i < cnt && base; i++)
+        for (size_t i = 0; i < cnt && base; i++) {
             if (pos[i] && (pos[i] < base || pos[i] - base >= UINT32_MAX)) wide = 1;
+            if (pos[i] > base && pos[i] - base > span) span = pos[i] - base;
+        }
+        unsigned kind = !base ? 2 : wide ? 1 : span < 0xffff ? 3 : 0;
         uint64_t at = x->pos.n;
         rc = put64(&x->dir, base);
-        if (rc == MMFS_OK) rc = put64(&x->dir, !base ? at | 2 : wide ? at | 1 : at);
-        for (size_t i = 0; i < cnt && base && rc == MMFS_OK; i++)
-            rc = wide ? put64(&x->pos, pos[i]) : put32(&x->pos, pos[i] ? (uint32_t)(pos[i] - base) : UINT32_MAX);
+        if (rc == MMFS_OK) rc = put64(&x->dir, at | kind);
+        for (size_t i = 0; i < cnt && base && rc == MMFS_OK; i++) {
+            if (kind == 1) {
+                rc = put64(&x->pos, pos[i]);
+            } else if (kind == 0) {
+                rc = put32(&x->pos, pos[i] ? (uint32_t)(pos[i] - base) : UINT32_MAX);
+            } else {
+                uint16_t d = pos[i] ? (uint16_t)(pos[i] - base) : 0xffff;
+                uint8_t le[2] = {(uint8_t)d, (uint8_t)(d >> 8)};
+                rc = put(&x->pos, le, 2);
+            }
+        }
         /* Keep every block's entries 8-aligned (the flags live in the low bits). */
         while (rc == MMFS_OK && x->pos.n % 8) rc = put(&x->pos, "", 1);
     }
