@@ -10,9 +10,10 @@
 **   - the kv map as a hash table and a key-ordered table that the engine
 **     reads through mmap (kv.c: lookups ask the newer records first, then
 **     the mapped tables), so neither open time nor heap grows with keys;
-**   - the memory table (per id: position, route, deleted; the live ids by
-**     time; the routes; each tag's live ids), read through mmap the same
-**     way (memory.c);
+**   - the memory table (per id its position, as small deltas in blocks,
+**     and its route; the live ids by time, as runs; the routes; each
+**     tag's live ids, as gaps), read through mmap the same way
+**     (memory.c);
 **   - every other live record (sessions, stream chunks, documents, the
 **     state, the policy) as one list in log order, which open applies
 **     again (no log scan, no checksums, only live records);
@@ -23,6 +24,10 @@
 ** log (a repaired tail, a copied directory, a compaction's new segments)
 ** is never applied; MANIFEST's first_segment must also be the one it was
 ** made against.
+**
+** Every 64 KiB block of the file has its checksum (format section 14):
+** open checks the header, those checksums and the sections it reads; the
+** rest is checked a block at a time when first read (engine/ck_verify.c).
 **
 ** Invariants:
 ** - The log stays the truth.  A checkpoint is derived, immutable, and

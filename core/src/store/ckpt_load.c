@@ -10,6 +10,9 @@
 **   outside the log): open then tries the next older one, then the whole
 **   log.  Nothing here ever changes the log or ckpt/, and a failed load
 **   leaves the engine as new (engine_reset).
+** - Open checks the header, the blocks' checksums (section 14) and the
+**   blocks of the sections it reads; the others are checked when first
+**   read (engine/ck_verify.c), which may drop the file later.
 ** - The anchor frame is checked in this log (header, checksum, LSNs, its
 **   checksum as the file recorded it) before anything in the file is
 **   trusted, so a checkpoint of another log is never applied.
@@ -39,9 +42,6 @@ static mmfs__seg *seg_index(mmfs_db *db, uint32_t no, size_t *i) {
     return db->segs[*i].no == no ? &db->segs[*i] : NULL;
 }
 
-/* Tries checkpoint LSN.  MMFS_OK: the engine holds it, *START and *FROM
-** say where replay goes on.  MMFS_CORRUPT: skipped (the engine is as it
-** was).  MMFS_NOMEM: give up. */
 /* Section 5, the full-text index segments: none yet, so a file with any
 ** is from a newer library (skipped).  The place where open reads them. */
 static int ckpt_index_load(mmfs_db *db, const uint8_t *at, uint64_t len) {
@@ -50,6 +50,9 @@ static int ckpt_index_load(mmfs_db *db, const uint8_t *at, uint64_t len) {
     return len == 0;
 }
 
+/* Tries checkpoint LSN.  MMFS_OK: the engine holds it, *START and *FROM
+** say where replay goes on.  MMFS_CORRUPT: skipped (the engine is as it
+** was).  MMFS_NOMEM: give up. */
 static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     char path[4400];
     mmfs__ckpt_path(db, lsn, path, sizeof path);
