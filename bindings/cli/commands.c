@@ -43,6 +43,7 @@ static int cmd_stats(const cli_args *a) {
         {"lsn", st.lsn},               {"durable_lsn", st.durable_lsn},
         {"state_version", st.state_version}, {"segments", st.segments},
         {"checkpoint_lsn", st.checkpoint_lsn}, {"compacting", st.compacting},
+        {"checkpoint_dropped", st.checkpoint_dropped},
     };
     print_rows(rows, sizeof rows / sizeof rows[0], cli_opt_has(a, "json"));
     return cli_close(a->cmd, db, 0);

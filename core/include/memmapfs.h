@@ -141,7 +141,10 @@ typedef struct mmfs_options {
                                     store NULL or its own language, else
                                     MMFS_INVALID */
     uint64_t checkpoint_bytes;   /* write a checkpoint in the background after
-                                    this much log since the last one (64 MiB);
+                                    this much log since the last one (64 MiB):
+                                    the commit that crosses it starts a thread
+                                    that writes one and ends, one writer per
+                                    store at a time (no idle thread);
                                     0: never (mmfs_checkpoint still works) */
 } mmfs_options;
 
@@ -575,6 +578,10 @@ typedef struct mmfs_store_stats {
     uint64_t checkpoint_lsn; /* LSN of the checkpoint open mapped, 0 if none
                                 (none, or every one was damaged or stale) */
     uint64_t compacting;    /* 1 while a compaction runs through this handle */
+    uint64_t checkpoint_dropped; /* 1 once a part of the checkpoint open mapped
+                                    failed its checksum when first read: reads
+                                    that need it fail with MMFS_CORRUPT, and the
+                                    next open falls back to an older one or the log */
 } mmfs_store_stats;
 
 /* Writes a checkpoint: the engine's state at the last LSN this handle has

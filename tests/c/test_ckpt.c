@@ -396,12 +396,14 @@ static void write_file(const char *path, const uint8_t *buf, size_t len) {
     fclose(f);
 }
 
-/* Rewrites the CRC32C at the end of a checkpoint (a CRC32C store), so a
-** change is seen by what it means, not by the checksum. */
+/* Rewrites the header's CRC32C (a CRC32C store; format 2 keeps it at 496
+** over the 496 bytes before), so a change is seen by what it means, not
+** by the checksum. */
 static void reseal(uint8_t *buf, size_t len) {
-    uint32_t c = mmfs__crc32c(0, buf, len - 16);
-    memset(buf + len - 16, 0, 16);
-    memcpy(buf + len - 16, &c, 4);
+    (void)len;
+    uint32_t c = mmfs__crc32c(0, buf, 496);
+    memset(buf + 496, 0, 16);
+    memcpy(buf + 496, &c, 4);
 }
 
 static void test_flipped_bytes(void **state) {
@@ -488,7 +490,8 @@ static void test_patched_header(void **state) {
         uint32_t val;
         const char *what;
     } cases[] = {
-        {8, 2, "a newer format"},
+        {8, 3, "a newer format"},
+        {8, 1, "format 1 (skipped: the log replays)"},
         {32, 2, "made against another first_segment"},
         {48, 1, "an anchor that is not in the log"},
     };
@@ -582,7 +585,7 @@ static void test_readonly_and_empty(void **state) {
     mmfs_test_rmdir(dir);
 }
 
-/* checkpoint_bytes: the background thread writes one on its own. */
+/* checkpoint_bytes: a commit past it starts a thread that writes one. */
 static void test_automatic(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ckpt-auto");
@@ -722,6 +725,403 @@ static void test_compact_from_checkpoint(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* ------------------------------------------------ larger tables, damage */
+
+#define BIG_KV 20000
+#define BIG_MEM 3000
+
+/* A store whose checkpoint spans many 64 KiB blocks: BIG_KV keys, and
+** BIG_MEM memories mostly in created_at order (runs) with stretches out
+** of order (explicit ids), two routes, tags with more than one block of
+** ids, a few deletions; then a checkpoint and a few writes after it. */
+static void make_big(const char *dir, uint64_t segment_size) {
+    mmfs_options o = ck_options();
+    o.segment_size = segment_size;
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    mmfs_batch *b = NULL;
+    for (int i = 0; i < BIG_KV; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof k, "key%05d", i);
+        snprintf(v, sizeof v, "value %d", i);
+        if (!b) MMFS_OK_OR_FAIL(mmfs_batch_begin(db, &b));
+        MMFS_OK_OR_FAIL(mmfs_batch_set_kv(b, mmfs_str(k), mmfs_str(v)));
+        if (i % 500 == 499) {
+            MMFS_OK_OR_FAIL(mmfs_batch_commit(b, NULL, NULL));
+            b = NULL;
+        }
+    }
+    if (b) MMFS_OK_OR_FAIL(mmfs_batch_commit(b, NULL, NULL));
+    for (int i = 1; i <= BIG_MEM; i++) {
+        char text[800], tag[8];
+        /* Ids 1500..1899 long: blocks of the table that span more than
+        ** 64 KiB of log (u32 deltas, or u64 across a segment). */
+        int n = snprintf(text, sizeof text, "%s note %d", WORDS[i % 8], i);
+        if (i >= 1500 && i < 1900) snprintf(text + n, sizeof text - (size_t)n, " %0700d", i);
+        snprintf(tag, sizeof tag, "t%d", i % 3);
+        mmfs_slice tags[2] = {mmfs_str("all"), mmfs_str(tag)};
+        mmfs_memory_opts mo;
+        memset(&mo, 0, sizeof mo);
+        mo.has_created_at = 1;
+        /* In order, but for ids 1000..1199, whose times go backwards. */
+        mo.created_at = i >= 1000 && i < 1200 ? 5000 - i : 10000 + i / 2;
+        mo.route = mmfs_str(i % 5 == 0 ? "notes" : "");
+        MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str(text), tags, 2, &mo, NULL));
+    }
+    for (uint64_t id = 7; id <= BIG_MEM; id += 97) MMFS_OK_OR_FAIL(mmfs_delete_memory(db, id, NULL));
+    /* A whole block of the table (ids 2561..2688: the 21st of 128) deleted. */
+    for (uint64_t id = 2561; id <= 2688; id++) mmfs_delete_memory(db, id, NULL);
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    MMFS_OK_OR_FAIL(mmfs_set_kv(db, mmfs_str("key00003"), mmfs_str("after")));
+    MMFS_OK_OR_FAIL(mmfs_delete_memory(db, 2, NULL));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+}
+
+static void put_ids(FILE *out, const char *what, int rc, mmfs_memories **msp) {
+    mmfs_memories *ms = *msp;
+    if (rc != MMFS_OK) {
+        fprintf(out, "%s: %s\n", what, mmfs_err_name(rc));
+        return;
+    }
+    fprintf(out, "%s %zu:", what, ms->count);
+    for (size_t i = 0; i < ms->count; i++)
+        fprintf(out, " %llu/%.*s", (unsigned long long)ms->items[i].id, PS(ms->items[i].route));
+    fputc('\n', out);
+    mmfs_free(ms);
+}
+
+/* Every read of the big store, one line each ("...: CORRUPT" when it
+** failed so). */
+static char *answers(mmfs_db *db) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    for (int i = 0; i < BIG_KV; i++) {
+        char k[32];
+        mmfs_slice v;
+        snprintf(k, sizeof k, "key%05d", i);
+        int rc = mmfs_get_kv(db, mmfs_str(k), &v);
+        if (rc == MMFS_OK) fprintf(out, "get %s=%.*s\n", k, PS(v));
+        else fprintf(out, "get %s: %s\n", k, mmfs_err_name(rc));
+    }
+    mmfs_kv_iter *it;
+    MMFS_OK_OR_FAIL(mmfs_kv_iter_open(db, mmfs_str("key"), &it));
+    mmfs_slice key, val;
+    size_t n = 0;
+    int rc;
+    uint64_t h = 0;
+    while ((rc = mmfs_kv_iter_next(it, &key, &val)) == MMFS_OK) {
+        n++;
+        for (size_t i = 0; i < key.len; i++) h = h * 31 + ((const uint8_t *)key.ptr)[i];
+    }
+    mmfs_kv_iter_close(it);
+    if (rc == MMFS_NOTFOUND) fprintf(out, "scan %zu %llu\n", n, (unsigned long long)h);
+    else fprintf(out, "scan: %s\n", mmfs_err_name(rc));
+    for (uint64_t id = 1; id <= BIG_MEM + 1; id++) {
+        mmfs_memory *m;
+        rc = mmfs_get_memory(db, id, &m);
+        if (rc != MMFS_OK) {
+            fprintf(out, "mem %llu: %s\n", (unsigned long long)id, mmfs_err_name(rc));
+            continue;
+        }
+        fprintf(out, "mem");
+        dump_memory(out, m);
+        mmfs_free(m);
+    }
+    mmfs_filter f;
+    memset(&f, 0, sizeof f);
+    f.limit = 100000;
+    mmfs_memories *ms = NULL;
+    put_ids(out, "list", mmfs_list_memories(db, &f, &ms), &ms);
+    f.has_before = 1;
+    f.before = 10700;
+    f.limit = 50;
+    put_ids(out, "list before", mmfs_list_memories(db, &f, &ms), &ms);
+    f.has_before = 0;
+    f.limit = 100000;
+    const char *tags[] = {"all", "t0", "t1", "t2"};
+    for (int t = 0; t < 4; t++) {
+        mmfs_slice ts = mmfs_str(tags[t]);
+        f.tags = &ts;
+        f.ntags = 1;
+        put_ids(out, tags[t], mmfs_list_memories(db, &f, &ms), &ms);
+    }
+    f.tags = NULL;
+    f.ntags = 0;
+    f.route = mmfs_str("notes");
+    put_ids(out, "route notes", mmfs_list_memories(db, &f, &ms), &ms);
+    f.route = mmfs_str("");
+    for (size_t w = 0; w < sizeof WORDS / sizeof *WORDS; w++) {
+        rc = mmfs_search_memory(db, mmfs_str(WORDS[w]), &f, &ms);
+        if (rc == MMFS_OK) qsort(ms->items, ms->count, sizeof *ms->items, cmp_id);
+        put_ids(out, WORDS[w], rc, &ms);
+    }
+    fclose(out);
+    return buf;
+}
+
+/* Compares GOT with WANT line by line: each line the same, or a read
+** that failed with CORRUPT.  Returns how many did. */
+static int same_or_corrupt(const char *want, const char *got) {
+    int corrupt = 0;
+    while (*want || *got) {
+        const char *we = strchr(want, '\n'), *ge = strchr(got, '\n');
+        assert_non_null(we);
+        assert_non_null(ge);
+        size_t wl = (size_t)(we - want), gl = (size_t)(ge - got);
+        if (gl > 9 && !memcmp(ge - 9, ": CORRUPT", 9)) {
+            corrupt++;
+            /* The same read: what comes before the colon. */
+            size_t k = 0;
+            while (k < wl && k < gl && want[k] == got[k] && want[k] != ':' && want[k] != '=' && want[k] != ' ') k++;
+            assert_true(k > 0);
+        } else if (wl != gl || memcmp(want, got, wl) != 0) {
+            fail_msg("a wrong answer from a damaged checkpoint:\n  %.*s\nwant\n  %.*s", (int)gl, got, (int)wl, want);
+        }
+        want = we + 1;
+        got = ge + 1;
+    }
+    return corrupt;
+}
+
+/* The big store's checkpoint, read from itself and from the log: the
+** larger tables (several blocks of ids, runs and explicit ids, tags past
+** one block, two routes) answer as the log does. */
+static void large_tables(uint64_t segment_size) {
+    char *dir = mmfs_test_dir("ckpt-large");
+    make_big(dir, segment_size);
+    mmfs_options o = ck_options();
+    o.segment_size = segment_size;
+    o.readonly = 1;
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
+    char *got = answers(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/ckpt", dir);
+    snprintf(b, sizeof b, "%s/ckpt.off", dir);
+    assert_int_equal(rename(a, b), 0);
+    db = mmfs_test_open(dir, &o);
+    assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, 0);
+    char *want = answers(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    assert_int_equal(rename(b, a), 0);
+    assert_int_equal(same_or_corrupt(want, got), 0);
+    assert_same(want, got, "the large tables from the checkpoint vs from the log");
+    free(got);
+    free(want);
+    mmfs_test_rmdir(dir);
+}
+
+/* Small segments (blocks of the table in u16 deltas, or u64 positions
+** across a segment), then larger ones (u32 deltas). */
+static void test_large_tables(void **state) {
+    (void)state;
+    large_tables(64 << 10);
+    large_tables(4 << 20);
+}
+
+/* A flipped byte in each section that open does not check: open maps the
+** file; the reads that touch the damaged block fail with CORRUPT, no read
+** answers wrong, stats says the checkpoint was dropped, the file is
+** removed, and the next open answers from the log. */
+static void test_damage_found_when_read(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-lazy");
+    make_big(dir, 64 << 10);
+    char path[4200];
+    ckpt_file(dir, 0, path, sizeof path);
+    uint8_t *orig;
+    size_t len;
+    read_file(path, &orig, &len);
+    char *want;
+    {
+        mmfs_options o = ck_options();
+        o.readonly = 1;
+        mmfs_db *db = mmfs_test_open(dir, &o);
+        want = answers(db);
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+    }
+    /* Sections (kind: offset at 120 + 16 (kind - 1), count after it) that
+    ** open leaves to the first read: kv hash and order, the memory
+    ** table's directory, time runs, positions, routes, explicit ids, tag
+    ** ids. */
+    static const int lazy[] = {2, 3, 6, 7, 10, 11, 12, 13};
+    static const size_t esz[] = {16, 8, 16, 16, 1, 1, 4, 1};
+    int found_lazily = 0;
+    for (size_t i = 0; i < sizeof lazy / sizeof *lazy; i++) {
+        uint64_t off, cnt;
+        memcpy(&off, orig + 120 + 16 * (lazy[i] - 1), 8);
+        memcpy(&cnt, orig + 128 + 16 * (lazy[i] - 1), 8);
+        assert_true(cnt > 0); /* the big store has every kind */
+        uint8_t *b = malloc(len);
+        memcpy(b, orig, len);
+        b[off + cnt * esz[i] / 2] ^= 0x10;
+        write_file(path, b, len);
+        free(b);
+        mmfs_options o = ck_options();
+        mmfs_db *db = mmfs_test_open(dir, &o);
+        uint64_t lsn = mmfs_test_stats(db).checkpoint_lsn;
+        char *got = answers(db);
+        int corrupt = same_or_corrupt(want, got);
+        mmfs_store_stats st = mmfs_test_stats(db);
+        MMFS_OK_OR_FAIL(mmfs_close(db));
+        free(got);
+        if (lsn && corrupt) {
+            found_lazily++;
+            assert_int_equal(st.checkpoint_dropped, 1);
+            assert_int_equal(access(path, F_OK), -1); /* removed: the next open falls back */
+            mmfs_options ro = ck_options();
+            ro.readonly = 1;
+            db = mmfs_test_open(dir, &ro);
+            assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, 0);
+            got = answers(db);
+            assert_same(want, got, "reopened after a checkpoint was dropped");
+            free(got);
+            MMFS_OK_OR_FAIL(mmfs_close(db));
+        } else {
+            assert_int_equal(st.checkpoint_dropped, 0);
+        }
+        write_file(path, orig, len);
+    }
+    /* The sections open reads come first in the file: every other one
+    ** starts past their block here, so each damage was found by a read. */
+    assert_int_equal(found_lazily, sizeof lazy / sizeof *lazy);
+    free(orig);
+    free(want);
+    mmfs_test_rmdir(dir);
+}
+
+/* A read-only handle finds the damage the same way but removes nothing. */
+static void test_damage_readonly(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-lazy-ro");
+    make_big(dir, 64 << 10);
+    char path[4200];
+    ckpt_file(dir, 0, path, sizeof path);
+    uint8_t *b;
+    size_t len;
+    read_file(path, &b, &len);
+    uint64_t off, cnt;
+    memcpy(&off, b + 120 + 16, 8); /* the kv hash */
+    memcpy(&cnt, b + 128 + 16, 8);
+    for (uint64_t s = 4096; s < cnt; s += 512) b[off + 16 * s + 8] ^= 1; /* a slot in every block but the first */
+    write_file(path, b, len);
+    mmfs_options o = ck_options();
+    o.readonly = 1;
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
+    mmfs_slice v;
+    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("key00100"), &v), MMFS_CORRUPT);
+    assert_int_equal(mmfs_test_stats(db).checkpoint_dropped, 1);
+    MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("nokey"), &v), MMFS_CORRUPT);
+    MMFS_OK_OR_FAIL(mmfs_get_kv(db, mmfs_str("key00003"), &v)); /* written after it: in the log */
+    MMFS_ASSERT_SLICE_STR(v, "after");
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    assert_int_equal(access(path, F_OK), 0);
+    free(b);
+    mmfs_test_rmdir(dir);
+}
+
+/* ------------------------------------------------------ the checkpointer */
+
+/* Threads of this process. */
+static int nthreads(void) {
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* The LSNs of the checkpoint files, newest first, into V (up to 8). */
+static int ckpt_lsns(const char *dir, unsigned long long *v) {
+    int n = count_ckpts(dir);
+    for (int i = 0; i < n && i < 8; i++) {
+        char p[4200];
+        ckpt_file(dir, i, p, sizeof p);
+        v[i] = strtoull(strrchr(p, '/') + 1, NULL, 10);
+    }
+    return n;
+}
+
+/* Writes about BYTES of kv through the handles in turn. */
+static void write_round(mmfs_db **dbs, int n, size_t bytes, int *seq) {
+    char v[1000];
+    memset(v, 'y', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    for (size_t done = 0; done < bytes; done += sizeof v + 40) {
+        char k[32];
+        snprintf(k, sizeof k, "w%06d", (*seq)++);
+        MMFS_OK_OR_FAIL(mmfs_set_kv(dbs[*seq % n], mmfs_str(k), mmfs_str(v)));
+    }
+}
+
+/* Waits until no checkpoint file appears for half a second. */
+static void settle(const char *dir) {
+    unsigned long long a[8], b[8];
+    int na = ckpt_lsns(dir, a);
+    for (int i = 0; i < 100; i++) {
+        usleep(500000);
+        int nb = ckpt_lsns(dir, b);
+        if (nb == na && (!na || a[0] == b[0])) return;
+        na = ckpt_lsns(dir, a);
+    }
+}
+
+/* checkpoint_bytes starts no thread at open: one runs only when a
+** checkpoint is due, and ends after it. */
+static void test_no_idle_thread(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-idle");
+    mmfs_options o = ck_options();
+    mmfs_db *off = mmfs_test_open(dir, &o);
+    int base = nthreads();
+    o.checkpoint_bytes = 1 << 20;
+    mmfs_db *on[4];
+    for (int i = 0; i < 4; i++) on[i] = mmfs_test_open(dir, &o);
+    assert_int_equal(nthreads(), base);
+    MMFS_OK_OR_FAIL(mmfs_set_kv(on[0], mmfs_str("a"), mmfs_str("1")));
+    assert_int_equal(nthreads(), base);
+    for (int i = 0; i < 4; i++) MMFS_OK_OR_FAIL(mmfs_close(on[i]));
+    MMFS_OK_OR_FAIL(mmfs_close(off));
+    mmfs_test_rmdir(dir);
+}
+
+/* Several handles on one store, all writing: one checkpoint per crossing
+** of checkpoint_bytes, not one per handle (ckpt/lock, and each looks at
+** the newest file before writing). */
+static void test_one_checkpointer(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckpt-one");
+    mmfs_options o = ck_options();
+    o.checkpoint_bytes = 256 << 10;
+    mmfs_db *dbs[4];
+    for (int i = 0; i < 4; i++) dbs[i] = mmfs_test_open(dir, &o);
+    int seq = 0;
+    unsigned long long v[8], w[8];
+    write_round(dbs, 4, (256 << 10) + (64 << 10), &seq); /* past the threshold once */
+    settle(dir);
+    assert_int_equal(ckpt_lsns(dir, v), 1);
+    /* Once more: the first checkpoint's LSN lies between 256 and 320 KiB
+    ** of log (its thread snapshots a little after the crossing), so the
+    ** next crossing is before 576 KiB, and a third would be past 768. */
+    write_round(dbs, 4, (256 << 10) + (96 << 10), &seq);
+    settle(dir);
+    assert_int_equal(ckpt_lsns(dir, w), 2);
+    assert_true(w[1] == v[0] && w[0] > v[0]);
+    for (int i = 0; i < 4; i++) MMFS_OK_OR_FAIL(mmfs_close(dbs[i]));
+    mmfs_options ro = ck_options();
+    ro.readonly = 1;
+    mmfs_db *db = mmfs_test_open(dir, &ro);
+    assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, w[0]);
+    assert_int_equal(mmfs_test_stats(db).kv, (uint64_t)seq);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -736,6 +1136,11 @@ int main(void) {
         cmocka_unit_test(test_compact_then_checkpoint),
         cmocka_unit_test(test_compact_writes_checkpoint),
         cmocka_unit_test(test_compact_from_checkpoint),
+        cmocka_unit_test(test_large_tables),
+        cmocka_unit_test(test_damage_found_when_read),
+        cmocka_unit_test(test_damage_readonly),
+        cmocka_unit_test(test_no_idle_thread),
+        cmocka_unit_test(test_one_checkpointer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

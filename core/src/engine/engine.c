@@ -113,4 +113,5 @@ void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st) {
     st->documents = e->docs.map.count;
     st->live_bytes = e->live_bytes;
     st->state_version = e->state.version;
+    st->checkpoint_dropped = (uint64_t)mmfs__ckf_bad(e->kv.ck.ckf);
 }

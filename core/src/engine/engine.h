@@ -26,6 +26,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -69,6 +70,34 @@ int mmfs__raw_decode(const uint8_t *raw, mmfs__rec *r);
 
 /* ------------------------------------------------------------- modules */
 
+/* A mapped checkpoint file's checksums, checked when a part is first read
+** (ck_verify.c), not at open: bytes [lo, hi) of map are in blocks of
+** 1 << shift bytes, block j's checksum at sums + 16 j.  verified: a bit
+** per block, set once it checked (never cleared: the file is immutable).
+** bad: a block failed; from then on every read that needs the checkpoint
+** fails with MMFS_CORRUPT rather than answer without it, and path (the
+** file; NULL for a read-only handle) is unlinked so that the next open
+** falls back to an older checkpoint or the log. */
+typedef struct mmfs__ckfile {
+    const uint8_t *map;
+    size_t lo, hi;
+    unsigned shift;
+    const uint8_t *sums;
+    const struct mmfs__sum *sum;
+    _Atomic uint64_t *verified;
+    _Atomic int bad;
+    char *path;
+} mmfs__ckfile;
+
+/* ck_verify.c: 1 if bytes [P, P + LEN) of F's map are in blocks whose
+** checksums check (checking those not checked yet), 0 if one fails (F
+** is then bad) or the range is outside [lo, hi).  F NULL: 1. */
+int mmfs__ckf_ok(mmfs__ckfile *f, const void *p, size_t len);
+/* ck_verify.c: 1 once F was found bad (F NULL: 0). */
+int mmfs__ckf_bad(const mmfs__ckfile *f);
+/* ck_verify.c: frees F (not its map). */
+void mmfs__ckf_free(mmfs__ckfile *f);
+
 /* A checkpoint's kv tables, mapped read-only (ckpt.c makes and checks the
 ** file; kv.c reads it).  Entries are log positions (segment << 40 |
 ** offset) of KV_SET records; seg_map/seg_end resolve them for segments
@@ -78,6 +107,7 @@ int mmfs__raw_decode(const uint8_t *raw, mmfs__rec *r);
 typedef struct mmfs__kvck {
     void *file; /* the mapped checkpoint file (munmap'd by mmfs__kv_free) */
     size_t file_size;
+    mmfs__ckfile *ckf; /* its checksums (freed by mmfs__kv_free) */
     const uint8_t *slots;
     size_t mask;
     const uint8_t *order;
@@ -109,24 +139,39 @@ typedef struct mmfs__tag {
     mmfs_slice name; /* into the first record that had the tag, or the checkpoint */
     uint64_t *ids;   /* increasing; may hold deleted ids (dead of them) */
     size_t n, cap, dead;
-    /* The checkpoint's ids of the tag (u64, increasing, all below ids[0];
-    ** some may have been deleted since), mapped; NULL/0 without one. */
-    const uint8_t *ck_ids;
-    size_t ck_n;
+    /* The checkpoint's ids of the tag (increasing, all below ids[0]; some
+    ** may have been deleted since), mapped: ck_n ids in blocks of
+    ** MMFS__TAG_BLOCK, ck_skip has (u32 first id - base, u32 offset into
+    ** ck_data) per block, ck_data the varint gaps after each block's
+    ** first; ck_last is the highest.  ck_n = 0 without one. */
+    const uint8_t *ck_skip, *ck_data;
+    size_t ck_n, ck_datalen;
+    uint64_t ck_last;
+    const struct mmfs__memck *ck; /* the table the ids are of */
 } mmfs__tag;
 
 /* The checkpoint's memory table, mapped (ckpt.c checks the file, memory.c
-** reads it).  ents: (u64 position, u32 route, u32 flags) for ids base ..
-** base + n - 1, flag 1 = deleted before the checkpoint, position 0 = no
-** such id; time: u64 ids of the memories live at the checkpoint, created_at
-** desc then id desc.  dead: one bit per id deleted since (heap, made at
-** the first such delete).  Route numbers are those of mmfs__mems.routes,
-** which the checkpoint's routes are interned into first. */
+** reads it; docs/format.md, checkpoint format 2, sections 6, 7, 10, 11,
+** 12).  Ids base .. base + n - 1, in blocks of MMFS__MEM_BLOCK ids: dir
+** has (u64 base position, u64 at) per block, at the offset into pos of
+** its entries with their kind in its two low bits: 3, u16 deltas from the
+** base position (0xffff: none); 0, u32 deltas (UINT32_MAX: none); 1, u64
+** positions (0: none); 2, no id at all.  A
+** memory deleted before the checkpoint is no such id.  route: rwidth
+** bytes per id (0: every route is 0).  time: the live ids by created_at
+** desc then id desc, as runs (u64 first index, u64 v) ending with a
+** sentinel (first index = ntime): v with bit 63 clear is the first of ids
+** descending by one, else the index of the first of its u32 ids (id -
+** base) in tids.  dead: one bit per id deleted since (heap, made at the
+** first such delete).  Route numbers are those of mmfs__mems.routes, which
+** the checkpoint's routes are interned into first. */
 typedef struct mmfs__memck {
-    const uint8_t *ents;
+    mmfs__ckfile *f;
+    const uint8_t *dir, *pos, *route, *time, *tids;
+    size_t pos_len, ntids, nruns;
+    unsigned rwidth;
     uint64_t base;
     size_t n;
-    const uint8_t *time;
     size_t ntime;
     uint8_t *dead;
 } mmfs__memck;
@@ -258,13 +303,30 @@ int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out);
 int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out);
 int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out);
 
-/* Attaches a checkpoint's mapped memory table (ckpt.c checked its bounds):
-** interns ROUTES (NROUTES names) in order, makes a tag for each entry of
-** TAGS (u32 name length, u32 0, u64 n, the name padded to 8, n u64 ids),
-** queues the index work of its memories, sets live and the next id.
+/* Attaches a checkpoint's mapped memory table (ckpt.c checked its bounds
+** and the checksums of ROUTES and TAGS): interns ROUTES (NROUTES names)
+** in order, makes a tag for each entry of TAGS (docs/format.md, section 9;
+** their ids stay in TAG_IDS, section 14, read when used), queues the
+** index work of its memories, sets live and the next id.
 ** Errors: MMFS_NOMEM, MMFS_CORRUPT (a malformed table). */
 int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *routes, size_t routes_len,
-                        size_t nroutes, const uint8_t *tags, size_t tags_len, uint64_t live, uint64_t next_id);
+                        size_t nroutes, const uint8_t *tags, size_t tags_len, const uint8_t *tag_ids,
+                        size_t tag_ids_len, uint64_t live, uint64_t next_id);
+/* Ids per block of a checkpoint's memory table and of its tag lists. */
+#define MMFS__MEM_BLOCK 128u
+#define MMFS__TAG_BLOCK 128u
+/* memory.c: the MEMORY record of ID in checkpoint table CK (positions
+** resolved by KV), its route in *ROUTE; NULL when the table has no such id,
+** or its bytes fail their checksum (CK's file is then bad). */
+const uint8_t *mmfs__memck_rec(const mmfs__memck *ck, const mmfs__kvck *kv, uint64_t id, uint32_t *route);
+/* memory.c: the I-th id of CK's time order (I < ntime), 0 if its bytes
+** fail their checksum. */
+uint64_t mmfs__memck_time_id(const mmfs__memck *ck, size_t i);
+/* memory.c: the ids of block K of T's checkpoint list into OUT (room for
+** MMFS__TAG_BLOCK), in increasing order; returns how many, 0 if its bytes
+** fail their checksum or do not decode. */
+size_t mmfs__tag_ck_block(const mmfs__memck *ck, const mmfs__tag *t, size_t k, uint64_t *out);
+
 /* The record at log position POS of a checkpoint (kv.ck resolves), or NULL
 ** when POS is not a whole record inside a segment the checkpoint knows. */
 const uint8_t *mmfs__ck_rec(const mmfs__kvck *ck, uint64_t pos);

@@ -36,6 +36,7 @@ void mmfs__kv_free(mmfs__engine *e) {
     mmfs__bt_free(&e->kv.order);
     mmfs__kvck *ck = &e->kv.ck;
     if (ck->file) munmap(ck->file, ck->file_size);
+    mmfs__ckf_free(ck->ckf);
     free(ck->seg_map);
     free(ck->seg_end);
     memset(ck, 0, sizeof *ck);
@@ -68,12 +69,14 @@ const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos) {
 }
 
 /* The checkpoint's record for KEY (hash H), or NULL.  A slot whose
-** position does not resolve is skipped: the file's checksum was checked
-** when it was mapped, so that is never expected. */
+** position does not resolve is skipped (never expected once its block's
+** checksum checked); a slot whose block fails it ends the probe, and
+** the checkpoint is bad (kv_value then says MMFS_CORRUPT). */
 static const uint8_t *ck_get(const mmfs__kvck *ck, mmfs_slice key, uint64_t h) {
     if (!ck->n) return NULL;
     for (size_t i = h & ck->mask;; i = (i + 1) & ck->mask) {
         const uint8_t *slot = ck->slots + i * 16;
+        if (!mmfs__ckf_ok(ck->ckf, slot, 16)) return NULL;
         uint64_t pos = mmfs__ld64(slot + 8);
         if (!pos) return NULL;
         if (mmfs__ld64(slot) != h) continue;
@@ -84,6 +87,7 @@ static const uint8_t *ck_get(const mmfs__kvck *ck, mmfs_slice key, uint64_t h) {
 
 /* The checkpoint's I-th record in key order (NULL if it does not resolve). */
 static const uint8_t *ck_at(const mmfs__kvck *ck, size_t i) {
+    if (!mmfs__ckf_ok(ck->ckf, ck->order + i * 8, 8)) return NULL;
     return mmfs__kvck_rec(ck, mmfs__ld64(ck->order + i * 8));
 }
 
@@ -165,6 +169,8 @@ int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key) { return kv_find(
 /* KEY's value (pointing into the log), or MMFS_NOTFOUND with no message. */
 static int kv_value(const mmfs__engine *e, mmfs_slice key, mmfs_slice *value) {
     const uint8_t *raw = kv_find(e, key);
+    if (!raw && mmfs__ckf_bad(e->kv.ck.ckf))
+        return mmfs__err(MMFS_CORRUPT, "get_kv: the checkpoint is damaged (dropped: reopen to read from the log)");
     if (!raw) return MMFS_NOTFOUND;
     /* KV_SET: header, str key, str value; the frame was checked when it
     ** was applied, so the lengths are within the record. */

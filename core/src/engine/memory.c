@@ -12,6 +12,10 @@
 ** table, ents holds only newer ids, by_time only newer memories (walks
 ** merge it with the checkpoint's order), each tag's checkpoint ids are
 ** mapped beside its newer ones, and deleting a checkpoint id sets a bit.
+** The mapped table is compact (checkpoint format 2: about 4 bytes per
+** id, runs for the time order, varint gaps for tags) and every read of
+** it asks ck_verify.c first: bytes whose checksum fails read as absent,
+** and the reads of memory_read.c then fail with MMFS_CORRUPT.
 **
 ** Documents: map key -> docno; recs[docno] -> DOC_INDEX record.  Each
 ** (re)index takes a new docno, so recs grows by 8 bytes per index call;
@@ -110,20 +114,102 @@ static mmfs__mem_ent *mem_ent(const mmfs__engine *e, uint64_t id) {
     return ent->raw ? ent : NULL;
 }
 
+static uint32_t ld_width(const uint8_t *p, unsigned w) {
+    return w == 1 ? p[0] : w == 2 ? (uint32_t)(p[0] | p[1] << 8) : mmfs__ld32(p);
+}
+
+const uint8_t *mmfs__memck_rec(const mmfs__memck *ck, const mmfs__kvck *kv, uint64_t id, uint32_t *route) {
+    if (id < ck->base || id - ck->base >= ck->n) return NULL;
+    uint64_t i = id - ck->base;
+    const uint8_t *d = ck->dir + (i / MMFS__MEM_BLOCK) * 16;
+    if (!mmfs__ckf_ok(ck->f, d, 16)) return NULL;
+    uint64_t base = mmfs__ld64(d), at = mmfs__ld64(d + 8), pos;
+    unsigned kind = (unsigned)(at & 3); /* 0: u32 deltas, 1: u64 positions, 2: empty, 3: u16 deltas */
+    size_t k = (size_t)(i % MMFS__MEM_BLOCK), w = kind == 1 ? 8 : kind == 3 ? 2 : 4;
+    at &= ~(uint64_t)3;
+    if (kind == 2 || at > ck->pos_len || (ck->pos_len - at) / w <= k) return NULL;
+    const uint8_t *p = ck->pos + at + w * k;
+    if (!mmfs__ckf_ok(ck->f, p, w)) return NULL;
+    if (w == 8) {
+        pos = mmfs__ld64(p);
+    } else if (w == 4) {
+        uint32_t delta = mmfs__ld32(p);
+        pos = delta == UINT32_MAX ? 0 : base + delta;
+    } else {
+        uint32_t delta = (uint32_t)(p[0] | p[1] << 8);
+        pos = delta == 0xffff ? 0 : base + delta;
+    }
+    if (!pos) return NULL;
+    uint32_t r = 0;
+    if (ck->rwidth) {
+        const uint8_t *q = ck->route + i * ck->rwidth;
+        if (!mmfs__ckf_ok(ck->f, q, ck->rwidth)) return NULL;
+        r = ld_width(q, ck->rwidth);
+    }
+    const uint8_t *raw = mmfs__ck_rec(kv, pos);
+    if (!raw || raw[4] != MMFS__R_MEMORY || mmfs__raw_len(raw) < MMFS__REC_HDR + 16 || mmfs__raw_mem_id(raw) != id)
+        return NULL;
+    *route = r;
+    return raw;
+}
+
+uint64_t mmfs__memck_time_id(const mmfs__memck *ck, size_t i) {
+    /* The last run starting at or before I (run nruns is the sentinel). */
+    size_t lo = 0, hi = ck->nruns;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (!mmfs__ckf_ok(ck->f, ck->time + 16 * mid, 8)) return 0;
+        if (mmfs__ld64(ck->time + 16 * mid) <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const uint8_t *r = ck->time + 16 * lo;
+    if (!ck->nruns || !mmfs__ckf_ok(ck->f, r, 16) || mmfs__ld64(r) > i) return 0;
+    uint64_t off = i - mmfs__ld64(r), v = mmfs__ld64(r + 8);
+    if (!(v >> 63)) return off < v ? v - off : 0;
+    v &= ~((uint64_t)1 << 63);
+    if (v > ck->ntids || off >= ck->ntids - v) return 0;
+    const uint8_t *q = ck->tids + 4 * (v + off);
+    return mmfs__ckf_ok(ck->f, q, 4) ? ck->base + mmfs__ld32(q) : 0;
+}
+
+size_t mmfs__tag_ck_block(const mmfs__memck *ck, const mmfs__tag *t, size_t k, uint64_t *out) {
+    size_t nblk = (t->ck_n + MMFS__TAG_BLOCK - 1) / MMFS__TAG_BLOCK;
+    if (k >= nblk) return 0;
+    const uint8_t *sk = t->ck_skip + 8 * k;
+    int more = k + 1 < nblk;
+    if (!mmfs__ckf_ok(ck->f, sk, more ? 16 : 8)) return 0;
+    size_t off = mmfs__ld32(sk + 4), end = more ? mmfs__ld32(sk + 12) : t->ck_datalen;
+    size_t cnt = more ? MMFS__TAG_BLOCK : t->ck_n - k * MMFS__TAG_BLOCK;
+    if (off > end || end > t->ck_datalen || !mmfs__ckf_ok(ck->f, t->ck_data + off, end - off)) return 0;
+    const uint8_t *p = t->ck_data + off, *pe = t->ck_data + end;
+    uint64_t id = ck->base + mmfs__ld32(sk);
+    out[0] = id;
+    for (size_t j = 1; j < cnt; j++) {
+        uint64_t gap = 0;
+        for (unsigned sh = 0;; sh += 7) { /* LEB128 */
+            if (p == pe || sh > 35) return 0;
+            gap |= (uint64_t)(*p & 0x7f) << sh;
+            if (!(*p++ & 0x80)) break;
+        }
+        if (gap == 0) return 0;
+        out[j] = id += gap;
+    }
+    return p == pe ? cnt : 0;
+}
+
 /* The checkpoint's entry of ID, copied into *BUF, or NULL (not there, or
 ** not resolving to this id's MEMORY record: never a wrong memory). */
 const mmfs__mem_ent *mmfs__mem_ck_ent(const mmfs__engine *e, uint64_t id, mmfs__mem_ent *buf) {
     const mmfs__memck *ck = &e->mems.ck;
-    if (id < ck->base || id - ck->base >= ck->n) return NULL;
+    uint32_t route;
+    const uint8_t *raw = mmfs__memck_rec(ck, &e->kv.ck, id, &route);
+    if (!raw || route >= e->mems.nroutes) return NULL;
     uint64_t i = id - ck->base;
-    const uint8_t *p = ck->ents + i * 16;
-    const uint8_t *raw = mmfs__ck_rec(&e->kv.ck, mmfs__ld64(p));
-    if (!raw || raw[4] != MMFS__R_MEMORY || mmfs__raw_len(raw) < MMFS__REC_HDR + 16 || mmfs__raw_mem_id(raw) != id ||
-        mmfs__ld32(p + 8) >= e->mems.nroutes)
-        return NULL;
     buf->raw = raw;
-    buf->route = mmfs__ld32(p + 8);
-    buf->deleted = (mmfs__ld32(p + 12) & 1) || (ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1));
+    buf->route = route;
+    buf->deleted = ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1);
     return buf;
 }
 
@@ -190,19 +276,37 @@ static int route_intern(mmfs__engine *e, mmfs_slice name, uint32_t *idx) {
     return MMFS_OK;
 }
 
+/* 1 if ID is in T's checkpoint list (0 also when its bytes fail their
+** checksum: the read then fails as a whole). */
+static int ck_tag_has(const mmfs__tag *t, uint64_t id) {
+    const mmfs__memck *ck = t->ck;
+    if (id < ck->base) return 0;
+    size_t lo = 0, hi = (t->ck_n + MMFS__TAG_BLOCK - 1) / MMFS__TAG_BLOCK;
+    while (hi - lo > 1) { /* the last block whose first id is <= id */
+        size_t mid = lo + (hi - lo) / 2;
+        if (!mmfs__ckf_ok(ck->f, t->ck_skip + 8 * mid, 4)) return 0;
+        if (ck->base + mmfs__ld32(t->ck_skip + 8 * mid) <= id)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    uint64_t ids[MMFS__TAG_BLOCK];
+    size_t n = mmfs__tag_ck_block(ck, t, lo, ids);
+    lo = 0;
+    hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && ids[lo] == id;
+}
+
 /* 1 if ID is in T's list (live or not). */
 int mmfs__tag_has(const mmfs__tag *t, uint64_t id) {
-    if (t->ck_n && id <= mmfs__ld64(t->ck_ids + (t->ck_n - 1) * 8)) {
-        size_t lo = 0, hi = t->ck_n;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (mmfs__ld64(t->ck_ids + mid * 8) < id)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        return lo < t->ck_n && mmfs__ld64(t->ck_ids + lo * 8) == id;
-    }
+    if (t->ck_n && id <= t->ck_last) return ck_tag_has(t, id);
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -416,7 +520,8 @@ int mmfs__engine_get_memory(const mmfs__engine *e, uint64_t id, mmfs__rec *rec) 
 /* ----------------------------------------------- a checkpoint's table */
 
 int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *routes, size_t routes_len,
-                        size_t nroutes, const uint8_t *tags, size_t tags_len, uint64_t live, uint64_t next_id) {
+                        size_t nroutes, const uint8_t *tags, size_t tags_len, const uint8_t *tag_ids,
+                        size_t tag_ids_len, uint64_t live, uint64_t next_id) {
     mmfs__mems *m = &e->mems;
     mmfs_assert(m->defer && m->nroutes == 0 && m->n == 0, "memory: a checkpoint attaches to a new engine");
     int rc;
@@ -431,26 +536,35 @@ int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *r
         off += (4 + name.len + 7) & ~(size_t)7;
         if (off > routes_len) off = routes_len;
     }
+    /* Per tag: u32 name length, u32 0, u64 n, u64 offset and u64 length of
+    ** its ids in TAG_IDS (skip points, then gaps), u64 its last id, the
+    ** name padded to 8. */
     for (off = 0; off < tags_len;) {
-        if (tags_len - off < 16) return mmfs__err(MMFS_CORRUPT, "checkpoint: malformed tag table");
+        if (tags_len - off < 40) return mmfs__err(MMFS_CORRUPT, "checkpoint: malformed tag table");
         uint32_t nlen = mmfs__ld32(tags + off);
-        uint64_t n = mmfs__ld64(tags + off + 8);
+        uint64_t n = mmfs__ld64(tags + off + 8), at = mmfs__ld64(tags + off + 16), len = mmfs__ld64(tags + off + 24);
+        uint64_t last = mmfs__ld64(tags + off + 32), nblk = (n + MMFS__TAG_BLOCK - 1) / MMFS__TAG_BLOCK;
         size_t name_sz = ((size_t)nlen + 7) & ~(size_t)7;
-        if (name_sz > tags_len - off - 16 || n > (tags_len - off - 16 - name_sz) / 8)
+        if (name_sz > tags_len - off - 40 || at > tag_ids_len || len > tag_ids_len - at || nblk > len / 8 ||
+            (n && (last < ck->base || last - ck->base >= ck->n)))
             return mmfs__err(MMFS_CORRUPT, "checkpoint: malformed tag table");
-        mmfs_slice name = {tags + off + 16, nlen};
+        mmfs_slice name = {tags + off + 40, nlen};
         uint64_t h = mmfs__hash(name);
         if (mmfs__hmap_get(&m->tags, name, h)) return mmfs__err(MMFS_CORRUPT, "checkpoint: a tag twice");
         mmfs__tag *t = calloc(1, sizeof *t);
         if (!t) return mmfs__err(MMFS_NOMEM, "memory: out of memory (tag)");
         t->name = name;
-        t->ck_ids = tags + off + 16 + name_sz;
+        t->ck_skip = tag_ids + at;
+        t->ck_data = tag_ids + at + nblk * 8;
+        t->ck_datalen = (size_t)(len - nblk * 8);
         t->ck_n = (size_t)n;
+        t->ck_last = last;
+        t->ck = &m->ck;
         if ((rc = mmfs__hmap_put(&m->tags, name, h, (uintptr_t)t, NULL))) {
             free(t);
             return rc;
         }
-        off += 16 + name_sz + (size_t)n * 8;
+        off += 40 + name_sz;
     }
     m->ck = *ck;
     m->ck.dead = NULL;
@@ -469,13 +583,11 @@ int mmfs__mem_ck_attach(mmfs__engine *e, const mmfs__memck *ck, const uint8_t *r
 ** in the drain, without the engine's lock: it reads only the mapped table
 ** (deletes since are queued after this op). */
 static int ck_index(mmfs__engine *e, uint64_t id) {
-    const mmfs__memck *ck = &e->mems.ck;
-    const uint8_t *p = ck->ents + (id - ck->base) * 16;
-    if (mmfs__ld32(p + 12) & 1) return MMFS_OK;
-    const uint8_t *raw = mmfs__ck_rec(&e->kv.ck, mmfs__ld64(p));
+    uint32_t route;
+    const uint8_t *raw = mmfs__memck_rec(&e->mems.ck, &e->kv.ck, id, &route);
     mmfs__rec r;
-    if (!raw || raw[4] != MMFS__R_MEMORY || (raw[5] & MMFS__RF_NOINDEX) ||
-        mmfs__rec_decode(raw, mmfs__raw_len(raw), &r) != MMFS_OK || r.u.mem.id != id)
+    if (!raw || (raw[5] & MMFS__RF_NOINDEX) || mmfs__rec_decode(raw, mmfs__raw_len(raw), &r) != MMFS_OK ||
+        r.u.mem.id != id)
         return MMFS_OK;
     return mmfs__index_add(e->mems.ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
 }

@@ -23,10 +23,18 @@ static mmfs__tag *tag_find(const mmfs__engine *e, mmfs_slice name) {
     return (mmfs__tag *)mmfs__hmap_get(&e->mems.tags, name, mmfs__hash(name));
 }
 
-/* T's ids, the checkpoint's then the newer: how many, and the I-th. */
+/* T's ids, the checkpoint's then the newer: how many. */
 static size_t tag_count(const mmfs__tag *t) { return t->ck_n + t->n; }
-static uint64_t tag_id(const mmfs__tag *t, size_t i) {
-    return i < t->ck_n ? mmfs__ld64(t->ck_ids + i * 8) : t->ids[i - t->ck_n];
+
+/* RC, or MMFS_CORRUPT once the checkpoint is damaged and the answer may
+** miss what it holds (parts that fail their checksum read as absent): a
+** NOTFOUND, or a list (FOUND 0).  A memory found was read from good
+** bytes (FOUND 1). */
+static int ck_check(const mmfs__engine *e, int rc, int found) {
+    if (rc == MMFS_NOTFOUND || (rc == MMFS_OK && !found))
+        if (mmfs__ckf_bad(e->mems.ck.f))
+            return mmfs__err(MMFS_CORRUPT, "memories: the checkpoint is damaged (dropped: reopen to read from the log)");
+    return rc;
 }
 
 /* Fills *M from decoded memory record R; its tags go to TAGS. */
@@ -58,7 +66,7 @@ int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out) {
             *out = m;
         }
     }
-    return rc;
+    return ck_check(e, rc, 1); /* only a NOTFOUND may be the damage's */
 }
 
 /* Builds the one-block list of memories IDS[0..N) (scores SCORES, may be
@@ -183,7 +191,7 @@ typedef struct time_walk {
 /* The record of the checkpoint's I-th memory by time, or NULL. */
 static const uint8_t *ck_time_rec(const mmfs__engine *e, size_t i) {
     mmfs__mem_ent b;
-    const mmfs__mem_ent *ent = mmfs__mem_ck_ent(e, mmfs__ld64(e->mems.ck.time + i * 8), &b);
+    const mmfs__mem_ent *ent = mmfs__mem_ck_ent(e, mmfs__memck_time_id(&e->mems.ck, i), &b);
     return ent ? ent->raw : NULL;
 }
 
@@ -263,12 +271,19 @@ int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out) {
     ** want * total / length entries.  Take the cheaper. */
     double total = (double)e->mems.live + 1;
     if (small && (double)tag_count(small) * (double)tag_count(small) <= (double)want * total * 2 + 1024) {
-        for (size_t i = 0; i < tag_count(small); i++) {
-            if (!filter_pass(&mf, tag_id(small, i))) continue;
-            void *arr = ids;
-            if ((rc = mmfs__grow(&arr, &cap, n + 1, sizeof *ids))) goto done;
-            ids = arr;
-            ids[n++] = tag_id(small, i);
+        /* The checkpoint's ids a block at a time, then the newer ones. */
+        uint64_t blk[MMFS__TAG_BLOCK];
+        size_t nblk = (small->ck_n + MMFS__TAG_BLOCK - 1) / MMFS__TAG_BLOCK;
+        for (size_t k = 0; k <= nblk; k++) {
+            const uint64_t *v = k < nblk ? blk : small->ids;
+            size_t cnt = k < nblk ? mmfs__tag_ck_block(&e->mems.ck, small, k, blk) : small->n;
+            for (size_t i = 0; i < cnt; i++) {
+                if (!filter_pass(&mf, v[i])) continue;
+                void *arr = ids;
+                if ((rc = mmfs__grow(&arr, &cap, n + 1, sizeof *ids))) goto done;
+                ids = arr;
+                ids[n++] = v[i];
+            }
         }
         size_t from = offset < n ? offset : n;
         size_t cnt = n - from < limit ? n - from : limit;
@@ -303,7 +318,7 @@ int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out) {
         }
     }
 done:
-    if (rc == MMFS_OK) rc = mem_list(e, ids, NULL, n, out);
+    if ((rc = ck_check(e, rc, 0)) == MMFS_OK) rc = mem_list(e, ids, NULL, n, out);
     filter_done(&mf);
     free(ids);
     return rc;
@@ -369,7 +384,7 @@ int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mm
     n = m;
 done:
     if (ixlocked) pthread_rwlock_unlock(&e->mems.ixlock);
-    if (rc == MMFS_OK) rc = mem_list(e, ids, scores, n, out);
+    if ((rc = ck_check(e, rc, 0)) == MMFS_OK) rc = mem_list(e, ids, scores, n, out);
     filter_done(&mf);
     free(hits);
     free(ids);

@@ -2,7 +2,7 @@
 ** ckpt.c: checkpoints.  Owns ROOT/ckpt/ (the file format, in
 ** docs/format.md; its constants in ckpt.h): naming and listing the files,
 ** mmfs_checkpoint (building the file from a snapshot, ckpt_snap.c, and
-** writing it), pruning, and the background checkpointer.  Loading the
+** writing it), pruning, ckpt/lock, and the background checkpointer.  Loading the
 ** newest valid checkpoint at open is ckpt_load.c (mmfs__ckpt_load).
 **
 ** A checkpoint is the engine's state at an LSN, written as positions of
@@ -10,9 +10,10 @@
 **   - the kv map as a hash table and a key-ordered table that the engine
 **     reads through mmap (kv.c: lookups ask the newer records first, then
 **     the mapped tables), so neither open time nor heap grows with keys;
-**   - the memory table (per id: position, route, deleted; the live ids by
-**     time; the routes; each tag's live ids), read through mmap the same
-**     way (memory.c);
+**   - the memory table (per id its position, as small deltas in blocks,
+**     and its route; the live ids by time, as runs; the routes; each
+**     tag's live ids, as gaps), read through mmap the same way
+**     (memory.c);
 **   - every other live record (sessions, stream chunks, documents, the
 **     state, the policy) as one list in log order, which open applies
 **     again (no log scan, no checksums, only live records);
@@ -23,6 +24,10 @@
 ** log (a repaired tail, a copied directory, a compaction's new segments)
 ** is never applied; MANIFEST's first_segment must also be the one it was
 ** made against.
+**
+** Every 64 KiB block of the file has its checksum (format section 14):
+** open checks the header, those checksums and the sections it reads; the
+** rest is checked a block at a time when first read (engine/ck_verify.c).
 **
 ** Invariants:
 ** - The log stays the truth.  A checkpoint is derived, immutable, and
@@ -38,7 +43,14 @@
 **   ckpt/ fsync'd; only then are all but the newest two removed.
 ** - Written holding the writer mutex only while picking the LSN and the
 **   engine's read side while copying record pointers (ckpt_snap.c);
-**   hashing and writing the file hold no lock but cpmu.
+**   hashing and writing the file hold no lock but cpmu and ckpt/lock.
+** - One writer of checkpoints per store at a time: ckpt/lock (flock).
+**   The automatic one runs only when due: the commit path compares the
+**   log bytes since the newest checkpoint the handle knows with
+**   checkpoint_bytes (two loads), and past it starts one thread that
+**   takes ckpt/lock without waiting (another handle or process writing
+**   one: skip), looks at the newest file's anchor (another may have
+**   written one since), writes one, and ends.  No thread is idle.
 **
 ** The full-text indexes are not in the file (format section 5 is kept
 ** for index segments; not built yet): after loading, the memories' index
@@ -55,8 +67,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 size_t mmfs__ckpt_entsize(uint32_t kind) {
@@ -65,12 +77,11 @@ size_t mmfs__ckpt_entsize(uint32_t kind) {
     case SEC_KV_HASH: return 16;
     case SEC_KV_ORDER: return 8;
     case SEC_RECORDS: return 8;
-    case SEC_INDEX: return 8;
-    case SEC_MEM_ENTS: return 16;
-    case SEC_MEM_TIME: return 8;
-    case SEC_ROUTES: return 1;
-    case SEC_TAGS: return 1;
-    default: return 0;
+    case SEC_MEM_DIR: return 16;
+    case SEC_MEM_TIME: return 16;
+    case SEC_TIME_IDS: return 4;
+    case SEC_SUMS: return 16;
+    default: return 1;
     }
 }
 
@@ -216,6 +227,196 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* A growing byte buffer for the sections whose size is known only once
+** they are encoded. */
+typedef struct bytes {
+    uint8_t *p;
+    size_t n, cap;
+} bytes;
+
+static int put(bytes *b, const void *src, size_t len) {
+    void *a = b->p;
+    if (mmfs__grow(&a, &b->cap, b->n + len, 1)) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
+    b->p = a;
+    memcpy(b->p + b->n, src, len);
+    b->n += len;
+    return MMFS_OK;
+}
+
+static int put32(bytes *b, uint32_t v) {
+    uint8_t x[4];
+    mmfs__st32(x, v);
+    return put(b, x, 4);
+}
+
+static int put64(bytes *b, uint64_t v) {
+    uint8_t x[8];
+    mmfs__st64(x, v);
+    return put(b, x, 8);
+}
+
+static int put_varint(bytes *b, uint64_t v) {
+    uint8_t x[10];
+    size_t n = 0;
+    do {
+        x[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) x[n] |= 0x80;
+        n++;
+    } while (v);
+    return put(b, x, n);
+}
+
+/* Shorter than this, a stretch of ids descending by one is cheaper as
+** explicit ids (4 bytes each) than as a run (16 bytes). */
+#define RUN_MIN 4
+
+/* The variable sections, encoded: the memory table's blocks (positions as
+** u16 or u32 deltas from the block's first, u64 where a block spans a
+** segment boundary), the time order as runs, the tags' ids as skip points
+** and gaps. */
+typedef struct enc {
+    bytes dir, pos, route, time, tids, tags, tagids;
+    unsigned rwidth;
+} enc;
+
+static void enc_free(enc *x) {
+    free(x->dir.p);
+    free(x->pos.p);
+    free(x->route.p);
+    free(x->time.p);
+    free(x->tids.p);
+    free(x->tags.p);
+    free(x->tagids.p);
+}
+
+static int enc_mems(snap *s, enc *x) {
+    int rc = MMFS_OK;
+    x->rwidth = s->nroutes <= 1 ? 0 : s->nroutes <= 256 ? 1 : s->nroutes <= 65536 ? 2 : 4;
+    uint64_t *pos = malloc(MMFS__MEM_BLOCK * sizeof *pos);
+    if (!pos) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
+    for (size_t b = 0; b < s->nents && rc == MMFS_OK; b += MMFS__MEM_BLOCK) {
+        size_t cnt = s->nents - b < MMFS__MEM_BLOCK ? s->nents - b : MMFS__MEM_BLOCK;
+        uint64_t base = 0;
+        for (size_t i = 0; i < cnt && rc == MMFS_OK; i++) {
+            const mmfs__mem_ent *ent = &s->ents[b + i];
+            uint8_t r[4];
+            pos[i] = 0;
+            /* Deleted, or no such id (a compaction may have dropped a
+            ** deleted memory's record): absent. */
+            if (ent->raw && !ent->deleted && !(pos[i] = pos_of(s, ent->raw)))
+                rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
+            if (pos[i] && !base) base = pos[i];
+            mmfs__st32(r, pos[i] ? ent->route : 0);
+            if (x->rwidth && rc == MMFS_OK) rc = put(&x->route, r, x->rwidth);
+        }
+        if (rc) break;
+        /* Positions grow with ids (log order), so a block's deltas from
+        ** its first are small: u16 when the block spans less than 64 KiB
+        ** of log (memories of a few hundred bytes), u32 up to 4 GiB, u64
+        ** positions where it does not grow or spans more (a segment
+        ** boundary). */
+        uint64_t span = 0;
+        int wide = 0;
+        for (size_t i = 0; i < cnt && base; i++) {
+            if (pos[i] && (pos[i] < base || pos[i] - base >= UINT32_MAX)) wide = 1;
+            if (pos[i] > base && pos[i] - base > span) span = pos[i] - base;
+        }
+        unsigned kind = !base ? 2 : wide ? 1 : span < 0xffff ? 3 : 0;
+        uint64_t at = x->pos.n;
+        rc = put64(&x->dir, base);
+        if (rc == MMFS_OK) rc = put64(&x->dir, at | kind);
+        for (size_t i = 0; i < cnt && base && rc == MMFS_OK; i++) {
+            if (kind == 1) {
+                rc = put64(&x->pos, pos[i]);
+            } else if (kind == 0) {
+                rc = put32(&x->pos, pos[i] ? (uint32_t)(pos[i] - base) : UINT32_MAX);
+            } else {
+                uint16_t d = pos[i] ? (uint16_t)(pos[i] - base) : 0xffff;
+                uint8_t le[2] = {(uint8_t)d, (uint8_t)(d >> 8)};
+                rc = put(&x->pos, le, 2);
+            }
+        }
+        /* Keep every block's entries 8-aligned (the flags live in the low bits). */
+        while (rc == MMFS_OK && x->pos.n % 8) rc = put(&x->pos, "", 1);
+    }
+    free(pos);
+    /* The time order: runs of ids descending by one, explicit ids between. */
+    for (size_t i = 0; i < s->ntime && rc == MMFS_OK;) {
+        size_t j = i + 1;
+        while (j < s->ntime && s->time[j] + 1 == s->time[j - 1]) j++;
+        if (j - i >= RUN_MIN) {
+            rc = put64(&x->time, i);
+            if (rc == MMFS_OK) rc = put64(&x->time, s->time[i]);
+            i = j;
+            continue;
+        }
+        /* Explicit ids up to the next stretch long enough for a run. */
+        rc = put64(&x->time, i);
+        if (rc == MMFS_OK) rc = put64(&x->time, (uint64_t)1 << 63 | x->tids.n / 4);
+        for (;;) {
+            for (; i < j && rc == MMFS_OK; i++) {
+                if (s->time[i] < s->mem_base || s->time[i] - s->mem_base > UINT32_MAX)
+                    rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a live memory outside the table");
+                else
+                    rc = put32(&x->tids, (uint32_t)(s->time[i] - s->mem_base));
+            }
+            if (rc || i == s->ntime) break;
+            j = i + 1;
+            while (j < s->ntime && s->time[j] + 1 == s->time[j - 1]) j++;
+            if (j - i >= RUN_MIN) break;
+        }
+    }
+    if (rc == MMFS_OK) rc = put64(&x->time, s->ntime); /* the sentinel */
+    if (rc == MMFS_OK) rc = put64(&x->time, 0);
+    /* Tags: the directory, and per tag its skip points then its gaps. */
+    for (size_t t = 0; t < s->ntags && rc == MMFS_OK; t++) {
+        const uint64_t *ids = s->tag_ids + s->tag_at[t];
+        size_t n = s->tag_at[t + 1] - s->tag_at[t], nblk = (n + MMFS__TAG_BLOCK - 1) / MMFS__TAG_BLOCK;
+        size_t at = x->tagids.n;
+        bytes gaps = {NULL, 0, 0};
+        for (size_t k = 0; k < nblk && rc == MMFS_OK; k++) {
+            size_t b = k * MMFS__TAG_BLOCK;
+            if (ids[b] < s->mem_base || ids[n - 1] - s->mem_base > UINT32_MAX) {
+                rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a tagged memory outside the table");
+                break;
+            }
+            rc = put32(&x->tagids, (uint32_t)(ids[b] - s->mem_base));
+            if (rc == MMFS_OK) rc = put32(&x->tagids, (uint32_t)gaps.n);
+            for (size_t i = b + 1; i < n && i < b + MMFS__TAG_BLOCK && rc == MMFS_OK; i++)
+                rc = put_varint(&gaps, ids[i] - ids[i - 1]);
+        }
+        if (rc == MMFS_OK && gaps.n) rc = put(&x->tagids, gaps.p, gaps.n);
+        free(gaps.p);
+        size_t nlen = s->tag_names[t].len;
+        if (rc == MMFS_OK) rc = put32(&x->tags, (uint32_t)nlen);
+        if (rc == MMFS_OK) rc = put32(&x->tags, 0);
+        if (rc == MMFS_OK) rc = put64(&x->tags, n);
+        if (rc == MMFS_OK) rc = put64(&x->tags, at);
+        if (rc == MMFS_OK) rc = put64(&x->tags, x->tagids.n - at);
+        if (rc == MMFS_OK) rc = put64(&x->tags, n ? ids[n - 1] : 0);
+        if (rc == MMFS_OK && nlen) rc = put(&x->tags, s->tag_names[t].ptr, nlen);
+        while (rc == MMFS_OK && x->tags.n % 8) rc = put(&x->tags, "", 1);
+    }
+    return rc;
+}
+
+/* Section 5, the full-text index segments: none yet.  The place where
+** they are measured and written; open's counterpart is in ckpt_load.c. */
+static size_t ckpt_index_len(mmfs_db *db, snap *s) {
+    (void)db;
+    (void)s;
+    return 0;
+}
+
+static int ckpt_index_write(mmfs_db *db, snap *s, uint8_t *at, size_t len) {
+    (void)db;
+    (void)s;
+    (void)at;
+    (void)len;
+    return MMFS_OK;
+}
+
 /* Builds the whole file in *BUF (*LEN bytes). */
 static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     s->sum = &db->sum;
@@ -224,20 +425,41 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         nslots = 16;
         while (nslots < s->nkv * 2) nslots *= 2; /* load <= 0.5: short probes */
     }
-    size_t routes_len = 0, tags_len = 0;
+    enc x;
+    memset(&x, 0, sizeof x);
+    int rc = enc_mems(s, &x);
+    if (rc) {
+        enc_free(&x);
+        return rc;
+    }
+    size_t routes_len = 0;
     for (size_t i = 0; i < s->nroutes; i++) routes_len += (4 + s->routes[i].len + 7) & ~(size_t)7;
-    for (size_t i = 0; i < s->ntags; i++)
-        tags_len += 16 + ((s->tag_names[i].len + 7) & ~(size_t)7) + (s->tag_at[i + 1] - s->tag_at[i]) * 8;
-    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots, s->nkv, s->nrecs, 0, s->nents, s->ntime, routes_len, tags_len};
+    size_t ix_len = ckpt_index_len(db, s);
+    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots,      s->nkv,         s->nrecs,          ix_len,
+                             x.dir.n / 16, x.time.n / 16, routes_len,   x.tags.n,          x.pos.n,
+                             x.route.n,    x.tids.n / 4,  x.tagids.n,   0};
     uint64_t off[CK_NSEC];
     size_t size = CK_HDR;
-    for (int k = 0; k < CK_NSEC; k++) {
+    /* The sections open reads first, so that they share the first blocks
+    ** and open checks few bytes; then those read when first used. */
+    static const int layout[CK_NSEC - 1] = {SEC_SEGMENTS, SEC_RECORDS, SEC_INDEX,   SEC_ROUTES,   SEC_TAGS,
+                                            SEC_KV_HASH,  SEC_KV_ORDER, SEC_MEM_DIR, SEC_MEM_TIME, SEC_MEM_POS,
+                                            SEC_MEM_ROUTE, SEC_TIME_IDS, SEC_TAG_IDS};
+    for (int i = 0; i < CK_NSEC - 1; i++) {
+        int k = layout[i] - 1;
         off[k] = size;
         size += (cnt[k] * mmfs__ckpt_entsize((uint32_t)(k + 1)) + 7) & ~(size_t)7;
     }
-    size += CK_SUM;
+    size_t nblocks = (size - CK_HDR + ((size_t)1 << CK_BLOCK_SHIFT) - 1) >> CK_BLOCK_SHIFT;
+    off[CK_NSEC - 1] = size;
+    cnt[CK_NSEC - 1] = nblocks;
+    size_t body_end = size;
+    size += nblocks * 16;
     uint8_t *b = calloc(1, size);
-    if (!b) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (%zu bytes)", size);
+    if (!b) {
+        enc_free(&x);
+        return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (%zu bytes)", size);
+    }
     memcpy(b + H_MAGIC, CK_MAGIC, 8);
     mmfs__st32(b + H_FORMAT, CK_FORMAT);
     mmfs__st32(b + H_SUMTYPE, (uint32_t)db->sum.type);
@@ -253,22 +475,22 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     mmfs__st64(b + H_LIVE_BYTES, s->live_bytes);
     mmfs__st64(b + H_REC_BYTES, s->rec_bytes);
     mmfs__st32(b + H_NSEC, CK_NSEC);
+    mmfs__st32(b + H_BLOCK_SHIFT, CK_BLOCK_SHIFT);
     memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->sum.len);
     mmfs__st64(b + H_MEM_BASE, s->mem_base);
     mmfs__st64(b + H_MEM_LIVE, s->mem_live);
     mmfs__st64(b + H_NROUTES, s->nroutes);
+    mmfs__st32(b + H_RWIDTH, x.rwidth);
+    mmfs__st64(b + H_NTIME, s->ntime);
     for (int k = 0; k < CK_NSEC; k++) {
-        uint8_t *d = b + H_SEC + 24 * k;
-        mmfs__st32(d, (uint32_t)(k + 1));
-        mmfs__st64(d + 8, off[k]);
-        mmfs__st64(d + 16, cnt[k]);
+        mmfs__st64(b + H_SEC + 16 * k, off[k]);
+        mmfs__st64(b + H_SEC + 16 * k + 8, cnt[k]);
     }
     uint8_t *p = b + off[0];
     for (size_t i = 0; i + 1 < s->nsegs; i++, p += 16) {
         mmfs__st32(p, s->segs[i].no);
         mmfs__st64(p + 8, s->segs[i].end);
     }
-    int rc = MMFS_OK;
     uint8_t *order = b + off[2], *slots = b + off[1];
     for (size_t i = 0; i < s->nkv && rc == MMFS_OK; i++) {
         uint64_t pos = pos_of(s, s->kv[i]);
@@ -289,33 +511,18 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
         mmfs__st64(recs + 8 * i, pos);
     }
-    uint8_t *p6 = b + off[5];
-    for (size_t i = 0; i < s->nents && rc == MMFS_OK; i++, p6 += 16) {
-        if (!s->ents[i].raw) continue; /* position 0: no such id */
-        uint64_t pos = pos_of(s, s->ents[i].raw);
-        /* A deleted memory whose record a compaction dropped: no such id. */
-        if (!pos && s->ents[i].deleted) continue;
-        if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
-        mmfs__st64(p6, pos);
-        mmfs__st32(p6 + 8, s->ents[i].route);
-        mmfs__st32(p6 + 12, s->ents[i].deleted ? 1 : 0);
-    }
-    for (size_t i = 0; i < s->ntime; i++) mmfs__st64(b + off[6] + 8 * i, s->time[i]);
+    if (rc == MMFS_OK) rc = ckpt_index_write(db, s, b + off[4], ix_len);
+    const bytes *sec[CK_NSEC] = {NULL, NULL, NULL, NULL, NULL, &x.dir, &x.time, NULL, &x.tags, &x.pos,
+                                 &x.route, &x.tids, &x.tagids, NULL};
+    for (int k = 0; k < CK_NSEC; k++)
+        if (sec[k] && sec[k]->n) memcpy(b + off[k], sec[k]->p, sec[k]->n);
     uint8_t *p8 = b + off[7];
     for (size_t i = 0; i < s->nroutes; i++) {
         mmfs__st32(p8, (uint32_t)s->routes[i].len);
         memcpy(p8 + 4, s->routes[i].ptr, s->routes[i].len);
         p8 += (4 + s->routes[i].len + 7) & ~(size_t)7;
     }
-    uint8_t *p9 = b + off[8];
-    for (size_t i = 0; i < s->ntags; i++) {
-        size_t n = s->tag_at[i + 1] - s->tag_at[i];
-        mmfs__st32(p9, (uint32_t)s->tag_names[i].len);
-        mmfs__st64(p9 + 8, n);
-        memcpy(p9 + 16, s->tag_names[i].ptr, s->tag_names[i].len);
-        p9 += 16 + ((s->tag_names[i].len + 7) & ~(size_t)7);
-        for (size_t j = 0; j < n; j++, p9 += 8) mmfs__st64(p9, s->tag_ids[s->tag_at[i] + j]);
-    }
+    enc_free(&x);
     if (rc) {
         free(b);
         return rc;
@@ -323,7 +530,14 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     /* Log order, so that applying them again is a replay of the live
     ** records: memory ids ascend, stream chunks keep their order. */
     qsort(recs, s->nrecs, 8, cmp_u64);
-    mmfs__sum_compute(&db->sum, b, size - CK_SUM, b + size - CK_SUM);
+    /* The blocks' checksums, theirs, then the header's (which covers the
+    ** section table and the checksum of the checksums). */
+    for (size_t j = 0; j < nblocks; j++) {
+        size_t lo = CK_HDR + (j << CK_BLOCK_SHIFT), hi = lo + ((size_t)1 << CK_BLOCK_SHIFT);
+        mmfs__sum_compute(&db->sum, b + lo, (hi < body_end ? hi : body_end) - lo, b + body_end + 16 * j);
+    }
+    mmfs__sum_compute(&db->sum, b + body_end, nblocks * 16, b + H_SUMS_SUM);
+    mmfs__sum_compute(&db->sum, b, H_HDR_SUM, b + H_HDR_SUM);
     *buf = b;
     *len = size;
     return MMFS_OK;
@@ -406,15 +620,39 @@ static int checkpoint_locked(mmfs_db *db) {
     return rc;
 }
 
+/* Takes ckpt/lock: one checkpoint writer per store at a time, across
+** handles and processes (flock: two descriptors of one process exclude
+** each other too).  NONBLOCK: MMFS_BUSY when another holds it.  *FD: close
+** it to release. */
+static int ckpt_lock(mmfs_db *db, int nonblock, int *fd) {
+    char dir[4200], path[4300];
+    ck_dir(db, dir, sizeof dir);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) return mmfs__err_sys(errno, "mkdir", dir);
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) return mmfs__err_sys(errno, "open", path);
+    while (flock(f, LOCK_EX | (nonblock ? LOCK_NB : 0)) < 0) {
+        int err = errno;
+        if (err == EINTR) continue;
+        close(f);
+        return nonblock && err == EWOULDBLOCK ? MMFS_BUSY : mmfs__err_sys(err, "flock", path);
+    }
+    *fd = f;
+    return MMFS_OK;
+}
+
 int mmfs_checkpoint(mmfs_db *db) {
     int rc = mmfs__usable(db);
     if (rc) return rc;
     if (db->opt.readonly) return mmfs__err(MMFS_READONLY, "%s: opened read-only: cannot write a checkpoint", db->dir);
     if (mmfs__in_own_writer(db))
         return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store (checkpoint)", db->dir);
+    int fd;
+    if ((rc = ckpt_lock(db, 0, &fd))) return rc;
     pthread_mutex_lock(&db->cpmu);
     rc = checkpoint_locked(db);
     pthread_mutex_unlock(&db->cpmu);
+    close(fd);
     return rc;
 }
 
@@ -431,47 +669,78 @@ static uint64_t since_ckpt(mmfs_db *db) {
            MMFS__POS_OFF(then);
 }
 
+/* Moves ckpt_pos to the anchor of the newest checkpoint in ckpt/ when
+** another handle wrote one since (its header, checksum checked; the
+** anchor frame's own length is not counted). */
+static void ckpt_pos_refresh(mmfs_db *db) {
+    uint64_t *v;
+    size_t n;
+    if (mmfs__ckpt_list(db, &v, &n, 0) != MMFS_OK) return;
+    uint8_t h[CK_HDR];
+    char path[4400];
+    if (n) {
+        mmfs__ckpt_path(db, v[0], path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h + H_MAGIC, CK_MAGIC, 8) == 0 &&
+            mmfs__ld32(h + H_FORMAT) == CK_FORMAT && mmfs__ld32(h + H_FIRST_SEG) == db->first_seg &&
+            mmfs__sum_check(&db->sum, h, H_HDR_SUM, h + H_HDR_SUM)) {
+            uint64_t pos = MMFS__POS(mmfs__ld32(h + H_ANCHOR_SEG), mmfs__ld64(h + H_ANCHOR_OFF));
+            if (pos > atomic_load(&db->ckpt_pos)) atomic_store(&db->ckpt_pos, pos);
+        }
+        if (fd >= 0) close(fd);
+    }
+    free(v);
+}
+
+/* The thread mmfs__ckpt_maybe starts: writes one checkpoint if no other
+** handle (of any process) is writing one and none was written since this
+** handle last looked, then ends. */
 static void *checkpointer(void *arg) {
     mmfs_db *db = arg;
-    pthread_mutex_lock(&db->cmu);
-    while (!db->ckpt_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec++; /* a wake-up a second: idle hosts (editors) stay idle */
-        pthread_cond_timedwait(&db->ccond, &db->cmu, &ts);
-        if (db->ckpt_stop || since_ckpt(db) < db->opt.checkpoint_bytes) continue;
-        pthread_mutex_unlock(&db->cmu);
-        /* Refreshes first, so a handle that only reads writes a checkpoint
-        ** of what others wrote too.  A failure (disk full) is retried at
-        ** the next tick; writes are not affected. */
-        (void)mmfs_checkpoint(db);
-        pthread_mutex_lock(&db->cmu);
+    int fd = -1, rc = mmfs__usable(db); /* not after a failed fsync */
+    if (rc == MMFS_OK) rc = ckpt_lock(db, 1, &fd);
+    if (rc == MMFS_OK) {
+        ckpt_pos_refresh(db);
+        if (since_ckpt(db) >= db->opt.checkpoint_bytes) {
+            pthread_mutex_lock(&db->cpmu);
+            rc = checkpoint_locked(db);
+            pthread_mutex_unlock(&db->cpmu);
+        }
+        close(fd);
     }
+    /* Another handle is writing one (BUSY), or this one failed (disk
+    ** full): count again from here, so that the next try comes after
+    ** another checkpoint_bytes, not at every commit. */
+    if (rc != MMFS_OK) atomic_store(&db->ckpt_pos, atomic_load(&db->applied));
+    pthread_mutex_lock(&db->cmu);
+    db->ckpt_running = 0;
     pthread_mutex_unlock(&db->cmu);
     return NULL;
 }
 
+void mmfs__ckpt_maybe(mmfs_db *db) {
+    if (db->opt.readonly || !db->opt.checkpoint_bytes || since_ckpt(db) < db->opt.checkpoint_bytes) return;
+    pthread_mutex_lock(&db->cmu);
+    if (!db->ckpt_running && !db->ckpt_stop) {
+        if (db->ckpt_on) pthread_join(db->ckpter, NULL); /* the last one, ended */
+        db->ckpt_on = 0;
+        /* Failing to start is not an error of the commit: the next one
+        ** past the threshold tries again. */
+        if (pthread_create(&db->ckpter, NULL, checkpointer, db) == 0) db->ckpt_on = db->ckpt_running = 1;
+    }
+    pthread_mutex_unlock(&db->cmu);
+}
+
 int mmfs__ckpt_auto_start(mmfs_db *db) {
-    if (db->opt.readonly || db->opt.checkpoint_bytes == 0) return MMFS_OK;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_destroy(&db->ccond);
-    pthread_cond_init(&db->ccond, &ca);
-    pthread_condattr_destroy(&ca);
-    db->ckpt_stop = 0;
-    int err = pthread_create(&db->ckpter, NULL, checkpointer, db);
-    if (err) return mmfs__err_sys(err, "start the checkpointer thread", db->dir);
-    db->ckpt_on = 1;
+    (void)db; /* nothing runs until a checkpoint is due (mmfs__ckpt_maybe) */
     return MMFS_OK;
 }
 
 void mmfs__ckpt_auto_stop(mmfs_db *db) {
-    if (!db->ckpt_on) return;
     pthread_mutex_lock(&db->cmu);
     db->ckpt_stop = 1;
-    pthread_cond_signal(&db->ccond);
-    pthread_mutex_unlock(&db->cmu);
-    pthread_join(db->ckpter, NULL);
+    int on = db->ckpt_on;
     db->ckpt_on = 0;
+    pthread_mutex_unlock(&db->cmu);
+    if (on) pthread_join(db->ckpter, NULL);
 }

@@ -18,23 +18,30 @@
 #include "engine.h"
 
 #define CK_MAGIC "MMFSCKPT"
-#define CK_FORMAT 1u
+#define CK_FORMAT 2u
 #define CK_HDR 512
-#define CK_SUM 16 /* bytes kept for the checksum at the end of the file */
+#define CK_BLOCK_SHIFT 16 /* checksummed blocks of 64 KiB */
 
-/* Section kinds.  A file with a kind this library does not know is from a
-** newer writer and is skipped. */
+/* Section kinds (docs/format.md, checkpoint format 2).  Open checks the
+** header, SEC_SUMS and the sections marked "open"; the others are checked
+** a 64 KiB block at a time when first read (engine/ck_verify.c). */
 enum {
-    SEC_SEGMENTS = 1, /* u32 no, u32 0, u64 end: sealed segments before the anchor's */
-    SEC_KV_HASH = 2,  /* u64 hash, u64 pos: open addressing, power-of-two slots */
-    SEC_KV_ORDER = 3, /* u64 pos: the same records by key */
-    SEC_RECORDS = 4,  /* u64 pos: every other live record, in log order */
-    SEC_INDEX = 5,    /* full-text index segments: not built yet, always empty */
-    SEC_MEM_ENTS = 6, /* u64 pos, u32 route, u32 flags (1: deleted): ids from H_MEM_BASE */
-    SEC_MEM_TIME = 7, /* u64 id: live memories, created_at desc then id desc */
-    SEC_ROUTES = 8,   /* bytes: H_NROUTES x (u32 length, name, zeros to 8) */
-    SEC_TAGS = 9      /* bytes: per tag u32 length, u32 0, u64 n, name (to 8), n u64 ids */
+    SEC_SEGMENTS = 1,  /* open: u32 no, u32 0, u64 end: sealed segments before the anchor's */
+    SEC_KV_HASH = 2,   /* u64 hash, u64 pos: open addressing, power-of-two slots */
+    SEC_KV_ORDER = 3,  /* u64 pos: the same records by key */
+    SEC_RECORDS = 4,   /* open: u64 pos: every other live record, in log order */
+    SEC_INDEX = 5,     /* open: bytes: full-text index segments (ckpt_index: none yet) */
+    SEC_MEM_DIR = 6,   /* u64 base position, u64 at | flags: per MMFS__MEM_BLOCK ids */
+    SEC_MEM_TIME = 7,  /* u64 first index, u64 v: runs of the live ids by time, then a sentinel */
+    SEC_ROUTES = 8,    /* open: bytes: H_NROUTES x (u32 length, name, zeros to 8) */
+    SEC_TAGS = 9,      /* open: bytes: per tag u32 nlen, u32 0, u64 n, at, len, last, name (to 8) */
+    SEC_MEM_POS = 10,  /* bytes: the blocks' u32 deltas or u64 positions */
+    SEC_MEM_ROUTE = 11, /* bytes: H_RWIDTH bytes of route per id */
+    SEC_TIME_IDS = 12, /* u32 id - H_MEM_BASE: the explicit runs' ids */
+    SEC_TAG_IDS = 13,  /* bytes: per tag, u32 skip points (first id, offset) then LEB128 gaps */
+    SEC_SUMS = 14      /* 16 bytes per block of [CK_HDR, its offset): the blocks' checksums */
 };
+#define CK_NSEC 14
 
 /* Header offsets. */
 enum {
@@ -52,17 +59,18 @@ enum {
     H_NEXT_MEM = 96,
     H_LIVE_BYTES = 104, /* the engine's live_bytes at the LSN */
     H_NSEC = 112,
-    H_SEC = 120, /* the section table, below */
-    H_ANCHOR_SUM = 336, /* 16 bytes: the anchor frame's checksum (zero padded) */
-    H_MEM_BASE = 352,   /* u64 the first id of SEC_MEM_ENTS */
-    H_MEM_LIVE = 360,   /* u64 live memories */
-    H_NROUTES = 368,    /* u64 routes in SEC_ROUTES */
-    H_REC_BYTES = 376   /* u64 bytes of the records applied up to the LSN (stats' dead_bytes) */
+    H_BLOCK_SHIFT = 116,
+    H_SEC = 120,        /* CK_NSEC x (u64 offset, u64 count), kinds in order */
+    H_ANCHOR_SUM = 344, /* 16 bytes: the anchor frame's checksum (zero padded) */
+    H_MEM_BASE = 360,   /* u64 the first id of the memory table */
+    H_MEM_LIVE = 368,   /* u64 live memories */
+    H_NROUTES = 376,    /* u64 routes in SEC_ROUTES */
+    H_REC_BYTES = 384,  /* u64 bytes of the records applied up to the LSN (stats' dead_bytes) */
+    H_RWIDTH = 392,     /* u32 bytes of SEC_MEM_ROUTE per id: 0, 1, 2 or 4 */
+    H_NTIME = 400,      /* u64 live ids in SEC_MEM_TIME's runs */
+    H_SUMS_SUM = 464,   /* 16 bytes: the checksum of SEC_SUMS */
+    H_HDR_SUM = 496     /* 16 bytes: the checksum of the header before it */
 };
-/* Nine sections, (u32 kind, u32 0, u64 offset, u64 count) at H_SEC + 24 k,
-** one of each kind in order: 120 + 9 * 24 = 336.  Each starts 8-aligned;
-** the count of a byte section is its length. */
-#define CK_NSEC 9
 
 /* What a checkpoint copies under the locks, and what it makes of that
 ** after them.  Under the engine's read side it copies only what changed
@@ -103,6 +111,7 @@ typedef struct snap {
     const uint8_t **dkeys;   /* every newer kv record (hides the checkpoint's key) */
     size_t ndkeys, dkeycap;
     mmfs__memck mck;         /* the mapped memory table; dead is a copy */
+    mmfs__tag *tag_ckt;      /* per tag: a copy (its checkpoint ids are read through it) */
     mmfs__mem_ent *dents;    /* the newer ents, ids dbase.. */
     uint64_t dbase;
     size_t ndents;
@@ -110,9 +119,8 @@ typedef struct snap {
     size_t ndtime, dtimecap;
     mmfs_slice *routes;
     size_t nroutes;
-    mmfs_slice *tag_names;   /* per tag: name, mapped ids, newer ids */
-    const uint8_t **tag_ck;
-    size_t *tag_ckn, *tag_in_at;
+    mmfs_slice *tag_names;   /* per tag: name, newer ids */
+    size_t *tag_in_at;
     size_t ntags, tagcap;
     uint64_t *tag_in;
     size_t ntag_in, tag_incap;
@@ -129,8 +137,7 @@ typedef struct snap {
     size_t ntag_ids, tag_idcap;
 } snap;
 
-/* ckpt.c: bytes of one entry of section KIND (1 for a byte section, 0 for
-** a kind this library does not know). */
+/* ckpt.c: bytes of one entry of section KIND (1 for a byte section). */
 size_t mmfs__ckpt_entsize(uint32_t kind);
 /* ckpt.c: the path of checkpoint LSN ("DIR/ckpt/<LSN, 20 digits>.ckpt"). */
 void mmfs__ckpt_path(const mmfs_db *db, uint64_t lsn, char *buf, size_t len);

@@ -115,18 +115,17 @@ static int take_memories(const mmfs__engine *e, snap *s) {
     if (s->nroutes) memcpy(s->routes, m->route_names, s->nroutes * sizeof *s->routes);
     size_t ntags = m->tags.count;
     s->tag_names = malloc((ntags + 1) * sizeof *s->tag_names);
-    s->tag_ck = malloc((ntags + 1) * sizeof *s->tag_ck);
-    s->tag_ckn = malloc((ntags + 1) * sizeof *s->tag_ckn);
+    s->tag_ckt = malloc((ntags + 1) * sizeof *s->tag_ckt);
     s->tag_in_at = malloc((ntags + 1) * sizeof *s->tag_in_at);
-    if (!s->tag_names || !s->tag_ck || !s->tag_ckn || !s->tag_in_at)
+    if (!s->tag_names || !s->tag_ckt || !s->tag_in_at)
         return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (tags)");
     s->tag_in_at[0] = 0;
     for (size_t i = 0; m->tags.slots && i <= m->tags.mask && rc == MMFS_OK; i++) {
         const mmfs__tag *t = (const mmfs__tag *)m->tags.slots[i].val;
         if (!t) continue;
         s->tag_names[s->ntags] = t->name;
-        s->tag_ck[s->ntags] = t->ck_ids;
-        s->tag_ckn[s->ntags] = t->ck_n;
+        s->tag_ckt[s->ntags] = *t;
+        s->tag_ckt[s->ntags].ck = &s->mck;
         for (size_t j = 0; j < t->n && rc == MMFS_OK; j++) rc = push64(&s->tag_in, &s->ntag_in, &s->tag_incap, t->ids[j]);
         s->tag_in_at[++s->ntags] = s->ntag_in;
     }
@@ -145,8 +144,7 @@ void mmfs__ckpt_snap_free(snap *s) {
     free(s->dtime);
     free(s->routes);
     free(s->tag_names);
-    free(s->tag_ck);
-    free(s->tag_ckn);
+    free(s->tag_ckt);
     free(s->tag_in_at);
     free(s->tag_in);
     free(s->kv);
@@ -170,7 +168,8 @@ static int merge_kv(snap *s) {
     const uint8_t *c = NULL;
     for (;;) {
         while (!c && i < ck->n) {
-            if (!(c = mmfs__kvck_rec(ck, mmfs__ld64(ck->order + 8 * i++)))) continue;
+            const uint8_t *at = ck->order + 8 * i++;
+            if (!mmfs__ckf_ok(ck->ckf, at, 8) || !(c = mmfs__kvck_rec(ck, mmfs__ld64(at)))) continue;
             mmfs_slice key = mmfs__raw_key(c);
             while (k < s->ndkeys && mmfs__slice_cmp(mmfs__raw_key(s->dkeys[k]), key) < 0) k++;
             if (k < s->ndkeys && mmfs__slice_eq(mmfs__raw_key(s->dkeys[k]), key)) c = NULL; /* hidden */
@@ -193,12 +192,11 @@ static int merge_kv(snap *s) {
 static mmfs__mem_ent ck_mem(const snap *s, uint64_t id) {
     mmfs__mem_ent ent = {NULL, 0, 0};
     const mmfs__memck *ck = &s->mck;
-    if (id < ck->base || id - ck->base >= ck->n) return ent;
-    uint64_t i = id - ck->base;
-    const uint8_t *p = ck->ents + i * 16;
-    ent.raw = mmfs__ck_rec(s->kvck, mmfs__ld64(p));
-    ent.route = mmfs__ld32(p + 8);
-    ent.deleted = (mmfs__ld32(p + 12) & 1) || (ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1));
+    ent.raw = mmfs__memck_rec(ck, s->kvck, id, &ent.route);
+    if (ent.raw) {
+        uint64_t i = id - ck->base;
+        ent.deleted = ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1);
+    }
     return ent;
 }
 
@@ -230,7 +228,7 @@ static int merge_memories(snap *s) {
     const uint8_t *c = NULL;
     for (;;) {
         while (!c && ci < s->mck.ntime) {
-            mmfs__mem_ent ent = ck_mem(s, mmfs__ld64(s->mck.time + 8 * ci++));
+            mmfs__mem_ent ent = ck_mem(s, mmfs__memck_time_id(&s->mck, ci++));
             if (ent.raw && !ent.deleted) c = ent.raw;
         }
         const uint8_t *d = di < s->ndtime ? s->dtime[di] : NULL;
@@ -244,12 +242,16 @@ static int merge_memories(snap *s) {
         return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (tags)");
     s->tag_at[0] = 0;
     for (size_t t = 0; t < s->ntags && rc == MMFS_OK; t++) {
-        for (size_t j = 0; j < s->tag_ckn[t] && rc == MMFS_OK; j++) {
-            uint64_t id = mmfs__ld64(s->tag_ck[t] + 8 * j);
-            mmfs__memck *ck = &s->mck;
-            uint64_t i = id - ck->base;
-            if (id >= ck->base && i < ck->n && ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1)) continue;
-            rc = push64(&s->tag_ids, &s->ntag_ids, &s->tag_idcap, id);
+        const mmfs__tag *tc = &s->tag_ckt[t];
+        uint64_t blk[MMFS__TAG_BLOCK];
+        for (size_t k = 0; k * MMFS__TAG_BLOCK < tc->ck_n && rc == MMFS_OK; k++) {
+            size_t n = mmfs__tag_ck_block(&s->mck, tc, k, blk);
+            for (size_t j = 0; j < n && rc == MMFS_OK; j++) {
+                const mmfs__memck *ck = &s->mck;
+                uint64_t i = blk[j] - ck->base;
+                if (ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1)) continue;
+                rc = push64(&s->tag_ids, &s->ntag_ids, &s->tag_idcap, blk[j]);
+            }
         }
         for (size_t j = s->tag_in_at[t]; j < s->tag_in_at[t + 1] && rc == MMFS_OK; j++) {
             mmfs__mem_ent ent = snap_mem(s, s->tag_in[j]);
@@ -301,5 +303,9 @@ int mmfs__ckpt_snap_take(mmfs_db *db, snap *s, int *empty) {
     pthread_rwlock_unlock(&db->rw);
     if (rc == MMFS_OK) rc = merge_kv(s);
     if (rc == MMFS_OK) rc = merge_memories(s);
+    /* A part of the mapped checkpoint that failed its checksum was read
+    ** as absent: never write that down as the state. */
+    if (rc == MMFS_OK && (mmfs__ckf_bad(s->kvck->ckf) || mmfs__ckf_bad(s->mck.f)))
+        rc = mmfs__err(MMFS_CORRUPT, "checkpoint: the mapped checkpoint is damaged (reopen to read from the log)");
     return rc;
 }

@@ -10,14 +10,18 @@
 ** Locks (docs/design.md, "Locks", has the full table).  A thread takes a
 ** lock only while holding locks before it in this order:
 **
-**   [flock(log/compact.lock) ->] cpmu -> wmu -> flock(LOCK) -> smu
+**   [flock(log/compact.lock) ->] [flock(ckpt/lock) ->] cpmu -> wmu -> flock(LOCK) -> smu
 **                                                           -> rw -> state.mu
 **                                                                 -> mems.ixlock -> mems.qmu
 **                                                                 -> mems.qmu
 **
+**   flock(ckpt/lock)  one checkpoint writer per store (ckpt.c), taken
+**                before cpmu (after compact.lock when compaction ends with
+**                a checkpoint); the automatic one does not wait for it.
 **   cpmu         one checkpoint at a time per handle (ckpt.c); it holds
 **                wmu only to pick the LSN, then rw's read side while it
-**                copies.  cmu (+ccond): the checkpointer's timer, innermost.
+**                copies.  cmu: the checkpointer thread's start and end,
+**                innermost.
 **
 **   flock(log/compact.lock)  one compaction per store (compact.c), held
 **                from its start to its end; its copy takes only rw read.
@@ -173,8 +177,10 @@ struct mmfs_db {
     ** engine applied (under wmu, 0: none).  ckpt_lsn: the checkpoint open
     ** used (0: none).  ckpt_pos: where the newest checkpoint this handle
     ** used or wrote ends (for checkpoint_bytes).  cpmu: one checkpoint at a
-    ** time per handle, taken before wmu.  The automatic checkpointer thread
-    ** sleeps on ccond under cmu (innermost). */
+    ** time per handle, taken before wmu.  The automatic checkpointer: a
+    ** thread started by the commit that finds one due (mmfs__ckpt_maybe),
+    ** ending after it; under cmu (innermost): ckpt_running (it runs),
+    ** ckpt_on (ckpter is to be joined), ckpt_stop (closing: start none). */
     uint64_t last_frame;
     uint64_t ckpt_lsn;
     _Atomic uint64_t ckpt_pos;
@@ -182,7 +188,7 @@ struct mmfs_db {
     pthread_mutex_t cmu;
     pthread_cond_t ccond;
     pthread_t ckpter;
-    int ckpt_on, ckpt_stop;
+    int ckpt_on, ckpt_stop, ckpt_running;
 };
 
 /* A generation bumped in every forked child (pthread_atfork). */
@@ -359,9 +365,12 @@ int mmfs__sync_all(mmfs_db *db);
 ** usable checkpoint, *START = 0 and *FROM = MMFS__SEG_HDR and the engine is
 ** untouched.  Errors: only MMFS_NOMEM (a bad checkpoint is skipped). */
 int mmfs__ckpt_load(mmfs_db *db, size_t *start, uint64_t *from);
-/* The automatic checkpointer (checkpoint_bytes): start at open, stop at
-** close (idempotent). */
+/* The automatic checkpointer (checkpoint_bytes): nothing to start at
+** open; mmfs__ckpt_maybe, after each commit, starts the thread that writes
+** one when the log grew past checkpoint_bytes since the newest checkpoint
+** this handle knows; stop (at close) waits for it. */
 int mmfs__ckpt_auto_start(mmfs_db *db);
+void mmfs__ckpt_maybe(mmfs_db *db);
 void mmfs__ckpt_auto_stop(mmfs_db *db);
 
 /* watch.c: start (idempotent) and stop the thread that catches up when

@@ -74,7 +74,9 @@ int mmfs_kv_iter_next(mmfs_kv_iter *it, mmfs_slice *key, mmfs_slice *value) {
     const uint8_t *raw = mmfs__kv_seek(e, probe, it->started);
     mmfs_slice k = raw ? mmfs__raw_key(raw) : (mmfs_slice){NULL, 0};
     mmfs__rec r;
-    if (!raw || k.len < it->plen || (it->plen && memcmp(k.ptr, it->prefix, it->plen) != 0)) {
+    if (mmfs__ckf_bad(e->kv.ck.ckf)) {
+        rc = mmfs__err(MMFS_CORRUPT, "kv_iter_next: the checkpoint is damaged (dropped: reopen to read from the log)");
+    } else if (!raw || k.len < it->plen || (it->plen && memcmp(k.ptr, it->prefix, it->plen) != 0)) {
         it->done = 1;
         rc = mmfs__err(MMFS_NOTFOUND, "kv_iter_next: no more keys");
     } else if ((rc = mmfs__raw_decode(raw, &r)) == MMFS_OK) {

@@ -375,6 +375,7 @@ leave:
     ** search drains again and reports. */
     if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
     if (rc == MMFS_OK) mmfs__compact_maybe(db); /* compaction.when, rate-limited */
+    if (rc == MMFS_OK) mmfs__ckpt_maybe(db); /* checkpoint_bytes: two loads unless due */
     if (k2 && k2 != keep) free(k2);
     if (work.cmds != cmds) free(work.cmds);
     work.cmds = NULL;
