@@ -1379,6 +1379,7 @@ static int l_stats(lua_State *L) {
     STAT(segments);
     STAT(checkpoint_lsn);
     STAT(compacting);
+    STAT(index_segments);
 #undef STAT
     return 1;
 }

@@ -575,6 +575,7 @@ typedef struct mmfs_store_stats {
     uint64_t checkpoint_lsn; /* LSN of the checkpoint open mapped, 0 if none
                                 (none, or every one was damaged or stale) */
     uint64_t compacting;    /* 1 while a compaction runs through this handle */
+    uint64_t index_segments; /* memories' index segments mapped (ROOT/index/) */
 } mmfs_store_stats;
 
 /* Writes a checkpoint: the engine's state at the last LSN this handle has

@@ -177,7 +177,8 @@ const char *mmfs_path(const mmfs_db *db);
 int mmfs_verify(mmfs_db *db);
 typedef struct mmfs_store_stats {
   uint64_t memories, kv, sessions, streams, documents, log_bytes, live_bytes,
-           dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn, compacting;
+           dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn, compacting,
+           index_segments;
 } mmfs_store_stats;
 int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);
 int mmfs_checkpoint(mmfs_db *db);
@@ -1581,7 +1582,7 @@ end
 local STATS = ffi.new("mmfs_store_stats")
 local stat_names = { "memories", "kv", "sessions", "streams", "documents", "log_bytes",
   "live_bytes", "dead_bytes", "lsn", "durable_lsn", "state_version", "segments",
-  "checkpoint_lsn", "compacting" }
+  "checkpoint_lsn", "compacting", "index_segments" }
 
 function DB:stats()
   check_db(self)

@@ -115,7 +115,7 @@ static void write_seg(int dir, corpus *c, int version, uint32_t from, uint32_t t
     ix_add(w, c, from, to);
     for (uint32_t d = from; d < to; d++)
         if (c->deleted[d]) mmfs__index_remove(w, d);
-    assert_int_equal(mmfs__ixseg_write(w, dir, lsn, name), MMFS_OK);
+    assert_int_equal(mmfs__ixseg_write(w, dir, lsn, name, NULL), MMFS_OK);
     mmfs__index_free(w);
 }
 
@@ -303,7 +303,7 @@ static void test_refused(void **state) {
     /* an empty index is not written */
     mmfs__index *ix = ix_new(1);
     char n2[MMFS__IXSEG_NAME];
-    assert_int_equal(mmfs__ixseg_write(ix, f->dir, 1, n2), MMFS_INVALID);
+    assert_int_equal(mmfs__ixseg_write(ix, f->dir, 1, n2, NULL), MMFS_INVALID);
     mmfs__index_free(ix);
     fx_free(f);
 }

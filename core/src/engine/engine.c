@@ -113,4 +113,9 @@ void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st) {
     st->documents = e->docs.map.count;
     st->live_bytes = e->live_bytes;
     st->state_version = e->state.version;
+    /* the index is ixlock's (a damaged segment makes the drain replace it) */
+    pthread_rwlock_t *ixl = (pthread_rwlock_t *)&e->mems.ixlock;
+    pthread_rwlock_rdlock(ixl);
+    st->index_segments = mmfs__index_segments(e->mems.ix);
+    pthread_rwlock_unlock(ixl);
 }

@@ -22,6 +22,7 @@
 */
 #include "mems.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,7 @@ int mmfs__engine_set_tokenizer(mmfs__engine *e, int version, const char *lang) {
 
 void mmfs__mem_free(mmfs__engine *e) {
     mmfs__mems *m = &e->mems;
+    free(m->segl);
     if (m->tags.slots)
         for (size_t i = 0; i <= m->tags.mask; i++) {
             mmfs__tag *t = (mmfs__tag *)m->tags.slots[i].val;
@@ -283,6 +285,7 @@ static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
 
 /* memory.c, below: the index work of one memory of a checkpoint's table. */
 static int ck_index(mmfs__engine *e, uint64_t id);
+static void ck_unindex(mmfs__engine *e, uint32_t id);
 
 void mmfs__engine_defer_index(mmfs__engine *e) { e->mems.defer = 1; }
 
@@ -305,6 +308,17 @@ int mmfs__engine_index_drain(mmfs__engine *e) {
         }
         mmfs__ixop op = m->q[m->qhead];
         pthread_mutex_unlock(&m->qmu);
+        uint32_t segs_end = mmfs__index_segments_end(m->ix);
+        if (op.add == MMFS__IX_CKPT && op.docno < segs_end) {
+            /* ids the mapped segments hold: only their deletes, at once */
+            uint32_t stop = op.len < segs_end - op.docno ? op.docno + (uint32_t)op.len : segs_end;
+            for (uint32_t id = op.docno; id < stop; id++) ck_unindex(e, id);
+            pthread_mutex_lock(&m->qmu);
+            m->q[m->qhead].docno = stop;
+            if ((m->q[m->qhead].len -= stop - op.docno) == 0) m->qhead++;
+            pthread_mutex_unlock(&m->qmu);
+            continue;
+        }
         if (op.add == MMFS__IX_CKPT) { /* one memory of the checkpoint's table at a time */
             if ((rc = ck_index(e, op.docno))) break;
             pthread_mutex_lock(&m->qmu);
@@ -478,6 +492,66 @@ static int ck_index(mmfs__engine *e, uint64_t id) {
         mmfs__rec_decode(raw, mmfs__raw_len(raw), &r) != MMFS_OK || r.u.mem.id != id)
         return MMFS_OK;
     return mmfs__index_add(e->mems.ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+}
+
+/* Memory ID of the checkpoint's table is in a mapped index segment: takes
+** it out of the index unless it was live there.  (A segment holds what
+** the checkpoint that listed it first saw live; a later one, or its
+** compaction, may have deleted or dropped it since.) */
+static void ck_unindex(mmfs__engine *e, uint32_t id) {
+    const mmfs__memck *ck = &e->mems.ck;
+    if (id >= ck->base && id - ck->base < ck->n) {
+        const uint8_t *p = ck->ents + (id - ck->base) * 16;
+        if (mmfs__ld64(p) && !(mmfs__ld32(p + 12) & 1)) return;
+    }
+    mmfs__index_remove(e->mems.ix, id);
+}
+
+int mmfs__mem_reindex(mmfs__engine *e) {
+    mmfs__mems *m = &e->mems;
+    int rc = MMFS_OK;
+    pthread_rwlock_wrlock(&m->ixlock);
+    if (!mmfs__index_segments(m->ix)) goto out; /* another search did it */
+    mmfs__index *nx = mmfs__index_new_like(m->ix), *old = m->ix;
+    if (!nx) {
+        rc = mmfs__err(MMFS_NOMEM, "memory: out of memory (index)");
+        goto out;
+    }
+    m->ix = nx; /* ck_index adds into m->ix */
+    const mmfs__memck *ck = &m->ck;
+    for (size_t i = 0; i < ck->n && rc == MMFS_OK; i++) {
+        uint64_t id = ck->base + i;
+        if (id > MMFS__MEM_ID_MAX) break;
+        if (ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1)) continue;
+        rc = ck_index(e, id);
+    }
+    for (size_t i = 0; i < m->n && rc == MMFS_OK; i++) {
+        const mmfs__mem_ent *me = &m->ents[i];
+        uint64_t id = m->base + i;
+        mmfs__rec r;
+        if (!me->raw || me->deleted || (me->raw[5] & MMFS__RF_NOINDEX) || id > MMFS__MEM_ID_MAX ||
+            mmfs__rec_decode(me->raw, mmfs__raw_len(me->raw), &r) != MMFS_OK)
+            continue;
+        rc = mmfs__index_add(nx, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+    }
+    if (rc) {
+        m->ix = old;
+        mmfs__index_free(nx);
+        goto out;
+    }
+    mmfs__index_free(old);
+    atomic_store(&m->seg_bad, 2);
+out:
+    pthread_rwlock_unlock(&m->ixlock);
+    return rc;
+}
+
+/* Takes out of the mapped index segments the ids below the checkpoint's
+** table (a compaction dropped them).  At open, before other threads. */
+void mmfs__mem_segs_below(mmfs__engine *e) {
+    uint32_t end = mmfs__index_segments_end(e->mems.ix);
+    uint64_t stop = e->mems.ck.n ? e->mems.ck.base : end;
+    for (uint64_t id = 1; id < stop && id < end; id++) mmfs__index_remove(e->mems.ix, (uint32_t)id);
 }
 
 /* ----------------------------------------------------------- documents */

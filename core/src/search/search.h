@@ -245,9 +245,13 @@ typedef struct mmfs__ixseg {
 
 /* Writes every document of IX as one segment file in directory DIR (an
 ** fd), under a temporary name, fsynced, renamed, DIR fsynced; its name
-** (from its first docno and LSN) into NAME.  IX must hold a document.
+** (from its first docno and LSN) into NAME, what a checkpoint lists of it
+** into *ENT (may be NULL).  IX must hold a document.
 ** Errors: MMFS_INVALID (empty index), MMFS_IO, MMFS_NOMEM. */
-int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MMFS__IXSEG_NAME]);
+int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MMFS__IXSEG_NAME],
+                      mmfs__ixent *ent);
+/* The file name of segment ENT into NAME. */
+void mmfs__ixseg_name(const mmfs__ixent *ent, char name[MMFS__IXSEG_NAME]);
 
 /* Maps segment NAME of directory DIR (an fd) after checking its header,
 ** its table of block checksums and its document table against CFG (the
@@ -265,8 +269,6 @@ int mmfs__ixseg_check(mmfs__ixseg *s, uint64_t off, uint64_t len);
 ** in-memory document yet and S must follow its other segments.  Errors:
 ** MMFS_INVALID, MMFS_NOMEM (S not taken). */
 int mmfs__index_attach(mmfs__index *ix, mmfs__ixseg *s);
-/* The number of segments attached to IX. */
-uint32_t mmfs__index_segments(const mmfs__index *ix);
 
 /* Terms of S: entry I (0 <= I < nterms, sorted by bytes).  Checked. */
 int mmfs__ixseg_term(mmfs__ixseg *s, uint32_t i, const uint8_t **str, size_t *slen);

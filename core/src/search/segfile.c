@@ -157,7 +157,12 @@ static void write_body(bw *w, const mmfs__index *ix, const uint8_t *head, uint32
     }
 }
 
-int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MMFS__IXSEG_NAME]) {
+void mmfs__ixseg_name(const mmfs__ixent *ent, char name[MMFS__IXSEG_NAME]) {
+    snprintf(name, MMFS__IXSEG_NAME, "%010u-%020llu.idx", ent->lo, (unsigned long long)ent->lsn);
+}
+
+int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MMFS__IXSEG_NAME],
+                      mmfs__ixent *ent) {
     /* the docno range: first and last present document */
     uint32_t lo = UINT32_MAX, hi = 0;
     for (uint32_t pg = 0; pg < ix->npages; pg++) {
@@ -211,7 +216,9 @@ int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MM
     wr64(head + 128, off_sums);
     wr32(head + HEAD_SUM, mmfs__crc32c(0, head, HEAD_SUM));
 
-    snprintf(name, MMFS__IXSEG_NAME, "%010u-%020llu.idx", lo, (unsigned long long)lsn);
+    mmfs__ixent me = {lo, hi, lsn, rd32(head + HEAD_SUM)};
+    mmfs__ixseg_name(&me, name);
+    if (ent) *ent = me;
     char tmp[MMFS__IXSEG_NAME + 32];
     static _Atomic unsigned seq;
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", name, (long)getpid(), atomic_fetch_add(&seq, 1));

@@ -62,6 +62,38 @@ int mmfs__index_attach(mmfs__index *ix, mmfs__ixseg *s) {
 
 uint32_t mmfs__index_segments(const mmfs__index *ix) { return ix->nseg; }
 
+uint32_t mmfs__index_segments_end(const mmfs__index *ix) { return ix->seg_hi; }
+
+mmfs__index *mmfs__index_new_like(const mmfs__index *ix) {
+    mmfs__index *nx = mmfs__index_new();
+    if (!nx) return NULL;
+    if (mmfs__index_set_tokenizer(nx, ix->cfg.version, ix->cfg.lang) != MMFS_OK) {
+        mmfs__index_free(nx);
+        return NULL;
+    }
+    mmfs__index_tune(nx, ix->k1, ix->b, !ix->cfg.nostop);
+    return nx;
+}
+
+int mmfs__index_write_segment(const mmfs__index *ix, int dir, uint64_t lsn, mmfs__ixent *out) {
+    char name[MMFS__IXSEG_NAME];
+    return mmfs__ixseg_write(ix, dir, lsn, name, out);
+}
+
+int mmfs__index_map_segment(mmfs__index *ix, int dir, const mmfs__ixent *ent) {
+    char name[MMFS__IXSEG_NAME];
+    mmfs__ixseg_name(ent, name);
+    mmfs__ixseg *s;
+    int rc = mmfs__ixseg_open(dir, name, &ix->cfg, &s);
+    if (rc) return rc;
+    if (s->lo != ent->lo || s->hi != ent->hi || s->lsn != ent->lsn || s->head_crc != ent->crc) {
+        mmfs__ixseg_close(s);
+        return mmfs__err(MMFS_CORRUPT, "index/%s: not the segment the checkpoint lists", name);
+    }
+    if ((rc = mmfs__index_attach(ix, s))) mmfs__ixseg_close(s);
+    return rc;
+}
+
 void mmfs__view_remove(mmfs__index *ix, uint32_t docno) {
     mmfs__ixseg *s = seg_of(ix, docno);
     if (!s) return;

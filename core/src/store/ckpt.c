@@ -40,11 +40,10 @@
 **   engine's read side while copying record pointers (ckpt_snap.c);
 **   hashing and writing the file hold no lock but cpmu.
 **
-** The full-text indexes are not in the file (format section 5 is kept
-** for index segments; not built yet): after loading, the memories' index
-** work is one queued op that the first search or write does (the drain
-** reads their texts then), the documents' index is built as they are
-** applied.
+** The memories' full-text index is in index segments (ROOT/index/) that
+** section 5 lists (ckpt_index.c); the memories after the last one are one
+** queued op that the first search or write does (the drain reads their
+** texts then).  The documents' index is built as they are applied.
 */
 #include "ckpt.h"
 
@@ -65,7 +64,7 @@ size_t mmfs__ckpt_entsize(uint32_t kind) {
     case SEC_KV_HASH: return 16;
     case SEC_KV_ORDER: return 8;
     case SEC_RECORDS: return 8;
-    case SEC_INDEX: return 8;
+    case SEC_INDEX: return 24;
     case SEC_MEM_ENTS: return 16;
     case SEC_MEM_TIME: return 8;
     case SEC_ROUTES: return 1;
@@ -214,7 +213,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     for (size_t i = 0; i < s->nroutes; i++) routes_len += (4 + s->routes[i].len + 7) & ~(size_t)7;
     for (size_t i = 0; i < s->ntags; i++)
         tags_len += 16 + ((s->tag_names[i].len + 7) & ~(size_t)7) + (s->tag_at[i + 1] - s->tag_at[i]) * 8;
-    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots, s->nkv, s->nrecs, 0, s->nents, s->ntime, routes_len, tags_len};
+    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots, s->nkv, s->nrecs, mmfs__ckpt_index_count(s), s->nents, s->ntime, routes_len, tags_len};
     uint64_t off[CK_NSEC];
     size_t size = CK_HDR;
     for (int k = 0; k < CK_NSEC; k++) {
@@ -254,6 +253,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         mmfs__st32(p, s->segs[i].no);
         mmfs__st64(p + 8, s->segs[i].end);
     }
+    mmfs__ckpt_index_put(s, b + off[4]);
     int rc = MMFS_OK;
     uint8_t *order = b + off[2], *slots = b + off[1];
     for (size_t i = 0; i < s->nkv && rc == MMFS_OK; i++) {
@@ -379,6 +379,7 @@ static int checkpoint_locked(mmfs_db *db) {
     }
     uint8_t *buf = NULL;
     size_t len = 0;
+    (void)mmfs__ckpt_index_make(db, &s); /* failed: no segments listed, open indexes from the log */
     rc = build_file(db, &s, &buf, &len);
     if (rc == MMFS_OK) rc = write_file(db, s.lsn, buf, len);
     free(buf);
@@ -387,6 +388,7 @@ static int checkpoint_locked(mmfs_db *db) {
         uint32_t flen = mmfs__ld32(a->map + MMFS__POS_OFF(s.anchor) + 4);
         atomic_store(&db->ckpt_pos, s.anchor + flen);
         prune(db, 2);
+        mmfs__ckpt_index_done(db, &s);
     }
     mmfs__ckpt_snap_free(&s);
     return rc;

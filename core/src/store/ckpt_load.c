@@ -83,7 +83,6 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
             cnt[k] > (size - CK_SUM - off[k]) / es)
             goto bad;
     }
-    if (cnt[4] != 0) goto bad; /* index segments: written by a newer library */
     if (cnt[1] & (cnt[1] - 1) || (cnt[2] && cnt[1] < cnt[2] * 2)) goto bad;
     /* The anchor: the last frame covered, still in this log. */
     as = seg_index(db, mmfs__ld32(b + H_ANCHOR_SEG), &ai);
@@ -132,6 +131,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     if ((rc = mmfs__mem_ck_attach(e, &mck, b + off[7], (size_t)cnt[7], (size_t)mmfs__ld64(b + H_NROUTES),
                                   b + off[8], (size_t)cnt[8], mmfs__ld64(b + H_MEM_LIVE), next_mem)) != MMFS_OK)
         goto reset;
+    if ((rc = mmfs__ckpt_index_load(db, lsn, b + off[4], cnt[4])) != MMFS_OK) goto reset;
     const uint8_t *recs = b + off[3];
     for (uint64_t i = 0; i < cnt[3]; i++) {
         uint64_t pos = mmfs__ld64(recs + 8 * i);
