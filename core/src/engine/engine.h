@@ -165,6 +165,9 @@ typedef struct mmfs__mems {
     mmfs__ixent *segl;
     size_t nsegl;
     _Atomic int seg_bad;
+    /* mapped segments from this docno on were written by the checkpoint
+    ** loaded (nothing deleted since: the drain skips them) */
+    uint32_t segs_fresh;
 } mmfs__mems;
 
 /* memory.c too: documents, the other tenant of the full-text engine. */

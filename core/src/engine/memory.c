@@ -312,7 +312,8 @@ int mmfs__engine_index_drain(mmfs__engine *e) {
         if (op.add == MMFS__IX_CKPT && op.docno < segs_end) {
             /* ids the mapped segments hold: only their deletes, at once */
             uint32_t stop = op.len < segs_end - op.docno ? op.docno + (uint32_t)op.len : segs_end;
-            for (uint32_t id = op.docno; id < stop; id++) ck_unindex(e, id);
+            uint32_t scan = m->segs_fresh < op.docno ? op.docno : m->segs_fresh < stop ? m->segs_fresh : stop;
+            for (uint32_t id = op.docno; id < scan; id++) ck_unindex(e, id);
             pthread_mutex_lock(&m->qmu);
             m->q[m->qhead].docno = stop;
             if ((m->q[m->qhead].len -= stop - op.docno) == 0) m->qhead++;

@@ -248,6 +248,9 @@ int mmfs__ckpt_index_load(mmfs_db *db, uint64_t lsn, const uint8_t *p, uint64_t 
         if (rc) break; /* this one and the rest: indexed from the log */
     }
     if (dir >= 0) close(dir);
+    /* the segments this checkpoint wrote know its deletes already */
+    m->segs_fresh = mmfs__index_segments_end(m->ix);
+    for (size_t i = used; i-- > 0 && l[i].lsn == lsn;) m->segs_fresh = l[i].lo;
     mmfs__mem_segs_below(db->eng);
     if (used < n) atomic_store(&m->seg_bad, 1);
     free(m->segl);
