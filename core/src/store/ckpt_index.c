@@ -80,15 +80,20 @@ static int build(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, 
 }
 
 int mmfs__ckpt_index_make(mmfs_db *db, snap *s) {
+    /* the engine's list, copied under rw's read side: a reload (after
+    ** another handle's compaction) swaps the engine under the write side */
+    pthread_rwlock_rdlock(&db->rw);
     const mmfs__mems *m = &db->eng->mems;
     size_t n = m->nsegl;
+    int bad = atomic_load(&m->seg_bad) == 2;
     mmfs__ixent *l = malloc((n + 2) * sizeof *l);
+    if (l && n) memcpy(l, m->segl, n * sizeof *l);
+    pthread_rwlock_unlock(&db->rw);
     if (!l) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
-    if (n) memcpy(l, m->segl, n * sizeof *l);
     /* a list from a newer checkpoint than S (another handle's) is not S's;
     ** one holding a damaged segment is not used again */
     while (n && l[n - 1].lsn > s->lsn) n--;
-    if (atomic_load(&m->seg_bad) == 2) n = 0;
+    if (bad) n = 0;
     int dir = index_dir(db, 1);
     if (dir < 0) {
         int rc = mmfs__err_sys(errno, "open", "index/");
@@ -212,11 +217,13 @@ static void prune(mmfs_db *db, const snap *s) {
 }
 
 void mmfs__ckpt_index_done(mmfs_db *db, snap *s) {
-    mmfs__mems *m = &db->eng->mems;
     prune(db, s);
+    pthread_rwlock_rdlock(&db->rw); /* as in make; checkpoints are serialised by cpmu */
+    mmfs__mems *m = &db->eng->mems;
     free(m->segl);
     m->segl = s->ixl;
     m->nsegl = s->nixl;
+    pthread_rwlock_unlock(&db->rw);
     s->ixl = NULL;
     s->nixl = 0;
 }
