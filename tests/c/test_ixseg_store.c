@@ -356,6 +356,41 @@ static void test_compact(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* A handle keeps reading the segments it mapped while another one's
+** checkpoints merge them and remove their files, and catches up with the
+** other's writes: both answer alike. */
+static void test_two_handles(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ixseg-two");
+    mmfs_options o = options();
+    mmfs_db *a = mmfs_test_open(dir, &o);
+    add_some(a, 20); /* small: the first merge takes it */
+    del_every(a, 1, 21, 11);
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(a));
+    mmfs_db *b = mmfs_test_open(dir, &o);
+    assert_int_equal(mmfs_test_stats(b).index_segments, 1);
+    char first[1024];
+    assert_int_equal(idx_files(dir, first, sizeof first), 1);
+    *strchr(first, ' ') = 0;
+    for (int c = 0; c < 12; c++) {
+        add_some(a, 20);
+        del_every(a, 2 + (uint64_t)c, 20 + 20 * (uint64_t)(c + 1), 23);
+        MMFS_OK_OR_FAIL(mmfs_checkpoint(a));
+    }
+    char files[4096], path[4096];
+    idx_files(dir, files, sizeof files);
+    snprintf(path, sizeof path, "%s/index/%s", dir, first);
+    assert_int_equal(access(path, F_OK), -1); /* merged away and removed */
+    char *wa = answers(a, 30), *wb = answers(b, 30);
+    same(wa, wb, "the handle that mapped the removed segment");
+    assert_int_equal(mmfs_test_stats(b).index_segments, 1);
+    free(wa);
+    free(wb);
+    MMFS_OK_OR_FAIL(mmfs_close(b));
+    MMFS_OK_OR_FAIL(mmfs_close(a));
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reopen),
@@ -363,6 +398,7 @@ int main(void) {
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_compact),
+        cmocka_unit_test(test_two_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
