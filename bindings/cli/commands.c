@@ -44,6 +44,7 @@ static int cmd_stats(const cli_args *a) {
         {"state_version", st.state_version}, {"segments", st.segments},
         {"checkpoint_lsn", st.checkpoint_lsn}, {"compacting", st.compacting},
         {"checkpoint_dropped", st.checkpoint_dropped},
+        {"index_segments", st.index_segments},
     };
     print_rows(rows, sizeof rows / sizeof rows[0], cli_opt_has(a, "json"));
     return cli_close(a->cmd, db, 0);
@@ -440,7 +441,8 @@ const cli_command cli_commands[] = {
     {"stats", cmd_stats, 1, 1, stats_opts, "stats STORE [--json]",
      "Prints the store's counts and log positions, one 'name value' line each\n"
      "(memories, kv, sessions, streams, documents, log_bytes, live_bytes,\n"
-     "dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn).\n"
+     "dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn,\n"
+     "compacting, index_segments).\n"
      "  --json               one JSON object instead\n"},
     {"verify", cmd_verify, 1, 1, verify_opts, "verify STORE [--quiet]",
      "Re-reads every frame of the log and checks its checksum.  Prints 'ok'\n"

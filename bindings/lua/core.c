@@ -1380,6 +1380,7 @@ static int l_stats(lua_State *L) {
     STAT(checkpoint_lsn);
     STAT(compacting);
     STAT(checkpoint_dropped);
+    STAT(index_segments);
 #undef STAT
     return 1;
 }

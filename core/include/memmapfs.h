@@ -582,6 +582,7 @@ typedef struct mmfs_store_stats {
                                     failed its checksum when first read: reads
                                     that need it fail with MMFS_CORRUPT, and the
                                     next open falls back to an older one or the log */
+    uint64_t index_segments; /* memories' index segments mapped (ROOT/index/) */
 } mmfs_store_stats;
 
 /* Writes a checkpoint: the engine's state at the last LSN this handle has

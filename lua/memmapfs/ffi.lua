@@ -178,7 +178,8 @@ int mmfs_verify(mmfs_db *db);
 typedef struct mmfs_store_stats {
   uint64_t memories, kv, sessions, streams, documents, log_bytes, live_bytes,
            dead_bytes, lsn, durable_lsn, state_version, segments, checkpoint_lsn, compacting,
-           checkpoint_dropped;
+           checkpoint_dropped,
+           index_segments;
 } mmfs_store_stats;
 int mmfs_stats(mmfs_db *db, mmfs_store_stats *out);
 int mmfs_checkpoint(mmfs_db *db);
@@ -1582,7 +1583,7 @@ end
 local STATS = ffi.new("mmfs_store_stats")
 local stat_names = { "memories", "kv", "sessions", "streams", "documents", "log_bytes",
   "live_bytes", "dead_bytes", "lsn", "durable_lsn", "state_version", "segments",
-  "checkpoint_lsn", "compacting", "checkpoint_dropped" }
+  "checkpoint_lsn", "compacting", "checkpoint_dropped", "index_segments" }
 
 function DB:stats()
   check_db(self)

@@ -920,8 +920,11 @@ static void check_doc_tokens(mmfs__index *ix, const mmfs__tokcfg *cfg, uint32_t 
     while (mmfs__tok_next(&tk)) {
         const mmfs__term *t = mmfs__term_find(ix, tk.buf, tk.n);
         if (!t) fail_msg("doc %u token %u [%.*s]: no such term", docno, p, (int)tk.n, (char *)tk.buf);
+        mmfs__part part;
+        mmfs__term_part(ix, t, 0, &part);
+        mmfs__xterm xt = {.df = t->df, .npart = 1, .part = &part};
         mmfs__cur c;
-        mmfs__cur_init(&c, ix, t);
+        mmfs__cur_init(&c, &xt);
         if (mmfs__cur_seek(&c, docno) != docno)
             fail_msg("doc %u token %u [%.*s]: no posting", docno, p, (int)tk.n, (char *)tk.buf);
         assert_true(c.tf <= 256);

@@ -399,6 +399,7 @@ describe("store", function()
       db:close()
       db = assert(memmapfs.open(dir, { checkpoint_bytes = 0 }))
       assert.are.equal(lsn, db:stats().checkpoint_lsn)
+      assert.are.equal(1, db:stats().index_segments) -- the memories' index, mapped
       check_everything(db, e)
       local keys = {}
       for k in assert(db:scan_kv("")) do keys[#keys + 1] = k end

@@ -196,6 +196,30 @@ void mmfs__index_remove(mmfs__index *ix, uint32_t docno);
 /* Number of live documents. */
 uint64_t mmfs__index_count(const mmfs__index *ix);
 
+/* An index segment (search/segfile.c; a checkpoint's section 5 lists
+** them): the file ROOT/index/<lo>-<lsn>.idx, docnos [lo, hi), the CRC of
+** its header. */
+typedef struct mmfs__ixent {
+    uint32_t lo, hi;
+    uint64_t lsn;
+    uint32_t crc;
+} mmfs__ixent;
+
+/* Writes the documents of IX as segment LSN in directory DIR (an fd),
+** durably; what a checkpoint lists of it into *OUT.  Errors:
+** MMFS_INVALID (no document), MMFS_IO, MMFS_NOMEM. */
+int mmfs__index_write_segment(const mmfs__index *ix, int dir, uint64_t lsn, mmfs__ixent *out);
+/* Maps segment ENT of directory DIR below the documents of IX (which
+** holds none in memory yet), after checking it is that file.  Errors:
+** MMFS_NOTFOUND, MMFS_CORRUPT, MMFS_INVALID (newer format), MMFS_NOMEM. */
+int mmfs__index_map_segment(mmfs__index *ix, int dir, const mmfs__ixent *ent);
+/* An empty index with the tokenizer and tuning of IX, or NULL (NOMEM). */
+mmfs__index *mmfs__index_new_like(const mmfs__index *ix);
+/* The number of segments mapped under IX. */
+uint32_t mmfs__index_segments(const mmfs__index *ix);
+/* The first docno past IX's mapped segments (0: none). */
+uint32_t mmfs__index_segments_end(const mmfs__index *ix);
+
 /* Top K hits for QUERY (API.md query language), best first, ties by
 ** higher docno first.  OUT has room for K.  Errors: MMFS_INVALID (message
 ** with the position), MMFS_NOMEM. */

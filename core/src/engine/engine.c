@@ -114,4 +114,9 @@ void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st) {
     st->live_bytes = e->live_bytes;
     st->state_version = e->state.version;
     st->checkpoint_dropped = (uint64_t)mmfs__ckf_bad(e->kv.ck.ckf);
+    /* the index is ixlock's (a damaged segment makes the drain replace it) */
+    pthread_rwlock_t *ixl = (pthread_rwlock_t *)&e->mems.ixlock;
+    pthread_rwlock_rdlock(ixl);
+    st->index_segments = mmfs__index_segments(e->mems.ix);
+    pthread_rwlock_unlock(ixl);
 }

@@ -202,6 +202,17 @@ typedef struct mmfs__mems {
     pthread_mutex_t qmu;
     struct mmfs__ixop *q; /* q[qhead, qn) wait; under qmu */
     size_t qhead, qn, qcap;
+    /* The index segments the newest checkpoint this engine loaded or its
+    ** handle wrote lists (the next checkpoint starts from them; cpmu or
+    ** open).  seg_bad: 1 when one listed at open could not be mapped, 2
+    ** when a search found one damaged (the next checkpoint then lists
+    ** none of these and writes its segments afresh). */
+    mmfs__ixent *segl;
+    size_t nsegl;
+    _Atomic int seg_bad;
+    /* mapped segments from this docno on were written by the checkpoint
+    ** loaded (nothing deleted since: the drain skips them) */
+    uint32_t segs_fresh;
 } mmfs__mems;
 
 /* memory.c too: documents, the other tenant of the full-text engine. */
@@ -301,6 +312,11 @@ int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r);
 int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out);
 int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out);
 int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out);
+/* memory.c: replaces the memories' index by one without mapped segments,
+** built from the memory table and the log (a segment turned out damaged).
+** Caller holds the engine's read side, not ixlock.  Errors: MMFS_NOMEM
+** (the index stays as it was). */
+int mmfs__mem_reindex(mmfs__engine *e);
 int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out);
 
 /* Attaches a checkpoint's mapped memory table (ckpt.c checked its bounds
@@ -327,6 +343,9 @@ uint64_t mmfs__memck_time_id(const mmfs__memck *ck, size_t i);
 ** fail their checksum or do not decode. */
 size_t mmfs__tag_ck_block(const mmfs__memck *ck, const mmfs__tag *t, size_t k, uint64_t *out);
 
+/* memory.c: takes the ids below the attached checkpoint's table out of the
+** memories' mapped index segments (at open, after mapping them). */
+void mmfs__mem_segs_below(mmfs__engine *e);
 /* The record at log position POS of a checkpoint (kv.ck resolves), or NULL
 ** when POS is not a whole record inside a segment the checkpoint knows. */
 const uint8_t *mmfs__ck_rec(const mmfs__kvck *ck, uint64_t pos);

@@ -26,6 +26,7 @@
 */
 #include "mems.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +78,7 @@ int mmfs__engine_set_tokenizer(mmfs__engine *e, int version, const char *lang) {
 
 void mmfs__mem_free(mmfs__engine *e) {
     mmfs__mems *m = &e->mems;
+    free(m->segl);
     if (m->tags.slots)
         for (size_t i = 0; i <= m->tags.mask; i++) {
             mmfs__tag *t = (mmfs__tag *)m->tags.slots[i].val;
@@ -118,18 +120,20 @@ static uint32_t ld_width(const uint8_t *p, unsigned w) {
     return w == 1 ? p[0] : w == 2 ? (uint32_t)(p[0] | p[1] << 8) : mmfs__ld32(p);
 }
 
-const uint8_t *mmfs__memck_rec(const mmfs__memck *ck, const mmfs__kvck *kv, uint64_t id, uint32_t *route) {
-    if (id < ck->base || id - ck->base >= ck->n) return NULL;
+/* The log position of ID in checkpoint table CK and its route in *ROUTE;
+** 0 when the table has no such id or its bytes fail their checksum. */
+static uint64_t memck_pos(const mmfs__memck *ck, uint64_t id, uint32_t *route) {
+    if (id < ck->base || id - ck->base >= ck->n) return 0;
     uint64_t i = id - ck->base;
     const uint8_t *d = ck->dir + (i / MMFS__MEM_BLOCK) * 16;
-    if (!mmfs__ckf_ok(ck->f, d, 16)) return NULL;
+    if (!mmfs__ckf_ok(ck->f, d, 16)) return 0;
     uint64_t base = mmfs__ld64(d), at = mmfs__ld64(d + 8), pos;
     unsigned kind = (unsigned)(at & 3); /* 0: u32 deltas, 1: u64 positions, 2: empty, 3: u16 deltas */
     size_t k = (size_t)(i % MMFS__MEM_BLOCK), w = kind == 1 ? 8 : kind == 3 ? 2 : 4;
     at &= ~(uint64_t)3;
-    if (kind == 2 || at > ck->pos_len || (ck->pos_len - at) / w <= k) return NULL;
+    if (kind == 2 || at > ck->pos_len || (ck->pos_len - at) / w <= k) return 0;
     const uint8_t *p = ck->pos + at + w * k;
-    if (!mmfs__ckf_ok(ck->f, p, w)) return NULL;
+    if (!mmfs__ckf_ok(ck->f, p, w)) return 0;
     if (w == 8) {
         pos = mmfs__ld64(p);
     } else if (w == 4) {
@@ -139,13 +143,21 @@ const uint8_t *mmfs__memck_rec(const mmfs__memck *ck, const mmfs__kvck *kv, uint
         uint32_t delta = (uint32_t)(p[0] | p[1] << 8);
         pos = delta == 0xffff ? 0 : base + delta;
     }
-    if (!pos) return NULL;
+    if (!pos) return 0;
     uint32_t r = 0;
     if (ck->rwidth) {
         const uint8_t *q = ck->route + i * ck->rwidth;
-        if (!mmfs__ckf_ok(ck->f, q, ck->rwidth)) return NULL;
+        if (!mmfs__ckf_ok(ck->f, q, ck->rwidth)) return 0;
         r = ld_width(q, ck->rwidth);
     }
+    *route = r;
+    return pos;
+}
+
+const uint8_t *mmfs__memck_rec(const mmfs__memck *ck, const mmfs__kvck *kv, uint64_t id, uint32_t *route) {
+    uint32_t r;
+    uint64_t pos = memck_pos(ck, id, &r);
+    if (!pos) return NULL;
     const uint8_t *raw = mmfs__ck_rec(kv, pos);
     if (!raw || raw[4] != MMFS__R_MEMORY || mmfs__raw_len(raw) < MMFS__REC_HDR + 16 || mmfs__raw_mem_id(raw) != id)
         return NULL;
@@ -387,6 +399,7 @@ static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
 
 /* memory.c, below: the index work of one memory of a checkpoint's table. */
 static int ck_index(mmfs__engine *e, uint64_t id);
+static void ck_unindex(mmfs__engine *e, uint32_t id);
 
 void mmfs__engine_defer_index(mmfs__engine *e) { e->mems.defer = 1; }
 
@@ -409,6 +422,18 @@ int mmfs__engine_index_drain(mmfs__engine *e) {
         }
         mmfs__ixop op = m->q[m->qhead];
         pthread_mutex_unlock(&m->qmu);
+        uint32_t segs_end = mmfs__index_segments_end(m->ix);
+        if (op.add == MMFS__IX_CKPT && op.docno < segs_end) {
+            /* ids the mapped segments hold: only their deletes, at once */
+            uint32_t stop = op.len < segs_end - op.docno ? op.docno + (uint32_t)op.len : segs_end;
+            uint32_t scan = m->segs_fresh < op.docno ? op.docno : m->segs_fresh < stop ? m->segs_fresh : stop;
+            for (uint32_t id = op.docno; id < scan; id++) ck_unindex(e, id);
+            pthread_mutex_lock(&m->qmu);
+            m->q[m->qhead].docno = stop;
+            if ((m->q[m->qhead].len -= stop - op.docno) == 0) m->qhead++;
+            pthread_mutex_unlock(&m->qmu);
+            continue;
+        }
         if (op.add == MMFS__IX_CKPT) { /* one memory of the checkpoint's table at a time */
             if ((rc = ck_index(e, op.docno))) break;
             pthread_mutex_lock(&m->qmu);
@@ -590,6 +615,65 @@ static int ck_index(mmfs__engine *e, uint64_t id) {
         r.u.mem.id != id)
         return MMFS_OK;
     return mmfs__index_add(e->mems.ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+}
+
+/* Memory ID of the checkpoint's table is in a mapped index segment: takes
+** it out of the index unless it was live there.  (A segment holds what
+** the checkpoint that listed it first saw live; a later one, or its
+** compaction, may have deleted or dropped it since.) */
+static void ck_unindex(mmfs__engine *e, uint32_t id) {
+    uint32_t route;
+    /* format 2: a memory deleted before the checkpoint is no id of its
+    ** table (only the position is read: no page of the log is touched) */
+    if (memck_pos(&e->mems.ck, id, &route)) return;
+    mmfs__index_remove(e->mems.ix, id);
+}
+
+int mmfs__mem_reindex(mmfs__engine *e) {
+    mmfs__mems *m = &e->mems;
+    int rc = MMFS_OK;
+    pthread_rwlock_wrlock(&m->ixlock);
+    if (!mmfs__index_segments(m->ix)) goto out; /* another search did it */
+    mmfs__index *nx = mmfs__index_new_like(m->ix), *old = m->ix;
+    if (!nx) {
+        rc = mmfs__err(MMFS_NOMEM, "memory: out of memory (index)");
+        goto out;
+    }
+    m->ix = nx; /* ck_index adds into m->ix */
+    const mmfs__memck *ck = &m->ck;
+    for (size_t i = 0; i < ck->n && rc == MMFS_OK; i++) {
+        uint64_t id = ck->base + i;
+        if (id > MMFS__MEM_ID_MAX) break;
+        if (ck->dead && (ck->dead[i >> 3] >> (i & 7) & 1)) continue;
+        rc = ck_index(e, id);
+    }
+    for (size_t i = 0; i < m->n && rc == MMFS_OK; i++) {
+        const mmfs__mem_ent *me = &m->ents[i];
+        uint64_t id = m->base + i;
+        mmfs__rec r;
+        if (!me->raw || me->deleted || (me->raw[5] & MMFS__RF_NOINDEX) || id > MMFS__MEM_ID_MAX ||
+            mmfs__rec_decode(me->raw, mmfs__raw_len(me->raw), &r) != MMFS_OK)
+            continue;
+        rc = mmfs__index_add(nx, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+    }
+    if (rc) {
+        m->ix = old;
+        mmfs__index_free(nx);
+        goto out;
+    }
+    mmfs__index_free(old);
+    atomic_store(&m->seg_bad, 2);
+out:
+    pthread_rwlock_unlock(&m->ixlock);
+    return rc;
+}
+
+/* Takes out of the mapped index segments the ids below the checkpoint's
+** table (a compaction dropped them).  At open, before other threads. */
+void mmfs__mem_segs_below(mmfs__engine *e) {
+    uint32_t end = mmfs__index_segments_end(e->mems.ix);
+    uint64_t stop = e->mems.ck.n ? e->mems.ck.base : end;
+    for (uint64_t id = 1; id < stop && id < end; id++) mmfs__index_remove(e->mems.ix, (uint32_t)id);
 }
 
 /* ----------------------------------------------------------- documents */

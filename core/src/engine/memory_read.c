@@ -373,7 +373,18 @@ int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mm
         goto done;
     }
     mmfs__search_cb cb = {&mf, mem_field_cb, none ? mem_reject_cb : mem_accept_cb};
-    if ((rc = mmfs__index_search(e->mems.ix, query, &cb, k, hits, &n))) goto done;
+    rc = mmfs__index_search(e->mems.ix, query, &cb, k, hits, &n);
+    if (rc == MMFS_CORRUPT && mmfs__index_segments(e->mems.ix)) {
+        /* a damaged block of a mapped index segment: never an answer from
+        ** it; the memories are indexed from the log, then asked again */
+        pthread_rwlock_unlock(&e->mems.ixlock);
+        ixlocked = 0;
+        if ((rc = mmfs__mem_reindex(e))) goto done;
+        pthread_rwlock_rdlock(&e->mems.ixlock);
+        ixlocked = 1;
+        rc = mmfs__index_search(e->mems.ix, query, &cb, k, hits, &n);
+    }
+    if (rc) goto done;
     size_t m = 0;
     for (size_t i = 0; i < n && !none; i++) {
         mmfs__mem_ent b;

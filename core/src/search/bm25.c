@@ -77,27 +77,16 @@ static int prepare(ev *e, mmfs__qnode *n) {
     switch (n->kind) {
     case MMFS__Q_TERM:
     case MMFS__Q_PREFIX:
-        if (n->kind == MMFS__Q_TERM) {
-            const mmfs__term *t = mmfs__term_find(e->ix, n->text.ptr, n->text.len);
-            if (!t || !t->df) {
-                n->nterms = 0;
-                break;
-            }
-            if (!(n->terms = malloc(sizeof *n->terms))) return nomem();
-            n->terms[0] = t;
-            n->nterms = 1;
-        } else {
-            rc = mmfs__term_prefix(e->ix, n->text.ptr, n->text.len, PREFIX_MAX, n->pos, &n->terms,
-                                   &n->nterms);
-            if (rc) return rc;
-        }
+        rc = mmfs__view_terms(e->ix, n->text.ptr, n->text.len, n->kind == MMFS__Q_PREFIX,
+                              n->kind == MMFS__Q_PREFIX ? PREFIX_MAX : 1, n->pos, &n->terms, &n->nterms);
+        if (rc) return rc;
         if (!n->nterms) break;
         n->cur = malloc(n->nterms * sizeof *n->cur);
         n->w = malloc(n->nterms * sizeof *n->w);
         if (!n->cur || !n->w) return nomem();
         for (size_t i = 0; i < n->nterms; i++) {
-            mmfs__cur_init(&n->cur[i], e->ix, n->terms[i]);
-            n->w[i] = idf(e, n->terms[i]->df) * (e->ix->k1 + 1.0);
+            mmfs__cur_init(&n->cur[i], &n->terms[i]);
+            n->w[i] = idf(e, n->terms[i].df) * (e->ix->k1 + 1.0);
         }
         break;
     case MMFS__Q_PHRASE:
@@ -469,7 +458,7 @@ static int run_maxscore(ev *e, mmfs__qnode *root, heap *hp) {
         mmfs__qnode *k = root->kid[i];
         if (k->occur != MMFS__OCC_SHOULD) continue;
         for (size_t t = 0; t < k->nterms; t++, j++) {
-            const mmfs__term *tm = k->terms[t];
+            const mmfs__xterm *tm = &k->terms[t];
             double nrm = e->nrm_a + e->nrm_b * (double)tm->min_dl;
             sl[j].cur = &k->cur[t];
             sl[j].w = k->w[t];

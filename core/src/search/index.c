@@ -97,6 +97,7 @@ int mmfs__index_set_tokenizer(mmfs__index *ix, int version, const char *lang) {
 
 void mmfs__index_free(mmfs__index *ix) {
     if (!ix) return;
+    mmfs__view_free(ix);
     mmfs__tokz_close(&ix->wz);
     for (uint32_t i = 0; i < ix->nterms; i++) {
         if (ix->terms[i].post.cap) free(ix->terms[i].post.b.p);
@@ -131,6 +132,11 @@ uint64_t mmfs__index_count(const mmfs__index *ix) { return ix->ndocs; }
 /* ---------------------------------------------------------- documents */
 
 uint64_t mmfs__doc_next_live(const mmfs__index *ix, uint64_t from) {
+    if (from < ix->seg_hi) {
+        uint64_t d = mmfs__view_next_live(ix, from);
+        if (d != MMFS__END) return d;
+        from = ix->seg_hi;
+    }
     for (uint64_t d = from; d < MMFS__END;) {
         uint32_t pg = (uint32_t)(d >> MMFS__PAGE_BITS);
         if (pg >= ix->npages) break;
@@ -347,6 +353,8 @@ static int resolve_surfaces(mmfs__index *ix, size_t n, size_t *bytes, size_t *nn
 
 int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t len) {
     int rc;
+    if (docno < ix->seg_hi) /* segments are immutable; ids are never reused */
+        return mmfs__err(MMFS_INVALID, "search: docno %u is in a mapped index segment", docno);
     if (mmfs__doc_len(ix, docno) != MMFS__DOC_ABSENT) purge(ix, docno);
     uint32_t *slot = doc_slot(ix, docno);
     if (!slot) return mmfs__err(MMFS_NOMEM, "search: out of memory");
@@ -429,6 +437,10 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
 }
 
 void mmfs__index_remove(mmfs__index *ix, uint32_t docno) {
+    if (docno < ix->seg_hi) {
+        mmfs__view_remove(ix, docno);
+        return;
+    }
     uint32_t len = mmfs__doc_len(ix, docno);
     if (len == MMFS__DOC_ABSENT || (len & MMFS__DOC_DELETED)) return;
     ix->pages[docno >> MMFS__PAGE_BITS][docno & (MMFS__PAGE - 1)] = len | MMFS__DOC_DELETED;

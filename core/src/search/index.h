@@ -8,8 +8,10 @@
 **               and prefix expansion
 **   postings.c  each term's postings and positions (layout in search.h):
 **               adding and removing one posting, cursors
+**   segfile.c   writing these structures as a segment file
+**   view.c      the mapped segments and the in-memory index together
 **
-** Nothing outside these three includes it.
+** Nothing outside these files includes it.
 */
 #ifndef MMFS_INDEX_H
 #define MMFS_INDEX_H
@@ -83,6 +85,9 @@ int mmfs__surf_add(mmfs__index *ix, uint64_t h, const uint8_t *s, size_t n, uint
 /* terms.c: merges the unsorted tail of the ordered view in once it is
 ** large (an optimization only: nothing changes when memory is short). */
 void mmfs__terms_merge(mmfs__index *ix);
+/* terms.c: the ids of the terms with postings (df > 0), sorted by bytes:
+** *out is malloc'd (free it).  Errors: MMFS_NOMEM. */
+int mmfs__terms_sorted(const mmfs__index *ix, uint32_t **out, uint32_t *n);
 
 /* postings.c: adds (DOCNO, TF) to T's postings, DL the document's length,
 ** with its positions encoded in PB[0..pbn).  Errors: MMFS_NOMEM (T
@@ -91,5 +96,12 @@ int mmfs__posting_add(mmfs__index *ix, mmfs__term *t, uint32_t docno, uint32_t t
                       const uint8_t *pb, uint32_t pbn);
 /* postings.c: removes DOCNO from T's postings if there.  Never allocates. */
 void mmfs__posting_remove(mmfs__index *ix, mmfs__term *t, uint32_t docno);
+
+/* view.c: deletes DOCNO (< ix->seg_hi) if a segment holds it live. */
+void mmfs__view_remove(mmfs__index *ix, uint32_t docno);
+/* view.c: the first live segment document at or after FROM, or MMFS__END. */
+uint64_t mmfs__view_next_live(const mmfs__index *ix, uint64_t from);
+/* view.c: unmaps the segments. */
+void mmfs__view_free(mmfs__index *ix);
 
 #endif

@@ -262,21 +262,46 @@ int mmfs__posting_add(mmfs__index *ix, mmfs__term *t, uint32_t docno, uint32_t t
 
 /* ------------------------------------------------------------ cursors */
 
-void mmfs__cur_init(mmfs__cur *c, const mmfs__index *ix, const mmfs__term *t) {
+void mmfs__term_part(const mmfs__index *ix, const mmfs__term *t, uint64_t lo, mmfs__part *p) {
     const mmfs__skips *s = tskips(ix, t);
-    c->buf = bptr_c(&t->post);
-    c->sk = s ? s->v : NULL;
-    c->nsk = s ? s->n : 0;
-    c->blen = t->post.len;
+    p->post = bptr_c(&t->post);
+    p->pos = bptr_c(&t->pos);
+    p->sk = s ? s->v : NULL;
+    p->nsk = s ? s->n : 0;
+    p->plen = t->post.len;
+    p->lo = lo;
+}
+
+/* Puts C before the first posting of part I (the next cur_next reads it). */
+static void load_part(mmfs__cur *c, uint32_t i) {
+    const mmfs__part *p = &c->part[i];
+    c->ipart = i;
+    c->buf = p->post;
+    c->sk = p->sk;
+    c->nsk = p->nsk;
+    c->blen = p->plen;
     c->blk = 0;
     c->pos = 0;
     c->bend = c->nsk ? c->sk[0].end : c->blen;
-    c->prev = 0;
+    c->prev = 0; /* parts hold docnos as they are: block 0 counts from 0 */
     c->doc = 0;
     c->tf = 0;
-    c->pbuf = bptr_c(&t->pos);
+    c->pbuf = p->pos;
     c->ppos = 0;
     c->pskip = 0;
+}
+
+void mmfs__cur_init(mmfs__cur *c, const mmfs__xterm *t) {
+    c->part = t->part;
+    c->npart = t->npart;
+    if (!t->npart) {
+        c->doc = MMFS__END;
+        c->tf = 0;
+        c->nsk = c->blk = c->pos = c->bend = 0;
+        c->pskip = 0;
+        return;
+    }
+    load_part(c, 0);
     mmfs__cur_next(c);
 }
 
@@ -284,6 +309,10 @@ uint64_t mmfs__cur_next(mmfs__cur *c) {
     c->pskip += c->tf; /* the positions of the posting left behind */
     while (c->pos >= c->bend) {
         if (c->blk >= c->nsk) {
+            if (c->ipart + 1 < c->npart) {
+                load_part(c, c->ipart + 1);
+                continue;
+            }
             c->tf = 0;
             return c->doc = MMFS__END;
         }
@@ -300,6 +329,11 @@ uint64_t mmfs__cur_next(mmfs__cur *c) {
 
 uint64_t mmfs__cur_seek(mmfs__cur *c, uint64_t target) {
     if (c->doc >= target) return c->doc;
+    if (c->ipart + 1 < c->npart && c->part[c->ipart + 1].lo <= target) {
+        uint32_t j = c->ipart + 1; /* the last part that may hold TARGET */
+        while (j + 1 < c->npart && c->part[j + 1].lo <= target) j++;
+        load_part(c, j);
+    }
     if (c->blk < c->nsk && c->sk[c->blk].key < target) {
         uint32_t lo = c->blk + 1, hi = c->nsk;
         while (lo < hi) {

@@ -11,6 +11,11 @@
 **               mmfs__index_search
 **   snippet.c   a window of a hit's text with the matched terms marked
 **   stopwords.c the stopwords OR queries drop
+**   segfile.c   immutable index segments on disk (ROOT/index/): writing
+**               one from an in-memory index, mapping one, checking its
+**               blocks the first time they are read
+**   view.c      the index as a search sees it: the mapped segments, then
+**               the in-memory one (terms, prefixes, document lengths)
 **
 ** Concurrency: every function that changes the index runs under the
 ** owner's write lock; everything reachable from mmfs__index_search only
@@ -21,6 +26,7 @@
 
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -157,6 +163,26 @@ typedef struct mmfs__skips {
     uint32_t closed_total; /* postings in closed blocks */
 } mmfs__skips;
 
+/* One term's postings in one segment (mapped or in memory): the two
+** streams and the skip table of its closed blocks.  LO: no docno of this
+** part is below it (the segment's first docno). */
+typedef struct mmfs__part {
+    const uint8_t *post, *pos;
+    const mmfs__skip *sk;
+    uint32_t nsk, plen;
+    uint64_t lo;
+} mmfs__part;
+
+/* A term over every segment of an index (view.c): df summed, the score
+** bounds maxed/minned, and its postings in each segment holding it, in
+** increasing (disjoint) docno ranges. */
+typedef struct mmfs__xterm {
+    uint32_t df, min_dl;
+    uint16_t max_tf;
+    uint32_t npart;
+    const mmfs__part *part;
+} mmfs__xterm;
+
 /* A growable byte stream, inline while it fits in 8 bytes (most terms of
 ** a large index are seen once or twice). */
 typedef struct mmfs__bytes {
@@ -187,8 +213,77 @@ typedef struct mmfs__term {
 #define MMFS__DOC_ABSENT 0xFFFFFFFFu
 #define MMFS__DOC_DELETED 0x80000000u /* flag on a present length */
 
+/* ------------------------------------------------------------ segfile.c
+** An immutable index segment: one file of ROOT/index/ (docs/format.md,
+** "ROOT/index/"), mapped read-only, covering docnos [lo, hi).  Its bytes
+** are checked in blocks of MMFS__IXSEG_BLOCK the first time a reader needs
+** them (bit set in ok[]); a block that fails makes the segment bad and
+** every later read of it MMFS_CORRUPT, never a wrong answer. */
+#define MMFS__IXSEG_BLOCK_BITS 16
+#define MMFS__IXSEG_BLOCK ((uint64_t)1 << MMFS__IXSEG_BLOCK_BITS)
+#define MMFS__IXSEG_NAME 48 /* longest file name, with its NUL */
+#define MMFS__IXSEG_FORMAT 1
+
+typedef struct mmfs__ixseg {
+    char name[MMFS__IXSEG_NAME];
+    const uint8_t *map;
+    size_t size;
+    uint32_t lo, hi;      /* docnos [lo, hi) */
+    uint64_t lsn;         /* the LSN its writer said it covers */
+    uint32_t nterms;
+    uint64_t ndocs;       /* live documents when written */
+    uint64_t total_len;   /* their tokens */
+    uint64_t off_terms, off_strs, off_data, off_sums;
+    uint32_t head_crc;    /* the header's own checksum (checkpoints list it) */
+    const uint32_t *dl;   /* hi - lo lengths (MMFS__DOC_ABSENT, DELETED flag) */
+    const uint32_t *sums; /* CRC32C per block of [0, off_sums) */
+    uint32_t nblk;
+    _Atomic uint64_t *ok; /* blocks checked so far (searches run concurrently) */
+    _Atomic int bad;      /* a block failed: the segment answers nothing */
+    uint64_t *del;        /* docnos deleted since it was written (index's writer) */
+} mmfs__ixseg;
+
+/* Writes every document of IX as one segment file in directory DIR (an
+** fd), under a temporary name, fsynced, renamed, DIR fsynced; its name
+** (from its first docno and LSN) into NAME, what a checkpoint lists of it
+** into *ENT (may be NULL).  IX must hold a document.
+** Errors: MMFS_INVALID (empty index), MMFS_IO, MMFS_NOMEM. */
+int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MMFS__IXSEG_NAME],
+                      mmfs__ixent *ent);
+/* The file name of segment ENT into NAME. */
+void mmfs__ixseg_name(const mmfs__ixent *ent, char name[MMFS__IXSEG_NAME]);
+
+/* Maps segment NAME of directory DIR (an fd) after checking its header,
+** its table of block checksums and its document table against CFG (the
+** store's tokenizer).  Reads nothing else.  Errors: MMFS_NOTFOUND,
+** MMFS_CORRUPT (damaged, truncated, another tokenizer), MMFS_INVALID
+** (format newer than this library), MMFS_IO, MMFS_NOMEM. */
+int mmfs__ixseg_open(int dir, const char *name, const mmfs__tokcfg *cfg, mmfs__ixseg **out);
+void mmfs__ixseg_close(mmfs__ixseg *s);
+
+/* Checks the blocks of S holding [off, off + len): MMFS_OK, or
+** MMFS_CORRUPT (S is bad from now on). */
+int mmfs__ixseg_check(mmfs__ixseg *s, uint64_t off, uint64_t len);
+
+/* Puts S below the documents of IX (which takes it over): IX must hold no
+** in-memory document yet and S must follow its other segments.  Errors:
+** MMFS_INVALID, MMFS_NOMEM (S not taken). */
+int mmfs__index_attach(mmfs__index *ix, mmfs__ixseg *s);
+
+/* Terms of S: entry I (0 <= I < nterms, sorted by bytes).  Checked. */
+int mmfs__ixseg_term(mmfs__ixseg *s, uint32_t i, const uint8_t **str, size_t *slen);
+/* Its statistics and postings (part->lo = s->lo).  Checked. */
+int mmfs__ixseg_term_part(mmfs__ixseg *s, uint32_t i, mmfs__xterm *st, mmfs__part *part);
+
 struct mmfs__index {
     mmfs__tokcfg cfg; /* the store's tokenizer (searches open their own) */
+
+    /* mapped segments below the in-memory one: disjoint docno ranges,
+    ** increasing; every docno of the in-memory segment is >= seg_hi */
+    mmfs__ixseg **segs;
+    uint32_t nseg;
+    uint32_t seg_hi;
+
     mmfs__tokz wz;    /* the writer's (add), made from cfg */
     double k1, b;     /* BM25 parameters: MMFS__K1, MMFS__B (bench/ varies them) */
 
@@ -244,7 +339,9 @@ struct mmfs__index {
 
 /* Length of DOCNO: MMFS__DOC_ABSENT, or the length with maybe the
 ** MMFS__DOC_DELETED flag. */
+uint32_t mmfs__ixseg_doc_len(const mmfs__index *ix, uint32_t docno);
 static inline uint32_t mmfs__doc_len(const mmfs__index *ix, uint32_t docno) {
+    if (docno < ix->seg_hi) return mmfs__ixseg_doc_len(ix, docno);
     uint32_t pg = docno >> MMFS__PAGE_BITS;
     if (pg >= ix->npages || !ix->pages[pg]) return MMFS__DOC_ABSENT;
     return ix->pages[pg][docno & (MMFS__PAGE - 1)];
@@ -263,8 +360,19 @@ const mmfs__term *mmfs__term_find(const mmfs__index *ix, const void *s, size_t n
 int mmfs__term_prefix(const mmfs__index *ix, const void *prefix, size_t plen, size_t max,
                       size_t pos, const mmfs__term ***out, size_t *n);
 
-/* A forward cursor over one term's postings (read-only). */
+/* view.c: the terms equal to TEXT[0..tlen) (PREFIX 0: at most one) or
+** starting with it, over the segments and the in-memory index, in byte
+** order: *out one malloc'd block (free it), *n its length.  At most MAX
+** (more is MMFS_INVALID naming POS).  Errors: MMFS_CORRUPT (a damaged
+** segment), MMFS_INVALID, MMFS_NOMEM. */
+int mmfs__view_terms(const mmfs__index *ix, const void *text, size_t tlen, int prefix, size_t max,
+                     size_t pos, mmfs__xterm **out, size_t *n);
+/* A forward cursor over one term's postings (read-only): over the parts
+** of an xterm one after the other (their docno ranges are disjoint and
+** increasing, so the docnos it gives still increase). */
 typedef struct mmfs__cur {
+    const mmfs__part *part;
+    uint32_t npart, ipart;
     const uint8_t *buf;
     const mmfs__skip *sk;
     uint32_t nsk;  /* closed blocks; block nsk is the open one */
@@ -282,8 +390,11 @@ typedef struct mmfs__cur {
     uint64_t pskip;
 } mmfs__cur;
 
-/* Positions C on the first posting of T (c->doc; MMFS__END if none). */
-void mmfs__cur_init(mmfs__cur *c, const mmfs__index *ix, const mmfs__term *t);
+/* Positions C on the first posting of T (c->doc; MMFS__END if none).
+** T stays in use while C is. */
+void mmfs__cur_init(mmfs__cur *c, const mmfs__xterm *t);
+/* The part of in-memory term T (lo = LO). */
+void mmfs__term_part(const mmfs__index *ix, const mmfs__term *t, uint64_t lo, mmfs__part *p);
 /* Next posting: returns c->doc. */
 uint64_t mmfs__cur_next(mmfs__cur *c);
 /* First posting with docno >= TARGET (stays if already there). */
@@ -325,7 +436,7 @@ struct mmfs__qnode {
     /* evaluation state (bm25.c) */
     int valid;        /* doc is this node's first match >= the last target */
     uint64_t doc;
-    const mmfs__term **terms; /* TERM: 1, PREFIX: the expansion */
+    mmfs__xterm *terms; /* TERM: 1, PREFIX: the expansion (view.c; one free) */
     size_t nterms;
     mmfs__cur *cur;   /* one per term */
     double *w;        /* per term: idf * (k1 + 1) */

@@ -260,3 +260,22 @@ fail:
     free(ids);
     return rc;
 }
+
+int mmfs__terms_sorted(const mmfs__index *ix, uint32_t **out, uint32_t *nout) {
+    uint32_t n = 0;
+    for (uint32_t id = 0; id < ix->nterms; id++) n += ix->terms[id].df > 0;
+    uint32_t *v = malloc(((size_t)n + 1) * sizeof *v), *tmp = malloc(((size_t)n + 1) * sizeof *tmp);
+    if (!v || !tmp) {
+        free(v);
+        free(tmp);
+        return mmfs__err(MMFS_NOMEM, "search: out of memory");
+    }
+    n = 0;
+    for (uint32_t id = 0; id < ix->nterms; id++)
+        if (ix->terms[id].df) v[n++] = id;
+    sort_ids(ix, v, n, tmp);
+    free(tmp);
+    *out = v;
+    *nout = n;
+    return MMFS_OK;
+}

@@ -52,11 +52,10 @@
 **   one: skip), looks at the newest file's anchor (another may have
 **   written one since), writes one, and ends.  No thread is idle.
 **
-** The full-text indexes are not in the file (format section 5 is kept
-** for index segments; not built yet): after loading, the memories' index
-** work is one queued op that the first search or write does (the drain
-** reads their texts then), the documents' index is built as they are
-** applied.
+** The memories' full-text index is in index segments (ROOT/index/) that
+** section 5 lists (ckpt_index.c); the memories after the last one are one
+** queued op that the first search or write does (the drain reads their
+** texts then).  The documents' index is built as they are applied.
 */
 #include "ckpt.h"
 
@@ -77,6 +76,7 @@ size_t mmfs__ckpt_entsize(uint32_t kind) {
     case SEC_KV_HASH: return 16;
     case SEC_KV_ORDER: return 8;
     case SEC_RECORDS: return 8;
+    case SEC_INDEX: return 24;
     case SEC_MEM_DIR: return 16;
     case SEC_MEM_TIME: return 16;
     case SEC_TIME_IDS: return 4;
@@ -401,22 +401,6 @@ static int enc_mems(snap *s, enc *x) {
     return rc;
 }
 
-/* Section 5, the full-text index segments: none yet.  The place where
-** they are measured and written; open's counterpart is in ckpt_load.c. */
-static size_t ckpt_index_len(mmfs_db *db, snap *s) {
-    (void)db;
-    (void)s;
-    return 0;
-}
-
-static int ckpt_index_write(mmfs_db *db, snap *s, uint8_t *at, size_t len) {
-    (void)db;
-    (void)s;
-    (void)at;
-    (void)len;
-    return MMFS_OK;
-}
-
 /* Builds the whole file in *BUF (*LEN bytes). */
 static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     s->sum = &db->sum;
@@ -434,8 +418,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     }
     size_t routes_len = 0;
     for (size_t i = 0; i < s->nroutes; i++) routes_len += (4 + s->routes[i].len + 7) & ~(size_t)7;
-    size_t ix_len = ckpt_index_len(db, s);
-    uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots,      s->nkv,         s->nrecs,          ix_len,
+        uint64_t cnt[CK_NSEC] = {s->nsegs - 1, nslots,      s->nkv,         s->nrecs,          mmfs__ckpt_index_count(s),
                              x.dir.n / 16, x.time.n / 16, routes_len,   x.tags.n,          x.pos.n,
                              x.route.n,    x.tids.n / 4,  x.tagids.n,   0};
     uint64_t off[CK_NSEC];
@@ -511,7 +494,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
         if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
         mmfs__st64(recs + 8 * i, pos);
     }
-    if (rc == MMFS_OK) rc = ckpt_index_write(db, s, b + off[4], ix_len);
+    mmfs__ckpt_index_put(s, b + off[4]);
     const bytes *sec[CK_NSEC] = {NULL, NULL, NULL, NULL, NULL, &x.dir, &x.time, NULL, &x.tags, &x.pos,
                                  &x.route, &x.tids, &x.tagids, NULL};
     for (int k = 0; k < CK_NSEC; k++)
@@ -607,6 +590,7 @@ static int checkpoint_locked(mmfs_db *db) {
     }
     uint8_t *buf = NULL;
     size_t len = 0;
+    (void)mmfs__ckpt_index_make(db, &s); /* failed: no segments listed, open indexes from the log */
     rc = build_file(db, &s, &buf, &len);
     if (rc == MMFS_OK) rc = write_file(db, s.lsn, buf, len);
     free(buf);
@@ -615,6 +599,7 @@ static int checkpoint_locked(mmfs_db *db) {
         uint32_t flen = mmfs__ld32(a->map + MMFS__POS_OFF(s.anchor) + 4);
         atomic_store(&db->ckpt_pos, s.anchor + flen);
         prune(db, 2);
+        mmfs__ckpt_index_done(db, &s);
     }
     mmfs__ckpt_snap_free(&s);
     return rc;

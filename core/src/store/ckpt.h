@@ -30,7 +30,7 @@ enum {
     SEC_KV_HASH = 2,   /* u64 hash, u64 pos: open addressing, power-of-two slots */
     SEC_KV_ORDER = 3,  /* u64 pos: the same records by key */
     SEC_RECORDS = 4,   /* open: u64 pos: every other live record, in log order */
-    SEC_INDEX = 5,     /* open: bytes: full-text index segments (ckpt_index: none yet) */
+    SEC_INDEX = 5,     /* open: u32 lo, u32 hi, u64 lsn, u32 header crc, u32 0: index segments (ckpt_index.c) */
     SEC_MEM_DIR = 6,   /* u64 base position, u64 at | flags: per MMFS__MEM_BLOCK ids */
     SEC_MEM_TIME = 7,  /* u64 first index, u64 v: runs of the live ids by time, then a sentinel */
     SEC_ROUTES = 8,    /* open: bytes: H_NROUTES x (u32 length, name, zeros to 8) */
@@ -135,6 +135,8 @@ typedef struct snap {
     size_t *tag_at;          /* tag i's live ids: tag_ids[tag_at[i] .. tag_at[i + 1]) */
     uint64_t *tag_ids;
     size_t ntag_ids, tag_idcap;
+    mmfs__ixent *ixl;        /* ckpt_index.c: the index segments section 5 lists */
+    size_t nixl;
 } snap;
 
 /* ckpt.c: bytes of one entry of section KIND (1 for a byte section). */
@@ -153,5 +155,23 @@ int mmfs__ckpt_list(mmfs_db *db, uint64_t **out, size_t *n, int clean);
 ** mmfs__ckpt_snap_free, whatever it returns. */
 int mmfs__ckpt_snap_take(mmfs_db *db, snap *s, int *empty);
 void mmfs__ckpt_snap_free(snap *s);
+
+/* ckpt_index.c: writes the index segment of the memories S adds to the
+** segments its engine's checkpoint lists (merging neighbours when there
+** would be too many) and sets s->ixl.  No lock but cpmu.  Errors: MMFS_IO,
+** MMFS_NOMEM (then no segment is listed: the checkpoint is still good). */
+int mmfs__ckpt_index_make(mmfs_db *db, snap *s);
+/* ckpt_index.c: section 5 of S: its entry count, and the entries into P. */
+uint64_t mmfs__ckpt_index_count(const snap *s);
+void mmfs__ckpt_index_put(const snap *s, uint8_t *p);
+/* ckpt_index.c: after checkpoint S is durable: the engine's list becomes
+** S's, and index files no kept checkpoint lists are removed. */
+void mmfs__ckpt_index_done(mmfs_db *db, snap *s);
+/* ckpt_index.c: maps the segments of section 5 (P, N entries) of
+** checkpoint LSN under the memories' index of DB's engine: the longest
+** prefix that opens and checks; the memories of the rest are indexed from
+** the log.  Errors: MMFS_CORRUPT (a malformed section: skip the
+** checkpoint), MMFS_NOMEM. */
+int mmfs__ckpt_index_load(mmfs_db *db, uint64_t lsn, const uint8_t *p, uint64_t n);
 
 #endif

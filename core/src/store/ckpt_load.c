@@ -42,14 +42,6 @@ static mmfs__seg *seg_index(mmfs_db *db, uint32_t no, size_t *i) {
     return db->segs[*i].no == no ? &db->segs[*i] : NULL;
 }
 
-/* Section 5, the full-text index segments: none yet, so a file with any
-** is from a newer library (skipped).  The place where open reads them. */
-static int ckpt_index_load(mmfs_db *db, const uint8_t *at, uint64_t len) {
-    (void)db;
-    (void)at;
-    return len == 0;
-}
-
 /* Tries checkpoint LSN.  MMFS_OK: the engine holds it, *START and *FROM
 ** say where replay goes on.  MMFS_CORRUPT: skipped (the engine is as it
 ** was).  MMFS_NOMEM: give up. */
@@ -118,7 +110,6 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
         int k = at_open[i] - 1;
         if (!mmfs__ckf_ok(ckf, b + off[k], (size_t)cnt[k] * mmfs__ckpt_entsize((uint32_t)(k + 1)))) goto bad;
     }
-    if (!ckpt_index_load(db, b + off[SEC_INDEX - 1], cnt[SEC_INDEX - 1])) goto bad;
     if (cnt[1] & (cnt[1] - 1) || (cnt[2] && cnt[1] < cnt[2] * 2)) goto bad;
     /* The anchor: the last frame covered, still in this log. */
     as = seg_index(db, mmfs__ld32(b + H_ANCHOR_SEG), &ai);
@@ -195,6 +186,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
                                   b + off[8], (size_t)cnt[8], b + off[12], (size_t)cnt[12],
                                   mmfs__ld64(b + H_MEM_LIVE), next_mem)) != MMFS_OK)
         goto reset;
+    if ((rc = mmfs__ckpt_index_load(db, lsn, b + off[4], cnt[4])) != MMFS_OK) goto reset;
     const uint8_t *recs = b + off[3];
     for (uint64_t i = 0; i < cnt[3]; i++) {
         uint64_t pos = mmfs__ld64(recs + 8 * i);

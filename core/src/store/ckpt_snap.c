@@ -152,6 +152,7 @@ void mmfs__ckpt_snap_free(snap *s) {
     free(s->time);
     free(s->tag_at);
     free(s->tag_ids);
+    free(s->ixl);
 }
 
 static int cmp_rec_key(const void *a, const void *b) {

@@ -1,0 +1,319 @@
+/* test_ixseg.c: core/src/search/segfile.c and view.c: index segments on
+** disk, read with the in-memory index as one. */
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checksum.h"
+#include "search/search.h"
+
+#define NDOC 8000
+
+/* The corpus: texts and tags by docno, made from a seed. */
+typedef struct corpus {
+    char *text[NDOC + 1];
+    char tag[NDOC + 1][8];
+    int deleted[NDOC + 1];
+} corpus;
+
+static const char *WORDS[] = {"coffee", "tea", "morning", "agent", "memory", "user", "likes", "cold",
+                              "brew", "espresso", "espressos", "esp", "memo", "memorize", "the", "a",
+                              "running", "runner", "runs", "café", "naïve", "東京", "大阪", "東京都",
+                              "日本語", "prefers", "green", "black", "w1", "w10", "w100", "w1000"};
+#define NWORDS (sizeof WORDS / sizeof *WORDS)
+
+static void corpus_make(corpus *c, uint64_t seed) {
+    for (uint32_t d = 1; d <= NDOC; d++) {
+        char buf[1024];
+        size_t off = 0;
+        uint32_t n = 1 + mmfs_test_rand(&seed) % 40;
+        for (uint32_t i = 0; i < n; i++) {
+            /* skewed: low words are frequent, so some terms span many blocks */
+            uint32_t r = mmfs_test_rand(&seed) % NWORDS;
+            uint32_t w = r % (1 + mmfs_test_rand(&seed) % NWORDS);
+            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%s", i ? " " : "", WORDS[w]);
+        }
+        c->text[d] = strdup(buf);
+        snprintf(c->tag[d], sizeof c->tag[d], "t%u", d % 3);
+    }
+}
+
+static void corpus_free(corpus *c) {
+    for (uint32_t d = 1; d <= NDOC; d++) free(c->text[d]);
+}
+
+static int cb_field(void *ud, uint32_t d, mmfs_slice field, mmfs_slice value) {
+    corpus *c = ud;
+    return field.len == 3 && memcmp(field.ptr, "tag", 3) == 0 && d <= NDOC &&
+           strlen(c->tag[d]) == value.len && memcmp(c->tag[d], value.ptr, value.len) == 0;
+}
+
+static int cb_accept(void *ud, uint32_t d) {
+    (void)ud;
+    return d % 7 != 3;
+}
+
+static mmfs__index *ix_new(int version) {
+    mmfs__index *ix = mmfs__index_new();
+    assert_non_null(ix);
+    assert_int_equal(mmfs__index_set_tokenizer(ix, version, version ? "english" : ""), MMFS_OK);
+    return ix;
+}
+
+static void ix_add(mmfs__index *ix, corpus *c, uint32_t from, uint32_t to) {
+    for (uint32_t d = from; d < to; d++)
+        assert_int_equal(mmfs__index_add(ix, d, c->text[d], strlen(c->text[d])), MMFS_OK);
+}
+
+static const char *QUERIES[] = {
+    "coffee", "coffee tea", "espresso*", "mem*", "w1*", "e*", "\"morning coffee\"", "\"cold brew\"",
+    "\"the agent\" memory", "+coffee -tea", "coffee tag:t1", "-tea", "東京", "東京都 大阪", "日本*",
+    "café naïve", "running", "+user +likes", "(tea OR coffee) -black", "green black brew agent",
+    "\"w1 w10\"", "nothingatall", "user likes coffee tea morning agent the"};
+#define NQ (sizeof QUERIES / sizeof *QUERIES)
+
+/* Runs every query on REF and on GOT and asserts the same hits, ids and
+** scores to 1e-9; with ALLOW_CORRUPT, GOT may instead fail MMFS_CORRUPT
+** (returns how many did). */
+static int same_answers(mmfs__index *ref, mmfs__index *got, corpus *c, int allow_corrupt) {
+    mmfs__search_cb cb = {.ud = c, .field = cb_field, .accept = cb_accept};
+    int corrupt = 0;
+    for (size_t q = 0; q < NQ; q++) {
+        for (size_t k = 1; k <= 50; k += 49) {
+            mmfs__hit a[50], b[50];
+            size_t na = 0, nb = 0;
+            int ra = mmfs__index_search(ref, mmfs_str(QUERIES[q]), &cb, k, a, &na);
+            assert_int_equal(ra, MMFS_OK);
+            int rb = mmfs__index_search(got, mmfs_str(QUERIES[q]), &cb, k, b, &nb);
+            if (rb == MMFS_CORRUPT && allow_corrupt) {
+                corrupt++;
+                continue;
+            }
+            if (rb != MMFS_OK) fail_msg("[%s]: rc %d: %s", QUERIES[q], rb, mmfs_errmsg(NULL));
+            if (na != nb) fail_msg("[%s] k %zu: %zu hits, want %zu", QUERIES[q], k, nb, na);
+            for (size_t i = 0; i < na; i++)
+                if (a[i].docno != b[i].docno || fabs(a[i].score - b[i].score) > 1e-9)
+                    fail_msg("[%s] hit %zu: %u %.12f, want %u %.12f", QUERIES[q], i, b[i].docno, b[i].score,
+                             a[i].docno, a[i].score);
+        }
+    }
+    assert_int_equal(mmfs__index_count(ref), mmfs__index_count(got));
+    return corrupt;
+}
+
+/* Writes docs [from, to) of C (deleting those marked below DEL_BEFORE
+** first) as a segment into DIR; its name into NAME. */
+static void write_seg(int dir, corpus *c, int version, uint32_t from, uint32_t to, uint64_t lsn,
+                      char name[MMFS__IXSEG_NAME]) {
+    mmfs__index *w = ix_new(version);
+    ix_add(w, c, from, to);
+    for (uint32_t d = from; d < to; d++)
+        if (c->deleted[d]) mmfs__index_remove(w, d);
+    assert_int_equal(mmfs__ixseg_write(w, dir, lsn, name, NULL), MMFS_OK);
+    mmfs__index_free(w);
+}
+
+static void attach(mmfs__index *ix, int dir, const char *name, int version) {
+    mmfs__tokcfg cfg = {.version = version};
+    snprintf(cfg.lang, sizeof cfg.lang, "%s", version ? "english" : "");
+    mmfs__ixseg *s;
+    int rc = mmfs__ixseg_open(dir, name, &cfg, &s);
+    if (rc) fail_msg("open %s: %s", name, mmfs_errmsg(NULL));
+    assert_int_equal(mmfs__index_attach(ix, s), MMFS_OK);
+}
+
+typedef struct fx {
+    char *path;
+    int dir;
+    corpus c;
+} fx;
+
+static fx *fx_new(const char *label, uint64_t seed) {
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->path = mmfs_test_dir(label);
+    f->dir = open(f->path, O_RDONLY | O_DIRECTORY);
+    assert_true(f->dir >= 0);
+    corpus_make(&f->c, seed);
+    return f;
+}
+
+static void fx_free(fx *f) {
+    close(f->dir);
+    mmfs_test_rmdir(f->path);
+    corpus_free(&f->c);
+    free(f);
+}
+
+/* Three segments and an in-memory tail answer as one in-memory index
+** does, with deletes before the segments were written and after. */
+static void check_identical(int version) {
+    fx *f = fx_new("ixseg-same", 42 + (uint64_t)version);
+    corpus *c = &f->c;
+    for (uint32_t d = 1; d <= NDOC; d += 11) c->deleted[d] = 1; /* before */
+    mmfs__index *ref = ix_new(version);
+    ix_add(ref, c, 1, NDOC + 1);
+    for (uint32_t d = 1; d <= NDOC; d++)
+        if (c->deleted[d]) mmfs__index_remove(ref, d);
+    char n1[MMFS__IXSEG_NAME], n2[MMFS__IXSEG_NAME], n3[MMFS__IXSEG_NAME];
+    write_seg(f->dir, c, version, 1, 400, 100, n1);
+    write_seg(f->dir, c, version, 400, 401, 101, n2); /* one document */
+    write_seg(f->dir, c, version, 401, 6000, 200, n3);
+    assert_string_equal(n1, "0000000001-00000000000000000100.idx");
+    mmfs__index *ix = ix_new(version);
+    attach(ix, f->dir, n1, version);
+    attach(ix, f->dir, n2, version);
+    attach(ix, f->dir, n3, version);
+    assert_int_equal(mmfs__index_segments(ix), 3);
+    ix_add(ix, c, 6000, NDOC + 1);
+    for (uint32_t d = 6000; d <= NDOC; d++)
+        if (c->deleted[d]) mmfs__index_remove(ix, d);
+    same_answers(ref, ix, c, 0);
+    /* deletes since the segments: in the bitmap, in the tail */
+    for (uint32_t d = 2; d <= NDOC; d += 5) {
+        mmfs__index_remove(ref, d);
+        mmfs__index_remove(ix, d);
+    }
+    same_answers(ref, ix, c, 0);
+    /* a segment's documents cannot be added again */
+    assert_int_equal(mmfs__index_add(ix, 5, "x", 1), MMFS_INVALID);
+    mmfs__index_free(ix);
+    mmfs__index_free(ref);
+    fx_free(f);
+}
+
+static void test_identical_v1(void **state) {
+    (void)state;
+    check_identical(1);
+}
+
+static void test_identical_v0(void **state) {
+    (void)state;
+    check_identical(0);
+}
+
+/* Flips one byte at OFF of file NAME in DIR. */
+static void flip(int dir, const char *name, uint64_t off) {
+    int fd = openat(dir, name, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+    close(fd);
+}
+
+static uint64_t file_size(int dir, const char *name) {
+    struct stat st;
+    assert_int_equal(fstatat(dir, name, &st, 0), 0);
+    return (uint64_t)st.st_size;
+}
+
+/* A flipped byte anywhere: the segment does not open, or every query
+** answers right or fails MMFS_CORRUPT, never a wrong hit. */
+static void test_flipped_bytes(void **state) {
+    (void)state;
+    fx *f = fx_new("ixseg-flip", 7);
+    corpus *c = &f->c;
+    mmfs__index *ref = ix_new(1);
+    ix_add(ref, c, 1, NDOC + 1);
+    char name[MMFS__IXSEG_NAME];
+    write_seg(f->dir, c, 1, 1, NDOC + 1, 9, name);
+    uint64_t size = file_size(f->dir, name);
+    assert_true(size > 3 * MMFS__IXSEG_BLOCK); /* blocks open does not read */
+    int refused = 0, corrupt = 0;
+    uint64_t seed = 3;
+    for (int i = 0; i < 60; i++) {
+        uint64_t off = i < 20 ? (uint64_t)i * 13 : mmfs_test_rand(&seed) % size;
+        flip(f->dir, name, off);
+        mmfs__tokcfg cfg = {.version = 1};
+        snprintf(cfg.lang, sizeof cfg.lang, "english");
+        mmfs__ixseg *s;
+        int rc = mmfs__ixseg_open(f->dir, name, &cfg, &s);
+        if (rc) {
+            assert_true(rc == MMFS_CORRUPT || rc == MMFS_INVALID);
+            refused++;
+        } else {
+            mmfs__index *ix = ix_new(1);
+            assert_int_equal(mmfs__index_attach(ix, s), MMFS_OK);
+            corrupt += same_answers(ref, ix, c, 1) > 0;
+            mmfs__index_free(ix);
+        }
+        flip(f->dir, name, off); /* back */
+    }
+    assert_true(refused > 0);
+    assert_true(corrupt > 0);
+    /* and the file as written answers right again */
+    mmfs__index *ix = ix_new(1);
+    attach(ix, f->dir, name, 1);
+    assert_int_equal(same_answers(ref, ix, c, 0), 0);
+    mmfs__index_free(ix);
+    mmfs__index_free(ref);
+    fx_free(f);
+}
+
+/* Truncated, missing, newer format, another tokenizer: refused. */
+static void test_refused(void **state) {
+    (void)state;
+    fx *f = fx_new("ixseg-refused", 9);
+    char name[MMFS__IXSEG_NAME];
+    write_seg(f->dir, &f->c, 1, 1, 300, 5, name);
+    mmfs__tokcfg cfg = {.version = 1};
+    snprintf(cfg.lang, sizeof cfg.lang, "english");
+    mmfs__ixseg *s;
+    assert_int_equal(mmfs__ixseg_open(f->dir, "0000000001-00000000000000000006.idx", &cfg, &s),
+                     MMFS_NOTFOUND);
+    mmfs__tokcfg other = {.version = 1};
+    snprintf(other.lang, sizeof other.lang, "none");
+    assert_int_equal(mmfs__ixseg_open(f->dir, name, &other, &s), MMFS_CORRUPT);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "tokenizer"));
+    /* a newer format, its header checksum right */
+    int fd = openat(f->dir, name, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t h[136];
+    assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    uint32_t v = 2;
+    memcpy(h + 8, &v, 4);
+    uint32_t crc = mmfs__crc32c(0, h, sizeof h);
+    assert_int_equal(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    assert_int_equal(pwrite(fd, &crc, 4, 136), 4);
+    assert_int_equal(mmfs__ixseg_open(f->dir, name, &cfg, &s), MMFS_INVALID);
+    assert_non_null(strstr(mmfs_errmsg(NULL), "newer"));
+    v = 1;
+    memcpy(h + 8, &v, 4);
+    crc = mmfs__crc32c(0, h, sizeof h);
+    assert_int_equal(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    assert_int_equal(pwrite(fd, &crc, 4, 136), 4);
+    assert_int_equal(mmfs__ixseg_open(f->dir, name, &cfg, &s), MMFS_OK);
+    mmfs__ixseg_close(s);
+    /* truncated: by one byte, to half, to nothing */
+    uint64_t size = file_size(f->dir, name);
+    uint64_t cuts[] = {size - 1, size / 2, 100, 0};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        assert_int_equal(ftruncate(fd, (off_t)cuts[i]), 0);
+        assert_int_equal(mmfs__ixseg_open(f->dir, name, &cfg, &s), MMFS_CORRUPT);
+    }
+    close(fd);
+    /* an empty index is not written */
+    mmfs__index *ix = ix_new(1);
+    char n2[MMFS__IXSEG_NAME];
+    assert_int_equal(mmfs__ixseg_write(ix, f->dir, 1, n2, NULL), MMFS_INVALID);
+    mmfs__index_free(ix);
+    fx_free(f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_identical_v1),
+        cmocka_unit_test(test_identical_v0),
+        cmocka_unit_test(test_flipped_bytes),
+        cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
