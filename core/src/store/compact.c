@@ -1,11 +1,13 @@
 /*
-** compact.c: compaction (mmfs_compact).  The live records of the log are
-** copied, in log order and with their own LSNs, into new segments
-** numbered after the current last one; MANIFEST then switches to them and
-** the old segment files are removed.
+** compact.c: compaction (mmfs_compact): its steps, the switch, and
+** compaction.when.  The live records of the log are copied, in log order
+** and with their own LSNs, into new segments numbered after the current
+** last one (compact_copy.c decides what stays, compact_out.c writes);
+** MANIFEST then switches to them and the old segment files are removed.
 **
-** Steps, all under the writer lock (wmu, then the flock) in this first
-** version, so no frame is appended meanwhile:
+** Steps (the writer lock, wmu then the flock, is held for 1 and again
+** for the carry-over and 3-4; the copy holds only the engine's read side,
+** per record, so writers go on meanwhile):
 **   1. catch up; build a private policy VM from the policy in force (a
 **      hostile compaction.keep cannot damage the writers' VM)
 **   2. write output segments as log/NNNNNNNN.cseg: compacted frames
@@ -33,10 +35,7 @@
 ** (live.c), minus memories ttl or keep forget; ids and LSNs never go back
 ** (MANIFEST's floors, the trailing empty frame).
 */
-#include "db.h"
 #include "compact.h"
-#include "hmap.h"
-#include "policy.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -138,7 +137,7 @@ static int take_snapshot(mmfs_db *db, snap *sn, out *o, mmfs__policy **p, mmfs_c
     sn->first = db->first_seg;
     o->first = mmfs__seg_last(db)->no + 1;
     res->bytes_before = log_bytes(db);
-    return policy_vm(db, p);
+    return mmfs__compact_policy(db, p);
 }
 
 int mmfs__compact_lock(const mmfs_db *db, int *fd) {
@@ -193,23 +192,23 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     locked = 0;
 
     /* The copy, without the writer lock: writers in every process go on. */
-    if (rc == MMFS_OK) rc = copy_live(db, &sn, &o, p, now);
+    if (rc == MMFS_OK) rc = mmfs__compact_copy(db, &sn, &o, p, now);
 #ifdef MMFS_HAVE_POLICY
     if (p) mmfs__policy_free(p);
 #endif
-    if (rc == MMFS_OK && o.count) rc = flush_frame(&o, o.first_lsn);
+    if (rc == MMFS_OK && o.count) rc = mmfs__cout_flush(&o, o.first_lsn);
     /* A marker: what follows (the frames carried over) starts at the LSN
     ** the snapshot ended with. */
-    if (rc == MMFS_OK) rc = flush_frame(&o, sn.next_lsn);
+    if (rc == MMFS_OK) rc = mmfs__cout_flush(&o, sn.next_lsn);
 
     /* The writer lock again, briefly: what was appended meanwhile, then the
     ** switch. */
     if (rc == MMFS_OK && (rc = enter(db)) == MMFS_OK) locked = 1;
     if (rc == MMFS_OK && db->first_seg != sn.first)
         rc = mmfs__err(MMFS_BUSY, "%s: another handle compacted the store meanwhile; nothing changed", db->dir);
-    if (rc == MMFS_OK && mmfs__seg_last(db)->no >= o.first) rc = renumber(&o, mmfs__seg_last(db)->no + 1);
-    if (rc == MMFS_OK) rc = carry_over(db, &o, sn.end);
-    if (rc == MMFS_OK) rc = flush_frame(&o, db->next_lsn);
+    if (rc == MMFS_OK && mmfs__seg_last(db)->no >= o.first) rc = mmfs__cout_renumber(&o, mmfs__seg_last(db)->no + 1);
+    if (rc == MMFS_OK) rc = mmfs__cout_carry(db, &o, sn.end);
+    if (rc == MMFS_OK) rc = mmfs__cout_flush(&o, db->next_lsn);
     uint64_t end = o.off;
     if (rc == MMFS_OK) {
         /* Synced first, then stamped (and synced again): everything up to
@@ -219,7 +218,7 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
             mmfs__seg_stamp(o.fd, end);
             if (fdatasync(o.fd) < 0) e = errno;
         }
-        if (e) rc = io_err(&o, e, "fdatasync");
+        if (e) rc = mmfs__cout_err(&o, e, "fdatasync");
     }
     if (o.fd >= 0) close(o.fd);
     o.fd = -1;
@@ -228,7 +227,7 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     uint32_t last = o.no;
     if (rc == MMFS_OK) rc = mmfs__fsync_dir(db->log_dir);
     if (rc == MMFS_OK) rc = switch_to(db, &o, last, end, res);
-    else if (o.first) remove_output(db, o.first, last);
+    else if (o.first) mmfs__cout_remove(db, o.first, last);
     free(o.ends);
     free(o.forgot);
     if (locked) leave(db);
@@ -260,7 +259,7 @@ static int switch_to(mmfs_db *db, out *o, uint32_t last, uint64_t end, mmfs_comp
             db->lsn_floor = old_lf;
             db->id_floor = old_if;
             atomic_store(&db->shm->first_segment, old_first);
-            remove_output(db, o->first, last);
+            mmfs__cout_remove(db, o->first, last);
             return mmfs__err(rc, "compact: %s (the store is unchanged)", msg);
         }
     }

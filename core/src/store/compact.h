@@ -39,16 +39,35 @@ typedef struct snap {
     uint32_t first;   /* MANIFEST's first segment then */
 } snap;
 
-/* compact_out.c */
-int io_err(out *o, int e, const char *what);
-int flush_frame(out *o, uint64_t first_lsn);
-int add_record(out *o, const mmfs__rec *r);
-int carry_over(mmfs_db *db, out *o, uint64_t from);
-int renumber(out *o, uint32_t new_first);
-void remove_output(mmfs_db *db, uint32_t first, uint32_t last);
+/* compact_out.c: writing the output.
+** mmfs__cout_err: an error naming O's current .cseg file (errno E, WHAT).
+** mmfs__cout_add: appends record R (encoded at R->raw) to the frame being
+**   built, writing that frame first when R would make it too big.
+** mmfs__cout_flush: writes the frame being built, its first LSN
+**   FIRST_LSN; with no record it is a marker, from which the log's LSNs
+**   go on at FIRST_LSN.  A full segment is sealed and the next started.
+** mmfs__cout_carry: copies DB's frames from position FROM to what the
+**   engine applied, as they are (caller holds the writer lock).
+** mmfs__cout_renumber: numbers the output from NEW_FIRST on (headers
+**   rewritten, files renamed, the last first).
+** mmfs__cout_remove: unlinks .cseg files FIRST..LAST (a failed run).
+** Errors: MMFS_IO (with the path), MMFS_NOMEM, MMFS_CORRUPT (carry). */
+int mmfs__cout_err(out *o, int e, const char *what);
+int mmfs__cout_add(out *o, const mmfs__rec *r);
+int mmfs__cout_flush(out *o, uint64_t first_lsn);
+int mmfs__cout_carry(mmfs_db *db, out *o, uint64_t from);
+int mmfs__cout_renumber(out *o, uint32_t new_first);
+void mmfs__cout_remove(mmfs_db *db, uint32_t first, uint32_t last);
 
-/* compact_copy.c */
-int copy_live(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int64_t now);
-int policy_vm(mmfs_db *db, mmfs__policy **out);
+/* compact_copy.c: what stays.
+** mmfs__compact_copy: copies the records of snapshot SN that the engine
+**   still needs into O, less the memories their route's ttl or P's
+**   compaction.keep forget (their ids go to O->forgot).  Holds only the
+**   engine's read side, per record.
+** mmfs__compact_policy: a VM of the policy in force for ttl and keep
+**   (*OUT = NULL when there is none).  Caller holds the writer lock.
+** Errors: MMFS_NOMEM, MMFS_CORRUPT, and what keep and the policy give. */
+int mmfs__compact_copy(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int64_t now);
+int mmfs__compact_policy(mmfs_db *db, mmfs__policy **out);
 
 #endif

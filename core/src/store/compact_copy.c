@@ -1,5 +1,13 @@
 /*
-** compact_copy.c: what compaction's copy keeps.
+** compact_copy.c: what compaction's copy keeps.  Every record of the
+** snapshot is read in log order (mmfs__each_record) and stays when the
+** engine still needs it (mmfs__engine_is_live, the command table's live
+** column); a live memory is then forgotten when its route's ttl passed or
+** the policy's compaction.keep says no.  keep's third argument (per tag,
+** how many newer live memories have it) needs a first pass counting tags.
+**
+** Invariant: the copy runs without the writer lock; each liveness check
+** takes the engine's read side alone.
 */
 #include "compact.h"
 #include "hmap.h"
@@ -162,11 +170,11 @@ static int copy_record(void *ud, const mmfs__rec *r) {
         }
         return MMFS_OK;
     }
-    return add_record(c->o, r);
+    return mmfs__cout_add(c->o, r);
 }
 
 /* Copies the live records of the snapshot SN of DB into O. */
-int copy_live(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int64_t now) {
+int mmfs__compact_copy(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int64_t now) {
     tags t;
     memset(&t, 0, sizeof t);
     mmfs__hmap_init(&t.map, tag_key, &t);
@@ -184,7 +192,7 @@ int copy_live(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int64_t now)
 }
 
 /* Builds a VM of the policy in force, for ttl and keep (NULL: none). */
-int policy_vm(mmfs_db *db, mmfs__policy **out) {
+int mmfs__compact_policy(mmfs_db *db, mmfs__policy **out) {
     *out = NULL;
 #ifdef MMFS_HAVE_POLICY
     mmfs_slice src;

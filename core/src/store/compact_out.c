@@ -1,5 +1,13 @@
 /*
-** compact_out.c: compaction's output segments (log/NNNNNNNN.cseg).
+** compact_out.c: compaction's output, log/NNNNNNNN.cseg files numbered
+** after the last segment: compacted frames (MMFS__FRAME_COMPACT, their
+** records keeping their LSNs), a seal ending each full segment, the frames
+** appended during the copy carried over as they are, and the renumbering
+** when writers made segments meanwhile.  Each segment is fdatasynced when
+** it ends; the last one compact.c syncs and stamps.
+**
+** Invariant: frames are written in LSN order, and seal_lsn is always the
+** LSN a reader expects after the last frame written.
 */
 #include "compact.h"
 
@@ -14,7 +22,7 @@
 ** noise, small enough for the scratch buffer. */
 #define BODY_TARGET ((size_t)1 << 20)
 
-int io_err(out *o, int e, const char *what) {
+int mmfs__cout_err(out *o, int e, const char *what) {
     char path[4096];
     mmfs__cseg_path(o->db, o->no, path, sizeof path);
     return mmfs__err_sys(e, what, path);
@@ -51,7 +59,7 @@ static int seg_end(out *o, int seal) {
     if (!e && fdatasync(o->fd) < 0) e = errno;
     close(o->fd);
     o->fd = -1;
-    return e ? io_err(o, e, seal ? "write" : "fdatasync") : MMFS_OK;
+    return e ? mmfs__cout_err(o, e, seal ? "write" : "fdatasync") : MMFS_OK;
 }
 
 /* Starts output segment NO of at least NEED bytes. */
@@ -67,11 +75,11 @@ static int seg_start(out *o, uint32_t no, uint64_t need) {
     int e = ftruncate(o->fd, (off_t)o->size) < 0 ? errno : 0;
     if (!e) e = mmfs__seg_write_header(o->fd, o->db->sum.type, no, o->size);
     o->off = MMFS__SEG_HDR;
-    return e ? io_err(o, e, "allocate") : MMFS_OK;
+    return e ? mmfs__cout_err(o, e, "allocate") : MMFS_OK;
 }
 
 /* Writes the frame being built (COUNT records, or none: a marker). */
-int flush_frame(out *o, uint64_t first_lsn) {
+int mmfs__cout_flush(out *o, uint64_t first_lsn) {
     if (!o->buf) {
         if (!(o->buf = malloc(BODY_TARGET + 4096))) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
         o->cap = BODY_TARGET + 4096;
@@ -87,7 +95,7 @@ int flush_frame(out *o, uint64_t first_lsn) {
     }
     mmfs__frame_finish(o->buf, first_lsn, o->count, MMFS__FRAME_COMPACT, o->body, s);
     int e = pwrite_all(o->fd, o->buf, flen, o->off);
-    if (e) return io_err(o, e, "write");
+    if (e) return mmfs__cout_err(o, e, "write");
     o->last_frame = MMFS__POS(o->no, o->off);
     o->off += flen;
     if (!o->count) o->next_lsn = first_lsn; /* a marker: the log goes on there */
@@ -98,11 +106,11 @@ int flush_frame(out *o, uint64_t first_lsn) {
 }
 
 /* Appends record R (encoded at R->raw) to the output. */
-int add_record(out *o, const mmfs__rec *r) {
+int mmfs__cout_add(out *o, const mmfs__rec *r) {
     size_t need = MMFS__FRAME_HDR + o->body + r->raw_len + 64;
     int rc;
     if (o->count && o->body + r->raw_len > BODY_TARGET) {
-        if ((rc = flush_frame(o, o->first_lsn)) != MMFS_OK) return rc;
+        if ((rc = mmfs__cout_flush(o, o->first_lsn)) != MMFS_OK) return rc;
         need = MMFS__FRAME_HDR + r->raw_len + 64;
     }
     if (need > o->cap) {
@@ -134,7 +142,7 @@ static int carry_frame(out *o, const mmfs__frame *f, const uint8_t *p) {
         if ((rc = seg_start(o, o->no + 1, MMFS__SEG_HDR + f->frame_len + seal)) != MMFS_OK) return rc;
     }
     int e = pwrite_all(o->fd, p, f->frame_len, o->off);
-    if (e) return io_err(o, e, "write");
+    if (e) return mmfs__cout_err(o, e, "write");
     o->off += f->frame_len;
     o->next_lsn = o->seal_lsn = f->first_lsn + f->count;
     o->kept += f->count;
@@ -144,7 +152,7 @@ static int carry_frame(out *o, const mmfs__frame *f, const uint8_t *p) {
 
 /* Carries over the frames of DB's log from position FROM to its end
 ** (appended while the copy ran; caller holds the writer lock). */
-int carry_over(mmfs_db *db, out *o, uint64_t from) {
+int mmfs__cout_carry(mmfs_db *db, out *o, uint64_t from) {
     uint64_t pos = from, to = atomic_load(&db->applied);
     while (pos < to) {
         mmfs__seg *s = mmfs__seg_find(db, MMFS__POS_SEG(pos));
@@ -169,7 +177,7 @@ int carry_over(mmfs_db *db, out *o, uint64_t from) {
 /* Gives the output segments numbers from NEW_FIRST on (writers made
 ** segments up to NEW_FIRST - 1 while the copy ran): each header is
 ** rewritten and the file renamed, the last first so no name is taken. */
-int renumber(out *o, uint32_t new_first) {
+int mmfs__cout_renumber(out *o, uint32_t new_first) {
     uint32_t shift = new_first - o->first, last = o->no;
     for (uint32_t no = last + 1; no-- > o->first;) {
         char from[4096], to[4096];
@@ -190,7 +198,7 @@ int renumber(out *o, uint32_t new_first) {
 }
 
 /* Removes output segments FIRST..LAST under either name (a failed run). */
-void remove_output(mmfs_db *db, uint32_t first, uint32_t last) {
+void mmfs__cout_remove(mmfs_db *db, uint32_t first, uint32_t last) {
     char path[4096];
     for (uint32_t no = first; no && no <= last; no++) {
         mmfs__cseg_path(db, no, path, sizeof path);

@@ -321,7 +321,7 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target);
 ** Caller holds wmu.  Errors: MMFS_CORRUPT, MMFS_IO, MMFS_NOMEM. */
 int mmfs__reload(mmfs_db *db);
 
-/* compact.c: calls FN(ud, r) for every record of the N segments SEGS, in
+/* compact_copy.c: calls FN(ud, r) for every record of the N segments SEGS, in
 ** log order (their frames up to each one's end, LAST_END in the last;
 ** seals end a segment).  Stops at FN's first non-zero return and returns
 ** it.  Errors: MMFS_CORRUPT (a frame or record that does not check). */
