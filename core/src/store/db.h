@@ -34,9 +34,10 @@
 **   smu (+scond, fcond)  durability (written_*, durable_*, syncing,
 **                sync_failed), the flusher and the watcher's flags; never
 **                held while taking another lock, nor across an fdatasync.
-**   mems.ixlock  the memories' full-text index (engine.h, mmfs__mems):
-**                written by the index drain, read by searches; never by
-**                apply.  mems.qmu: the queue of index work, innermost.
+**   mems.ixlock  the full-text indexes of memories and documents
+**                (engine.h, mmfs__mems): written by the index drain, read
+**                by searches; never by apply.  mems.qmu: the queue of
+**                their index work (one, in log order), innermost.
 **   state.mu (+cv)  notified and the subscribers (state.c); taken by
 **                apply inside rw; never held while taking rw.
 **   atomics      shm->written (release after the frame is applied; acquire
