@@ -204,7 +204,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 /* Builds the whole file in *BUF (*LEN bytes). */
 static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
-    s->sum = &db->sum;
+    s->sum = &db->log.sum;
     size_t nslots = 0;
     if (s->nkv) {
         nslots = 16;
@@ -226,20 +226,20 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     if (!b) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (%zu bytes)", size);
     memcpy(b + H_MAGIC, CK_MAGIC, 8);
     mmfs__st32(b + H_FORMAT, CK_FORMAT);
-    mmfs__st32(b + H_SUMTYPE, (uint32_t)db->sum.type);
+    mmfs__st32(b + H_SUMTYPE, (uint32_t)db->log.sum.type);
     mmfs__st64(b + H_LSN, s->lsn);
     mmfs__st64(b + H_SIZE, size);
     mmfs__st32(b + H_FIRST_SEG, s->first_seg);
     mmfs__st32(b + H_ANCHOR_SEG, MMFS__POS_SEG(s->anchor));
     mmfs__st64(b + H_ANCHOR_OFF, MMFS__POS_OFF(s->anchor));
     mmfs__st64(b + H_ANCHOR_LSN, s->anchor_lsn);
-    mmfs__st32(b + H_TOK_VERSION, (uint32_t)db->tok_version);
-    snprintf((char *)b + H_TOK_LANG, 32, "%s", db->tok_lang);
+    mmfs__st32(b + H_TOK_VERSION, (uint32_t)db->log.tok_version);
+    snprintf((char *)b + H_TOK_LANG, 32, "%s", db->log.tok_lang);
     mmfs__st64(b + H_NEXT_MEM, s->next_mem);
     mmfs__st64(b + H_LIVE_BYTES, s->live_bytes);
     mmfs__st64(b + H_REC_BYTES, s->rec_bytes);
     mmfs__st32(b + H_NSEC, CK_NSEC);
-    memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->sum.len);
+    memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->log.sum.len);
     mmfs__st64(b + H_MEM_BASE, s->mem_base);
     mmfs__st64(b + H_MEM_LIVE, s->mem_live);
     mmfs__st64(b + H_NROUTES, s->nroutes);
@@ -309,7 +309,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     /* Log order, so that applying them again is a replay of the live
     ** records: memory ids ascend, stream chunks keep their order. */
     qsort(recs, s->nrecs, 8, cmp_u64);
-    mmfs__sum_compute(&db->sum, b, size - CK_SUM, b + size - CK_SUM);
+    mmfs__sum_compute(&db->log.sum, b, size - CK_SUM, b + size - CK_SUM);
     *buf = b;
     *len = size;
     return MMFS_OK;
@@ -375,7 +375,7 @@ static int checkpoint_locked(mmfs_db *db) {
     if (fdatasync(s.segs[s.nsegs - 1].fd) < 0) {
         int err = errno;
         mmfs__ckpt_snap_free(&s);
-        return mmfs__err_sys(err, "fdatasync", db->log_dir);
+        return mmfs__err_sys(err, "fdatasync", db->log.log_dir);
     }
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -410,10 +410,10 @@ int mmfs_checkpoint(mmfs_db *db) {
 ** (segments count whole after the first). */
 static uint64_t since_ckpt(mmfs_db *db) {
     uint64_t now = atomic_load(&db->applied), then = atomic_load(&db->ckpt_pos);
-    if (!then) then = MMFS__POS(db->first_seg, MMFS__SEG_HDR);
+    if (!then) then = MMFS__POS(db->log.first_seg, MMFS__SEG_HDR);
     if (now <= then) return 0;
     if (MMFS__POS_SEG(now) == MMFS__POS_SEG(then)) return now - then;
-    return (uint64_t)(MMFS__POS_SEG(now) - MMFS__POS_SEG(then)) * db->segment_size + MMFS__POS_OFF(now) -
+    return (uint64_t)(MMFS__POS_SEG(now) - MMFS__POS_SEG(then)) * db->log.segment_size + MMFS__POS_OFF(now) -
            MMFS__POS_OFF(then);
 }
 

@@ -59,7 +59,7 @@ static uint64_t now_ms(void) {
 
 static uint64_t log_bytes(const mmfs_db *db) {
     uint64_t n = 0;
-    for (size_t i = 0; i < db->nsegs; i++) n += db->segs[i].end - MMFS__SEG_HDR;
+    for (size_t i = 0; i < db->log.nsegs; i++) n += db->log.segs[i].end - MMFS__SEG_HDR;
     return n;
 }
 
@@ -68,11 +68,11 @@ static uint64_t log_bytes(const mmfs_db *db) {
 ** which stay until close), less the memories ttl and keep forgot, which
 ** are deleted from it here.  Other handles rebuild (mmfs__reload). */
 static int rebase(mmfs_db *db, const out *o, uint32_t last, uint64_t end) {
-    int rc = mmfs__seg_retire_all(db);
+    int rc = mmfs__seg_retire_all(&db->log);
     if (rc) return rc;
     for (uint32_t no = o->first; no <= last; no++) {
-        if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) break;
-        mmfs__seg *s = mmfs__seg_last(db);
+        if ((rc = mmfs__seg_open(&db->log, no)) != MMFS_OK) break;
+        mmfs__seg *s = mmfs__seg_last(&db->log);
         size_t i = no - o->first;
         s->end = no == last ? end : o->ends[i];
         s->sealed = no != last;
@@ -109,10 +109,10 @@ static int rebase(mmfs_db *db, const out *o, uint32_t last, uint64_t end) {
 ** Errors: MMFS_BUSY (lock_timeout_ms), MMFS_IO, MMFS_CORRUPT. */
 static int enter(mmfs_db *db) {
     pthread_mutex_lock(&db->wmu);
-    int rc = mmfs__sync_check(db);
+    int rc = mmfs__sync_check(&db->log);
     if (rc == MMFS_OK && (rc = mmfs__lock_acquire(db)) == MMFS_OK) {
         if ((rc = mmfs__lock_check(db)) == MMFS_OK)
-            rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire));
+            rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->log.shm->written, memory_order_acquire));
         if (rc) mmfs__lock_release(db);
     }
     if (rc) pthread_mutex_unlock(&db->wmu);
@@ -128,21 +128,21 @@ static int switch_to(mmfs_db *db, out *o, uint32_t last, uint64_t end, mmfs_comp
 
 /* Step 1 (see the top), under the writer lock: what the copy reads. */
 static int take_snapshot(mmfs_db *db, snap *sn, out *o, mmfs__policy **p, mmfs_compact_result *res) {
-    sn->segs = malloc(db->nsegs * sizeof *sn->segs);
+    sn->segs = malloc(db->log.nsegs * sizeof *sn->segs);
     if (!sn->segs) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
-    memcpy(sn->segs, db->segs, db->nsegs * sizeof *sn->segs);
-    sn->n = db->nsegs;
+    memcpy(sn->segs, db->log.segs, db->log.nsegs * sizeof *sn->segs);
+    sn->n = db->log.nsegs;
     sn->end = atomic_load(&db->applied);
     sn->next_lsn = db->next_lsn;
-    sn->first = db->first_seg;
-    o->first = mmfs__seg_last(db)->no + 1;
+    sn->first = db->log.first_seg;
+    o->first = mmfs__seg_last(&db->log)->no + 1;
     res->bytes_before = log_bytes(db);
     return mmfs__compact_policy(db, p);
 }
 
 int mmfs__compact_lock(const mmfs_db *db, int *fd) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/compact.lock", db->log_dir);
+    snprintf(path, sizeof path, "%s/compact.lock", db->log.log_dir);
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (*fd < 0) return mmfs__err_sys(errno, "open", path);
     if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return MMFS_OK;
@@ -157,7 +157,7 @@ int mmfs__compact_lock(const mmfs_db *db, int *fd) {
 ** (MANIFEST does not name them).  Caller holds compact.lock, so none is
 ** being written; what open would roll forward (named ones) is left. */
 static void sweep_leftovers(mmfs_db *db) {
-    DIR *d = opendir(db->log_dir);
+    DIR *d = opendir(db->log.log_dir);
     if (!d) return;
     struct dirent *e;
     int removed = 0;
@@ -165,12 +165,12 @@ static void sweep_leftovers(mmfs_db *db) {
         unsigned no;
         char tail[16], path[4200];
         if (sscanf(e->d_name, "%8u.%15s", &no, tail) != 2 || strcmp(tail, "cseg") != 0) continue;
-        if (db->compact_seg && no >= db->first_seg && no <= db->compact_seg) continue;
-        snprintf(path, sizeof path, "%s/%s", db->log_dir, e->d_name);
+        if (db->log.compact_seg && no >= db->log.first_seg && no <= db->log.compact_seg) continue;
+        snprintf(path, sizeof path, "%s/%s", db->log.log_dir, e->d_name);
         removed += unlink(path) == 0;
     }
     closedir(d);
-    if (removed) (void)mmfs__fsync_dir(db->log_dir);
+    if (removed) (void)mmfs__fsync_dir(db->log.log_dir);
 }
 
 /* Steps 2 to 4 (see the top). */
@@ -204,9 +204,9 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     /* The writer lock again, briefly: what was appended meanwhile, then the
     ** switch. */
     if (rc == MMFS_OK && (rc = enter(db)) == MMFS_OK) locked = 1;
-    if (rc == MMFS_OK && db->first_seg != sn.first)
+    if (rc == MMFS_OK && db->log.first_seg != sn.first)
         rc = mmfs__err(MMFS_BUSY, "%s: another handle compacted the store meanwhile; nothing changed", db->dir);
-    if (rc == MMFS_OK && mmfs__seg_last(db)->no >= o.first) rc = mmfs__cout_renumber(&o, mmfs__seg_last(db)->no + 1);
+    if (rc == MMFS_OK && mmfs__seg_last(&db->log)->no >= o.first) rc = mmfs__cout_renumber(&o, mmfs__seg_last(&db->log)->no + 1);
     if (rc == MMFS_OK) rc = mmfs__cout_carry(db, &o, sn.end);
     if (rc == MMFS_OK) rc = mmfs__cout_flush(&o, db->next_lsn);
     uint64_t end = o.off;
@@ -225,7 +225,7 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     free(o.buf);
     free(sn.segs);
     uint32_t last = o.no;
-    if (rc == MMFS_OK) rc = mmfs__fsync_dir(db->log_dir);
+    if (rc == MMFS_OK) rc = mmfs__fsync_dir(db->log.log_dir);
     if (rc == MMFS_OK) rc = switch_to(db, &o, last, end, res);
     else if (o.first) mmfs__cout_remove(db, o.first, last);
     free(o.ends);
@@ -238,55 +238,55 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
 /* Step 3 and 4 (see the top), under the writer lock, the output durable. */
 static int switch_to(mmfs_db *db, out *o, uint32_t last, uint64_t end, mmfs_compact_result *res) {
     int rc;
-    uint32_t old_first = db->first_seg, old_last = mmfs__seg_last(db)->no, old_mlast = db->last_seg,
-             old_cseg = db->compact_seg;
-    uint64_t old_lf = db->lsn_floor, old_if = db->id_floor;
-    atomic_store(&db->shm->first_segment, o->first);
-    db->id_floor = mmfs__next_memory_id(db);
-    db->lsn_floor = db->next_lsn;
-    db->first_seg = o->first;
-    db->last_seg = last;
-    db->compact_seg = last;
-    if ((rc = mmfs__manifest_write(db)) != MMFS_OK) {
+    uint32_t old_first = db->log.first_seg, old_last = mmfs__seg_last(&db->log)->no, old_mlast = db->log.last_seg,
+             old_cseg = db->log.compact_seg;
+    uint64_t old_lf = db->log.lsn_floor, old_if = db->log.id_floor;
+    atomic_store(&db->log.shm->first_segment, o->first);
+    db->log.id_floor = mmfs__next_memory_id(db);
+    db->log.lsn_floor = db->next_lsn;
+    db->log.first_seg = o->first;
+    db->log.last_seg = last;
+    db->log.compact_seg = last;
+    if ((rc = mmfs__manifest_write(&db->log)) != MMFS_OK) {
         /* Only a failed fsync of ROOT may come after the rename: ask. */
         char msg[600];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
-        int switched = mmfs__manifest_reread(db) == MMFS_OK && db->first_seg == o->first;
+        int switched = mmfs__manifest_reread(&db->log) == MMFS_OK && db->log.first_seg == o->first;
         if (!switched) {
-            db->first_seg = old_first;
-            db->last_seg = old_mlast;
-            db->compact_seg = old_cseg;
-            db->lsn_floor = old_lf;
-            db->id_floor = old_if;
-            atomic_store(&db->shm->first_segment, old_first);
+            db->log.first_seg = old_first;
+            db->log.last_seg = old_mlast;
+            db->log.compact_seg = old_cseg;
+            db->log.lsn_floor = old_lf;
+            db->log.id_floor = old_if;
+            atomic_store(&db->log.shm->first_segment, old_first);
             mmfs__cout_remove(db, o->first, last);
             return mmfs__err(rc, "compact: %s (the store is unchanged)", msg);
         }
     }
     char from[4096], to[4096];
     for (uint32_t no = o->first; no <= last; no++) {
-        mmfs__cseg_path(db, no, from, sizeof from);
-        mmfs__seg_path(db, no, to, sizeof to);
+        mmfs__cseg_path(&db->log, no, from, sizeof from);
+        mmfs__seg_path(&db->log, no, to, sizeof to);
         (void)rename(from, to); /* what fails here, open finishes */
     }
-    (void)mmfs__fsync_dir(db->log_dir);
+    (void)mmfs__fsync_dir(db->log.log_dir);
 
     /* This handle now reads the new log. */
     if ((rc = rebase(db, o, last, end)) != MMFS_OK) return rc;
     uint64_t pos = atomic_load(&db->applied);
-    pthread_mutex_lock(&db->smu);
-    db->written_pos = db->durable_pos = db->synced_pos = db->stamp_pos = pos;
-    db->written_lsn = db->durable_lsn = db->next_lsn - 1;
-    db->written_fd = mmfs__seg_last(db)->fd;
-    pthread_mutex_unlock(&db->smu);
-    atomic_store(&db->shm->durable, pos);
-    atomic_store_explicit(&db->shm->written, pos, memory_order_release);
+    pthread_mutex_lock(&db->log.smu);
+    db->log.written_pos = db->log.durable_pos = db->log.synced_pos = db->log.stamp_pos = pos;
+    db->log.written_lsn = db->log.durable_lsn = db->next_lsn - 1;
+    db->log.written_fd = mmfs__seg_last(&db->log)->fd;
+    pthread_mutex_unlock(&db->log.smu);
+    atomic_store(&db->log.shm->durable, pos);
+    atomic_store_explicit(&db->log.shm->written, pos, memory_order_release);
 
     for (uint32_t no = old_first; no <= old_last; no++) {
-        mmfs__seg_path(db, no, from, sizeof from);
+        mmfs__seg_path(&db->log, no, from, sizeof from);
         (void)unlink(from); /* what is left, open removes (below first_segment) */
     }
-    (void)mmfs__fsync_dir(db->log_dir);
+    (void)mmfs__fsync_dir(db->log.log_dir);
     res->bytes_after = log_bytes(db);
     res->kept = o->kept;
     res->dropped = o->dropped;
@@ -338,19 +338,19 @@ static uint64_t coarse_ms(void) {
 static void *background(void *ud) {
     mmfs_db *db = ud;
     (void)mmfs_compact(db, NULL, NULL); /* BUSY when the caller compacts: fine */
-    pthread_mutex_lock(&db->smu);
+    pthread_mutex_lock(&db->log.smu);
     db->bg_done = 1;
-    pthread_mutex_unlock(&db->smu);
+    pthread_mutex_unlock(&db->log.smu);
     return NULL;
 }
 #endif
 
 void mmfs__compact_join(mmfs_db *db) {
-    pthread_mutex_lock(&db->smu);
+    pthread_mutex_lock(&db->log.smu);
     int on = db->bg_on;
     db->bg_on = 0;
     db->bg_stop = 1;
-    pthread_mutex_unlock(&db->smu);
+    pthread_mutex_unlock(&db->log.smu);
     if (on) pthread_join(db->bg, NULL);
 }
 
@@ -366,7 +366,7 @@ void mmfs__compact_maybe(mmfs_db *db) {
         memset(&st, 0, sizeof st);
         mmfs__engine_stats(db->eng, &st); /* a wmu holder reads the engine without rw */
         st.log_bytes = log_bytes(db);
-        st.segments = db->nsegs;
+        st.segments = db->log.nsegs;
         st.lsn = db->next_lsn - 1;
         st.dead_bytes = db->rec_bytes > st.live_bytes ? db->rec_bytes - st.live_bytes : 0;
         /* A when that raises or runs out of budget says no. */
@@ -374,19 +374,19 @@ void mmfs__compact_maybe(mmfs_db *db) {
     }
     pthread_mutex_unlock(&db->wmu);
     if (!yes) return;
-    pthread_mutex_lock(&db->smu);
+    pthread_mutex_lock(&db->log.smu);
     if (db->bg_on && db->bg_done) { /* the last one ended: reap it */
         pthread_t old = db->bg;
         db->bg_on = 0;
-        pthread_mutex_unlock(&db->smu);
+        pthread_mutex_unlock(&db->log.smu);
         pthread_join(old, NULL);
-        pthread_mutex_lock(&db->smu);
+        pthread_mutex_lock(&db->log.smu);
     }
     if (!db->bg_on && !db->bg_stop) {
         db->bg_done = 0;
         if (pthread_create(&db->bg, NULL, background, db) == 0) db->bg_on = 1;
     }
-    pthread_mutex_unlock(&db->smu);
+    pthread_mutex_unlock(&db->log.smu);
 #else
     (void)db;
 #endif

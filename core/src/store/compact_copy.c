@@ -183,8 +183,8 @@ int mmfs__compact_copy(mmfs_db *db, const snap *sn, out *o, mmfs__policy *p, int
     if (p && mmfs__policy_has_keep(p)) c.t = &t;
 #endif
     uint64_t last_end = MMFS__POS_OFF(sn->end);
-    int rc = c.t ? mmfs__each_record(sn->segs, sn->n, last_end, &db->sum, count_tags, &c) : MMFS_OK;
-    if (rc == MMFS_OK) rc = mmfs__each_record(sn->segs, sn->n, last_end, &db->sum, copy_record, &c);
+    int rc = c.t ? mmfs__each_record(sn->segs, sn->n, last_end, &db->log.sum, count_tags, &c) : MMFS_OK;
+    if (rc == MMFS_OK) rc = mmfs__each_record(sn->segs, sn->n, last_end, &db->log.sum, copy_record, &c);
     mmfs__hmap_free(&t.map);
     free(t.v);
     free(t.newer);

@@ -24,7 +24,7 @@
 
 int mmfs__cout_err(out *o, int e, const char *what) {
     char path[4096];
-    mmfs__cseg_path(o->db, o->no, path, sizeof path);
+    mmfs__cseg_path(&o->db->log, o->no, path, sizeof path);
     return mmfs__err_sys(e, what, path);
 }
 
@@ -50,9 +50,9 @@ static int seg_end(out *o, int seal) {
     o->ends[o->nends++] = o->off;
     if (seal) {
         uint8_t b[64];
-        size_t n = mmfs__frame_size(0, &o->db->sum);
+        size_t n = mmfs__frame_size(0, &o->db->log.sum);
         /* Not next_lsn: that counts the records of a frame still to come. */
-        mmfs__frame_finish(b, o->seal_lsn, 0, MMFS__FRAME_SEAL, 0, &o->db->sum);
+        mmfs__frame_finish(b, o->seal_lsn, 0, MMFS__FRAME_SEAL, 0, &o->db->log.sum);
         e = pwrite_all(o->fd, b, n, o->off);
         o->off += n;
     }
@@ -66,14 +66,14 @@ static int seg_end(out *o, int seal) {
 static int seg_start(out *o, uint32_t no, uint64_t need) {
     char path[4096];
     o->no = no;
-    mmfs__cseg_path(o->db, no, path, sizeof path);
+    mmfs__cseg_path(&o->db->log, no, path, sizeof path);
     (void)unlink(path); /* a leftover: MANIFEST never named it */
     o->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (o->fd < 0) return mmfs__err_sys(errno, "create", path);
-    o->size = o->db->segment_size;
+    o->size = o->db->log.segment_size;
     if (need > o->size) o->size = (need + 4095) & ~(uint64_t)4095;
     int e = ftruncate(o->fd, (off_t)o->size) < 0 ? errno : 0;
-    if (!e) e = mmfs__seg_write_header(o->fd, o->db->sum.type, no, o->size);
+    if (!e) e = mmfs__seg_write_header(o->fd, o->db->log.sum.type, no, o->size);
     o->off = MMFS__SEG_HDR;
     return e ? mmfs__cout_err(o, e, "allocate") : MMFS_OK;
 }
@@ -84,7 +84,7 @@ int mmfs__cout_flush(out *o, uint64_t first_lsn) {
         if (!(o->buf = malloc(BODY_TARGET + 4096))) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
         o->cap = BODY_TARGET + 4096;
     }
-    const mmfs__sum *s = &o->db->sum;
+    const mmfs__sum *s = &o->db->log.sum;
     size_t flen = mmfs__frame_size(o->body, s), seal = mmfs__frame_size(0, s);
     int rc;
     if (o->fd >= 0 && o->off + flen + seal > o->size) {
@@ -134,7 +134,7 @@ int mmfs__cout_add(out *o, const mmfs__rec *r) {
 /* Appends frame F (checked, not a seal; its bytes at P) as it is: a frame
 ** does not depend on where it lies. */
 static int carry_frame(out *o, const mmfs__frame *f, const uint8_t *p) {
-    const mmfs__sum *s = &o->db->sum;
+    const mmfs__sum *s = &o->db->log.sum;
     size_t seal = mmfs__frame_size(0, s);
     int rc;
     if (o->off + f->frame_len + seal > o->size) {
@@ -155,7 +155,7 @@ static int carry_frame(out *o, const mmfs__frame *f, const uint8_t *p) {
 int mmfs__cout_carry(mmfs_db *db, out *o, uint64_t from) {
     uint64_t pos = from, to = atomic_load(&db->applied);
     while (pos < to) {
-        mmfs__seg *s = mmfs__seg_find(db, MMFS__POS_SEG(pos));
+        mmfs__seg *s = mmfs__seg_find(&db->log, MMFS__POS_SEG(pos));
         uint64_t off = MMFS__POS_OFF(pos);
         if (!s) return mmfs__err(MMFS_CORRUPT, "compact: log/%08u.seg is not open here", MMFS__POS_SEG(pos));
         mmfs__frame f;
@@ -164,7 +164,7 @@ int mmfs__cout_carry(mmfs_db *db, out *o, uint64_t from) {
             pos = MMFS__POS(s->no + 1, MMFS__SEG_HDR); /* past its seal */
             continue;
         }
-        if (!mmfs__frame_check(s->map + off, s->size - off, 0, &db->sum, &f, &why))
+        if (!mmfs__frame_check(s->map + off, s->size - off, 0, &db->log.sum, &f, &why))
             return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset %llu: %s (run verify)", s->no,
                              (unsigned long long)off, why);
         int rc = carry_frame(o, &f, s->map + off);
@@ -181,12 +181,12 @@ int mmfs__cout_renumber(out *o, uint32_t new_first) {
     uint32_t shift = new_first - o->first, last = o->no;
     for (uint32_t no = last + 1; no-- > o->first;) {
         char from[4096], to[4096];
-        mmfs__cseg_path(o->db, no, from, sizeof from);
-        mmfs__cseg_path(o->db, no + shift, to, sizeof to);
+        mmfs__cseg_path(&o->db->log, no, from, sizeof from);
+        mmfs__cseg_path(&o->db->log, no + shift, to, sizeof to);
         int fd = no == last ? o->fd : open(from, O_RDWR | O_CLOEXEC), e = 0;
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) e = errno ? errno : EIO;
-        if (!e) e = mmfs__seg_write_header(fd, o->db->sum.type, no + shift, (uint64_t)st.st_size);
+        if (!e) e = mmfs__seg_write_header(fd, o->db->log.sum.type, no + shift, (uint64_t)st.st_size);
         if (!e && no != last && fdatasync(fd) < 0) e = errno;
         if (fd >= 0 && no != last) close(fd);
         if (!e && rename(from, to) < 0) e = errno;
@@ -201,8 +201,8 @@ int mmfs__cout_renumber(out *o, uint32_t new_first) {
 void mmfs__cout_remove(mmfs_db *db, uint32_t first, uint32_t last) {
     char path[4096];
     for (uint32_t no = first; no && no <= last; no++) {
-        mmfs__cseg_path(db, no, path, sizeof path);
+        mmfs__cseg_path(&db->log, no, path, sizeof path);
         (void)unlink(path);
     }
-    (void)mmfs__fsync_dir(db->log_dir);
+    (void)mmfs__fsync_dir(db->log.log_dir);
 }
