@@ -10,6 +10,7 @@
 ** takes the engine's read side alone.
 */
 #include "compact.h"
+#include "engine.h"
 #include "hmap.h"
 
 #include <stdio.h>
@@ -42,15 +43,12 @@ static int tag_get(tags *t, mmfs_slice name, int add, tagcount **out) {
         return MMFS_OK;
     }
     if (!add) return MMFS_OK;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        tagcount *v = realloc(t->v, cap * sizeof *v);
-        if (!v) return mmfs__err(MMFS_NOMEM, "compact: out of memory counting tags");
-        t->v = v;
-        t->cap = cap;
-    }
+    void *v = t->v;
+    int rc = mmfs__grow(&v, &t->cap, t->n + 1, sizeof *t->v);
+    if (rc) return rc;
+    t->v = v;
     t->v[t->n] = (tagcount){name, 0, 0};
-    int rc = mmfs__hmap_put(&t->map, name, h, t->n + 1, NULL);
+    rc = mmfs__hmap_put(&t->map, name, h, t->n + 1, NULL);
     if (rc) return rc;
     *out = &t->v[t->n++];
     return MMFS_OK;
@@ -159,13 +157,9 @@ static int copy_record(void *ud, const mmfs__rec *r) {
         out *o = c->o;
         o->dropped++;
         if (r->type == MMFS__R_MEMORY && live(c->db, r)) {
-            if (o->nforgot == o->capforgot) {
-                size_t cap = o->capforgot ? o->capforgot * 2 : 256;
-                uint64_t *v = realloc(o->forgot, cap * sizeof *v);
-                if (!v) return mmfs__err(MMFS_NOMEM, "compact: out of memory");
-                o->forgot = v;
-                o->capforgot = cap;
-            }
+            void *v = o->forgot;
+            if ((rc = mmfs__grow(&v, &o->capforgot, o->nforgot + 1, sizeof *o->forgot)) != MMFS_OK) return rc;
+            o->forgot = v;
             o->forgot[o->nforgot++] = r->u.mem.id;
         }
         return MMFS_OK;
