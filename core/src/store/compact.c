@@ -206,7 +206,8 @@ static int compact(mmfs_db *db, int64_t now, mmfs_compact_result *res) {
     if (rc == MMFS_OK && (rc = enter(db)) == MMFS_OK) locked = 1;
     if (rc == MMFS_OK && db->log.first_seg != sn.first)
         rc = mmfs__err(MMFS_BUSY, "%s: another handle compacted the store meanwhile; nothing changed", db->dir);
-    if (rc == MMFS_OK && mmfs__seg_last(&db->log)->no >= o.first) rc = mmfs__cout_renumber(&o, mmfs__seg_last(&db->log)->no + 1);
+    if (rc == MMFS_OK && mmfs__seg_last(&db->log)->no >= o.first)
+        rc = mmfs__cout_renumber(&o, mmfs__seg_last(&db->log)->no + 1);
     if (rc == MMFS_OK) rc = mmfs__cout_carry(db, &o, sn.end);
     if (rc == MMFS_OK) rc = mmfs__cout_flush(&o, db->next_lsn);
     uint64_t end = o.off;
