@@ -185,7 +185,8 @@ static int open_store(mmfs_db *db) {
         if ((rc = mmfs__manifest_write(&db->log)) != MMFS_OK) goto out;
     } else if (db->opt.language && (db->log.tok_version == 0 || strcmp(db->opt.language, db->log.tok_lang))) {
         rc = mmfs__err(MMFS_INVALID, "language: the store was made with %s%s%s, not '%.40s'",
-                       db->log.tok_version ? "'" : "", db->log.tok_version ? db->log.tok_lang : "the first tokenizer (no stemming)",
+                       db->log.tok_version ? "'" : "",
+                       db->log.tok_version ? db->log.tok_lang : "the first tokenizer (no stemming)",
                        db->log.tok_version ? "'" : "", db->opt.language);
         goto out;
     }
