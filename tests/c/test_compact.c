@@ -348,13 +348,13 @@ static void test_segment_gone(void **state) {
         snprintf(k, sizeof k, "big%02d", i);
         MMFS_OK_OR_FAIL(mmfs_set_kv(a, S(k), mmfs_test_slice(big, sizeof big)));
     }
-    uint32_t old_first = b->first_seg;
+    uint32_t old_first = b->log.first_seg;
     MMFS_OK_OR_FAIL(mmfs_compact(a, NULL, NULL));
-    atomic_store(&b->shm->first_segment, old_first);
+    atomic_store(&b->log.shm->first_segment, old_first);
     mmfs_slice v;
     MMFS_OK_OR_FAIL(mmfs_get_kv(b, S("big59"), &v));
     mmfs_test_assert_slice(v, big, sizeof big);
-    assert_int_equal(b->first_seg, a->first_seg);
+    assert_int_equal(b->log.first_seg, a->log.first_seg);
     set(b, "after", "b writes on");
     expect_kv(a, "after", "b writes on");
     MMFS_OK_OR_FAIL(mmfs_close(a));
@@ -390,7 +390,7 @@ static void test_subscription_survives(void **state) {
     MMFS_OK_OR_FAIL(mmfs_compact(a, NULL, NULL));
     MMFS_OK_OR_FAIL(mmfs_update_state(a, S("two"), NULL));
     expect_woken(sub, "two", 2); /* b's watcher rebuilt, then applied it */
-    assert_int_equal(b->first_seg, a->first_seg);
+    assert_int_equal(b->log.first_seg, a->log.first_seg);
     MMFS_OK_OR_FAIL(mmfs_update_state(b, S("three"), NULL));
     expect_woken(sub, "three", 3);
     mmfs_sub_close(sub);

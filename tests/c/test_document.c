@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
+#include "engine.h"
+
 /* Sync none, 4 MiB segments; reopen: sync none, default segment size. */
 static int setup(void **state) {
     mmfs_options o = mmfs_test_options(4u << 20);
@@ -222,6 +225,47 @@ static void test_tokenizer(void **state) {
     mmfs_free(h);
 }
 
+/* Applies a DOC_INDEX (TEXT not NULL) or DOC_UNINDEX record of KEY to DB's
+** engine under its write side, as a catch-up does.  RAW must outlive DB. */
+static void apply_doc(mmfs_db *db, uint8_t *raw, size_t cap, uint64_t lsn, const char *key, const char *text) {
+    mmfs__rec r, d;
+    memset(&r, 0, sizeof r);
+    r.type = text ? MMFS__R_DOC_INDEX : MMFS__R_DOC_UNINDEX;
+    r.lsn = lsn;
+    r.u.doc.key = mmfs_str(key);
+    if (text) r.u.doc.text = mmfs_str(text);
+    assert_true(mmfs__rec_size(&r) <= cap);
+    mmfs__rec_encode(&r, raw);
+    assert_int_equal(mmfs__rec_decode(raw, cap, &d), MMFS_OK);
+    pthread_rwlock_wrlock(&db->rw);
+    int rc = mmfs__engine_apply(db->eng, &d);
+    pthread_rwlock_unlock(&db->rw);
+    MMFS_OK_OR_FAIL(rc);
+}
+
+/* Documents are indexed as memories are (one concurrency model): applying
+** a record under the engine's write lock only queues its index work; the
+** drain does it after the lock (after a commit, a catch-up) or before a
+** search.  Indexed inside apply, the count would move at once. */
+static void test_index_work_queued(void **state) {
+    mmfs_test_fx *f = *state;
+    static uint8_t raw1[256], raw2[256];
+    idx(f->db, "a", "first words");
+    const mmfs__engine *e = f->db->eng;
+    assert_int_equal(mmfs__index_count(e->docs.ix), 1); /* the commit drained */
+    uint64_t lsn = mmfs_test_stats(f->db).lsn;
+    apply_doc(f->db, raw1, sizeof raw1, lsn + 1, "b", "second words");
+    assert_int_equal(mmfs__index_count(e->docs.ix), 1); /* queued, not done */
+    apply_doc(f->db, raw2, sizeof raw2, lsn + 2, "a", NULL);
+    mmfs_doc_hits *h = search(f->db, "first", 10); /* the search drained both */
+    assert_keys(h, (const char *const[]){NULL});
+    mmfs_free(h);
+    h = search(f->db, "words", 10);
+    assert_keys(h, (const char *const[]){"b", NULL});
+    mmfs_free(h);
+    assert_int_equal(mmfs__index_count(e->docs.ix), 1); /* b in, a out */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_index_search, setup, mmfs_test_fx_teardown),
@@ -231,6 +275,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_malformed_query, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_binary_keys, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_tokenizer, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_index_work_queued, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,14 +12,14 @@
 #
 # KNOWN lists upward includes not untangled yet; each is reported, and a
 # KNOWN entry that no longer occurs fails too, so the list only shrinks.
+# It is empty: the log layer works on its own struct (log/log.h's
+# mmfs__log), which the store's handle embeds.  layers_selftest.sh checks
+# that an upward include fails.
 set -eu
 root=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root"
 
 KNOWN="
-core/src/log/manifest.c db.h
-core/src/log/segment.c db.h
-core/src/log/sync.c db.h
 "
 
 rank() {
@@ -104,5 +104,5 @@ printf '%s\n' "$KNOWN" | while read -r file header; do
     fi
 done || fail=1
 
-if [ "$fail" = 0 ]; then echo "layers: no include points up but the known ones above"; fi
+if [ "$fail" = 0 ]; then echo "layers: no include points up"; fi
 exit "$fail"

@@ -100,11 +100,13 @@ uint64_t mmfs__engine_next_memory_id(const mmfs__engine *e); /* 1 + highest id *
 /* MMFS_OK, or MMFS_LIMIT (with a message) for an id past MMFS__MEM_ID_MAX:
 ** the writer refuses such a memory rather than index it under another id. */
 int mmfs__mem_id_ok(uint64_t id);
-/* From now on memories are indexed by mmfs__engine_index_drain, not by
-** apply (call once, after recovery, before other threads use E). */
+/* From now on memories and documents are indexed by
+** mmfs__engine_index_drain, not by apply (call once, after recovery,
+** before other threads use E). */
 void mmfs__engine_defer_index(mmfs__engine *e);
-/* Indexes the memories applied so far, in log order; any thread, without
-** the engine's lock.  Errors: MMFS_NOMEM (what failed stays queued). */
+/* Indexes the memories and documents applied so far, in log order; any
+** thread, without the engine's lock.  Errors: MMFS_NOMEM (what failed
+** stays queued). */
 int mmfs__engine_index_drain(mmfs__engine *e);
 int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id);
 int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key);

@@ -19,12 +19,14 @@
 ** batch's copies and the command makers (batch.c), delete targets
 ** (write.c), record <-> mmfs_command (hook.c), record <-> Lua table in the
 ** policy VM (policy/cmd.c), hook names (policy/load.c), tx's write methods
-** (policy/tx.c), and the engine's dispatch (engine.c).  The public names and codes come from memmapfs.h's
+** (policy/tx.c), the engine's dispatch (engine.c) and what compaction
+** keeps (live.c).  The public names and codes come from memmapfs.h's
 ** MMFS_COMMANDS; a compile-time check keeps the two in step.  Adding a
-** command is a row here and in MMFS_COMMANDS, its engine apply function,
-** and its docs.
+** command is a row here and in MMFS_COMMANDS, its engine apply function
+** (and for CUR liveness the lookup of its current record, live.c), and
+** its docs.
 **
-**   X(NAME, code, ROLE, CMD, member, FIELDS, DELETE, apply)
+**   X(NAME, code, ROLE, CMD, member, FIELDS, DELETE, apply, LIVE)
 **
 ** NAME    MMFS__R_NAME
 ** ROLE    CMD: a command (hooked, made through the API); REC: a record
@@ -38,6 +40,11 @@
 **         TARGET entry whose key is u.key (u.target key in TARGET);
 **         has(engine, key) tells whether the entry exists
 ** apply   the engine function that applies it (engine.c)
+** LIVE    whether compaction keeps a record of the type (engine/live.c):
+**         NEVER (deletes: what they deleted is not kept either), ALWAYS
+**         (stream chunks), or CUR(fn): while fn(engine, record), the
+**         engine's current record for its target (NULL: none), is this
+**         record (same LSN); fn is live.c's
 **
 ** Kinds: ID is set by the writer at commit (memory id, state version),
 ** never by a caller; SID is a string a policy may not make empty; ROUTE
@@ -56,21 +63,23 @@
 #include <string.h>
 
 #define MMFS__RECORDS(X)                                                                           \
-    X(MEMORY, 1, CMD, APPEND_MEMORY, mem, MMFS__F_MEMORY, NODEL, mmfs__mem_apply)                  \
+    X(MEMORY, 1, CMD, APPEND_MEMORY, mem, MMFS__F_MEMORY, NODEL, mmfs__mem_apply, CUR(cur_memory))  \
     X(DEL_MEMORY, 2, CMD, DELETE_MEMORY, del_mem, MMFS__F_DEL_MEMORY,                              \
-      DEL(MEMORY, del_mem.id, mem.id, mmfs__engine_has_memory), mmfs__mem_apply)                   \
-    X(KV_SET, 3, CMD, SET_KV, kv, MMFS__F_KV_SET, NODEL, mmfs__kv_apply)                           \
+      DEL(MEMORY, del_mem.id, mem.id, mmfs__engine_has_memory), mmfs__mem_apply, NEVER)            \
+    X(KV_SET, 3, CMD, SET_KV, kv, MMFS__F_KV_SET, NODEL, mmfs__kv_apply, CUR(cur_kv))               \
     X(KV_DEL, 4, CMD, DELETE_KV, kv, MMFS__F_KV_DEL, DEL(KV_SET, kv.key, kv.key, mmfs__engine_has_kv), \
-      mmfs__kv_apply)                                                                              \
-    X(SESSION_PUT, 5, CMD, PUT_SESSION, sess, MMFS__F_SESSION_PUT, NODEL, mmfs__sess_apply)        \
+      mmfs__kv_apply, NEVER)                                                                       \
+    X(SESSION_PUT, 5, CMD, PUT_SESSION, sess, MMFS__F_SESSION_PUT, NODEL, mmfs__sess_apply,        \
+      CUR(cur_session))                                                                            \
     X(SESSION_DEL, 6, CMD, DELETE_SESSION, sess, MMFS__F_SESSION_DEL,                              \
-      DEL(SESSION_PUT, sess.id, sess.id, mmfs__engine_has_session), mmfs__sess_apply)              \
-    X(STREAM_APPEND, 7, CMD, APPEND_STREAM, stream, MMFS__F_STREAM_APPEND, NODEL, mmfs__stream_apply) \
-    X(DOC_INDEX, 8, CMD, INDEX, doc, MMFS__F_DOC_INDEX, NODEL, mmfs__doc_apply)                    \
+      DEL(SESSION_PUT, sess.id, sess.id, mmfs__engine_has_session), mmfs__sess_apply, NEVER)       \
+    X(STREAM_APPEND, 7, CMD, APPEND_STREAM, stream, MMFS__F_STREAM_APPEND, NODEL, mmfs__stream_apply, \
+      ALWAYS)                                                                                      \
+    X(DOC_INDEX, 8, CMD, INDEX, doc, MMFS__F_DOC_INDEX, NODEL, mmfs__doc_apply, CUR(cur_doc))       \
     X(DOC_UNINDEX, 9, CMD, UNINDEX, doc, MMFS__F_DOC_UNINDEX,                                      \
-      DEL(DOC_INDEX, doc.key, doc.key, mmfs__engine_has_doc), mmfs__doc_apply)                     \
-    X(STATE, 10, CMD, UPDATE_STATE, state, MMFS__F_STATE, NODEL, mmfs__state_apply)                \
-    X(POLICY, 11, REC, NONE, policy, MMFS__F_POLICY, NODEL, policy_apply)
+      DEL(DOC_INDEX, doc.key, doc.key, mmfs__engine_has_doc), mmfs__doc_apply, NEVER)              \
+    X(STATE, 10, CMD, UPDATE_STATE, state, MMFS__F_STATE, NODEL, mmfs__state_apply, CUR(cur_state)) \
+    X(POLICY, 11, REC, NONE, policy, MMFS__F_POLICY, NODEL, policy_apply, CUR(cur_policy))
 
 /* The fields of each type, in log order: F(kind, field, cmd, lua, what). */
 #define MMFS__F_MEMORY(F)                                                                          \

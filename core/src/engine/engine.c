@@ -90,7 +90,7 @@ void mmfs__engine_policy(const mmfs__engine *e, mmfs_slice *source, uint64_t *ls
 }
 
 /* Each type goes to its apply function (record.h's table). */
-#define APPLY_CASE(N, code, role, C, m, F, D, apply)                                               \
+#define APPLY_CASE(N, code, role, C, m, F, D, apply, ...)                                         \
     case MMFS__R_##N:                                                                              \
         return apply(e, r);
 

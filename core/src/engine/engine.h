@@ -8,7 +8,8 @@
 **   mapped log, which stays mapped and unchanged for the engine's life.  So
 **   the engine stores pointers, never values; keys are slices into records.
 ** - Only mmfs__engine_apply (the write side) changes anything, but for
-**   the memories' index, which mmfs__engine_index_drain fills under ixlock.
+**   the full-text indexes of memories and documents, which
+**   mmfs__engine_index_drain fills under ixlock.
 **   The read steps (mmfs__kv_get, mmfs__mem_search, ...) take the engine
 **   alone, run under the read side that their callers in store/ hold, and
 **   never write to the engine, not even to a cache.  No engine file takes
@@ -191,10 +192,11 @@ typedef struct mmfs__mems {
     mmfs__index *ix; /* docno = (uint32_t)id */
     /* Deferred indexing (once mmfs__engine_defer_index is called, after
     ** recovery): apply, under the engine's write lock, only queues the
-    ** index work of a memory, in log order; mmfs__engine_index_drain does
-    ** it later, outside the writer's lock, under ixlock alone.  So ix is
+    ** index work of a memory or a document, in log order, here (one queue
+    ** for both indexes); mmfs__engine_index_drain does it later, outside
+    ** the writer's lock, under ixlock alone.  So ix and docs.ix are
     ** guarded by ixlock (searches read under it), the queue by qmu; apply
-    ** never waits for ixlock.  The index may lag the entries, never lead:
+    ** never waits for ixlock.  An index may lag the entries, never lead:
     ** searches drain first and check each hit against its entry. */
     int defer;
     int locks; /* ixlock and qmu are initialised */
@@ -220,7 +222,7 @@ typedef struct mmfs__docs {
     mmfs__hmap map;       /* key -> docno */
     const uint8_t **recs; /* docno -> DOC_INDEX record, NULL once replaced */
     size_t next, cap;     /* next docno to give (docno 0 is never used) */
-    mmfs__index *ix;
+    mmfs__index *ix;      /* under mems.ixlock, filled through mems' queue */
 } mmfs__docs;
 
 /* session.c */
@@ -289,12 +291,14 @@ const uint8_t *mmfs__kv_seek(const mmfs__engine *e, mmfs_slice probe, int strict
 ** POS is not a KV_SET record inside a segment the table knows. */
 const uint8_t *mmfs__kvck_rec(const mmfs__kvck *ck, uint64_t pos);
 
-/* A memory's index work, queued: add TEXT as docno (add = 1), remove
-** docno (0), or add the memories of the checkpoint's table from id docno
-** on, len of them (MMFS__IX_CKPT: the drain reads their texts). */
+/* Index work, queued: add TEXT as docno (add = 1), remove docno (0), or
+** add the memories of the checkpoint's table from id docno on, len of them
+** (MMFS__IX_CKPT: the drain reads their texts).  doc: in the documents'
+** index (docs.ix) instead of the memories' (mems.ix). */
 typedef struct mmfs__ixop {
     uint32_t docno;
-    uint32_t add;
+    uint16_t add;
+    uint16_t doc;
     const char *text;
     size_t len;
 } mmfs__ixop;
@@ -307,8 +311,8 @@ int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r);
 /* The engine's side of mmfs_get_memory, mmfs_list_memories,
 ** mmfs_search_memory and mmfs_search (store/read_memory.c): the caller
 ** holds the read side (and has drained the index queue before
-** mmfs__mem_search, which takes ixlock's read side); results and errors
-** as those functions document. */
+** mmfs__mem_search and mmfs__doc_search, which take ixlock's read side);
+** results and errors as those functions document. */
 int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out);
 int mmfs__mem_list(mmfs__engine *e, const mmfs_filter *f, mmfs_memories **out);
 int mmfs__mem_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out);

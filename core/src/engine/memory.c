@@ -19,7 +19,10 @@
 **
 ** Documents: map key -> docno; recs[docno] -> DOC_INDEX record.  Each
 ** (re)index takes a new docno, so recs grows by 8 bytes per index call;
-** a replaced docno's slot is NULL and it is gone from the index.
+** a replaced docno's slot is NULL and it is gone from the index once the
+** drain removed it.  Their index work goes through the memories' queue
+** (one queue, in log order, drained under ixlock): the same concurrency
+** for both tenants.
 **
 ** What the reads find (mmfs__mem_get, mmfs__mem_list, mmfs__mem_search,
 ** mmfs__doc_search) is memory_read.c; mems.h is what the two share.
@@ -376,12 +379,14 @@ static void tag_dead(mmfs__engine *e, mmfs_slice name) {
     }
 }
 
-/* The index work of one memory: done now, or queued (see mmfs__mems). */
-static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
+/* The index work of one memory, or of one document (DOC): done now, or
+** queued (see mmfs__mems). */
+static int queue_op(mmfs__engine *e, int doc, uint32_t docno, int add, mmfs_slice text) {
     mmfs__mems *m = &e->mems;
     if (!m->defer) {
-        if (add) return mmfs__index_add(m->ix, docno, text.ptr, text.len);
-        mmfs__index_remove(m->ix, docno);
+        mmfs__index *ix = doc ? e->docs.ix : m->ix;
+        if (add) return mmfs__index_add(ix, docno, text.ptr, text.len);
+        mmfs__index_remove(ix, docno);
         return MMFS_OK;
     }
     int rc = MMFS_OK;
@@ -392,9 +397,13 @@ static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
         m->qhead = 0;
     }
     if (m->qn == m->qcap) rc = mmfs__grow((void **)&m->q, &m->qcap, m->qn + 1, sizeof *m->q);
-    if (rc == MMFS_OK) m->q[m->qn++] = (mmfs__ixop){docno, (uint32_t)add, text.ptr, text.len};
+    if (rc == MMFS_OK) m->q[m->qn++] = (mmfs__ixop){docno, (uint16_t)add, (uint16_t)doc, text.ptr, text.len};
     pthread_mutex_unlock(&m->qmu);
     return rc;
+}
+
+static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
+    return queue_op(e, 0, docno, add, text);
 }
 
 /* memory.c, below: the index work of one memory of a checkpoint's table. */
@@ -442,8 +451,9 @@ int mmfs__engine_index_drain(mmfs__engine *e) {
             pthread_mutex_unlock(&m->qmu);
             continue;
         }
-        if (op.add) rc = mmfs__index_add(m->ix, op.docno, op.text, op.len);
-        else mmfs__index_remove(m->ix, op.docno);
+        mmfs__index *ix = op.doc ? e->docs.ix : m->ix;
+        if (op.add) rc = mmfs__index_add(ix, op.docno, op.text, op.len);
+        else mmfs__index_remove(ix, op.docno);
         if (rc) break; /* left at the head: the next drain tries again */
         pthread_mutex_lock(&m->qmu);
         m->qhead++;
@@ -692,11 +702,10 @@ int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r) {
         d->recs = arr;
         if (!old && (rc = mmfs__hmap_reserve(&d->map, 1))) return rc;
         uint32_t docno = (uint32_t)d->next;
+        /* Queued (or, during recovery, indexed) first: a failure leaves
+        ** the documents as they were. */
+        if ((rc = queue_op(e, 1, docno, 1, r->u.doc.text))) return rc;
         d->recs[docno] = r->raw;
-        if ((rc = mmfs__index_add(d->ix, docno, r->u.doc.text.ptr, r->u.doc.text.len))) {
-            d->recs[docno] = NULL;
-            return rc;
-        }
         d->next++;
         mmfs__hmap_put(&d->map, key, h, docno, NULL); /* reserved: cannot fail */
         e->live_bytes += r->raw_len;
@@ -705,7 +714,9 @@ int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r) {
         mmfs__hmap_del(&d->map, key, h);
     }
     if (old) {
-        mmfs__index_remove(d->ix, (uint32_t)old);
+        /* Out of memory to queue the removal leaves the old docno in the
+        ** index, where searches skip it (its recs slot is NULL). */
+        (void)queue_op(e, 1, (uint32_t)old, 0, (mmfs_slice){"", 0});
         e->live_bytes -= mmfs__raw_len(d->recs[old]);
         d->recs[old] = NULL;
     }

@@ -406,16 +406,19 @@ done:
 int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out) {
     int rc;
     if (limit == 0) limit = MMFS__DEFAULT_LIMIT;
+    /* docs.ix is the drain's to write: read it under ixlock, as memories */
+    pthread_rwlock_rdlock(&e->mems.ixlock);
     uint64_t live = mmfs__index_count(e->docs.ix);
     size_t k = limit < live ? limit : (size_t)live, n = 0;
     if (k == 0) k = 1;
     mmfs__hit *hits = malloc(k * sizeof *hits);
-    if (!hits) {
-        rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
-        goto done;
-    }
     mmfs__search_cb cb = {e, NULL, NULL};
-    if ((rc = mmfs__index_search(e->docs.ix, query, &cb, k, hits, &n))) goto done;
+    if (!hits)
+        rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
+    else
+        rc = mmfs__index_search(e->docs.ix, query, &cb, k, hits, &n);
+    pthread_rwlock_unlock(&e->mems.ixlock);
+    if (rc) goto done;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (hits[i].docno < e->docs.next && e->docs.recs[hits[i].docno]) hits[m++] = hits[i];

@@ -26,7 +26,7 @@
 ** know is refused, a known optional line may be absent (its default then
 ** holds), so a new optional line is one entry in parse_line().
 */
-#include "db.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,30 +56,30 @@ static void keycheck(const mmfs__sum *s, char out[65]) {
 #endif
 }
 
-static int format(mmfs_db *db, char *buf, size_t len) {
+static int format(mmfs__log *lg, char *buf, size_t len) {
     char kc[65];
-    keycheck(&db->sum, kc);
+    keycheck(&lg->sum, kc);
     /* Format 3 only where its line is needed: a store never compacted
     ** stays readable by libraries that know format 2. */
     int n = snprintf(buf, len,
                      "memmapfs-manifest %d\nchecksum %s\nkeycheck %s\nsegment_size %" PRIu64
                      "\nfirst_segment %u\nlast_segment %u\n",
-                     db->compact_seg ? MMFS__FORMAT : 2, db->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
-                     db->segment_size, db->first_seg, db->last_seg);
-    if (db->tok_version)
-        n += snprintf(buf + n, len - (size_t)n, "tokenizer %d %s\n", db->tok_version, db->tok_lang);
-    if (db->compact_seg)
-        n += snprintf(buf + n, len - (size_t)n, "compacted %u %" PRIu64 " %" PRIu64 "\n", db->compact_seg,
-                      db->lsn_floor, db->id_floor);
+                     lg->compact_seg ? MMFS__FORMAT : 2, lg->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
+                     lg->segment_size, lg->first_seg, lg->last_seg);
+    if (lg->tok_version)
+        n += snprintf(buf + n, len - (size_t)n, "tokenizer %d %s\n", lg->tok_version, lg->tok_lang);
+    if (lg->compact_seg)
+        n += snprintf(buf + n, len - (size_t)n, "compacted %u %" PRIu64 " %" PRIu64 "\n", lg->compact_seg,
+                      lg->lsn_floor, lg->id_floor);
     n += snprintf(buf + n, len - (size_t)n, "crc %08x\n", mmfs__crc32c(0, buf, (size_t)n));
     return n;
 }
 
-int mmfs__manifest_write(mmfs_db *db) {
+int mmfs__manifest_write(mmfs__log *lg) {
     char path[4096], tmp[4100], buf[1024];
-    snprintf(path, sizeof path, "%s/MANIFEST", db->dir);
-    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", db->dir);
-    int n = format(db, buf, sizeof buf);
+    snprintf(path, sizeof path, "%s/MANIFEST", lg->dir);
+    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", lg->dir);
+    int n = format(lg, buf, sizeof buf);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return mmfs__err_sys(errno, "create", tmp);
     int rc = MMFS_OK;
@@ -93,7 +93,7 @@ int mmfs__manifest_write(mmfs_db *db) {
         unlink(tmp);
         return rc;
     }
-    return mmfs__fsync_dir(db->dir);
+    return mmfs__fsync_dir(lg->dir);
 }
 
 /* What a MANIFEST says, before it is checked against the options. */
@@ -148,9 +148,9 @@ static int parse_line(const char *line, fields *f) {
 
 /* Reads and checks the lines of DB's MANIFEST into *F (path into PATH).
 ** *exists = 0 (and OK) when there is none. */
-static int parse(mmfs_db *db, fields *fp, char *path, size_t plen, int *exists) {
+static int parse(mmfs__log *lg, fields *fp, char *path, size_t plen, int *exists) {
     char buf[2048];
-    snprintf(path, plen, "%s/MANIFEST", db->dir);
+    snprintf(path, plen, "%s/MANIFEST", lg->dir);
     *exists = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -193,10 +193,10 @@ static int parse(mmfs_db *db, fields *fp, char *path, size_t plen, int *exists) 
     return MMFS_OK;
 }
 
-int mmfs__manifest_read(mmfs_db *db, int *exists) {
+int mmfs__manifest_read(mmfs__log *lg, int *exists) {
     char path[4096];
     fields f;
-    int rc = parse(db, &f, path, sizeof path, exists);
+    int rc = parse(lg, &f, path, sizeof path, exists);
     if (rc || !*exists) return rc;
     const char *sum = f.sum, *kc = f.kc;
     unsigned long long segsize = f.segsize;
@@ -209,39 +209,39 @@ int mmfs__manifest_read(mmfs_db *db, int *exists) {
     else
         return mmfs__err(MMFS_CORRUPT, "%s: unknown checksum '%s'", path, sum);
     int keyed = strcmp(kc, "-") != 0;
-    if (keyed && !db->opt.key)
+    if (keyed && !lg->opt->key)
         return mmfs__err(MMFS_CORRUPT, "%s: the store is keyed: open it with its key", path);
-    rc = mmfs__sum_init(&db->sum, type, keyed ? db->opt.key : NULL, keyed ? db->opt.key_len : 0);
+    rc = mmfs__sum_init(&lg->sum, type, keyed ? lg->opt->key : NULL, keyed ? lg->opt->key_len : 0);
     if (rc) return rc;
-    if (!keyed && db->opt.key)
+    if (!keyed && lg->opt->key)
         return mmfs__err(MMFS_INVALID, "%s: the store has no key, but a key was given", path);
     char mine[65];
-    keycheck(&db->sum, mine);
+    keycheck(&lg->sum, mine);
     if (strcmp(mine, kc) != 0) return mmfs__err(MMFS_CORRUPT, "%s: wrong key", path);
-    db->segment_size = segsize;
-    db->first_seg = first;
-    db->last_seg = f.last;
-    db->compact_seg = f.compact_seg;
-    db->lsn_floor = f.lsn_floor;
-    db->id_floor = f.id_floor;
-    db->tok_version = f.tok;
-    memcpy(db->tok_lang, f.lang, sizeof db->tok_lang);
+    lg->segment_size = segsize;
+    lg->first_seg = first;
+    lg->last_seg = f.last;
+    lg->compact_seg = f.compact_seg;
+    lg->lsn_floor = f.lsn_floor;
+    lg->id_floor = f.id_floor;
+    lg->tok_version = f.tok;
+    memcpy(lg->tok_lang, f.lang, sizeof lg->tok_lang);
     return MMFS_OK;
 }
 
-int mmfs__manifest_reread(mmfs_db *db) {
+int mmfs__manifest_reread(mmfs__log *lg) {
     char path[4096];
     fields f;
     int exists;
-    int rc = parse(db, &f, path, sizeof path, &exists);
+    int rc = parse(lg, &f, path, sizeof path, &exists);
     if (rc) return rc;
-    if (!exists) return mmfs__err(MMFS_CORRUPT, "%s: MANIFEST is gone while the store is open", db->dir);
-    if (f.segsize != db->segment_size)
+    if (!exists) return mmfs__err(MMFS_CORRUPT, "%s: MANIFEST is gone while the store is open", lg->dir);
+    if (f.segsize != lg->segment_size)
         return mmfs__err(MMFS_CORRUPT, "%s: MANIFEST changed its segment size while the store is open", path);
-    db->first_seg = f.first;
-    db->last_seg = f.last;
-    db->compact_seg = f.compact_seg;
-    db->lsn_floor = f.lsn_floor;
-    db->id_floor = f.id_floor;
+    lg->first_seg = f.first;
+    lg->last_seg = f.last;
+    lg->compact_seg = f.compact_seg;
+    lg->lsn_floor = f.lsn_floor;
+    lg->id_floor = f.id_floor;
     return MMFS_OK;
 }

@@ -24,7 +24,7 @@
 ** The header checksum at 60 covers bytes 0..31 with 32..59 taken as
 ** zeros, which is what format-1 segments (no stamp) always had.
 */
-#include "db.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,18 +34,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-void mmfs__seg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len) {
-    snprintf(buf, len, "%s/%08u.seg", db->log_dir, no);
+void mmfs__seg_path(const mmfs__log *lg, uint32_t no, char *buf, size_t len) {
+    snprintf(buf, len, "%s/%08u.seg", lg->log_dir, no);
 }
 
-void mmfs__cseg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len) {
-    snprintf(buf, len, "%s/%08u.cseg", db->log_dir, no);
+void mmfs__cseg_path(const mmfs__log *lg, uint32_t no, char *buf, size_t len) {
+    snprintf(buf, len, "%s/%08u.cseg", lg->log_dir, no);
 }
 
-mmfs__seg *mmfs__seg_find(mmfs_db *db, uint32_t no) {
-    if (db->nsegs == 0 || no < db->segs[0].no) return NULL;
-    size_t i = no - db->segs[0].no;
-    return i < db->nsegs ? &db->segs[i] : NULL;
+mmfs__seg *mmfs__seg_find(mmfs__log *lg, uint32_t no) {
+    if (lg->nsegs == 0 || no < lg->segs[0].no) return NULL;
+    size_t i = no - lg->segs[0].no;
+    return i < lg->nsegs ? &lg->segs[i] : NULL;
 }
 
 int mmfs__fsync_dir(const char *path) {
@@ -95,29 +95,29 @@ void mmfs__seg_stamp(int fd, uint64_t off) {
     (void)!pwrite(fd, b, sizeof b, 32);
 }
 
-static int push_seg(mmfs_db *db, const mmfs__seg *s) {
-    if (db->nsegs == db->capsegs) {
-        size_t cap = db->capsegs ? db->capsegs * 2 : 8;
-        mmfs__seg *n = realloc(db->segs, cap * sizeof *n);
+static int push_seg(mmfs__log *lg, const mmfs__seg *s) {
+    if (lg->nsegs == lg->capsegs) {
+        size_t cap = lg->capsegs ? lg->capsegs * 2 : 8;
+        mmfs__seg *n = realloc(lg->segs, cap * sizeof *n);
         if (!n) return mmfs__err(MMFS_NOMEM, "out of memory for the segment table");
-        db->segs = n;
-        db->capsegs = cap;
+        lg->segs = n;
+        lg->capsegs = cap;
     }
-    db->segs[db->nsegs++] = *s;
+    lg->segs[lg->nsegs++] = *s;
     return MMFS_OK;
 }
 
-int mmfs__seg_open(mmfs_db *db, uint32_t no) {
+int mmfs__seg_open(mmfs__log *lg, uint32_t no) {
     char path[4096];
-    mmfs__seg_path(db, no, path, sizeof path);
-    int fd = open(path, (db->opt.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && no <= db->compact_seg) {
+    mmfs__seg_path(lg, no, path, sizeof path);
+    int fd = open(path, (lg->opt->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && no <= lg->compact_seg) {
         /* MANIFEST switched to a compaction's output, whose renames from
         ** .cseg a crash (or the compacting handle, right now) left undone:
         ** the file under its first name is the same segment. */
-        mmfs__cseg_path(db, no, path, sizeof path);
-        fd = open(path, (db->opt.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT) mmfs__seg_path(db, no, path, sizeof path);
+        mmfs__cseg_path(lg, no, path, sizeof path);
+        fd = open(path, (lg->opt->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) mmfs__seg_path(lg, no, path, sizeof path);
     }
     if (fd < 0) return mmfs__err_sys(errno, "open", path);
     struct stat st;
@@ -142,7 +142,7 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
     ** zeros, which recovery treats like any torn tail. */
     uint64_t want = mmfs__ld64(hdr + 24), stamp = stamp_of(hdr);
     /* (Repair goes on: recovery then cuts there, keeping the rest.) */
-    if (header_crc(hdr) == mmfs__ld32(hdr + 60) && stamp > (uint64_t)st.st_size && !db->opt.repair) {
+    if (header_crc(hdr) == mmfs__ld32(hdr + 60) && stamp > (uint64_t)st.st_size && !lg->opt->repair) {
         close(fd);
         return mmfs__err(MMFS_CORRUPT,
                          "log/%08u.seg: offset %lld: the file ends here, but it was synced up to offset "
@@ -150,7 +150,7 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
                          no, (long long)st.st_size, (unsigned long long)stamp);
     }
     if (header_crc(hdr) == mmfs__ld32(hdr + 60) && want > (uint64_t)st.st_size &&
-        want <= MMFS__SEGMENT_MAX && !db->opt.readonly) {
+        want <= MMFS__SEGMENT_MAX && !lg->opt->readonly) {
         if (ftruncate(fd, (off_t)want) < 0) {
             int e = errno;
             close(fd);
@@ -174,7 +174,7 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
         why = "unsupported segment format";
     else if (mmfs__ld64(h + 16) != no)
         why = "segment number does not match its file name";
-    else if ((int)mmfs__ld32(h + 12) != db->sum.type)
+    else if ((int)mmfs__ld32(h + 12) != lg->sum.type)
         why = "segment checksum type differs from MANIFEST";
     else if (mmfs__ld64(h + 24) < (uint64_t)st.st_size)
         why = "segment larger than its header says";
@@ -184,7 +184,7 @@ int mmfs__seg_open(mmfs_db *db, uint32_t no) {
         return mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: %s", no, why);
     }
     mmfs__seg s = {no, fd, map, (size_t)st.st_size, MMFS__SEG_HDR, 0, 0, stamp};
-    int rc = push_seg(db, &s);
+    int rc = push_seg(lg, &s);
     if (rc) {
         munmap(map, (size_t)st.st_size);
         close(fd);
@@ -212,7 +212,7 @@ static int zero_fill(int fd, uint64_t from, uint64_t to) {
     return 0;
 }
 
-int mmfs__seg_zero_ahead(mmfs_db *db, mmfs__seg *s, uint64_t upto) {
+int mmfs__seg_zero_ahead(mmfs__log *lg, mmfs__seg *s, uint64_t upto) {
     if (s->zeroed >= upto) return MMFS_OK;
     uint64_t from = s->zeroed > s->end ? s->zeroed : s->end;
     uint64_t to = (upto + ZERO_AHEAD + 4095) & ~(uint64_t)4095;
@@ -220,16 +220,16 @@ int mmfs__seg_zero_ahead(mmfs_db *db, mmfs__seg *s, uint64_t upto) {
     int e = zero_fill(s->fd, from, to);
     if (e) {
         char path[4096];
-        mmfs__seg_path(db, s->no, path, sizeof path);
+        mmfs__seg_path(lg, s->no, path, sizeof path);
         return mmfs__err_sys(e, "allocate", path);
     }
     s->zeroed = to;
     return MMFS_OK;
 }
 
-int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
+int mmfs__seg_create(mmfs__log *lg, uint32_t no, uint64_t size) {
     char path[4096], tmp[4100];
-    mmfs__seg_path(db, no, path, sizeof path);
+    mmfs__seg_path(lg, no, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     /* A leftover temporary file is only ever an interrupted creation
     ** (creation runs under the writer lock): nothing refers to it. */
@@ -237,7 +237,7 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
     int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return mmfs__err_sys(errno, "create", tmp);
     uint8_t h[MMFS__SEG_HDR];
-    make_header(h, db->sum.type, no, size);
+    make_header(h, lg->sum.type, no, size);
     uint64_t zeroed = (MMFS__SEG_HDR + ZERO_AHEAD) < size ? MMFS__SEG_HDR + ZERO_AHEAD : size;
     int rc, e = ftruncate(fd, (off_t)size) < 0 ? errno : zero_fill(fd, MMFS__SEG_HDR, zeroed);
     if (e) {
@@ -264,21 +264,21 @@ int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size) {
     }
     close(fd);
     unlink(tmp);
-    if ((rc = mmfs__fsync_dir(db->log_dir)) != MMFS_OK) return rc;
-    if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) {
+    if ((rc = mmfs__fsync_dir(lg->log_dir)) != MMFS_OK) return rc;
+    if ((rc = mmfs__seg_open(lg, no)) != MMFS_OK) {
         /* Nothing was written in it (the writer lock is held): take it
         ** back, so that the next try can make it again. */
-        if (unlink(path) == 0) (void)mmfs__fsync_dir(db->log_dir);
+        if (unlink(path) == 0) (void)mmfs__fsync_dir(lg->log_dir);
         return rc;
     }
-    mmfs__seg_last(db)->zeroed = zeroed;
+    mmfs__seg_last(lg)->zeroed = zeroed;
     /* MANIFEST's last segment is a lower bound: a crash (or a failure
     ** here) between the link and this write leaves it one behind, which
     ** open accepts; it never names a segment that was not made. */
-    if (no > db->last_seg) {
-        uint32_t old = db->last_seg;
-        db->last_seg = no;
-        if ((rc = mmfs__manifest_write(db)) != MMFS_OK) db->last_seg = old;
+    if (no > lg->last_seg) {
+        uint32_t old = lg->last_seg;
+        lg->last_seg = no;
+        if ((rc = mmfs__manifest_write(lg)) != MMFS_OK) lg->last_seg = old;
     }
     return rc;
 fail:
@@ -287,27 +287,27 @@ fail:
     return rc;
 }
 
-int mmfs__seg_retire_all(mmfs_db *db) {
-    mmfs__seg *n = realloc(db->old_segs, (db->nold_segs + db->nsegs + 1) * sizeof *n);
+int mmfs__seg_retire_all(mmfs__log *lg) {
+    mmfs__seg *n = realloc(lg->old_segs, (lg->nold_segs + lg->nsegs + 1) * sizeof *n);
     if (!n) return mmfs__err(MMFS_NOMEM, "out of memory for the segment table");
-    db->old_segs = n;
-    if (db->nsegs) memcpy(n + db->nold_segs, db->segs, db->nsegs * sizeof *n);
-    db->nold_segs += db->nsegs;
-    db->nsegs = 0;
+    lg->old_segs = n;
+    if (lg->nsegs) memcpy(n + lg->nold_segs, lg->segs, lg->nsegs * sizeof *n);
+    lg->nold_segs += lg->nsegs;
+    lg->nsegs = 0;
     return MMFS_OK;
 }
 
-void mmfs__seg_close_all(mmfs_db *db) {
-    for (size_t i = 0; i < db->nsegs; i++) {
-        munmap((void *)db->segs[i].map, db->segs[i].size);
-        close(db->segs[i].fd);
+void mmfs__seg_close_all(mmfs__log *lg) {
+    for (size_t i = 0; i < lg->nsegs; i++) {
+        munmap((void *)lg->segs[i].map, lg->segs[i].size);
+        close(lg->segs[i].fd);
     }
-    for (size_t i = 0; i < db->nold_segs; i++) {
-        munmap((void *)db->old_segs[i].map, db->old_segs[i].size);
-        close(db->old_segs[i].fd);
+    for (size_t i = 0; i < lg->nold_segs; i++) {
+        munmap((void *)lg->old_segs[i].map, lg->old_segs[i].size);
+        close(lg->old_segs[i].fd);
     }
-    free(db->segs);
-    free(db->old_segs);
-    db->segs = db->old_segs = NULL;
-    db->nsegs = db->capsegs = db->nold_segs = 0;
+    free(lg->segs);
+    free(lg->old_segs);
+    lg->segs = lg->old_segs = NULL;
+    lg->nsegs = lg->capsegs = lg->nold_segs = 0;
 }

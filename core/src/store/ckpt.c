@@ -403,7 +403,7 @@ static int enc_mems(snap *s, enc *x) {
 
 /* Builds the whole file in *BUF (*LEN bytes). */
 static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
-    s->sum = &db->sum;
+    s->sum = &db->log.sum;
     size_t nslots = 0;
     if (s->nkv) {
         nslots = 16;
@@ -445,21 +445,21 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     }
     memcpy(b + H_MAGIC, CK_MAGIC, 8);
     mmfs__st32(b + H_FORMAT, CK_FORMAT);
-    mmfs__st32(b + H_SUMTYPE, (uint32_t)db->sum.type);
+    mmfs__st32(b + H_SUMTYPE, (uint32_t)db->log.sum.type);
     mmfs__st64(b + H_LSN, s->lsn);
     mmfs__st64(b + H_SIZE, size);
     mmfs__st32(b + H_FIRST_SEG, s->first_seg);
     mmfs__st32(b + H_ANCHOR_SEG, MMFS__POS_SEG(s->anchor));
     mmfs__st64(b + H_ANCHOR_OFF, MMFS__POS_OFF(s->anchor));
     mmfs__st64(b + H_ANCHOR_LSN, s->anchor_lsn);
-    mmfs__st32(b + H_TOK_VERSION, (uint32_t)db->tok_version);
-    snprintf((char *)b + H_TOK_LANG, 32, "%s", db->tok_lang);
+    mmfs__st32(b + H_TOK_VERSION, (uint32_t)db->log.tok_version);
+    snprintf((char *)b + H_TOK_LANG, 32, "%s", db->log.tok_lang);
     mmfs__st64(b + H_NEXT_MEM, s->next_mem);
     mmfs__st64(b + H_LIVE_BYTES, s->live_bytes);
     mmfs__st64(b + H_REC_BYTES, s->rec_bytes);
     mmfs__st32(b + H_NSEC, CK_NSEC);
     mmfs__st32(b + H_BLOCK_SHIFT, CK_BLOCK_SHIFT);
-    memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->sum.len);
+    memcpy(b + H_ANCHOR_SUM, s->anchor_sum, db->log.sum.len);
     mmfs__st64(b + H_MEM_BASE, s->mem_base);
     mmfs__st64(b + H_MEM_LIVE, s->mem_live);
     mmfs__st64(b + H_NROUTES, s->nroutes);
@@ -517,10 +517,10 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     ** section table and the checksum of the checksums). */
     for (size_t j = 0; j < nblocks; j++) {
         size_t lo = CK_HDR + (j << CK_BLOCK_SHIFT), hi = lo + ((size_t)1 << CK_BLOCK_SHIFT);
-        mmfs__sum_compute(&db->sum, b + lo, (hi < body_end ? hi : body_end) - lo, b + body_end + 16 * j);
+        mmfs__sum_compute(&db->log.sum, b + lo, (hi < body_end ? hi : body_end) - lo, b + body_end + 16 * j);
     }
-    mmfs__sum_compute(&db->sum, b + body_end, nblocks * 16, b + H_SUMS_SUM);
-    mmfs__sum_compute(&db->sum, b, H_HDR_SUM, b + H_HDR_SUM);
+    mmfs__sum_compute(&db->log.sum, b + body_end, nblocks * 16, b + H_SUMS_SUM);
+    mmfs__sum_compute(&db->log.sum, b, H_HDR_SUM, b + H_HDR_SUM);
     *buf = b;
     *len = size;
     return MMFS_OK;
@@ -586,7 +586,7 @@ static int checkpoint_locked(mmfs_db *db) {
     if (fdatasync(s.segs[s.nsegs - 1].fd) < 0) {
         int err = errno;
         mmfs__ckpt_snap_free(&s);
-        return mmfs__err_sys(err, "fdatasync", db->log_dir);
+        return mmfs__err_sys(err, "fdatasync", db->log.log_dir);
     }
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -647,10 +647,10 @@ int mmfs_checkpoint(mmfs_db *db) {
 ** (segments count whole after the first). */
 static uint64_t since_ckpt(mmfs_db *db) {
     uint64_t now = atomic_load(&db->applied), then = atomic_load(&db->ckpt_pos);
-    if (!then) then = MMFS__POS(db->first_seg, MMFS__SEG_HDR);
+    if (!then) then = MMFS__POS(db->log.first_seg, MMFS__SEG_HDR);
     if (now <= then) return 0;
     if (MMFS__POS_SEG(now) == MMFS__POS_SEG(then)) return now - then;
-    return (uint64_t)(MMFS__POS_SEG(now) - MMFS__POS_SEG(then)) * db->segment_size + MMFS__POS_OFF(now) -
+    return (uint64_t)(MMFS__POS_SEG(now) - MMFS__POS_SEG(then)) * db->log.segment_size + MMFS__POS_OFF(now) -
            MMFS__POS_OFF(then);
 }
 
@@ -667,8 +667,8 @@ static void ckpt_pos_refresh(mmfs_db *db) {
         mmfs__ckpt_path(db, v[0], path, sizeof path);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd >= 0 && pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h + H_MAGIC, CK_MAGIC, 8) == 0 &&
-            mmfs__ld32(h + H_FORMAT) == CK_FORMAT && mmfs__ld32(h + H_FIRST_SEG) == db->first_seg &&
-            mmfs__sum_check(&db->sum, h, H_HDR_SUM, h + H_HDR_SUM)) {
+            mmfs__ld32(h + H_FORMAT) == CK_FORMAT && mmfs__ld32(h + H_FIRST_SEG) == db->log.first_seg &&
+            mmfs__sum_check(&db->log.sum, h, H_HDR_SUM, h + H_HDR_SUM)) {
             uint64_t pos = MMFS__POS(mmfs__ld32(h + H_ANCHOR_SEG), mmfs__ld64(h + H_ANCHOR_OFF));
             if (pos > atomic_load(&db->ckpt_pos)) atomic_store(&db->ckpt_pos, pos);
         }

@@ -55,7 +55,7 @@ static int build(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, 
     *made = 0;
     mmfs__index *ix = mmfs__index_new();
     if (!ix) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (index)");
-    int rc = mmfs__index_set_tokenizer(ix, db->tok_version, db->tok_lang);
+    int rc = mmfs__index_set_tokenizer(ix, db->log.tok_version, db->log.tok_lang);
     if (lo < s->mem_base) lo = s->mem_base;
     if (hi > s->mem_base + s->nents) hi = s->mem_base + s->nents;
     if (hi > MMFS__MEM_ID_MAX + 1) hi = MMFS__MEM_ID_MAX + 1;

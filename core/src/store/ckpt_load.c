@@ -31,15 +31,15 @@ static int engine_reset(mmfs_db *db) {
     mmfs__engine_free(db->eng);
     db->eng = NULL;
     int rc = mmfs__engine_new(&db->eng);
-    if (rc == MMFS_OK) rc = mmfs__engine_set_tokenizer(db->eng, db->tok_version, db->tok_lang);
+    if (rc == MMFS_OK) rc = mmfs__engine_set_tokenizer(db->eng, db->log.tok_version, db->log.tok_lang);
     return rc;
 }
 
 /* The segment of DB with number NO, and its index in *I. */
 static mmfs__seg *seg_index(mmfs_db *db, uint32_t no, size_t *i) {
-    if (no < db->first_seg || no - db->first_seg >= db->nsegs) return NULL;
-    *i = no - db->first_seg;
-    return db->segs[*i].no == no ? &db->segs[*i] : NULL;
+    if (no < db->log.first_seg || no - db->log.first_seg >= db->log.nsegs) return NULL;
+    *i = no - db->log.first_seg;
+    return db->log.segs[*i].no == no ? &db->log.segs[*i] : NULL;
 }
 
 /* Tries checkpoint LSN.  MMFS_OK: the engine holds it, *START and *FROM
@@ -71,13 +71,13 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     ** the file before the small sections (format 1 files are skipped: the
     ** next checkpoint is written in format 2). */
     if (memcmp(b + H_MAGIC, CK_MAGIC, 8) != 0 || mmfs__ld32(b + H_FORMAT) != CK_FORMAT ||
-        mmfs__ld32(b + H_SUMTYPE) != (uint32_t)db->sum.type || !mmfs__sum_check(&db->sum, b, H_HDR_SUM, b + H_HDR_SUM) ||
+        mmfs__ld32(b + H_SUMTYPE) != (uint32_t)db->log.sum.type || !mmfs__sum_check(&db->log.sum, b, H_HDR_SUM, b + H_HDR_SUM) ||
         mmfs__ld64(b + H_SIZE) != size || mmfs__ld64(b + H_LSN) != lsn || mmfs__ld32(b + H_NSEC) != CK_NSEC ||
         mmfs__ld32(b + H_BLOCK_SHIFT) != CK_BLOCK_SHIFT)
         goto bad; /* damaged, truncated, misnamed, or a newer format */
-    if (mmfs__ld32(b + H_FIRST_SEG) != db->first_seg) goto bad; /* stale: compacted since */
-    if (mmfs__ld32(b + H_TOK_VERSION) != (uint32_t)db->tok_version ||
-        strncmp((const char *)b + H_TOK_LANG, db->tok_lang, 32) != 0)
+    if (mmfs__ld32(b + H_FIRST_SEG) != db->log.first_seg) goto bad; /* stale: compacted since */
+    if (mmfs__ld32(b + H_TOK_VERSION) != (uint32_t)db->log.tok_version ||
+        strncmp((const char *)b + H_TOK_LANG, db->log.tok_lang, 32) != 0)
         goto bad;
     for (int k = 0; k < CK_NSEC; k++) {
         off[k] = mmfs__ld64(b + H_SEC + 16 * k);
@@ -87,7 +87,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     if (body_end < CK_HDR || body_end > size ||
         cnt[SEC_SUMS - 1] != (body_end - CK_HDR + ((uint64_t)1 << CK_BLOCK_SHIFT) - 1) >> CK_BLOCK_SHIFT ||
         size - body_end != cnt[SEC_SUMS - 1] * 16 ||
-        !mmfs__sum_check(&db->sum, b + body_end, (size_t)(size - body_end), b + H_SUMS_SUM))
+        !mmfs__sum_check(&db->log.sum, b + body_end, (size_t)(size - body_end), b + H_SUMS_SUM))
         goto bad;
     for (int k = 0; k < CK_NSEC - 1; k++) {
         size_t es = mmfs__ckpt_entsize((uint32_t)(k + 1));
@@ -103,7 +103,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     ckf->hi = (size_t)body_end;
     ckf->shift = CK_BLOCK_SHIFT;
     ckf->sums = b + body_end;
-    ckf->sum = &db->sum;
+    ckf->sum = &db->log.sum;
     /* The small sections open reads now; the rest when first used. */
     static const int at_open[] = {SEC_SEGMENTS, SEC_RECORDS, SEC_INDEX, SEC_ROUTES, SEC_TAGS};
     for (size_t i = 0; i < sizeof at_open / sizeof *at_open; i++) {
@@ -115,14 +115,14 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     as = seg_index(db, mmfs__ld32(b + H_ANCHOR_SEG), &ai);
     uint64_t aoff = mmfs__ld64(b + H_ANCHOR_OFF);
     if (!as || cnt[0] != ai || aoff < MMFS__SEG_HDR || aoff >= as->size ||
-        !mmfs__frame_check(as->map + aoff, as->size - aoff, mmfs__ld64(b + H_ANCHOR_LSN), &db->sum, &f, &why) ||
+        !mmfs__frame_check(as->map + aoff, as->size - aoff, mmfs__ld64(b + H_ANCHOR_LSN), &db->log.sum, &f, &why) ||
         (f.flags & MMFS__FRAME_SEAL) || f.first_lsn + f.count - 1 != lsn ||
-        memcmp(f.body + f.body_len, b + H_ANCHOR_SUM, db->sum.len) != 0)
+        memcmp(f.body + f.body_len, b + H_ANCHOR_SUM, db->log.sum.len) != 0)
         goto bad; /* not this log's frame: another log, or a repaired one */
     for (size_t i = 0; i < ai; i++) {
         const uint8_t *p = b + off[0] + 16 * i;
         uint64_t end = mmfs__ld64(p + 8);
-        if (mmfs__ld32(p) != db->segs[i].no || end < MMFS__SEG_HDR || end > db->segs[i].size) goto bad;
+        if (mmfs__ld32(p) != db->log.segs[i].no || end < MMFS__SEG_HDR || end > db->log.segs[i].size) goto bad;
     }
 
     /* Trusted from here.  The kv tables are mapped; the rest is applied. */
@@ -135,10 +135,10 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
         goto reset;
     }
     for (size_t i = 0; i <= ai; i++) {
-        ck->seg_map[i] = db->segs[i].map;
+        ck->seg_map[i] = db->log.segs[i].map;
         ck->seg_end[i] = i < ai ? mmfs__ld64(b + off[0] + 16 * i + 8) : aoff + f.frame_len;
     }
-    ck->first = db->first_seg;
+    ck->first = db->log.first_seg;
     ck->nsegs = (uint32_t)ai + 1;
     ck->file = map;
     ck->file_size = size;
@@ -207,8 +207,8 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     ** appends after a stream's first are counted but not kept. */
     e->live_bytes = mmfs__ld64(b + H_LIVE_BYTES);
     for (size_t i = 0; i < ai; i++) {
-        db->segs[i].end = ck->seg_end[i];
-        db->segs[i].sealed = 1;
+        db->log.segs[i].end = ck->seg_end[i];
+        db->log.segs[i].sealed = 1;
     }
     db->next_lsn = lsn + 1;
     db->rec_bytes = mmfs__ld64(b + H_REC_BYTES); /* the tail's records add to it */
@@ -236,7 +236,7 @@ int mmfs__ckpt_load(mmfs_db *db, size_t *start, uint64_t *from) {
     *start = 0;
     *from = MMFS__SEG_HDR;
     db->ckpt_lsn = 0;
-    if (db->no_manifest || db->nsegs == 0) return MMFS_OK;
+    if (db->no_manifest || db->log.nsegs == 0) return MMFS_OK;
     uint64_t *v;
     size_t n;
     if (mmfs__ckpt_list(db, &v, &n, 0) != MMFS_OK) return MMFS_OK; /* an unreadable ckpt/: the log */

@@ -268,7 +268,7 @@ static int merge_memories(snap *s) {
 ** lock).  *EMPTY: the log has no frame yet (nothing to write). */
 int mmfs__ckpt_snap_take(mmfs_db *db, snap *s, int *empty) {
     pthread_mutex_lock(&db->wmu);
-    int rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire));
+    int rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->log.shm->written, memory_order_acquire));
     *empty = db->last_frame == 0;
     if (rc || *empty) {
         pthread_mutex_unlock(&db->wmu);
@@ -277,23 +277,23 @@ int mmfs__ckpt_snap_take(mmfs_db *db, snap *s, int *empty) {
     s->lsn = db->next_lsn - 1;
     s->anchor = db->last_frame;
     s->rec_bytes = db->rec_bytes;
-    s->first_seg = db->first_seg;
+    s->first_seg = db->log.first_seg;
     uint32_t aseg = MMFS__POS_SEG(s->anchor);
-    s->segs = calloc(db->nsegs, sizeof *s->segs);
+    s->segs = calloc(db->log.nsegs, sizeof *s->segs);
     if (!s->segs) {
         pthread_mutex_unlock(&db->wmu);
         return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
     }
-    for (size_t i = 0; i < db->nsegs && db->segs[i].no <= aseg; i++) {
-        const mmfs__seg *g = &db->segs[i];
+    for (size_t i = 0; i < db->log.nsegs && db->log.segs[i].no <= aseg; i++) {
+        const mmfs__seg *g = &db->log.segs[i];
         s->segs[i] = (struct sseg){g->no, g->fd, g->map, g->size, g->end};
         s->nsegs++;
     }
     /* The anchor frame's first LSN, read while the log cannot move. */
-    const mmfs__seg *as = &db->segs[s->nsegs - 1];
+    const mmfs__seg *as = &db->log.segs[s->nsegs - 1];
     const uint8_t *fr = as->map + MMFS__POS_OFF(s->anchor);
     s->anchor_lsn = mmfs__ld64(fr + 8);
-    memcpy(s->anchor_sum, fr + MMFS__FRAME_HDR + mmfs__ld32(fr + 24), db->sum.len);
+    memcpy(s->anchor_sum, fr + MMFS__FRAME_HDR + mmfs__ld32(fr + 24), db->log.sum.len);
     pthread_rwlock_rdlock(&db->rw);
     pthread_mutex_unlock(&db->wmu);
     s->next_mem = mmfs__engine_next_memory_id(db->eng);

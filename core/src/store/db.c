@@ -51,10 +51,10 @@ int mmfs__usable(mmfs_db *db) {
 }
 
 int mmfs__catch_up(mmfs_db *db) {
-    uint64_t target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
+    uint64_t target = atomic_load_explicit(&db->log.shm->written, memory_order_acquire);
     if (target <= atomic_load_explicit(&db->applied, memory_order_acquire)) return MMFS_OK;
     pthread_mutex_lock(&db->wmu);
-    target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
+    target = atomic_load_explicit(&db->log.shm->written, memory_order_acquire);
     int rc = mmfs__catch_up_locked(db, target);
     pthread_mutex_unlock(&db->wmu);
     /* Index what arrived, as a writer does after its commit: a handle that
@@ -134,7 +134,7 @@ static int open_store(mmfs_db *db) {
     if (!db->opt.readonly && (rc = mmfs__lock_acquire(db)) != MMFS_OK) return rc;
 
     int exists;
-    if ((rc = mmfs__manifest_read(db, &exists)) != MMFS_OK) goto out;
+    if ((rc = mmfs__manifest_read(&db->log, &exists)) != MMFS_OK) goto out;
     uint32_t first = 0;
     uint8_t hdr[MMFS__SEG_HDR];
     if (!exists && (rc = mmfs__log_first_segment(db, &first, hdr)) != MMFS_OK) goto out;
@@ -156,67 +156,68 @@ static int open_store(mmfs_db *db) {
             rc = mmfs__err(MMFS_INVALID, "%s: the store has no key, but a key was given", db->dir);
             goto out;
         }
-        if ((rc = mmfs__sum_init(&db->sum, type, db->opt.key, db->opt.key_len)) != MMFS_OK) goto out;
-        db->segment_size = mmfs__ld64(hdr + 24) >= MMFS__SEGMENT_MIN ? mmfs__ld64(hdr + 24) : db->opt.segment_size;
-        db->first_seg = first;
+        if ((rc = mmfs__sum_init(&db->log.sum, type, db->opt.key, db->opt.key_len)) != MMFS_OK) goto out;
+        db->log.segment_size = mmfs__ld64(hdr + 24) >= MMFS__SEGMENT_MIN ? mmfs__ld64(hdr + 24) : db->opt.segment_size;
+        db->log.first_seg = first;
         db->no_manifest = 1;
         /* The tokenizer was recorded only in the lost MANIFEST: the rebuilt
         ** one records the newest, in the language this open names.  The
         ** index is rebuilt from the log at every open, so no answer is
         ** wrong; only stores made before tokenizer 1 change tokenizer. */
-        db->tok_version = 1;
-        snprintf(db->tok_lang, sizeof db->tok_lang, "%s", db->opt.language ? db->opt.language : "english");
+        db->log.tok_version = 1;
+        snprintf(db->log.tok_lang, sizeof db->log.tok_lang, "%s", db->opt.language ? db->opt.language : "english");
     } else if (!exists) {
         if (db->opt.readonly || !db->opt.create) {
             rc = mmfs__err(MMFS_NOTFOUND, "%s: no store here (no MANIFEST)", db->dir);
             goto out;
         }
-        if ((rc = mmfs__sum_init(&db->sum, db->opt.checksum, db->opt.key, db->opt.key_len)) != MMFS_OK)
+        if ((rc = mmfs__sum_init(&db->log.sum, db->opt.checksum, db->opt.key, db->opt.key_len)) != MMFS_OK)
             goto out;
-        db->segment_size = db->opt.segment_size;
-        db->first_seg = 1;
-        if (mkdir(db->log_dir, 0755) < 0 && errno != EEXIST) {
-            rc = mmfs__err_sys(errno, "mkdir", db->log_dir);
+        db->log.segment_size = db->opt.segment_size;
+        db->log.first_seg = 1;
+        if (mkdir(db->log.log_dir, 0755) < 0 && errno != EEXIST) {
+            rc = mmfs__err_sys(errno, "mkdir", db->log.log_dir);
             goto out;
         }
         if ((rc = mmfs__fsync_dir(db->dir)) != MMFS_OK) goto out;
-        db->tok_version = 1; /* MMFS__TOK_VERSION: new stores get the newest */
-        snprintf(db->tok_lang, sizeof db->tok_lang, "%s", db->opt.language ? db->opt.language : "english");
-        if ((rc = mmfs__manifest_write(db)) != MMFS_OK) goto out;
-    } else if (db->opt.language && (db->tok_version == 0 || strcmp(db->opt.language, db->tok_lang))) {
+        db->log.tok_version = 1; /* MMFS__TOK_VERSION: new stores get the newest */
+        snprintf(db->log.tok_lang, sizeof db->log.tok_lang, "%s", db->opt.language ? db->opt.language : "english");
+        if ((rc = mmfs__manifest_write(&db->log)) != MMFS_OK) goto out;
+    } else if (db->opt.language && (db->log.tok_version == 0 || strcmp(db->opt.language, db->log.tok_lang))) {
         rc = mmfs__err(MMFS_INVALID, "language: the store was made with %s%s%s, not '%.40s'",
-                       db->tok_version ? "'" : "", db->tok_version ? db->tok_lang : "the first tokenizer (no stemming)",
-                       db->tok_version ? "'" : "", db->opt.language);
+                       db->log.tok_version ? "'" : "",
+                       db->log.tok_version ? db->log.tok_lang : "the first tokenizer (no stemming)",
+                       db->log.tok_version ? "'" : "", db->opt.language);
         goto out;
     }
-    if ((rc = mmfs__engine_set_tokenizer(db->eng, db->tok_version, db->tok_lang)) != MMFS_OK) goto out;
+    if ((rc = mmfs__engine_set_tokenizer(db->eng, db->log.tok_version, db->log.tok_lang)) != MMFS_OK) goto out;
     pthread_rwlock_wrlock(&db->rw);
     rc = mmfs__recover(db);
     if (rc == MMFS_OK) mmfs__engine_defer_index(db->eng); /* the log so far is indexed */
     pthread_rwlock_unlock(&db->rw);
     if (rc == MMFS_OK && db->no_manifest) {
-        db->last_seg = db->nsegs ? mmfs__seg_last(db)->no : 0;
-        rc = mmfs__manifest_write(db);
+        db->log.last_seg = db->log.nsegs ? mmfs__seg_last(&db->log)->no : 0;
+        rc = mmfs__manifest_write(&db->log);
         db->no_manifest = 0;
     }
     if (rc) goto out;
 
     uint64_t pos = atomic_load(&db->applied);
-    int fd = db->nsegs ? mmfs__seg_last(db)->fd : -1;
-    db->written_pos = db->durable_pos = pos;
-    db->written_lsn = db->durable_lsn = db->next_lsn - 1;
-    db->written_fd = fd;
+    int fd = db->log.nsegs ? mmfs__seg_last(&db->log)->fd : -1;
+    db->log.written_pos = db->log.durable_pos = pos;
+    db->log.written_lsn = db->log.durable_lsn = db->next_lsn - 1;
+    db->log.written_fd = fd;
     if (!db->opt.readonly) {
         /* What recovery found is the truth: make it durable, publish it. */
         if (fd >= 0 && fdatasync(fd) < 0) {
-            rc = mmfs__err_sys(errno, "fdatasync", db->log_dir);
+            rc = mmfs__err_sys(errno, "fdatasync", db->log.log_dir);
             goto out;
         }
-        db->shm->magic = MMFS__SHARED_MAGIC;
-        atomic_store(&db->shm->written, pos);
-        atomic_store(&db->shm->durable, pos);
-        atomic_store(&db->shm->state_version, mmfs__engine_state_version(db->eng));
-        atomic_store(&db->shm->first_segment, db->first_seg);
+        db->log.shm->magic = MMFS__SHARED_MAGIC;
+        atomic_store(&db->log.shm->written, pos);
+        atomic_store(&db->log.shm->durable, pos);
+        atomic_store(&db->log.shm->state_version, mmfs__engine_state_version(db->eng));
+        atomic_store(&db->log.shm->first_segment, db->log.first_seg);
     }
 out:
     if (!db->opt.readonly) mmfs__lock_release(db);
@@ -224,7 +225,7 @@ out:
 }
 
 static void free_handle(mmfs_db *db) {
-    mmfs__seg_close_all(db);
+    mmfs__seg_close_all(&db->log);
     mmfs__lock_close(db);
     if (db->eng) mmfs__engine_free(db->eng);
     for (size_t i = 0; i < db->nold_engs; i++) mmfs__engine_free(db->old_engs[i]);
@@ -235,8 +236,8 @@ static void free_handle(mmfs_db *db) {
 #endif
     pthread_mutex_destroy(&db->wmu);
     pthread_rwlock_destroy(&db->rw);
-    pthread_mutex_destroy(&db->smu);
-    pthread_cond_destroy(&db->scond);
+    pthread_mutex_destroy(&db->log.smu);
+    pthread_cond_destroy(&db->log.scond);
     pthread_mutex_destroy(&db->cpmu);
     pthread_mutex_destroy(&db->cmu);
     /* Not in a forked child, where the parent's checkpointer still counts
@@ -244,7 +245,7 @@ static void free_handle(mmfs_db *db) {
     if (!db->ckpt_on) pthread_cond_destroy(&db->ccond);
     free(db->scratch);
     free(db->dir);
-    free(db->log_dir);
+    free(db->log.log_dir);
     free(db);
 }
 
@@ -270,7 +271,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     mmfs_db *db = calloc(1, sizeof *db);
     if (!db) return mmfs__err(MMFS_NOMEM, "out of memory");
     db->opt = *o;
-    db->opt.key = NULL; /* kept in db->sum once checked */
+    db->opt.key = NULL; /* kept in db->log.sum once checked */
     db->opt.policy.ptr = NULL; /* only used below, while O is valid */
     db->opt.policy.len = 0;
     if (o->key) db->opt.checksum = MMFS_CHECKSUM_BLAKE2B; /* a key means keyed BLAKE2b */
@@ -278,8 +279,8 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     db->fork_gen = atomic_load(&mmfs__fork_gen);
     pthread_mutex_init(&db->wmu, NULL);
     pthread_rwlock_init(&db->rw, NULL);
-    pthread_mutex_init(&db->smu, NULL);
-    pthread_cond_init(&db->scond, NULL);
+    pthread_mutex_init(&db->log.smu, NULL);
+    pthread_cond_init(&db->log.scond, NULL);
     pthread_mutex_init(&db->cpmu, NULL);
     pthread_mutex_init(&db->cmu, NULL);
     pthread_cond_init(&db->ccond, NULL);
@@ -287,12 +288,14 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
     db->dir = strndup(dir, n);
-    db->log_dir = malloc(n + 5);
-    if (!db->dir || !db->log_dir) {
+    db->log.log_dir = malloc(n + 5);
+    if (!db->dir || !db->log.log_dir) {
         free_handle(db);
         return mmfs__err(MMFS_NOMEM, "out of memory");
     }
-    snprintf(db->log_dir, n + 5, "%s/log", db->dir);
+    snprintf(db->log.log_dir, n + 5, "%s/log", db->dir);
+    db->log.dir = db->dir;
+    db->log.opt = &db->opt;
     if ((rc = mmfs__engine_new(&db->eng)) != MMFS_OK) {
         free_handle(db);
         return rc;
@@ -310,13 +313,13 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
         mmfs__err(rc, "%s", msg);
         return rc;
     }
-    /* The key is needed while reading MANIFEST; it is copied into db->sum. */
+    /* The key is needed while reading MANIFEST; it is copied into db->log.sum. */
     db->opt.key = o->key;
     rc = open_store(db);
     db->opt.key = NULL;
-    db->opt.language = NULL; /* the caller's string; kept in db->tok_lang */
+    db->opt.language = NULL; /* the caller's string; kept in db->log.tok_lang */
     if (rc == MMFS_OK && !db->opt.readonly && db->opt.sync == MMFS_SYNC_BATCH)
-        rc = mmfs__flusher_start(db);
+        rc = mmfs__flusher_start(&db->log);
     if (rc == MMFS_OK) rc = mmfs__ckpt_auto_start(db);
     if (rc == MMFS_OK && o->policy.len) {
         /* Install the caller's policy unless it is the one in force. */
@@ -332,7 +335,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
         mmfs__ckpt_auto_stop(db);
-        mmfs__flusher_stop(db);
+        mmfs__flusher_stop(&db->log);
         free_handle(db);
         mmfs__err(rc, "%s", msg);
         return rc;
@@ -351,9 +354,9 @@ int mmfs_close(mmfs_db *db) {
         mmfs__compact_join(db); /* a compaction compaction.when started */
         mmfs__watch_stop(db);
         mmfs__ckpt_auto_stop(db);
-        mmfs__flusher_stop(db);
+        mmfs__flusher_stop(&db->log);
         if (!db->opt.readonly && !atomic_load(&db->broken)) rc = mmfs_sync(db);
-        if (rc == MMFS_OK && !db->opt.readonly && !atomic_load(&db->broken)) mmfs__sync_stamp_final(db);
+        if (rc == MMFS_OK && !db->opt.readonly && !atomic_load(&db->broken)) mmfs__sync_stamp_final(&db->log);
     }
     free_handle(db);
     return rc;
@@ -369,15 +372,15 @@ int mmfs_stats(mmfs_db *db, mmfs_store_stats *st) {
     mmfs__read_end(db);
     int self = mmfs__in_own_writer(db); /* a hook's call: this thread holds wmu already */
     if (!self) pthread_mutex_lock(&db->wmu);
-    for (size_t i = 0; i < db->nsegs; i++) st->log_bytes += db->segs[i].end - MMFS__SEG_HDR;
-    st->segments = db->nsegs;
+    for (size_t i = 0; i < db->log.nsegs; i++) st->log_bytes += db->log.segs[i].end - MMFS__SEG_HDR;
+    st->segments = db->log.nsegs;
     st->lsn = db->next_lsn - 1;
     st->checkpoint_lsn = db->ckpt_lsn;
     uint64_t rec_bytes = db->rec_bytes;
     if (!self) pthread_mutex_unlock(&db->wmu);
-    pthread_mutex_lock(&db->smu);
-    st->durable_lsn = db->durable_lsn;
-    pthread_mutex_unlock(&db->smu);
+    pthread_mutex_lock(&db->log.smu);
+    st->durable_lsn = db->log.durable_lsn;
+    pthread_mutex_unlock(&db->log.smu);
     st->dead_bytes = rec_bytes > st->live_bytes ? rec_bytes - st->live_bytes : 0;
     st->compacting = (uint64_t)atomic_load(&db->compacting);
     return MMFS_OK;

@@ -1,11 +1,11 @@
 /*
-** db.h: the store handle, shared by db.c (open, close, read access),
-** read_*.c (the public reads), segment.c (log files), recover.c (replay
-** and verify), manifest.c, batch.c, hook.c and write.c (writes) and
-** sync.c (durability); LOCK's functions (lock.c) are wrapped here.
-**
-** Positions in the log are packed as (segment number << 40 | offset), so
-** that they compare as integers across segments.
+** db.h: the store handle, shared by the files of store/: db.c (open,
+** close, read access), read_*.c (the public reads), recover.c (replay and
+** verify), batch.c, hook.c and write.c (writes), watch.c, ckpt*.c and
+** compact*.c.  The log layer's part of the handle is db->log, an
+** mmfs__log (log/log.h: segments, MANIFEST, durability), which log/ works
+** on without seeing the rest; LOCK's functions (lock.c) are wrapped here
+** with the handle's fields.
 **
 ** Locks (docs/design.md, "Locks", has the full table).  A thread takes a
 ** lock only while holding locks before it in this order:
@@ -27,20 +27,23 @@
 **                from its start to its end; its copy takes only rw read.
 **
 **   wmu          one appender per handle, from catch-up to publish (policy
-**                and hooks included); segs, next_lsn, scratch, policy,
-**                hook.  Also a reader's catch-up, verify, stats, set_hook.
+**                and hooks included); log.segs and MANIFEST's values in
+**                log, next_lsn, scratch, policy, hook.  Also a reader's
+**                catch-up, verify, stats, set_hook.
 **   flock(LOCK)  one appender per store across processes: bytes past the
 **                written end, new segments, the seal, cutting a torn tail;
 **                the written end and state version in LOCK's page.
 **   rw           the engine: read by every public read (mmfs__read_begin)
 **                and the watcher; written only by apply, inside wmu.  A
 **                wmu holder may read the engine without it.
-**   smu (+scond, fcond)  durability (written_*, durable_*, syncing,
-**                sync_failed), the flusher and the watcher's flags; never
-**                held while taking another lock, nor across an fdatasync.
-**   mems.ixlock  the memories' full-text index (engine.h, mmfs__mems):
-**                written by the index drain, read by searches; never by
-**                apply.  mems.qmu: the queue of index work, innermost.
+**   smu (+scond, fcond)  log.smu: durability (log.written_*, durable_*,
+**                syncing, sync_failed), the flusher, the watcher's flags
+**                and the background compaction's; never held while taking
+**                another lock, nor across an fdatasync.
+**   mems.ixlock  the full-text indexes of memories and documents
+**                (engine.h, mmfs__mems): written by the index drain, read
+**                by searches; never by apply.  mems.qmu: the queue of
+**                their index work (one, in log order), innermost.
 **   state.mu (+cv)  notified and the subscribers (state.c); taken by
 **                apply inside rw; never held while taking rw.
 **   atomics      shm->written (release after the frame is applied; acquire
@@ -62,65 +65,20 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 
-#define MMFS__POS(seg, off) (((uint64_t)(seg) << 40) | (uint64_t)(off))
-#define MMFS__POS_SEG(p) ((uint32_t)((p) >> 40))
-#define MMFS__POS_OFF(p) ((p) & (((uint64_t)1 << 40) - 1))
-
-/* One log segment file, mapped read-only for the handle's whole life:
-** slices handed out point into MAP, so it is unmapped only at close. */
-typedef struct mmfs__seg {
-    uint32_t no;
-    int fd;
-    const uint8_t *map;
-    size_t size;      /* file size = mapping size */
-    uint64_t end;     /* offset past the last valid frame known here */
-    int sealed;       /* ends with a seal frame: the log goes on in no + 1 */
-    uint64_t zeroed;  /* [0, zeroed) is known allocated and written (0: unknown) */
-    uint64_t stamp;   /* durable stamp read at open: frames reach at least here */
-} mmfs__seg;
-
-/* LOCK's first page, shared by every process that has the store open.
-** Written under the writer flock; read without it.  Recovery never trusts
-** it: open resets it from what the log holds. */
-typedef struct mmfs__shared {
-    uint64_t magic;
-    _Atomic uint64_t written;   /* position past the last written frame */
-    _Atomic uint64_t durable;   /* position up to which the log is synced */
-    _Atomic uint64_t state_version;
-    /* MANIFEST's first segment as the last writer saw it: a compaction
-    ** moves it up, and every other handle then rebuilds (mmfs__reload).
-    ** 0: written by a library before compaction (unknown). */
-    _Atomic uint64_t first_segment;
-} mmfs__shared;
-
-#define MMFS__SHARED_MAGIC 0x314b434f4c53464dull /* "MFSLOCK1" */
-
 struct mmfs_db {
     char *dir;
-    char *log_dir;
     mmfs_options opt;
-    mmfs__sum sum;
-    uint64_t segment_size;
-    uint32_t first_seg;
-    int tok_version;      /* MANIFEST "tokenizer": 0 when the line is absent */
-    char tok_lang[32];    /* version 1: "none" or a Snowball language */
-    uint32_t last_seg;        /* MANIFEST's last segment made (0: unknown, format 1) */
-    /* MANIFEST "compacted" (compact.c): segments up to compact_seg may hold
-    ** compacted frames (LSN gaps); lsn_floor and id_floor are the next LSN
-    ** and memory id when the log was switched: never given again.  0: the
-    ** store was never compacted. */
-    uint32_t compact_seg;
-    uint64_t lsn_floor, id_floor;
-    /* What a switch of the log left behind (compact.c, mmfs__reload): the
-    ** segments and engines this handle used before, kept until close so
-    ** slices and readers already handed out stay valid. */
-    mmfs__seg *old_segs;
-    size_t nold_segs;
+    /* The log (log/log.h): MANIFEST's values, the segments (under wmu),
+    ** LOCK's page, durability (under log.smu).  log/ works on this alone. */
+    mmfs__log log;
+    /* The engines a switch of the log left behind (compact.c,
+    ** mmfs__reload), kept until close so readers already handed out stay
+    ** valid; the segments they point into are log.old_segs. */
     mmfs__engine **old_engs;
     size_t nold_engs;
     _Atomic int compacting;   /* a compaction runs through this handle */
     /* compaction.when (compact.c): when it was last asked (coarse ms), and
-    ** the background compaction thread (bg_* under smu). */
+    ** the background compaction thread (bg_* under log.smu). */
     _Atomic uint64_t when_ms;
     pthread_t bg;
     int bg_on, bg_done, bg_stop;
@@ -128,13 +86,10 @@ struct mmfs_db {
     unsigned fork_gen;        /* mmfs__fork_gen at open: a child refuses */
 
     int lock_fd;
-    mmfs__shared *shm;
     int flock_held;           /* this handle holds flock(LOCK) now (under wmu) */
 
     /* Writer side: one appender in the process, then flock across them. */
     pthread_mutex_t wmu;
-    mmfs__seg *segs;          /* under wmu */
-    size_t nsegs, capsegs;
     uint64_t next_lsn;        /* under wmu */
     uint64_t rec_bytes;       /* bytes of records applied from the log, under wmu (stats' dead_bytes) */
     _Atomic uint64_t applied; /* position the engine has applied up to */
@@ -146,31 +101,14 @@ struct mmfs_db {
     mmfs__engine *eng;
     _Atomic int broken;       /* an apply failed (NOMEM): refuse work */
 
-    /* Durability (sync.c), under smu. */
-    pthread_mutex_t smu;
-    pthread_cond_t scond;
-    uint64_t written_pos, written_lsn; /* what this process knows written */
-    int written_fd;                    /* fd of the segment holding it */
-    uint64_t durable_pos, durable_lsn;
-    int syncing;
-    /* The durable stamp (sync.c): where and when it was last moved on;
-    ** touched only by the thread that holds `syncing`, or by close. */
-    uint64_t stamp_pos, stamp_ns;
-    uint64_t synced_pos; /* the end of this handle's last fdatasync that succeeded */
     _Atomic int committers; /* threads in an "always" commit, up to its sync */
-    int sync_failed;
-    char sync_err[256];
-    /* batch-mode flusher thread */
-    pthread_t flusher;
-    int flusher_on, stopping;
-    pthread_cond_t fcond;
     /* Policy (hook.c): the VM built from the POLICY record at policy_lsn
     ** (0: none), and this handle's C hook.  Under wmu. */
     void *policy;
     uint64_t policy_lsn;
     mmfs_hook_fn hook;
     void *hook_ud;
-    /* state watcher thread (watch.c), under smu */
+    /* state watcher thread (watch.c), under log.smu */
     pthread_t watcher;
     int watch_on, watch_stop;
     /* Checkpoints (ckpt.c).  last_frame: position of the last frame the
@@ -232,27 +170,8 @@ int mmfs__in_own_writer(const mmfs_db *db);
 ** empty SOURCE; INVALID, LIMIT or NOMEM as mmfs_set_policy. */
 int mmfs__policy_check(mmfs_db *db, mmfs_slice source);
 
-/* segment.c */
-/* Path of segment NO ("DIR/log/00000001.seg") into BUF. */
-void mmfs__seg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len);
-/* Opens and maps existing segment NO, checks its header; appends it to
-** db->segs.  Errors: MMFS_IO, MMFS_CORRUPT, MMFS_NOMEM. */
-int mmfs__seg_open(mmfs_db *db, uint32_t no);
-/* Creates segment NO of SIZE bytes (preallocated, header written, synced,
-** renamed into place, directory synced) and opens it. */
-int mmfs__seg_create(mmfs_db *db, uint32_t no, uint64_t size);
-/* Makes sure [end, UPTO) of S, and about 1 MiB past it, is allocated and
-** written (zeros), so frames written there need no extent conversion.
-** Caller holds the writer lock.  Errors: MMFS_NOSPACE, MMFS_IO. */
-int mmfs__seg_zero_ahead(mmfs_db *db, mmfs__seg *s, uint64_t upto);
-/* Stamps offset OFF as synced in the header of segment file FD (see
-** segment.c); call only after an fdatasync of FD covered OFF. */
-void mmfs__seg_stamp(int fd, uint64_t off);
-/* Moves the durable stamp on to what this handle's syncs covered, now
-** (close: a stamp held back for "always" mode's sake is written). */
-void mmfs__sync_stamp_final(mmfs_db *db);
-/* Unmaps and closes every segment (the retired ones too). */
-void mmfs__seg_close_all(mmfs_db *db);
+
+
 /* compact.c: after a commit, outside the writer lock: asks the policy's
 ** compaction.when (at most once a second) and, when it says yes, starts a
 ** compaction in a thread of the handle. */
@@ -263,32 +182,13 @@ void mmfs__compact_join(mmfs_db *db);
 ** compaction from start to end: its .cseg files are not leftovers while
 ** it is held.  *fd is closed to release it.  Errors: MMFS_BUSY, MMFS_IO. */
 int mmfs__compact_lock(const mmfs_db *db, int *fd);
-/* Path of compaction's output segment NO ("DIR/log/00000001.cseg"):
-** written under this name, renamed to .seg once MANIFEST names it. */
-void mmfs__cseg_path(const mmfs_db *db, uint32_t no, char *buf, size_t len);
-/* Writes the header of segment NO (SIZE bytes) at offset 0 of FD. */
-int mmfs__seg_write_header(int fd, int sumtype, uint32_t no, uint64_t size);
-/* Moves the current segments to the retired list (mapped until close). */
-int mmfs__seg_retire_all(mmfs_db *db);
-/* The last segment. */
-static inline mmfs__seg *mmfs__seg_last(mmfs_db *db) { return &db->segs[db->nsegs - 1]; }
-/* The segment with number NO, or NULL if not open here. */
-mmfs__seg *mmfs__seg_find(mmfs_db *db, uint32_t no);
-
-/* manifest.c */
-int mmfs__manifest_read(mmfs_db *db, int *exists);
-int mmfs__manifest_write(mmfs_db *db);
-/* Re-reads the log's extent (first, last and compacted segments, floors)
-** from MANIFEST after another handle switched the log.  Errors:
-** MMFS_CORRUPT, MMFS_IO. */
-int mmfs__manifest_reread(mmfs_db *db);
 
 /* LOCK (log/lock.c, mmfs__lockf_*) with the handle's fields: lock_fd,
 ** shm, flock_held. */
 static inline int mmfs__lock_open(mmfs_db *db, int *created) {
     void *page;
     int rc = mmfs__lockf_open(db->dir, db->opt.readonly, &db->lock_fd, &page, created);
-    if (rc == MMFS_OK) db->shm = page;
+    if (rc == MMFS_OK) db->log.shm = page;
     return rc;
 }
 /* flock with lock_timeout_ms: MMFS_BUSY */
@@ -305,8 +205,8 @@ static inline void mmfs__lock_release(mmfs_db *db) {
 ** (call under the flock, before the shared page is read). */
 static inline int mmfs__lock_check(mmfs_db *db) { return mmfs__lockf_check(db->lock_fd, db->dir); }
 static inline void mmfs__lock_close(mmfs_db *db) {
-    mmfs__lockf_close(db->lock_fd, db->shm);
-    db->shm = NULL;
+    mmfs__lockf_close(db->lock_fd, db->log.shm);
+    db->log.shm = NULL;
     db->lock_fd = -1;
 }
 
@@ -327,7 +227,7 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target);
 ** Caller holds wmu.  Errors: MMFS_CORRUPT, MMFS_IO, MMFS_NOMEM. */
 int mmfs__reload(mmfs_db *db);
 
-/* compact.c: calls FN(ud, r) for every record of the N segments SEGS, in
+/* compact_copy.c: calls FN(ud, r) for every record of the N segments SEGS, in
 ** log order (their frames up to each one's end, LAST_END in the last;
 ** seals end a segment).  Stops at FN's first non-zero return and returns
 ** it.  Errors: MMFS_CORRUPT (a frame or record that does not check). */
@@ -344,19 +244,6 @@ void mmfs__announce_old(mmfs_db *db);
 ** compaction floor. */
 uint64_t mmfs__next_memory_id(const mmfs_db *db);
 
-/* sync.c */
-/* Notes that frames up to POS (last LSN LSN, in segment fd FD) are written. */
-void mmfs__sync_written(mmfs_db *db, uint64_t pos, uint64_t lsn, int fd);
-/* Returns once the log is durable up to POS.  Errors: MMFS_READONLY after
-** a failed fsync (the handle then refuses writes until reopened). */
-int mmfs__sync_wait(mmfs_db *db, uint64_t pos);
-int mmfs__flusher_start(mmfs_db *db);
-void mmfs__flusher_stop(mmfs_db *db);
-/* MMFS_READONLY with the cause if a sync has failed. */
-int mmfs__sync_check(mmfs_db *db);
-/* mmfs_sync's work on a usable handle (write.c checks that): waits until
-** everything written so far is durable.  OK at once when read-only. */
-int mmfs__sync_all(mmfs_db *db);
 
 /* ckpt.c */
 /* At open, after every segment is opened and before any is scanned: maps
@@ -378,7 +265,5 @@ void mmfs__ckpt_auto_stop(mmfs_db *db);
 int mmfs__watch_start(mmfs_db *db);
 void mmfs__watch_stop(mmfs_db *db);
 
-/* Fsyncs directory PATH (after a create or a rename in it). */
-int mmfs__fsync_dir(const char *path);
 
 #endif

@@ -3,9 +3,9 @@
 ** (mmfs_get_memory, mmfs_list_memories, mmfs_search_memory, mmfs_snippet,
 ** mmfs_search): the handle's read entry (fork check, catch-up, the
 ** engine's read side) around what engine/memory_read.c finds.  A memory
-** search first drains the index queue (engine.h, mmfs__mems): the index
-** may lag the entries, and a search must see every memory applied before
-** it.
+** or document search first drains the index queue (engine.h,
+** mmfs__mems): the indexes may lag the entries, and a search must see
+** every memory and document applied before it.
 ** Results point into the mapped log and stay valid until mmfs_close.
 */
 #include "db.h"
@@ -23,12 +23,17 @@ int mmfs_list_memories(mmfs_db *db, const mmfs_filter *f, mmfs_memories **out) {
     MMFS__READ_RETURN(db, mmfs__mem_list(e, f, out));
 }
 
-/* Drains the index queue, then searches.  Under the read side: a reload
+/* Drain the index queue, then search.  Under the read side: a reload
 ** after another handle's compaction swaps the engine only under the
 ** write side. */
 static int drain_and_search(mmfs__engine *e, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out) {
     int rc = mmfs__engine_index_drain(e);
     return rc ? rc : mmfs__mem_search(e, query, f, out);
+}
+
+static int drain_and_search_docs(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_hits **out) {
+    int rc = mmfs__engine_index_drain(e);
+    return rc ? rc : mmfs__doc_search(e, query, limit, out);
 }
 
 int mmfs_search_memory(mmfs_db *db, mmfs_slice query, const mmfs_filter *f, mmfs_memories **out) {
@@ -72,5 +77,5 @@ int mmfs_search(mmfs_db *db, mmfs_slice query, size_t limit, mmfs_doc_hits **out
     if (!db || !out) return mmfs__err(MMFS_INVALID, "search: db and out must not be NULL");
     *out = NULL;
     if (query.len && !query.ptr) return mmfs__err(MMFS_INVALID, "search: query is NULL");
-    MMFS__READ_RETURN(db, mmfs__doc_search(e, query, limit, out));
+    MMFS__READ_RETURN(db, drain_and_search_docs(e, query, limit, out));
 }

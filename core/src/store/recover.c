@@ -38,12 +38,12 @@ static int corrupt_at(const mmfs__seg *s, uint64_t off, const char *why, int las
 
 /* The same, for a segment open in DB: the last one is, unless sealed. */
 static int corrupt(mmfs_db *db, const mmfs__seg *s, uint64_t off, const char *why) {
-    return corrupt_at(s, off, why, s == mmfs__seg_last(db) && !s->sealed);
+    return corrupt_at(s, off, why, s == mmfs__seg_last(&db->log) && !s->sealed);
 }
 
 uint64_t mmfs__next_memory_id(const mmfs_db *db) {
     uint64_t id = mmfs__engine_next_memory_id(db->eng);
-    return id > db->id_floor ? id : db->id_floor;
+    return id > db->log.id_floor ? id : db->log.id_floor;
 }
 
 /* What a writer can never have framed, even under a valid checksum (a
@@ -58,7 +58,7 @@ static const char *implausible(const mmfs_db *db, const mmfs__rec *r, int compac
     const mmfs__engine *e = db->eng;
     if (r->type == MMFS__R_MEMORY) {
         uint64_t next = mmfs__engine_next_memory_id(e), want = mmfs__next_memory_id(db), id = r->u.mem.id;
-        if (compact && (id < next || (db->id_floor && id >= db->id_floor)))
+        if (compact && (id < next || (db->log.id_floor && id >= db->log.id_floor)))
             return "memory id out of sequence in a compacted frame";
         /* Frames a compaction carried over follow the gaps it left. */
         if (!compact && (in_compacted ? id < next || id > want : id != want)) return "memory id out of sequence";
@@ -88,7 +88,7 @@ static uint64_t frame_next_lsn(const mmfs__frame *f) {
 /* A compacted frame is only trusted where compaction wrote one: in the
 ** segments MANIFEST records as its output. */
 static const char *misplaced(const mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s) {
-    if ((f->flags & MMFS__FRAME_COMPACT) && s->no > db->compact_seg)
+    if ((f->flags & MMFS__FRAME_COMPACT) && s->no > db->log.compact_seg)
         return "a compacted frame outside the segments compaction wrote";
     return NULL;
 }
@@ -106,7 +106,7 @@ static int apply_frame(mmfs_db *db, const mmfs__frame *f, const mmfs__seg *s, ui
         mmfs__rec r;
         if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
             return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
-        if ((why = implausible(db, &r, compact, s->no <= db->compact_seg)) != NULL) return corrupt_at(s, off, why, last);
+        if ((why = implausible(db, &r, compact, s->no <= db->log.compact_seg)) != NULL) return corrupt_at(s, off, why, last);
         int rc = mmfs__engine_apply(db->eng, &r);
         if (rc) {
             atomic_store(&db->broken, 1);
@@ -151,7 +151,7 @@ static int valid_frame_after(mmfs_db *db, const mmfs__seg *s, uint64_t from, uin
         if (!mmfs__frame_header_ok(s->map + q)) continue;
         mmfs__frame f;
         const char *why;
-        if (mmfs__frame_check(s->map + q, s->size - q, 0, &db->sum, &f, &why)) return 1;
+        if (mmfs__frame_check(s->map + q, s->size - q, 0, &db->log.sum, &f, &why)) return 1;
     }
     return 0;
 }
@@ -204,7 +204,7 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last, uint64_t from) {
     for (;;) {
         mmfs__frame f;
         if (off + MMFS__FRAME_HDR > s->size ||
-            !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why))
+            !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->log.sum, &f, &why))
             break;
         if (f.flags & MMFS__FRAME_SEAL) {
             s->end = off;
@@ -230,7 +230,7 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last, uint64_t from) {
     if (db->no_manifest) {
         /* Without MANIFEST's key check, a wrong key looks like damage. */
         snprintf(msg, sizeof msg, "%s, and MANIFEST is missing: nothing is cut%s", why,
-                 db->sum.key_len ? " (wrong key?)" : " (a keyed store opened without its key?)");
+                 db->log.sum.key_len ? " (wrong key?)" : " (a keyed store opened without its key?)");
         why = msg;
     } else if (below) {
         snprintf(msg, sizeof msg, "%s, but the log was synced up to offset %llu: acknowledged writes are lost",
@@ -255,14 +255,14 @@ static int scan_segment(mmfs_db *db, mmfs__seg *s, int last, uint64_t from) {
         size_t n = dend - p < sizeof zeros ? (size_t)(dend - p) : sizeof zeros;
         if (pwrite(s->fd, zeros, n, (off_t)p) != (ssize_t)n) {
             char path[4096];
-            mmfs__seg_path(db, s->no, path, sizeof path);
+            mmfs__seg_path(&db->log, s->no, path, sizeof path);
             return mmfs__err_sys(errno ? errno : EIO, "cut torn tail", path);
         }
         p += n;
     }
     if (fdatasync(s->fd) < 0) {
         char path[4096];
-        mmfs__seg_path(db, s->no, path, sizeof path);
+        mmfs__seg_path(&db->log, s->no, path, sizeof path);
         return mmfs__err_sys(errno, "fdatasync", path);
     }
     return MMFS_OK;
@@ -279,8 +279,8 @@ static int cmp_u32(const void *a, const void *b) {
 ** first name (.cseg) is renamed into place (a read-only open reads it
 ** where it is: segment.c). */
 static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
-    DIR *d = opendir(db->log_dir);
-    if (!d) return mmfs__err_sys(errno, "open directory", db->log_dir);
+    DIR *d = opendir(db->log.log_dir);
+    if (!d) return mmfs__err_sys(errno, "open directory", db->log.log_dir);
     uint32_t *v = NULL;
     size_t cnt = 0, cap = 0;
     int renamed = 0, idle = -1; /* idle: no compaction runs (-1: not asked yet) */
@@ -295,7 +295,7 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
                 int err = errno;
                 free(v);
                 closedir(d);
-                return mmfs__err_sys(err, "read directory", db->log_dir);
+                return mmfs__err_sys(err, "read directory", db->log.log_dir);
             }
             break;
         }
@@ -305,7 +305,7 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
         if (!strcmp(tail, "seg.tmp")) {
             if (!db->opt.readonly) {
                 char p[4200];
-                snprintf(p, sizeof p, "%s/%s", db->log_dir, e->d_name);
+                snprintf(p, sizeof p, "%s/%s", db->log.log_dir, e->d_name);
                 unlink(p);
             }
             continue;
@@ -315,8 +315,8 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
             ** names it (a crash came before its rename: finish it), else a
             ** leftover of a compaction that never switched. */
             char p[4200], q[4200];
-            snprintf(p, sizeof p, "%s/%s", db->log_dir, e->d_name);
-            int named = db->first_seg && no >= db->first_seg && no <= db->compact_seg;
+            snprintf(p, sizeof p, "%s/%s", db->log.log_dir, e->d_name);
+            int named = db->log.first_seg && no >= db->log.first_seg && no <= db->log.compact_seg;
             if (!named) {
                 /* Not while a compaction runs (in any process): its output
                 ** is being written without the writer lock. */
@@ -328,7 +328,7 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
                 if (!db->opt.readonly && idle > 0) unlink(p);
                 continue;
             }
-            mmfs__seg_path(db, no, q, sizeof q);
+            mmfs__seg_path(&db->log, no, q, sizeof q);
             if (!db->opt.readonly && rename(p, q) < 0) {
                 int err = errno;
                 free(v);
@@ -338,17 +338,17 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
             renamed = 1;
         } else if (strcmp(tail, "seg") != 0) {
             continue;
-        } else if (no < db->first_seg) {
+        } else if (no < db->log.first_seg) {
             /* A segment a compaction switched away from: nothing names it. */
-            if (db->compact_seg && !db->opt.readonly) {
+            if (db->log.compact_seg && !db->opt.readonly) {
                 char p[4200];
-                snprintf(p, sizeof p, "%s/%s", db->log_dir, e->d_name);
+                snprintf(p, sizeof p, "%s/%s", db->log.log_dir, e->d_name);
                 unlink(p);
                 renamed = 1;
             }
             continue;
         }
-        if (no <= db->compact_seg) { /* listed once, under either name */
+        if (no <= db->log.compact_seg) { /* listed once, under either name */
             int dup = 0;
             for (size_t j = 0; j < cnt && !dup; j++) dup = v[j] == no;
             if (dup) continue;
@@ -367,7 +367,7 @@ static int list_segments(mmfs_db *db, uint32_t **out, size_t *n) {
     }
     closedir(d);
     if (renamed) {
-        int rc = mmfs__fsync_dir(db->log_dir);
+        int rc = mmfs__fsync_dir(db->log.log_dir);
         if (rc) {
             free(v);
             return rc;
@@ -384,20 +384,20 @@ int mmfs__log_first_segment(mmfs_db *db, uint32_t *first, uint8_t hdr[MMFS__SEG_
     size_t n;
     *first = 0;
     struct stat st;
-    if (stat(db->log_dir, &st) < 0) {
+    if (stat(db->log.log_dir, &st) < 0) {
         if (errno == ENOENT) return MMFS_OK; /* a new store */
-        return mmfs__err_sys(errno, "stat", db->log_dir);
+        return mmfs__err_sys(errno, "stat", db->log.log_dir);
     }
-    uint32_t keep = db->first_seg;
-    db->first_seg = 0;
+    uint32_t keep = db->log.first_seg;
+    db->log.first_seg = 0;
     int rc = list_segments(db, &nos, &n);
-    db->first_seg = keep;
+    db->log.first_seg = keep;
     if (rc) return rc;
     *first = n ? nos[0] : 0;
     free(nos);
     if (!n) return MMFS_OK;
     char path[4096];
-    mmfs__seg_path(db, *first, path, sizeof path);
+    mmfs__seg_path(&db->log, *first, path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return mmfs__err_sys(errno, "open", path);
     ssize_t r = pread(fd, hdr, MMFS__SEG_HDR, 0);
@@ -412,38 +412,38 @@ int mmfs__recover(mmfs_db *db) {
     size_t n;
     int rc = list_segments(db, &nos, &n);
     if (rc) return rc;
-    if (db->last_seg && (n == 0 || nos[n - 1] < db->last_seg)) {
+    if (db->log.last_seg && (n == 0 || nos[n - 1] < db->log.last_seg)) {
         free(nos);
         return mmfs__err(MMFS_CORRUPT,
                          "log/%08u.seg: offset 0: segment missing (MANIFEST records segments up to it; "
                          "acknowledged writes may be lost)",
-                         db->last_seg);
+                         db->log.last_seg);
     }
     db->next_lsn = 1;
     /* Every segment is opened (mapped) first: a checkpoint's records point
     ** into them.  Replay then goes on where the newest valid checkpoint
     ** ends (ckpt.c), or from the start. */
     for (size_t i = 0; i < n; i++) {
-        if (nos[i] != db->first_seg + i) {
+        if (nos[i] != db->log.first_seg + i) {
             rc = mmfs__err(MMFS_CORRUPT, "log/%08u.seg: offset 0: segment missing before it",
                            nos[i]);
             break;
         }
-        if ((rc = mmfs__seg_open(db, nos[i])) != MMFS_OK) break;
+        if ((rc = mmfs__seg_open(&db->log, nos[i])) != MMFS_OK) break;
     }
     free(nos);
     size_t start = 0;
     uint64_t from = MMFS__SEG_HDR;
     if (rc == MMFS_OK) rc = mmfs__ckpt_load(db, &start, &from);
-    for (size_t i = start; i < db->nsegs && rc == MMFS_OK; i++)
-        rc = scan_segment(db, &db->segs[i], i + 1 == db->nsegs, i == start ? from : MMFS__SEG_HDR);
+    for (size_t i = start; i < db->log.nsegs && rc == MMFS_OK; i++)
+        rc = scan_segment(db, &db->log.segs[i], i + 1 == db->log.nsegs, i == start ? from : MMFS__SEG_HDR);
     if (rc) return rc;
-    if (db->next_lsn < db->lsn_floor) db->next_lsn = db->lsn_floor;
-    if (db->nsegs == 0 && !db->opt.readonly) {
-        if ((rc = mmfs__seg_create(db, db->first_seg, db->segment_size)) != MMFS_OK) return rc;
+    if (db->next_lsn < db->log.lsn_floor) db->next_lsn = db->log.lsn_floor;
+    if (db->log.nsegs == 0 && !db->opt.readonly) {
+        if ((rc = mmfs__seg_create(&db->log, db->log.first_seg, db->log.segment_size)) != MMFS_OK) return rc;
     }
-    uint64_t pos = db->nsegs ? MMFS__POS(mmfs__seg_last(db)->no, mmfs__seg_last(db)->end)
-                             : MMFS__POS(db->first_seg, MMFS__SEG_HDR);
+    uint64_t pos = db->log.nsegs ? MMFS__POS(mmfs__seg_last(&db->log)->no, mmfs__seg_last(&db->log)->end)
+                             : MMFS__POS(db->log.first_seg, MMFS__SEG_HDR);
     atomic_store(&db->applied, pos);
     return MMFS_OK;
 }
@@ -457,9 +457,9 @@ static int advance(mmfs_db *db, uint64_t target, int to_end, int have_rw) {
     while (to_end || pos < target) {
         uint32_t no = MMFS__POS_SEG(pos);
         uint64_t off = MMFS__POS_OFF(pos);
-        mmfs__seg *s = mmfs__seg_find(db, no);
+        mmfs__seg *s = mmfs__seg_find(&db->log, no);
         if (!s) {
-            if (db->nsegs && no != mmfs__seg_last(db)->no + 1) {
+            if (db->log.nsegs && no != mmfs__seg_last(&db->log)->no + 1) {
                 /* Segments are made one after another: a jump comes from
                 ** the shared page, not from the log. */
                 rc = mmfs__err(MMFS_CORRUPT,
@@ -468,17 +468,17 @@ static int advance(mmfs_db *db, uint64_t target, int to_end, int have_rw) {
                                db->dir, MMFS__POS_SEG(target), (unsigned long long)MMFS__POS_OFF(target));
                 break;
             }
-            if (to_end && no > db->first_seg && !mmfs__seg_find(db, no - 1)->sealed) break;
-            if ((rc = mmfs__seg_open(db, no)) != MMFS_OK) {
-                if (to_end && no > db->last_seg) rc = MMFS_OK; /* no segment after the last */
+            if (to_end && no > db->log.first_seg && !mmfs__seg_find(&db->log, no - 1)->sealed) break;
+            if ((rc = mmfs__seg_open(&db->log, no)) != MMFS_OK) {
+                if (to_end && no > db->log.last_seg) rc = MMFS_OK; /* no segment after the last */
                 break;
             }
-            s = mmfs__seg_last(db);
+            s = mmfs__seg_last(&db->log);
         }
         mmfs__frame f;
         const char *why;
         if (off + MMFS__FRAME_HDR > s->size ||
-            !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why)) {
+            !mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->log.sum, &f, &why)) {
             if (to_end) break; /* the end of what was written */
             /* Nothing at all where the shared page says frames are: the page
             ** is wrong (LOCK damaged or replaced), not the log. */
@@ -523,11 +523,11 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
     /* A compaction elsewhere moved the log's start: the page says so before
     ** MANIFEST does (compact.c), so MANIFEST decides, read under the flock,
     ** where the compacting handle's steps are all done or never started. */
-    uint64_t fs = atomic_load_explicit(&db->shm->first_segment, memory_order_acquire);
-    if (fs && fs != db->first_seg) {
+    uint64_t fs = atomic_load_explicit(&db->log.shm->first_segment, memory_order_acquire);
+    if (fs && fs != db->log.first_seg) {
         int rc = mmfs__reload(db);
         if (rc) return rc;
-        target = atomic_load_explicit(&db->shm->written, memory_order_acquire);
+        target = atomic_load_explicit(&db->log.shm->written, memory_order_acquire);
     }
     int rc = advance(db, target, 0, 0);
     if (rc == MMFS_IO && !atomic_load(&db->broken)) {
@@ -536,9 +536,9 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
         ** MANIFEST; if the log moved, catch up with the new one. */
         char msg[600];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
-        uint32_t was = db->first_seg;
-        if (mmfs__reload(db) == MMFS_OK && db->first_seg != was)
-            return advance(db, atomic_load_explicit(&db->shm->written, memory_order_acquire), 0, 0);
+        uint32_t was = db->log.first_seg;
+        if (mmfs__reload(db) == MMFS_OK && db->log.first_seg != was)
+            return advance(db, atomic_load_explicit(&db->log.shm->written, memory_order_acquire), 0, 0);
         mmfs__err(rc, "%s", msg);
     }
     return rc;
@@ -551,8 +551,8 @@ int mmfs__rebuild(mmfs_db *db) {
     db->old_engs = olds;
     int rc;
     if ((rc = mmfs__engine_new(&e)) != MMFS_OK) return rc;
-    if ((rc = mmfs__engine_set_tokenizer(e, db->tok_version, db->tok_lang)) != MMFS_OK ||
-        (rc = mmfs__seg_retire_all(db)) != MMFS_OK) {
+    if ((rc = mmfs__engine_set_tokenizer(e, db->log.tok_version, db->log.tok_lang)) != MMFS_OK ||
+        (rc = mmfs__seg_retire_all(&db->log)) != MMFS_OK) {
         mmfs__engine_free(e);
         return rc;
     }
@@ -564,9 +564,9 @@ int mmfs__rebuild(mmfs_db *db) {
     db->eng = e;
     db->next_lsn = 1;
     db->rec_bytes = 0;
-    atomic_store(&db->applied, MMFS__POS(db->first_seg, MMFS__SEG_HDR));
+    atomic_store(&db->applied, MMFS__POS(db->log.first_seg, MMFS__SEG_HDR));
     rc = advance(db, 0, 1, 1);
-    if (rc == MMFS_OK && db->next_lsn < db->lsn_floor) db->next_lsn = db->lsn_floor;
+    if (rc == MMFS_OK && db->next_lsn < db->log.lsn_floor) db->next_lsn = db->log.lsn_floor;
     if (rc == MMFS_OK) mmfs__engine_defer_index(e);
     pthread_rwlock_unlock(&db->rw);
     if (rc) {
@@ -575,9 +575,9 @@ int mmfs__rebuild(mmfs_db *db) {
     }
     if (!db->opt.readonly) {
         uint64_t pos = atomic_load(&db->applied);
-        if (atomic_load(&db->shm->written) < pos) atomic_store(&db->shm->written, pos);
-        if (atomic_load(&db->shm->durable) < pos) atomic_store(&db->shm->durable, pos);
-        atomic_store(&db->shm->first_segment, db->first_seg);
+        if (atomic_load(&db->log.shm->written) < pos) atomic_store(&db->log.shm->written, pos);
+        if (atomic_load(&db->log.shm->durable) < pos) atomic_store(&db->log.shm->durable, pos);
+        atomic_store(&db->log.shm->first_segment, db->log.first_seg);
     }
     return MMFS_OK;
 }
@@ -585,12 +585,12 @@ int mmfs__rebuild(mmfs_db *db) {
 int mmfs__reload(mmfs_db *db) {
     int own = !db->flock_held, rc;
     if (own && (rc = mmfs__lock_acquire(db)) != MMFS_OK) return rc;
-    uint32_t was = db->first_seg;
-    rc = mmfs__manifest_reread(db);
-    if (rc == MMFS_OK && db->first_seg == was) {
+    uint32_t was = db->log.first_seg;
+    rc = mmfs__manifest_reread(&db->log);
+    if (rc == MMFS_OK && db->log.first_seg == was) {
         /* MANIFEST did not move: a compaction died before its switch.  A
         ** writable handle sets the page right, so others stop asking. */
-        if (!db->opt.readonly) atomic_store(&db->shm->first_segment, db->first_seg);
+        if (!db->opt.readonly) atomic_store(&db->log.shm->first_segment, db->log.first_seg);
     } else if (rc == MMFS_OK) {
         rc = mmfs__rebuild(db);
     }
@@ -605,13 +605,13 @@ int mmfs_verify(mmfs_db *db) {
     int self = mmfs__in_own_writer(db); /* a hook's call: this thread holds wmu already */
     if (!self) pthread_mutex_lock(&db->wmu);
     uint64_t lsn = 1;
-    for (size_t i = 0; i < db->nsegs && rc == MMFS_OK; i++) {
-        mmfs__seg *s = &db->segs[i];
+    for (size_t i = 0; i < db->log.nsegs && rc == MMFS_OK; i++) {
+        mmfs__seg *s = &db->log.segs[i];
         uint64_t off = MMFS__SEG_HDR;
         while (off < s->end) {
             mmfs__frame f;
             const char *why;
-            if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->sum, &f, &why)) {
+            if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->log.sum, &f, &why)) {
                 rc = corrupt(db, s, off, why);
                 break;
             }
@@ -623,10 +623,10 @@ int mmfs_verify(mmfs_db *db) {
             lsn = frame_next_lsn(&f);
             off += f.frame_len;
         }
-        if (rc == MMFS_OK && i + 1 < db->nsegs) {
+        if (rc == MMFS_OK && i + 1 < db->log.nsegs) {
             mmfs__frame f;
             const char *why;
-            if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->sum, &f, &why) ||
+            if (!mmfs__frame_check(s->map + off, s->size - off, lsn, &db->log.sum, &f, &why) ||
                 !(f.flags & MMFS__FRAME_SEAL))
                 rc = corrupt_at(s, off, "segment ends without its seal frame", 0);
         }

@@ -17,15 +17,15 @@
 static void *watcher(void *arg) {
     mmfs_db *db = arg;
     int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (ino >= 0 && inotify_add_watch(ino, db->log_dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
+    if (ino >= 0 && inotify_add_watch(ino, db->log.log_dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
         close(ino);
         ino = -1;
     }
     char buf[4096];
     for (;;) {
-        pthread_mutex_lock(&db->smu);
+        pthread_mutex_lock(&db->log.smu);
         int stop = db->watch_stop;
-        pthread_mutex_unlock(&db->smu);
+        pthread_mutex_unlock(&db->log.smu);
         if (stop) break;
         if (ino >= 0) {
             struct pollfd p = {ino, POLLIN, 0};
@@ -35,7 +35,7 @@ static void *watcher(void *arg) {
         } else {
             usleep(50000);
         }
-        uint64_t shared = atomic_load_explicit(&db->shm->state_version, memory_order_acquire);
+        uint64_t shared = atomic_load_explicit(&db->log.shm->state_version, memory_order_acquire);
         pthread_rwlock_rdlock(&db->rw);
         uint64_t mine = mmfs__engine_state_version(db->eng);
         pthread_rwlock_unlock(&db->rw);
@@ -46,7 +46,7 @@ static void *watcher(void *arg) {
 }
 
 int mmfs__watch_start(mmfs_db *db) {
-    pthread_mutex_lock(&db->smu);
+    pthread_mutex_lock(&db->log.smu);
     int rc = MMFS_OK;
     if (!db->watch_on) {
         db->watch_stop = 0;
@@ -55,15 +55,15 @@ int mmfs__watch_start(mmfs_db *db) {
         else
             rc = mmfs__err(MMFS_NOMEM, "cannot start the state watcher thread");
     }
-    pthread_mutex_unlock(&db->smu);
+    pthread_mutex_unlock(&db->log.smu);
     return rc;
 }
 
 void mmfs__watch_stop(mmfs_db *db) {
-    pthread_mutex_lock(&db->smu);
+    pthread_mutex_lock(&db->log.smu);
     int on = db->watch_on;
     db->watch_stop = 1;
-    pthread_mutex_unlock(&db->smu);
+    pthread_mutex_unlock(&db->log.smu);
     if (on) pthread_join(db->watcher, NULL);
     db->watch_on = 0;
 }

@@ -39,7 +39,7 @@ static int writer_enter(mmfs_db *db) {
     if (tl_writer == db)
         return mmfs__err(MMFS_BUSY, "%s: a hook called back into its own store", db->dir);
     if (db->opt.readonly) return mmfs__err(MMFS_READONLY, "%s: opened read-only", db->dir);
-    if ((rc = mmfs__sync_check(db)) != MMFS_OK) return rc;
+    if ((rc = mmfs__sync_check(&db->log)) != MMFS_OK) return rc;
     /* lock_timeout_ms = 0 promises an event loop no wait, also not for
     ** another thread of this process in the middle of its write. */
     if (db->opt.lock_timeout_ms == 0) {
@@ -55,7 +55,7 @@ static int writer_enter(mmfs_db *db) {
     }
     rc = mmfs__lock_check(db);
     if (rc == MMFS_OK)
-        rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->shm->written, memory_order_acquire));
+        rc = mmfs__catch_up_locked(db, atomic_load_explicit(&db->log.shm->written, memory_order_acquire));
     if (rc) {
         mmfs__lock_release(db);
         pthread_mutex_unlock(&db->wmu);
@@ -161,7 +161,7 @@ static int pwrite_all(mmfs_db *db, const mmfs__seg *s, const uint8_t *buf, size_
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             char path[4096];
-            mmfs__seg_path(db, s->no, path, sizeof path);
+            mmfs__seg_path(&db->log, s->no, path, sizeof path);
             return mmfs__err_sys(w < 0 ? errno : EIO, "write", path);
         }
         buf += w;
@@ -175,29 +175,29 @@ static int pwrite_all(mmfs_db *db, const mmfs__seg *s, const uint8_t *buf, size_
 ** synced before the next segment exists, so a sealed segment is whole) and
 ** starts the next one. */
 static int ensure_space(mmfs_db *db, size_t flen) {
-    size_t seal = mmfs__frame_size(0, &db->sum);
-    mmfs__seg *s = mmfs__seg_last(db);
+    size_t seal = mmfs__frame_size(0, &db->log.sum);
+    mmfs__seg *s = mmfs__seg_last(&db->log);
     if (!s->sealed && s->end + flen + seal <= s->size) return MMFS_OK;
     int rc;
     if (!s->sealed) {
         uint8_t buf[64];
-        mmfs__frame_finish(buf, db->next_lsn, 0, MMFS__FRAME_SEAL, 0, &db->sum);
+        mmfs__frame_finish(buf, db->next_lsn, 0, MMFS__FRAME_SEAL, 0, &db->log.sum);
         if ((rc = pwrite_all(db, s, buf, seal, s->end)) != MMFS_OK) return rc;
         if (fdatasync(s->fd) < 0) {
             char path[4096];
-            mmfs__seg_path(db, s->no, path, sizeof path);
+            mmfs__seg_path(&db->log, s->no, path, sizeof path);
             rc = mmfs__err_sys(errno, "fdatasync", path);
-            pthread_mutex_lock(&db->smu);
-            db->sync_failed = 1;
-            snprintf(db->sync_err, sizeof db->sync_err, "%s", mmfs_errmsg(NULL));
-            pthread_mutex_unlock(&db->smu);
+            pthread_mutex_lock(&db->log.smu);
+            db->log.sync_failed = 1;
+            snprintf(db->log.sync_err, sizeof db->log.sync_err, "%s", mmfs_errmsg(NULL));
+            pthread_mutex_unlock(&db->log.smu);
             return rc;
         }
         s->sealed = 1;
     }
-    uint64_t size = db->segment_size, need = MMFS__SEG_HDR + flen + seal;
+    uint64_t size = db->log.segment_size, need = MMFS__SEG_HDR + flen + seal;
     if (need > size) size = (need + 4095) & ~(uint64_t)4095;
-    return mmfs__seg_create(db, s->no + 1, size);
+    return mmfs__seg_create(&db->log, s->no + 1, size);
 }
 
 /* A lone writer in "always" mode starts writing its frame's pages at once,
@@ -225,7 +225,7 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
         if (keep[i]) body += mmfs__rec_size(&cmds[i]);
     if (body > MMFS__FRAME_MAX - 4096)
         return mmfs__err(MMFS_INVALID, "batch: %zu bytes is over the frame limit", body);
-    size_t flen = mmfs__frame_size(body, &db->sum);
+    size_t flen = mmfs__frame_size(body, &db->log.sum);
     int rc;
     if ((rc = grow_scratch(db, flen)) != MMFS_OK) return rc;
     uint8_t *p = db->scratch + MMFS__FRAME_HDR;
@@ -234,14 +234,14 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
         mmfs__rec_encode(&cmds[i], p);
         p += mmfs__rec_size(&cmds[i]);
     }
-    mmfs__frame_finish(db->scratch, db->next_lsn, (uint32_t)kept, 0, body, &db->sum);
+    mmfs__frame_finish(db->scratch, db->next_lsn, (uint32_t)kept, 0, body, &db->log.sum);
     if ((rc = ensure_space(db, flen)) != MMFS_OK) return rc;
-    mmfs__seg *s = mmfs__seg_last(db);
-    if ((rc = mmfs__seg_zero_ahead(db, s, s->end + flen)) != MMFS_OK) return rc;
+    mmfs__seg *s = mmfs__seg_last(&db->log);
+    if ((rc = mmfs__seg_zero_ahead(&db->log, s, s->end + flen)) != MMFS_OK) return rc;
     /* Never write over a frame: the append position must be where the
     ** shared page says the log ends, and hold no frame.  Either failing
     ** means another writer got in beside this one (LOCK replaced). */
-    if (atomic_load_explicit(&db->shm->written, memory_order_acquire) != atomic_load(&db->applied))
+    if (atomic_load_explicit(&db->log.shm->written, memory_order_acquire) != atomic_load(&db->applied))
         return mmfs__err(MMFS_IO, "%s/LOCK: its shared page does not say the log ends where this handle "
                                   "is (log/%08u.seg offset %llu); refusing to write (was LOCK replaced? "
                                   "reopen the store)",
@@ -253,10 +253,10 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
                          s->no, (unsigned long long)s->end);
     if ((rc = pwrite_all(db, s, db->scratch, flen, s->end)) != MMFS_OK) {
         if (undo_write(s, s->end, flen)) { /* the bytes stay: no write may follow them */
-            pthread_mutex_lock(&db->smu);
-            db->sync_failed = 1;
-            snprintf(db->sync_err, sizeof db->sync_err, "%s (and undoing it failed)", mmfs_errmsg(NULL));
-            pthread_mutex_unlock(&db->smu);
+            pthread_mutex_lock(&db->log.smu);
+            db->log.sync_failed = 1;
+            snprintf(db->log.sync_err, sizeof db->log.sync_err, "%s (and undoing it failed)", mmfs_errmsg(NULL));
+            pthread_mutex_unlock(&db->log.smu);
         }
         return rc;
     }
@@ -277,14 +277,14 @@ static int write_frame(mmfs_db *db, const mmfs__rec *cmds, size_t n, const char 
 static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     mmfs__frame f;
     const char *why;
-    if (!mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->sum, &f, &why)) {
+    if (!mmfs__frame_check(s->map + off, s->size - off, db->next_lsn, &db->log.sum, &f, &why)) {
         int rc = mmfs__err(MMFS_IO, "log/%08u.seg: offset %llu: the frame just written reads back bad (%s)",
                            s->no, (unsigned long long)off, why);
         if (undo_write(s, off, (size_t)(MMFS__POS_OFF(pos) - off))) {
-            pthread_mutex_lock(&db->smu);
-            db->sync_failed = 1;
-            snprintf(db->sync_err, sizeof db->sync_err, "%s (and undoing it failed)", mmfs_errmsg(NULL));
-            pthread_mutex_unlock(&db->smu);
+            pthread_mutex_lock(&db->log.smu);
+            db->log.sync_failed = 1;
+            snprintf(db->log.sync_err, sizeof db->log.sync_err, "%s (and undoing it failed)", mmfs_errmsg(NULL));
+            pthread_mutex_unlock(&db->log.smu);
         }
         return rc;
     }
@@ -318,9 +318,9 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     atomic_store(&db->applied, pos);
     pthread_rwlock_unlock(&db->rw);
     mmfs__announce_old(db); /* subscriptions on an engine a rebuild replaced */
-    atomic_store_explicit(&db->shm->state_version, mmfs__engine_state_version(db->eng), memory_order_relaxed);
-    atomic_store_explicit(&db->shm->written, pos, memory_order_release);
-    mmfs__sync_written(db, pos, db->next_lsn - 1, s->fd);
+    atomic_store_explicit(&db->log.shm->state_version, mmfs__engine_state_version(db->eng), memory_order_relaxed);
+    atomic_store_explicit(&db->log.shm->written, pos, memory_order_release);
+    mmfs__sync_written(&db->log, pos, db->next_lsn - 1, s->fd);
     return rc;
 }
 
@@ -383,7 +383,7 @@ leave:
         next = b->next;
         free(b);
     }
-    if (rc == MMFS_OK && kept && always && (rc = mmfs__sync_wait(db, pos)) != MMFS_OK) {
+    if (rc == MMFS_OK && kept && always && (rc = mmfs__sync_wait(&db->log, pos)) != MMFS_OK) {
         /* The frame is in the file, but whether it reached the disk cannot
         ** be known: the caller must take the write neither as done nor as
         ** failed (a retry could make two). */
@@ -397,5 +397,5 @@ leave:
 
 int mmfs_sync(mmfs_db *db) {
     int rc = mmfs__usable(db);
-    return rc ? rc : mmfs__sync_all(db);
+    return rc ? rc : mmfs__sync_all(&db->log);
 }
