@@ -41,18 +41,6 @@ static const char MAGIC[8] = {'M', 'M', 'F', 'S', 'I', 'D', 'X', '1'};
 #define TERM_ENT 40 /* bytes of one term entry */
 #define SKIP_ENT 16
 
-static inline uint32_t rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static inline uint64_t rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static inline void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static inline void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static inline uint64_t align(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 /* ------------------------------------------------------------ writing */
@@ -125,15 +113,15 @@ static void write_body(bw *w, const mmfs__index *ix, const uint8_t *head, uint32
         uint32_t nsk;
         uint64_t dn = term_data(ix, t, &nsk);
         uint8_t e[TERM_ENT] = {0};
-        wr32(e, (uint32_t)soff);
+        mmfs__st32(e, (uint32_t)soff);
         memcpy(e + 4, &t->slen, 2);
         memcpy(e + 6, &t->max_tf, 2);
-        wr32(e + 8, t->df);
-        wr32(e + 12, t->min_dl);
-        wr64(e + 16, doff);
-        wr32(e + 24, t->post.len);
-        wr32(e + 28, t->pos.len);
-        wr32(e + 32, nsk);
+        mmfs__st32(e + 8, t->df);
+        mmfs__st32(e + 12, t->min_dl);
+        mmfs__st64(e + 16, doff);
+        mmfs__st32(e + 24, t->post.len);
+        mmfs__st32(e + 28, t->pos.len);
+        mmfs__st32(e + 32, nsk);
         bw_put(w, e, sizeof e);
         soff += t->slen;
         doff += dn;
@@ -198,25 +186,25 @@ int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MM
 
     uint8_t head[HEAD] = {0};
     memcpy(head, MAGIC, 8);
-    wr32(head + 8, MMFS__IXSEG_FORMAT);
-    wr32(head + 12, (uint32_t)ix->cfg.version);
+    mmfs__st32(head + 8, MMFS__IXSEG_FORMAT);
+    mmfs__st32(head + 12, (uint32_t)ix->cfg.version);
     memcpy(head + 16, ix->cfg.lang, strnlen(ix->cfg.lang, MMFS__TOK_LANG - 1));
-    wr32(head + 48, lo);
-    wr32(head + 52, hi);
-    wr64(head + 56, lsn);
-    wr64(head + 64, size);
-    wr32(head + 72, n);
-    wr32(head + 76, MMFS__IXSEG_BLOCK_BITS);
-    wr64(head + 80, ndocs);
-    wr64(head + 88, total);
-    wr64(head + 96, off_dl);
-    wr64(head + 104, off_terms);
-    wr64(head + 112, off_strs);
-    wr64(head + 120, off_data);
-    wr64(head + 128, off_sums);
-    wr32(head + HEAD_SUM, mmfs__crc32c(0, head, HEAD_SUM));
+    mmfs__st32(head + 48, lo);
+    mmfs__st32(head + 52, hi);
+    mmfs__st64(head + 56, lsn);
+    mmfs__st64(head + 64, size);
+    mmfs__st32(head + 72, n);
+    mmfs__st32(head + 76, MMFS__IXSEG_BLOCK_BITS);
+    mmfs__st64(head + 80, ndocs);
+    mmfs__st64(head + 88, total);
+    mmfs__st64(head + 96, off_dl);
+    mmfs__st64(head + 104, off_terms);
+    mmfs__st64(head + 112, off_strs);
+    mmfs__st64(head + 120, off_data);
+    mmfs__st64(head + 128, off_sums);
+    mmfs__st32(head + HEAD_SUM, mmfs__crc32c(0, head, HEAD_SUM));
 
-    mmfs__ixent me = {lo, hi, lsn, rd32(head + HEAD_SUM)};
+    mmfs__ixent me = {lo, hi, lsn, mmfs__ld32(head + HEAD_SUM)};
     mmfs__ixseg_name(&me, name);
     if (ent) *ent = me;
     char tmp[MMFS__IXSEG_NAME + 32];
@@ -295,29 +283,29 @@ int mmfs__ixseg_open(int dir, const char *name, const mmfs__tokcfg *cfg, mmfs__i
     uint64_t size = (uint64_t)st.st_size;
     mmfs__ixseg *s = NULL;
     int rc;
-    if (memcmp(h, MAGIC, 8) != 0 || rd32(h + HEAD_SUM) != mmfs__crc32c(0, h, HEAD_SUM)) {
+    if (memcmp(h, MAGIC, 8) != 0 || mmfs__ld32(h + HEAD_SUM) != mmfs__crc32c(0, h, HEAD_SUM)) {
         rc = bad(name, "header checksum mismatch");
         goto fail;
     }
-    if (rd32(h + 8) != MMFS__IXSEG_FORMAT) {
-        rc = mmfs__err(MMFS_INVALID, "index/%s: format %u is newer than this library", name, rd32(h + 8));
+    if (mmfs__ld32(h + 8) != MMFS__IXSEG_FORMAT) {
+        rc = mmfs__err(MMFS_INVALID, "index/%s: format %u is newer than this library", name, mmfs__ld32(h + 8));
         goto fail;
     }
-    if (rd64(h + 64) != size) {
+    if (mmfs__ld64(h + 64) != size) {
         rc = bad(name, "truncated");
         goto fail;
     }
     char lang[MMFS__TOK_LANG] = {0};
     memcpy(lang, h + 16, MMFS__TOK_LANG - 1);
-    if ((int)rd32(h + 12) != cfg->version || strcmp(lang, cfg->lang) != 0) {
+    if ((int)mmfs__ld32(h + 12) != cfg->version || strcmp(lang, cfg->lang) != 0) {
         rc = bad(name, "made with another tokenizer");
         goto fail;
     }
-    uint32_t lo = rd32(h + 48), hi = rd32(h + 52), nterms = rd32(h + 72);
-    uint64_t off_dl = rd64(h + 96), off_terms = rd64(h + 104), off_strs = rd64(h + 112);
-    uint64_t off_data = rd64(h + 120), off_sums = rd64(h + 128);
+    uint32_t lo = mmfs__ld32(h + 48), hi = mmfs__ld32(h + 52), nterms = mmfs__ld32(h + 72);
+    uint64_t off_dl = mmfs__ld64(h + 96), off_terms = mmfs__ld64(h + 104), off_strs = mmfs__ld64(h + 112);
+    uint64_t off_data = mmfs__ld64(h + 120), off_sums = mmfs__ld64(h + 128);
     uint64_t nblk = (off_sums + MMFS__IXSEG_BLOCK - 1) >> MMFS__IXSEG_BLOCK_BITS;
-    if (rd32(h + 76) != MMFS__IXSEG_BLOCK_BITS || lo >= hi || off_dl != HEAD ||
+    if (mmfs__ld32(h + 76) != MMFS__IXSEG_BLOCK_BITS || lo >= hi || off_dl != HEAD ||
         off_terms < off_dl + 4 * (uint64_t)(hi - lo) || off_terms % 8 ||
         off_strs != off_terms + (uint64_t)nterms * TERM_ENT || off_data < off_strs || off_data % 8 ||
         off_sums < off_data || off_sums % 8 || off_sums + 4 * nblk + 4 != size) {
@@ -325,7 +313,7 @@ int mmfs__ixseg_open(int dir, const char *name, const mmfs__tokcfg *cfg, mmfs__i
         goto fail;
     }
     const uint8_t *sums = h + off_sums;
-    if (rd32(sums + 4 * nblk) != mmfs__crc32c(0, sums, 4 * nblk)) {
+    if (mmfs__ld32(sums + 4 * nblk) != mmfs__crc32c(0, sums, 4 * nblk)) {
         rc = bad(name, "block checksum table mismatch");
         goto fail;
     }
@@ -336,15 +324,15 @@ int mmfs__ixseg_open(int dir, const char *name, const mmfs__tokcfg *cfg, mmfs__i
     s->size = (size_t)size;
     s->lo = lo;
     s->hi = hi;
-    s->lsn = rd64(h + 56);
+    s->lsn = mmfs__ld64(h + 56);
     s->nterms = nterms;
-    s->ndocs = rd64(h + 80);
-    s->total_len = rd64(h + 88);
+    s->ndocs = mmfs__ld64(h + 80);
+    s->total_len = mmfs__ld64(h + 88);
     s->off_terms = off_terms;
     s->off_strs = off_strs;
     s->off_data = off_data;
     s->off_sums = off_sums;
-    s->head_crc = rd32(h + HEAD_SUM);
+    s->head_crc = mmfs__ld32(h + HEAD_SUM);
     s->dl = (const uint32_t *)(h + off_dl);
     s->sums = (const uint32_t *)sums;
     s->nblk = (uint32_t)nblk;
@@ -405,7 +393,7 @@ int mmfs__ixseg_term(mmfs__ixseg *s, uint32_t i, const uint8_t **str, size_t *sl
     const uint8_t *e;
     int rc = entry(s, i, &e);
     if (rc) return rc;
-    uint64_t soff = rd32(e);
+    uint64_t soff = mmfs__ld32(e);
     uint16_t n;
     memcpy(&n, e + 4, 2);
     if (s->off_strs + soff + n > s->off_data) return bad(s->name, "term out of range");
@@ -420,10 +408,10 @@ int mmfs__ixseg_term_part(mmfs__ixseg *s, uint32_t i, mmfs__xterm *st, mmfs__par
     int rc = entry(s, i, &e);
     if (rc) return rc;
     memcpy(&st->max_tf, e + 6, 2);
-    st->df = rd32(e + 8);
-    st->min_dl = rd32(e + 12);
-    uint64_t doff = rd64(e + 16);
-    uint32_t plen = rd32(e + 24), poslen = rd32(e + 28), nsk = rd32(e + 32);
+    st->df = mmfs__ld32(e + 8);
+    st->min_dl = mmfs__ld32(e + 12);
+    uint64_t doff = mmfs__ld64(e + 16);
+    uint32_t plen = mmfs__ld32(e + 24), poslen = mmfs__ld32(e + 28), nsk = mmfs__ld32(e + 32);
     uint64_t skoff = align((uint64_t)plen + poslen, 4);
     uint64_t len = skoff + (uint64_t)nsk * SKIP_ENT;
     if (doff % 4 || doff > s->off_sums - s->off_data || len > s->off_sums - s->off_data - doff ||

@@ -240,9 +240,6 @@ static void free_handle(mmfs_db *db) {
     pthread_cond_destroy(&db->log.scond);
     pthread_mutex_destroy(&db->cpmu);
     pthread_mutex_destroy(&db->cmu);
-    /* Not in a forked child, where the parent's checkpointer still counts
-    ** as a waiter: glibc's destroy would wait for it forever. */
-    if (!db->ckpt_on) pthread_cond_destroy(&db->ccond);
     free(db->scratch);
     free(db->dir);
     free(db->log.log_dir);
@@ -283,7 +280,6 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     pthread_cond_init(&db->log.scond, NULL);
     pthread_mutex_init(&db->cpmu, NULL);
     pthread_mutex_init(&db->cmu, NULL);
-    pthread_cond_init(&db->ccond, NULL);
     atomic_init(&db->committers, 0);
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;

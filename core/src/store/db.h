@@ -124,7 +124,6 @@ struct mmfs_db {
     _Atomic uint64_t ckpt_pos;
     pthread_mutex_t cpmu;
     pthread_mutex_t cmu;
-    pthread_cond_t ccond;
     pthread_t ckpter;
     int ckpt_on, ckpt_stop, ckpt_running;
 };
