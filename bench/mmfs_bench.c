@@ -52,6 +52,9 @@ static mmfs_db *open_store_policy(const char *dir, mmfs_sync_mode sync, int fres
     if (policy) o.policy = mmfs_str(policy);
     /* a new store's language (what stemming costs: "none" against the default) */
     if (getenv("MMFS_BENCH_LANGUAGE")) o.language = getenv("MMFS_BENCH_LANGUAGE");
+    /* what automatic checkpoints (and their index segments) cost: 0 = off */
+    if (getenv("MMFS_BENCH_CHECKPOINT_BYTES"))
+        o.checkpoint_bytes = strtoull(getenv("MMFS_BENCH_CHECKPOINT_BYTES"), NULL, 10);
     mmfs_db *db = NULL;
     g_db = NULL;
     MC(mmfs_open(dir, &o, &db));

@@ -205,8 +205,9 @@ static const uint8_t *bt_settle(mmfs__bt_pos *pos) {
     }
 }
 
-const uint8_t *mmfs__bt_seek(const mmfs__btree *t, const void *probe, int strict,
-                             mmfs__bt_pos *pos) {
+/* Descends to the leaf position of PROBE (the first entry when PROBE is
+** NULL), filling POS; the entry there, or NULL past the end. */
+static const uint8_t *bt_descend(const mmfs__btree *t, const void *probe, int strict, mmfs__bt_pos *pos) {
     if (!t->root) {
         pos->height = -1;
         return NULL;
@@ -214,31 +215,23 @@ const uint8_t *mmfs__bt_seek(const mmfs__btree *t, const void *probe, int strict
     pos->height = t->height;
     mmfs__bt_node *x = t->root;
     for (int lvl = t->height; lvl > 0; lvl--) {
-        int i = bt_child(t, x, probe);
+        int i = probe ? bt_child(t, x, probe) : 0;
         pos->node[lvl] = x;
         pos->idx[lvl] = i;
         x = x->kid[i];
     }
     pos->node[0] = x;
-    pos->idx[0] = bt_lower(t, x, probe, strict);
+    pos->idx[0] = probe ? bt_lower(t, x, probe, strict) : 0;
     return bt_settle(pos);
 }
 
+const uint8_t *mmfs__bt_seek(const mmfs__btree *t, const void *probe, int strict,
+                             mmfs__bt_pos *pos) {
+    return bt_descend(t, probe, strict, pos);
+}
+
 const uint8_t *mmfs__bt_first(const mmfs__btree *t, mmfs__bt_pos *pos) {
-    if (!t->root) {
-        pos->height = -1;
-        return NULL;
-    }
-    pos->height = t->height;
-    mmfs__bt_node *x = t->root;
-    for (int lvl = t->height; lvl > 0; lvl--) {
-        pos->node[lvl] = x;
-        pos->idx[lvl] = 0;
-        x = x->kid[0];
-    }
-    pos->node[0] = x;
-    pos->idx[0] = 0;
-    return bt_settle(pos);
+    return bt_descend(t, NULL, 0, pos);
 }
 
 const uint8_t *mmfs__bt_next(mmfs__bt_pos *pos) {
