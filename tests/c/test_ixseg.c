@@ -276,20 +276,20 @@ static void test_refused(void **state) {
     /* a newer format, its header checksum right */
     int fd = openat(f->dir, name, O_RDWR);
     assert_true(fd >= 0);
-    uint8_t h[136];
+    uint8_t h[144]; /* the header its checksum covers */
     assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
-    uint32_t v = 2;
+    uint32_t v = MMFS__IXSEG_FORMAT + 1;
     memcpy(h + 8, &v, 4);
     uint32_t crc = mmfs__crc32c(0, h, sizeof h);
     assert_int_equal(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
-    assert_int_equal(pwrite(fd, &crc, 4, 136), 4);
+    assert_int_equal(pwrite(fd, &crc, 4, sizeof h), 4);
     assert_int_equal(mmfs__ixseg_open(f->dir, name, &cfg, &s), MMFS_INVALID);
     assert_non_null(strstr(mmfs_errmsg(NULL), "newer"));
-    v = 1;
+    v = MMFS__IXSEG_FORMAT;
     memcpy(h + 8, &v, 4);
     crc = mmfs__crc32c(0, h, sizeof h);
     assert_int_equal(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
-    assert_int_equal(pwrite(fd, &crc, 4, 136), 4);
+    assert_int_equal(pwrite(fd, &crc, 4, sizeof h), 4);
     assert_int_equal(mmfs__ixseg_open(f->dir, name, &cfg, &s), MMFS_OK);
     mmfs__ixseg_close(s);
     /* truncated: by one byte, to half, to nothing */

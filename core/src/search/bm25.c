@@ -560,6 +560,7 @@ int mmfs__index_search(const mmfs__index *ix, mmfs_slice query, const mmfs__sear
     else if ((ph = lone_phrase(q.root))) run_phrase(&e, q.root, ph, &hp);
     else run_generic(&e, q.root, &hp);
     if (!rc) rc = e.rc;
+    if (!rc) rc = mmfs__view_bad(ix); /* a document table block failed its check */
     if (rc) goto done;
     qsort(out, hp.n, sizeof *out, cmp_hits);
     *n = hp.n;

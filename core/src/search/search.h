@@ -222,7 +222,7 @@ typedef struct mmfs__term {
 #define MMFS__IXSEG_BLOCK_BITS 16
 #define MMFS__IXSEG_BLOCK ((uint64_t)1 << MMFS__IXSEG_BLOCK_BITS)
 #define MMFS__IXSEG_NAME 48 /* longest file name, with its NUL */
-#define MMFS__IXSEG_FORMAT 1
+#define MMFS__IXSEG_FORMAT 2
 
 typedef struct mmfs__ixseg {
     char name[MMFS__IXSEG_NAME];
@@ -233,9 +233,11 @@ typedef struct mmfs__ixseg {
     uint32_t nterms;
     uint64_t ndocs;       /* live documents when written */
     uint64_t total_len;   /* their tokens */
+    uint64_t ndeleted;    /* documents written flagged deleted */
     uint64_t off_terms, off_strs, off_data, off_sums;
     uint32_t head_crc;    /* the header's own checksum (checkpoints list it) */
-    const uint32_t *dl;   /* hi - lo lengths (MMFS__DOC_ABSENT, DELETED flag) */
+    const uint32_t *dl;   /* hi - lo lengths (MMFS__DOC_ABSENT, DELETED flag); its
+                          ** blocks are checked when first read, as the rest */
     const uint32_t *sums; /* CRC32C per block of [0, off_sums) */
     uint32_t nblk;
     _Atomic uint64_t *ok; /* blocks checked so far (searches run concurrently) */
@@ -253,9 +255,10 @@ int mmfs__ixseg_write(const mmfs__index *ix, int dir, uint64_t lsn, char name[MM
 /* The file name of segment ENT into NAME. */
 void mmfs__ixseg_name(const mmfs__ixent *ent, char name[MMFS__IXSEG_NAME]);
 
-/* Maps segment NAME of directory DIR (an fd) after checking its header,
-** its table of block checksums and its document table against CFG (the
-** store's tokenizer).  Reads nothing else.  Errors: MMFS_NOTFOUND,
+/* Maps segment NAME of directory DIR (an fd) after checking its header
+** and its table of block checksums against CFG (the store's tokenizer).
+** Reads nothing else: every other block, the document table's too, is
+** checked when first read.  Errors: MMFS_NOTFOUND,
 ** MMFS_CORRUPT (damaged, truncated, another tokenizer), MMFS_INVALID
 ** (format newer than this library), MMFS_IO, MMFS_NOMEM. */
 int mmfs__ixseg_open(int dir, const char *name, const mmfs__tokcfg *cfg, mmfs__ixseg **out);
@@ -337,8 +340,12 @@ struct mmfs__index {
     size_t grpcap;
 };
 
+/* MMFS_CORRUPT when a block of a mapped segment failed its check (a
+** document length read as absent because of it), else MMFS_OK. */
+int mmfs__view_bad(const mmfs__index *ix);
 /* Length of DOCNO: MMFS__DOC_ABSENT, or the length with maybe the
-** MMFS__DOC_DELETED flag. */
+** MMFS__DOC_DELETED flag (mapped: MMFS__DOC_ABSENT when its block is
+** damaged; mmfs__view_bad then says so). */
 uint32_t mmfs__ixseg_doc_len(const mmfs__index *ix, uint32_t docno);
 static inline uint32_t mmfs__doc_len(const mmfs__index *ix, uint32_t docno) {
     if (docno < ix->seg_hi) return mmfs__ixseg_doc_len(ix, docno);

@@ -19,6 +19,7 @@
 */
 #include "index.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* The segment holding DOCNO (< ix->seg_hi), or NULL. */
@@ -37,10 +38,27 @@ static inline int seg_deleted(const mmfs__ixseg *s, uint32_t docno) {
     return (int)((s->del[i / 64] >> (i % 64)) & 1);
 }
 
+/* The document table entry of DOCNO in S, its block checked first (open
+** does not read the table, so that open time does not grow with the
+** store).  A damaged block reads as absent and leaves S bad: the search
+** that read it answers MMFS_CORRUPT (mmfs__view_bad), never its hits. */
+static uint32_t seg_dl(mmfs__ixseg *s, uint32_t docno) {
+    uint64_t off = (uint64_t)((const uint8_t *)s->dl - s->map) + 4 * (uint64_t)(docno - s->lo);
+    if (mmfs__ixseg_check(s, off, 4)) return MMFS__DOC_ABSENT;
+    return s->dl[docno - s->lo];
+}
+
+int mmfs__view_bad(const mmfs__index *ix) {
+    for (uint32_t k = 0; k < ix->nseg; k++)
+        if (atomic_load_explicit(&ix->segs[k]->bad, memory_order_relaxed))
+            return mmfs__err(MMFS_CORRUPT, "index/%s: damaged", ix->segs[k]->name);
+    return MMFS_OK;
+}
+
 uint32_t mmfs__ixseg_doc_len(const mmfs__index *ix, uint32_t docno) {
-    const mmfs__ixseg *s = seg_of(ix, docno);
+    mmfs__ixseg *s = seg_of(ix, docno);
     if (!s) return MMFS__DOC_ABSENT;
-    uint32_t len = s->dl[docno - s->lo];
+    uint32_t len = seg_dl(s, docno);
     if (len != MMFS__DOC_ABSENT && seg_deleted(s, docno)) len |= MMFS__DOC_DELETED;
     return len;
 }
@@ -55,8 +73,7 @@ int mmfs__index_attach(mmfs__index *ix, mmfs__ixseg *s) {
     ix->seg_hi = s->hi;
     ix->ndocs += s->ndocs;
     ix->total_len += s->total_len;
-    for (uint32_t d = s->lo; d < s->hi; d++)
-        ix->ndeleted += (s->dl[d - s->lo] & MMFS__DOC_DELETED) && s->dl[d - s->lo] != MMFS__DOC_ABSENT;
+    ix->ndeleted += s->ndeleted;
     return MMFS_OK;
 }
 
@@ -97,7 +114,7 @@ int mmfs__index_map_segment(mmfs__index *ix, int dir, const mmfs__ixent *ent) {
 void mmfs__view_remove(mmfs__index *ix, uint32_t docno) {
     mmfs__ixseg *s = seg_of(ix, docno);
     if (!s) return;
-    uint32_t len = s->dl[docno - s->lo];
+    uint32_t len = seg_dl(s, docno);
     if (len == MMFS__DOC_ABSENT || (len & MMFS__DOC_DELETED) || seg_deleted(s, docno)) return;
     uint32_t i = docno - s->lo;
     s->del[i / 64] |= (uint64_t)1 << (i % 64);
@@ -115,10 +132,10 @@ void mmfs__view_free(mmfs__index *ix) {
 
 uint64_t mmfs__view_next_live(const mmfs__index *ix, uint64_t from) {
     for (uint32_t k = 0; k < ix->nseg; k++) {
-        const mmfs__ixseg *s = ix->segs[k];
+        mmfs__ixseg *s = ix->segs[k];
         if (s->hi <= from) continue;
         for (uint64_t d = from > s->lo ? from : s->lo; d < s->hi; d++) {
-            uint32_t len = s->dl[d - s->lo];
+            uint32_t len = seg_dl(s, (uint32_t)d);
             if (len != MMFS__DOC_ABSENT && !(len & MMFS__DOC_DELETED) && !seg_deleted(s, (uint32_t)d))
                 return d;
         }
