@@ -36,16 +36,38 @@ static void key_name(char *buf, size_t len, int i) {
     snprintf(buf, len, "%s%02d", i % 3 ? "k/" : "p/", i);
 }
 
-static void dump_memory(FILE *out, const mmfs_memory *m) {
-    fprintf(out, " id=%llu at=%lld route=%.*s text=%.*s tags=", (unsigned long long)m->id,
+/* Writes memory M to OUT as a "mem" line and frees it. */
+static void put_memory(FILE *out, mmfs_memory *m) {
+    fprintf(out, "mem id=%llu at=%lld route=%.*s text=%.*s tags=", (unsigned long long)m->id,
             (long long)m->created_at, PS(m->route), PS(m->text));
     for (size_t t = 0; t < m->ntags; t++) fprintf(out, "%.*s,", PS(m->tags[t]));
     fputc('\n', out);
+    mmfs_free(m);
 }
 
 static int cmp_id(const void *a, const void *b) {
     uint64_t x = ((const mmfs_memory *)a)->id, y = ((const mmfs_memory *)b)->id;
     return x < y ? -1 : x > y;
+}
+
+/* Writes the ids of MS to OUT, then a newline, and frees MS. */
+static void put_id_list(FILE *out, mmfs_memories *ms) {
+    for (size_t i = 0; i < ms->count; i++) fprintf(out, " %llu", (unsigned long long)ms->items[i].id);
+    fputc('\n', out);
+    mmfs_free(ms);
+}
+
+/* The memories of DB that F selects with its tags set to TAG alone (F's
+** tags are unset again after). */
+static mmfs_memories *list_tag(mmfs_db *db, mmfs_filter *f, const char *tag) {
+    mmfs_slice ts = mmfs_str(tag);
+    f->tags = &ts;
+    f->ntags = 1;
+    mmfs_memories *ms;
+    MMFS_OK_OR_FAIL(mmfs_list_memories(db, f, &ms));
+    f->tags = NULL;
+    f->ntags = 0;
+    return ms;
 }
 
 /* Everything DB answers about the store, as text.  Search hits are
@@ -83,9 +105,7 @@ static char *dump(mmfs_db *db) {
     for (uint64_t id = 0; id <= maxid; id++) {
         mmfs_memory *m;
         if (mmfs_get_memory(db, id, &m) != MMFS_OK) continue;
-        fprintf(out, "mem");
-        dump_memory(out, m);
-        mmfs_free(m);
+        put_memory(out, m);
     }
     mmfs_filter f;
     memset(&f, 0, sizeof f);
@@ -93,23 +113,14 @@ static char *dump(mmfs_db *db) {
     mmfs_memories *ms;
     MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
     fprintf(out, "list %zu:", ms->count);
-    for (size_t i = 0; i < ms->count; i++) fprintf(out, " %llu", (unsigned long long)ms->items[i].id);
-    fputc('\n', out);
-    mmfs_free(ms);
+    put_id_list(out, ms);
     for (int t = 0; t < 3; t++) {
         char tag[16];
         snprintf(tag, sizeof tag, "t%d", t);
-        mmfs_slice ts = mmfs_str(tag);
-        f.tags = &ts;
-        f.ntags = 1;
-        MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
+        ms = list_tag(db, &f, tag);
         fprintf(out, "tag %s:", tag);
-        for (size_t i = 0; i < ms->count; i++) fprintf(out, " %llu", (unsigned long long)ms->items[i].id);
-        fputc('\n', out);
-        mmfs_free(ms);
+        put_id_list(out, ms);
     }
-    f.tags = NULL;
-    f.ntags = 0;
     f.route = mmfs_str("notes");
     MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
     fprintf(out, "route notes: %zu\n", ms->count);
@@ -119,9 +130,7 @@ static char *dump(mmfs_db *db) {
         MMFS_OK_OR_FAIL(mmfs_search_memory(db, mmfs_str(WORDS[w]), &f, &ms));
         qsort(ms->items, ms->count, sizeof *ms->items, cmp_id);
         fprintf(out, "search %s:", WORDS[w]);
-        for (size_t i = 0; i < ms->count; i++) fprintf(out, " %llu", (unsigned long long)ms->items[i].id);
-        fputc('\n', out);
-        mmfs_free(ms);
+        put_id_list(out, ms);
         mmfs_doc_hits *dh;
         MMFS_OK_OR_FAIL(mmfs_search(db, mmfs_str(WORDS[w]), 1000, &dh));
         fprintf(out, "docs %s: %zu\n", WORDS[w], dh->count);
@@ -312,6 +321,54 @@ static void ckpt_file(const char *dir, int nth, char *out, size_t len) {
     assert_true(out[0] != 0);
 }
 
+/* A read-only handle on DIR with the writers' options (ck_options): from
+** its newest good checkpoint, if any. */
+static mmfs_db *open_ro(const char *dir) {
+    mmfs_options o = ck_options();
+    o.readonly = 1;
+    return mmfs_test_open(dir, &o);
+}
+
+static uint64_t open_ckpt_lsn(const char *dir, char **d) {
+    mmfs_db *db = open_ro(dir);
+    uint64_t lsn = mmfs_test_stats(db).checkpoint_lsn;
+    *d = dump(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    return lsn;
+}
+
+/* LSN for assert_reopens_as: any checkpoint, not the log alone. */
+#define ANY_CKPT UINT64_MAX
+
+/* Asserts that DIR, opened read-only, opens from the checkpoint at LSN (0:
+** none, the log alone; ANY_CKPT: some checkpoint) and answers as WANT
+** (WHAT names the case). */
+static void assert_reopens_as(const char *dir, uint64_t lsn, const char *want, const char *what) {
+    char *got;
+    uint64_t at = open_ckpt_lsn(dir, &got);
+    if (lsn == ANY_CKPT) assert_true(at > 0);
+    else assert_int_equal(at, lsn);
+    assert_same(want, got, what);
+    free(got);
+}
+
+/* Asserts that DIR answers from its newest checkpoint as from the log
+** alone (CK_WHAT), and so does LIVE, a dump of the writer, unless it is
+** NULL (LIVE_WHAT); with NEED_CKPT, the checkpoint must have been used.
+** Frees LIVE. */
+static void assert_ckpt_as_log(const char *dir, int need_ckpt, char *live, const char *ck_what,
+                               const char *live_what) {
+    char *ck;
+    uint64_t lsn = open_ckpt_lsn(dir, &ck);
+    if (need_ckpt) assert_true(lsn > 0);
+    char *full = dump_from_log(dir);
+    assert_same(full, ck, ck_what);
+    if (live) assert_same(full, live, live_what);
+    free(live);
+    free(ck);
+    free(full);
+}
+
 /* -------------------------------------------------------------- tests */
 
 static void test_model(void **state) {
@@ -333,20 +390,9 @@ static void test_model(void **state) {
             }
             /* The writer (whatever it was opened from), a handle from the
             ** newest checkpoint, and one from the log alone. */
-            char *live = dump(db);
-            mmfs_options ro = o;
-            ro.readonly = 1;
-            mmfs_db *fresh = mmfs_test_open(dir, &ro);
-            if (count_ckpts(dir)) assert_true(mmfs_test_stats(fresh).checkpoint_lsn > 0);
-            char *ck = dump(fresh);
-            MMFS_OK_OR_FAIL(mmfs_close(fresh));
-            char *full = dump_from_log(dir);
-            assert_same(full, ck, "from the checkpoint vs from the log");
-            assert_same(full, live, "the writer vs from the log");
+            assert_ckpt_as_log(dir, count_ckpts(dir) != 0, dump(db), "from the checkpoint vs from the log",
+                               "the writer vs from the log");
             MMFS_OK_OR_FAIL(mmfs_verify(db));
-            free(live);
-            free(ck);
-            free(full);
         }
         assert_true(count_ckpts(dir) <= 2);
         MMFS_OK_OR_FAIL(mmfs_close(db));
@@ -368,16 +414,6 @@ static char *make_store(const char *dir, int checkpoints) {
     return dump_from_log(dir);
 }
 
-static uint64_t open_ckpt_lsn(const char *dir, char **d) {
-    mmfs_options o = ck_options();
-    o.readonly = 1;
-    mmfs_db *db = mmfs_test_open(dir, &o);
-    uint64_t lsn = mmfs_test_stats(db).checkpoint_lsn;
-    *d = dump(db);
-    MMFS_OK_OR_FAIL(mmfs_close(db));
-    return lsn;
-}
-
 static void read_file(const char *path, uint8_t **buf, size_t *len) {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
@@ -396,6 +432,24 @@ static void write_file(const char *path, const uint8_t *buf, size_t len) {
     fclose(f);
 }
 
+/* Reads DIR's newest checkpoint file: its path into PATH (PLEN bytes),
+** its LEN bytes returned (malloc'd). */
+static uint8_t *read_newest(const char *dir, char *path, size_t plen, size_t *len) {
+    ckpt_file(dir, 0, path, plen);
+    uint8_t *buf;
+    read_file(path, &buf, len);
+    return buf;
+}
+
+/* Writes the LEN bytes at ORIG to PATH with byte AT xored with MASK. */
+static void write_flipped(const char *path, const uint8_t *orig, size_t len, size_t at, uint8_t mask) {
+    uint8_t *b = malloc(len);
+    memcpy(b, orig, len);
+    b[at] ^= mask;
+    write_file(path, b, len);
+    free(b);
+}
+
 /* Rewrites the header's CRC32C (a CRC32C store; format 2 keeps it at 496
 ** over the 496 bytes before), so a change is seen by what it means, not
 ** by the checksum. */
@@ -411,29 +465,17 @@ static void test_flipped_bytes(void **state) {
     char *dir = mmfs_test_dir("ckpt-flip");
     char *want = make_store(dir, 1);
     char path[4200];
-    ckpt_file(dir, 0, path, sizeof path);
-    uint8_t *orig;
     size_t len;
-    read_file(path, &orig, &len);
+    uint8_t *orig = read_newest(dir, path, sizeof path, &len);
     uint64_t rs = mmfs_test_env_seed(7);
     for (int i = 0; i < 40; i++) {
-        uint8_t *b = malloc(len);
-        memcpy(b, orig, len);
         /* The header, each section and the checksum get their share. */
         size_t at = i < 8 ? (size_t)(mmfs_test_rand(&rs) % 256) : (size_t)(mmfs_test_rand(&rs) % len);
-        b[at] ^= (uint8_t)(1u << (mmfs_test_rand(&rs) % 8));
-        write_file(path, b, len);
-        char *got;
-        assert_int_equal(open_ckpt_lsn(dir, &got), 0);
-        assert_same(want, got, "a flipped checkpoint");
-        free(got);
-        free(b);
+        write_flipped(path, orig, len, at, (uint8_t)(1u << (mmfs_test_rand(&rs) % 8)));
+        assert_reopens_as(dir, 0, want, "a flipped checkpoint");
     }
     write_file(path, orig, len);
-    char *got;
-    assert_true(open_ckpt_lsn(dir, &got) > 0);
-    assert_same(want, got, "the checkpoint restored");
-    free(got);
+    assert_reopens_as(dir, ANY_CKPT, want, "the checkpoint restored");
     free(orig);
     free(want);
     mmfs_test_rmdir(dir);
@@ -444,17 +486,12 @@ static void test_truncated(void **state) {
     char *dir = mmfs_test_dir("ckpt-trunc");
     char *want = make_store(dir, 1);
     char path[4200];
-    ckpt_file(dir, 0, path, sizeof path);
-    uint8_t *orig;
     size_t len;
-    read_file(path, &orig, &len);
+    uint8_t *orig = read_newest(dir, path, sizeof path, &len);
     size_t cuts[] = {0, 10, 255, 256, len / 2, len - 17, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
         write_file(path, orig, cuts[i]);
-        char *got;
-        assert_int_equal(open_ckpt_lsn(dir, &got), 0);
-        assert_same(want, got, "a truncated checkpoint");
-        free(got);
+        assert_reopens_as(dir, 0, want, "a truncated checkpoint");
     }
     free(orig);
     free(want);
@@ -465,17 +502,13 @@ static void test_truncated(void **state) {
 ** anchor LSN 48. */
 static void patch_and_check(const char *dir, size_t off, uint32_t val, const char *what) {
     char path[4200];
-    ckpt_file(dir, 0, path, sizeof path);
-    uint8_t *b;
     size_t len;
-    read_file(path, &b, &len);
+    uint8_t *b = read_newest(dir, path, sizeof path, &len);
     memcpy(b + off, &val, 4);
     reseal(b, len);
     write_file(path, b, len);
-    char *want = dump_from_log(dir), *got;
-    assert_int_equal(open_ckpt_lsn(dir, &got), 0);
-    assert_same(want, got, what);
-    free(got);
+    char *want = dump_from_log(dir);
+    assert_reopens_as(dir, 0, want, what);
     free(want);
     free(b);
 }
@@ -551,19 +584,13 @@ static void test_falls_back_to_older(void **state) {
     char *want = make_store(dir, 3);
     assert_int_equal(count_ckpts(dir), 2);
     char newest[4200], older[4200];
-    ckpt_file(dir, 0, newest, sizeof newest);
     ckpt_file(dir, 1, older, sizeof older);
     unsigned long long older_lsn = strtoull(strrchr(older, '/') + 1, NULL, 10);
-    uint8_t *b;
     size_t len;
-    read_file(newest, &b, &len);
-    b[len / 2] ^= 0x40;
-    write_file(newest, b, len);
+    uint8_t *b = read_newest(dir, newest, sizeof newest, &len);
+    write_flipped(newest, b, len, len / 2, 0x40);
     free(b);
-    char *got;
-    assert_int_equal(open_ckpt_lsn(dir, &got), older_lsn);
-    assert_same(want, got, "the older checkpoint");
-    free(got);
+    assert_reopens_as(dir, older_lsn, want, "the older checkpoint");
     free(want);
     mmfs_test_rmdir(dir);
 }
@@ -633,14 +660,10 @@ static void test_many_tags(void **state) {
     for (int t = 0; t < 97; t++) {
         char tag[16];
         snprintf(tag, sizeof tag, "tag%d", t);
-        mmfs_slice ts = mmfs_str(tag);
         mmfs_filter f;
         memset(&f, 0, sizeof f);
         f.limit = 1000;
-        f.tags = &ts;
-        f.ntags = 1;
-        mmfs_memories *ms;
-        MMFS_OK_OR_FAIL(mmfs_list_memories(db, &f, &ms));
+        mmfs_memories *ms = list_tag(db, &f, tag);
         assert_int_equal(ms->count, 400 / 97 + (t < 400 % 97));
         mmfs_free(ms);
     }
@@ -666,14 +689,8 @@ static void test_compact_then_checkpoint(void **state) {
         assert_true(res.dropped > 0);
         MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
         for (int i = 0; i < 30; i++) random_op(db, &rs, &nmem);
-        char *live = dump(db), *ck = NULL;
-        assert_true(open_ckpt_lsn(dir, &ck) > 0);
-        char *full = dump_from_log(dir);
-        assert_same(full, ck, "from the checkpoint after a compaction vs from the log");
-        assert_same(full, live, "the compacting writer vs from the log");
-        free(live);
-        free(ck);
-        free(full);
+        assert_ckpt_as_log(dir, 1, dump(db), "from the checkpoint after a compaction vs from the log",
+                           "the compacting writer vs from the log");
     }
     MMFS_OK_OR_FAIL(mmfs_close(db));
     mmfs_test_rmdir(dir);
@@ -694,12 +711,7 @@ static void test_compact_writes_checkpoint(void **state) {
     MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, &res));
     assert_int_equal(count_ckpts(dir), 1);
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    char *ck = NULL;
-    assert_true(open_ckpt_lsn(dir, &ck) > 0);
-    char *full = dump_from_log(dir);
-    assert_same(full, ck, "from compaction's checkpoint vs from the log");
-    free(ck);
-    free(full);
+    assert_ckpt_as_log(dir, 1, NULL, "from compaction's checkpoint vs from the log", NULL);
     mmfs_test_rmdir(dir);
 }
 
@@ -823,9 +835,7 @@ static char *answers(mmfs_db *db) {
             fprintf(out, "mem %llu: %s\n", (unsigned long long)id, mmfs_err_name(rc));
             continue;
         }
-        fprintf(out, "mem");
-        dump_memory(out, m);
-        mmfs_free(m);
+        put_memory(out, m);
     }
     mmfs_filter f;
     memset(&f, 0, sizeof f);
@@ -929,18 +939,11 @@ static void test_damage_found_when_read(void **state) {
     char *dir = mmfs_test_dir("ckpt-lazy");
     make_big(dir, 64 << 10);
     char path[4200];
-    ckpt_file(dir, 0, path, sizeof path);
-    uint8_t *orig;
     size_t len;
-    read_file(path, &orig, &len);
-    char *want;
-    {
-        mmfs_options o = ck_options();
-        o.readonly = 1;
-        mmfs_db *db = mmfs_test_open(dir, &o);
-        want = answers(db);
-        MMFS_OK_OR_FAIL(mmfs_close(db));
-    }
+    uint8_t *orig = read_newest(dir, path, sizeof path, &len);
+    mmfs_db *db = open_ro(dir);
+    char *want = answers(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
     /* Sections (kind: offset at 120 + 16 (kind - 1), count after it) that
     ** open leaves to the first read: kv hash and order, the memory
     ** table's directory, time runs, positions, routes, explicit ids, tag
@@ -953,13 +956,9 @@ static void test_damage_found_when_read(void **state) {
         memcpy(&off, orig + 120 + 16 * (lazy[i] - 1), 8);
         memcpy(&cnt, orig + 128 + 16 * (lazy[i] - 1), 8);
         assert_true(cnt > 0); /* the big store has every kind */
-        uint8_t *b = malloc(len);
-        memcpy(b, orig, len);
-        b[off + cnt * esz[i] / 2] ^= 0x10;
-        write_file(path, b, len);
-        free(b);
+        write_flipped(path, orig, len, off + cnt * esz[i] / 2, 0x10);
         mmfs_options o = ck_options();
-        mmfs_db *db = mmfs_test_open(dir, &o);
+        db = mmfs_test_open(dir, &o);
         uint64_t lsn = mmfs_test_stats(db).checkpoint_lsn;
         char *got = answers(db);
         int corrupt = same_or_corrupt(want, got);
@@ -970,9 +969,7 @@ static void test_damage_found_when_read(void **state) {
             found_lazily++;
             assert_int_equal(st.checkpoint_dropped, 1);
             assert_int_equal(access(path, F_OK), -1); /* removed: the next open falls back */
-            mmfs_options ro = ck_options();
-            ro.readonly = 1;
-            db = mmfs_test_open(dir, &ro);
+            db = open_ro(dir);
             assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, 0);
             got = answers(db);
             assert_same(want, got, "reopened after a checkpoint was dropped");
@@ -997,18 +994,14 @@ static void test_damage_readonly(void **state) {
     char *dir = mmfs_test_dir("ckpt-lazy-ro");
     make_big(dir, 64 << 10);
     char path[4200];
-    ckpt_file(dir, 0, path, sizeof path);
-    uint8_t *b;
     size_t len;
-    read_file(path, &b, &len);
+    uint8_t *b = read_newest(dir, path, sizeof path, &len);
     uint64_t off, cnt;
     memcpy(&off, b + 120 + 16, 8); /* the kv hash */
     memcpy(&cnt, b + 128 + 16, 8);
     for (uint64_t s = 4096; s < cnt; s += 512) b[off + 16 * s + 8] ^= 1; /* a slot in every block but the first */
     write_file(path, b, len);
-    mmfs_options o = ck_options();
-    o.readonly = 1;
-    mmfs_db *db = mmfs_test_open(dir, &o);
+    mmfs_db *db = open_ro(dir);
     assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
     mmfs_slice v;
     MMFS_ASSERT_STATUS(mmfs_get_kv(db, mmfs_str("key00100"), &v), MMFS_CORRUPT);
@@ -1113,9 +1106,7 @@ static void test_one_checkpointer(void **state) {
     assert_int_equal(ckpt_lsns(dir, w), 2);
     assert_true(w[1] == v[0] && w[0] > v[0]);
     for (int i = 0; i < 4; i++) MMFS_OK_OR_FAIL(mmfs_close(dbs[i]));
-    mmfs_options ro = ck_options();
-    ro.readonly = 1;
-    mmfs_db *db = mmfs_test_open(dir, &ro);
+    mmfs_db *db = open_ro(dir);
     assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, w[0]);
     assert_int_equal(mmfs_test_stats(db).kv, (uint64_t)seq);
     MMFS_OK_OR_FAIL(mmfs_close(db));

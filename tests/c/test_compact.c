@@ -276,11 +276,8 @@ static void test_other_process(void **state) {
     uint64_t ids[100];
     fill(db, ids, 100);
     int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = mmfs_test_fork_piped(pfd);
     if (pid == 0) {
-        close(pfd[0]);
         mmfs_close(db); /* the parent's handle: a child only frees it (valgrind counts it lost) */
         mmfs_options o = mmfs_test_options(SMALL_SEG);
         o.lock_timeout_ms = 120000; /* valgrind on a busy machine: compactions are slow */
@@ -307,16 +304,15 @@ static void test_other_process(void **state) {
         if (write(pfd[1], &n, sizeof n) != (ssize_t)sizeof n) _exit(3);
         _exit(0);
     }
-    close(pfd[1]);
     for (int i = 0; i < 15; i++) {
         MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, NULL));
         check_filled(db, ids, 100);
         usleep(2000);
     }
-    int n = -1, st = 0;
+    int n = -1;
     assert_int_equal(read(pfd[0], &n, sizeof n), (ssize_t)sizeof n);
     close(pfd[0]);
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    int st = mmfs_test_wait(pid);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail_msg("child: %s %d (2: open failed, 3: pipe)", WIFEXITED(st) ? "exit" : "signal",
                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));

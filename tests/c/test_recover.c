@@ -1040,11 +1040,8 @@ static void kill_writer(mmfs_sync_mode mode) {
     mmfs_db *db = must_open(dir, &c); /* created before the child starts */
     MMFS_OK_OR_FAIL(mmfs_close(db));
     int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    pid_t pid = mmfs_test_fork_piped(pfd);
     if (pid == 0) {
-        close(pfd[0]);
         mmfs_db *cdb = NULL;
         if (open_cfg(dir, &c, &cdb) != MMFS_OK) _exit(10);
         for (int i = 0;; i++) {
@@ -1057,7 +1054,6 @@ static void kill_writer(mmfs_sync_mode mode) {
             if (write(pfd[1], &done, sizeof done) != sizeof done) _exit(12);
         }
     }
-    close(pfd[1]);
     uint32_t last = 0, x;
     int got = 0;
     while (read(pfd[0], &x, sizeof x) == sizeof x) {
@@ -1068,8 +1064,7 @@ static void kill_writer(mmfs_sync_mode mode) {
     kill(pid, SIGKILL);
     while (read(pfd[0], &x, sizeof x) == sizeof x) last = x; /* acks sent before the kill */
     close(pfd[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = mmfs_test_wait(pid);
     if (!got) fail_msg("the child acknowledged nothing (status 0x%x)", status);
     if (WIFEXITED(status)) fail_msg("child exited with %d instead of being killed", WEXITSTATUS(status));
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -112,6 +113,20 @@ void mmfs_test_reopen(mmfs_test_fx *f) {
     MMFS_OK_OR_FAIL(mmfs_close(f->db));
     f->db = NULL;
     f->db = mmfs_test_fx_open(f);
+}
+
+pid_t mmfs_test_fork_piped(int pfd[2]) {
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    close(pid == 0 ? pfd[0] : pfd[1]);
+    return pid;
+}
+
+int mmfs_test_wait(pid_t pid) {
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return st;
 }
 
 uint32_t mmfs_test_rand(uint64_t *state) {

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "memmapfs.h"
@@ -119,6 +120,20 @@ mmfs_db *mmfs_test_fx_open(const mmfs_test_fx *f);
 /* Closes F's handle (asserting MMFS_OK) and opens the directory again with
 ** mmfs_test_fx_open. */
 void mmfs_test_reopen(mmfs_test_fx *f);
+
+/* ---------------------------------------------------------------------
+** Child processes.
+*/
+
+/* Forks a child that reports to the parent through a pipe; fails the test
+** if pipe or fork does.  In the child (0 returned) PFD[1] is the write
+** end and PFD[0] is closed; in the parent (the child's pid returned)
+** PFD[0] is the read end and PFD[1] is closed. */
+pid_t mmfs_test_fork_piped(int pfd[2]);
+
+/* Waits for child PID (asserting that waitpid returns it) and returns its
+** wait status. */
+int mmfs_test_wait(pid_t pid);
 
 /* ---------------------------------------------------------------------
 ** Seeded random runs (the model tests: B+tree, hash map).
