@@ -654,6 +654,21 @@ static uint64_t since_ckpt(mmfs_db *db) {
            MMFS__POS_OFF(then);
 }
 
+int mmfs__ckpt_open_header(mmfs_db *db, uint64_t lsn, uint8_t h[CK_HDR]) {
+    char path[4400];
+    mmfs__ckpt_path(db, lsn, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t r = pread(fd, h, CK_HDR, 0);
+    if (r == CK_HDR && memcmp(h + H_MAGIC, CK_MAGIC, 8) == 0 && mmfs__ld32(h + H_FORMAT) == CK_FORMAT &&
+        mmfs__sum_check(&db->log.sum, h, H_HDR_SUM, h + H_HDR_SUM))
+        return fd;
+    int e = r < 0 ? errno : EINVAL;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
 /* Moves ckpt_pos to the anchor of the newest checkpoint in ckpt/ when
 ** another handle wrote one since (its header, checksum checked; the
 ** anchor frame's own length is not counted). */
@@ -662,13 +677,9 @@ static void ckpt_pos_refresh(mmfs_db *db) {
     size_t n;
     if (mmfs__ckpt_list(db, &v, &n, 0) != MMFS_OK) return;
     uint8_t h[CK_HDR];
-    char path[4400];
     if (n) {
-        mmfs__ckpt_path(db, v[0], path, sizeof path);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h + H_MAGIC, CK_MAGIC, 8) == 0 &&
-            mmfs__ld32(h + H_FORMAT) == CK_FORMAT && mmfs__ld32(h + H_FIRST_SEG) == db->log.first_seg &&
-            mmfs__sum_check(&db->log.sum, h, H_HDR_SUM, h + H_HDR_SUM)) {
+        int fd = mmfs__ckpt_open_header(db, v[0], h);
+        if (fd >= 0 && mmfs__ld32(h + H_FIRST_SEG) == db->log.first_seg) {
             uint64_t pos = MMFS__POS(mmfs__ld32(h + H_ANCHOR_SEG), mmfs__ld64(h + H_ANCHOR_OFF));
             if (pos > atomic_load(&db->ckpt_pos)) atomic_store(&db->ckpt_pos, pos);
         }

@@ -147,6 +147,11 @@ void mmfs__ckpt_path(const mmfs_db *db, uint64_t lsn, char *buf, size_t len);
 ** (malloc'd; *N = 0 when the directory is missing).  With CLEAN, removes
 ** temporaries left by processes that are gone.  Errors: MMFS_NOMEM, a
 ** system error reading the directory. */
+/* ckpt.c: opens checkpoint LSN and reads its header into H, checked
+** (magic, format, the header's checksum): the fd, or -1 with errno ENOENT
+** (no such file: pruned meanwhile), EINVAL (not a good header of this
+** format) or the error of open or pread. */
+int mmfs__ckpt_open_header(mmfs_db *db, uint64_t lsn, uint8_t h[CK_HDR]);
 int mmfs__ckpt_list(mmfs_db *db, uint64_t **out, size_t *n, int clean);
 
 /* ckpt_snap.c: picks the LSN (under wmu), copies what changed since the

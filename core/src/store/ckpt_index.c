@@ -146,19 +146,16 @@ typedef struct keep {
 } keep;
 
 /* Adds the entries of checkpoint file LSN's section 5 to K.  Reads only
-** its header and section 5 (not verified: at worst a file is kept).
-** Errors: any, and then nothing is removed. */
+** its header (checked) and section 5 (not verified: at worst a file is
+** kept).  Errors: any, and then nothing is removed. */
 static int keep_listed(mmfs_db *db, uint64_t lsn, keep *k) {
-    char path[4400];
-    mmfs__ckpt_path(db, lsn, path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? MMFS_OK : MMFS_IO; /* pruned meanwhile */
     uint8_t h[CK_HDR];
+    int fd = mmfs__ckpt_open_header(db, lsn, h);
+    if (fd < 0) return errno == ENOENT ? MMFS_OK : MMFS_IO; /* pruned meanwhile */
     int rc = MMFS_IO;
-    if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h + H_MAGIC, CK_MAGIC, 8) != 0) goto out;
     const uint8_t *d = h + H_SEC + 16 * (SEC_INDEX - 1);
     uint64_t off = mmfs__ld64(d), cnt = mmfs__ld64(d + 8);
-    if (mmfs__ld32(h + H_FORMAT) != CK_FORMAT || cnt > 1u << 20) goto out;
+    if (cnt > 1u << 20) goto out;
     for (uint64_t i = 0; i < cnt; i++) {
         uint8_t e[IX_ENT];
         if (pread(fd, e, sizeof e, (off_t)(off + i * IX_ENT)) != (ssize_t)sizeof e) goto out;
