@@ -211,6 +211,17 @@ typedef struct mmfs__ixent {
 ** durably; what a checkpoint lists of it into *OUT.  Errors:
 ** MMFS_INVALID (no document), MMFS_IO, MMFS_NOMEM. */
 int mmfs__index_write_segment(const mmfs__index *ix, int dir, uint64_t lsn, mmfs__ixent *out);
+/* What mmfs__index_extract does with one document of its range. */
+enum { MMFS__EX_OUT, MMFS__EX_LIVE, MMFS__EX_DELETED };
+/* A new in-memory index (*OUT) holding the documents of [LO, HI) of SRC's
+** in-memory part as mmfs__index_add would have made them, without
+** tokenizing: their postings, positions, lengths.  KEEP[d - LO] says which
+** to take and whether deleted (MMFS__EX_*); NULL: those SRC holds, as
+** SRC flags them.  SRC is only read (its owner's read lock).  Errors:
+** MMFS_NOTFOUND (LO below SRC's in-memory part, an empty range, or KEEP
+** wants a document SRC lacks: tokenize instead), MMFS_NOMEM. */
+int mmfs__index_extract(const mmfs__index *src, uint32_t lo, uint32_t hi, const uint8_t *keep,
+                        mmfs__index **out);
 /* Maps segment ENT of directory DIR below the documents of IX (which
 ** holds none in memory yet), after checking it is that file.  Errors:
 ** MMFS_NOTFOUND, MMFS_CORRUPT, MMFS_INVALID (newer format), MMFS_NOMEM. */
