@@ -274,11 +274,11 @@ static void check_extract(int version) {
         if (c->deleted[d]) mmfs__index_remove(live, d);
     mmfs__index_remove(live, 1000 + 9 * 3); /* again: no drift */
     mmfs__index *x = (mmfs__index *)1;
-    assert_int_equal(mmfs__index_extract(live, 500, 2000, NULL, &x), MMFS_NOTFOUND); /* mapped */
+    assert_int_equal(mmfs__index_extract(&live, NULL, 500, 2000, NULL, &x), MMFS_NOTFOUND); /* mapped */
     assert_null(x);
 
     /* as the live index flags them */
-    assert_int_equal(mmfs__index_extract(live, 1000, 6000, NULL, &x), MMFS_OK);
+    assert_int_equal(mmfs__index_extract(&live, NULL, 1000, 6000, NULL, &x), MMFS_OK);
     assert_int_equal(mmfs__ixseg_write(x, f->dir, 300, na, NULL), MMFS_OK);
     mmfs__index_free(x);
     write_seg(dir2, c, version, 1000, 6000, 300, nb);
@@ -296,7 +296,7 @@ static void check_extract(int version) {
     assert_non_null(keep);
     for (uint32_t d = lo; d < hi; d++)
         keep[d - lo] = d % 13 == 0 ? MMFS__EX_OUT : c->deleted[d] || d % 17 == 0 ? MMFS__EX_DELETED : MMFS__EX_LIVE;
-    assert_int_equal(mmfs__index_extract(live, lo, hi, keep, &x), MMFS_OK);
+    assert_int_equal(mmfs__index_extract(&live, NULL, lo, hi, keep, &x), MMFS_OK);
     assert_int_equal(mmfs__ixseg_write(x, f->dir, 400, na, NULL), MMFS_OK);
     mmfs__index_free(x);
     write_keep(dir2, c, version, lo, hi, keep, 400, nb);
@@ -310,7 +310,7 @@ static void check_extract(int version) {
 
     /* a document KEEP wants that the live index lacks: tokenize instead */
     uint8_t k2[4] = {MMFS__EX_LIVE, MMFS__EX_LIVE, MMFS__EX_LIVE, MMFS__EX_LIVE};
-    assert_int_equal(mmfs__index_extract(live, NDOC - 1, NDOC + 3, k2, &x), MMFS_NOTFOUND);
+    assert_int_equal(mmfs__index_extract(&live, NULL, NDOC - 1, NDOC + 3, k2, &x), MMFS_NOTFOUND);
     assert_null(x);
     mmfs__index_free(live);
     close(dir2);

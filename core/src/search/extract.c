@@ -11,12 +11,22 @@
 **   its positions (re-encoded: first, then gaps) and its document's length,
 **   so blocks, skips, df, max_tf and min_dl come out as index_add makes
 **   them.  A deleted document keeps its postings, as in the source.
-** - The source is only read (its cursors and document table): the caller
-**   holds its owner's read lock.
+** - The source is only read (its cursors and document table), under its
+**   owner's read lock (LOCK), let go between terms every TERMS_HELD terms
+**   so its writer (the index drain) is not held up for the whole copy.
+**   Meanwhile the source may only gain documents at or above HI (new
+**   terms, postings appended, its arrays moved: nothing is kept across)
+**   and deletes (a flag; the copy's come from the document table read
+**   first, or from KEEP).  A re-index replaces (and frees) the source:
+**   then the copy stops (MMFS_NOTFOUND), touching nothing of it.
 */
 #include "index.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
+
+#define TERMS_HELD 4096 /* source terms copied per hold of its read lock */
 #include <xxhash.h>
 
 /* The documents of [lo, hi) to copy: want[d - lo] is the length (with
@@ -72,10 +82,15 @@ static int copy_term(mmfs__index *dst, const mmfs__index *src, const mmfs__term 
     return MMFS_OK;
 }
 
-int mmfs__index_extract(const mmfs__index *src, uint32_t lo, uint32_t hi, const uint8_t *keep,
-                        mmfs__index **out) {
+int mmfs__index_extract(mmfs__index *const *srcp, pthread_rwlock_t *lock, uint32_t lo, uint32_t hi,
+                        const uint8_t *keep, mmfs__index **out) {
     *out = NULL;
-    if (lo < src->seg_hi || lo >= hi) return MMFS_NOTFOUND; /* a mapped segment's, or nothing */
+    if (lock) pthread_rwlock_rdlock(lock);
+    const mmfs__index *src = *srcp;
+    if (!src || lo < src->seg_hi || lo >= hi) { /* a mapped segment's, or nothing */
+        if (lock) pthread_rwlock_unlock(lock);
+        return MMFS_NOTFOUND;
+    }
     uint32_t *want = malloc((size_t)(hi - lo) * sizeof *want);
     mmfs__index *dst = want ? mmfs__index_new_like(src) : NULL;
     uint32_t *pv = NULL;
@@ -100,10 +115,20 @@ int mmfs__index_extract(const mmfs__index *src, uint32_t lo, uint32_t hi, const 
     }
     /* terms in the source's id order: the segment writer sorts them */
     for (uint32_t i = 0; i < src->nterms && rc == MMFS_OK; i++) {
+        if (lock && i % TERMS_HELD == TERMS_HELD - 1) { /* let the writer in */
+            pthread_rwlock_unlock(lock);
+            sched_yield(); /* readers are preferred: give a waiting writer a chance */
+            pthread_rwlock_rdlock(lock);
+            if (*srcp != src) { /* re-indexed meanwhile (src freed): tokenize instead */
+                rc = MMFS_NOTFOUND;
+                break;
+            }
+        }
         const mmfs__term *t = &src->terms[i];
         if (t->df && t->last >= lo)
             rc = copy_term(dst, src, t, lo, hi, want, &pv, &pvcap, &pb, &pbcap);
     }
+    if (lock) pthread_rwlock_unlock(lock);
     free(pv);
     free(pb);
     free(want);

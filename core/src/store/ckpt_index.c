@@ -111,15 +111,16 @@ static int extract(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi
     mmfs__rec r;
     for (uint64_t id = lo; id < hi; id++) keep[id - lo] = ent_state(s, id, &r);
     mmfs__index *ix = NULL;
-    pthread_rwlock_rdlock(&db->rw); /* the engine stays (a reload swaps it under the write side) */
-    mmfs__mems *m = &db->eng->mems;
-    int rc = m->ix ? mmfs__engine_index_drain(db->eng) : MMFS_NOTFOUND;
-    if (rc == MMFS_OK) {
-        pthread_rwlock_rdlock(&m->ixlock);
-        rc = mmfs__index_extract(m->ix, (uint32_t)lo, (uint32_t)hi, keep, &ix);
-        pthread_rwlock_unlock(&m->ixlock);
-    }
+    /* the drain under rw's read side, as a search's; the copy under
+    ** ixlock alone, so apply goes on meanwhile: an engine a reload
+    ** replaces stays until close (recover.c), and the drain may add only
+    ** memories past S's (ids >= next_mem >= hi) and deletes, and a
+    ** re-index replaces mems.ix (extract then stops) */
+    pthread_rwlock_rdlock(&db->rw);
+    mmfs__engine *e = db->eng;
+    int rc = mmfs__engine_index_drain(e);
     pthread_rwlock_unlock(&db->rw);
+    if (rc == MMFS_OK) rc = mmfs__index_extract(&e->mems.ix, &e->mems.ixlock, (uint32_t)lo, (uint32_t)hi, keep, &ix);
     free(keep);
     if (rc == MMFS_OK && mmfs__index_count(ix)) {
         rc = mmfs__index_write_segment(ix, dir, s->lsn, ent);
