@@ -215,6 +215,119 @@ static uint64_t file_size(int dir, const char *name) {
     return (uint64_t)st.st_size;
 }
 
+/* Writes docs [from, to) of C as KEEP says (MMFS__EX_*, by docno - from)
+** into a segment of DIR, tokenizing them: the old checkpoint path. */
+static void write_keep(int dir, corpus *c, int version, uint32_t from, uint32_t to, const uint8_t *keep,
+                       uint64_t lsn, char name[MMFS__IXSEG_NAME]) {
+    mmfs__index *w = ix_new(version);
+    for (uint32_t d = from; d < to; d++) {
+        if (keep[d - from] == MMFS__EX_OUT) continue;
+        assert_int_equal(mmfs__index_add(w, d, c->text[d], strlen(c->text[d])), MMFS_OK);
+        if (keep[d - from] == MMFS__EX_DELETED) mmfs__index_remove(w, d);
+    }
+    assert_int_equal(mmfs__ixseg_write(w, dir, lsn, name, NULL), MMFS_OK);
+    mmfs__index_free(w);
+}
+
+/* Asserts that segment NAME is the same file in directories A and B. */
+static void same_file(int a, int b, const char *name) {
+    uint64_t n = file_size(a, name);
+    assert_int_equal(n, file_size(b, name));
+    char *x = malloc(n + 1), *y = malloc(n + 1);
+    assert_true(x && y);
+    int fa = openat(a, name, O_RDONLY), fb = openat(b, name, O_RDONLY);
+    assert_true(fa >= 0 && fb >= 0);
+    assert_int_equal(pread(fa, x, n, 0), (ssize_t)n);
+    assert_int_equal(pread(fb, y, n, 0), (ssize_t)n);
+    if (memcmp(x, y, n) != 0) fail_msg("%s differs", name);
+    close(fa);
+    close(fb);
+    free(x);
+    free(y);
+}
+
+/* An index with just segment NAME of DIR. */
+static mmfs__index *seg_only(int dir, const char *name, int version) {
+    mmfs__index *ix = ix_new(version);
+    attach(ix, dir, name, version);
+    return ix;
+}
+
+/* mmfs__index_extract of a range of a live index (a segment below it,
+** documents above the range, deletes), written as a segment, is the file
+** the texts tokenized again make, and answers alike: as the live index
+** flags them, and as KEEP says (left out, deleted since, deleted in KEEP
+** only). */
+static void check_extract(int version) {
+    fx *f = fx_new("ixseg-extract", 7 + (uint64_t)version);
+    char *path2 = mmfs_test_dir("ixseg-extract2");
+    int dir2 = open(path2, O_RDONLY | O_DIRECTORY);
+    assert_true(dir2 >= 0);
+    corpus *c = &f->c;
+    for (uint32_t d = 1; d <= NDOC; d += 9) c->deleted[d] = 1;
+    char n0[MMFS__IXSEG_NAME], na[MMFS__IXSEG_NAME], nb[MMFS__IXSEG_NAME];
+    write_seg(f->dir, c, version, 1, 1000, 50, n0);
+    mmfs__index *live = ix_new(version);
+    attach(live, f->dir, n0, version);
+    ix_add(live, c, 1000, NDOC + 1);
+    for (uint32_t d = 1000; d <= NDOC; d++)
+        if (c->deleted[d]) mmfs__index_remove(live, d);
+    mmfs__index_remove(live, 1000 + 9 * 3); /* again: no drift */
+    mmfs__index *x = (mmfs__index *)1;
+    assert_int_equal(mmfs__index_extract(&live, NULL, 500, 2000, NULL, &x), MMFS_NOTFOUND); /* mapped */
+    assert_null(x);
+
+    /* as the live index flags them */
+    assert_int_equal(mmfs__index_extract(&live, NULL, 1000, 6000, NULL, &x), MMFS_OK);
+    assert_int_equal(mmfs__ixseg_write(x, f->dir, 300, na, NULL), MMFS_OK);
+    mmfs__index_free(x);
+    write_seg(dir2, c, version, 1000, 6000, 300, nb);
+    assert_string_equal(na, nb);
+    same_file(f->dir, dir2, na);
+    mmfs__index *ref = seg_only(dir2, nb, version), *got = seg_only(f->dir, na, version);
+    same_answers(ref, got, c, 0);
+    mmfs__index_free(ref);
+    mmfs__index_free(got);
+
+    /* as KEEP says: the live index has deletes KEEP has not */
+    for (uint32_t d = 1000; d <= NDOC; d += 5) mmfs__index_remove(live, d);
+    uint32_t lo = 1001, hi = 7001;
+    uint8_t *keep = malloc(hi - lo);
+    assert_non_null(keep);
+    for (uint32_t d = lo; d < hi; d++)
+        keep[d - lo] = d % 13 == 0 ? MMFS__EX_OUT : c->deleted[d] || d % 17 == 0 ? MMFS__EX_DELETED : MMFS__EX_LIVE;
+    assert_int_equal(mmfs__index_extract(&live, NULL, lo, hi, keep, &x), MMFS_OK);
+    assert_int_equal(mmfs__ixseg_write(x, f->dir, 400, na, NULL), MMFS_OK);
+    mmfs__index_free(x);
+    write_keep(dir2, c, version, lo, hi, keep, 400, nb);
+    same_file(f->dir, dir2, na);
+    ref = seg_only(dir2, nb, version);
+    got = seg_only(f->dir, na, version);
+    same_answers(ref, got, c, 0);
+    mmfs__index_free(ref);
+    mmfs__index_free(got);
+    free(keep);
+
+    /* a document KEEP wants that the live index lacks: tokenize instead */
+    uint8_t k2[4] = {MMFS__EX_LIVE, MMFS__EX_LIVE, MMFS__EX_LIVE, MMFS__EX_LIVE};
+    assert_int_equal(mmfs__index_extract(&live, NULL, NDOC - 1, NDOC + 3, k2, &x), MMFS_NOTFOUND);
+    assert_null(x);
+    mmfs__index_free(live);
+    close(dir2);
+    mmfs_test_rmdir(path2);
+    fx_free(f);
+}
+
+static void test_extract_v1(void **state) {
+    (void)state;
+    check_extract(1);
+}
+
+static void test_extract_v0(void **state) {
+    (void)state;
+    check_extract(0);
+}
+
 /* A flipped byte anywhere: the segment does not open, or every query
 ** answers right or fails MMFS_CORRUPT, never a wrong hit. */
 static void test_flipped_bytes(void **state) {
@@ -312,6 +425,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_identical_v1),
         cmocka_unit_test(test_identical_v0),
+        cmocka_unit_test(test_extract_v1),
+        cmocka_unit_test(test_extract_v0),
         cmocka_unit_test(test_flipped_bytes),
         cmocka_unit_test(test_refused),
     };

@@ -152,8 +152,7 @@ uint64_t mmfs__doc_next_live(const mmfs__index *ix, uint64_t from) {
     return MMFS__END;
 }
 
-/* The length slot of DOCNO, its page created.  Errors: NULL (NOMEM). */
-static uint32_t *doc_slot(mmfs__index *ix, uint32_t docno) {
+uint32_t *mmfs__ix_doc_slot(mmfs__index *ix, uint32_t docno) {
     uint32_t pg = docno >> MMFS__PAGE_BITS;
     if (pg >= ix->npages) {
         uint32_t n = ix->npages ? ix->npages : 16;
@@ -356,7 +355,7 @@ int mmfs__index_add(mmfs__index *ix, uint32_t docno, const char *text, size_t le
     if (docno < ix->seg_hi) /* segments are immutable; ids are never reused */
         return mmfs__err(MMFS_INVALID, "search: docno %u is in a mapped index segment", docno);
     if (mmfs__doc_len(ix, docno) != MMFS__DOC_ABSENT) purge(ix, docno);
-    uint32_t *slot = doc_slot(ix, docno);
+    uint32_t *slot = mmfs__ix_doc_slot(ix, docno);
     if (!slot) return mmfs__err(MMFS_NOMEM, "search: out of memory");
 
     /* intern every token first: if that fails, no posting was touched.

@@ -74,6 +74,10 @@ int mmfs__ix_grow(void **p, size_t *cap, size_t need, size_t elem);
 /* index.c: the same for a u32 capacity (NEED at most UINT32_MAX / 2). */
 int mmfs__ix_grow32(void **p, uint32_t *cap, size_t need, size_t elem);
 
+/* index.c: the length slot of DOCNO (>= ix->seg_hi), its page created.
+** Errors: NULL (NOMEM). */
+uint32_t *mmfs__ix_doc_slot(mmfs__index *ix, uint32_t docno);
+
 /* terms.c: the id of term S[0..n) (hash H, XXH3), created if new.
 ** Errors: MMFS_NOMEM. */
 int mmfs__term_intern(mmfs__index *ix, uint64_t h, const uint8_t *s, size_t n, uint32_t *id);

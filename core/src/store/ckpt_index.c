@@ -10,9 +10,12 @@
 ** - A checkpoint's segments hold its live, indexed memories below the end
 **   of its last segment, with disjoint increasing docno ranges; the
 **   memories above are indexed from the log after open (memory.c's drain).
-** - A segment is built from the snapshot's memory table (the texts are in
-**   the log), so it holds what the checkpoint's LSN says, whatever the
-**   live index has drained since.  Deleted memories whose records the log
+** - A segment holds what the checkpoint's LSN says, whatever the live
+**   index has drained since: the snapshot's memory table says which
+**   memories and which are deleted.  The new segment's postings are copied
+**   from the live index's in-memory part (extract: no tokenizing); merges,
+**   and a new segment the live index does not hold in memory (after a
+**   re-index, or on any error), tokenize the texts from the log (build).  Deleted memories whose records the log
 **   still has are in it, flagged deleted, as the live index keeps them
 **   (search.h: df counts them until compaction): a store reopened from
 **   its segments ranks as the handle that wrote them.
@@ -49,6 +52,23 @@ static int index_dir(const mmfs_db *db, int make) {
     return fd;
 }
 
+/* Clamps [*lo, *hi) to S's memory table and to docnos. */
+static void clamp(const snap *s, uint64_t *lo, uint64_t *hi) {
+    if (*lo < s->mem_base) *lo = s->mem_base;
+    if (*hi > s->mem_base + s->nents) *hi = s->mem_base + s->nents;
+    if (*hi > MMFS__MEM_ID_MAX + 1) *hi = MMFS__MEM_ID_MAX + 1;
+}
+
+/* Is memory ID of S one a segment holds (what build indexes): not, live
+** or deleted (MMFS__EX_*)?  Its record decoded into *R. */
+static uint8_t ent_state(const snap *s, uint64_t id, mmfs__rec *r) {
+    const mmfs__mem_ent *me = &s->ents[id - s->mem_base];
+    if (!me->raw || (me->raw[5] & MMFS__RF_NOINDEX) ||
+        mmfs__rec_decode(me->raw, mmfs__raw_len(me->raw), r) != MMFS_OK || r->u.mem.id != id)
+        return MMFS__EX_OUT;
+    return me->deleted ? MMFS__EX_DELETED : MMFS__EX_LIVE;
+}
+
 /* Indexes the live, indexed memories of S with ids in [lo, hi) into a new
 ** index, written as a segment of DIR: *ENT, *MADE = 0 when none. */
 static int build(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__ixent *ent, int *made) {
@@ -56,20 +76,16 @@ static int build(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, 
     mmfs__index *ix = mmfs__index_new();
     if (!ix) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (index)");
     int rc = mmfs__index_set_tokenizer(ix, db->log.tok_version, db->log.tok_lang);
-    if (lo < s->mem_base) lo = s->mem_base;
-    if (hi > s->mem_base + s->nents) hi = s->mem_base + s->nents;
-    if (hi > MMFS__MEM_ID_MAX + 1) hi = MMFS__MEM_ID_MAX + 1;
+    clamp(s, &lo, &hi);
     for (uint64_t id = lo; id < hi && rc == MMFS_OK; id++) {
-        const mmfs__mem_ent *me = &s->ents[id - s->mem_base];
         mmfs__rec r;
-        if (!me->raw || (me->raw[5] & MMFS__RF_NOINDEX) ||
-            mmfs__rec_decode(me->raw, mmfs__raw_len(me->raw), &r) != MMFS_OK || r.u.mem.id != id)
-            continue;
+        uint8_t st = ent_state(s, id, &r);
+        if (st == MMFS__EX_OUT) continue;
         /* a deleted memory whose record is still in the log keeps its
         ** postings, flagged deleted, as the live index does until
         ** compaction drops the record: the same df, the same ranking */
         rc = mmfs__index_add(ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
-        if (rc == MMFS_OK && me->deleted) mmfs__index_remove(ix, (uint32_t)id);
+        if (rc == MMFS_OK && st == MMFS__EX_DELETED) mmfs__index_remove(ix, (uint32_t)id);
     }
     if (rc == MMFS_OK && mmfs__index_count(ix)) {
         rc = mmfs__index_write_segment(ix, dir, s->lsn, ent);
@@ -77,6 +93,51 @@ static int build(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, 
     }
     mmfs__index_free(ix);
     return rc;
+}
+
+/* As build, but copies the memories of [lo, hi) from the live index's
+** in-memory part (no tokenizing; search/extract.c): the queue drained
+** first so it covers S's memories.  Which memories and which are deleted
+** come from S, not from the live index (which may have seen deletes after
+** S's LSN, and memories above hi).  MMFS_NOTFOUND when the live index
+** does not hold them all in memory (mapped segments, a re-index): the
+** caller builds instead. */
+static int extract(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__ixent *ent, int *made) {
+    *made = 0;
+    clamp(s, &lo, &hi);
+    if (lo >= hi) return MMFS_NOTFOUND;
+    uint8_t *keep = malloc(hi - lo);
+    if (!keep) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (index)");
+    mmfs__rec r;
+    for (uint64_t id = lo; id < hi; id++) keep[id - lo] = ent_state(s, id, &r);
+    mmfs__index *ix = NULL;
+    /* the drain under rw's read side, as a search's; the copy under
+    ** ixlock alone, so apply goes on meanwhile: an engine a reload
+    ** replaces stays until close (recover.c), and the drain may add only
+    ** memories past S's (ids >= next_mem >= hi) and deletes, and a
+    ** re-index replaces mems.ix (extract then stops) */
+    pthread_rwlock_rdlock(&db->rw);
+    mmfs__engine *e = db->eng;
+    int rc = mmfs__engine_index_drain(e);
+    pthread_rwlock_unlock(&db->rw);
+    if (rc == MMFS_OK) rc = mmfs__index_extract(&e->mems.ix, &e->mems.ixlock, (uint32_t)lo, (uint32_t)hi, keep, &ix);
+    free(keep);
+    if (rc == MMFS_OK && mmfs__index_count(ix)) {
+        rc = mmfs__index_write_segment(ix, dir, s->lsn, ent);
+        *made = rc == MMFS_OK;
+    }
+    mmfs__index_free(ix);
+    return rc;
+}
+
+/* The segment of the memories of S from FROM on: copied from the live
+** index, or else (or on any error) built from the log.  The environment
+** variable MMFS_CKPT_RETOKENIZE (bench/, tests: the old path to compare
+** with) always builds. */
+static int fresh(mmfs_db *db, const snap *s, int dir, uint64_t from, mmfs__ixent *ent, int *made) {
+    if (getenv("MMFS_CKPT_RETOKENIZE") == NULL && extract(db, s, dir, from, s->next_mem, ent, made) == MMFS_OK)
+        return MMFS_OK;
+    return build(db, s, dir, from, s->next_mem, ent, made);
 }
 
 int mmfs__ckpt_index_make(mmfs_db *db, snap *s) {
@@ -102,7 +163,7 @@ int mmfs__ckpt_index_make(mmfs_db *db, snap *s) {
     }
     int rc = MMFS_OK, made;
     uint64_t from = n ? l[n - 1].hi : 0;
-    if (from < s->next_mem && (rc = build(db, s, dir, from, s->next_mem, &l[n], &made)) == MMFS_OK && made) n++;
+    if (from < s->next_mem && (rc = fresh(db, s, dir, from, &l[n], &made)) == MMFS_OK && made) n++;
     /* Tiered merge: the adjacent pair covering the fewest docnos becomes
     ** one segment (its deleted memories dropped) until few enough remain. */
     while (rc == MMFS_OK && n > IX_SEGS_MAX) {
