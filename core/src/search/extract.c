@@ -25,9 +25,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <xxhash.h>
 
 #define TERMS_HELD 4096 /* source terms copied per hold of its read lock */
-#include <xxhash.h>
 
 /* The documents of [lo, hi) to copy: want[d - lo] is the length (with
 ** MMFS__DOC_DELETED) the copy gets, MMFS__DOC_ABSENT to leave D out.

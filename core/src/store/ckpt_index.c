@@ -131,12 +131,9 @@ static int extract(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi
 }
 
 /* The segment of the memories of S from FROM on: copied from the live
-** index, or else (or on any error) built from the log.  The environment
-** variable MMFS_CKPT_RETOKENIZE (bench/, tests: the old path to compare
-** with) always builds. */
+** index, or else (or on any error) built from the log. */
 static int fresh(mmfs_db *db, const snap *s, int dir, uint64_t from, mmfs__ixent *ent, int *made) {
-    if (getenv("MMFS_CKPT_RETOKENIZE") == NULL && extract(db, s, dir, from, s->next_mem, ent, made) == MMFS_OK)
-        return MMFS_OK;
+    if (extract(db, s, dir, from, s->next_mem, ent, made) == MMFS_OK) return MMFS_OK;
     return build(db, s, dir, from, s->next_mem, ent, made);
 }
 
