@@ -598,6 +598,11 @@ static int checkpoint_locked(mmfs_db *db) {
         const struct sseg *a = &s.segs[s.nsegs - 1];
         uint32_t flen = mmfs__ld32(a->map + MMFS__POS_OFF(s.anchor) + 4);
         atomic_store(&db->ckpt_pos, s.anchor + flen);
+        /* Durable and in place: handles that map an older one (this one
+        ** too) switch to it when they next catch up (recover.c).  Stored,
+        ** not maximised: writers are one at a time (ckpt/lock), and after
+        ** a repair cut the log LSNs may go back. */
+        atomic_store_explicit(&db->log.shm->checkpoint_lsn, s.lsn, memory_order_release);
         prune(db, 2);
         mmfs__ckpt_index_done(db, &s);
     }
