@@ -272,15 +272,15 @@ static size_t heap_in_use(void) {
 static void test_follow_in_process(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ckswitch-follow");
-    mmfs_options wo = opts(128u << 10);
+    mmfs_options wo = opts((128u << 10) / scale());
     mmfs_db *w = mmfs_test_open(dir, &wo);
     mmfs_options ro = opts(0);
     mmfs_db *r = mmfs_test_open(dir, &ro);
     assert_int_equal(mmfs_test_stats(r).checkpoint_lsn, 0);
-    uint64_t n = 20000 / scale(), seen = 0, switches = 0;
+    uint64_t n = 20000 / scale(), seen = 0, switches = 0, every = 250 / scale() + 1;
     for (uint64_t i = 1; i <= n; i++) {
         write_op(w, i);
-        if (i % 250 == 0) {
+        if (i % every == 0) {
             some_reads(r, i);
             uint64_t c = mmfs_test_stats(r).checkpoint_lsn;
             assert_true(c >= seen);
@@ -314,7 +314,7 @@ static void test_follow_forked_writer(void **state) {
     int pfd[2];
     pid_t pid = mmfs_test_fork_piped(pfd);
     if (pid == 0) {
-        mmfs_options wo = opts(1u << 20);
+        mmfs_options wo = opts((1u << 20) / scale());
         mmfs_db *w = NULL;
         int ok = mmfs_open(dir, &wo, &w) == MMFS_OK;
         for (uint64_t i = 1; ok && i <= n; i++) write_op(w, i);

@@ -610,6 +610,17 @@ static int checkpoint_locked(mmfs_db *db) {
     return rc;
 }
 
+/* After this handle wrote a checkpoint (cpmu held): its engine moves to
+** it now, in the writer of the checkpoint (the checkpointer thread, or
+** mmfs_checkpoint's caller), not in a later read or commit.  A failure
+** keeps the engine (recover.c). */
+static void follow_own(mmfs_db *db) {
+    pthread_mutex_lock(&db->wmu);
+    int rc = mmfs__ckpt_switch_due(db);
+    pthread_mutex_unlock(&db->wmu);
+    if (rc == MMFS_OK) (void)mmfs__index_drain(db);
+}
+
 /* Takes ckpt/lock: one checkpoint writer per store at a time, across
 ** handles and processes (flock: two descriptors of one process exclude
 ** each other too).  NONBLOCK: MMFS_BUSY when another holds it.  *FD: close
@@ -641,6 +652,7 @@ int mmfs_checkpoint(mmfs_db *db) {
     if ((rc = ckpt_lock(db, 0, &fd))) return rc;
     pthread_mutex_lock(&db->cpmu);
     rc = checkpoint_locked(db);
+    if (rc == MMFS_OK) follow_own(db);
     pthread_mutex_unlock(&db->cpmu);
     close(fd);
     return rc;
@@ -705,6 +717,7 @@ static void *checkpointer(void *arg) {
         if (since_ckpt(db) >= db->opt.checkpoint_bytes) {
             pthread_mutex_lock(&db->cpmu);
             rc = checkpoint_locked(db);
+            if (rc == MMFS_OK) follow_own(db);
             pthread_mutex_unlock(&db->cpmu);
         }
         close(fd);
