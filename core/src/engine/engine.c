@@ -70,8 +70,10 @@ void mmfs__engine_free(mmfs__engine *e) {
 }
 
 int mmfs__engine_retire(mmfs__engine *e) {
-    /* No new subscription can come: they are added under the read side
-    ** (store/read_state.c), and E is out of reach of the next one. */
+    /* No new subscription or drain can come: both start under the read
+    ** side (store/), and E is out of reach of the next one.  A drain
+    ** still inside keeps all of E, until a later retire. */
+    if (atomic_load_explicit(&e->drainers, memory_order_acquire)) return 1;
     pthread_mutex_lock(&e->state.mu);
     int subs = e->state.subs != NULL;
     pthread_mutex_unlock(&e->state.mu);

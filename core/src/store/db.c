@@ -12,6 +12,7 @@
 ** a log that lost it only after that log verified whole.
 */
 #include "db.h"
+#include "engine.h"
 #include "policy.h"
 
 #include <errno.h>
@@ -51,9 +52,14 @@ int mmfs__usable(mmfs_db *db) {
 }
 
 int mmfs__index_drain(mmfs_db *db) {
+    /* Counted in the engine rather than done under the read side, so
+    ** that a long drain never holds up apply (the write side). */
     pthread_rwlock_rdlock(&db->rw);
-    int rc = mmfs__engine_index_drain(db->eng);
+    mmfs__engine *e = db->eng;
+    atomic_fetch_add_explicit(&e->drainers, 1, memory_order_relaxed);
     pthread_rwlock_unlock(&db->rw);
+    int rc = mmfs__engine_index_drain(e);
+    atomic_fetch_sub_explicit(&e->drainers, 1, memory_order_release);
     return rc;
 }
 

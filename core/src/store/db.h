@@ -82,9 +82,10 @@ struct mmfs_db {
     ** valid; the segments they point into are log.old_segs. */
     mmfs__engine **old_engs;
     size_t nold_engs;
-    /* What checkpoint switches (recover.c) left of engines that had
-    ** subscriptions on them: their state part only (mmfs__engine_retire),
-    ** freed at the next switch once no subscription is left.  Under wmu. */
+    /* What checkpoint switches (recover.c) could not free yet of the
+    ** engines they replaced: the state part of one with subscriptions on
+    ** it, all of one an index drain was inside (mmfs__engine_retire);
+    ** retired again at the next switch.  Under wmu (and cpmu). */
     mmfs__engine **husks;
     size_t nhusks;
     _Atomic int compacting;   /* a compaction runs through this handle */
@@ -272,13 +273,16 @@ uint64_t mmfs__next_memory_id(const mmfs_db *db);
 ** switch (the engine stays as it was). */
 int mmfs__ckpt_switch_due(mmfs_db *db);
 /* recover.c: loads checkpoint LSN (at or below the last LSN applied) into
-** a new engine, replays the frames after it up to db->applied, checks
-** that its counts agree with the engine's, and swaps engines under the
-** write side.  The engine replaced is freed, but for its state part while
-** subscriptions are on it (a husk in old_engs, woken by
-** mmfs__announce_old).  Caller holds cpmu and wmu.  Errors: MMFS_CORRUPT
-** (a damaged, stale or missing file, or one that does not add up),
-** MMFS_NOMEM: the engine and stats are as they were. */
+** a new engine, replays the frames after it up to db->applied, does its
+** index work with wmu released (the frames applied meanwhile are replayed
+** after), checks that its counts agree with the engine's, and swaps
+** engines under the write side.  The engine replaced is freed, but for
+** its state part while subscriptions are on it, and whole while an index
+** drain is inside it (db->husks, retired again at the next switch, woken
+** by mmfs__announce_old).  Caller holds cpmu and wmu (held again on
+** return).  Errors: MMFS_CORRUPT (a damaged, stale or missing file, or
+** one that does not add up), MMFS_NOMEM, MMFS_BUSY (a rebuild replaced
+** the engine meanwhile): the engine and stats are as they were. */
 int mmfs__ckpt_switch(mmfs_db *db, uint64_t lsn);
 
 
