@@ -616,7 +616,7 @@ static int checkpoint_locked(mmfs_db *db) {
 ** keeps the engine (recover.c). */
 static void follow_own(mmfs_db *db) {
     pthread_mutex_lock(&db->wmu);
-    int rc = mmfs__ckpt_switch_due(db);
+    int rc = mmfs__ckpt_switch_due(db, 1);
     pthread_mutex_unlock(&db->wmu);
     if (rc == MMFS_OK) (void)mmfs__index_drain(db);
 }

@@ -71,11 +71,11 @@ static int ckpt_news(mmfs_db *db) {
            !mmfs__in_own_writer(db);
 }
 
-void mmfs__ckpt_follow(mmfs_db *db) {
+void mmfs__ckpt_follow(mmfs_db *db, int writer) {
     if (!ckpt_news(db) || pthread_mutex_trylock(&db->cpmu) != 0) return;
     int rc = MMFS_NOTFOUND;
     if (pthread_mutex_trylock(&db->wmu) == 0) {
-        rc = mmfs__ckpt_switch_due(db);
+        rc = mmfs__ckpt_switch_due(db, writer);
         pthread_mutex_unlock(&db->wmu);
     }
     pthread_mutex_unlock(&db->cpmu);
@@ -88,7 +88,7 @@ int mmfs__catch_up(mmfs_db *db) {
     uint64_t target = atomic_load_explicit(&db->log.shm->written, memory_order_acquire);
     int news = ckpt_news(db);
     if (target <= atomic_load_explicit(&db->applied, memory_order_acquire)) {
-        if (news) mmfs__ckpt_follow(db);
+        if (news) mmfs__ckpt_follow(db, 0);
         return MMFS_OK;
     }
     /* cpmu comes before wmu; a checkpoint running in this handle holds
@@ -97,7 +97,7 @@ int mmfs__catch_up(mmfs_db *db) {
     pthread_mutex_lock(&db->wmu);
     target = atomic_load_explicit(&db->log.shm->written, memory_order_acquire);
     int rc = mmfs__catch_up_locked(db, target);
-    if (rc == MMFS_OK && cp) (void)mmfs__ckpt_switch_due(db); /* failed: the engine is kept */
+    if (rc == MMFS_OK && cp) (void)mmfs__ckpt_switch_due(db, 0); /* failed: the engine is kept */
     pthread_mutex_unlock(&db->wmu);
     if (cp) pthread_mutex_unlock(&db->cpmu);
     /* Index what arrived, as a writer does after its commit: a handle that

@@ -177,9 +177,10 @@ void mmfs__read_end(mmfs_db *db);
 ** when none; a failed switch keeps the engine).  Takes the writer mutex
 ** and the engine's write side briefly. */
 int mmfs__catch_up(mmfs_db *db);
-/* The switch alone, for a writer after its commit: without waiting for
-** cpmu or wmu (busy: the next read or commit tries again). */
-void mmfs__ckpt_follow(mmfs_db *db);
+/* The switch alone, without waiting for cpmu or wmu (busy: the next read
+** or commit tries again): for a read that is not behind, and for a writer
+** after its commit (WRITER: see mmfs__ckpt_switch_due). */
+void mmfs__ckpt_follow(mmfs_db *db, int writer);
 /* Does the index work queued in the engine (engine.h, mmfs__mems) under
 ** the engine's read side: a switch frees the engine it replaced under the
 ** write side, so nothing touches an engine without holding one of them. */
@@ -269,9 +270,12 @@ void mmfs__announce_old(mmfs_db *db);
 uint64_t mmfs__next_memory_id(const mmfs_db *db);
 /* recover.c: when LOCK's page names a checkpoint newer than the one the
 ** engine holds and this handle has applied up to its LSN, switches to it
-** (mmfs__ckpt_switch).  Caller holds cpmu and wmu.  Errors: those of the
-** switch (the engine stays as it was). */
-int mmfs__ckpt_switch_due(mmfs_db *db);
+** (mmfs__ckpt_switch).  WRITER: called from a write path (after a commit,
+** or by the checkpoint's own writer), where a switch whose tail would
+** cost more than it frees waits for a later checkpoint.  Caller holds
+** cpmu and wmu.  Errors: those of the switch (the engine stays as it
+** was). */
+int mmfs__ckpt_switch_due(mmfs_db *db, int writer);
 /* recover.c: loads checkpoint LSN (at or below the last LSN applied) into
 ** a new engine, replays the frames after it up to db->applied, does its
 ** index work with wmu released (the frames applied meanwhile are replayed

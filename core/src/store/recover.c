@@ -656,7 +656,7 @@ int mmfs__ckpt_switch(mmfs_db *db, uint64_t lsn) {
     return MMFS_OK;
 }
 
-int mmfs__ckpt_switch_due(mmfs_db *db) {
+int mmfs__ckpt_switch_due(mmfs_db *db, int writer) {
     uint64_t lsn = atomic_load_explicit(&db->log.shm->checkpoint_lsn, memory_order_acquire);
     if (lsn == atomic_load(&db->ckpt_seen)) return MMFS_OK;
     /* Not reached yet (the frames before it are still to be applied), or
@@ -664,15 +664,14 @@ int mmfs__ckpt_switch_due(mmfs_db *db) {
     if (lsn >= db->next_lsn || atomic_load(&db->compacting) || atomic_load(&db->broken)) return MMFS_OK;
     atomic_store(&db->ckpt_seen, lsn);
     if (lsn <= db->ckpt_lsn) return MMFS_OK; /* the one mapped, or older */
-    /* A switch indexes the log's tail after LSN again.  A handle that
-    ** follows (a reader catching up soon after the announcement) has a
-    ** short tail and always switches; a writer ingesting while the
-    ** checkpoint was built has about as long a tail as the checkpoint
-    ** adds, and switches only once the checkpoints announced since its
-    ** own cover at least twice its tail: every few checkpoints, not at
-    ** each (W2 with checkpoints: 0.7x of the ingest rate when it switched
-    ** at each). */
-    if (db->next_lsn - 1 - lsn > (lsn - db->ckpt_lsn) / 2) return MMFS_OK;
+    /* A switch indexes the log's tail after LSN again, which is about as
+    ** long as what the checkpoint adds when writes went on while it was
+    ** built.  A read switches anyway (its heap is what the switch is
+    ** for); a write path switches only once the checkpoint covers at
+    ** least twice its tail: every few checkpoints of a long ingest, not at
+    ** each (W2 with checkpoints: 0.7x of the ingest rate when the writer
+    ** switched at each). */
+    if (writer && db->next_lsn - 1 - lsn > (lsn - db->ckpt_lsn) / 2) return MMFS_OK;
     return mmfs__ckpt_switch(db, lsn);
 }
 
