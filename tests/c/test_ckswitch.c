@@ -234,6 +234,7 @@ static void assert_as_fresh(mmfs_db *db, const char *dir) {
     uint64_t want = mmfs_test_stats(fresh).checkpoint_lsn;
     assert_true(want > 0);
     assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, want);
+    assert_int_equal(mmfs_test_stats(db).index_segments, mmfs_test_stats(fresh).index_segments);
     char *a = dump(db), *b = dump(fresh);
     assert_same(a, b, "the handle after switching vs a fresh open");
     free(a);
@@ -524,12 +525,42 @@ static void test_damaged_newer(void **state) {
     }
 }
 
+/* Another handle compacts the store (ending with a checkpoint of the new
+** log): a follower rebuilds from the new log when it catches up, then
+** moves to the compaction's checkpoint, and answers as a fresh open. */
+static void test_follow_compaction(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ckswitch-compact");
+    mmfs_options wo = opts((uint64_t)1 << 30); /* on, but never due: compaction's own checkpoint */
+    mmfs_db *w = mmfs_test_open(dir, &wo);
+    mmfs_options ro = opts(0);
+    mmfs_db *r = mmfs_test_open(dir, &ro);
+    for (uint64_t i = 1; i <= 1500; i++) write_op(w, i);
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(w));
+    MMFS_OK_OR_FAIL(mmfs_refresh(r));
+    uint64_t before = mmfs_test_stats(r).checkpoint_lsn;
+    assert_true(before > 0);
+    mmfs_compact_result res;
+    MMFS_OK_OR_FAIL(mmfs_compact(w, NULL, &res));
+    assert_true(res.dropped > 0);
+    for (uint64_t i = 1501; i <= 1600; i++) write_op(w, i);
+    MMFS_OK_OR_FAIL(mmfs_refresh(r));
+    /* The compaction's checkpoint has the LSN of the one before (it adds
+    ** none), in the new log: a rebuild alone would leave 0 here. */
+    assert_int_equal(mmfs_test_stats(r).checkpoint_lsn, before);
+    assert_as_fresh(r, dir);
+    MMFS_OK_OR_FAIL(mmfs_close(r));
+    MMFS_OK_OR_FAIL(mmfs_close(w));
+    mmfs_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_follow_in_process),
         cmocka_unit_test(test_follow_forked_writer),
         cmocka_unit_test(test_handed_out_survive),
         cmocka_unit_test(test_damaged_newer),
+        cmocka_unit_test(test_follow_compaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
