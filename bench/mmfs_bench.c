@@ -5,6 +5,10 @@
 **   mmfs_bench w1g  DIR MEMFILE THREADS PER   the same from THREADS threads, one handle
 **   mmfs_bench w1p  DIR MEMFILE PROCS PER     the same from PROCS processes, one store
 **   mmfs_bench w2   DIR MEMFILE N LABEL       batches of 1,000, sync=batch, then mmfs_sync
+**   mmfs_bench w2follow DIR MEMFILE N QFILE  W2's ingest in a forked child while a
+**                                             reader opened on the empty store runs a
+**                                             W3 query every 10 ms: the reader's
+**                                             RssAnon growth once it caught up
 **   mmfs_bench w3   DIR QFILE LABEL [PASSES]  top-10 OR queries over the W2 store: a
 **                                             warm-up pass, then PASSES timed ones
 **   mmfs_bench w4   DIR KVFILE N              N set_kv (1,000 per batch), N random get_kv
@@ -29,10 +33,12 @@
 */
 #include "benchutil.h"
 
+#include <malloc.h>
 #include <memmapfs.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static mmfs_db *g_db;
@@ -228,6 +234,61 @@ static void w2(const char *dir, const char *memfile, long n, const char *label) 
     bu_result("W2", "memmapfs-c", m, (double)bu_disk_bytes(dir, NULL), "bytes");
     snprintf(m, sizeof m, "peak_rss_%s", label);
     bu_result("W2", "memmapfs-c", m, (double)bu_peak_rss(), "bytes");
+}
+
+static size_t run_query(mmfs_db *db, const char *q);
+
+/* A long-lived reader beside W2's ingest (issue 10: a handle moves to the
+** checkpoints the writer makes, so its heap does not grow with what it
+** saw).  The writer is a child process (sync=batch, batches of 1,000,
+** MMFS_BENCH_CHECKPOINT_BYTES as for w2); the reader is this process. */
+static void w2follow(const char *dir, const char *memfile, long n, const char *qfile) {
+    bu_rmtree(dir);
+    mmfs_db *r = open_store(dir, MMFS_SYNC_BATCH, 0);
+    size_t nq;
+    char **lines = bu_load_lines(qfile, 1000, &nq);
+    char q[256];
+    bu_or_query(lines[0], q, sizeof q);
+    run_query(r, q); /* the tokenizer and the first allocations, before the baseline */
+    uint64_t rss0, anon0, rss1, anon1;
+    malloc_trim(0);
+    bu_rss(&rss0, &anon0);
+    struct mallinfo2 m0 = mallinfo2();
+    double t0 = bu_now();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) bu_die("fork failed");
+    if (pid == 0) {
+        mmfs_db *w = open_store(dir, MMFS_SYNC_BATCH, 0);
+        ingest(w, memfile, n);
+        MC(mmfs_sync(w));
+        close_store(w);
+        _exit(0);
+    }
+    int st = 0;
+    size_t i = 0;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        bu_or_query(lines[i++ % nq], q, sizeof q);
+        run_query(r, q);
+        usleep(10000);
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) bu_die("w2follow: the writer failed");
+    MC(mmfs_refresh(r));
+    run_query(r, q);
+    double dt = bu_now() - t0;
+    malloc_trim(0); /* what malloc keeps but no longer uses is not the reader's */
+    bu_rss(&rss1, &anon1);
+    struct mallinfo2 m1 = mallinfo2();
+    mmfs_store_stats s;
+    MC(mmfs_stats(r, &s));
+    fprintf(stderr, "memmapfs w2follow: %zu queries in %.1f s; the reader maps checkpoint %llu of lsn %llu\n", i, dt,
+            (unsigned long long)s.checkpoint_lsn, (unsigned long long)s.lsn);
+    bu_result("W2", "memmapfs-c", "follower_rss_anon_growth_mb", (double)(anon1 - anon0) / 1048576.0, "MiB");
+    bu_result("W2", "memmapfs-c", "follower_heap_growth_mb",
+              ((double)(m1.uordblks + m1.hblkhd) - (double)(m0.uordblks + m0.hblkhd)) / 1048576.0, "MiB");
+    bu_result("W2", "memmapfs-c", "follower_checkpoint_lsn", (double)s.checkpoint_lsn, "lsn");
+    bu_free_lines(lines, nq);
+    close_store(r);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -726,6 +787,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "w1p") && argc == 6) w1p(argv[2], argv[3], atoi(argv[4]), atol(argv[5]));
     else if (!strcmp(w, "w6") && argc == 5) w6(argv[2], argv[3], atol(argv[4]));
     else if (!strcmp(w, "w2") && argc == 6) w2(argv[2], argv[3], atol(argv[4]), argv[5]);
+    else if (!strcmp(w, "w2follow") && argc == 6) w2follow(argv[2], argv[3], atol(argv[4]), argv[5]);
     else if (!strcmp(w, "w3") && (argc == 5 || argc == 6))
         w3(argv[2], argv[3], argv[4], argc == 6 ? atoi(argv[5]) : 1);
     else if (!strcmp(w, "w4") && argc == 5) w4(argv[2], argv[3], atol(argv[4]));

@@ -575,8 +575,12 @@ typedef struct mmfs_store_stats {
     uint64_t durable_lsn;   /* last LSN known durable */
     uint64_t state_version;
     uint64_t segments;      /* log segments */
-    uint64_t checkpoint_lsn; /* LSN of the checkpoint open mapped, 0 if none
-                                (none, or every one was damaged or stale) */
+    uint64_t checkpoint_lsn; /* LSN of the checkpoint the handle maps now: open's,
+                                or a newer one written since (by any handle or
+                                process), which a handle moves to when it next
+                                catches up; 0 if none (none, or every one was
+                                damaged or stale).  A newer one that fails its
+                                checks is not moved to: this stays. */
     uint64_t compacting;    /* 1 while a compaction runs through this handle */
     uint64_t checkpoint_dropped; /* 1 once a part of the checkpoint open mapped
                                     failed its checksum when first read: reads
@@ -588,7 +592,10 @@ typedef struct mmfs_store_stats {
 /* Writes a checkpoint: the engine's state at the last LSN this handle has
 ** applied, as a file in ROOT/ckpt/ that later opens map instead of
 ** replaying the log up to it (the log stays the truth: a damaged, stale or
-** newer-format checkpoint is skipped).  Syncs the log up to that LSN
+** newer-format checkpoint is skipped), and that handles open on the store
+** (this one at once, others when they next catch up) switch to, so that a
+** long-lived handle's heap does not grow with what was written since its
+** open.  Syncs the log up to that LSN
 ** first.  Holds the writer mutex only while picking the LSN, and the
 ** engine's read side while copying positions; writes, fsyncs and renames
 ** the file without either, then removes all but the newest two.  A store

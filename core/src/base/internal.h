@@ -86,6 +86,12 @@ int mmfs__engine_new(mmfs__engine **out);
 ** applied.  Errors: MMFS_INVALID, MMFS_NOMEM. */
 int mmfs__engine_set_tokenizer(mmfs__engine *e, int version, const char *lang);
 void mmfs__engine_free(mmfs__engine *e);
+/* E, replaced by another engine (no reader can reach it any more), is
+** freed and 0 returned; but while subscriptions are on it (they wait on
+** its condition), only its state part is kept, as a husk, and while an
+** index drain is inside it, all of it: 1, and the caller calls retire
+** again later (or mmfs__engine_free at close). */
+int mmfs__engine_retire(mmfs__engine *e);
 
 /* Applies one decoded record (R->raw set).  Errors: MMFS_NOMEM (the engine
 ** is then unusable; db.c refuses further work). */

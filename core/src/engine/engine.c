@@ -69,6 +69,33 @@ void mmfs__engine_free(mmfs__engine *e) {
     free(e);
 }
 
+int mmfs__engine_retire(mmfs__engine *e) {
+    /* No new subscription or drain can come: both start under the read
+    ** side (store/), and E is out of reach of the next one.  A drain
+    ** still inside keeps all of E, until a later retire. */
+    if (atomic_load_explicit(&e->drainers, memory_order_acquire)) return 1;
+    pthread_mutex_lock(&e->state.mu);
+    int subs = e->state.subs != NULL;
+    pthread_mutex_unlock(&e->state.mu);
+    if (!subs) {
+        mmfs__engine_free(e);
+        return 0;
+    }
+    /* The heavy parts go now; each free leaves its module as new (zero),
+    ** so the final mmfs__engine_free frees nothing twice. */
+    mmfs__kv_free(e);
+    mmfs__mem_free(e);
+    mmfs__sess_free(e);
+    mmfs__stream_free(e);
+    memset(&e->kv, 0, sizeof e->kv);
+    memset(&e->mems, 0, sizeof e->mems);
+    memset(&e->docs, 0, sizeof e->docs);
+    memset(&e->sess, 0, sizeof e->sess);
+    memset(&e->streams, 0, sizeof e->streams);
+    e->policy = NULL;
+    return 1;
+}
+
 /* The latest POLICY record is in force; an empty source removes the
 ** policy, and such a record is not needed once applied. */
 static int policy_apply(mmfs__engine *e, const mmfs__rec *r) {

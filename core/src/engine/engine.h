@@ -264,6 +264,9 @@ typedef struct mmfs__state {
 } mmfs__state;
 
 struct mmfs__engine {
+    /* Index drains inside this engine (store/db.c counts them): one that
+    ** a checkpoint switch replaced is freed only once none is left. */
+    _Atomic int drainers;
     mmfs__kv kv;
     mmfs__mems mems;
     mmfs__docs docs;

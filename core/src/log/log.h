@@ -103,6 +103,10 @@ typedef struct mmfs__shared {
     ** moves it up, and every other handle then rebuilds (mmfs__reload).
     ** 0: written by a library before compaction (unknown). */
     _Atomic uint64_t first_segment;
+    /* The LSN of the checkpoint last written (ckpt.c stores it once the
+    ** file is durable); a handle that maps an older one switches to it
+    ** when it next catches up (recover.c).  0: none announced. */
+    _Atomic uint64_t checkpoint_lsn;
 } mmfs__shared;
 
 #define MMFS__SHARED_MAGIC 0x314b434f4c53464dull /* "MFSLOCK1" */

@@ -598,11 +598,27 @@ static int checkpoint_locked(mmfs_db *db) {
         const struct sseg *a = &s.segs[s.nsegs - 1];
         uint32_t flen = mmfs__ld32(a->map + MMFS__POS_OFF(s.anchor) + 4);
         atomic_store(&db->ckpt_pos, s.anchor + flen);
+        /* Durable and in place: handles that map an older one (this one
+        ** too) switch to it when they next catch up (recover.c).  Stored,
+        ** not maximised: writers are one at a time (ckpt/lock), and after
+        ** a repair cut the log LSNs may go back. */
+        atomic_store_explicit(&db->log.shm->checkpoint_lsn, s.lsn, memory_order_release);
         prune(db, 2);
         mmfs__ckpt_index_done(db, &s);
     }
     mmfs__ckpt_snap_free(&s);
     return rc;
+}
+
+/* After this handle wrote a checkpoint (cpmu held): its engine moves to
+** it now, in the writer of the checkpoint (the checkpointer thread, or
+** mmfs_checkpoint's caller), not in a later read or commit.  A failure
+** keeps the engine (recover.c). */
+static void follow_own(mmfs_db *db) {
+    pthread_mutex_lock(&db->wmu);
+    int rc = mmfs__ckpt_switch_due(db, 1);
+    pthread_mutex_unlock(&db->wmu);
+    if (rc == MMFS_OK) (void)mmfs__index_drain(db);
 }
 
 /* Takes ckpt/lock: one checkpoint writer per store at a time, across
@@ -636,6 +652,7 @@ int mmfs_checkpoint(mmfs_db *db) {
     if ((rc = ckpt_lock(db, 0, &fd))) return rc;
     pthread_mutex_lock(&db->cpmu);
     rc = checkpoint_locked(db);
+    if (rc == MMFS_OK) follow_own(db);
     pthread_mutex_unlock(&db->cpmu);
     close(fd);
     return rc;
@@ -700,6 +717,7 @@ static void *checkpointer(void *arg) {
         if (since_ckpt(db) >= db->opt.checkpoint_bytes) {
             pthread_mutex_lock(&db->cpmu);
             rc = checkpoint_locked(db);
+            if (rc == MMFS_OK) follow_own(db);
             pthread_mutex_unlock(&db->cpmu);
         }
         close(fd);

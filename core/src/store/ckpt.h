@@ -6,7 +6,8 @@
 **                writing it, pruning, mmfs_checkpoint, the checkpointer
 **   ckpt_snap.c  the snapshot: what a checkpoint copies under the locks
 **                and merges with the mapped checkpoint after them
-**   ckpt_load.c  loading the newest valid checkpoint at open
+**   ckpt_load.c  loading the newest valid checkpoint at open, or a newer
+**                one into a fresh engine (a switch, recover.c)
 **
 ** The format is docs/format.md's; a change to it is a change of
 ** CK_FORMAT.  Nothing outside these three includes this header.
@@ -173,10 +174,10 @@ void mmfs__ckpt_index_put(const snap *s, uint8_t *p);
 ** S's, and index files no kept checkpoint lists are removed. */
 void mmfs__ckpt_index_done(mmfs_db *db, snap *s);
 /* ckpt_index.c: maps the segments of section 5 (P, N entries) of
-** checkpoint LSN under the memories' index of DB's engine: the longest
+** checkpoint LSN under the memories' index of engine E: the longest
 ** prefix that opens and checks; the memories of the rest are indexed from
 ** the log.  Errors: MMFS_CORRUPT (a malformed section: skip the
 ** checkpoint), MMFS_NOMEM. */
-int mmfs__ckpt_index_load(mmfs_db *db, uint64_t lsn, const uint8_t *p, uint64_t n);
+int mmfs__ckpt_index_load(mmfs_db *db, mmfs__engine *e, uint64_t lsn, const uint8_t *p, uint64_t n);
 
 #endif

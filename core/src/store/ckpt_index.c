@@ -285,8 +285,8 @@ void mmfs__ckpt_index_done(mmfs_db *db, snap *s) {
 
 /* ------------------------------------------------------------ loading */
 
-int mmfs__ckpt_index_load(mmfs_db *db, uint64_t lsn, const uint8_t *p, uint64_t n) {
-    mmfs__mems *m = &db->eng->mems;
+int mmfs__ckpt_index_load(mmfs_db *db, mmfs__engine *e, uint64_t lsn, const uint8_t *p, uint64_t n) {
+    mmfs__mems *m = &e->mems;
     mmfs__ixent *l = malloc((n + 1) * sizeof *l);
     if (!l) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
     uint64_t prev = 0;
@@ -313,7 +313,7 @@ int mmfs__ckpt_index_load(mmfs_db *db, uint64_t lsn, const uint8_t *p, uint64_t 
     /* the segments this checkpoint wrote know its deletes already */
     m->segs_fresh = mmfs__index_segments_end(m->ix);
     for (size_t i = used; i-- > 0 && l[i].lsn == lsn;) m->segs_fresh = l[i].lo;
-    mmfs__mem_segs_below(db->eng);
+    mmfs__mem_segs_below(e);
     if (used < n) atomic_store(&m->seg_bad, 1);
     free(m->segl);
     m->segl = l;

@@ -1,15 +1,21 @@
 /*
-** ckpt_load.c: loading a checkpoint at open (mmfs__ckpt_load): the newest
-** file of ckpt/ that checks out is mapped, its kv tables and memory table
-** handed to the engine as they are, its other records applied again;
-** replay goes on after its anchor.
+** ckpt_load.c: loading a checkpoint: at open (mmfs__ckpt_load), the
+** newest file of ckpt/ that checks out, into the handle's engine; later
+** (mmfs__ckpt_load_into, recover.c's switch), a newer one into a fresh
+** engine beside the one readers use.  The file is mapped, its kv tables
+** and memory table handed to the engine as they are, its other records
+** applied again; replay goes on after its anchor.
 **
 ** Invariants:
 ** - The log stays the truth.  A file is skipped when anything is off
 **   (checksum, size, format, first_segment, tokenizer, anchor, a position
 **   outside the log): open then tries the next older one, then the whole
 **   log.  Nothing here ever changes the log or ckpt/, and a failed load
-**   leaves the engine as new (engine_reset).
+**   leaves nothing in the engine it filled (open makes it anew; a switch
+**   frees it and keeps the engine it had).
+** - try_one fills only the engine it is given and tells the handle's
+**   values (next LSN, anchor, ...) through a mmfs__ckpt_at: it changes no
+**   field of the handle, so a switch can run while readers use db->eng.
 ** - Open checks the header, the blocks' checksums (section 14) and the
 **   blocks of the sections it reads; the others are checked when first
 **   read (engine/ck_verify.c), which may drop the file later.
@@ -26,12 +32,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Forgets whatever a failed load put into the engine. */
-static int engine_reset(mmfs_db *db) {
-    mmfs__engine_free(db->eng);
-    db->eng = NULL;
-    int rc = mmfs__engine_new(&db->eng);
-    if (rc == MMFS_OK) rc = mmfs__engine_set_tokenizer(db->eng, db->log.tok_version, db->log.tok_lang);
+/* A new engine with the store's tokenizer, in *OUT.  Errors: MMFS_NOMEM,
+** MMFS_INVALID. */
+static int engine_fresh(mmfs_db *db, mmfs__engine **out) {
+    int rc = mmfs__engine_new(out);
+    if (rc == MMFS_OK && (rc = mmfs__engine_set_tokenizer(*out, db->log.tok_version, db->log.tok_lang)) != MMFS_OK) {
+        mmfs__engine_free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
@@ -42,10 +50,11 @@ static mmfs__seg *seg_index(mmfs_db *db, uint32_t no, size_t *i) {
     return db->log.segs[*i].no == no ? &db->log.segs[*i] : NULL;
 }
 
-/* Tries checkpoint LSN.  MMFS_OK: the engine holds it, *START and *FROM
-** say where replay goes on.  MMFS_CORRUPT: skipped (the engine is as it
-** was).  MMFS_NOMEM: give up. */
-static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
+/* Tries checkpoint LSN into E (new, with the store's tokenizer, nothing
+** applied).  MMFS_OK: E holds it and *AT says where the log goes on.
+** MMFS_CORRUPT: skipped; MMFS_NOMEM: give up.  On either, E may hold a
+** part of the file: the caller frees it. */
+static int try_one(mmfs_db *db, mmfs__engine *e, uint64_t lsn, mmfs__ckpt_at *at) {
     char path[4400];
     mmfs__ckpt_path(db, lsn, path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -126,13 +135,12 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     }
 
     /* Trusted from here.  The kv tables are mapped; the rest is applied. */
-    mmfs__engine *e = db->eng;
     mmfs__kvck *ck = &e->kv.ck;
     ck->seg_map = calloc(ai + 1, sizeof *ck->seg_map);
     ck->seg_end = calloc(ai + 1, sizeof *ck->seg_end);
     if (!ck->seg_map || !ck->seg_end) {
         rc = mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
-        goto reset;
+        goto bad;
     }
     for (size_t i = 0; i <= ai; i++) {
         ck->seg_map[i] = db->log.segs[i].map;
@@ -144,17 +152,17 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     ck->file_size = size;
     ck->ckf = ckf;
     ckf = NULL; /* the engine owns it now, and the map */
+    map = NULL;
     /* Only now may a bad block found later remove the file (never open:
     ** a failed open changes nothing on disk; nor a read-only handle). */
     if (!db->opt.readonly && !(ck->ckf->path = strdup(path))) {
         rc = mmfs__err(MMFS_NOMEM, "checkpoint: out of memory");
-        goto reset;
+        goto bad;
     }
     ck->slots = b + off[1];
     ck->mask = cnt[1] ? cnt[1] - 1 : 0;
     ck->order = b + off[2];
     ck->n = cnt[2];
-    map = NULL; /* the engine owns it now */
     e->kv.live = cnt[2];
     /* The index work of the memories waits for the first search or write,
     ** so that open and a first kv read do not tokenize history. */
@@ -166,7 +174,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     if (next_mem == 0 || mem_base > next_mem || cnt[5] != (nmem + MMFS__MEM_BLOCK - 1) / MMFS__MEM_BLOCK ||
         ntime > nmem || cnt[6] == 0 || (rwidth != 0 && rwidth != 1 && rwidth != 2 && rwidth != 4) ||
         cnt[10] != nmem * rwidth)
-        goto reset_bad;
+        goto bad;
     mmfs__memck mck;
     memset(&mck, 0, sizeof mck);
     mck.f = ck->ckf;
@@ -185,8 +193,8 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     if ((rc = mmfs__mem_ck_attach(e, &mck, b + off[7], (size_t)cnt[7], (size_t)mmfs__ld64(b + H_NROUTES),
                                   b + off[8], (size_t)cnt[8], b + off[12], (size_t)cnt[12],
                                   mmfs__ld64(b + H_MEM_LIVE), next_mem)) != MMFS_OK)
-        goto reset;
-    if ((rc = mmfs__ckpt_index_load(db, lsn, b + off[4], cnt[4])) != MMFS_OK) goto reset;
+        goto bad;
+    if ((rc = mmfs__ckpt_index_load(db, e, lsn, b + off[4], cnt[4])) != MMFS_OK) goto bad;
     const uint8_t *recs = b + off[3];
     for (uint64_t i = 0; i < cnt[3]; i++) {
         uint64_t pos = mmfs__ld64(recs + 8 * i);
@@ -200,32 +208,19 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
             r.type == MMFS__R_DEL_MEMORY ||
             r.type == MMFS__R_SESSION_DEL || r.type == MMFS__R_DOC_UNINDEX ||
             (i && pos <= mmfs__ld64(recs + 8 * (i - 1))))
-            goto reset_bad;
-        if ((rc = mmfs__engine_apply(e, &r)) != MMFS_OK) goto reset;
+            goto bad;
+        if ((rc = mmfs__engine_apply(e, &r)) != MMFS_OK) goto bad;
     }
     /* As it was, not as the records applied again add up: empty stream
     ** appends after a stream's first are counted but not kept. */
     e->live_bytes = mmfs__ld64(b + H_LIVE_BYTES);
-    for (size_t i = 0; i < ai; i++) {
-        db->log.segs[i].end = ck->seg_end[i];
-        db->log.segs[i].sealed = 1;
-    }
-    db->next_lsn = lsn + 1;
-    db->rec_bytes = mmfs__ld64(b + H_REC_BYTES); /* the tail's records add to it */
-    db->last_frame = MMFS__POS(as->no, aoff);
-    db->ckpt_lsn = lsn;
-    atomic_store(&db->ckpt_pos, MMFS__POS(as->no, aoff + f.frame_len));
-    *start = ai;
-    *from = aoff + f.frame_len;
+    at->lsn = lsn;
+    at->start = ai;
+    at->from = aoff + f.frame_len;
+    at->rec_bytes = mmfs__ld64(b + H_REC_BYTES); /* the tail's records add to it */
+    at->last_frame = MMFS__POS(as->no, aoff);
     return MMFS_OK;
 
-reset_bad:
-    rc = MMFS_CORRUPT;
-reset:
-    {
-        int r2 = engine_reset(db);
-        if (r2) rc = r2;
-    }
 bad:
     mmfs__ckf_free(ckf);
     if (map) munmap(map, size);
@@ -242,10 +237,56 @@ int mmfs__ckpt_load(mmfs_db *db, size_t *start, uint64_t *from) {
     if (mmfs__ckpt_list(db, &v, &n, 0) != MMFS_OK) return MMFS_OK; /* an unreadable ckpt/: the log */
     int rc = MMFS_OK;
     for (size_t i = 0; i < n; i++) {
-        rc = try_one(db, v[i], start, from);
+        mmfs__ckpt_at at;
+        rc = try_one(db, db->eng, v[i], &at);
+        if (rc == MMFS_OK) {
+            const mmfs__kvck *ck = &db->eng->kv.ck;
+            for (size_t k = 0; k < at.start; k++) {
+                db->log.segs[k].end = ck->seg_end[k];
+                db->log.segs[k].sealed = 1;
+            }
+            db->next_lsn = at.lsn + 1;
+            db->rec_bytes = at.rec_bytes;
+            db->last_frame = at.last_frame;
+            db->ckpt_lsn = at.lsn;
+            atomic_store(&db->ckpt_pos, MMFS__POS(db->log.segs[at.start].no, at.from));
+            *start = at.start;
+            *from = at.from;
+            break;
+        }
+        /* Forget whatever the failed load put into the engine. */
+        mmfs__engine *e;
+        int r2 = engine_fresh(db, &e);
+        if (r2 == MMFS_OK) {
+            mmfs__engine_free(db->eng);
+            db->eng = e;
+        } else {
+            rc = r2;
+        }
         if (rc != MMFS_CORRUPT) break;
         rc = MMFS_OK;
     }
     free(v);
     return rc;
+}
+
+int mmfs__ckpt_load_into(mmfs_db *db, uint64_t lsn, mmfs__engine **out, mmfs__ckpt_at *at) {
+    *out = NULL;
+    mmfs__engine *e;
+    int rc = engine_fresh(db, &e);
+    if (rc) return rc;
+    /* Every block is checked now, not when first read as at open: a
+    ** switch is made only to a file that reads whole, so that no answer
+    ** the old engine gave turns into MMFS_CORRUPT after it (crc32c reads
+    ** a checkpoint of 1M memories in milliseconds). */
+    rc = try_one(db, e, lsn, at);
+    const mmfs__ckfile *f = e->kv.ck.ckf;
+    if (rc == MMFS_OK && (!f || !mmfs__ckf_ok(e->kv.ck.ckf, f->map + f->lo, f->hi - f->lo))) rc = MMFS_CORRUPT;
+    if (rc != MMFS_OK) {
+        mmfs__engine_free(e);
+        return rc == MMFS_NOMEM ? rc : mmfs__err(MMFS_CORRUPT, "checkpoint %llu: damaged, stale or missing",
+                                                 (unsigned long long)lsn);
+    }
+    *out = e;
+    return MMFS_OK;
 }

@@ -12,6 +12,7 @@
 ** a log that lost it only after that log verified whole.
 */
 #include "db.h"
+#include "engine.h"
 #include "policy.h"
 
 #include <errno.h>
@@ -50,17 +51,59 @@ int mmfs__usable(mmfs_db *db) {
     return MMFS_OK;
 }
 
+int mmfs__index_drain(mmfs_db *db) {
+    /* Counted in the engine rather than done under the read side, so
+    ** that a long drain never holds up apply (the write side). */
+    pthread_rwlock_rdlock(&db->rw);
+    mmfs__engine *e = db->eng;
+    atomic_fetch_add_explicit(&e->drainers, 1, memory_order_relaxed);
+    pthread_rwlock_unlock(&db->rw);
+    int rc = mmfs__engine_index_drain(e);
+    atomic_fetch_sub_explicit(&e->drainers, 1, memory_order_release);
+    return rc;
+}
+
+/* 1 when LOCK's page announces a checkpoint this handle has not acted on
+** (never from a hook: its thread holds wmu already). */
+static int ckpt_news(mmfs_db *db) {
+    return atomic_load_explicit(&db->log.shm->checkpoint_lsn, memory_order_acquire) !=
+               atomic_load_explicit(&db->ckpt_seen, memory_order_relaxed) &&
+           !mmfs__in_own_writer(db);
+}
+
+void mmfs__ckpt_follow(mmfs_db *db, int writer) {
+    if (!ckpt_news(db) || pthread_mutex_trylock(&db->cpmu) != 0) return;
+    int rc = MMFS_NOTFOUND;
+    if (pthread_mutex_trylock(&db->wmu) == 0) {
+        rc = mmfs__ckpt_switch_due(db, writer);
+        pthread_mutex_unlock(&db->wmu);
+    }
+    pthread_mutex_unlock(&db->cpmu);
+    /* A failed switch changed nothing: the message is dropped, answers
+    ** come from the engine kept.  After one, index the log's tail now. */
+    if (rc == MMFS_OK) (void)mmfs__index_drain(db);
+}
+
 int mmfs__catch_up(mmfs_db *db) {
     uint64_t target = atomic_load_explicit(&db->log.shm->written, memory_order_acquire);
-    if (target <= atomic_load_explicit(&db->applied, memory_order_acquire)) return MMFS_OK;
+    int news = ckpt_news(db);
+    if (target <= atomic_load_explicit(&db->applied, memory_order_acquire)) {
+        if (news) mmfs__ckpt_follow(db, 0);
+        return MMFS_OK;
+    }
+    /* cpmu comes before wmu; a checkpoint running in this handle holds
+    ** it, and then the switch waits for a later catch-up. */
+    int cp = news && pthread_mutex_trylock(&db->cpmu) == 0;
     pthread_mutex_lock(&db->wmu);
     target = atomic_load_explicit(&db->log.shm->written, memory_order_acquire);
     int rc = mmfs__catch_up_locked(db, target);
+    if (rc == MMFS_OK && cp) (void)mmfs__ckpt_switch_due(db, 0); /* failed: the engine is kept */
     pthread_mutex_unlock(&db->wmu);
+    if (cp) pthread_mutex_unlock(&db->cpmu);
     /* Index what arrived, as a writer does after its commit: a handle that
     ** only reads must not queue the index work of every memory others add.
     ** A failure stays queued; the next search reports it. */
-    if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
+    if (rc == MMFS_OK) (void)mmfs__index_drain(db);
     return rc;
 }
 
@@ -191,6 +234,8 @@ static int open_store(mmfs_db *db) {
         goto out;
     }
     if ((rc = mmfs__engine_set_tokenizer(db->eng, db->log.tok_version, db->log.tok_lang)) != MMFS_OK) goto out;
+    /* Checkpoints announced from here on are newer than what open maps. */
+    atomic_store(&db->ckpt_seen, atomic_load(&db->log.shm->checkpoint_lsn));
     pthread_rwlock_wrlock(&db->rw);
     rc = mmfs__recover(db);
     if (rc == MMFS_OK) mmfs__engine_defer_index(db->eng); /* the log so far is indexed */
@@ -230,6 +275,8 @@ static void free_handle(mmfs_db *db) {
     if (db->eng) mmfs__engine_free(db->eng);
     for (size_t i = 0; i < db->nold_engs; i++) mmfs__engine_free(db->old_engs[i]);
     free(db->old_engs);
+    for (size_t i = 0; i < db->nhusks; i++) mmfs__engine_free(db->husks[i]);
+    free(db->husks);
 #ifdef MMFS_HAVE_POLICY
     /* The VM a write built (hook.c's policy_sync) lives until here. */
     if (db->policy) mmfs__policy_free(db->policy);

@@ -20,7 +20,9 @@
 **                a checkpoint); the automatic one does not wait for it.
 **   cpmu         one checkpoint at a time per handle (ckpt.c); it holds
 **                wmu only to pick the LSN, then rw's read side while it
-**                copies.  cmu: the checkpointer thread's start and end,
+**                copies.  A switch to a newer checkpoint (recover.c)
+**                holds it too, so that no checkpoint of this handle reads
+**                an engine being replaced; catch-up only try-locks it.  cmu: the checkpointer thread's start and end,
 **                innermost.
 **
 **   flock(log/compact.lock)  one compaction per store (compact.c), held
@@ -33,9 +35,13 @@
 **   flock(LOCK)  one appender per store across processes: bytes past the
 **                written end, new segments, the seal, cutting a torn tail;
 **                the written end and state version in LOCK's page.
-**   rw           the engine: read by every public read (mmfs__read_begin)
-**                and the watcher; written only by apply, inside wmu.  A
-**                wmu holder may read the engine without it.
+**   rw           the engine: read by every public read (mmfs__read_begin),
+**                the watcher and the index drain; written by apply and by
+**                an engine swap (rebuild, checkpoint switch), inside wmu.
+**                A wmu holder may read the engine without it.  Nothing
+**                holds an engine pointer past its rw section but
+**                subscriptions (state.c), which keep a replaced engine's
+**                state part alive.
 **   smu (+scond, fcond)  log.smu: durability (log.written_*, durable_*,
 **                syncing, sync_failed), the flusher, the watcher's flags
 **                and the background compaction's; never held while taking
@@ -76,6 +82,12 @@ struct mmfs_db {
     ** valid; the segments they point into are log.old_segs. */
     mmfs__engine **old_engs;
     size_t nold_engs;
+    /* What checkpoint switches (recover.c) could not free yet of the
+    ** engines they replaced: the state part of one with subscriptions on
+    ** it, all of one an index drain was inside (mmfs__engine_retire);
+    ** retired again at the next switch.  Under wmu (and cpmu). */
+    mmfs__engine **husks;
+    size_t nhusks;
     _Atomic int compacting;   /* a compaction runs through this handle */
     /* compaction.when (compact.c): when it was last asked (coarse ms), and
     ** the background compaction thread (bg_* under log.smu). */
@@ -122,6 +134,10 @@ struct mmfs_db {
     uint64_t last_frame;
     uint64_t ckpt_lsn;
     _Atomic uint64_t ckpt_pos;
+    /* The value of LOCK's checkpoint_lsn this handle last acted on: a
+    ** catch-up looks for a newer checkpoint only when the page differs
+    ** (two loads per read, no readdir).  Written under cpmu and wmu. */
+    _Atomic uint64_t ckpt_seen;
     pthread_mutex_t cpmu;
     pthread_mutex_t cmu;
     pthread_t ckpter;
@@ -156,9 +172,19 @@ void mmfs__read_end(mmfs_db *db);
         return rc_;                                                                                \
     } while (0)
 
-/* Applies frames other processes appended (no-op when none).  Takes the
-** writer mutex and the engine's write side briefly. */
+/* Applies frames other processes appended (no-op when none), and
+** switches to a newer checkpoint when LOCK's page announces one (no-op
+** when none; a failed switch keeps the engine).  Takes the writer mutex
+** and the engine's write side briefly. */
 int mmfs__catch_up(mmfs_db *db);
+/* The switch alone, without waiting for cpmu or wmu (busy: the next read
+** or commit tries again): for a read that is not behind, and for a writer
+** after its commit (WRITER: see mmfs__ckpt_switch_due). */
+void mmfs__ckpt_follow(mmfs_db *db, int writer);
+/* Does the index work queued in the engine (engine.h, mmfs__mems) under
+** the engine's read side: a switch frees the engine it replaced under the
+** write side, so nothing touches an engine without holding one of them. */
+int mmfs__index_drain(mmfs_db *db);
 
 /* write.c: 1 if this thread is DB's writer now, i.e. the call comes from a
 ** hook (C or policy) running inside DB's commit: it already holds db->wmu
@@ -242,7 +268,36 @@ void mmfs__announce_old(mmfs_db *db);
 /* The next memory id the writer gives: past every id applied and the
 ** compaction floor. */
 uint64_t mmfs__next_memory_id(const mmfs_db *db);
+/* recover.c: when LOCK's page names a checkpoint newer than the one the
+** engine holds and this handle has applied up to its LSN, switches to it
+** (mmfs__ckpt_switch).  WRITER: called from a write path (after a commit,
+** or by the checkpoint's own writer), where a switch whose tail would
+** cost more than it frees waits for a later checkpoint.  Caller holds
+** cpmu and wmu.  Errors: those of the switch (the engine stays as it
+** was). */
+int mmfs__ckpt_switch_due(mmfs_db *db, int writer);
+/* recover.c: loads checkpoint LSN (at or below the last LSN applied) into
+** a new engine, replays the frames after it up to db->applied, does its
+** index work with wmu released (the frames applied meanwhile are replayed
+** after), checks that its counts agree with the engine's, and swaps
+** engines under the write side.  The engine replaced is freed, but for
+** its state part while subscriptions are on it, and whole while an index
+** drain is inside it (db->husks, retired again at the next switch, woken
+** by mmfs__announce_old).  Caller holds cpmu and wmu (held again on
+** return).  Errors: MMFS_CORRUPT (a damaged, stale or missing file, or
+** one that does not add up), MMFS_NOMEM, MMFS_BUSY (a rebuild replaced
+** the engine meanwhile): the engine and stats are as they were. */
+int mmfs__ckpt_switch(mmfs_db *db, uint64_t lsn);
 
+
+/* ckpt_load.c: where a loaded checkpoint leaves the log. */
+typedef struct mmfs__ckpt_at {
+    uint64_t lsn;        /* the checkpoint's */
+    size_t start;        /* index in log.segs of its anchor's segment */
+    uint64_t from;       /* offset there past the anchor: replay goes on here */
+    uint64_t rec_bytes;  /* bytes of records applied up to LSN (stats) */
+    uint64_t last_frame; /* the anchor's position */
+} mmfs__ckpt_at;
 
 /* ckpt.c */
 /* At open, after every segment is opened and before any is scanned: maps
@@ -251,6 +306,11 @@ uint64_t mmfs__next_memory_id(const mmfs_db *db);
 ** usable checkpoint, *START = 0 and *FROM = MMFS__SEG_HDR and the engine is
 ** untouched.  Errors: only MMFS_NOMEM (a bad checkpoint is skipped). */
 int mmfs__ckpt_load(mmfs_db *db, size_t *start, uint64_t *from);
+/* Loads checkpoint LSN into a new engine (*OUT) with the same checks,
+** without touching db->eng or any field of the handle; *AT says where the
+** log goes on.  Caller holds wmu (the segment table).  Errors:
+** MMFS_CORRUPT (damaged, stale, pruned), MMFS_NOMEM; *OUT is NULL then. */
+int mmfs__ckpt_load_into(mmfs_db *db, uint64_t lsn, mmfs__engine **out, mmfs__ckpt_at *at);
 /* The automatic checkpointer (checkpoint_bytes): nothing to start at
 ** open; mmfs__ckpt_maybe, after each commit, starts the thread that writes
 ** one when the log grew past checkpoint_bytes since the newest checkpoint

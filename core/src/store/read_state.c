@@ -45,14 +45,17 @@ int mmfs_subscribe_state(mmfs_db *db, mmfs_sub **out) {
     sub->e = e;
     sub->fd = -1;
     sub->seen = e->state.version;
+    /* Linked while E is the handle's engine: a checkpoint switch frees the
+    ** engine it replaces unless a subscription is on it (engine.c). */
+    mmfs__state_sub_add(e, sub);
     mmfs__read_end(db);
     /* Updates from other processes must wake this subscription (and make
     ** its descriptor readable) without any call: see watch.c. */
     if ((rc = mmfs__watch_start(db))) {
+        mmfs__state_sub_remove(sub);
         free(sub);
         return rc;
     }
-    mmfs__state_sub_add(e, sub);
     *out = sub;
     return MMFS_OK;
 }

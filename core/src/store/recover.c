@@ -514,9 +514,10 @@ static int advance(mmfs_db *db, uint64_t target, int to_end, int have_rw) {
 }
 
 void mmfs__announce_old(mmfs_db *db) {
-    if (!db->nold_engs) return;
+    if (!db->nold_engs && !db->nhusks) return;
     uint64_t v = mmfs__engine_state_version(db->eng);
     for (size_t i = 0; i < db->nold_engs; i++) mmfs__state_announce(db->old_engs[i], v);
+    for (size_t i = 0; i < db->nhusks; i++) mmfs__state_announce(db->husks[i], v);
 }
 
 int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
@@ -544,6 +545,136 @@ int mmfs__catch_up_locked(mmfs_db *db, uint64_t target) {
     return rc;
 }
 
+/* ------------------------------------------------- checkpoint switch */
+
+/* Where a replay into a new engine goes on: segment number, offset, the
+** LSN the frame there must start at. */
+typedef struct replay_at {
+    uint32_t no;
+    uint64_t off, next;
+} replay_at;
+
+/* Applies to E (not db->eng) the frames of the log from *AT up to
+** db->applied, and moves *AT past them: frames the handle applied
+** already, read again from its maps.  Caller holds wmu, so applied and
+** the segment table stay put. */
+static int replay_into(mmfs_db *db, mmfs__engine *e, replay_at *at) {
+    uint64_t upto = atomic_load(&db->applied);
+    mmfs__seg *s;
+    while ((s = mmfs__seg_find(&db->log, at->no)) != NULL && MMFS__POS(at->no, at->off) < upto) {
+        mmfs__frame f;
+        const char *why;
+        if (at->off + MMFS__FRAME_HDR > s->size ||
+            !mmfs__frame_check(s->map + at->off, s->size - at->off, at->next, &db->log.sum, &f, &why))
+            return corrupt(db, s, at->off, why);
+        if (f.flags & MMFS__FRAME_SEAL) {
+            at->no++;
+            at->off = MMFS__SEG_HDR;
+            continue;
+        }
+        const uint8_t *p = f.body, *end = f.body + f.body_len;
+        for (uint32_t k = 0; k < f.count; k++) {
+            mmfs__rec r;
+            if (mmfs__rec_decode(p, (size_t)(end - p), &r) != MMFS_OK)
+                return mmfs__err(MMFS_CORRUPT, "malformed record in a checked frame");
+            int rc = mmfs__engine_apply(e, &r);
+            if (rc) return rc;
+            p += r.raw_len;
+        }
+        at->next = frame_next_lsn(&f);
+        at->off += f.frame_len;
+    }
+    return MMFS_OK;
+}
+
+/* 1 if engines A and B give the same counts: the switch's last guard
+** against a checkpoint that does not add up to the log (a wrong answer
+** after the switch would otherwise be silent).  Caller holds wmu (A is
+** the handle's engine), B is private. */
+static int same_counts(const mmfs__engine *a, const mmfs__engine *b) {
+    mmfs_store_stats x, y;
+    memset(&x, 0, sizeof x);
+    memset(&y, 0, sizeof y);
+    mmfs__engine_stats(a, &x);
+    mmfs__engine_stats(b, &y);
+    return x.memories == y.memories && x.kv == y.kv && x.sessions == y.sessions && x.streams == y.streams &&
+           x.documents == y.documents && x.live_bytes == y.live_bytes && x.state_version == y.state_version &&
+           mmfs__engine_next_memory_id(a) == mmfs__engine_next_memory_id(b);
+}
+
+int mmfs__ckpt_switch(mmfs_db *db, uint64_t lsn) {
+    /* Engines earlier switches could not free yet go now if they can;
+    ** room for one more first: nothing may fail after the swap. */
+    size_t k = 0;
+    for (size_t i = 0; i < db->nhusks; i++)
+        if (mmfs__engine_retire(db->husks[i])) db->husks[k++] = db->husks[i];
+    db->nhusks = k;
+    mmfs__engine **h = realloc(db->husks, (db->nhusks + 1) * sizeof *h);
+    if (!h) return mmfs__err(MMFS_NOMEM, "checkpoint switch: out of memory");
+    db->husks = h;
+    mmfs__engine *e;
+    mmfs__ckpt_at ck;
+    int rc = mmfs__ckpt_load_into(db, lsn, &e, &ck);
+    if (rc) return rc;
+    replay_at at = {db->log.segs[ck.start].no, ck.from, lsn + 1};
+    uint64_t pos = MMFS__POS(at.no, ck.from); /* the checkpoint's end, for checkpoint_bytes */
+    if ((rc = replay_into(db, e, &at)) != MMFS_OK) {
+        mmfs__engine_free(e);
+        return rc;
+    }
+    /* The new engine's index work (the memories past its index segments,
+    ** and the log's tail) is done without wmu: the handle's writers go on
+    ** meanwhile, and what they apply is replayed after.  E is private
+    ** until the swap; a rebuild (another process compacted) in between
+    ** replaces db->eng, and then E is dropped. */
+    mmfs__engine *was = db->eng;
+    pthread_mutex_unlock(&db->wmu);
+    (void)mmfs__engine_index_drain(e); /* failed: it stays queued, as in any drain */
+    pthread_mutex_lock(&db->wmu);
+    if (db->eng != was || atomic_load(&db->broken) || atomic_load(&db->compacting)) {
+        mmfs__engine_free(e);
+        atomic_store(&db->ckpt_seen, 0); /* a later catch-up looks again */
+        return mmfs__err(MMFS_BUSY, "checkpoint switch: the engine changed meanwhile");
+    }
+    if ((rc = replay_into(db, e, &at)) == MMFS_OK && !same_counts(db->eng, e))
+        rc = mmfs__err(MMFS_CORRUPT, "checkpoint %llu: its counts differ from the log's", (unsigned long long)lsn);
+    if (rc) {
+        mmfs__engine_free(e);
+        return rc;
+    }
+    /* Readers inside a call hold the read side: once the write side is
+    ** ours, none is in the old engine, and every later one finds E.
+    ** What they were handed points into the log (memmapfs.h), which is
+    ** the handle's, not the engine's. */
+    pthread_rwlock_wrlock(&db->rw);
+    mmfs__engine *old = db->eng;
+    db->eng = e;
+    db->ckpt_lsn = lsn;
+    pthread_rwlock_unlock(&db->rw);
+    if (pos > atomic_load(&db->ckpt_pos)) atomic_store(&db->ckpt_pos, pos);
+    if (mmfs__engine_retire(old)) db->husks[db->nhusks++] = old;
+    return MMFS_OK;
+}
+
+int mmfs__ckpt_switch_due(mmfs_db *db, int writer) {
+    uint64_t lsn = atomic_load_explicit(&db->log.shm->checkpoint_lsn, memory_order_acquire);
+    if (lsn == atomic_load(&db->ckpt_seen)) return MMFS_OK;
+    /* Not reached yet (the frames before it are still to be applied), or
+    ** a compaction of this handle reads its engine: a later catch-up. */
+    if (lsn >= db->next_lsn || atomic_load(&db->compacting) || atomic_load(&db->broken)) return MMFS_OK;
+    atomic_store(&db->ckpt_seen, lsn);
+    if (lsn <= db->ckpt_lsn) return MMFS_OK; /* the one mapped, or older */
+    /* A switch indexes the log's tail after LSN again, which is about as
+    ** long as what the checkpoint adds when writes went on while it was
+    ** built.  A read switches anyway (its heap is what the switch is
+    ** for); a write path switches only once the checkpoint covers at
+    ** least twice its tail: every few checkpoints of a long ingest, not at
+    ** each (W2 with checkpoints: 0.7x of the ingest rate when the writer
+    ** switched at each). */
+    if (writer && db->next_lsn - 1 - lsn > (lsn - db->ckpt_lsn) / 2) return MMFS_OK;
+    return mmfs__ckpt_switch(db, lsn);
+}
+
 int mmfs__rebuild(mmfs_db *db) {
     mmfs__engine *e = NULL;
     mmfs__engine **olds = realloc(db->old_engs, (db->nold_engs + 1) * sizeof *olds);
@@ -562,6 +693,8 @@ int mmfs__rebuild(mmfs_db *db) {
     pthread_rwlock_wrlock(&db->rw);
     db->old_engs[db->nold_engs++] = db->eng;
     db->eng = e;
+    db->ckpt_lsn = 0; /* the whole log, no checkpoint: the next one announced is taken */
+    atomic_store(&db->ckpt_seen, 0);
     db->next_lsn = 1;
     db->rec_bytes = 0;
     atomic_store(&db->applied, MMFS__POS(db->log.first_seg, MMFS__SEG_HDR));

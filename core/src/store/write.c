@@ -373,7 +373,8 @@ leave:
     ** the sync: the next writer need not wait for it, and the device works
     ** meanwhile.  Failing here loses nothing: it stays queued, and the next
     ** search drains again and reports. */
-    if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
+    if (rc == MMFS_OK) (void)mmfs__index_drain(db);
+    if (rc == MMFS_OK) mmfs__ckpt_follow(db, 1); /* a newer checkpoint: two loads unless there is one */
     if (rc == MMFS_OK) mmfs__compact_maybe(db); /* compaction.when, rate-limited */
     if (rc == MMFS_OK) mmfs__ckpt_maybe(db); /* checkpoint_bytes: two loads unless due */
     if (k2 && k2 != keep) free(k2);
