@@ -18,7 +18,7 @@
 #include "engine.h"
 
 #define CK_MAGIC "MMFSCKPT"
-#define CK_FORMAT 2u
+#define CK_FORMAT 3u
 #define CK_HDR 512
 #define CK_BLOCK_SHIFT 16 /* checksummed blocks of 64 KiB */
 
@@ -68,6 +68,8 @@ enum {
     H_REC_BYTES = 384,  /* u64 bytes of the records applied up to the LSN (stats' dead_bytes) */
     H_RWIDTH = 392,     /* u32 bytes of SEC_MEM_ROUTE per id: 0, 1, 2 or 4 */
     H_NTIME = 400,      /* u64 live ids in SEC_MEM_TIME's runs */
+    H_TABLES = 408,     /* format 3: u64 offset of section 15 (ckpt_tables.c) */
+    H_TABLES_LEN = 416, /* u64 its length */
     H_SUMS_SUM = 464,   /* 16 bytes: the checksum of SEC_SUMS */
     H_HDR_SUM = 496     /* 16 bytes: the checksum of the header before it */
 };
@@ -137,6 +139,7 @@ typedef struct snap {
     size_t ntag_ids, tag_idcap;
     mmfs__ixent *ixl;        /* ckpt_index.c: the index segments section 5 lists */
     size_t nixl;
+    struct cktab *tab;       /* ckpt_tables.c: sessions, streams, documents */
 } snap;
 
 /* ckpt.c: bytes of one entry of section KIND (1 for a byte section). */
@@ -178,5 +181,25 @@ void mmfs__ckpt_index_done(mmfs_db *db, snap *s);
 ** the log.  Errors: MMFS_CORRUPT (a malformed section: skip the
 ** checkpoint), MMFS_NOMEM. */
 int mmfs__ckpt_index_load(mmfs_db *db, uint64_t lsn, const uint8_t *p, uint64_t n);
+
+/* ckpt.c: the log position of record RAW in the snapshot's segments, or 0
+** when it is not there. */
+uint64_t mmfs__ckpt_pos_of(snap *s, const uint8_t *raw);
+
+/* ckpt_tables.c: section 15 (sessions, streams, documents).  take: copies
+** what changed since the mapped checkpoint (caller holds E's read side);
+** merge: makes the tables, merged with the mapped ones (no lock); size:
+** the section's bytes; put: writes it at B + OFF (CORRUPT: a record
+** outside the log); free: frees what take and merge made. */
+int mmfs__ckpt_tables_take(const mmfs__engine *e, snap *s);
+int mmfs__ckpt_tables_merge(snap *s);
+size_t mmfs__ckpt_tables_size(const snap *s);
+int mmfs__ckpt_tables_put(snap *s, uint8_t *b, uint64_t off);
+void mmfs__ckpt_tables_free(snap *s);
+/* ckpt_tables.c: checks section 15 of the mapped checkpoint B (its
+** directory's block; the tables' bounds) and attaches it to E, whose
+** kv.ck resolves its positions.  Errors: MMFS_CORRUPT (skip the
+** checkpoint), MMFS_NOMEM. */
+int mmfs__ckpt_tables_load(mmfs__engine *e, const uint8_t *b, uint64_t body_end);
 
 #endif

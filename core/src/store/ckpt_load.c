@@ -187,6 +187,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
                                   mmfs__ld64(b + H_MEM_LIVE), next_mem)) != MMFS_OK)
         goto reset;
     if ((rc = mmfs__ckpt_index_load(db, lsn, b + off[4], cnt[4])) != MMFS_OK) goto reset;
+    if ((rc = mmfs__ckpt_tables_load(e, b, body_end)) != MMFS_OK) goto reset;
     const uint8_t *recs = b + off[3];
     for (uint64_t i = 0; i < cnt[3]; i++) {
         uint64_t pos = mmfs__ld64(recs + 8 * i);
@@ -196,9 +197,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
         if (no < ck->first || no - ck->first >= ck->nsegs || o < MMFS__SEG_HDR ||
             o >= ck->seg_end[no - ck->first] ||
             mmfs__rec_decode(ck->seg_map[no - ck->first] + o, (size_t)(ck->seg_end[no - ck->first] - o), &r) ||
-            r.lsn > lsn || r.type == MMFS__R_KV_SET || r.type == MMFS__R_KV_DEL || r.type == MMFS__R_MEMORY ||
-            r.type == MMFS__R_DEL_MEMORY ||
-            r.type == MMFS__R_SESSION_DEL || r.type == MMFS__R_DOC_UNINDEX ||
+            r.lsn > lsn || (r.type != MMFS__R_STATE && r.type != MMFS__R_POLICY) || /* format 3 */
             (i && pos <= mmfs__ld64(recs + 8 * (i - 1))))
             goto reset_bad;
         if ((rc = mmfs__engine_apply(e, &r)) != MMFS_OK) goto reset;
