@@ -1,6 +1,6 @@
 /*
 ** engine.h: what the engine's files (engine.c, kv.c, memory.c,
-** memory_read.c, session.c, stream.c, state.c) share: the struct mmfs__engine and helpers that read
+** memory_read.c, session.c, stream.c, state.c, tabck.c) share: the struct mmfs__engine and helpers that read
 ** fields of encoded records.  The ordered index is base/btree.h.
 **
 ** Invariants of the whole engine:
@@ -152,7 +152,7 @@ typedef struct mmfs__tag {
 } mmfs__tag;
 
 /* The checkpoint's memory table, mapped (ckpt.c checks the file, memory.c
-** reads it; docs/format.md, checkpoint format 2, sections 6, 7, 10, 11,
+** reads it; docs/format.md, checkpoint format 3, sections 6, 7, 10, 11,
 ** 12).  Ids base .. base + n - 1, in blocks of MMFS__MEM_BLOCK ids: dir
 ** has (u64 base position, u64 at) per block, at the offset into pos of
 ** its entries with their kind in its two low bits: 3, u16 deltas from the

@@ -14,9 +14,11 @@
 **     and its route; the live ids by time, as runs; the routes; each
 **     tag's live ids, as gaps), read through mmap the same way
 **     (memory.c);
-**   - every other live record (sessions, stream chunks, documents, the
-**     state, the policy) as one list in log order, which open applies
-**     again (no log scan, no checksums, only live records);
+**   - the sessions (by id, by time, by intent), the streams (their
+**     chunks) and the documents as mapped tables (format 3, section 15:
+**     ckpt_tables.c), read through mmap as kv's (session.c, stream.c,
+**     memory.c);
+**   - the latest state and policy records, which open applies again;
 **   - the ends of the sealed segments before it, so open skips them.
 ** It ends at an *anchor*: the last frame it covers, named by segment,
 ** offset and first LSN.  Open checks that frame in the log (its header,
@@ -55,7 +57,8 @@
 ** The memories' full-text index is in index segments (ROOT/index/) that
 ** section 5 lists (ckpt_index.c); the memories after the last one are one
 ** queued op that the first search or write does (the drain reads their
-** texts then).  The documents' index is built as they are applied.
+** texts then).  The documents' index is built the same way, from section
+** 15's documents, at the first search or write (no index segments).
 */
 #include "ckpt.h"
 

@@ -1,12 +1,14 @@
 /*
-** ckpt.h: what the three files of checkpoints share.
+** ckpt.h: what the files of checkpoints share.
 **
-**   ckpt.c       the file: format constants below, naming and listing
-**                the files in ckpt/, building one from a snapshot and
-**                writing it, pruning, mmfs_checkpoint, the checkpointer
-**   ckpt_snap.c  the snapshot: what a checkpoint copies under the locks
-**                and merges with the mapped checkpoint after them
-**   ckpt_load.c  loading the newest valid checkpoint at open
+**   ckpt.c         the file: format constants below, naming and listing
+**                  the files in ckpt/, building one from a snapshot and
+**                  writing it, pruning, mmfs_checkpoint, the checkpointer
+**   ckpt_snap.c    the snapshot: what a checkpoint copies under the locks
+**                  and merges with the mapped checkpoint after them
+**   ckpt_tables.c  section 15: sessions, streams, documents (snapshot,
+**                  writing, checking and attaching at open)
+**   ckpt_load.c    loading the newest valid checkpoint at open
 **
 ** The format is docs/format.md's; a change to it is a change of
 ** CK_FORMAT.  Nothing outside these three includes this header.
@@ -22,14 +24,14 @@
 #define CK_HDR 512
 #define CK_BLOCK_SHIFT 16 /* checksummed blocks of 64 KiB */
 
-/* Section kinds (docs/format.md, checkpoint format 2).  Open checks the
+/* Section kinds (docs/format.md, checkpoint format 3).  Open checks the
 ** header, SEC_SUMS and the sections marked "open"; the others are checked
 ** a 64 KiB block at a time when first read (engine/ck_verify.c). */
 enum {
     SEC_SEGMENTS = 1,  /* open: u32 no, u32 0, u64 end: sealed segments before the anchor's */
     SEC_KV_HASH = 2,   /* u64 hash, u64 pos: open addressing, power-of-two slots */
     SEC_KV_ORDER = 3,  /* u64 pos: the same records by key */
-    SEC_RECORDS = 4,   /* open: u64 pos: every other live record, in log order */
+    SEC_RECORDS = 4,   /* open: u64 pos: the latest STATE and POLICY, in log order */
     SEC_INDEX = 5,     /* open: u32 lo, u32 hi, u64 lsn, u32 header crc, u32 0: index segments (ckpt_index.c) */
     SEC_MEM_DIR = 6,   /* u64 base position, u64 at | flags: per MMFS__MEM_BLOCK ids */
     SEC_MEM_TIME = 7,  /* u64 first index, u64 v: runs of the live ids by time, then a sentinel */

@@ -1,7 +1,8 @@
 /*
 ** ckpt_load.c: loading a checkpoint at open (mmfs__ckpt_load): the newest
-** file of ckpt/ that checks out is mapped, its kv tables and memory table
-** handed to the engine as they are, its other records applied again;
+** file of ckpt/ that checks out is mapped, its kv tables, memory table
+** and session, stream and document tables handed to the engine as they
+** are, its state and policy records applied again;
 ** replay goes on after its anchor.
 **
 ** Invariants:
@@ -69,7 +70,7 @@ static int try_one(mmfs_db *db, uint64_t lsn, size_t *start, uint64_t *from) {
     mmfs__ckfile *ckf = NULL;
     /* The header and the checksums of the blocks: all that open reads of
     ** the file before the small sections (format 1 files are skipped: the
-    ** next checkpoint is written in format 2). */
+    ** next checkpoint is written in format 3; so are format 2 files). */
     if (memcmp(b + H_MAGIC, CK_MAGIC, 8) != 0 || mmfs__ld32(b + H_FORMAT) != CK_FORMAT ||
         mmfs__ld32(b + H_SUMTYPE) != (uint32_t)db->log.sum.type || !mmfs__sum_check(&db->log.sum, b, H_HDR_SUM, b + H_HDR_SUM) ||
         mmfs__ld64(b + H_SIZE) != size || mmfs__ld64(b + H_LSN) != lsn || mmfs__ld32(b + H_NSEC) != CK_NSEC ||
