@@ -337,7 +337,6 @@ static void test_same_answers(void **state) {
     /* the writer, opened from the checkpoint, then writing */
     mmfs_options o = tab_options();
     mmfs_db *db = mmfs_test_open(dir, &o);
-    char *r1 = ranked(db);
     put_session(db, 1, 9);
     append(db, 1, 99);
     index_doc(db, 4, 9);
@@ -368,8 +367,7 @@ static void test_same_answers(void **state) {
     free(b);
     o.readonly = 1;
     db = mmfs_test_open(dir, &o);
-    free(r1);
-    r1 = ranked(db);
+    char *r1 = ranked(db);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     db = mmfs_test_open(dir, &o);
     char *r2 = ranked(db);
