@@ -70,7 +70,11 @@ struct cktab {
     /* Made after it. */
     const uint8_t **time; /* live sessions by time */
     size_t ntime, timecap;
-    const uint8_t **irecs; /* those with an intent, by intent then time */
+    struct irec {
+        const uint8_t *raw;
+        mmfs_slice intent;
+        size_t rank; /* its index in time */
+    } *irecs; /* the sessions with an intent, by intent then time */
     size_t nirecs;
     size_t nintents;
     struct ostream *os;
@@ -196,14 +200,11 @@ static int cmp_time(const void *a, const void *b) {
     return sess_before(x, y) ? -1 : sess_before(y, x) ? 1 : 0;
 }
 
-/* By intent, then time (a session's place in time is its LSN's). */
+/* By intent, then time. */
 static int cmp_intent(const void *a, const void *b) {
-    const uint8_t *x = *(const uint8_t *const *)a, *y = *(const uint8_t *const *)b;
-    mmfs__rec rx, ry;
-    (void)mmfs__raw_decode(x, &rx);
-    (void)mmfs__raw_decode(y, &ry);
-    int c = mmfs__slice_cmp(rx.u.sess.intent_id, ry.u.sess.intent_id);
-    return c ? c : cmp_time(a, b);
+    const struct irec *x = a, *y = b;
+    int c = mmfs__slice_cmp(x->intent, y->intent);
+    return c ? c : (x->rank > y->rank) - (x->rank < y->rank);
 }
 
 /* 1 if a record with KEY is among the sorted records V[0, N). */
@@ -255,7 +256,7 @@ static int merge_sessions(struct cktab *t) {
     for (size_t i = 0; i < t->ntime; i++) {
         mmfs__rec r;
         if ((rc = mmfs__raw_decode(t->time[i], &r))) goto out;
-        if (r.u.sess.has_intent) t->irecs[t->nirecs++] = t->time[i];
+        if (r.u.sess.has_intent) t->irecs[t->nirecs++] = (struct irec){t->time[i], r.u.sess.intent_id, i};
     }
     if (t->nirecs) qsort(t->irecs, t->nirecs, sizeof *t->irecs, cmp_intent);
 out:
@@ -364,12 +365,8 @@ int mmfs__ckpt_tables_merge(snap *s) {
     if (rc == MMFS_OK) rc = merge_streams(t);
     if (rc == MMFS_OK) rc = merge_docs(t);
     if (rc) return rc;
-    for (size_t i = 0; i < t->nirecs; i++) {
-        mmfs__rec a, b;
-        (void)mmfs__raw_decode(t->irecs[i], &a);
-        if (i) (void)mmfs__raw_decode(t->irecs[i - 1], &b);
-        if (!i || !mmfs__slice_eq(a.u.sess.intent_id, b.u.sess.intent_id)) t->nintents++;
-    }
+    for (size_t i = 0; i < t->nirecs; i++)
+        if (!i || !mmfs__slice_eq(t->irecs[i].intent, t->irecs[i - 1].intent)) t->nintents++;
     uint64_t c[NTAB] = {slots_for(t->ntime), t->ntime, slots_for(t->nintents), t->nirecs, slots_for(t->nos),
                         t->nos, t->nc, slots_for(t->ndocs), t->ndocs};
     memcpy(t->cnt, c, sizeof c);
@@ -414,16 +411,13 @@ int mmfs__ckpt_tables_put(snap *s, uint8_t *b, uint64_t off) {
         slot_put(at[T_SSLOTS], t->cnt[T_SSLOTS] - 1, 16, mmfs__hash(mmfs__raw_key(t->time[i])), pos, 0);
     }
     for (size_t i = 0; i < t->nirecs;) {
-        mmfs__rec a, r;
-        (void)mmfs__raw_decode(t->irecs[i], &a);
+        mmfs_slice intent = t->irecs[i].intent;
         size_t j = i;
-        for (; j < t->nirecs; j++) {
-            (void)mmfs__raw_decode(t->irecs[j], &r);
-            if (!mmfs__slice_eq(r.u.sess.intent_id, a.u.sess.intent_id)) break;
-            POS_OR_FAIL(t->irecs[j]);
+        for (; j < t->nirecs && mmfs__slice_eq(t->irecs[j].intent, intent); j++) {
+            POS_OR_FAIL(t->irecs[j].raw);
             mmfs__st64(at[T_IRECS] + 8 * j, pos);
         }
-        slot_put(at[T_ISLOTS], t->cnt[T_ISLOTS] - 1, 24, mmfs__hash(a.u.sess.intent_id), i + 1, j - i);
+        slot_put(at[T_ISLOTS], t->cnt[T_ISLOTS] - 1, 24, mmfs__hash(intent), i + 1, j - i);
         i = j;
     }
     for (size_t i = 0; i < t->nos; i++) {
