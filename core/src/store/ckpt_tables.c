@@ -159,13 +159,18 @@ int mmfs__ckpt_tables_take(const mmfs__engine *e, snap *s) {
         hs->size = st->size;
         /* Not in the checkpoint: the name points into the stream's first
         ** record (header, str key). */
-        if (!st->ck_first) hs->first = (const uint8_t *)st->name.ptr - MMFS__REC_HDR - 4;
+        if (!st->ck_first) {
+            hs->first = (const uint8_t *)st->name.ptr - MMFS__REC_HDR - 4;
+            mmfs_assert(hs->first[4] == MMFS__R_STREAM_APPEND, "ckpt: a stream name outside its record");
+        }
         hs->at = t->nh;
         /* a chunk points at the bytes of its STREAM_APPEND (header, str
         ** key, u32 length, bytes) */
-        for (size_t c = 0; c < st->n && rc == MMFS_OK; c++)
-            rc = push_chunk(&t->hraw, &t->hstart, &t->nh, &t->hcap, &t->hstartcap,
-                            st->chunks[c].ptr - MMFS__REC_HDR - 8 - st->name.len, st->chunks[c].start);
+        for (size_t c = 0; c < st->n && rc == MMFS_OK; c++) {
+            const uint8_t *raw = st->chunks[c].ptr - MMFS__REC_HDR - 8 - st->name.len;
+            mmfs_assert(raw[4] == MMFS__R_STREAM_APPEND, "ckpt: a chunk outside its record");
+            rc = push_chunk(&t->hraw, &t->hstart, &t->nh, &t->hcap, &t->hstartcap, raw, st->chunks[c].start);
+        }
         hs->n = t->nh - hs->at;
     }
     const mmfs__docs *d = &e->docs;
