@@ -70,6 +70,13 @@ static mmfs_memories *list_tag(mmfs_db *db, mmfs_filter *f, const char *tag) {
     return ms;
 }
 
+static int cmp_doc_key(const void *a, const void *b) {
+    const mmfs_doc_hit *x = a, *y = b;
+    size_t n = x->key.len < y->key.len ? x->key.len : y->key.len;
+    int c = memcmp(x->key.ptr, y->key.ptr, n);
+    return c ? c : (x->key.len > y->key.len) - (x->key.len < y->key.len);
+}
+
 /* Everything DB answers about the store, as text.  Search hits are
 ** compared as sets: BM25's document frequencies may count deleted
 ** entries in a log replay and not after a checkpoint. */
@@ -133,7 +140,11 @@ static char *dump(mmfs_db *db) {
         put_id_list(out, ms);
         mmfs_doc_hits *dh;
         MMFS_OK_OR_FAIL(mmfs_search(db, mmfs_str(WORDS[w]), 1000, &dh));
-        fprintf(out, "docs %s: %zu\n", WORDS[w], dh->count);
+        /* keys as a set: a log replay's df counts replaced documents */
+        qsort(dh->items, dh->count, sizeof *dh->items, cmp_doc_key);
+        fprintf(out, "docs %s: %zu", WORDS[w], dh->count);
+        for (size_t i = 0; i < dh->count; i++) fprintf(out, " %.*s", PS(dh->items[i].key));
+        fputc('\n', out);
         mmfs_free(dh);
     }
     for (int i = 0; i < NSESS; i++) {
@@ -147,6 +158,11 @@ static char *dump(mmfs_db *db) {
                 s.has_payload ? (const char *)s.payload.ptr : "");
     }
     mmfs_sessions *ss;
+    MMFS_OK_OR_FAIL(mmfs_list_sessions(db, 3, &ss));
+    fprintf(out, "sessions first 3:");
+    for (size_t i = 0; i < ss->count; i++) fprintf(out, " %.*s", PS(ss->items[i].id));
+    fputc('\n', out);
+    mmfs_free(ss);
     MMFS_OK_OR_FAIL(mmfs_list_sessions(db, 1000, &ss));
     fprintf(out, "sessions:");
     for (size_t i = 0; i < ss->count; i++) fprintf(out, " %.*s", PS(ss->items[i].id));
@@ -156,7 +172,14 @@ static char *dump(mmfs_db *db) {
         char in[8];
         snprintf(in, sizeof in, "i%d", i);
         MMFS_OK_OR_FAIL(mmfs_list_by_intent(db, mmfs_str(in), 1000, &ss));
-        fprintf(out, "intent %s: %zu\n", in, ss->count);
+        fprintf(out, "intent %s: %zu", in, ss->count);
+        for (size_t j = 0; j < ss->count; j++) fprintf(out, " %.*s", PS(ss->items[j].id));
+        fputc('\n', out);
+        mmfs_free(ss);
+        MMFS_OK_OR_FAIL(mmfs_list_by_intent(db, mmfs_str(in), 2, &ss));
+        fprintf(out, "intent %s first 2:", in);
+        for (size_t j = 0; j < ss->count; j++) fprintf(out, " %.*s", PS(ss->items[j].id));
+        fputc('\n', out);
         mmfs_free(ss);
     }
     for (int i = 0; i < NSTREAMS; i++) {
@@ -168,6 +191,14 @@ static char *dump(mmfs_db *db) {
         size_t got;
         fprintf(out, "stream %s %llu:", name, (unsigned long long)mmfs_reader_size(r));
         while (mmfs_reader_read(r, b, sizeof b, &got) == MMFS_OK && got) fwrite(b, 1, got, out);
+        /* and a range from a third of the way in, across chunks */
+        uint64_t size = mmfs_reader_size(r);
+        MMFS_OK_OR_FAIL(mmfs_reader_seek(r, size / 3));
+        MMFS_OK_OR_FAIL(mmfs_reader_read(r, b, 13, &got));
+        fprintf(out, " [%llu+%zu: %.*s]", (unsigned long long)(size / 3), got, (int)got, b);
+        uint64_t ssz;
+        MMFS_OK_OR_FAIL(mmfs_stream_size(db, mmfs_str(name), &ssz));
+        assert_int_equal(ssz, size);
         fputc('\n', out);
         mmfs_reader_close(r);
     }
@@ -523,7 +554,8 @@ static void test_patched_header(void **state) {
         uint32_t val;
         const char *what;
     } cases[] = {
-        {8, 3, "a newer format"},
+        {8, 4, "a newer format"},
+        {8, 2, "format 2 (skipped: the log replays)"},
         {8, 1, "format 1 (skipped: the log replays)"},
         {32, 2, "made against another first_segment"},
         {48, 1, "an anchor that is not in the log"},

@@ -2,8 +2,9 @@
 ** ckpt_crash_test.c: kill -9 at random moments of checkpointing, with a
 ** second process writing and reading throughout.  Each cycle forks a
 ** checkpointer (mmfs_checkpoint in a loop) and a writer (sync = always:
-** sets and deletes keys, appends memories, and reads each of its writes
-** back), kills both after 5..60 ms, then checks the store as the next open
+** sets and deletes keys, appends memories, puts and deletes sessions,
+** appends to streams, indexes documents, and reads its kv writes back),
+** kills both after 5..60 ms, then checks the store as the next open
 ** sees it (from the newest checkpoint it finds) against a model of the
 ** acknowledged operations, and against an open of the log alone.
 **
@@ -24,11 +25,26 @@
 #include <unistd.h>
 
 #define NKEYS 300
+#define NSESS 50
+#define NSTREAMS 4
+#define NDOCS 30
+#define NWORDS 5
 
-/* Operation I of the writer: a memory every 5th, a delete every 7th, else
-** a set of key I % NKEYS to "vI". */
-enum { OP_SET, OP_DEL, OP_MEM };
-static int op_kind(long i) { return i % 5 == 0 ? OP_MEM : i % 7 == 0 ? OP_DEL : OP_SET; }
+/* Operation I of the writer: a memory every 5th; a session put (id
+** I % NSESS, payload "vI") every 11th, a session delete every 13th, an
+** append of "vI;" to stream I % NSTREAMS every 17th, an index of document
+** I % NDOCS as "wI%NWORDS vI" every 19th; a delete of key I % NKEYS every
+** 7th; else a set of it to "vI". */
+enum { OP_SET, OP_DEL, OP_MEM, OP_SESS, OP_SDEL, OP_APPEND, OP_DOC };
+static int op_kind(long i) {
+    return i % 5 == 0    ? OP_MEM
+           : i % 11 == 0 ? OP_SESS
+           : i % 13 == 0 ? OP_SDEL
+           : i % 17 == 0 ? OP_APPEND
+           : i % 19 == 0 ? OP_DOC
+           : i % 7 == 0  ? OP_DEL
+                         : OP_SET;
+}
 
 static mmfs_db *open_store(const char *dir, int readonly) {
     mmfs_options o;
@@ -57,6 +73,42 @@ static void writer(const char *dir, long from, _Atomic long *acked) {
         case OP_MEM:
             rc = mmfs_append_memory(db, mmfs_str(v), NULL, 0, NULL, NULL);
             break;
+        case OP_SESS: {
+            char id[16], in[16];
+            snprintf(id, sizeof id, "s%02ld", i % NSESS);
+            snprintf(in, sizeof in, "i%ld", i % 3);
+            mmfs_session s;
+            memset(&s, 0, sizeof s);
+            s.id = mmfs_str(id);
+            s.has_intent = 1;
+            s.intent_id = mmfs_str(in);
+            s.has_created_at = 1;
+            s.created_at = 1000 + i % 7;
+            s.has_payload = 1;
+            s.payload = mmfs_str(v);
+            rc = mmfs_put_session(db, &s);
+            break;
+        }
+        case OP_SDEL: {
+            char id[16];
+            snprintf(id, sizeof id, "s%02ld", i % NSESS);
+            rc = mmfs_delete_session(db, mmfs_str(id), NULL);
+            break;
+        }
+        case OP_APPEND: {
+            char name[16], b[40];
+            snprintf(name, sizeof name, "st%ld", i % NSTREAMS);
+            snprintf(b, sizeof b, "v%ld;", i);
+            rc = mmfs_append_stream(db, mmfs_str(name), mmfs_str(b));
+            break;
+        }
+        case OP_DOC: {
+            char key[16], text[48];
+            snprintf(key, sizeof key, "d%02ld", i % NDOCS);
+            snprintf(text, sizeof text, "w%ld v%ld", i % NWORDS, i);
+            rc = mmfs_index(db, mmfs_str(key), mmfs_str(text));
+            break;
+        }
         case OP_DEL:
             rc = mmfs_delete_kv(db, mmfs_str(k), NULL);
             if (rc == MMFS_OK && mmfs_get_kv(db, mmfs_str(k), &got) != MMFS_NOTFOUND) _exit(4);
@@ -79,19 +131,118 @@ static void checkpointer(const char *dir) {
         if (mmfs_checkpoint(db) != MMFS_OK) _exit(3);
 }
 
-/* The kv contents and memory count after operations 1..N. */
+/* The store after operations 1..N: kv, memory count, sessions (the op of
+** their put, 0: none), streams (their bytes), documents (the op that
+** indexed them). */
 typedef struct model {
     long val[NKEYS]; /* 0: absent */
     long mems;
+    long sess[NSESS];
+    char *stream[NSTREAMS];
+    size_t slen[NSTREAMS];
+    long doc[NDOCS];
 } model;
 
+static void model_free(model *m) {
+    for (int j = 0; j < NSTREAMS; j++) free(m->stream[j]);
+}
+
 static void model_at(model *m, long n) {
+    model_free(m);
     memset(m, 0, sizeof *m);
     for (long i = 1; i <= n; i++) {
         int kind = op_kind(i);
-        if (kind == OP_MEM) m->mems++;
-        else m->val[i % NKEYS] = kind == OP_DEL ? 0 : i;
+        if (kind == OP_MEM) {
+            m->mems++;
+        } else if (kind == OP_SESS) {
+            m->sess[i % NSESS] = i;
+        } else if (kind == OP_SDEL) {
+            m->sess[i % NSESS] = 0;
+        } else if (kind == OP_DOC) {
+            m->doc[i % NDOCS] = i;
+        } else if (kind == OP_APPEND) {
+            char b[40];
+            int len = snprintf(b, sizeof b, "v%ld;", i);
+            long j = i % NSTREAMS;
+            m->stream[j] = realloc(m->stream[j], m->slen[j] + (size_t)len + 1);
+            if (!m->stream[j]) ct_fatal(__FILE__, __LINE__, "out of memory");
+            memcpy(m->stream[j] + m->slen[j], b, (size_t)len + 1);
+            m->slen[j] += (size_t)len;
+        } else {
+            m->val[i % NKEYS] = kind == OP_DEL ? 0 : i;
+        }
     }
+}
+
+/* 1 if DB's sessions, streams and documents are M's. */
+static int matches_tables(mmfs_db *db, const model *m, const mmfs_store_stats *st) {
+    long live = 0;
+    for (int j = 0; j < NSESS; j++) {
+        char id[16], v[32];
+        snprintf(id, sizeof id, "s%02d", j);
+        mmfs_session s;
+        int rc = mmfs_get_session(db, mmfs_str(id), &s);
+        if (!m->sess[j]) {
+            if (rc != MMFS_NOTFOUND) return 0;
+            continue;
+        }
+        live++;
+        snprintf(v, sizeof v, "v%ld", m->sess[j]);
+        if (rc != MMFS_OK || s.payload.len != strlen(v) || memcmp(s.payload.ptr, v, s.payload.len) != 0) return 0;
+    }
+    mmfs_sessions *ss;
+    if ((long)st->sessions != live || mmfs_list_sessions(db, 0, &ss) != MMFS_OK) return 0;
+    size_t listed = ss->count;
+    mmfs_free(ss);
+    size_t by_intent = 0;
+    for (int j = 0; j < 3; j++) {
+        char in[8];
+        snprintf(in, sizeof in, "i%d", j);
+        if (mmfs_list_by_intent(db, mmfs_str(in), 0, &ss) != MMFS_OK) return 0;
+        by_intent += ss->count;
+        mmfs_free(ss);
+    }
+    if ((long)listed != live || (long)by_intent != live) return 0;
+    long streams = 0;
+    for (int j = 0; j < NSTREAMS; j++) {
+        char name[16];
+        snprintf(name, sizeof name, "st%d", j);
+        mmfs_reader *r;
+        int rc = mmfs_open_read(db, mmfs_str(name), &r);
+        if (!m->stream[j]) {
+            if (rc != MMFS_NOTFOUND) return 0;
+            continue;
+        }
+        streams++;
+        if (rc != MMFS_OK) return 0;
+        char *b = malloc(m->slen[j] + 1);
+        size_t got = 0;
+        int ok = b && mmfs_reader_size(r) == m->slen[j] && mmfs_reader_read(r, b, m->slen[j] + 1, &got) == MMFS_OK &&
+                 got == m->slen[j] && memcmp(b, m->stream[j], got) == 0;
+        free(b);
+        mmfs_reader_close(r);
+        if (!ok) return 0;
+    }
+    long docs = 0;
+    for (int j = 0; j < NDOCS; j++) docs += m->doc[j] != 0;
+    if ((long)st->streams != streams || (long)st->documents != docs) return 0;
+    for (int w = 0; w < NWORDS; w++) {
+        char q[8];
+        snprintf(q, sizeof q, "w%d", w);
+        mmfs_doc_hits *h;
+        if (mmfs_search(db, mmfs_str(q), 1000, &h) != MMFS_OK) return 0;
+        long want = 0;
+        for (int j = 0; j < NDOCS; j++) want += m->doc[j] && m->doc[j] % NWORDS == w;
+        int ok = (long)h->count == want;
+        for (size_t x = 0; ok && x < h->count; x++) {
+            const char *k = h->items[x].key.ptr; /* "dNN" */
+            int j = h->items[x].key.len == 3 ? (k[1] - '0') * 10 + (k[2] - '0') : -1;
+            ok = j >= 0 && j < NDOCS && m->doc[j] && m->doc[j] % NWORDS == w;
+        }
+        mmfs_free(h);
+        if (!ok) return 0;
+    }
+    return 1;
 }
 
 /* 1 if DB holds exactly M. */
@@ -126,7 +277,7 @@ static int matches(mmfs_db *db, const model *m) {
         n++;
     }
     mmfs_kv_iter_close(it);
-    return n == live && (long)st.kv == live;
+    return n == live && (long)st.kv == live && matches_tables(db, m, &st);
 }
 
 static int count_ckpts(const char *dir, int *tmps) {
@@ -155,6 +306,8 @@ int main(int argc, char **argv) {
     _Atomic long *acked = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (acked == MAP_FAILED) ct_fatal(__FILE__, __LINE__, "mmap failed");
     long done = 0; /* operations in the store */
+    model m;
+    memset(&m, 0, sizeof m);
     int from_ckpt = 0;
     for (long c = 0; c < cycles && !ct_failures(); c++) {
         atomic_store(acked, done);
@@ -187,7 +340,6 @@ int main(int argc, char **argv) {
         CHECK_OK(mmfs_stats(db, &st));
         if (st.checkpoint_lsn) from_ckpt++;
         CHECK_OK(mmfs_verify(db));
-        model m;
         model_at(&m, n);
         if (matches(db, &m)) {
             done = n;
@@ -222,6 +374,7 @@ int main(int argc, char **argv) {
     printf("ckpt_crash_test: %ld operations, %d of %ld opens from a checkpoint, %d files, %d temporaries, "
            "%d failed checks\n",
            done, from_ckpt, cycles, n, tmps, ct_failures());
+    model_free(&m);
     ct_rmrf(dir);
     free(dir);
     return ct_failures() ? 1 : 0;

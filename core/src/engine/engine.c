@@ -135,9 +135,9 @@ int mmfs__engine_apply(mmfs__engine *e, const mmfs__rec *r) {
 void mmfs__engine_stats(const mmfs__engine *e, mmfs_store_stats *st) {
     st->memories = e->mems.live;
     st->kv = e->kv.live;
-    st->sessions = e->sess.map.count;
-    st->streams = e->streams.count;
-    st->documents = e->docs.map.count;
+    st->sessions = e->sess.live;
+    st->streams = e->tab.t_n + e->streams_new;
+    st->documents = e->docs.live;
     st->live_bytes = e->live_bytes;
     st->state_version = e->state.version;
     st->checkpoint_dropped = (uint64_t)mmfs__ckf_bad(e->kv.ck.ckf);

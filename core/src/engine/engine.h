@@ -1,6 +1,6 @@
 /*
 ** engine.h: what the engine's files (engine.c, kv.c, memory.c,
-** memory_read.c, session.c, stream.c, state.c) share: the struct mmfs__engine and helpers that read
+** memory_read.c, session.c, stream.c, state.c, tabck.c) share: the struct mmfs__engine and helpers that read
 ** fields of encoded records.  The ordered index is base/btree.h.
 **
 ** Invariants of the whole engine:
@@ -152,7 +152,7 @@ typedef struct mmfs__tag {
 } mmfs__tag;
 
 /* The checkpoint's memory table, mapped (ckpt.c checks the file, memory.c
-** reads it; docs/format.md, checkpoint format 2, sections 6, 7, 10, 11,
+** reads it; docs/format.md, checkpoint format 3, sections 6, 7, 10, 11,
 ** 12).  Ids base .. base + n - 1, in blocks of MMFS__MEM_BLOCK ids: dir
 ** has (u64 base position, u64 at) per block, at the offset into pos of
 ** its entries with their kind in its two low bits: 3, u16 deltas from the
@@ -217,11 +217,36 @@ typedef struct mmfs__mems {
     uint32_t segs_fresh;
 } mmfs__mems;
 
-/* memory.c too: documents, the other tenant of the full-text engine. */
+/* A checkpoint's session, stream and document tables, mapped (format 3,
+** section 15: docs/format.md; store/ckpt_tables.c checks their bounds and
+** attaches them).  Entries are log positions that kv.ck resolves; every
+** read asks kv.ck.ckf for its bytes first.  Slot tables are open
+** addressing (XXH3-64 of the key, linear probing, a power-of-two count of
+** slots, load <= 0.5, second word 0 = empty).  n = 0 and NULL: none. */
+typedef struct mmfs__tabck {
+    const uint8_t *s_slots, *s_time; /* (u64 hash, u64 pos); u64 pos by created_at desc, LSN desc */
+    size_t s_mask, s_n;
+    const uint8_t *i_slots, *i_recs; /* (u64 hash, u64 at, u64 n) -> i_recs[at, at + n): u64 pos by time */
+    size_t i_mask, i_n;
+    const uint8_t *t_slots, *t_ents, *t_chunks; /* (u64 hash, u64 index + 1); (u64 first pos, u64 size,
+                                                ** u64 chunk at, u64 nchunks); (u64 pos, u64 start) */
+    size_t t_mask, t_n, t_nchunks;
+    const uint8_t *d_slots, *d_recs; /* (u64 hash, u64 index + 1); u64 pos in log order, docno index + 1 */
+    size_t d_mask, d_n;
+} mmfs__tabck;
+
+/* memory.c too: documents, the other tenant of the full-text engine.
+** With a checkpoint (tab.d_n > 0) its documents are docnos 1 .. ck_n
+** (read from the mapped table; ck_dead has a bit per one replaced or
+** removed since, made at the first), and map and recs hold only newer
+** ones: docno d > ck_n is recs[d - ck_n]. */
 typedef struct mmfs__docs {
-    mmfs__hmap map;       /* key -> docno */
-    const uint8_t **recs; /* docno -> DOC_INDEX record, NULL once replaced */
+    mmfs__hmap map;       /* key -> docno (> ck_n) */
+    const uint8_t **recs; /* docno - ck_n -> DOC_INDEX record, NULL once replaced */
     size_t next, cap;     /* next docno to give (docno 0 is never used) */
+    size_t ck_n;          /* the checkpoint's documents */
+    uint8_t *ck_dead;
+    size_t live;          /* live documents, in the checkpoint and map together */
     mmfs__index *ix;      /* under mems.ixlock, filled through mems' queue */
 } mmfs__docs;
 
@@ -232,10 +257,15 @@ typedef struct mmfs__intent {
     size_t n, cap;
 } mmfs__intent;
 
+/* With a checkpoint (tab.s_n > 0), as kv: map, by_time and intents hold
+** only what came after it; map has the latest SESSION_PUT of an id, or
+** the SESSION_DEL that hides an id of the checkpoint; a checkpoint
+** session counts only while map has no record for its id. */
 typedef struct mmfs__sessions {
-    mmfs__hmap map;      /* id -> SESSION_PUT record */
-    mmfs__btree by_time; /* records, created_at desc then LSN desc */
-    mmfs__hmap intents;  /* intent_id -> mmfs__intent * */
+    mmfs__hmap map;      /* id -> SESSION_PUT (or SESSION_DEL) record */
+    mmfs__btree by_time; /* newer puts, created_at desc then LSN desc */
+    mmfs__hmap intents;  /* intent_id -> mmfs__intent * (newer puts) */
+    size_t live;         /* live sessions, in the checkpoint and map together */
 } mmfs__sessions;
 
 /* stream.c */
@@ -244,11 +274,15 @@ typedef struct mmfs__chunk {
     uint64_t start;     /* offset in the stream; len = next start - start */
 } mmfs__chunk;
 
+/* A stream: its bytes [0, ck_size) are chunks [ck_at, ck_at + ck_n) of
+** the checkpoint's chunk table (none without one), the rest are chunks. */
 typedef struct mmfs__stream {
-    mmfs_slice name; /* into the first record */
+    mmfs_slice name; /* into one of its records */
     mmfs__chunk *chunks;
     size_t n, cap;
     uint64_t size;
+    uint64_t ck_at, ck_n, ck_size;
+    uint64_t ck_first; /* the checkpoint's first record of it (a position), 0: not there */
 } mmfs__stream;
 
 /* state.c */
@@ -271,7 +305,9 @@ struct mmfs__engine {
     mmfs__mems mems;
     mmfs__docs docs;
     mmfs__sessions sess;
-    mmfs__hmap streams; /* key -> mmfs__stream * */
+    mmfs__hmap streams; /* key -> mmfs__stream * (with a checkpoint: those appended to since) */
+    size_t streams_new; /* streams the checkpoint does not have */
+    mmfs__tabck tab;    /* the checkpoint's sessions, streams and documents */
     mmfs__state state;
     const uint8_t *policy; /* latest POLICY record, or NULL */
     uint64_t live_bytes;
@@ -371,14 +407,50 @@ int mmfs__sess_get(const mmfs__engine *e, mmfs_slice id, mmfs_session *out);
 int mmfs__sess_list(const mmfs__engine *e, size_t limit, mmfs_sessions **out);
 int mmfs__sess_by_intent(const mmfs__engine *e, mmfs_slice intent_id, size_t limit, mmfs_sessions **out);
 
+/* session.c: the current SESSION_PUT record of ID (changes first, then
+** the mapped checkpoint), or NULL. */
+const uint8_t *mmfs__sess_find(const mmfs__engine *e, mmfs_slice id);
+
 int mmfs__stream_init(mmfs__engine *e);
 void mmfs__stream_free(mmfs__engine *e);
 int mmfs__stream_apply(mmfs__engine *e, const mmfs__rec *r);
-/* The stream KEY, or NULL (store/read_stream.c reads under the read side). */
-const mmfs__stream *mmfs__stream_find(const mmfs__engine *e, mmfs_slice key);
+/* The stream KEY, or NULL (store/read_stream.c reads under the read side):
+** the engine's, or one of the checkpoint's described in *BUF. */
+const mmfs__stream *mmfs__stream_find(const mmfs__engine *e, mmfs_slice key, mmfs__stream *buf);
 /* The chunk of ST holding offset POS (< st->size): returns its bytes and
-** sets its range [*start, *end) in the stream. */
-const uint8_t *mmfs__stream_chunk(const mmfs__stream *st, uint64_t pos, uint64_t *start, uint64_t *end);
+** sets its range [*start, *end) in the stream; NULL when the checkpoint's
+** bytes holding it fail their checksum or do not resolve. */
+const uint8_t *mmfs__stream_chunk(const mmfs__engine *e, const mmfs__stream *st, uint64_t pos, uint64_t *start,
+                                  uint64_t *end);
+
+/* tabck.c: the record at log position POS of the checkpoint, if it is a
+** whole record of TYPE that decodes (into *R, may be NULL), else NULL. */
+const uint8_t *mmfs__tabck_rec(const mmfs__engine *e, uint64_t pos, int type, mmfs__rec *r);
+/* tabck.c: the slot of KEY in the slot table SLOTS (MASK + 1 slots of
+** ESZ bytes: u64 hash, u64 value (0: empty), ...), whose key KEYOF gives,
+** or NULL.  A slot whose bytes fail their checksum ends the search (NULL;
+** the checkpoint is then bad). */
+const uint8_t *mmfs__tabck_probe(const mmfs__engine *e, const uint8_t *slots, size_t mask, size_t esz,
+                                 mmfs_slice key,
+                                 int (*keyof)(const mmfs__engine *e, const uint8_t *slot, mmfs_slice *key));
+/* tabck.c: the u64 at P (in the checkpoint), or 0 when its bytes fail
+** their checksum (*OK = 0 then). */
+uint64_t mmfs__tabck_u64(const mmfs__engine *e, const uint8_t *p, int *ok);
+/* tabck.c: 1 when the engine reads sessions, streams or documents from a
+** checkpoint that was found damaged: their reads then fail (CORRUPT),
+** since changes applied over it may have missed what it held. */
+int mmfs__tabck_bad(const mmfs__engine *e);
+/* Attaches TAB (ckpt_tables.c checked its bounds) to the engine:
+** counts, the documents' docnos and the queued index work of the
+** checkpoint's documents.  Errors: MMFS_NOMEM. */
+int mmfs__tabck_attach(mmfs__engine *e, const mmfs__tabck *tab);
+/* memory.c: the documents' part of mmfs__tabck_attach. */
+int mmfs__doc_ck_attach(mmfs__engine *e);
+/* memory.c: the current DOC_INDEX record of KEY, or NULL. */
+const uint8_t *mmfs__doc_find(const mmfs__engine *e, mmfs_slice key);
+/* memory.c: the DOC_INDEX record of live docno D, or NULL (replaced,
+** removed, or the checkpoint's bytes fail their checksum). */
+const uint8_t *mmfs__doc_rec(const mmfs__engine *e, uint32_t d);
 
 int mmfs__state_init(mmfs__engine *e);
 void mmfs__state_free(mmfs__engine *e);

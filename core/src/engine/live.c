@@ -26,14 +26,11 @@ static const uint8_t *cur_kv(const mmfs__engine *e, const mmfs__rec *r) {
 }
 
 static const uint8_t *cur_session(const mmfs__engine *e, const mmfs__rec *r) {
-    mmfs_slice id = r->u.sess.id;
-    return (const uint8_t *)mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id));
+    return mmfs__sess_find(e, r->u.sess.id);
 }
 
 static const uint8_t *cur_doc(const mmfs__engine *e, const mmfs__rec *r) {
-    mmfs_slice key = r->u.doc.key;
-    uintptr_t docno = mmfs__hmap_get(&e->docs.map, key, mmfs__hash(key));
-    return docno ? e->docs.recs[docno] : NULL;
+    return mmfs__doc_find(e, r->u.doc.key);
 }
 
 static const uint8_t *cur_state(const mmfs__engine *e, const mmfs__rec *r) {

@@ -56,7 +56,7 @@ static mmfs_slice route_key(const void *ctx, uintptr_t v) {
 
 static mmfs_slice doc_key(const void *ctx, uintptr_t v) {
     const mmfs__engine *e = ctx;
-    return mmfs__raw_key(e->docs.recs[v]);
+    return mmfs__raw_key(e->docs.recs[v - e->docs.ck_n]);
 }
 
 int mmfs__mem_init(mmfs__engine *e) {
@@ -104,6 +104,7 @@ void mmfs__mem_free(mmfs__engine *e) {
     }
     mmfs__hmap_free(&e->docs.map);
     free(e->docs.recs);
+    free(e->docs.ck_dead);
     if (e->docs.ix) mmfs__index_free(e->docs.ix);
     memset(m, 0, sizeof *m);
     memset(&e->docs, 0, sizeof e->docs);
@@ -409,6 +410,7 @@ static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
 /* memory.c, below: the index work of one memory of a checkpoint's table. */
 static int ck_index(mmfs__engine *e, uint64_t id);
 static void ck_unindex(mmfs__engine *e, uint32_t id);
+static int doc_ck_index(mmfs__engine *e, uint32_t docno);
 
 void mmfs__engine_defer_index(mmfs__engine *e) { e->mems.defer = 1; }
 
@@ -431,6 +433,14 @@ int mmfs__engine_index_drain(mmfs__engine *e) {
         }
         mmfs__ixop op = m->q[m->qhead];
         pthread_mutex_unlock(&m->qmu);
+        if (op.doc && op.add == MMFS__IX_CKPT) { /* one document of the checkpoint's table at a time */
+            if ((rc = doc_ck_index(e, op.docno))) break;
+            pthread_mutex_lock(&m->qmu);
+            m->q[m->qhead].docno++;
+            if (--m->q[m->qhead].len == 0) m->qhead++;
+            pthread_mutex_unlock(&m->qmu);
+            continue;
+        }
         uint32_t segs_end = mmfs__index_segments_end(m->ix);
         if (op.add == MMFS__IX_CKPT && op.docno < segs_end) {
             /* ids the mapped segments hold: only their deletes, at once */
@@ -688,41 +698,115 @@ void mmfs__mem_segs_below(mmfs__engine *e) {
 
 /* ----------------------------------------------------------- documents */
 
+/* Entry I of the checkpoint's documents: its DOC_INDEX record (decoded
+** into *R, may be NULL), or NULL when its bytes fail their checksum. */
+static const uint8_t *doc_ck_at(const mmfs__engine *e, uint64_t i, mmfs__rec *r) {
+    int ok = 1;
+    if (i >= e->tab.d_n) return NULL;
+    uint64_t pos = mmfs__tabck_u64(e, e->tab.d_recs + 8 * i, &ok);
+    return ok ? mmfs__tabck_rec(e, pos, MMFS__R_DOC_INDEX, r) : NULL;
+}
+
+static int doc_slot_key(const mmfs__engine *e, const uint8_t *slot, mmfs_slice *key) {
+    const uint8_t *raw = doc_ck_at(e, mmfs__ld64(slot + 8) - 1, NULL);
+    if (raw) *key = mmfs__raw_key(raw);
+    return raw != NULL;
+}
+
+static int doc_ck_dead(const mmfs__docs *d, uint64_t i) { return d->ck_dead && (d->ck_dead[i >> 3] >> (i & 7) & 1); }
+
+/* The checkpoint's index (docno - 1) of KEY while it is live there, or -1. */
+static int64_t doc_ck_find(const mmfs__engine *e, mmfs_slice key) {
+    if (!e->tab.d_n) return -1;
+    const uint8_t *slot = mmfs__tabck_probe(e, e->tab.d_slots, e->tab.d_mask, 16, key, doc_slot_key);
+    if (!slot) return -1;
+    uint64_t i = mmfs__ld64(slot + 8) - 1;
+    return doc_ck_dead(&e->docs, i) ? -1 : (int64_t)i;
+}
+
+int mmfs__doc_ck_attach(mmfs__engine *e) {
+    mmfs__docs *d = &e->docs;
+    d->ck_n = e->tab.d_n;
+    d->next = d->ck_n + 1;
+    d->live = d->ck_n;
+    /* Their index work waits for the first search (or write): open does
+    ** not tokenize history. */
+    if (d->ck_n && e->mems.defer) return queue_op(e, 1, 1, (int)MMFS__IX_CKPT, (mmfs_slice){NULL, d->ck_n});
+    int rc = MMFS_OK;
+    for (size_t i = 1; i <= d->ck_n && rc == MMFS_OK; i++) rc = doc_ck_index(e, (uint32_t)i);
+    return rc;
+}
+
+/* Indexes the checkpoint's document DOCNO, unless its bytes fail (a search
+** then says CORRUPT: mmfs__tabck_bad). */
+static int doc_ck_index(mmfs__engine *e, uint32_t docno) {
+    mmfs__rec r;
+    if (!doc_ck_at(e, docno - 1, &r)) return MMFS_OK;
+    return mmfs__index_add(e->docs.ix, docno, r.u.doc.text.ptr, r.u.doc.text.len);
+}
+
+const uint8_t *mmfs__doc_rec(const mmfs__engine *e, uint32_t docno) {
+    const mmfs__docs *d = &e->docs;
+    if (docno == 0 || docno >= d->next) return NULL;
+    if (docno > d->ck_n) return d->recs[docno - d->ck_n];
+    return doc_ck_dead(d, docno - 1) ? NULL : doc_ck_at(e, docno - 1, NULL);
+}
+
+const uint8_t *mmfs__doc_find(const mmfs__engine *e, mmfs_slice key) {
+    uintptr_t docno = mmfs__hmap_get(&e->docs.map, key, mmfs__hash(key));
+    if (docno) return e->docs.recs[docno - e->docs.ck_n];
+    int64_t i = doc_ck_find(e, key);
+    return i < 0 ? NULL : doc_ck_at(e, (uint64_t)i, NULL);
+}
+
 int mmfs__doc_apply(mmfs__engine *e, const mmfs__rec *r) {
     mmfs__docs *d = &e->docs;
     mmfs_slice key = r->u.doc.key;
     mmfs_assert(mmfs__slice_eq(key, mmfs__raw_key(r->raw)), "doc: key is not the first field");
     uint64_t h = mmfs__hash(key);
     uintptr_t old = mmfs__hmap_get(&d->map, key, h);
+    int64_t ckold = old ? -1 : doc_ck_find(e, key);
+    const uint8_t *ckraw = ckold >= 0 ? doc_ck_at(e, (uint64_t)ckold, NULL) : NULL;
     int rc;
+    /* The checkpoint's deleted bits, made at the first: before anything
+    ** changes, so NOMEM changes nothing. */
+    if (ckold >= 0 && !d->ck_dead && !(d->ck_dead = calloc((d->ck_n + 7) / 8, 1)))
+        return mmfs__err(MMFS_NOMEM, "documents: out of memory");
     if (r->type == MMFS__R_DOC_INDEX) {
         if (d->next >= UINT32_MAX) return mmfs__err(MMFS_NOMEM, "documents: docnos exhausted");
         void *arr = d->recs;
-        if ((rc = mmfs__grow(&arr, &d->cap, d->next + 1, sizeof *d->recs))) return rc;
+        if ((rc = mmfs__grow(&arr, &d->cap, d->next - d->ck_n + 1, sizeof *d->recs))) return rc;
         d->recs = arr;
         if (!old && (rc = mmfs__hmap_reserve(&d->map, 1))) return rc;
         uint32_t docno = (uint32_t)d->next;
         /* Queued (or, during recovery, indexed) first: a failure leaves
         ** the documents as they were. */
         if ((rc = queue_op(e, 1, docno, 1, r->u.doc.text))) return rc;
-        d->recs[docno] = r->raw;
+        d->recs[docno - d->ck_n] = r->raw;
         d->next++;
         mmfs__hmap_put(&d->map, key, h, docno, NULL); /* reserved: cannot fail */
         e->live_bytes += r->raw_len;
+        d->live++;
     } else {
-        if (!old) return MMFS_OK;
-        mmfs__hmap_del(&d->map, key, h);
+        if (!old && ckold < 0) return MMFS_OK;
+        if (old) mmfs__hmap_del(&d->map, key, h);
     }
-    if (old) {
+    if (old || ckold >= 0) {
         /* Out of memory to queue the removal leaves the old docno in the
-        ** index, where searches skip it (its recs slot is NULL). */
-        (void)queue_op(e, 1, (uint32_t)old, 0, (mmfs_slice){"", 0});
-        e->live_bytes -= mmfs__raw_len(d->recs[old]);
-        d->recs[old] = NULL;
+        ** index, where searches skip it (its recs slot is NULL, or its
+        ** deleted bit is set). */
+        uint32_t was = old ? (uint32_t)old : (uint32_t)ckold + 1;
+        (void)queue_op(e, 1, was, 0, (mmfs_slice){"", 0});
+        if (old) {
+            e->live_bytes -= mmfs__raw_len(d->recs[old - d->ck_n]);
+            d->recs[old - d->ck_n] = NULL;
+        } else {
+            d->ck_dead[ckold >> 3] |= (uint8_t)(1u << (ckold & 7));
+            if (ckraw) e->live_bytes -= mmfs__raw_len(ckraw);
+        }
+        d->live--;
     }
     return MMFS_OK;
 }
 
-int mmfs__engine_has_doc(const mmfs__engine *e, mmfs_slice key) {
-    return mmfs__hmap_get(&e->docs.map, key, mmfs__hash(key)) != 0;
-}
+int mmfs__engine_has_doc(const mmfs__engine *e, mmfs_slice key) { return mmfs__doc_find(e, key) != NULL; }

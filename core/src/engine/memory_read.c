@@ -420,19 +420,31 @@ int mmfs__doc_search(mmfs__engine *e, mmfs_slice query, size_t limit, mmfs_doc_h
     pthread_rwlock_unlock(&e->mems.ixlock);
     if (rc) goto done;
     size_t m = 0;
+    const uint8_t **recs = malloc((n ? n : 1) * sizeof *recs);
+    if (!recs) {
+        rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
+        goto done;
+    }
     for (size_t i = 0; i < n; i++)
-        if (hits[i].docno < e->docs.next && e->docs.recs[hits[i].docno]) hits[m++] = hits[i];
+        if ((recs[m] = mmfs__doc_rec(e, hits[i].docno))) hits[m++] = hits[i];
+    if (mmfs__tabck_bad(e)) {
+        free(recs);
+        rc = mmfs__err(MMFS_CORRUPT, "search: the checkpoint is damaged (dropped: reopen to read from the log)");
+        goto done;
+    }
     mmfs_doc_hits *l = malloc(sizeof *l + m * sizeof(mmfs_doc_hit));
     if (!l) {
+        free(recs);
         rc = mmfs__err(MMFS_NOMEM, "search: out of memory");
         goto done;
     }
     l->count = m;
     l->items = (mmfs_doc_hit *)(l + 1);
     for (size_t i = 0; i < m; i++) {
-        l->items[i].key = mmfs__raw_key(e->docs.recs[hits[i].docno]);
+        l->items[i].key = mmfs__raw_key(recs[i]);
         l->items[i].score = hits[i].score;
     }
+    free(recs);
     *out = l;
 done:
     free(hits);

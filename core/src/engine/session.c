@@ -2,12 +2,19 @@
 ** session.c: sessions in the engine, and what their public reads find
 ** in it (the public functions, with their locking: store/read_session.c).
 **
-** Invariants: map (id -> SESSION_PUT record), by_time and the intents'
-** lists hold the same records: the current put of each id not deleted
-** since.  by_time orders them by created_at desc, then LSN desc (a later
-** put first on a tie).  An intent exists while it has a session; its name
-** is a slice into one of its records.  A session costs one hash slot, one
-** B+tree entry and, with an intent, one pointer in its list; no copies.
+** Invariants: without a checkpoint, map (id -> SESSION_PUT record),
+** by_time and the intents' lists hold the same records: the current put
+** of each id not deleted since.  With one (tab, mapped: tabck.c), they
+** hold only what came after it, as kv.c does: map has the latest put of
+** an id or the SESSION_DEL that hides an id of the checkpoint, by_time
+** and intents the newer puts; a checkpoint session counts only while map
+** has no record for its id.  So a get asks map, then the checkpoint's
+** slots; a list merges the checkpoint's time order (or its intent's) with
+** the newer records; heap grows with the changes since the checkpoint.
+** Both orders are created_at desc, then LSN desc (a later put first on a
+** tie).  An intent exists while it has a session; its name is a slice
+** into one of its records.  A session costs one hash slot, one B+tree
+** entry and, with an intent, one pointer in its list; no copies.
 */
 #include "engine.h"
 
@@ -110,7 +117,26 @@ static void sess_unlink(mmfs__engine *e, const uint8_t *raw) {
     mmfs__rec r;
     if (mmfs__raw_decode(raw, &r) == MMFS_OK && r.u.sess.has_intent)
         intent_remove(e, r.u.sess.intent_id, raw);
-    e->live_bytes -= mmfs__raw_len(raw);
+}
+
+/* The key of a checkpoint session slot: its record's id. */
+static int ck_slot_key(const mmfs__engine *e, const uint8_t *slot, mmfs_slice *key) {
+    const uint8_t *raw = mmfs__tabck_rec(e, mmfs__ld64(slot + 8), MMFS__R_SESSION_PUT, NULL);
+    if (raw) *key = mmfs__raw_key(raw);
+    return raw != NULL;
+}
+
+/* The checkpoint's SESSION_PUT of ID, or NULL (hidden or not: map decides). */
+static const uint8_t *ck_get(const mmfs__engine *e, mmfs_slice id) {
+    if (!e->tab.s_n) return NULL;
+    const uint8_t *slot = mmfs__tabck_probe(e, e->tab.s_slots, e->tab.s_mask, 16, id, ck_slot_key);
+    return slot ? mmfs__tabck_rec(e, mmfs__ld64(slot + 8), MMFS__R_SESSION_PUT, NULL) : NULL;
+}
+
+const uint8_t *mmfs__sess_find(const mmfs__engine *e, mmfs_slice id) {
+    const uint8_t *raw = (const uint8_t *)mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id));
+    if (raw) return raw[4] == MMFS__R_SESSION_PUT ? raw : NULL;
+    return ck_get(e, id);
 }
 
 int mmfs__sess_apply(mmfs__engine *e, const mmfs__rec *r) {
@@ -118,14 +144,29 @@ int mmfs__sess_apply(mmfs__engine *e, const mmfs__rec *r) {
     mmfs_assert(mmfs__slice_eq(id, mmfs__raw_key(r->raw)), "session: id is not the first field");
     uint64_t h = mmfs__hash(id);
     const uint8_t *old = (const uint8_t *)mmfs__hmap_get(&e->sess.map, id, h);
+    const uint8_t *ckold = old ? NULL : ck_get(e, id);
+    int oldput = old && old[4] == MMFS__R_SESSION_PUT;
+    /* The record this one replaces, if live: map's, else the checkpoint's.
+    ** (A map record over a checkpoint id hides it for good: puts and
+    ** deletes of that id then keep a record in map.) */
+    const uint8_t *prev = old ? (oldput ? old : NULL) : ckold;
+    int hides = ckold || (old && ck_get(e, id));
+    int rc;
     if (r->type == MMFS__R_SESSION_DEL) {
-        if (!old) return MMFS_OK;
-        mmfs__hmap_del(&e->sess.map, id, h);
-        sess_unlink(e, old);
+        if (!prev) return MMFS_OK;
+        if (hides) {
+            /* The slot is reserved first, so NOMEM changes nothing. */
+            if (!old && (rc = mmfs__hmap_reserve(&e->sess.map, 1))) return rc;
+            mmfs__hmap_put(&e->sess.map, id, h, (uintptr_t)r->raw, NULL);
+        } else {
+            mmfs__hmap_del(&e->sess.map, id, h);
+        }
+        if (oldput) sess_unlink(e, old);
+        e->live_bytes -= mmfs__raw_len(prev);
+        e->sess.live--;
         return MMFS_OK;
     }
     mmfs_assert(r->u.sess.created_at == mmfs__raw_sess_created(r->raw), "session: created_at");
-    int rc;
     if (!old && (rc = mmfs__hmap_reserve(&e->sess.map, 1))) return rc;
     struct sess_key k = {r->u.sess.created_at, r->lsn};
     if ((rc = mmfs__bt_put(&e->sess.by_time, &k, r->raw, NULL))) return rc;
@@ -133,18 +174,18 @@ int mmfs__sess_apply(mmfs__engine *e, const mmfs__rec *r) {
         mmfs__bt_del(&e->sess.by_time, &k);
         return rc;
     }
-    if (old) sess_unlink(e, old);
+    if (oldput) sess_unlink(e, old);
     mmfs__hmap_put(&e->sess.map, id, h, (uintptr_t)r->raw, NULL); /* cannot fail now */
+    if (prev) e->live_bytes -= mmfs__raw_len(prev);
+    else e->sess.live++;
     e->live_bytes += r->raw_len;
     return MMFS_OK;
 }
 
-int mmfs__engine_has_session(const mmfs__engine *e, mmfs_slice id) {
-    return mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id)) != 0;
-}
+int mmfs__engine_has_session(const mmfs__engine *e, mmfs_slice id) { return mmfs__sess_find(e, id) != NULL; }
 
 int mmfs__engine_get_session(const mmfs__engine *e, mmfs_slice id, mmfs__rec *rec) {
-    const uint8_t *raw = (const uint8_t *)mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id));
+    const uint8_t *raw = mmfs__sess_find(e, id);
     return raw ? mmfs__raw_decode(raw, rec) : MMFS_NOTFOUND;
 }
 
@@ -166,11 +207,6 @@ static int sess_fill(mmfs_session *s, const uint8_t *raw) {
     return MMFS_OK;
 }
 
-int mmfs__sess_get(const mmfs__engine *e, mmfs_slice id, mmfs_session *out) {
-    const uint8_t *raw = (const uint8_t *)mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id));
-    return raw ? sess_fill(out, raw) : mmfs__err(MMFS_NOTFOUND, "get_session: no such session");
-}
-
 /* Builds the one-block list of the N sessions RECS into *OUT. */
 static int sess_list(const uint8_t *const *recs, size_t n, mmfs_sessions **out) {
     mmfs_sessions *l = malloc(sizeof *l + n * sizeof(mmfs_session));
@@ -188,38 +224,112 @@ static int sess_list(const uint8_t *const *recs, size_t n, mmfs_sessions **out) 
     return MMFS_OK;
 }
 
-int mmfs__sess_list(const mmfs__engine *e, size_t limit, mmfs_sessions **out) {
-    int rc;
-    size_t n = e->sess.by_time.count;
-    if (limit && limit < n) n = limit;
-    const uint8_t **recs = malloc((n ? n : 1) * sizeof *recs);
-    if (!recs) {
-        rc = mmfs__err(MMFS_NOMEM, "list_sessions: out of memory");
-    } else {
-        mmfs__bt_pos pos;
-        size_t i = 0;
-        for (const uint8_t *raw = mmfs__bt_first(&e->sess.by_time, &pos); raw && i < n;
-             raw = mmfs__bt_next(&pos))
-            recs[i++] = raw;
-        rc = sess_list(recs, i, out);
+/* The error of a read that needs the checkpoint once it was found bad. */
+static int ck_damaged(const char *what) {
+    return mmfs__err(MMFS_CORRUPT, "%s: the checkpoint is damaged (dropped: reopen to read from the log)", what);
+}
+
+int mmfs__sess_get(const mmfs__engine *e, mmfs_slice id, mmfs_session *out) {
+    const uint8_t *raw = mmfs__sess_find(e, id);
+    if (mmfs__tabck_bad(e)) return ck_damaged("get_session");
+    return raw ? sess_fill(out, raw) : mmfs__err(MMFS_NOTFOUND, "get_session: no such session");
+}
+
+/* A walk of the checkpoint's u64 positions P[0, N) of SESSION_PUT records
+** in time order, skipping those map hides. */
+struct ck_walk {
+    const uint8_t *p;
+    size_t i, n;
+};
+
+/* The walk's next live record, or NULL at its end or when its bytes fail
+** (*BAD is set then). */
+static const uint8_t *ck_walk_next(const mmfs__engine *e, struct ck_walk *w, int *bad) {
+    while (w->i < w->n) {
+        int ok = 1;
+        uint64_t pos = mmfs__tabck_u64(e, w->p + 8 * w->i++, &ok);
+        const uint8_t *raw = ok ? mmfs__tabck_rec(e, pos, MMFS__R_SESSION_PUT, NULL) : NULL;
+        if (!raw) {
+            *bad = 1;
+            return NULL;
+        }
+        mmfs_slice id = mmfs__raw_key(raw);
+        if (!mmfs__hmap_get(&e->sess.map, id, mmfs__hash(id))) return raw;
     }
+    return NULL;
+}
+
+/* Merges the checkpoint's walk W with the newer records NEW[0, NNEW) (both
+** in time order) into a list of at most LIMIT (0: all) in *OUT. */
+static int merge_list(const mmfs__engine *e, struct ck_walk *w, const uint8_t *const *nw, size_t nnew, size_t limit,
+                      const char *what, mmfs_sessions **out) {
+    size_t total = nnew + w->n;
+    if (limit && limit < total) total = limit;
+    const uint8_t **recs = malloc((total ? total : 1) * sizeof *recs);
+    if (!recs) return mmfs__err(MMFS_NOMEM, "%s: out of memory", what);
+    size_t i = 0, j = 0;
+    int bad = 0;
+    const uint8_t *c = ck_walk_next(e, w, &bad);
+    while (i < total && !bad && (c || j < nnew)) {
+        if (j < nnew && (!c || sess_qcmp(&nw[j], &c) < 0)) {
+            recs[i++] = nw[j++];
+        } else {
+            recs[i++] = c;
+            c = ck_walk_next(e, w, &bad);
+        }
+    }
+    int rc = bad || mmfs__tabck_bad(e) ? ck_damaged(what) : sess_list(recs, i, out);
     free(recs);
     return rc;
 }
 
+int mmfs__sess_list(const mmfs__engine *e, size_t limit, mmfs_sessions **out) {
+    size_t n = e->sess.by_time.count;
+    if (limit && limit < n) n = limit;
+    const uint8_t **nw = malloc((n ? n : 1) * sizeof *nw);
+    if (!nw) return mmfs__err(MMFS_NOMEM, "list_sessions: out of memory");
+    mmfs__bt_pos pos;
+    size_t i = 0;
+    for (const uint8_t *raw = mmfs__bt_first(&e->sess.by_time, &pos); raw && i < n; raw = mmfs__bt_next(&pos))
+        nw[i++] = raw;
+    struct ck_walk w = {e->tab.s_time, 0, e->tab.s_n};
+    int rc = merge_list(e, &w, nw, i, limit, "list_sessions", out);
+    free(nw);
+    return rc;
+}
+
+/* The key of a checkpoint intent slot: the intent of its first record. */
+static int ck_intent_key(const mmfs__engine *e, const uint8_t *slot, mmfs_slice *key) {
+    int ok = 1;
+    uint64_t at = mmfs__ld64(slot + 8) - 1;
+    if (at >= e->tab.i_n) return 0;
+    uint64_t pos = mmfs__tabck_u64(e, e->tab.i_recs + 8 * at, &ok);
+    mmfs__rec r;
+    if (!ok || !mmfs__tabck_rec(e, pos, MMFS__R_SESSION_PUT, &r) || !r.u.sess.has_intent) return 0;
+    *key = r.u.sess.intent_id;
+    return 1;
+}
+
 int mmfs__sess_by_intent(const mmfs__engine *e, mmfs_slice intent_id, size_t limit, mmfs_sessions **out) {
-    int rc;
     const mmfs__intent *in =
         (const mmfs__intent *)mmfs__hmap_get(&e->sess.intents, intent_id, mmfs__hash(intent_id));
     size_t n = in ? in->n : 0;
-    const uint8_t **recs = malloc((n ? n : 1) * sizeof *recs);
-    if (!recs) {
-        rc = mmfs__err(MMFS_NOMEM, "list_by_intent: out of memory");
-    } else {
-        if (n) memcpy(recs, in->recs, n * sizeof *recs);
-        qsort(recs, n, sizeof *recs, sess_qcmp);
-        rc = sess_list(recs, limit && limit < n ? limit : n, out);
+    const uint8_t **nw = malloc((n ? n : 1) * sizeof *nw);
+    if (!nw) return mmfs__err(MMFS_NOMEM, "list_by_intent: out of memory");
+    if (n) memcpy(nw, in->recs, n * sizeof *nw);
+    qsort(nw, n, sizeof *nw, sess_qcmp);
+    /* The checkpoint's group: its slot (hash, at + 1, n) of i_recs. */
+    struct ck_walk w = {NULL, 0, 0};
+    const uint8_t *slot =
+        e->tab.i_n ? mmfs__tabck_probe(e, e->tab.i_slots, e->tab.i_mask, 24, intent_id, ck_intent_key) : NULL;
+    if (slot) {
+        uint64_t at = mmfs__ld64(slot + 8) - 1, cnt = mmfs__ld64(slot + 16);
+        if (cnt <= e->tab.i_n - at) { /* at < i_n: ck_intent_key checked it */
+            w.p = e->tab.i_recs + 8 * at;
+            w.n = (size_t)cnt;
+        }
     }
-    free(recs);
+    int rc = merge_list(e, &w, nw, n, limit, "list_by_intent", out);
+    free(nw);
     return rc;
 }

@@ -14,9 +14,11 @@
 **     and its route; the live ids by time, as runs; the routes; each
 **     tag's live ids, as gaps), read through mmap the same way
 **     (memory.c);
-**   - every other live record (sessions, stream chunks, documents, the
-**     state, the policy) as one list in log order, which open applies
-**     again (no log scan, no checksums, only live records);
+**   - the sessions (by id, by time, by intent), the streams (their
+**     chunks) and the documents as mapped tables (format 3, section 15:
+**     ckpt_tables.c), read through mmap as kv's (session.c, stream.c,
+**     memory.c);
+**   - the latest state and policy records, which open applies again;
 **   - the ends of the sealed segments before it, so open skips them.
 ** It ends at an *anchor*: the last frame it covers, named by segment,
 ** offset and first LSN.  Open checks that frame in the log (its header,
@@ -55,7 +57,8 @@
 ** The memories' full-text index is in index segments (ROOT/index/) that
 ** section 5 lists (ckpt_index.c); the memories after the last one are one
 ** queued op that the first search or write does (the drain reads their
-** texts then).  The documents' index is built as they are applied.
+** texts then).  The documents' index is built the same way, from section
+** 15's documents, at the first search or write (no index segments).
 */
 #include "ckpt.h"
 
@@ -194,7 +197,7 @@ static uint64_t pos_in(const snap *s, const uint8_t *raw) {
 ** is not there.  A record outside them (an engine from before this
 ** handle's compaction) is looked up by LSN and taken only if its bytes are
 ** the same. */
-static uint64_t pos_of(snap *s, const uint8_t *raw) {
+uint64_t mmfs__ckpt_pos_of(snap *s, const uint8_t *raw) {
     uint64_t pos = pos_in(s, raw);
     if (pos) return pos;
     if (!s->logrecs_made && make_logrecs(s) != MMFS_OK) return 0;
@@ -304,7 +307,7 @@ static int enc_mems(snap *s, enc *x) {
             pos[i] = 0;
             /* Deleted, or no such id (a compaction may have dropped a
             ** deleted memory's record): absent. */
-            if (ent->raw && !ent->deleted && !(pos[i] = pos_of(s, ent->raw)))
+            if (ent->raw && !ent->deleted && !(pos[i] = mmfs__ckpt_pos_of(s, ent->raw)))
                 rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
             if (pos[i] && !base) base = pos[i];
             mmfs__st32(r, pos[i] ? ent->route : 0);
@@ -428,10 +431,15 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     static const int layout[CK_NSEC - 1] = {SEC_SEGMENTS, SEC_RECORDS, SEC_INDEX,   SEC_ROUTES,   SEC_TAGS,
                                             SEC_KV_HASH,  SEC_KV_ORDER, SEC_MEM_DIR, SEC_MEM_TIME, SEC_MEM_POS,
                                             SEC_MEM_ROUTE, SEC_TIME_IDS, SEC_TAG_IDS};
+    size_t tables_off = 0, tables_len = mmfs__ckpt_tables_size(s);
     for (int i = 0; i < CK_NSEC - 1; i++) {
         int k = layout[i] - 1;
         off[k] = size;
         size += (cnt[k] * mmfs__ckpt_entsize((uint32_t)(k + 1)) + 7) & ~(size_t)7;
+        if (layout[i] == SEC_TAGS) { /* format 3: section 15, whose directory open reads */
+            tables_off = size;
+            size += tables_len;
+        }
     }
     size_t nblocks = (size - CK_HDR + ((size_t)1 << CK_BLOCK_SHIFT) - 1) >> CK_BLOCK_SHIFT;
     off[CK_NSEC - 1] = size;
@@ -465,6 +473,8 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     mmfs__st64(b + H_NROUTES, s->nroutes);
     mmfs__st32(b + H_RWIDTH, x.rwidth);
     mmfs__st64(b + H_NTIME, s->ntime);
+    mmfs__st64(b + H_TABLES, tables_off);
+    mmfs__st64(b + H_TABLES_LEN, tables_len);
     for (int k = 0; k < CK_NSEC; k++) {
         mmfs__st64(b + H_SEC + 16 * k, off[k]);
         mmfs__st64(b + H_SEC + 16 * k + 8, cnt[k]);
@@ -476,7 +486,7 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     }
     uint8_t *order = b + off[2], *slots = b + off[1];
     for (size_t i = 0; i < s->nkv && rc == MMFS_OK; i++) {
-        uint64_t pos = pos_of(s, s->kv[i]);
+        uint64_t pos = mmfs__ckpt_pos_of(s, s->kv[i]);
         if (!pos) {
             rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
             break;
@@ -490,11 +500,12 @@ static int build_file(mmfs_db *db, snap *s, uint8_t **buf, size_t *len) {
     }
     uint8_t *recs = b + off[3];
     for (size_t i = 0; i < s->nrecs && rc == MMFS_OK; i++) {
-        uint64_t pos = pos_of(s, s->recs[i]);
+        uint64_t pos = mmfs__ckpt_pos_of(s, s->recs[i]);
         if (!pos) rc = mmfs__err(MMFS_CORRUPT, "checkpoint: a record outside the log");
         mmfs__st64(recs + 8 * i, pos);
     }
     mmfs__ckpt_index_put(s, b + off[4]);
+    if (rc == MMFS_OK) rc = mmfs__ckpt_tables_put(s, b, tables_off);
     const bytes *sec[CK_NSEC] = {NULL, NULL, NULL, NULL, NULL, &x.dir, &x.time, NULL, &x.tags, &x.pos,
                                  &x.route, &x.tids, &x.tagids, NULL};
     for (int k = 0; k < CK_NSEC; k++)

@@ -1,13 +1,15 @@
 /*
-** ckpt.h: what the three files of checkpoints share.
+** ckpt.h: what the files of checkpoints share.
 **
-**   ckpt.c       the file: format constants below, naming and listing
-**                the files in ckpt/, building one from a snapshot and
-**                writing it, pruning, mmfs_checkpoint, the checkpointer
-**   ckpt_snap.c  the snapshot: what a checkpoint copies under the locks
-**                and merges with the mapped checkpoint after them
-**   ckpt_load.c  loading the newest valid checkpoint at open, or a newer
-**                one into a fresh engine (a switch, recover.c)
+**   ckpt.c         the file: format constants below, naming and listing
+**                  the files in ckpt/, building one from a snapshot and
+**                  writing it, pruning, mmfs_checkpoint, the checkpointer
+**   ckpt_snap.c    the snapshot: what a checkpoint copies under the locks
+**                  and merges with the mapped checkpoint after them
+**   ckpt_tables.c  section 15: sessions, streams, documents (snapshot,
+**                  writing, checking and attaching at open)
+**   ckpt_load.c    loading the newest valid checkpoint at open, or a
+**                  newer one into a fresh engine (a switch, recover.c)
 **
 ** The format is docs/format.md's; a change to it is a change of
 ** CK_FORMAT.  Nothing outside these three includes this header.
@@ -19,18 +21,18 @@
 #include "engine.h"
 
 #define CK_MAGIC "MMFSCKPT"
-#define CK_FORMAT 2u
+#define CK_FORMAT 3u
 #define CK_HDR 512
 #define CK_BLOCK_SHIFT 16 /* checksummed blocks of 64 KiB */
 
-/* Section kinds (docs/format.md, checkpoint format 2).  Open checks the
+/* Section kinds (docs/format.md, checkpoint format 3).  Open checks the
 ** header, SEC_SUMS and the sections marked "open"; the others are checked
 ** a 64 KiB block at a time when first read (engine/ck_verify.c). */
 enum {
     SEC_SEGMENTS = 1,  /* open: u32 no, u32 0, u64 end: sealed segments before the anchor's */
     SEC_KV_HASH = 2,   /* u64 hash, u64 pos: open addressing, power-of-two slots */
     SEC_KV_ORDER = 3,  /* u64 pos: the same records by key */
-    SEC_RECORDS = 4,   /* open: u64 pos: every other live record, in log order */
+    SEC_RECORDS = 4,   /* open: u64 pos: the latest STATE and POLICY, in log order */
     SEC_INDEX = 5,     /* open: u32 lo, u32 hi, u64 lsn, u32 header crc, u32 0: index segments (ckpt_index.c) */
     SEC_MEM_DIR = 6,   /* u64 base position, u64 at | flags: per MMFS__MEM_BLOCK ids */
     SEC_MEM_TIME = 7,  /* u64 first index, u64 v: runs of the live ids by time, then a sentinel */
@@ -69,6 +71,8 @@ enum {
     H_REC_BYTES = 384,  /* u64 bytes of the records applied up to the LSN (stats' dead_bytes) */
     H_RWIDTH = 392,     /* u32 bytes of SEC_MEM_ROUTE per id: 0, 1, 2 or 4 */
     H_NTIME = 400,      /* u64 live ids in SEC_MEM_TIME's runs */
+    H_TABLES = 408,     /* format 3: u64 offset of section 15 (ckpt_tables.c) */
+    H_TABLES_LEN = 416, /* u64 its length */
     H_SUMS_SUM = 464,   /* 16 bytes: the checksum of SEC_SUMS */
     H_HDR_SUM = 496     /* 16 bytes: the checksum of the header before it */
 };
@@ -138,6 +142,7 @@ typedef struct snap {
     size_t ntag_ids, tag_idcap;
     mmfs__ixent *ixl;        /* ckpt_index.c: the index segments section 5 lists */
     size_t nixl;
+    struct cktab *tab;       /* ckpt_tables.c: sessions, streams, documents */
 } snap;
 
 /* ckpt.c: bytes of one entry of section KIND (1 for a byte section). */
@@ -179,5 +184,25 @@ void mmfs__ckpt_index_done(mmfs_db *db, snap *s);
 ** the log.  Errors: MMFS_CORRUPT (a malformed section: skip the
 ** checkpoint), MMFS_NOMEM. */
 int mmfs__ckpt_index_load(mmfs_db *db, mmfs__engine *e, uint64_t lsn, const uint8_t *p, uint64_t n);
+
+/* ckpt.c: the log position of record RAW in the snapshot's segments, or 0
+** when it is not there. */
+uint64_t mmfs__ckpt_pos_of(snap *s, const uint8_t *raw);
+
+/* ckpt_tables.c: section 15 (sessions, streams, documents).  take: copies
+** what changed since the mapped checkpoint (caller holds E's read side);
+** merge: makes the tables, merged with the mapped ones (no lock); size:
+** the section's bytes; put: writes it at B + OFF (CORRUPT: a record
+** outside the log); free: frees what take and merge made. */
+int mmfs__ckpt_tables_take(const mmfs__engine *e, snap *s);
+int mmfs__ckpt_tables_merge(snap *s);
+size_t mmfs__ckpt_tables_size(const snap *s);
+int mmfs__ckpt_tables_put(snap *s, uint8_t *b, uint64_t off);
+void mmfs__ckpt_tables_free(snap *s);
+/* ckpt_tables.c: checks section 15 of the mapped checkpoint B (its
+** directory's block; the tables' bounds) and attaches it to E, whose
+** kv.ck resolves its positions.  Errors: MMFS_CORRUPT (skip the
+** checkpoint), MMFS_NOMEM. */
+int mmfs__ckpt_tables_load(mmfs__engine *e, const uint8_t *b, uint64_t body_end);
 
 #endif

@@ -2,9 +2,9 @@
 ** ckpt_load.c: loading a checkpoint: at open (mmfs__ckpt_load), the
 ** newest file of ckpt/ that checks out, into the handle's engine; later
 ** (mmfs__ckpt_load_into, recover.c's switch), a newer one into a fresh
-** engine beside the one readers use.  The file is mapped, its kv tables
-** and memory table handed to the engine as they are, its other records
-** applied again; replay goes on after its anchor.
+** engine beside the one readers use.  The file is mapped, its kv tables,
+** memory table and session, stream and document tables handed to the
+** engine as they are, its state and policy records applied again; replay goes on after its anchor.
 **
 ** Invariants:
 ** - The log stays the truth.  A file is skipped when anything is off
@@ -78,7 +78,7 @@ static int try_one(mmfs_db *db, mmfs__engine *e, uint64_t lsn, mmfs__ckpt_at *at
     mmfs__ckfile *ckf = NULL;
     /* The header and the checksums of the blocks: all that open reads of
     ** the file before the small sections (format 1 files are skipped: the
-    ** next checkpoint is written in format 2). */
+    ** next checkpoint is written in format 3; so are format 2 files). */
     if (memcmp(b + H_MAGIC, CK_MAGIC, 8) != 0 || mmfs__ld32(b + H_FORMAT) != CK_FORMAT ||
         mmfs__ld32(b + H_SUMTYPE) != (uint32_t)db->log.sum.type || !mmfs__sum_check(&db->log.sum, b, H_HDR_SUM, b + H_HDR_SUM) ||
         mmfs__ld64(b + H_SIZE) != size || mmfs__ld64(b + H_LSN) != lsn || mmfs__ld32(b + H_NSEC) != CK_NSEC ||
@@ -195,6 +195,7 @@ static int try_one(mmfs_db *db, mmfs__engine *e, uint64_t lsn, mmfs__ckpt_at *at
                                   mmfs__ld64(b + H_MEM_LIVE), next_mem)) != MMFS_OK)
         goto bad;
     if ((rc = mmfs__ckpt_index_load(db, e, lsn, b + off[4], cnt[4])) != MMFS_OK) goto bad;
+    if ((rc = mmfs__ckpt_tables_load(e, b, body_end)) != MMFS_OK) goto bad;
     const uint8_t *recs = b + off[3];
     for (uint64_t i = 0; i < cnt[3]; i++) {
         uint64_t pos = mmfs__ld64(recs + 8 * i);
@@ -204,9 +205,7 @@ static int try_one(mmfs_db *db, mmfs__engine *e, uint64_t lsn, mmfs__ckpt_at *at
         if (no < ck->first || no - ck->first >= ck->nsegs || o < MMFS__SEG_HDR ||
             o >= ck->seg_end[no - ck->first] ||
             mmfs__rec_decode(ck->seg_map[no - ck->first] + o, (size_t)(ck->seg_end[no - ck->first] - o), &r) ||
-            r.lsn > lsn || r.type == MMFS__R_KV_SET || r.type == MMFS__R_KV_DEL || r.type == MMFS__R_MEMORY ||
-            r.type == MMFS__R_DEL_MEMORY ||
-            r.type == MMFS__R_SESSION_DEL || r.type == MMFS__R_DOC_UNINDEX ||
+            r.lsn > lsn || (r.type != MMFS__R_STATE && r.type != MMFS__R_POLICY) || /* format 3 */
             (i && pos <= mmfs__ld64(recs + 8 * (i - 1))))
             goto bad;
         if ((rc = mmfs__engine_apply(e, &r)) != MMFS_OK) goto bad;

@@ -35,39 +35,12 @@ static int push64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v) {
     return MMFS_OK;
 }
 
-/* Copies pointers to every live record of E but the kv ones and the
-** memories.  Caller holds the engine's read side. */
+/* Copies pointers to the live records section 4 holds: the latest state
+** and policy (sessions, streams and documents are section 15's:
+** ckpt_tables.c).  Caller holds the engine's read side. */
 static int take_records(const mmfs__engine *e, snap *s) {
     int rc = MMFS_OK;
-    const mmfs__hmap *maps[] = {&e->sess.map, &e->streams};
-    for (int k = 0; k < 2 && rc == MMFS_OK; k++) {
-        const mmfs__hmap *h = maps[k];
-        if (!h->slots) continue;
-        for (size_t i = 0; i <= h->mask && rc == MMFS_OK; i++) {
-            uintptr_t v = h->slots[i].val;
-            if (!v) continue;
-            if (k == 0) {
-                rc = push(&s->recs, &s->nrecs, &s->reccap, (const uint8_t *)v);
-                continue;
-            }
-            /* The stream's first record (its name points into it) makes
-            ** the stream even when it appended nothing; then each chunk's
-            ** record: a chunk points at the bytes of its STREAM_APPEND
-            ** (header, str key = the name, u32 length, bytes). */
-            const mmfs__stream *st = (const mmfs__stream *)v;
-            const uint8_t *first = (const uint8_t *)st->name.ptr - MMFS__REC_HDR - 4;
-            mmfs_assert(first[4] == MMFS__R_STREAM_APPEND, "ckpt: a stream name outside its record");
-            rc = push(&s->recs, &s->nrecs, &s->reccap, first);
-            for (size_t c = 0; c < st->n && rc == MMFS_OK; c++) {
-                const uint8_t *raw = st->chunks[c].ptr - MMFS__REC_HDR - 8 - st->name.len;
-                mmfs_assert(raw[4] == MMFS__R_STREAM_APPEND, "ckpt: a chunk outside its record");
-                if (raw != first) rc = push(&s->recs, &s->nrecs, &s->reccap, raw);
-            }
-        }
-    }
-    for (size_t i = 1; i < e->docs.next && rc == MMFS_OK; i++)
-        if (e->docs.recs[i]) rc = push(&s->recs, &s->nrecs, &s->reccap, e->docs.recs[i]);
-    if (rc == MMFS_OK && e->state.raw) rc = push(&s->recs, &s->nrecs, &s->reccap, e->state.raw);
+    if (e->state.raw) rc = push(&s->recs, &s->nrecs, &s->reccap, e->state.raw);
     if (rc == MMFS_OK && e->policy) rc = push(&s->recs, &s->nrecs, &s->reccap, e->policy);
     return rc;
 }
@@ -153,6 +126,7 @@ void mmfs__ckpt_snap_free(snap *s) {
     free(s->tag_at);
     free(s->tag_ids);
     free(s->ixl);
+    mmfs__ckpt_tables_free(s);
 }
 
 static int cmp_rec_key(const void *a, const void *b) {
@@ -301,9 +275,11 @@ int mmfs__ckpt_snap_take(mmfs_db *db, snap *s, int *empty) {
     rc = take_kv(db->eng, s);
     if (rc == MMFS_OK) rc = take_records(db->eng, s);
     if (rc == MMFS_OK) rc = take_memories(db->eng, s);
+    if (rc == MMFS_OK) rc = mmfs__ckpt_tables_take(db->eng, s);
     pthread_rwlock_unlock(&db->rw);
     if (rc == MMFS_OK) rc = merge_kv(s);
     if (rc == MMFS_OK) rc = merge_memories(s);
+    if (rc == MMFS_OK) rc = mmfs__ckpt_tables_merge(s);
     /* A part of the mapped checkpoint that failed its checksum was read
     ** as absent: never write that down as the state. */
     if (rc == MMFS_OK && (mmfs__ckf_bad(s->kvck->ckf) || mmfs__ckf_bad(s->mck.f)))

@@ -21,10 +21,13 @@ int mmfs_stream_size(mmfs_db *db, mmfs_slice key, uint64_t *size) {
     mmfs__engine *e;
     int rc = mmfs__read_begin(db, &e);
     if (rc) return rc;
-    const mmfs__stream *st = mmfs__stream_find(e, key);
-    if (st) *size = st->size;
+    mmfs__stream buf;
+    const mmfs__stream *st = mmfs__stream_find(e, key, &buf);
+    if (mmfs__tabck_bad(e))
+        rc = mmfs__err(MMFS_CORRUPT, "stream_size: the checkpoint is damaged (dropped: reopen to read from the log)");
+    else if (st) *size = st->size;
     mmfs__read_end(db);
-    return MMFS_OK;
+    return rc;
 }
 
 /* -------------------------------------------------------------- reader */
@@ -46,9 +49,12 @@ int mmfs_open_read(mmfs_db *db, mmfs_slice key, mmfs_reader **out) {
     mmfs__engine *e;
     int rc = mmfs__read_begin(db, &e);
     if (rc) return rc;
-    const mmfs__stream *st = mmfs__stream_find(e, key);
+    mmfs__stream buf;
+    const mmfs__stream *st = mmfs__stream_find(e, key, &buf);
     mmfs_reader *r = NULL;
-    if (!st) {
+    if (mmfs__tabck_bad(e)) {
+        rc = mmfs__err(MMFS_CORRUPT, "open_read: the checkpoint is damaged (dropped: reopen to read from the log)");
+    } else if (!st) {
         rc = mmfs__err(MMFS_NOTFOUND, "open_read: no such stream");
     } else if (!(r = calloc(1, sizeof *r + key.len))) {
         rc = mmfs__err(MMFS_NOMEM, "open_read: out of memory");
@@ -69,13 +75,19 @@ static int reader_locate(mmfs_reader *r) {
     int rc = mmfs__read_begin(r->db, &e);
     if (rc) return rc;
     mmfs_slice key = {r->key, r->klen};
-    const mmfs__stream *st = mmfs__stream_find(e, key);
+    mmfs__stream buf;
+    const mmfs__stream *st = mmfs__stream_find(e, key, &buf);
     if (!st || st->size < r->size) {
         mmfs__read_end(r->db);
         return mmfs__err(MMFS_CORRUPT, "reader: the stream lost bytes it had at open");
     }
     uint64_t start, end;
-    r->cptr = mmfs__stream_chunk(st, r->pos, &start, &end);
+    r->cptr = mmfs__stream_chunk(e, st, r->pos, &start, &end);
+    if (!r->cptr || mmfs__tabck_bad(e)) {
+        r->cptr = NULL;
+        mmfs__read_end(r->db);
+        return mmfs__err(MMFS_CORRUPT, "reader: the checkpoint is damaged (dropped: reopen to read from the log)");
+    }
     r->cstart = start;
     r->clen = (end < r->size ? end : r->size) - start;
     mmfs__read_end(r->db);
