@@ -274,7 +274,7 @@ static void check_extract(int version) {
         if (c->deleted[d]) mmfs__index_remove(live, d);
     mmfs__index_remove(live, 1000 + 9 * 3); /* again: no drift */
     mmfs__index *x = (mmfs__index *)1;
-    assert_int_equal(mmfs__index_extract(&live, NULL, 500, 2000, NULL, &x), MMFS_NOTFOUND); /* mapped */
+    assert_int_equal(mmfs__index_extract(&live, NULL, 2000, 2000, NULL, &x), MMFS_NOTFOUND); /* empty */
     assert_null(x);
 
     /* as the live index flags them */
@@ -316,6 +316,92 @@ static void check_extract(int version) {
     close(dir2);
     mmfs_test_rmdir(path2);
     fx_free(f);
+}
+
+/* Extract over mapped segments too: a range across three segments (one
+** of one document), their deletes since (the bitmap) and the in-memory
+** part is the file tokenizing makes, as the source flags them and as
+** KEEP says; a damaged segment block stops it (MMFS_CORRUPT). */
+static void check_extract_mapped(int version) {
+    fx *f = fx_new("ixseg-exmap", 11 + (uint64_t)version);
+    char *path2 = mmfs_test_dir("ixseg-exmap2");
+    int dir2 = open(path2, O_RDONLY | O_DIRECTORY);
+    assert_true(dir2 >= 0);
+    corpus *c = &f->c;
+    for (uint32_t d = 1; d <= NDOC; d += 9) c->deleted[d] = 1;
+    char n1[MMFS__IXSEG_NAME], n2[MMFS__IXSEG_NAME], n3[MMFS__IXSEG_NAME];
+    char na[MMFS__IXSEG_NAME], nb[MMFS__IXSEG_NAME];
+    write_seg(f->dir, c, version, 1, 400, 10, n1);
+    write_seg(f->dir, c, version, 400, 401, 11, n2);
+    write_seg(f->dir, c, version, 401, 3000, 12, n3);
+    mmfs__index *live = ix_new(version);
+    attach(live, f->dir, n1, version);
+    attach(live, f->dir, n2, version);
+    attach(live, f->dir, n3, version);
+    ix_add(live, c, 3000, NDOC + 1);
+    for (uint32_t d = 3000; d <= NDOC; d++)
+        if (c->deleted[d]) mmfs__index_remove(live, d);
+    for (uint32_t d = 3; d <= NDOC; d += 23) { /* deleted since: the segments' bitmaps */
+        c->deleted[d] = 1;
+        mmfs__index_remove(live, d);
+    }
+    const uint32_t ranges[][2] = {{1, 400}, {200, 3500}, {1, NDOC + 1}, {400, 401}, {2999, 3001}};
+    for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++) {
+        uint32_t lo = ranges[r][0], hi = ranges[r][1];
+        mmfs__index *x;
+        assert_int_equal(mmfs__index_extract(&live, NULL, lo, hi, NULL, &x), MMFS_OK);
+        assert_int_equal(mmfs__ixseg_write(x, f->dir, 500 + r, na, NULL), MMFS_OK);
+        mmfs__index_free(x);
+        write_seg(dir2, c, version, lo, hi, 500 + r, nb);
+        assert_string_equal(na, nb);
+        same_file(f->dir, dir2, na);
+        mmfs__index *ref = seg_only(dir2, nb, version), *got = seg_only(f->dir, na, version);
+        same_answers(ref, got, c, 0);
+        mmfs__index_free(ref);
+        mmfs__index_free(got);
+    }
+    /* as KEEP says: a merge that drops what compaction dropped */
+    uint32_t lo = 100, hi = 5000;
+    uint8_t *keep = malloc(hi - lo);
+    assert_non_null(keep);
+    for (uint32_t d = lo; d < hi; d++)
+        keep[d - lo] = d % 2 == 0 || d % 13 == 0 ? MMFS__EX_OUT : c->deleted[d] ? MMFS__EX_DELETED : MMFS__EX_LIVE;
+    mmfs__index *x;
+    assert_int_equal(mmfs__index_extract(&live, NULL, lo, hi, keep, &x), MMFS_OK);
+    assert_int_equal(mmfs__ixseg_write(x, f->dir, 600, na, NULL), MMFS_OK);
+    mmfs__index_free(x);
+    write_keep(dir2, c, version, lo, hi, keep, 600, nb);
+    same_file(f->dir, dir2, na);
+    mmfs__index *ref = seg_only(dir2, nb, version), *got = seg_only(f->dir, na, version);
+    same_answers(ref, got, c, 0);
+    mmfs__index_free(ref);
+    mmfs__index_free(got);
+    free(keep);
+    mmfs__index_free(live);
+
+    /* a damaged block of a mapped segment: no copy */
+    flip(f->dir, n3, file_size(f->dir, n3) / 2);
+    live = ix_new(version);
+    attach(live, f->dir, n1, version);
+    attach(live, f->dir, n2, version);
+    attach(live, f->dir, n3, version);
+    x = (mmfs__index *)1;
+    assert_int_equal(mmfs__index_extract(&live, NULL, 1, 3000, NULL, &x), MMFS_CORRUPT);
+    assert_null(x);
+    mmfs__index_free(live);
+    close(dir2);
+    mmfs_test_rmdir(path2);
+    fx_free(f);
+}
+
+static void test_extract_mapped_v1(void **state) {
+    (void)state;
+    check_extract_mapped(1);
+}
+
+static void test_extract_mapped_v0(void **state) {
+    (void)state;
+    check_extract_mapped(0);
 }
 
 static void test_extract_v1(void **state) {
@@ -427,6 +513,8 @@ int main(void) {
         cmocka_unit_test(test_identical_v0),
         cmocka_unit_test(test_extract_v1),
         cmocka_unit_test(test_extract_v0),
+        cmocka_unit_test(test_extract_mapped_v1),
+        cmocka_unit_test(test_extract_mapped_v0),
         cmocka_unit_test(test_flipped_bytes),
         cmocka_unit_test(test_refused),
     };
