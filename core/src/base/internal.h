@@ -231,6 +231,10 @@ int mmfs__index_extract(mmfs__index *const *srcp, pthread_rwlock_t *lock, uint32
 ** holds none in memory yet), after checking it is that file.  Errors:
 ** MMFS_NOTFOUND, MMFS_CORRUPT, MMFS_INVALID (newer format), MMFS_NOMEM. */
 int mmfs__index_map_segment(mmfs__index *ix, int dir, const mmfs__ixent *ent);
+/* The documents (live and flagged deleted) segment ENT of directory DIR
+** holds, from its header (checked against ENT's checksum) into *N.
+** Errors: MMFS_NOTFOUND, MMFS_CORRUPT (not that segment), MMFS_IO. */
+int mmfs__index_segment_docs(int dir, const mmfs__ixent *ent, uint64_t *n);
 /* An empty index with the tokenizer and tuning of IX, or NULL (NOMEM). */
 mmfs__index *mmfs__index_new_like(const mmfs__index *ix);
 /* The number of segments mapped under IX. */

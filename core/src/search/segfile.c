@@ -259,6 +259,24 @@ out:
 
 /* ------------------------------------------------------------ reading */
 
+int mmfs__index_segment_docs(int dir, const mmfs__ixent *ent, uint64_t *n) {
+    char name[MMFS__IXSEG_NAME];
+    mmfs__ixseg_name(ent, name);
+    int fd = openat(dir, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return mmfs__err(MMFS_NOTFOUND, "index/%s: missing", name);
+        return mmfs__err_sys(errno, "open", name);
+    }
+    uint8_t h[HEAD];
+    ssize_t k = pread(fd, h, HEAD, 0);
+    close(fd);
+    if (k != HEAD || memcmp(h, MAGIC, 8) != 0 || mmfs__ld32(h + HEAD_SUM) != mmfs__crc32c(0, h, HEAD_SUM) ||
+        mmfs__ld32(h + HEAD_SUM) != ent->crc)
+        return mmfs__err(MMFS_CORRUPT, "index/%s: not the segment the checkpoint lists", name);
+    *n = mmfs__ld64(h + 80) + mmfs__ld64(h + 136);
+    return MMFS_OK;
+}
+
 static int bad(const char *name, const char *what) {
     return mmfs__err(MMFS_CORRUPT, "index/%s: %s", name, what);
 }
