@@ -519,7 +519,7 @@ static void test_crafted(void **state) {
     static const uint8_t vals[] = {0xFF, 0x00, 0x7F};
     int corrupt = 0, opened = 0;
     uint64_t seed = 9;
-    for (uint64_t off = mmfs__ld64(h + 104); off < off_sums; off += 1 + mmfs_test_rand(&seed) % 16) {
+    for (uint64_t off = mmfs__ld64(h + 104); off < off_sums; off += 1 + mmfs_test_rand(&seed) % 48) {
         int rfd = openat(f->dir, name, O_RDONLY);
         uint8_t old;
         assert_int_equal(pread(rfd, &old, 1, (off_t)off), 1);

@@ -428,6 +428,7 @@ int mmfs__ixseg_term(mmfs__ixseg *s, uint32_t i, const uint8_t **str, size_t *sl
     uint16_t n;
     memcpy(&n, e + 4, 2);
     if (s->off_strs + soff + n > s->off_data) return bad(s->name, "term out of range");
+    if (!n || n > MMFS__TOK_MAX) return bad(s->name, "term empty or longer than a token"); /* a token is neither */
     if ((rc = mmfs__ixseg_check(s, s->off_strs + soff, n))) return rc;
     *str = s->map + s->off_strs + soff;
     *slen = n;
