@@ -369,6 +369,21 @@ static char *renumber(const char *answers, const uint64_t *map) {
     return out;
 }
 
+/* The .ckpt files of DIR/ckpt. */
+static int ckpt_files(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/ckpt", dir);
+    DIR *d = opendir(p);
+    assert_non_null(d);
+    int k = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        k += l > 5 && strcmp(e->d_name + l - 5, ".ckpt") == 0;
+    }
+    closedir(d);
+    return k;
+}
+
 /* Bytes of the .idx files of DIR/index; the documents their headers
 ** count (live and flagged deleted: docs/format.md) into *DOCS. */
 static uint64_t idx_bytes(const char *dir, uint64_t *docs) {
@@ -421,6 +436,7 @@ static void test_compact(void **state) {
     char after[1024];
     int k = idx_files(dir, after, sizeof after);
     assert_true(k >= 1 && k <= 3);
+    assert_int_equal(ckpt_files(dir), 1); /* the one before is stale: gone with its segments */
     for (char *f = strtok(before, " "); f; f = strtok(NULL, " "))
         if (strstr(after, f)) fail_msg("%s kept after compaction: %s", f, after);
     uint64_t docs1, bytes1 = idx_bytes(dir, &docs1);

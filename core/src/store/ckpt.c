@@ -559,14 +559,21 @@ static int write_file(mmfs_db *db, uint64_t lsn, const uint8_t *buf, size_t len)
     return mmfs__fsync_dir(dir);
 }
 
-/* Removes all but the newest KEEP checkpoints.  A process that still maps
-** one keeps reading it (an unlinked file stays mapped); one about to open
-** it falls back to an older one or to the log. */
-static void prune(mmfs_db *db, size_t keep) {
+/* Removes all but the newest KEEP checkpoints, and those but the newest
+** of a log before a compaction (first segment below FIRST: open never
+** loads one again, and the index files it lists can go).  A process that
+** still maps one keeps reading it (an unlinked file stays mapped); one
+** about to open it falls back to an older one or to the log. */
+static void prune(mmfs_db *db, size_t keep, uint32_t first) {
     uint64_t *v;
     size_t n;
     if (mmfs__ckpt_list(db, &v, &n, 1) != MMFS_OK) return;
-    for (size_t i = keep; i < n; i++) {
+    for (size_t i = 1; i < n; i++) {
+        uint8_t h[CK_HDR];
+        int fd = i < keep ? mmfs__ckpt_open_header(db, v[i], h) : -1;
+        int stale = fd >= 0 && mmfs__ld32(h + H_FIRST_SEG) < first;
+        if (fd >= 0) close(fd);
+        if (i < keep && !stale) continue;
         char path[4400];
         mmfs__ckpt_path(db, v[i], path, sizeof path);
         unlink(path);
@@ -600,7 +607,7 @@ static int checkpoint_locked(mmfs_db *db) {
         const struct sseg *a = &s.segs[s.nsegs - 1];
         uint32_t flen = mmfs__ld32(a->map + MMFS__POS_OFF(s.anchor) + 4);
         atomic_store(&db->ckpt_pos, s.anchor + flen);
-        prune(db, 2);
+        prune(db, 2, s.first_seg);
         mmfs__ckpt_index_done(db, &s);
     }
     mmfs__ckpt_snap_free(&s);
