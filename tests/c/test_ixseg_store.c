@@ -486,6 +486,51 @@ static void test_compact(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* A compaction right after the checkpoint it was opened from (no record
+** since: its closing checkpoint has that LSN, and the rewritten tail
+** segment takes the name of the file that checkpoint listed): the
+** reopened store answers as one indexed from the log alone, scores
+** included. */
+static void test_compact_same_lsn(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ixseg-compact-lsn");
+    mmfs_options o = options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    add_some(db, 300);
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    add_some(db, 200);
+    del_every(db, 2, 501, 4); /* 301, the tail segment's first, stays */
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db)); /* at the last LSN */
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char before[1024], after[1024];
+    assert_int_equal(idx_files(dir, before, sizeof before), 2);
+    db = mmfs_test_open(dir, &o);
+    uint64_t lsn = mmfs_test_stats(db).checkpoint_lsn;
+    MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, NULL));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    int k = idx_files(dir, after, sizeof after);
+    assert_true(strstr(after, strchr(before, ' ') + 1) != NULL); /* the same name, rewritten */
+    db = mmfs_test_open(dir, &o);
+    mmfs_store_stats st = mmfs_test_stats(db);
+    assert_int_equal(st.checkpoint_lsn, lsn);
+    assert_int_equal(st.index_segments, k);
+    assert_int_equal(st.memories, 500 - 125);
+    char *got = answers(db, 100000);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char p[4200], q[4200];
+    snprintf(p, sizeof p, "%s/index", dir);
+    snprintf(q, sizeof q, "%s/index.away", dir);
+    assert_int_equal(rename(p, q), 0);
+    db = mmfs_test_open(dir, &o);
+    assert_int_equal(mmfs_test_stats(db).index_segments, 0);
+    char *want = answers(db, 100000);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    same(want, got, "compacted at the checkpoint's LSN against the log alone");
+    free(want);
+    free(got);
+    mmfs_test_rmdir(dir);
+}
+
 /* A handle keeps reading the segments it mapped while another one's
 ** checkpoints merge them and remove their files, and catches up with the
 ** other's writes: both answer alike. */
@@ -528,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_compact),
+        cmocka_unit_test(test_compact_same_lsn),
         cmocka_unit_test(test_two_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
