@@ -705,6 +705,19 @@ static void w7(const char *dir, uint64_t bytes) {
     bu_result("W7", "memmapfs-c", "read_copy_gb_per_s", (double)bytes / dt / 1e9, "GB/s");
 }
 
+/* Prints the disk bytes of DIR's log/, index/ and ckpt/ (WHEN: before,
+** after), so W8 says where the bytes a compaction leaves are. */
+static void w8_dirs(const char *dir, const char *when) {
+    static const char *sub[] = {"log", "index", "ckpt"};
+    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", dir, sub[i]);
+        uint64_t apparent = 0, used = bu_disk_bytes(p, &apparent);
+        fprintf(stderr, "memmapfs w8: %s %s/: %.1f MB on disk, %.1f MB apparent\n", when, sub[i], used / 1e6,
+                apparent / 1e6);
+    }
+}
+
 /* W8: compaction against a copy of the live bytes on the same file
 ** system.  The store is built (not timed), closed and reopened; a file of
 ** live_bytes bytes (the start of the log's first segment and on, so real
@@ -731,6 +744,7 @@ static void w8(const char *dir, const char *memfile, long nmem, const char *kvfi
     mmfs_store_stats st;
     MC(mmfs_stats(db, &st));
     uint64_t disk0 = bu_disk_bytes(dir, NULL);
+    w8_dirs(dir, "before");
 
     /* The copy: live_bytes of log data into a file, then cp + fsync. */
     char src[4096], dst[4200], cmd[13000];
@@ -768,6 +782,7 @@ static void w8(const char *dir, const char *memfile, long nmem, const char *kvfi
     double dt = bu_now() - t0;
     close_store(db);
     uint64_t disk1 = bu_disk_bytes(dir, NULL);
+    w8_dirs(dir, "after");
     double mb = (double)st.live_bytes / 1e6;
     fprintf(stderr, "memmapfs w8: %llu records kept, %llu dropped\n", (unsigned long long)r.kept,
             (unsigned long long)r.dropped);

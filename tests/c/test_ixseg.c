@@ -274,7 +274,7 @@ static void check_extract(int version) {
         if (c->deleted[d]) mmfs__index_remove(live, d);
     mmfs__index_remove(live, 1000 + 9 * 3); /* again: no drift */
     mmfs__index *x = (mmfs__index *)1;
-    assert_int_equal(mmfs__index_extract(&live, NULL, 500, 2000, NULL, &x), MMFS_NOTFOUND); /* mapped */
+    assert_int_equal(mmfs__index_extract(&live, NULL, 2000, 2000, NULL, &x), MMFS_NOTFOUND); /* empty */
     assert_null(x);
 
     /* as the live index flags them */
@@ -316,6 +316,92 @@ static void check_extract(int version) {
     close(dir2);
     mmfs_test_rmdir(path2);
     fx_free(f);
+}
+
+/* Extract over mapped segments too: a range across three segments (one
+** of one document), their deletes since (the bitmap) and the in-memory
+** part is the file tokenizing makes, as the source flags them and as
+** KEEP says; a damaged segment block stops it (MMFS_CORRUPT). */
+static void check_extract_mapped(int version) {
+    fx *f = fx_new("ixseg-exmap", 11 + (uint64_t)version);
+    char *path2 = mmfs_test_dir("ixseg-exmap2");
+    int dir2 = open(path2, O_RDONLY | O_DIRECTORY);
+    assert_true(dir2 >= 0);
+    corpus *c = &f->c;
+    for (uint32_t d = 1; d <= NDOC; d += 9) c->deleted[d] = 1;
+    char n1[MMFS__IXSEG_NAME], n2[MMFS__IXSEG_NAME], n3[MMFS__IXSEG_NAME];
+    char na[MMFS__IXSEG_NAME], nb[MMFS__IXSEG_NAME];
+    write_seg(f->dir, c, version, 1, 400, 10, n1);
+    write_seg(f->dir, c, version, 400, 401, 11, n2);
+    write_seg(f->dir, c, version, 401, 3000, 12, n3);
+    mmfs__index *live = ix_new(version);
+    attach(live, f->dir, n1, version);
+    attach(live, f->dir, n2, version);
+    attach(live, f->dir, n3, version);
+    ix_add(live, c, 3000, NDOC + 1);
+    for (uint32_t d = 3000; d <= NDOC; d++)
+        if (c->deleted[d]) mmfs__index_remove(live, d);
+    for (uint32_t d = 3; d <= NDOC; d += 23) { /* deleted since: the segments' bitmaps */
+        c->deleted[d] = 1;
+        mmfs__index_remove(live, d);
+    }
+    const uint32_t ranges[][2] = {{1, 400}, {200, 3500}, {1, NDOC + 1}, {400, 401}, {2999, 3001}};
+    for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++) {
+        uint32_t lo = ranges[r][0], hi = ranges[r][1];
+        mmfs__index *x;
+        assert_int_equal(mmfs__index_extract(&live, NULL, lo, hi, NULL, &x), MMFS_OK);
+        assert_int_equal(mmfs__ixseg_write(x, f->dir, 500 + r, na, NULL), MMFS_OK);
+        mmfs__index_free(x);
+        write_seg(dir2, c, version, lo, hi, 500 + r, nb);
+        assert_string_equal(na, nb);
+        same_file(f->dir, dir2, na);
+        mmfs__index *ref = seg_only(dir2, nb, version), *got = seg_only(f->dir, na, version);
+        same_answers(ref, got, c, 0);
+        mmfs__index_free(ref);
+        mmfs__index_free(got);
+    }
+    /* as KEEP says: a merge that drops what compaction dropped */
+    uint32_t lo = 100, hi = 5000;
+    uint8_t *keep = malloc(hi - lo);
+    assert_non_null(keep);
+    for (uint32_t d = lo; d < hi; d++)
+        keep[d - lo] = d % 2 == 0 || d % 13 == 0 ? MMFS__EX_OUT : c->deleted[d] ? MMFS__EX_DELETED : MMFS__EX_LIVE;
+    mmfs__index *x;
+    assert_int_equal(mmfs__index_extract(&live, NULL, lo, hi, keep, &x), MMFS_OK);
+    assert_int_equal(mmfs__ixseg_write(x, f->dir, 600, na, NULL), MMFS_OK);
+    mmfs__index_free(x);
+    write_keep(dir2, c, version, lo, hi, keep, 600, nb);
+    same_file(f->dir, dir2, na);
+    mmfs__index *ref = seg_only(dir2, nb, version), *got = seg_only(f->dir, na, version);
+    same_answers(ref, got, c, 0);
+    mmfs__index_free(ref);
+    mmfs__index_free(got);
+    free(keep);
+    mmfs__index_free(live);
+
+    /* a damaged block of a mapped segment: no copy */
+    flip(f->dir, n3, file_size(f->dir, n3) / 2);
+    live = ix_new(version);
+    attach(live, f->dir, n1, version);
+    attach(live, f->dir, n2, version);
+    attach(live, f->dir, n3, version);
+    x = (mmfs__index *)1;
+    assert_int_equal(mmfs__index_extract(&live, NULL, 1, 3000, NULL, &x), MMFS_CORRUPT);
+    assert_null(x);
+    mmfs__index_free(live);
+    close(dir2);
+    mmfs_test_rmdir(path2);
+    fx_free(f);
+}
+
+static void test_extract_mapped_v1(void **state) {
+    (void)state;
+    check_extract_mapped(1);
+}
+
+static void test_extract_mapped_v0(void **state) {
+    (void)state;
+    check_extract_mapped(0);
 }
 
 static void test_extract_v1(void **state) {
@@ -372,6 +458,132 @@ static void test_flipped_bytes(void **state) {
 }
 
 /* Truncated, missing, newer format, another tokenizer: refused. */
+/* Recomputes the block checksums of segment NAME (and their table's), as
+** a crafted file would carry them. */
+static void reseal(int dir, const char *name) {
+    uint64_t n = file_size(dir, name);
+    uint8_t *b = malloc(n);
+    assert_non_null(b);
+    int fd = openat(dir, name, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, b, n, 0), (ssize_t)n);
+    uint64_t off_sums = mmfs__ld64(b + 128), nblk = (off_sums + MMFS__IXSEG_BLOCK - 1) / MMFS__IXSEG_BLOCK;
+    for (uint64_t k = 0; k < nblk; k++) {
+        uint64_t start = k * MMFS__IXSEG_BLOCK, end = start + MMFS__IXSEG_BLOCK;
+        if (end > off_sums) end = off_sums;
+        mmfs__st32(b + off_sums + 4 * k, mmfs__crc32c(0, b + start, (size_t)(end - start)));
+    }
+    mmfs__st32(b + off_sums + 4 * nblk, mmfs__crc32c(0, b + off_sums, (size_t)(4 * nblk)));
+    assert_int_equal(pwrite(fd, b, n, 0), (ssize_t)n);
+    close(fd);
+    free(b);
+}
+
+/* Runs every query on IX and an extract of its documents: each may fail
+** MMFS_CORRUPT, nothing else.  Returns how many did. */
+static int any_answers(mmfs__index *ix, corpus *c) {
+    mmfs__search_cb cb = {.ud = c, .field = cb_field, .accept = cb_accept};
+    int corrupt = 0;
+    for (size_t q = 0; q < NQ; q++) {
+        mmfs__hit h[50];
+        size_t n = 0;
+        int rc = mmfs__index_search(ix, mmfs_str(QUERIES[q]), &cb, 50, h, &n);
+        if (rc != MMFS_OK && rc != MMFS_CORRUPT) fail_msg("[%s]: rc %d: %s", QUERIES[q], rc, mmfs_errmsg(NULL));
+        corrupt += rc == MMFS_CORRUPT;
+    }
+    mmfs__index *x = NULL;
+    int rc = mmfs__index_extract(&ix, NULL, 0, NDOC + 1, NULL, &x);
+    if (rc != MMFS_OK && rc != MMFS_CORRUPT && rc != MMFS_NOTFOUND) fail_msg("extract: rc %d", rc);
+    mmfs__index_free(x);
+    return corrupt;
+}
+
+/* A crafted segment: its postings, positions and skip tables changed
+** byte by byte with the checksums made right again.  Open and every query
+** either answer or fail MMFS_CORRUPT: never a read outside the term's
+** bytes, a loop, or an allocation from a made-up tf (ASan, valgrind). */
+static void test_crafted(void **state) {
+    (void)state;
+    fx *f = fx_new("ixseg-crafted", 5);
+    corpus *c = &f->c;
+    char name[MMFS__IXSEG_NAME];
+    for (uint32_t d = 1; d <= 300; d += 7) c->deleted[d] = 1;
+    write_seg(f->dir, c, 1, 1, 301, 9, name); /* one block: every byte read */
+    uint64_t size = file_size(f->dir, name);
+    int fd = openat(f->dir, name, O_RDONLY);
+    uint8_t h[256];
+    assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+    close(fd);
+    uint64_t off_data = mmfs__ld64(h + 120), off_sums = mmfs__ld64(h + 128);
+    assert_true(off_sums < size && off_data < off_sums);
+    static const uint8_t vals[] = {0xFF, 0x00, 0x7F};
+    int corrupt = 0, opened = 0;
+    uint64_t seed = 9;
+    for (uint64_t off = mmfs__ld64(h + 104); off < off_sums; off += 1 + mmfs_test_rand(&seed) % 48) {
+        int rfd = openat(f->dir, name, O_RDONLY);
+        uint8_t old;
+        assert_int_equal(pread(rfd, &old, 1, (off_t)off), 1);
+        close(rfd);
+        for (size_t v = 0; v < sizeof vals; v++) {
+            int wfd = openat(f->dir, name, O_RDWR);
+            assert_int_equal(pwrite(wfd, &vals[v], 1, (off_t)off), 1);
+            close(wfd);
+            reseal(f->dir, name);
+            mmfs__tokcfg cfg = {.version = 1};
+            snprintf(cfg.lang, sizeof cfg.lang, "english");
+            mmfs__ixseg *sg;
+            if (mmfs__ixseg_open(f->dir, name, &cfg, &sg) != MMFS_OK) continue;
+            mmfs__index *ix = ix_new(1);
+            assert_int_equal(mmfs__index_attach(ix, sg), MMFS_OK);
+            corrupt += any_answers(ix, c) > 0;
+            opened++;
+            mmfs__index_free(ix);
+        }
+        int wfd = openat(f->dir, name, O_RDWR);
+        assert_int_equal(pwrite(wfd, &old, 1, (off_t)off), 1);
+        close(wfd);
+    }
+    reseal(f->dir, name);
+    assert_true(opened > 0);
+    assert_true(corrupt > 0);
+
+    /* a made-up tf of 2^32 - 1 on the first posting of a term: a phrase
+    ** with it would read that many positions, an extract allocate them */
+    fd = openat(f->dir, name, O_RDWR);
+    uint64_t off_terms = mmfs__ld64(h + 104), off_strs = mmfs__ld64(h + 112);
+    uint32_t nterms = mmfs__ld32(h + 72), t = 0;
+    uint8_t e[40];
+    for (; t < nterms; t++) {
+        assert_int_equal(pread(fd, e, sizeof e, (off_t)(off_terms + 40 * t)), (ssize_t)sizeof e);
+        if (mmfs__ld32(e + 24) >= 8) break;
+    }
+    assert_true(t < nterms);
+    char term[64] = {0}, q[160];
+    uint16_t slen;
+    memcpy(&slen, e + 4, 2);
+    assert_true(slen < sizeof term);
+    assert_int_equal(pread(fd, term, slen, (off_t)(off_strs + mmfs__ld32(e))), (ssize_t)slen);
+    uint8_t post[8] = {0, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F};
+    uint64_t at = off_data + mmfs__ld64(e + 16);
+    assert_int_equal(pread(fd, post, 1, (off_t)at), 1);
+    assert_true(post[0] < 0x80);
+    post[0] |= 1;
+    assert_int_equal(pwrite(fd, post, 6, (off_t)at), 6);
+    close(fd);
+    reseal(f->dir, name);
+    mmfs__index *ix = seg_only(f->dir, name, 1);
+    snprintf(q, sizeof q, "\"%s %s\"", term, term);
+    mmfs__hit hit[10];
+    size_t nh;
+    assert_int_equal(mmfs__index_search(ix, mmfs_str(q), NULL, 10, hit, &nh), MMFS_CORRUPT);
+    mmfs__index_free(ix);
+    ix = seg_only(f->dir, name, 1);
+    mmfs__index *x = NULL;
+    assert_int_equal(mmfs__index_extract(&ix, NULL, 1, 301, NULL, &x), MMFS_CORRUPT);
+    mmfs__index_free(ix);
+    fx_free(f);
+}
+
 static void test_refused(void **state) {
     (void)state;
     fx *f = fx_new("ixseg-refused", 9);
@@ -427,7 +639,10 @@ int main(void) {
         cmocka_unit_test(test_identical_v0),
         cmocka_unit_test(test_extract_v1),
         cmocka_unit_test(test_extract_v0),
+        cmocka_unit_test(test_extract_mapped_v1),
+        cmocka_unit_test(test_extract_mapped_v0),
         cmocka_unit_test(test_flipped_bytes),
+        cmocka_unit_test(test_crafted),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "internal.h"
 
 static const char *WORDS[] = {"coffee", "tea", "morning", "agent", "memory", "user", "likes", "cold",
                               "brew", "espresso", "espressos", "memo", "memorize", "the", "running",
@@ -320,40 +321,214 @@ static void test_damaged(void **state) {
 /* Compaction's closing checkpoint lists the segments from before it (keyed
 ** by memory id); the memories it dropped are gone from search after a
 ** reopen. */
+/* The texts and tags add_some would append, recorded (NTEXT at most). */
+#define NTEXT 2000
+static char *texts[NTEXT + 1];
+static char tags[NTEXT + 1][8];
+
+/* Appends N memories to DB as add_some does, recording them (ids from
+** *NEXT on). */
+static void add_rec(mmfs_db *db, int n, uint64_t *next) {
+    for (int i = 0; i < n; i++, ++*next) {
+        assert_true(*next <= NTEXT);
+        char buf[512];
+        size_t off = 0;
+        uint32_t k = 1 + mmfs_test_rand(&seed) % 16;
+        for (uint32_t j = 0; j < k; j++) {
+            uint32_t r = mmfs_test_rand(&seed) % NWORDS;
+            uint32_t w = r % (1 + mmfs_test_rand(&seed) % NWORDS);
+            off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%s", j ? " " : "", WORDS[w]);
+        }
+        texts[*next] = strdup(buf);
+        snprintf(tags[*next], sizeof tags[*next], "t%u", mmfs_test_rand(&seed) % 3);
+        mmfs_slice t = mmfs_str(tags[*next]);
+        uint64_t id;
+        MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str(buf), &t, 1, NULL, &id));
+        assert_int_equal(id, *next);
+    }
+}
+
+/* ANSWERS with each id replaced by MAP[id] (malloc'd). */
+static char *renumber(const char *answers, const uint64_t *map) {
+    size_t cap = strlen(answers) * 2 + 1, off = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    for (const char *p = answers; *p;) {
+        if (*p == '\n') {
+            out[off++] = *p++;
+            continue;
+        }
+        char *colon;
+        uint64_t id = strtoull(p, &colon, 10);
+        assert_true(*colon == ':' && id <= NTEXT && map[id]);
+        const char *sp = strchr(colon, ' ');
+        off += (size_t)snprintf(out + off, cap - off, "%llu%.*s ", (unsigned long long)map[id],
+                                (int)(sp - colon), colon);
+        p = sp + 1;
+    }
+    out[off] = 0;
+    return out;
+}
+
+/* The .ckpt files of DIR/ckpt. */
+static int ckpt_files(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/ckpt", dir);
+    DIR *d = opendir(p);
+    assert_non_null(d);
+    int k = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        k += l > 5 && strcmp(e->d_name + l - 5, ".ckpt") == 0;
+    }
+    closedir(d);
+    return k;
+}
+
+/* Bytes of the .idx files of DIR/index; the documents their headers
+** count (live and flagged deleted: docs/format.md) into *DOCS. */
+static uint64_t idx_bytes(const char *dir, uint64_t *docs) {
+    char files[8192], p[4096];
+    idx_files(dir, files, sizeof files);
+    uint64_t n = 0;
+    *docs = 0;
+    for (char *f = strtok(files, " "); f; f = strtok(NULL, " ")) {
+        struct stat st;
+        snprintf(p, sizeof p, "%s/index/%s", dir, f);
+        assert_int_equal(stat(p, &st), 0);
+        n += (uint64_t)st.st_size;
+        uint8_t h[144];
+        int fd = open(p, O_RDONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+        close(fd);
+        *docs += mmfs__ld64(h + 80) + mmfs__ld64(h + 136);
+    }
+    return n;
+}
+
+/* Compaction's checkpoint writes the segments holding memories it dropped
+** again without them (deletes before a checkpoint the compacting handle
+** was opened from, and its own since), removes the old files, and a
+** store reopened from it answers as a store that only ever held the kept
+** memories, appended in the same order: the same hits, the same scores. */
 static void test_compact(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ixseg-compact");
     mmfs_options o = options();
     mmfs_db *db = mmfs_test_open(dir, &o);
-    add_some(db, 500);
+    uint64_t next = 1;
+    add_rec(db, 500, &next);
     MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
-    add_some(db, 300);
+    add_rec(db, 300, &next);
+    del_every(db, 1, 801, 5);
     MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
     char before[1024];
     assert_int_equal(idx_files(dir, before, sizeof before), 2);
-    del_every(db, 1, 801, 3);
-    add_some(db, 100);
+    uint64_t docs0, bytes0 = idx_bytes(dir, &docs0);
+    assert_int_equal(docs0, 800); /* 160 of them flagged deleted */
+    db = mmfs_test_open(dir, &o); /* the deletes so far: not in its memory table */
+    del_every(db, 2, 801, 5);
+    add_rec(db, 100, &next);
     MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, NULL));
     char *live = answers(db, 100000);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     char after[1024];
-    assert_int_equal(idx_files(dir, after, sizeof after), 3);
-    assert_int_equal(strncmp(before, after, strlen(before)), 0); /* the same two files, one more */
+    int k = idx_files(dir, after, sizeof after);
+    assert_true(k >= 1 && k <= 3);
+    assert_int_equal(ckpt_files(dir), 1); /* the one before is stale: gone with its segments */
+    for (char *f = strtok(before, " "); f; f = strtok(NULL, " "))
+        if (strstr(after, f)) fail_msg("%s kept after compaction: %s", f, after);
+    uint64_t docs1, bytes1 = idx_bytes(dir, &docs1);
+    assert_int_equal(docs1, 800 - 320 + 100); /* none of the dropped ones */
+    if (bytes1 >= bytes0) fail_msg("index/: %llu bytes before, %llu after", (unsigned long long)bytes0,
+                                   (unsigned long long)bytes1);
     db = mmfs_test_open(dir, &o);
     mmfs_store_stats st = mmfs_test_stats(db);
     assert_true(st.checkpoint_lsn > 0);
-    assert_int_equal(st.index_segments, 3);
-    assert_int_equal(st.memories, 800 - 267 + 100);
-    /* the same matches (deleted postings dropped by compaction change
-    ** idf: compare the sets, by id) */
+    assert_int_equal(st.index_segments, k);
+    assert_int_equal(st.memories, 800 - 320 + 100);
     char *got = answers(db, 100000);
     MMFS_OK_OR_FAIL(mmfs_close(db));
+    /* the compacting handle still counts the dropped memories as deleted
+    ** (df): the same matches, by id */
     char *a = id_sets(live), *b = id_sets(got);
     same(a, b, "after compaction");
     free(a);
     free(b);
+
+    /* a store that only ever held the kept ones: ids renumbered */
+    char *fdir = mmfs_test_dir("ixseg-compact-fresh");
+    mmfs_db *f = mmfs_test_open(fdir, &o);
+    static uint64_t map[NTEXT + 1];
+    uint64_t fresh = 0;
+    for (uint64_t id = 1; id < next; id++) {
+        if (id <= 800 && (id % 5 == 1 || id % 5 == 2)) continue;
+        mmfs_slice t = mmfs_str(tags[id]);
+        MMFS_OK_OR_FAIL(mmfs_append_memory(f, mmfs_str(texts[id]), &t, 1, NULL, &map[id]));
+        assert_int_equal(map[id], ++fresh);
+    }
+    char *want = answers(f, 100000), *mine = renumber(got, map);
+    same(want, mine, "compacted against a store of the kept memories");
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(f)); /* and from its own segments */
+    MMFS_OK_OR_FAIL(mmfs_close(f));
+    f = mmfs_test_open(fdir, &o);
+    free(want);
+    want = answers(f, 100000);
+    same(want, mine, "compacted against a reopened store of the kept memories");
+    MMFS_OK_OR_FAIL(mmfs_close(f));
+    mmfs_test_rmdir(fdir);
+    free(want);
+    free(mine);
+    for (uint64_t id = 1; id < next; id++) free(texts[id]);
     free(got);
     free(live);
+    mmfs_test_rmdir(dir);
+}
+
+/* A compaction right after the checkpoint it was opened from (no record
+** since: its closing checkpoint has that LSN, and the rewritten tail
+** segment takes the name of the file that checkpoint listed): the
+** reopened store answers as one indexed from the log alone, scores
+** included. */
+static void test_compact_same_lsn(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ixseg-compact-lsn");
+    mmfs_options o = options();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    add_some(db, 300);
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    add_some(db, 200);
+    del_every(db, 2, 501, 4); /* 301, the tail segment's first, stays */
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db)); /* at the last LSN */
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char before[1024], after[1024];
+    assert_int_equal(idx_files(dir, before, sizeof before), 2);
+    db = mmfs_test_open(dir, &o);
+    uint64_t lsn = mmfs_test_stats(db).checkpoint_lsn;
+    MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, NULL));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    int k = idx_files(dir, after, sizeof after);
+    assert_true(strstr(after, strchr(before, ' ') + 1) != NULL); /* the same name, rewritten */
+    db = mmfs_test_open(dir, &o);
+    mmfs_store_stats st = mmfs_test_stats(db);
+    assert_int_equal(st.checkpoint_lsn, lsn);
+    assert_int_equal(st.index_segments, k);
+    assert_int_equal(st.memories, 500 - 125);
+    char *got = answers(db, 100000);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    char p[4200], q[4200];
+    snprintf(p, sizeof p, "%s/index", dir);
+    snprintf(q, sizeof q, "%s/index.away", dir);
+    assert_int_equal(rename(p, q), 0);
+    db = mmfs_test_open(dir, &o);
+    assert_int_equal(mmfs_test_stats(db).index_segments, 0);
+    char *want = answers(db, 100000);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    same(want, got, "compacted at the checkpoint's LSN against the log alone");
+    free(want);
+    free(got);
     mmfs_test_rmdir(dir);
 }
 
@@ -401,6 +576,7 @@ int main(void) {
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_compact),
+        cmocka_unit_test(test_compact_same_lsn),
         cmocka_unit_test(test_two_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

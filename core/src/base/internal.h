@@ -220,23 +220,27 @@ typedef struct mmfs__ixent {
 int mmfs__index_write_segment(const mmfs__index *ix, int dir, uint64_t lsn, mmfs__ixent *out);
 /* What mmfs__index_extract does with one document of its range. */
 enum { MMFS__EX_OUT, MMFS__EX_LIVE, MMFS__EX_DELETED };
-/* A new in-memory index (*OUT) holding the documents of [LO, HI) of SRC's
-** (*SRCP's, read under LOCK: its owner may replace it)
-** in-memory part as mmfs__index_add would have made them, without
-** tokenizing: their postings, positions, lengths.  KEEP[d - LO] says which
+/* A new in-memory index (*OUT) holding the documents of [LO, HI) of SRC
+** (*SRCP, read under LOCK: its owner may replace it; its mapped segments
+** and its in-memory part alike) as mmfs__index_add would have made them,
+** without tokenizing: their postings, positions, lengths.  KEEP[d - LO] says which
 ** to take and whether deleted (MMFS__EX_*); NULL: those SRC holds, as
 ** SRC flags them.  SRC is only read, under LOCK's read side (NULL: the
 ** caller's), let go between terms now and then: meanwhile SRC may only
 ** gain documents at or above HI, and deletes, or be replaced (then
 ** MMFS_NOTFOUND).  Errors:
-** MMFS_NOTFOUND (LO below SRC's in-memory part, an empty range, or KEEP
-** wants a document SRC lacks: tokenize instead), MMFS_NOMEM. */
+** MMFS_NOTFOUND (an empty range, or KEEP wants a document SRC lacks:
+** tokenize instead), MMFS_CORRUPT (a damaged segment block), MMFS_NOMEM. */
 int mmfs__index_extract(mmfs__index *const *srcp, pthread_rwlock_t *lock, uint32_t lo, uint32_t hi,
                         const uint8_t *keep, mmfs__index **out);
 /* Maps segment ENT of directory DIR below the documents of IX (which
 ** holds none in memory yet), after checking it is that file.  Errors:
 ** MMFS_NOTFOUND, MMFS_CORRUPT, MMFS_INVALID (newer format), MMFS_NOMEM. */
 int mmfs__index_map_segment(mmfs__index *ix, int dir, const mmfs__ixent *ent);
+/* The documents (live and flagged deleted) segment ENT of directory DIR
+** holds, from its header (checked against ENT's checksum) into *N.
+** Errors: MMFS_NOTFOUND, MMFS_CORRUPT (not that segment), MMFS_IO. */
+int mmfs__index_segment_docs(int dir, const mmfs__ixent *ent, uint64_t *n);
 /* An empty index with the tokenizer and tuning of IX, or NULL (NOMEM). */
 mmfs__index *mmfs__index_new_like(const mmfs__index *ix);
 /* The number of segments mapped under IX. */

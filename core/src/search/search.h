@@ -241,6 +241,7 @@ typedef struct mmfs__ixseg {
     const uint32_t *sums; /* CRC32C per block of [0, off_sums) */
     uint32_t nblk;
     _Atomic uint64_t *ok; /* blocks checked so far (searches run concurrently) */
+    _Atomic uint64_t *tv; /* terms whose postings were walked once (segfile.c) */
     _Atomic int bad;      /* a block failed: the segment answers nothing */
     uint64_t *del;        /* docnos deleted since it was written (index's writer) */
 } mmfs__ixseg;
@@ -275,7 +276,9 @@ int mmfs__index_attach(mmfs__index *ix, mmfs__ixseg *s);
 
 /* Terms of S: entry I (0 <= I < nterms, sorted by bytes).  Checked. */
 int mmfs__ixseg_term(mmfs__ixseg *s, uint32_t i, const uint8_t **str, size_t *slen);
-/* Its statistics and postings (part->lo = s->lo).  Checked. */
+/* Its statistics and postings (part->lo = s->lo).  Checked: its blocks'
+** checksums, and (once) a walk of its postings and positions that a
+** cursor then never leaves (search.h's layout, docnos in [lo, hi)). */
 int mmfs__ixseg_term_part(mmfs__ixseg *s, uint32_t i, mmfs__xterm *st, mmfs__part *part);
 
 struct mmfs__index {

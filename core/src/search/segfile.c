@@ -16,7 +16,12 @@
 **   MMFS_CORRUPT from then on: never a posting from a damaged block.
 ** - The postings, positions and skip tables are the in-memory index's
 **   bytes as they are (search.h): a cursor reads a mapped term exactly as
-**   it reads an in-memory one.
+**   it reads an in-memory one.  A checksum only says the bytes are the
+**   ones written, so every offset and length read from the file is checked
+**   against the mapping, and a term's postings are walked once (as a
+**   cursor reads them, every varint bounded) before its first use: a
+**   crafted file with right checksums is MMFS_CORRUPT, never a read out of
+**   bounds or a loop.
 */
 #include "index.h"
 
@@ -259,6 +264,24 @@ out:
 
 /* ------------------------------------------------------------ reading */
 
+int mmfs__index_segment_docs(int dir, const mmfs__ixent *ent, uint64_t *n) {
+    char name[MMFS__IXSEG_NAME];
+    mmfs__ixseg_name(ent, name);
+    int fd = openat(dir, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return mmfs__err(MMFS_NOTFOUND, "index/%s: missing", name);
+        return mmfs__err_sys(errno, "open", name);
+    }
+    uint8_t h[HEAD];
+    ssize_t k = pread(fd, h, HEAD, 0);
+    close(fd);
+    if (k != HEAD || memcmp(h, MAGIC, 8) != 0 || mmfs__ld32(h + HEAD_SUM) != mmfs__crc32c(0, h, HEAD_SUM) ||
+        mmfs__ld32(h + HEAD_SUM) != ent->crc)
+        return mmfs__err(MMFS_CORRUPT, "index/%s: not the segment the checkpoint lists", name);
+    *n = mmfs__ld64(h + 80) + mmfs__ld64(h + 136);
+    return MMFS_OK;
+}
+
 static int bad(const char *name, const char *what) {
     return mmfs__err(MMFS_CORRUPT, "index/%s: %s", name, what);
 }
@@ -343,8 +366,9 @@ int mmfs__ixseg_open(int dir, const char *name, const mmfs__tokcfg *cfg, mmfs__i
     s->sums = (const uint32_t *)sums;
     s->nblk = (uint32_t)nblk;
     s->ok = calloc((nblk + 63) / 64, sizeof *s->ok);
+    s->tv = calloc(((uint64_t)nterms + 63) / 64 + 1, sizeof *s->tv);
     s->del = calloc(((uint64_t)(hi - lo) + 63) / 64, sizeof *s->del);
-    if (!s->ok || !s->del) goto nomem;
+    if (!s->ok || !s->tv || !s->del) goto nomem;
     *out = s;
     return MMFS_OK;
 nomem:
@@ -352,6 +376,7 @@ nomem:
 fail:
     if (s) {
         free(s->ok);
+        free(s->tv);
         free(s->del);
         free(s);
     }
@@ -363,6 +388,7 @@ void mmfs__ixseg_close(mmfs__ixseg *s) {
     if (!s) return;
     munmap((void *)s->map, s->size);
     free(s->ok);
+    free(s->tv);
     free(s->del);
     free(s);
 }
@@ -402,10 +428,57 @@ int mmfs__ixseg_term(mmfs__ixseg *s, uint32_t i, const uint8_t **str, size_t *sl
     uint16_t n;
     memcpy(&n, e + 4, 2);
     if (s->off_strs + soff + n > s->off_data) return bad(s->name, "term out of range");
+    if (!n || n > MMFS__TOK_MAX) return bad(s->name, "term empty or longer than a token"); /* a token is neither */
     if ((rc = mmfs__ixseg_check(s, s->off_strs + soff, n))) return rc;
     *str = s->map + s->off_strs + soff;
     *slen = n;
     return MMFS_OK;
+}
+
+/* A varint of P[*i..end) no wider than 5 bytes (a u32's), or -1 when it
+** runs past END or is wider. */
+static int64_t varint_in(const uint8_t *p, uint32_t *i, uint32_t end) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 35 && *i < end; shift += 7) {
+        uint8_t b = p[(*i)++];
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) return v <= UINT32_MAX ? (int64_t)v : -1;
+    }
+    return -1;
+}
+
+/* Walks the postings and positions of part P (ST's df and max_tf) as a
+** cursor reads them (search.h's layout): every varint inside its block,
+** docnos strictly increasing inside [lo, hi), each closed block's key at
+** or above its docnos and below the next block's, each tf's positions inside the positions bytes, every block's
+** positions ending at its skip entry's pend, and both streams used up.
+** The checksums say the bytes are the ones written; this says a cursor
+** over them stays inside them, whoever wrote them. */
+static int postings_ok(const mmfs__ixseg *s, const mmfs__xterm *st, const mmfs__part *p, uint32_t poslen) {
+    uint32_t pos = 0, ppos = 0, count = 0;
+    uint64_t last = 0;
+    int any = 0;
+    for (uint32_t j = 0; j <= p->nsk; j++) {
+        uint32_t end = j < p->nsk ? p->sk[j].end : p->plen;
+        uint64_t prev = j ? p->sk[j - 1].key : 0;
+        while (pos < end) {
+            int64_t v = varint_in(p->post, &pos, end), tf = 1;
+            if (v < 0) return 0;
+            if ((v & 1) && (tf = varint_in(p->post, &pos, end)) < 0) return 0;
+            if (v & 1) tf += 2;
+            prev += (uint64_t)v >> 1;
+            if (prev < s->lo || prev >= s->hi || (any && prev <= last) || (j && prev <= p->sk[j - 1].key))
+                return 0;
+            if (st->max_tf != UINT16_MAX && tf > st->max_tf) return 0;
+            any = 1;
+            last = prev;
+            count++;
+            for (int64_t k = 0; k < tf; k++)
+                if (varint_in(p->pos, &ppos, poslen) < 0) return 0;
+        }
+        if (j < p->nsk && (pos != end || last > p->sk[j].key || ppos != p->sk[j].pend)) return 0;
+    }
+    return pos == p->plen && ppos == poslen && count == st->df;
 }
 
 int mmfs__ixseg_term_part(mmfs__ixseg *s, uint32_t i, mmfs__xterm *st, mmfs__part *p) {
@@ -442,5 +515,12 @@ int mmfs__ixseg_term_part(mmfs__ixseg *s, uint32_t i, mmfs__xterm *st, mmfs__par
         end = k->end;
         pend = k->pend;
     }
+    uint64_t bit = (uint64_t)1 << (i & 63);
+    if (atomic_load_explicit(&s->tv[i / 64], memory_order_acquire) & bit) return MMFS_OK;
+    if (!postings_ok(s, st, p, poslen)) {
+        atomic_store(&s->bad, 1);
+        return bad(s->name, "implausible postings");
+    }
+    atomic_fetch_or_explicit(&s->tv[i / 64], bit, memory_order_release);
     return MMFS_OK;
 }

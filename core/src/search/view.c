@@ -285,6 +285,10 @@ int mmfs__view_terms(const mmfs__index *ix, const void *text, size_t tlen, int p
             fold(x, &st, parts + np, &p);
             if ((rc = src_load(ix, r))) goto fail;
         }
+        if (!x->npart) { /* no source took its own smallest term: never loop on it */
+            rc = mmfs__err(MMFS_CORRUPT, "search: index terms out of order");
+            goto fail;
+        }
         np += x->npart;
     }
     *out = xs;

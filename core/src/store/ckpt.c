@@ -225,6 +225,8 @@ uint64_t mmfs__ckpt_pos_of(snap *s, const uint8_t *raw) {
     return mmfs__raw_len(q) == len && memcmp(q, raw, len) == 0 ? pos_in(s, q) : 0;
 }
 
+int mmfs__ckpt_in_log(snap *s, const uint8_t *raw) { return pos_of(s, raw) != 0; }
+
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -568,14 +570,21 @@ static int write_file(mmfs_db *db, uint64_t lsn, const uint8_t *buf, size_t len)
     return mmfs__fsync_dir(dir);
 }
 
-/* Removes all but the newest KEEP checkpoints.  A process that still maps
-** one keeps reading it (an unlinked file stays mapped); one about to open
-** it falls back to an older one or to the log. */
-static void prune(mmfs_db *db, size_t keep) {
+/* Removes all but the newest KEEP checkpoints, and those but the newest
+** of a log before a compaction (first segment below FIRST: open never
+** loads one again, and the index files it lists can go).  A process that
+** still maps one keeps reading it (an unlinked file stays mapped); one
+** about to open it falls back to an older one or to the log. */
+static void prune(mmfs_db *db, size_t keep, uint32_t first) {
     uint64_t *v;
     size_t n;
     if (mmfs__ckpt_list(db, &v, &n, 1) != MMFS_OK) return;
-    for (size_t i = keep; i < n; i++) {
+    for (size_t i = 1; i < n; i++) {
+        uint8_t h[CK_HDR];
+        int fd = i < keep ? mmfs__ckpt_open_header(db, v[i], h) : -1;
+        int stale = fd >= 0 && mmfs__ld32(h + H_FIRST_SEG) < first;
+        if (fd >= 0) close(fd);
+        if (i < keep && !stale) continue;
         char path[4400];
         mmfs__ckpt_path(db, v[i], path, sizeof path);
         unlink(path);
@@ -614,7 +623,7 @@ static int checkpoint_locked(mmfs_db *db) {
         ** not maximised: writers are one at a time (ckpt/lock), and after
         ** a repair cut the log LSNs may go back. */
         atomic_store_explicit(&db->log.shm->checkpoint_lsn, s.lsn, memory_order_release);
-        prune(db, 2);
+        prune(db, 2, s.first_seg);
         mmfs__ckpt_index_done(db, &s);
     }
     mmfs__ckpt_snap_free(&s);

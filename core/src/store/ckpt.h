@@ -167,6 +167,10 @@ int mmfs__ckpt_list(mmfs_db *db, uint64_t **out, size_t *n, int clean);
 int mmfs__ckpt_snap_take(mmfs_db *db, snap *s, int *empty);
 void mmfs__ckpt_snap_free(snap *s);
 
+/* ckpt.c: is RAW, a record of the engine, in the snapshot's log?  (Not
+** after this handle's compaction dropped it: a deleted memory's.) */
+int mmfs__ckpt_in_log(snap *s, const uint8_t *raw);
+
 /* ckpt_index.c: writes the index segment of the memories S adds to the
 ** segments its engine's checkpoint lists (merging neighbours when there
 ** would be too many) and sets s->ixl.  No lock but cpmu.  Errors: MMFS_IO,

@@ -12,17 +12,28 @@
 **   memories above are indexed from the log after open (memory.c's drain).
 ** - A segment holds what the checkpoint's LSN says, whatever the live
 **   index has drained since: the snapshot's memory table says which
-**   memories and which are deleted.  The new segment's postings are copied
-**   from the live index's in-memory part (extract: no tokenizing); merges,
-**   and a new segment the live index does not hold in memory (after a
-**   re-index, or on any error), tokenize the texts from the log (build).  Deleted memories whose records the log
-**   still has are in it, flagged deleted, as the live index keeps them
-**   (search.h: df counts them until compaction): a store reopened from
-**   its segments ranks as the handle that wrote them.
-** - A segment file is removed only once no kept checkpoint lists it and
-**   it is older than the newest kept checkpoint (a newer one may be about
-**   to be listed by another process's checkpoint).  A process that maps
-**   it keeps reading it after the unlink.
+**   memories and which are deleted.  New segments, merges and rewrites
+**   are copied from the live index, its mapped segments and its in-memory
+**   part alike (search/extract.c: no tokenizing); a range the live index
+**   does not hold (after a re-index, a segment that did not map, or on any
+**   error) is tokenized from the log (build): the same file either way.
+**   Deleted memories whose records the log still has are in it, flagged
+**   deleted, as the live index keeps them (search.h: df counts them until
+**   compaction): a store reopened from its segments ranks as the handle
+**   that wrote them.
+** - The checkpoint that ends a compaction writes again every listed
+**   segment holding memories the compaction dropped, without them: after
+**   it, a term's df counts only the memories the log still has, as in a
+**   store that never held the dropped ones.
+** - A segment file is removed once no kept checkpoint of the current log
+**   lists it (one from before a compaction is never loaded again) and it
+**   is not newer than the newest kept checkpoint (a newer one is no
+**   checkpoint's yet: checkpoints are written one at a time under
+**   ckpt/lock).  A process that maps it keeps reading it after the unlink.
+**   A rewrite at the LSN of the checkpoint before it may have the name
+**   of a file that checkpoint lists: the rename replaces it, and a crash
+**   before the new checkpoint leaves the old one listing a file whose
+**   header checksum differs: its memories are indexed from the log.
 ** - A listed segment that is missing or damaged never makes open fail:
 **   the segments from it on are not mapped and their memories are indexed
 **   from the log (stats().index_segments says how many are mapped).
@@ -60,18 +71,21 @@ static void clamp(const snap *s, uint64_t *lo, uint64_t *hi) {
 }
 
 /* Is memory ID of S one a segment holds (what build indexes): not, live
-** or deleted (MMFS__EX_*)?  Its record decoded into *R. */
-static uint8_t ent_state(const snap *s, uint64_t id, mmfs__rec *r) {
+** or deleted (MMFS__EX_*)?  Its record decoded into *R.  A deleted memory
+** whose record this handle's compaction dropped is not (the engine still
+** points at it in the old log until close; a reopened store knows it not). */
+static uint8_t ent_state(snap *s, uint64_t id, mmfs__rec *r) {
     const mmfs__mem_ent *me = &s->ents[id - s->mem_base];
     if (!me->raw || (me->raw[5] & MMFS__RF_NOINDEX) ||
         mmfs__rec_decode(me->raw, mmfs__raw_len(me->raw), r) != MMFS_OK || r->u.mem.id != id)
         return MMFS__EX_OUT;
-    return me->deleted ? MMFS__EX_DELETED : MMFS__EX_LIVE;
+    if (!me->deleted) return MMFS__EX_LIVE;
+    return mmfs__ckpt_in_log(s, me->raw) ? MMFS__EX_DELETED : MMFS__EX_OUT;
 }
 
 /* Indexes the live, indexed memories of S with ids in [lo, hi) into a new
 ** index, written as a segment of DIR: *ENT, *MADE = 0 when none. */
-static int build(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__ixent *ent, int *made) {
+static int build(mmfs_db *db, snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__ixent *ent, int *made) {
     *made = 0;
     mmfs__index *ix = mmfs__index_new();
     if (!ix) return mmfs__err(MMFS_NOMEM, "checkpoint: out of memory (index)");
@@ -95,14 +109,15 @@ static int build(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, 
     return rc;
 }
 
-/* As build, but copies the memories of [lo, hi) from the live index's
-** in-memory part (no tokenizing; search/extract.c): the queue drained
-** first so it covers S's memories.  Which memories and which are deleted
-** come from S, not from the live index (which may have seen deletes after
-** S's LSN, and memories above hi).  MMFS_NOTFOUND when the live index
-** does not hold them all in memory (mapped segments, a re-index): the
-** caller builds instead. */
-static int extract(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__ixent *ent, int *made) {
+/* As build, but copies the memories of [lo, hi) from the live index, its
+** mapped segments and its in-memory part (no tokenizing;
+** search/extract.c): the queue drained first so it covers S's memories.
+** Which memories and which are deleted come from S, not from the live
+** index (which may have seen deletes after S's LSN, and memories above
+** hi).  MMFS_NOTFOUND when the live index lacks one (a re-index, a
+** segment that did not map), MMFS_CORRUPT (a damaged segment): the caller
+** builds instead. */
+static int extract(mmfs_db *db, snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__ixent *ent, int *made) {
     *made = 0;
     clamp(s, &lo, &hi);
     if (lo >= hi) return MMFS_NOTFOUND;
@@ -130,14 +145,49 @@ static int extract(mmfs_db *db, const snap *s, int dir, uint64_t lo, uint64_t hi
     return rc;
 }
 
-/* The segment of the memories of S from FROM on: copied from the live
+/* The segment of the memories of S in [lo, hi): copied from the live
 ** index, or else (or on any error) built from the log. */
-static int fresh(mmfs_db *db, const snap *s, int dir, uint64_t from, mmfs__ixent *ent, int *made) {
-    if (extract(db, s, dir, from, s->next_mem, ent, made) == MMFS_OK) return MMFS_OK;
-    return build(db, s, dir, from, s->next_mem, ent, made);
+static int segment(mmfs_db *db, snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__ixent *ent, int *made) {
+    if (extract(db, s, dir, lo, hi, ent, made) == MMFS_OK) return MMFS_OK;
+    return build(db, s, dir, lo, hi, ent, made);
+}
+
+/* After this handle's compaction (the checkpoint that ends it): the
+** listed segments L[0..*n) holding memories the compaction dropped are
+** written again without them (a copy), so index/ shrinks as the log did;
+** a segment left with none goes from the list.  A segment holds a memory
+** S no longer has exactly when it holds more documents than S gives its
+** range: between checkpoints a range's memories only go (compaction) or
+** get deleted (still held, flagged). */
+static int rewrite(mmfs_db *db, snap *s, int dir, mmfs__ixent *l, size_t *n) {
+    int rc = MMFS_OK;
+    for (size_t i = 0; i < *n && rc == MMFS_OK;) {
+        uint64_t lo = l[i].lo, hi = l[i].hi, held = UINT64_MAX, want = 0;
+        if (mmfs__index_segment_docs(dir, &l[i], &held) != MMFS_OK) held = UINT64_MAX; /* write it again */
+        clamp(s, &lo, &hi);
+        for (uint64_t id = lo; id < hi; id++) {
+            mmfs__rec r;
+            want += ent_state(s, id, &r) != MMFS__EX_OUT;
+        }
+        if (want >= held) {
+            i++;
+            continue;
+        }
+        mmfs__ixent e;
+        int made;
+        if ((rc = segment(db, s, dir, l[i].lo, l[i].hi, &e, &made))) break;
+        if (made) {
+            l[i++] = e;
+        } else {
+            memmove(&l[i], &l[i + 1], (*n - i - 1) * sizeof *l);
+            --*n;
+        }
+    }
+    return rc;
 }
 
 int mmfs__ckpt_index_make(mmfs_db *db, snap *s) {
+    s->sum = &db->log.sum; /* ent_state may list the log's records (mmfs__ckpt_in_log) */
     /* the engine's list, copied under rw's read side: a reload (after
     ** another handle's compaction) swaps the engine under the write side */
     pthread_rwlock_rdlock(&db->rw);
@@ -159,16 +209,19 @@ int mmfs__ckpt_index_make(mmfs_db *db, snap *s) {
         return rc;
     }
     int rc = MMFS_OK, made;
+    if (atomic_load(&db->compacting)) rc = rewrite(db, s, dir, l, &n);
     uint64_t from = n ? l[n - 1].hi : 0;
-    if (from < s->next_mem && (rc = fresh(db, s, dir, from, &l[n], &made)) == MMFS_OK && made) n++;
+    if (rc == MMFS_OK && from < s->next_mem && (rc = segment(db, s, dir, from, s->next_mem, &l[n], &made)) == MMFS_OK &&
+        made)
+        n++;
     /* Tiered merge: the adjacent pair covering the fewest docnos becomes
-    ** one segment (its deleted memories dropped) until few enough remain. */
+    ** one segment (a copy of the two) until few enough remain. */
     while (rc == MMFS_OK && n > IX_SEGS_MAX) {
         size_t best = 0;
         for (size_t i = 1; i + 1 < n; i++)
             if ((uint64_t)l[i + 1].hi - l[i].lo < (uint64_t)l[best + 1].hi - l[best].lo) best = i;
         mmfs__ixent e;
-        if ((rc = build(db, s, dir, l[best].lo, l[best + 1].hi, &e, &made))) break;
+        if ((rc = segment(db, s, dir, l[best].lo, l[best + 1].hi, &e, &made))) break;
         size_t gone = made ? 1 : 2;
         if (made) l[best] = e;
         memmove(&l[best + 2 - gone], &l[best + 2], (n - best - 2) * sizeof *l);
@@ -205,12 +258,18 @@ typedef struct keep {
 
 /* Adds the entries of checkpoint file LSN's section 5 to K.  Reads only
 ** its header (checked) and section 5 (not verified: at worst a file is
-** kept).  Errors: any, and then nothing is removed. */
-static int keep_listed(mmfs_db *db, uint64_t lsn, keep *k) {
+** kept).  A checkpoint of a log before a compaction (its first segment
+** below FIRST, S's) lists nothing: open never loads it.  Errors: any, and
+** then nothing is removed. */
+static int keep_listed(mmfs_db *db, uint64_t lsn, uint32_t first, keep *k) {
     uint8_t h[CK_HDR];
     int fd = mmfs__ckpt_open_header(db, lsn, h);
     if (fd < 0) return errno == ENOENT ? MMFS_OK : MMFS_IO; /* pruned meanwhile */
     int rc = MMFS_IO;
+    if (mmfs__ld32(h + H_FIRST_SEG) < first) {
+        close(fd);
+        return MMFS_OK;
+    }
     const uint8_t *d = h + H_SEC + 16 * (SEC_INDEX - 1);
     uint64_t off = mmfs__ld64(d), cnt = mmfs__ld64(d + 8);
     if (cnt > 1u << 20) goto out;
@@ -229,7 +288,10 @@ out:
 }
 
 /* Removes the files of index/ that no kept checkpoint lists and that are
-** older than the newest one, and temporaries of processes that are gone. */
+** not newer than the newest one, and temporaries of processes that are
+** gone.  Checkpoints are written one at a time (ckpt/lock, held here), so
+** an unlisted file at or below that LSN is no checkpoint's in the making:
+** one a crash left, or one S's rewrite or merge replaced. */
 static void prune(mmfs_db *db, const snap *s) {
     uint64_t *v;
     size_t n;
@@ -239,7 +301,7 @@ static void prune(mmfs_db *db, const snap *s) {
     int ok = 1;
     for (size_t i = 0; i < n && ok; i++) {
         if (v[i] > newest) newest = v[i];
-        ok = keep_listed(db, v[i], &k) == MMFS_OK;
+        ok = keep_listed(db, v[i], s->first_seg, &k) == MMFS_OK;
     }
     free(v);
     for (size_t i = 0; i < s->nixl && ok; i++) {
@@ -263,7 +325,7 @@ static void prune(mmfs_db *db, const snap *s) {
                 (void)unlinkat(dirfd(d), de->d_name, 0);
             continue;
         }
-        if (strcmp(tail, "idx") != 0 || lsn >= newest) continue;
+        if (strcmp(tail, "idx") != 0 || lsn > newest) continue;
         for (size_t i = 0; i < k.n && !used; i++) used = k.v[i].lo == lo && k.v[i].lsn == lsn;
         if (!used) (void)unlinkat(dirfd(d), de->d_name, 0);
     }
