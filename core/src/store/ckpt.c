@@ -225,7 +225,7 @@ uint64_t mmfs__ckpt_pos_of(snap *s, const uint8_t *raw) {
     return mmfs__raw_len(q) == len && memcmp(q, raw, len) == 0 ? pos_in(s, q) : 0;
 }
 
-int mmfs__ckpt_in_log(snap *s, const uint8_t *raw) { return pos_of(s, raw) != 0; }
+int mmfs__ckpt_in_log(snap *s, const uint8_t *raw) { return mmfs__ckpt_pos_of(s, raw) != 0; }
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
