@@ -69,6 +69,9 @@ static int take_records(const mmfs__engine *e, snap *s) {
         if (e->docs.recs[i]) rc = push(&s->recs, &s->nrecs, &s->reccap, e->docs.recs[i]);
     if (rc == MMFS_OK && e->state.raw) rc = push(&s->recs, &s->nrecs, &s->reccap, e->state.raw);
     if (rc == MMFS_OK && e->policy) rc = push(&s->recs, &s->nrecs, &s->reccap, e->policy);
+    /* the zstd dictionaries: a memory's text may need one (ztext.c) */
+    for (size_t i = 0; i < atomic_load(&e->z.n) && rc == MMFS_OK; i++)
+        rc = push(&s->recs, &s->nrecs, &s->reccap, e->z.dicts[i].raw);
     return rc;
 }
 
