@@ -19,6 +19,14 @@
 #include "db.h"
 #include "engine.h"
 
+static uint64_t add(mmfs_db *db, const char *text, const char *tag) {
+    uint64_t id = 0;
+    mmfs_slice t = mmfs_str(tag);
+    MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str(text), tag ? &t : NULL, tag ? 1 : 0, NULL, &id));
+    return id;
+}
+
+#ifdef MMFS_HAVE_ZSTD
 /* Enough memories for the writer to train its dictionary (bounds.h). */
 #define NTRAIN (MMFS__ZDICT_TEXTS + 100)
 
@@ -54,13 +62,6 @@ static void add_batch(mmfs_db *db, uint64_t from, uint64_t to) {
         free(t);
     }
     MMFS_OK_OR_FAIL(mmfs_batch_commit(b, NULL, NULL));
-}
-
-static uint64_t add(mmfs_db *db, const char *text, const char *tag) {
-    uint64_t id = 0;
-    mmfs_slice t = mmfs_str(tag);
-    MMFS_OK_OR_FAIL(mmfs_append_memory(db, mmfs_str(text), tag ? &t : NULL, tag ? 1 : 0, NULL, &id));
-    return id;
 }
 
 /* The flag byte of memory ID's record in DB's log. */
@@ -126,7 +127,6 @@ static void check_store(mmfs_db *db, uint64_t long_id, uint64_t short_id, uint64
     MMFS_OK_OR_FAIL(mmfs_verify(db));
 }
 
-#ifdef MMFS_HAVE_ZSTD
 static void test_roundtrip(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ztext");
