@@ -78,11 +78,14 @@ static int zhead(const mmfs__rec *r, uint64_t *dict, size_t *raw, mmfs_slice *fr
 int mmfs__ztext_apply(mmfs__engine *e, const mmfs__rec *r) {
     mmfs__ztext *z = &e->z;
     size_t n = atomic_load_explicit(&z->n, memory_order_relaxed);
+    e->live_bytes += r->raw_len; /* every DICT is kept by compaction (LIVE ALWAYS) */
     for (size_t i = 0; i < n; i++)
-        if (z->dicts[i].id == r->u.dict.id) return MMFS_OK; /* applied already (a checkpoint's) */
-    if (n == MMFS__ZDICT_MAX)
+        if (z->dicts[i].id == r->u.dict.id) return MMFS_OK; /* a second one of an id: the first counts */
+    if (n == MMFS__ZDICT_MAX) {
+        e->live_bytes -= r->raw_len;
         return mmfs__err(MMFS_CORRUPT, "dictionary %llu (lsn %llu): more than %d dictionaries",
                          (unsigned long long)r->u.dict.id, (unsigned long long)r->lsn, MMFS__ZDICT_MAX);
+    }
     mmfs__zdict *d = &z->dicts[n];
     d->id = r->u.dict.id;
     d->raw = r->raw;
@@ -91,11 +94,12 @@ int mmfs__ztext_apply(mmfs__engine *e, const mmfs__rec *r) {
 #ifdef MMFS_HAVE_ZSTD
     /* by reference: the record stays mapped as long as the engine */
     d->ddict = ZSTD_createDDict_byReference(d->bytes.ptr, d->bytes.len);
-    if (!d->ddict)
+    if (!d->ddict) {
+        e->live_bytes -= r->raw_len;
         return mmfs__err(MMFS_CORRUPT, "dictionary %llu (lsn %llu): zstd refuses it",
                          (unsigned long long)d->id, (unsigned long long)r->lsn);
+    }
 #endif
-    e->live_bytes += r->raw_len; /* kept by every compaction (LIVE ALWAYS) */
     atomic_store_explicit(&z->n, n + 1, memory_order_release);
     return MMFS_OK;
 }
