@@ -135,6 +135,9 @@ static void test_roundtrip(void **state) {
     add_batch(db, 1, NTRAIN + 1);
     /* no dictionary yet: the first memories stay raw */
     assert_int_equal(rec_flags(db, 1) & MMFS__RF_ZTEXT, 0);
+    /* a second handle, open before the dictionary: it meets the DICT record in catch-up */
+    mmfs_options plain = mmfs_test_options(0); /* compress NULL: the store's own */
+    mmfs_db *other = mmfs_test_open(dir, &plain);
     char *t = make_text(999999);
     uint64_t long_id = add(db, t, "z"); /* trains, then compresses */
     free(t);
@@ -149,6 +152,9 @@ static void test_roundtrip(void **state) {
     add_batch(db, NTRAIN + 1, NTRAIN + 200);   /* a batch after the dictionary: compressed */
     assert_int_equal(rec_flags(db, NTRAIN + 150) & MMFS__RF_ZTEXT, MMFS__RF_ZTEXT);
     check_store(db, long_id, short_id, cjk_id);
+    check_store(other, long_id, short_id, cjk_id);
+    assert_int_equal(rec_flags(other, long_id) & MMFS__RF_ZTEXT, MMFS__RF_ZTEXT);
+    MMFS_OK_OR_FAIL(mmfs_close(other));
 
     /* reopen: the whole log replayed (the dictionary met in replay) */
     MMFS_OK_OR_FAIL(mmfs_close(db));
@@ -157,7 +163,6 @@ static void test_roundtrip(void **state) {
     /* a checkpoint: the dictionary is found through it */
     MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    mmfs_options plain = mmfs_test_options(0); /* compress NULL: the store's own */
     db = mmfs_test_open(dir, &plain);
     assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
     check_store(db, long_id, short_id, cjk_id);
