@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,67 @@ static void test_damaged_log(void **state) {
     mmfs_test_rmdir(dir);
 }
 
+/* Reader threads of one handle decompress at once (a DCtx each) while
+** the writer trains the dictionary and appends compressed memories. */
+typedef struct reader {
+    mmfs_db *db;
+    _Atomic int *stop;
+    int bad;
+    uint64_t reads;
+} reader;
+
+static void *read_loop(void *arg) {
+    reader *rd = arg;
+    uint64_t st = (uint64_t)(uintptr_t)rd + 1;
+    while (!atomic_load(rd->stop) || rd->reads < 200) {
+        uint64_t id = 1 + mmfs_test_rand(&st) % (NTRAIN + 400);
+        mmfs_memory *m = NULL;
+        int rc = mmfs_get_memory(rd->db, id, &m);
+        if (rc == MMFS_OK) {
+            char *t = make_text(id);
+            if (m->text.len != strlen(t) || memcmp(m->text.ptr, t, m->text.len)) rd->bad++;
+            free(t);
+            mmfs_free(m);
+        } else if (rc != MMFS_NOTFOUND) {
+            rd->bad++;
+        }
+        mmfs_memories *ms = NULL;
+        if (mmfs_search_memory(rd->db, mmfs_str("haroua toukd"), NULL, &ms) != MMFS_OK) rd->bad++;
+        for (size_t i = 0; ms && i < ms->count; i++) {
+            char *t = make_text(ms->items[i].id);
+            if (ms->items[i].text.len != strlen(t) || memcmp(ms->items[i].text.ptr, t, strlen(t))) rd->bad++;
+            free(t);
+        }
+        mmfs_free(ms);
+        rd->reads++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    char *dir = mmfs_test_dir("ztext-threads");
+    mmfs_options o = zopts();
+    mmfs_db *db = mmfs_test_open(dir, &o);
+    add_batch(db, 1, MMFS__ZDICT_TEXTS - 50);
+    _Atomic int stop = 0;
+    reader rd[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        rd[i] = (reader){db, &stop, 0, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, read_loop, &rd[i]), 0);
+    }
+    for (uint64_t i = MMFS__ZDICT_TEXTS - 50; i < NTRAIN + 400; i += 50) add_batch(db, i, i + 50);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(rd[i].bad, 0);
+    }
+    assert_int_equal(rec_flags(db, NTRAIN + 300) & MMFS__RF_ZTEXT, MMFS__RF_ZTEXT);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    mmfs_test_rmdir(dir);
+}
+
 #ifdef MMFS_HAVE_POLICY
 /* Hooks, tx:get_memory and compaction.keep see the plain text. */
 static void test_policy_sees_plain(void **state) {
@@ -429,6 +491,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_bad_payload),
         cmocka_unit_test(test_damaged_log),
+        cmocka_unit_test(test_threads),
 #ifdef MMFS_HAVE_POLICY
         cmocka_unit_test(test_policy_sees_plain),
 #endif
