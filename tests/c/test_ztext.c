@@ -128,6 +128,27 @@ static void check_store(mmfs_db *db, uint64_t long_id, uint64_t short_id, uint64
     MMFS_OK_OR_FAIL(mmfs_verify(db));
 }
 
+/* What DB answers to a set of queries (ids and text lengths), as one
+** string (malloc'd): the words, and the unique word of every 5th memory. */
+static char *answers(mmfs_db *db) {
+    size_t cap = 1 << 20, n = 0;
+    char *out = malloc(cap), q[32];
+    for (size_t i = 0; i < sizeof words / sizeof *words + NTRAIN / 5; i++) {
+        if (i < sizeof words / sizeof *words)
+            snprintf(q, sizeof q, "%s", words[i]);
+        else
+            snprintf(q, sizeof q, "m%zu", (i - sizeof words / sizeof *words) * 5 + 1);
+        mmfs_memories *ms = NULL;
+        MMFS_OK_OR_FAIL(mmfs_search_memory(db, mmfs_str(q), NULL, &ms));
+        for (size_t k = 0; k < ms->count && n + 64 < cap; k++)
+            n += (size_t)snprintf(out + n, cap - n, "%llu:%zu ", (unsigned long long)ms->items[k].id,
+                                  ms->items[k].text.len);
+        n += (size_t)snprintf(out + n, cap - n, "|");
+        mmfs_free(ms);
+    }
+    return out;
+}
+
 static void test_roundtrip(void **state) {
     (void)state;
     char *dir = mmfs_test_dir("ztext");
@@ -168,8 +189,39 @@ static void test_roundtrip(void **state) {
     assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
     check_store(db, long_id, short_id, cjk_id);
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    /* and with the checkpoint and the index moved away */
+    /* the index segments gone, the checkpoint kept: its memories are
+    ** indexed from the log (compressed texts) at the first search */
+    db = mmfs_test_open(dir, &plain);
+    char *want = answers(db);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
     char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/index'", dir);
+    assert_int_equal(system(cmd), 0);
+    db = mmfs_test_open(dir, &plain);
+    assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
+    assert_int_equal(mmfs_test_stats(db).index_segments, 0);
+    char *got = answers(db);
+    assert_string_equal(want, got);
+    free(got);
+    check_store(db, long_id, short_id, cjk_id);
+    /* a damaged index segment: the memories are indexed again from the log */
+    MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+    snprintf(cmd, sizeof cmd, "f=$(ls '%s'/index/*.idx | tail -1); s=$(stat -c %%s \"$f\"); "
+                              "printf '\\377' | dd of=\"$f\" bs=1 seek=$((s / 2)) conv=notrunc status=none",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    db = mmfs_test_open(dir, &plain);
+    assert_true(mmfs_test_stats(db).index_segments > 0);
+    got = answers(db);
+    assert_string_equal(want, got);
+    free(got);
+    free(want);
+    assert_int_equal(mmfs_test_stats(db).index_segments, 0); /* it was rebuilt */
+    check_store(db, long_id, short_id, cjk_id);
+    MMFS_OK_OR_FAIL(mmfs_close(db));
+
+    /* and with the checkpoint and the index moved away */
     snprintf(cmd, sizeof cmd, "rm -rf '%s/ckpt' '%s/index'", dir, dir);
     assert_int_equal(system(cmd), 0);
     db = mmfs_test_open(dir, &plain);
