@@ -280,6 +280,10 @@ static void test_bad_payload(void **state) {
     MMFS_ASSERT_STATUS(mmfs__mem_text_into(db->eng, &bad, out), MMFS_CORRUPT);
     mmfs_slice plain;
     MMFS_ASSERT_STATUS(mmfs__mem_text(db->eng, &bad, &plain), MMFS_CORRUPT);
+    memcpy(copy, r.u.mem.text.ptr, r.u.mem.text.len);
+    copy[1] = 0x80, copy[2] = 0x80, copy[3] = 0x80, copy[4] = 0x10; /* claims 32 MiB: past what is compressed */
+    MMFS_ASSERT_STATUS(mmfs__mem_text_len(&bad, &len), MMFS_CORRUPT);
+    MMFS_ASSERT_STATUS(mmfs__mem_text(db->eng, &bad, &plain), MMFS_CORRUPT);
     bad.u.mem.text.len = 1; /* a header cut short */
     MMFS_ASSERT_STATUS(mmfs__mem_text_len(&bad, &len), MMFS_CORRUPT);
     free(out);

@@ -63,7 +63,9 @@ static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
 static int zhead(const mmfs__rec *r, uint64_t *dict, size_t *raw, mmfs_slice *frame) {
     const uint8_t *p = r->u.mem.text.ptr, *end = p + r->u.mem.text.len;
     uint64_t d, n;
-    if (!get_varint(&p, end, &d) || !get_varint(&p, end, &n) || n > MMFS__MAX_VALUE || p == end)
+    /* the writer compresses no text over MMFS__ZTEXT_MAX: a larger length is
+    ** damage, never an allocation that size */
+    if (!get_varint(&p, end, &d) || !get_varint(&p, end, &n) || n > MMFS__ZTEXT_MAX || p == end)
         return mmfs__err(MMFS_CORRUPT, "memory %llu (lsn %llu): malformed compressed text",
                          (unsigned long long)r->u.mem.id, (unsigned long long)r->lsn);
     *dict = d;
@@ -347,6 +349,11 @@ int mmfs__zw_pack(mmfs__zwriter *zw, const mmfs__engine *e, mmfs__rec *cmds, siz
             need += 20 + ZSTD_compressBound(l);
     }
     if (!need) return MMFS_OK;
+    if (zw->cap > ((size_t)4 << 20) && need <= ((size_t)4 << 20)) { /* don't keep a huge buffer */
+        free(zw->buf);
+        zw->buf = NULL;
+        zw->cap = 0;
+    }
     if (need > zw->cap) {
         uint8_t *b = realloc(zw->buf, need);
         if (!b) return mmfs__err(MMFS_NOMEM, "compress: out of memory for %zu bytes", need);
