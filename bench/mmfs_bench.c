@@ -58,6 +58,8 @@ static mmfs_db *open_store_policy(const char *dir, mmfs_sync_mode sync, int fres
     if (policy) o.policy = mmfs_str(policy);
     /* a new store's language (what stemming costs: "none" against the default) */
     if (getenv("MMFS_BENCH_LANGUAGE")) o.language = getenv("MMFS_BENCH_LANGUAGE");
+    /* a new store's compress ("zstd": memory text with a dictionary) */
+    if (getenv("MMFS_BENCH_COMPRESS")) o.compress = getenv("MMFS_BENCH_COMPRESS");
     /* what automatic checkpoints (and their index segments) cost: 0 = off */
     if (getenv("MMFS_BENCH_CHECKPOINT_BYTES"))
         o.checkpoint_bytes = strtoull(getenv("MMFS_BENCH_CHECKPOINT_BYTES"), NULL, 10);

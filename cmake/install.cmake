@@ -29,6 +29,10 @@ if(MMFS_HAVE_SODIUM)
   list(APPEND MMFS_PC_REQUIRES_PRIVATE libsodium)
   list(APPEND MMFS_STATIC_DEPS ${SODIUM_LIBRARIES})
 endif()
+if(MMFS_HAVE_ZSTD)
+  list(APPEND MMFS_PC_REQUIRES_PRIVATE libzstd)
+  list(APPEND MMFS_STATIC_DEPS ${ZSTD_LIBRARIES})
+endif()
 # The policy VM is libmemmapfs-policy.so, opened with dlopen (it brings
 # its own Lua 5.4); sanitizer builds link it in, and Lua 5.4 with it.
 if(MMFS_HAVE_POLICY AND MMFS_PVM_DIRECT)

@@ -3,7 +3,7 @@
 # skipping those already installed.  Usage: scripts/deps.sh [extra-package...]
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libxxhash-dev libsodium-dev libcmocka-dev
+pkgs=(build-essential cmake pkg-config libxxhash-dev libsodium-dev libzstd-dev libcmocka-dev
       libutf8proc-dev libstemmer-dev
       liblua5.4-dev lua5.4 lua-busted
       lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev lua-check

@@ -428,7 +428,7 @@ static const char *const stats_opts[] = {"json", NULL};
 static const char *const verify_opts[] = {"quiet", NULL};
 static const char *const compact_opts[] = {"json", "lock-timeout=", NULL};
 static const char *const get_opts[] = {"newline", NULL};
-static const char *const write_opts[] = {"create", "lock-timeout=", NULL};
+static const char *const write_opts[] = {"create", "lock-timeout=", "compress=", NULL};
 static const char *const checkpoint_opts[] = {"quiet", "lock-timeout=", NULL};
 /* The help line of write_opts's --lock-timeout, the same for every writing command. */
 #define LOCK_TIMEOUT_HELP "  --lock-timeout MS    wait at most MS for the writer lock (then 9, BUSY)\n"
@@ -465,10 +465,12 @@ const cli_command cli_commands[] = {
      "Writes KEY's value to stdout, byte for byte.  Exits 1 (NOTFOUND) when\n"
      "there is no such key.\n"
      "  --newline            add a newline after the value\n"},
-    {"set", cmd_set, 2, 3, write_opts, "set STORE KEY [VALUE] [--create]",
+    {"set", cmd_set, 2, 3, write_opts, "set STORE KEY [VALUE] [--create [--compress zstd]]",
      "Sets KEY to VALUE, or to all of stdin when VALUE is left out (binary\n"
      "safe).  Durable when mmfs returns.\n"
      "  --create             create the store if it does not exist\n"
+     "  --compress C         the new store's compress option (none, zstd: memory\n"
+     "                       texts compressed); on an existing store its own\n"
      LOCK_TIMEOUT_HELP},
     {"del", cmd_del, 2, 2, write_opts, "del STORE KEY",
      "Deletes KEY.  Exits 1 (NOTFOUND), writing nothing, when there was no\n"

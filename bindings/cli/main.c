@@ -85,6 +85,7 @@ int cli_open(const cli_args *a, int write, mmfs_db **db) {
         o.key = key;
         o.checksum = MMFS_CHECKSUM_BLAKE2B;
     }
+    o.compress = cli_opt_get(a, "compress"); /* NULL unless given (writing commands) */
     uint64_t ms = 0;
     int rc = cli_opt_u64(a, "lock-timeout", &ms);
     if (rc) return rc;

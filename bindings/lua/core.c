@@ -1475,7 +1475,7 @@ static int l_open(lua_State *L) {
                                         "key",      "readonly",        "create",
                                         "lock_timeout_ms", "segment_size", "policy",
                                         "hook_budget", "repair", "language",
-                                        "checkpoint_bytes", NULL};
+                                        "checkpoint_bytes", "compress", NULL};
     size_t dirlen;
     const char *dir;
     mmfs_options o;
@@ -1542,6 +1542,11 @@ static int l_open(lua_State *L) {
         if (strlen((const char *)s.ptr) != s.len)
             return push_err(L, "language: contains a zero byte", MMFS_INVALID);
         o.language = (const char *)s.ptr; /* kept on the stack */
+    }
+    if (opt_str_field(L, 2, "compress", &s)) {
+        if (strlen((const char *)s.ptr) != s.len)
+            return push_err(L, "compress: contains a zero byte", MMFS_INVALID);
+        o.compress = (const char *)s.ptr; /* kept on the stack */
     }
     if (opt_int_field(L, 2, "hook_budget", &v)) {
         if (v <= 0) return push_err(L, "hook_budget: must be positive", MMFS_INVALID);

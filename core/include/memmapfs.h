@@ -16,7 +16,9 @@
 **   through them.
 ** - Lists (mmfs_memory, mmfs_memories, mmfs_sessions, mmfs_doc_hits) are one
 **   allocation each; release them with mmfs_free().  Their slices point into
-**   the log as above.
+**   the log as above, but for a memory's text that the store keeps
+**   compressed (compress = "zstd"): that one is in the list's allocation,
+**   valid until mmfs_free().
 ** - A handle is shared by any number of threads.  Readers never wait for an
 **   fsync.  A handle must not be used after fork() in the child: every call
 **   there fails with MMFS_CLOSED.
@@ -146,6 +148,13 @@ typedef struct mmfs_options {
                                     that writes one and ends, one writer per
                                     store at a time (no idle thread);
                                     0: never (mmfs_checkpoint still works) */
+    const char *compress;        /* at creation: "zstd" (memory texts compressed
+                                    with a dictionary of the store; needs a
+                                    build with libzstd, else MMFS_INVALID
+                                    "built without zstd") or "none" (NULL:
+                                    "none").  Recorded in the store.  On an
+                                    existing store NULL or its own choice,
+                                    else MMFS_INVALID */
 } mmfs_options;
 
 /* Fills O with the defaults above. */
@@ -182,7 +191,10 @@ typedef struct mmfs_memory {
     uint64_t id;
     int64_t created_at;
     double score;            /* BM25 score in search results, else 0 */
-    mmfs_slice text;         /* into the log */
+    mmfs_slice text;         /* into the log; in a store made with
+                                compress = "zstd", a text the store keeps
+                                compressed is decompressed into the result's
+                                own allocation (freed with it by mmfs_free) */
     mmfs_slice route;        /* into the log */
     size_t ntags;
     const mmfs_slice *tags;  /* in the same allocation; slices into the log */

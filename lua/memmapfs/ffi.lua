@@ -75,6 +75,7 @@ typedef struct mmfs_options {
   int repair;
   const char *language;
   uint64_t checkpoint_bytes;
+  const char *compress;
 } mmfs_options;
 void mmfs_options_init(mmfs_options *o);
 int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out);
@@ -397,7 +398,7 @@ local NIDS = ffi.new("size_t[1]")
 -- What the scratch cdata point into besides the call's own arguments
 -- (tag arrays, encoded session fields): held here until the next call,
 -- since the garbage collector does not follow a cdata pointer.
-local keep1, keep2, keep3 -- luacheck: ignore (written only: C reads what they hold)
+local keep1, keep2, keep3, keep4 -- luacheck: ignore (written only: C reads what they hold)
 
 local function slice(s, str)
   s.ptr = str
@@ -1663,7 +1664,8 @@ local DBOUT = ffi.new("mmfs_db*[1]")
 
 local known = { sync = true, sync_ms = true, checksum = true, key = true, readonly = true,
   create = true, lock_timeout_ms = true, segment_size = true, policy = true,
-  hook_budget = true, repair = true, language = true, checkpoint_bytes = true }
+  hook_budget = true, repair = true, language = true, checkpoint_bytes = true,
+  compress = true }
 local sync_modes = { batch = 0, always = 1, none = 2 }
 local checksums = { crc32c = 0, blake2b = 1 }
 
@@ -1739,6 +1741,14 @@ function M.open(dir, opts)
       end
       keep3 = s
       o.language = s
+    end
+    s = opt_field(opts, 2, "compress", "string")
+    if s then -- C reads it as a NUL-terminated string
+      if sfind(s, "\0", 1, true) then
+        return nil, "compress: contains a zero byte", "INVALID"
+      end
+      keep4 = s
+      o.compress = s
     end
     v = opt_field(opts, 2, "checkpoint_bytes", "integer")
     if v then

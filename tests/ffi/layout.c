@@ -35,6 +35,7 @@ int main(void) {
     FIELD(mmfs_options, repair);
     FIELD(mmfs_options, language);
     FIELD(mmfs_options, checkpoint_bytes);
+    FIELD(mmfs_options, compress);
 
     SIZE(mmfs_memory_opts);
     FIELD(mmfs_memory_opts, has_created_at);

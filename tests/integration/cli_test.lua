@@ -14,6 +14,7 @@ local mmfs, base = assert(arg[1], "mmfs binary"), assert(arg[2], "tmp base")
 local wrapper = os.getenv("MMFS_CLI_WRAPPER")
 local have_policy = os.getenv("MMFS_HAVE_POLICY") == "1"
 local have_sodium = os.getenv("MMFS_HAVE_SODIUM") == "1"
+local have_zstd = os.getenv("MMFS_HAVE_ZSTD") == "1"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -126,6 +127,26 @@ do
   end
   local _, _, err = run({ "set", store, "k", "v" })
   has(err, "--create", "set on a missing store mentions --create")
+end
+
+-- ------------------------------------------------ set --create --compress
+do
+  local zs = tmp .. "/zstore"
+  local code, _, err = run({ "set", zs, "k", "v", "--create", "--compress", "lz4" })
+  eq(code, 2, "--compress lz4 exits 2")
+  has(err, "(INVALID)", "--compress lz4: message")
+  eq(io.open(zs .. "/MANIFEST"), nil, "--compress lz4 made no store")
+  code, _, err = run({ "set", zs, "k", "v", "--create", "--compress", "zstd" })
+  if have_zstd then
+    eq(code, 0, "set --create --compress zstd")
+    has(slurp(zs .. "/MANIFEST"), "compress zstd", "the store records compress")
+    eq((run({ "set", zs, "k", "w", "--compress", "none" })), 2, "--compress none on a zstd store")
+    eq((run({ "set", zs, "k", "w", "--compress", "zstd" })), 0, "--compress zstd on a zstd store")
+    eq((run({ "set", zs, "k", "x" })), 0, "no --compress on a zstd store")
+  else
+    eq(code, 2, "--compress zstd without libzstd exits 2")
+    has(err, "built without zstd", "--compress zstd without libzstd: message")
+  end
 end
 
 -- --------------------------------------------------------- get, set, del

@@ -38,6 +38,20 @@
 #define MMFS__MAX_TAGS 65536     /* tags of one memory */
 #define MMFS__MAX_TAG_LEN 65536  /* bytes of one tag: 64 KiB */
 
+/* compress = "zstd" (engine/ztext.c): memory texts of these sizes are
+** compressed (shorter ones gain nothing past the frame's header; longer
+** ones would need buffers that size on every reading thread).  The
+** store's dictionary is trained from the live texts once this many
+** memories or bytes of raw text are there, from at most SAMPLE bytes of
+** them, into at most DICT bytes; LEVEL is zstd's compression level. */
+#define MMFS__ZTEXT_MIN 64
+#define MMFS__ZTEXT_MAX ((size_t)16 << 20)
+#define MMFS__ZDICT_TEXTS 4000
+#define MMFS__ZDICT_BYTES ((uint64_t)1 << 20)
+#define MMFS__ZDICT_SAMPLE ((size_t)4 << 20)
+#define MMFS__ZDICT_SIZE ((size_t)64 << 10)
+#define MMFS__ZTEXT_LEVEL 3
+
 /* The policy VM's limits (mmfs__policy_limits), filled by the host. */
 #define MMFS__DEFAULT_HOOK_BUDGET 1000000u /* instructions per hook call (option 0) */
 #define MMFS__BATCH_BUDGET_FACTOR 100      /* a batch's run: this many hook budgets */

@@ -30,7 +30,8 @@
 **
 ** NAME    MMFS__R_NAME
 ** ROLE    CMD: a command (hooked, made through the API); REC: a record
-**         only (POLICY: written by mmfs_set_policy, never hooked)
+**         only (POLICY: written by mmfs_set_policy, never hooked; DICT:
+**         a zstd dictionary, written by the writer of a compressed store)
 ** CMD     its MMFS_CMD_ name (ROLE CMD; ignored for REC)
 ** member  its member of mmfs__rec's union u
 ** FIELDS  the macro listing its fields, F(kind, field, cmd, lua, what):
@@ -79,7 +80,8 @@
     X(DOC_UNINDEX, 9, CMD, UNINDEX, doc, MMFS__F_DOC_UNINDEX,                                      \
       DEL(DOC_INDEX, doc.key, doc.key, mmfs__engine_has_doc), mmfs__doc_apply, NEVER)              \
     X(STATE, 10, CMD, UPDATE_STATE, state, MMFS__F_STATE, NODEL, mmfs__state_apply, CUR(cur_state)) \
-    X(POLICY, 11, REC, NONE, policy, MMFS__F_POLICY, NODEL, policy_apply, CUR(cur_policy))
+    X(POLICY, 11, REC, NONE, policy, MMFS__F_POLICY, NODEL, policy_apply, CUR(cur_policy))         \
+    X(DICT, 12, REC, NONE, dict, MMFS__F_DICT, NODEL, mmfs__ztext_apply, ALWAYS)
 
 /* The fields of each type, in log order: F(kind, field, cmd, lua, what). */
 #define MMFS__F_MEMORY(F)                                                                          \
@@ -99,6 +101,7 @@
 #define MMFS__F_DOC_UNINDEX(F) F(STR, doc.key, key, K_KEY, "key")
 #define MMFS__F_STATE(F) F(ID, state.version, id, 0, "version") F(STR, state.value, value, K_VALUE, "value")
 #define MMFS__F_POLICY(F) F(STR, policy.source, text, 0, "policy")
+#define MMFS__F_DICT(F) F(U64, dict.id, id, 0, "id") F(STR, dict.bytes, value, 0, "dict")
 
 /* Helpers for expanding the table: MMFS__IF_CMD_##ROLE(x) keeps X for
 ** commands only. */
@@ -115,7 +118,7 @@ enum {
     MMFS__RECORDS(MMFS__R_ENUM)
 #undef MMFS__R_ENUM
     MMFS__R_NONE = 0,
-    MMFS__R_MAX = 11
+    MMFS__R_MAX = 12
 };
 
 /* A command's type is its record's type: one set of codes. */
@@ -131,8 +134,14 @@ _Static_assert(0 MMFS__RECORDS(MMFS__R_COUNT) == MMFS__R_MAX, "MMFS__R_MAX is th
 #define MMFS__REC_HDR 16
 
 /* Record flags (the flag byte): MMFS__RF_NOINDEX, set by the writer when
-** the policy's route for a memory has index = false. */
+** the policy's route for a memory has index = false; MMFS__RF_ZTEXT, set
+** by the writer of a compress = "zstd" store when a MEMORY's text is
+** compressed (engine/ztext.h gives the text field's layout then: readers
+** go through mmfs__mem_text, never u.mem.text).  Only stores whose
+** MANIFEST says compress (format 4) hold ZTEXT or DICT records, so a
+** library that knows neither refuses them before it could misread one. */
 #define MMFS__RF_NOINDEX 1
+#define MMFS__RF_ZTEXT 2
 
 typedef struct mmfs__rec {
     int type;
@@ -176,6 +185,10 @@ typedef struct mmfs__rec {
         struct {
             mmfs_slice source;
         } policy;
+        struct {
+            uint64_t id;
+            mmfs_slice bytes;
+        } dict; /* DICT: a zstd dictionary of the store (engine/ztext.h) */
     } u;
 } mmfs__rec;
 

@@ -66,6 +66,7 @@ void mmfs__engine_free(mmfs__engine *e) {
     mmfs__sess_free(e);
     mmfs__stream_free(e);
     mmfs__state_free(e);
+    mmfs__ztext_free(e);
     free(e);
 }
 

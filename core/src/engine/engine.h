@@ -25,6 +25,7 @@
 #include "btree.h"
 #include "hmap.h"
 #include "internal.h"
+#include "ztext.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -311,6 +312,7 @@ struct mmfs__engine {
     mmfs__state state;
     const uint8_t *policy; /* latest POLICY record, or NULL */
     uint64_t live_bytes;
+    mmfs__ztext z; /* zstd dictionaries (ztext.c) */
 };
 
 /* Each module: init (everything zero before; on error the engine is freed
@@ -342,6 +344,9 @@ typedef struct mmfs__ixop {
     size_t len;
 } mmfs__ixop;
 #define MMFS__IX_CKPT 2u
+/* add = MMFS__IX_ZTEXT: add memory record text (a compressed one), its
+** text decompressed by the drain. */
+#define MMFS__IX_ZTEXT 3u
 
 int mmfs__mem_init(mmfs__engine *e);
 void mmfs__mem_free(mmfs__engine *e);

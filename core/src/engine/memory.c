@@ -407,6 +407,24 @@ static int index_op(mmfs__engine *e, uint32_t docno, int add, mmfs_slice text) {
     return queue_op(e, 0, docno, add, text);
 }
 
+/* Adds memory record RAW, whose text is compressed, to IX as DOCNO. */
+static int index_ztext(const mmfs__engine *e, mmfs__index *ix, uint32_t docno, const uint8_t *raw) {
+    mmfs__rec r;
+    mmfs_slice t;
+    int rc;
+    if ((rc = mmfs__raw_decode(raw, &r)) || (rc = mmfs__mem_text(e, &r, &t))) return rc;
+    return mmfs__index_add(ix, docno, t.ptr, t.len);
+}
+
+/* The index work of adding memory record R as DOCNO.  A compressed text
+** is queued as its record and decompressed by the drain, outside the
+** writer's lock (ztext.c). */
+static int index_mem(mmfs__engine *e, uint32_t docno, const mmfs__rec *r) {
+    if (!(r->flags & MMFS__RF_ZTEXT)) return index_op(e, docno, 1, r->u.mem.text);
+    if (!e->mems.defer) return index_ztext(e, e->mems.ix, docno, r->raw);
+    return queue_op(e, 0, docno, MMFS__IX_ZTEXT, (mmfs_slice){r->raw, 0});
+}
+
 /* memory.c, below: the index work of one memory of a checkpoint's table. */
 static int ck_index(mmfs__engine *e, uint64_t id);
 static void ck_unindex(mmfs__engine *e, uint32_t id);
@@ -462,7 +480,8 @@ int mmfs__engine_index_drain(mmfs__engine *e) {
             continue;
         }
         mmfs__index *ix = op.doc ? e->docs.ix : m->ix;
-        if (op.add) rc = mmfs__index_add(ix, op.docno, op.text, op.len);
+        if (op.add == MMFS__IX_ZTEXT) rc = index_ztext(e, ix, op.docno, (const uint8_t *)op.text);
+        else if (op.add) rc = mmfs__index_add(ix, op.docno, op.text, op.len);
         else mmfs__index_remove(ix, op.docno);
         if (rc) break; /* left at the head: the next drain tries again */
         pthread_mutex_lock(&m->qmu);
@@ -530,9 +549,9 @@ int mmfs__mem_apply(mmfs__engine *e, const mmfs__rec *r) {
     ** writer decided it under the policy in force and marked the record. */
     /* An id past the bound (never written by this library: the writer
     ** refuses it) stays out of the index rather than under a wrong docno. */
-    if (!(r->flags & MMFS__RF_NOINDEX) && id <= MMFS__MEM_ID_MAX &&
-        (rc = index_op(e, (uint32_t)id, 1, r->u.mem.text)))
+    if (!(r->flags & MMFS__RF_NOINDEX) && id <= MMFS__MEM_ID_MAX && (rc = index_mem(e, (uint32_t)id, r)))
         return rc;
+    if (!(r->flags & MMFS__RF_ZTEXT)) e->z.raw_bytes += r->u.mem.text.len; /* ztext.c's trigger */
     ent->raw = r->raw;
     ent->route = route;
     ent->deleted = 0;
@@ -634,7 +653,9 @@ static int ck_index(mmfs__engine *e, uint64_t id) {
     if (!raw || (raw[5] & MMFS__RF_NOINDEX) || mmfs__rec_decode(raw, mmfs__raw_len(raw), &r) != MMFS_OK ||
         r.u.mem.id != id)
         return MMFS_OK;
-    return mmfs__index_add(e->mems.ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+    mmfs_slice t;
+    int rc = mmfs__mem_text(e, &r, &t);
+    return rc ? rc : mmfs__index_add(e->mems.ix, (uint32_t)id, t.ptr, t.len);
 }
 
 /* Memory ID of the checkpoint's table is in a mapped index segment: takes
@@ -674,7 +695,8 @@ int mmfs__mem_reindex(mmfs__engine *e) {
         if (!me->raw || me->deleted || (me->raw[5] & MMFS__RF_NOINDEX) || id > MMFS__MEM_ID_MAX ||
             mmfs__rec_decode(me->raw, mmfs__raw_len(me->raw), &r) != MMFS_OK)
             continue;
-        rc = mmfs__index_add(nx, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+        mmfs_slice t;
+        if ((rc = mmfs__mem_text(e, &r, &t)) == MMFS_OK) rc = mmfs__index_add(nx, (uint32_t)id, t.ptr, t.len);
     }
     if (rc) {
         m->ix = old;

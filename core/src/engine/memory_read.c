@@ -12,7 +12,9 @@
 ** - Every id found in a tag list, the checkpoint's order or the index is
 **   checked against its entry (mmfs__mem_ent_live) before it is
 **   returned: those may still hold deleted ids.
-** - A list is one malloc block (released by mmfs_free).
+** - A list is one malloc block (released by mmfs_free); the texts of a
+**   compressed store are decompressed into it (engine/ztext.c), raw ones
+**   are slices into the log.
 */
 #include "mems.h"
 
@@ -37,17 +39,35 @@ static int ck_check(const mmfs__engine *e, int rc, int found) {
     return rc;
 }
 
-/* Fills *M from decoded memory record R; its tags go to TAGS. */
-static void mem_fill(mmfs_memory *m, const mmfs__rec *r, mmfs_slice *tags) {
+/* The bytes a result needs for R's text beside the record: 0 for a raw
+** text (the result points into the log), else its plain length. */
+static int text_extra(const mmfs__rec *r, size_t *extra) {
+    *extra = 0;
+    return r->flags & MMFS__RF_ZTEXT ? mmfs__mem_text_len(r, extra) : MMFS_OK;
+}
+
+/* Fills *M from decoded memory record R; its tags go to TAGS.  A
+** compressed text is decompressed to *BUF (text_extra bytes), which
+** moves past it. */
+static int mem_fill(const mmfs__engine *e, mmfs_memory *m, const mmfs__rec *r, mmfs_slice *tags, uint8_t **buf) {
     m->id = r->u.mem.id;
     m->created_at = r->u.mem.created_at;
     m->score = 0;
     m->text = r->u.mem.text;
+    if (r->flags & MMFS__RF_ZTEXT) {
+        size_t n;
+        int rc;
+        if ((rc = mmfs__mem_text_len(r, &n)) || (rc = mmfs__mem_text_into(e, r, *buf))) return rc;
+        m->text.ptr = *buf;
+        m->text.len = n;
+        *buf += n;
+    }
     m->route = r->u.mem.route.len ? r->u.mem.route : mmfs__default_route;
     m->ntags = r->u.mem.ntags;
     m->tags = m->ntags ? tags : NULL;
     const uint8_t *p = r->u.mem.tags.ptr;
     for (uint32_t i = 0; i < r->u.mem.ntags; i++) tags[i] = mmfs__tag_next(&p);
+    return MMFS_OK;
 }
 
 int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out) {
@@ -58,13 +78,17 @@ int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out) {
     if (!ent) {
         rc = mmfs__err(MMFS_NOTFOUND, "get_memory: no memory %llu", (unsigned long long)id);
     } else if ((rc = mmfs__raw_decode(ent->raw, &r)) == MMFS_OK) {
-        mmfs_memory *m = malloc(sizeof *m + (size_t)r.u.mem.ntags * sizeof(mmfs_slice));
-        if (!m) {
+        size_t extra;
+        mmfs_memory *m = NULL;
+        if ((rc = text_extra(&r, &extra)) == MMFS_OK &&
+            !(m = malloc(sizeof *m + (size_t)r.u.mem.ntags * sizeof(mmfs_slice) + extra)))
             rc = mmfs__err(MMFS_NOMEM, "get_memory: out of memory");
-        } else {
-            mem_fill(m, &r, (mmfs_slice *)(m + 1));
-            *out = m;
+        uint8_t *buf = m ? (uint8_t *)((mmfs_slice *)(m + 1) + r.u.mem.ntags) : NULL;
+        if (m && (rc = mem_fill(e, m, &r, (mmfs_slice *)(m + 1), &buf)) != MMFS_OK) {
+            free(m);
+            m = NULL;
         }
+        if (m) *out = m;
     }
     return ck_check(e, rc, 1); /* only a NOTFOUND may be the damage's */
 }
@@ -73,23 +97,30 @@ int mmfs__mem_get(const mmfs__engine *e, uint64_t id, mmfs_memory **out) {
 ** NULL) into *OUT. */
 static int mem_list(const mmfs__engine *e, const uint64_t *ids, const double *scores, size_t n,
                     mmfs_memories **out) {
-    size_t ntags = 0;
+    size_t ntags = 0, texts = 0, extra;
     mmfs__rec r;
     mmfs__mem_ent b;
     int rc;
     for (size_t i = 0; i < n; i++) {
         if ((rc = mmfs__raw_decode(mmfs__mem_ent_get(e, ids[i], &b)->raw, &r))) return rc;
+        if ((rc = text_extra(&r, &extra))) return rc;
         ntags += r.u.mem.ntags;
+        texts += extra;
     }
-    size_t sz = sizeof(mmfs_memories) + n * sizeof(mmfs_memory) + ntags * sizeof(mmfs_slice);
+    /* compressed texts are decompressed after the tags: the list stays one block */
+    size_t sz = sizeof(mmfs_memories) + n * sizeof(mmfs_memory) + ntags * sizeof(mmfs_slice) + texts;
     mmfs_memories *l = malloc(sz);
     if (!l) return mmfs__err(MMFS_NOMEM, "memories: out of memory (%zu hits)", n);
     l->count = n;
     l->items = (mmfs_memory *)(l + 1);
     mmfs_slice *tags = (mmfs_slice *)(l->items + n);
+    uint8_t *buf = (uint8_t *)(tags + ntags);
     for (size_t i = 0; i < n; i++) {
         mmfs__raw_decode(mmfs__mem_ent_get(e, ids[i], &b)->raw, &r); /* decoded fine above */
-        mem_fill(&l->items[i], &r, tags);
+        if ((rc = mem_fill(e, &l->items[i], &r, tags, &buf))) {
+            free(l);
+            return rc;
+        }
         if (scores) l->items[i].score = scores[i];
         tags += r.u.mem.ntags;
     }

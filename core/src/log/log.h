@@ -42,8 +42,9 @@
 #define MMFS__SEG_HDR 64
 #define MMFS__SEG_FORMAT 1
 /* MANIFEST format: 2 adds last_segment (format-1 stores open as they are);
-** 3 adds compacted (written only by a store that was compacted). */
-#define MMFS__FORMAT 3
+** 3 adds compacted (written only by a store that was compacted); 4 adds
+** compress (written only by a store made with compress = "zstd"). */
+#define MMFS__FORMAT 4
 
 typedef struct mmfs__frame {
     uint64_t first_lsn;
@@ -127,6 +128,7 @@ typedef struct mmfs__log {
     uint64_t segment_size;
     uint32_t first_seg;
     uint32_t last_seg;    /* the last segment made (0: unknown, format 1) */
+    int compress;         /* "compress zstd" (format 4): 1; 0 when absent */
     int tok_version;      /* "tokenizer": 0 when the line is absent */
     char tok_lang[32];    /* version 1: "none" or a Snowball language */
     /* "compacted" (store/compact.c): segments up to compact_seg may hold

@@ -20,6 +20,9 @@
 **                                     last segment it wrote, and the next
 **                                     LSN and memory id when it did, which
 **                                     the compacted log alone may not show)
+**   compress zstd                    (format 4, only in a store made with
+**                                     compress = "zstd": its memory texts
+**                                     may be compressed, engine/ztext.h)
 **   crc <hex CRC32C of the lines above>
 **
 ** The parser reads "name value" lines in any order; a line it does not
@@ -59,15 +62,17 @@ static void keycheck(const mmfs__sum *s, char out[65]) {
 static int format(mmfs__log *lg, char *buf, size_t len) {
     char kc[65];
     keycheck(&lg->sum, kc);
-    /* Format 3 only where its line is needed: a store never compacted
-    ** stays readable by libraries that know format 2. */
+    /* Format 3 or 4 only where its line is needed: a store never
+    ** compacted stays readable by libraries that know format 2, and one
+    ** that does not compress by those that know format 3. */
     int n = snprintf(buf, len,
                      "memmapfs-manifest %d\nchecksum %s\nkeycheck %s\nsegment_size %" PRIu64
                      "\nfirst_segment %u\nlast_segment %u\n",
-                     lg->compact_seg ? MMFS__FORMAT : 2, lg->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
+                     lg->compress ? 4 : lg->compact_seg ? 3 : 2, lg->sum.type == MMFS_CHECKSUM_BLAKE2B ? "blake2b" : "crc32c", kc,
                      lg->segment_size, lg->first_seg, lg->last_seg);
     if (lg->tok_version)
         n += snprintf(buf + n, len - (size_t)n, "tokenizer %d %s\n", lg->tok_version, lg->tok_lang);
+    if (lg->compress) n += snprintf(buf + n, len - (size_t)n, "compress zstd\n");
     if (lg->compact_seg)
         n += snprintf(buf + n, len - (size_t)n, "compacted %u %" PRIu64 " %" PRIu64 "\n", lg->compact_seg,
                       lg->lsn_floor, lg->id_floor);
@@ -106,6 +111,7 @@ typedef struct fields {
     char lang[32]; /* its language */
     unsigned compact_seg;             /* "compacted": 0 when absent */
     unsigned long long lsn_floor, id_floor;
+    int compress;  /* "compress zstd": 1 */
     int seen;      /* bit per required line */
 } fields;
 
@@ -136,6 +142,10 @@ static int parse_line(const char *line, fields *f) {
     if (!strcmp(name, "first_segment")) {
         f->seen |= 16;
         return sscanf(val, "%u", &f->first) == 1 ? 0 : -1;
+    }
+    if (!strcmp(name, "compress") && !strcmp(val, "zstd")) {
+        f->compress = 1;
+        return 0;
     }
     if (!strcmp(name, "last_segment")) return sscanf(val, "%u", &f->last) == 1 ? 0 : -1;
     if (!strcmp(name, "compacted"))
@@ -226,6 +236,14 @@ int mmfs__manifest_read(mmfs__log *lg, int *exists) {
     lg->id_floor = f.id_floor;
     lg->tok_version = f.tok;
     memcpy(lg->tok_lang, f.lang, sizeof lg->tok_lang);
+#ifndef MMFS_HAVE_ZSTD
+    /* before anything is read or changed: its texts could not be read */
+    if (f.compress)
+        return mmfs__err(MMFS_INVALID, "%s: the store compresses memory text with zstd, and this library was "
+                                       "built without zstd",
+                         path);
+#endif
+    lg->compress = f.compress;
     return MMFS_OK;
 }
 

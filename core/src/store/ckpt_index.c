@@ -98,7 +98,8 @@ static int build(mmfs_db *db, snap *s, int dir, uint64_t lo, uint64_t hi, mmfs__
         /* a deleted memory whose record is still in the log keeps its
         ** postings, flagged deleted, as the live index does until
         ** compaction drops the record: the same df, the same ranking */
-        rc = mmfs__index_add(ix, (uint32_t)id, r.u.mem.text.ptr, r.u.mem.text.len);
+        mmfs_slice t; /* a compressed text: the engine's dictionaries are only added to */
+        if ((rc = mmfs__mem_text(db->eng, &r, &t)) == MMFS_OK) rc = mmfs__index_add(ix, (uint32_t)id, t.ptr, t.len);
         if (rc == MMFS_OK && st == MMFS__EX_DELETED) mmfs__index_remove(ix, (uint32_t)id);
     }
     if (rc == MMFS_OK && mmfs__index_count(ix)) {

@@ -205,7 +205,8 @@ static int try_one(mmfs_db *db, mmfs__engine *e, uint64_t lsn, mmfs__ckpt_at *at
         if (no < ck->first || no - ck->first >= ck->nsegs || o < MMFS__SEG_HDR ||
             o >= ck->seg_end[no - ck->first] ||
             mmfs__rec_decode(ck->seg_map[no - ck->first] + o, (size_t)(ck->seg_end[no - ck->first] - o), &r) ||
-            r.lsn > lsn || (r.type != MMFS__R_STATE && r.type != MMFS__R_POLICY) || /* format 3 */
+            r.lsn > lsn ||
+            (r.type != MMFS__R_STATE && r.type != MMFS__R_POLICY && r.type != MMFS__R_DICT) || /* format 3 */
             (i && pos <= mmfs__ld64(recs + 8 * (i - 1))))
             goto bad;
         if ((rc = mmfs__engine_apply(e, &r)) != MMFS_OK) goto bad;

@@ -36,12 +36,15 @@ static int push64(uint64_t **arr, size_t *n, size_t *cap, uint64_t v) {
 }
 
 /* Copies pointers to the live records section 4 holds: the latest state
-** and policy (sessions, streams and documents are section 15's:
+** and policy, the zstd dictionaries (sessions, streams and documents are section 15's:
 ** ckpt_tables.c).  Caller holds the engine's read side. */
 static int take_records(const mmfs__engine *e, snap *s) {
     int rc = MMFS_OK;
     if (e->state.raw) rc = push(&s->recs, &s->nrecs, &s->reccap, e->state.raw);
     if (rc == MMFS_OK && e->policy) rc = push(&s->recs, &s->nrecs, &s->reccap, e->policy);
+    /* the zstd dictionaries: a memory's text may need one (ztext.c) */
+    for (size_t i = 0; i < atomic_load(&e->z.n) && rc == MMFS_OK; i++)
+        rc = push(&s->recs, &s->nrecs, &s->reccap, e->z.dicts[i].raw);
     return rc;
 }
 

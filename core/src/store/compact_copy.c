@@ -142,7 +142,12 @@ static int keep_memory(copy_ctx *c, const mmfs__rec *r, int *keep) {
         *keep = 0;
         return MMFS_OK;
     }
-    return c->t ? mmfs__policy_keep(c->p, r, c->now, newer, keep) : MMFS_OK;
+    if (!c->t) return MMFS_OK;
+    mmfs__rec plain; /* keep sees the plain text (ztext.c); the copy keeps it compressed */
+    pthread_rwlock_rdlock(&c->db->rw);
+    int rc = mmfs__mem_plain(c->db->eng, r, &plain);
+    pthread_rwlock_unlock(&c->db->rw);
+    return rc ? rc : mmfs__policy_keep(c->p, &plain, c->now, newer, keep);
 #else
     (void)c, (void)r;
     return MMFS_OK;

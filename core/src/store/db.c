@@ -158,6 +158,12 @@ static int check_options(const mmfs_options *o) {
     if (o->language && !mmfs__tok_lang_ok(o->language))
         return mmfs__err(MMFS_INVALID, "language: '%.40s' is not \"none\" or a Snowball language",
                          o->language);
+    if (o->compress && strcmp(o->compress, "none") && strcmp(o->compress, "zstd"))
+        return mmfs__err(MMFS_INVALID, "compress: '%.40s' is not \"none\" or \"zstd\"", o->compress);
+#ifndef MMFS_HAVE_ZSTD
+    if (o->compress && !strcmp(o->compress, "zstd"))
+        return mmfs__err(MMFS_INVALID, "compress: built without zstd");
+#endif
     return MMFS_OK;
 }
 
@@ -225,12 +231,19 @@ static int open_store(mmfs_db *db) {
         if ((rc = mmfs__fsync_dir(db->dir)) != MMFS_OK) goto out;
         db->log.tok_version = 1; /* MMFS__TOK_VERSION: new stores get the newest */
         snprintf(db->log.tok_lang, sizeof db->log.tok_lang, "%s", db->opt.language ? db->opt.language : "english");
+        db->log.compress = db->opt.compress && !strcmp(db->opt.compress, "zstd");
         if ((rc = mmfs__manifest_write(&db->log)) != MMFS_OK) goto out;
     } else if (db->opt.language && (db->log.tok_version == 0 || strcmp(db->opt.language, db->log.tok_lang))) {
         rc = mmfs__err(MMFS_INVALID, "language: the store was made with %s%s%s, not '%.40s'",
                        db->log.tok_version ? "'" : "",
                        db->log.tok_version ? db->log.tok_lang : "the first tokenizer (no stemming)",
                        db->log.tok_version ? "'" : "", db->opt.language);
+        goto out;
+    }
+    if (exists && db->opt.compress && db->log.compress != !strcmp(db->opt.compress, "zstd")) {
+        rc = mmfs__err(MMFS_INVALID, "compress: the store was made with compress = '%s', not '%.40s' (it "
+                                     "cannot change)",
+                       db->log.compress ? "zstd" : "none", db->opt.compress);
         goto out;
     }
     if ((rc = mmfs__engine_set_tokenizer(db->eng, db->log.tok_version, db->log.tok_lang)) != MMFS_OK) goto out;
@@ -242,6 +255,9 @@ static int open_store(mmfs_db *db) {
     pthread_rwlock_unlock(&db->rw);
     if (rc == MMFS_OK && db->no_manifest) {
         db->log.last_seg = db->log.nsegs ? mmfs__seg_last(&db->log)->no : 0;
+        /* compress was recorded only in the lost MANIFEST: a log holding a
+        ** dictionary was written compressed */
+        db->log.compress = (db->opt.compress && !strcmp(db->opt.compress, "zstd")) || mmfs__ztext_newest(db->eng);
         rc = mmfs__manifest_write(&db->log);
         db->no_manifest = 0;
     }
@@ -288,6 +304,7 @@ static void free_handle(mmfs_db *db) {
     pthread_mutex_destroy(&db->cpmu);
     pthread_mutex_destroy(&db->cmu);
     free(db->scratch);
+    mmfs__zw_free(&db->zw);
     free(db->dir);
     free(db->log.log_dir);
     free(db);
@@ -361,6 +378,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     rc = open_store(db);
     db->opt.key = NULL;
     db->opt.language = NULL; /* the caller's string; kept in db->log.tok_lang */
+    db->opt.compress = NULL; /* the caller's string; kept in db->log.compress */
     if (rc == MMFS_OK && !db->opt.readonly && db->opt.sync == MMFS_SYNC_BATCH)
         rc = mmfs__flusher_start(&db->log);
     if (rc == MMFS_OK) rc = mmfs__ckpt_auto_start(db);

@@ -66,6 +66,7 @@
 #define MMFS_DB_H
 
 #include "log.h"
+#include "ztext.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -107,6 +108,7 @@ struct mmfs_db {
     _Atomic uint64_t applied; /* position the engine has applied up to */
     uint8_t *scratch;         /* frame buffer, under wmu */
     size_t scratch_cap;
+    mmfs__zwriter zw;         /* compress = "zstd": dictionary and frames, under wmu */
 
     /* The engine: readers take the read side, apply takes the write side. */
     pthread_rwlock_t rw;

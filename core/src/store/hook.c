@@ -26,7 +26,9 @@ static int st_get_kv(void *ud, mmfs_slice key, mmfs_slice *value) {
     return mmfs__engine_get_kv(((mmfs_db *)ud)->eng, key, value);
 }
 static int st_get_memory(void *ud, uint64_t id, mmfs__rec *rec) {
-    return mmfs__engine_get_memory(((mmfs_db *)ud)->eng, id, rec);
+    mmfs__rec r; /* the plain text (ztext.c: a thread's buffer, copied by the VM at once) */
+    int rc = mmfs__engine_get_memory(((mmfs_db *)ud)->eng, id, &r);
+    return rc ? rc : mmfs__mem_plain(((mmfs_db *)ud)->eng, &r, rec);
 }
 static int st_get_session(void *ud, mmfs_slice id, mmfs__rec *rec) {
     return mmfs__engine_get_session(((mmfs_db *)ud)->eng, id, rec);

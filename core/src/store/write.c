@@ -324,6 +324,37 @@ static int publish(mmfs_db *db, mmfs__seg *s, uint64_t off, uint64_t pos) {
     return rc;
 }
 
+/* compress = "zstd" (engine/ztext.c): once the store holds enough raw
+** text and no dictionary, trains one from it and commits it as a DICT
+** record in a frame of its own (applied like any frame, so this engine and
+** every other process load it in log order); then compresses the memory
+** texts of CMDS with the newest dictionary.  After the policy: hooks and
+** routes saw the plain text. */
+static int compress_step(mmfs_db *db, mmfs__rec *cmds, size_t n) {
+    size_t i = 0;
+    while (i < n && cmds[i].type != MMFS__R_MEMORY) i++;
+    if (i == n) return MMFS_OK;
+    if (mmfs__zw_due(&db->zw, db->eng)) {
+        mmfs__rec d;
+        uint8_t *dict;
+        memset(&d, 0, sizeof d);
+        int rc = mmfs__zw_train(&db->zw, db->eng, &dict, &d.u.dict.bytes.len, &d.u.dict.id);
+        if (rc == MMFS_OK) {
+            d.type = MMFS__R_DICT;
+            d.lsn = db->next_lsn;
+            d.u.dict.bytes.ptr = dict;
+            char keep = 1;
+            uint64_t pos = 0, off = 0;
+            mmfs__seg *s = NULL;
+            rc = write_frame(db, &d, 1, &keep, 1, &pos, &s, &off);
+            if (rc == MMFS_OK) rc = publish(db, s, off, pos);
+            free(dict);
+        }
+        if (rc && rc != MMFS_NOTFOUND) return rc; /* NOTFOUND: no dictionary yet, texts stay raw */
+    }
+    return mmfs__zw_pack(&db->zw, db->eng, cmds, n);
+}
+
 /* Commits N commands as one frame.  KEEP (N bytes) reports which of the
 ** caller's commands were written; IDS (may be NULL, N entries) gets the
 ** memory id given to each caller's append_memory and the version given to
@@ -345,6 +376,7 @@ int mmfs__commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *i
     uint64_t pos = 0;
     size_t kept = 0;
     if ((rc = mmfs__run_policy(db, cmds, n, &work, &list, &m)) != MMFS_OK) goto leave;
+    if (db->log.compress && (rc = compress_step(db, list, m)) != MMFS_OK) goto leave;
     k2 = list == cmds ? keep : malloc(m ? m : 1);
     if (!k2) {
         rc = mmfs__err(MMFS_NOMEM, "out of memory");
