@@ -369,11 +369,11 @@ int mmfs__commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *i
     }
 leave:
     writer_leave(db);
-    /* Index what was applied outside the writer's lock, before waiting for
-    ** the sync: the next writer need not wait for it, and the device works
-    ** meanwhile.  Failing here loses nothing: it stays queued, and the next
-    ** search drains again and reports. */
-    if (rc == MMFS_OK) (void)mmfs__engine_index_drain(db->eng);
+    /* Index what was applied outside the writer's lock, on the indexer
+    ** thread: this caller and the next writer need not wait for it.
+    ** Failing there loses nothing: it stays queued, and the next search
+    ** drains again and reports. */
+    if (rc == MMFS_OK) mmfs__indexer_kick(db);
     if (rc == MMFS_OK) mmfs__compact_maybe(db); /* compaction.when, rate-limited */
     if (rc == MMFS_OK) mmfs__ckpt_maybe(db); /* checkpoint_bytes: two loads unless due */
     if (k2 && k2 != keep) free(k2);
