@@ -7,11 +7,14 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "engine.h"
@@ -135,12 +138,40 @@ static void test_close_with_work_queued(void **state) {
     assert_int_equal(hits(f->db, "note0"), 1);
 }
 
+/* A child forked while the handle's indexer waits for work closes the
+** handle it inherited (as a test child or a pre-fork server may): that
+** must not wait for the parent's thread, which the child does not have
+** (glibc's pthread_cond_destroy waits for a condition's waiters: it hung). */
+static void test_fork_while_indexer_waits(void **state) {
+    mmfs_test_fx *f = *state;
+    append(f->db, "forked while waiting");
+    struct timespec nap = {0, 20000000}; /* the indexer is waiting on its condition now */
+    nanosleep(&nap, NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mmfs_close(f->db); /* in a child: frees only */
+        _exit(0);
+    }
+    int st = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 1000 && (got = waitpid(pid, &st, WNOHANG)) == 0; i++) nanosleep(&nap, NULL);
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fail_msg("the child's close hung");
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(hits(f->db, "forked"), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_indexed_in_background, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_search_sees_each_commit, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_queue_bounded, setup, mmfs_test_fx_teardown),
         cmocka_unit_test_setup_teardown(test_close_with_work_queued, setup, mmfs_test_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_fork_while_indexer_waits, setup, mmfs_test_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

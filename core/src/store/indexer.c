@@ -114,6 +114,10 @@ int mmfs__indexer_init(mmfs_db *db) {
 
 void mmfs__indexer_free(mmfs_db *db) {
     if (!db->ix_locks) return;
+    /* In a forked child the parent's indexer may be a waiter of icv that
+    ** never wakes here: glibc's pthread_cond_destroy would wait for it
+    ** for ever.  A child only frees the handle: leave both as they are. */
+    if (atomic_load(&mmfs__fork_gen) != db->fork_gen) return;
     pthread_cond_destroy(&db->icv);
     pthread_mutex_destroy(&db->imu);
     db->ix_locks = 0;
