@@ -115,6 +115,8 @@ void mmfs__engine_defer_index(mmfs__engine *e);
 ** thread, without the engine's lock.  Errors: MMFS_NOMEM (what failed
 ** stays queued). */
 int mmfs__engine_index_drain(mmfs__engine *e);
+/* The index work queued and not yet done (ops), any thread. */
+size_t mmfs__engine_index_pending(mmfs__engine *e);
 int mmfs__engine_has_memory(const mmfs__engine *e, uint64_t id);
 int mmfs__engine_has_kv(const mmfs__engine *e, mmfs_slice key);
 int mmfs__engine_has_session(const mmfs__engine *e, mmfs_slice id);

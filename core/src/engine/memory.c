@@ -432,6 +432,13 @@ static int doc_ck_index(mmfs__engine *e, uint32_t docno);
 
 void mmfs__engine_defer_index(mmfs__engine *e) { e->mems.defer = 1; }
 
+size_t mmfs__engine_index_pending(mmfs__engine *e) {
+    pthread_mutex_lock(&e->mems.qmu);
+    size_t n = e->mems.qn - e->mems.qhead;
+    pthread_mutex_unlock(&e->mems.qmu);
+    return n;
+}
+
 int mmfs__engine_index_drain(mmfs__engine *e) {
     mmfs__mems *m = &e->mems;
     int rc = MMFS_OK;

@@ -303,6 +303,7 @@ static void free_handle(mmfs_db *db) {
     pthread_cond_destroy(&db->log.scond);
     pthread_mutex_destroy(&db->cpmu);
     pthread_mutex_destroy(&db->cmu);
+    mmfs__indexer_free(db);
     free(db->scratch);
     mmfs__zw_free(&db->zw);
     free(db->dir);
@@ -345,6 +346,10 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
     pthread_mutex_init(&db->cpmu, NULL);
     pthread_mutex_init(&db->cmu, NULL);
     atomic_init(&db->committers, 0);
+    if (mmfs__indexer_init(db) != MMFS_OK) {
+        free_handle(db);
+        return MMFS_NOMEM;
+    }
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
     db->dir = strndup(dir, n);
@@ -396,6 +401,7 @@ int mmfs_open(const char *dir, const mmfs_options *o, mmfs_db **out) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", mmfs_errmsg(NULL));
         mmfs__ckpt_auto_stop(db);
+        mmfs__indexer_stop(db);
         mmfs__flusher_stop(&db->log);
         free_handle(db);
         mmfs__err(rc, "%s", msg);
@@ -415,6 +421,7 @@ int mmfs_close(mmfs_db *db) {
         mmfs__compact_join(db); /* a compaction compaction.when started */
         mmfs__watch_stop(db);
         mmfs__ckpt_auto_stop(db);
+        mmfs__indexer_stop(db);
         mmfs__flusher_stop(&db->log);
         if (!db->opt.readonly && !atomic_load(&db->broken)) rc = mmfs_sync(db);
         if (rc == MMFS_OK && !db->opt.readonly && !atomic_load(&db->broken)) mmfs__sync_stamp_final(&db->log);

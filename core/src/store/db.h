@@ -144,6 +144,14 @@ struct mmfs_db {
     pthread_mutex_t cmu;
     pthread_t ckpter;
     int ckpt_on, ckpt_stop, ckpt_running;
+    /* The indexer (indexer.c): a thread a commit wakes (or starts) to
+    ** drain the index queue; under imu (innermost): ix_work (a commit
+    ** queued work since it looked), ix_running, ix_on (ixer is to be
+    ** joined), ix_stop (closing: start none). */
+    pthread_mutex_t imu;
+    pthread_cond_t icv;
+    pthread_t ixer;
+    int ix_locks, ix_work, ix_running, ix_on, ix_stop;
 };
 
 /* A generation bumped in every forked child (pthread_atfork). */
@@ -320,6 +328,15 @@ int mmfs__ckpt_load_into(mmfs_db *db, uint64_t lsn, mmfs__engine **out, mmfs__ck
 int mmfs__ckpt_auto_start(mmfs_db *db);
 void mmfs__ckpt_maybe(mmfs_db *db);
 void mmfs__ckpt_auto_stop(mmfs_db *db);
+
+/* indexer.c: after a commit, has the index work it queued done on the
+** handle's indexer thread (started if none runs), or here when the queue
+** is long; mmfs__indexer_stop ends the thread (close).  init/free: its
+** lock and condition (free is safe after a failed or no init). */
+void mmfs__indexer_kick(mmfs_db *db);
+void mmfs__indexer_stop(mmfs_db *db);
+int mmfs__indexer_init(mmfs_db *db);
+void mmfs__indexer_free(mmfs_db *db);
 
 /* watch.c: start (idempotent) and stop the thread that catches up when
 ** another process changes the state, so subscribers wake. */

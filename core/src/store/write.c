@@ -401,11 +401,11 @@ int mmfs__commit(mmfs_db *db, mmfs__rec *cmds, size_t n, char *keep, uint64_t *i
     }
 leave:
     writer_leave(db);
-    /* Index what was applied outside the writer's lock, before waiting for
-    ** the sync: the next writer need not wait for it, and the device works
-    ** meanwhile.  Failing here loses nothing: it stays queued, and the next
-    ** search drains again and reports. */
-    if (rc == MMFS_OK) (void)mmfs__index_drain(db);
+    /* Index what was applied outside the writer's lock, on the indexer
+    ** thread: this caller and the next writer need not wait for it.
+    ** Failing there loses nothing: it stays queued, and the next search
+    ** drains again and reports. */
+    if (rc == MMFS_OK) mmfs__indexer_kick(db);
     if (rc == MMFS_OK) mmfs__ckpt_follow(db, 1); /* a newer checkpoint: two loads unless there is one */
     if (rc == MMFS_OK) mmfs__compact_maybe(db); /* compaction.when, rate-limited */
     if (rc == MMFS_OK) mmfs__ckpt_maybe(db); /* checkpoint_bytes: two loads unless due */
