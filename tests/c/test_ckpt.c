@@ -209,20 +209,6 @@ static char *dump(mmfs_db *db) {
     return buf;
 }
 
-/* Fails with the first line where A and B differ. */
-static void assert_same(const char *a, const char *b, const char *what) {
-    if (strcmp(a, b) == 0) return;
-    size_t line = 1, i = 0, start = 0;
-    while (a[i] && a[i] == b[i]) {
-        if (a[i] == '\n') {
-            line++;
-            start = i + 1;
-        }
-        i++;
-    }
-    fail_msg("%s: line %zu differs:\n  %.200s\nvs\n  %.200s", what, line, a + start, b + start);
-}
-
 /* ----------------------------------------------------------- operations */
 
 /* One random operation on DB. */
@@ -379,7 +365,7 @@ static void assert_reopens_as(const char *dir, uint64_t lsn, const char *want, c
     uint64_t at = open_ckpt_lsn(dir, &got);
     if (lsn == ANY_CKPT) assert_true(at > 0);
     else assert_int_equal(at, lsn);
-    assert_same(want, got, what);
+    mmfs_test_assert_same_text(want, got, what);
     free(got);
 }
 
@@ -393,8 +379,8 @@ static void assert_ckpt_as_log(const char *dir, int need_ckpt, char *live, const
     uint64_t lsn = open_ckpt_lsn(dir, &ck);
     if (need_ckpt) assert_true(lsn > 0);
     char *full = dump_from_log(dir);
-    assert_same(full, ck, ck_what);
-    if (live) assert_same(full, live, live_what);
+    mmfs_test_assert_same_text(full, ck, ck_what);
+    if (live) mmfs_test_assert_same_text(full, live, live_what);
     free(live);
     free(ck);
     free(full);
@@ -445,30 +431,12 @@ static char *make_store(const char *dir, int checkpoints) {
     return dump_from_log(dir);
 }
 
-static void read_file(const char *path, uint8_t **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc(*len);
-    assert_int_equal(fread(*buf, 1, *len, f), *len);
-    fclose(f);
-}
-
-static void write_file(const char *path, const uint8_t *buf, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    fclose(f);
-}
-
 /* Reads DIR's newest checkpoint file: its path into PATH (PLEN bytes),
 ** its LEN bytes returned (malloc'd). */
 static uint8_t *read_newest(const char *dir, char *path, size_t plen, size_t *len) {
     ckpt_file(dir, 0, path, plen);
     uint8_t *buf;
-    read_file(path, &buf, len);
+    mmfs_test_read_file(path, &buf, len);
     return buf;
 }
 
@@ -477,7 +445,7 @@ static void write_flipped(const char *path, const uint8_t *orig, size_t len, siz
     uint8_t *b = malloc(len);
     memcpy(b, orig, len);
     b[at] ^= mask;
-    write_file(path, b, len);
+    mmfs_test_write_file(path, b, len);
     free(b);
 }
 
@@ -505,7 +473,7 @@ static void test_flipped_bytes(void **state) {
         write_flipped(path, orig, len, at, (uint8_t)(1u << (mmfs_test_rand(&rs) % 8)));
         assert_reopens_as(dir, 0, want, "a flipped checkpoint");
     }
-    write_file(path, orig, len);
+    mmfs_test_write_file(path, orig, len);
     assert_reopens_as(dir, ANY_CKPT, want, "the checkpoint restored");
     free(orig);
     free(want);
@@ -521,7 +489,7 @@ static void test_truncated(void **state) {
     uint8_t *orig = read_newest(dir, path, sizeof path, &len);
     size_t cuts[] = {0, 10, 255, 256, len / 2, len - 17, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
-        write_file(path, orig, cuts[i]);
+        mmfs_test_write_file(path, orig, cuts[i]);
         assert_reopens_as(dir, 0, want, "a truncated checkpoint");
     }
     free(orig);
@@ -537,7 +505,7 @@ static void patch_and_check(const char *dir, size_t off, uint32_t val, const cha
     uint8_t *b = read_newest(dir, path, sizeof path, &len);
     memcpy(b + off, &val, 4);
     reseal(b, len);
-    write_file(path, b, len);
+    mmfs_test_write_file(path, b, len);
     char *want = dump_from_log(dir);
     assert_reopens_as(dir, 0, want, what);
     free(want);
@@ -593,8 +561,8 @@ static void test_foreign_checkpoint(void **state) {
     snprintf(dst, sizeof dst, "%s/ckpt/%s", b, strrchr(src, '/') + 1);
     uint8_t *buf;
     size_t len;
-    read_file(src, &buf, &len);
-    write_file(dst, buf, len);
+    mmfs_test_read_file(src, &buf, &len);
+    mmfs_test_write_file(dst, buf, len);
     free(buf);
     char *got;
     assert_int_equal(open_ckpt_lsn(b, &got), 0);
@@ -759,10 +727,10 @@ static void test_compact_from_checkpoint(void **state) {
     mmfs_compact_result res;
     MMFS_OK_OR_FAIL(mmfs_compact(db, NULL, &res));
     char *live = dump(db);
-    assert_same(before, live, "after compacting a handle opened from a checkpoint");
+    mmfs_test_assert_same_text(before, live, "after compacting a handle opened from a checkpoint");
     MMFS_OK_OR_FAIL(mmfs_close(db));
     char *full = dump_from_log(dir);
-    assert_same(before, full, "the compacted log, reopened");
+    mmfs_test_assert_same_text(before, full, "the compacted log, reopened");
     free(before);
     free(live);
     free(full);
@@ -948,7 +916,7 @@ static void large_tables(uint64_t segment_size) {
     MMFS_OK_OR_FAIL(mmfs_close(db));
     assert_int_equal(rename(b, a), 0);
     assert_int_equal(same_or_corrupt(want, got), 0);
-    assert_same(want, got, "the large tables from the checkpoint vs from the log");
+    mmfs_test_assert_same_text(want, got, "the large tables from the checkpoint vs from the log");
     free(got);
     free(want);
     mmfs_test_rmdir(dir);
@@ -1004,13 +972,13 @@ static void test_damage_found_when_read(void **state) {
             db = open_ro(dir);
             assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, 0);
             got = answers(db);
-            assert_same(want, got, "reopened after a checkpoint was dropped");
+            mmfs_test_assert_same_text(want, got, "reopened after a checkpoint was dropped");
             free(got);
             MMFS_OK_OR_FAIL(mmfs_close(db));
         } else {
             assert_int_equal(st.checkpoint_dropped, 0);
         }
-        write_file(path, orig, len);
+        mmfs_test_write_file(path, orig, len);
     }
     /* The sections open reads come first in the file: every other one
     ** starts past their block here, so each damage was found by a read. */
@@ -1032,7 +1000,7 @@ static void test_damage_readonly(void **state) {
     memcpy(&off, b + 120 + 16, 8); /* the kv hash */
     memcpy(&cnt, b + 128 + 16, 8);
     for (uint64_t s = 4096; s < cnt; s += 512) b[off + 16 * s + 8] ^= 1; /* a slot in every block but the first */
-    write_file(path, b, len);
+    mmfs_test_write_file(path, b, len);
     mmfs_db *db = open_ro(dir);
     assert_true(mmfs_test_stats(db).checkpoint_lsn > 0);
     mmfs_slice v;

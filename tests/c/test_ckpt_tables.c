@@ -238,19 +238,6 @@ static char *ranked(mmfs_db *db) {
     return buf;
 }
 
-static void assert_same(const char *a, const char *b, const char *what) {
-    if (strcmp(a, b) == 0) return;
-    size_t line = 1, i = 0, start = 0;
-    while (a[i] && a[i] == b[i]) {
-        if (a[i] == '\n') {
-            line++;
-            start = i + 1;
-        }
-        i++;
-    }
-    fail_msg("%s: line %zu differs:\n  %.300s\nvs\n  %.300s", what, line, a + start, b + start);
-}
-
 /* Opens DIR (read-only unless WRITABLE), answers, closes; *LSN gets the
 ** checkpoint used. */
 static char *open_answers(const char *dir, int writable, uint64_t *lsn, mmfs_store_stats *stp) {
@@ -295,24 +282,6 @@ static void newest(const char *dir, char *out, size_t len) {
     assert_true(out[0] != 0);
 }
 
-static void read_all(const char *path, uint8_t **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc(*len);
-    assert_int_equal(fread(*buf, 1, *len, f), *len);
-    fclose(f);
-}
-
-static void write_all(const char *path, const uint8_t *buf, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    fclose(f);
-}
-
 static uint64_t ld64(const uint8_t *p) {
     uint64_t v;
     memcpy(&v, p, 8);
@@ -333,7 +302,7 @@ static void test_same_answers(void **state) {
     char *ck = open_answers(dir, 0, &lsn, NULL);
     assert_true(lsn > 0);
     char *full = log_answers(dir);
-    assert_same(full, ck, "from the checkpoint vs from the log");
+    mmfs_test_assert_same_text(full, ck, "from the checkpoint vs from the log");
     /* the writer, opened from the checkpoint, then writing */
     mmfs_options o = tab_options();
     mmfs_db *db = mmfs_test_open(dir, &o);
@@ -344,22 +313,22 @@ static void test_same_answers(void **state) {
     char *live = answers(db);
     MMFS_OK_OR_FAIL(mmfs_close(db));
     char *full2 = log_answers(dir);
-    assert_same(full2, live, "the writer from the checkpoint vs from the log");
+    mmfs_test_assert_same_text(full2, live, "the writer from the checkpoint vs from the log");
     db = mmfs_test_open(dir, &o);
     free(live);
     live = answers(db);
-    assert_same(full2, live, "reopened from the checkpoint, log after it");
+    mmfs_test_assert_same_text(full2, live, "reopened from the checkpoint, log after it");
     MMFS_OK_OR_FAIL(mmfs_checkpoint(db)); /* the mapped tables merged with the changes */
     MMFS_OK_OR_FAIL(mmfs_close(db));
     char *ck2 = open_answers(dir, 0, &lsn, NULL);
     assert_true(lsn > 0);
-    assert_same(full2, ck2, "from a checkpoint of a handle from a checkpoint");
+    mmfs_test_assert_same_text(full2, ck2, "from a checkpoint of a handle from a checkpoint");
     /* the same checkpoint twice ranks alike */
     char path[4200];
     newest(dir, path, sizeof path);
     uint8_t *b;
     size_t len;
-    read_all(path, &b, &len);
+    mmfs_test_read_file(path, &b, &len);
     uint32_t fmt;
     memcpy(&fmt, b + 8, 4);
     assert_int_equal(fmt, 3);
@@ -372,7 +341,7 @@ static void test_same_answers(void **state) {
     db = mmfs_test_open(dir, &o);
     char *r2 = ranked(db);
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    assert_same(r1, r2, "ranked twice from one checkpoint");
+    mmfs_test_assert_same_text(r1, r2, "ranked twice from one checkpoint");
     free(r1);
     free(r2);
     free(ck);
@@ -419,7 +388,7 @@ static void test_damaged_tables(void **state) {
     newest(dir, path, sizeof path);
     uint8_t *orig;
     size_t len;
-    read_all(path, &orig, &len);
+    mmfs_test_read_file(path, &orig, &len);
     uint64_t sec = ld64(orig + 408);
     assert_true(sec > 0 && ld64(orig + sec) == 9);
     static const size_t esz[9] = {16, 8, 24, 8, 16, 32, 16, 16, 8};
@@ -433,26 +402,26 @@ static void test_damaged_tables(void **state) {
         size_t at = (size_t)(off + (cnt / 2) * esz[k] + (esz[k] == 8 ? 0 : 8));
         if (esz[k] == 32) at = (size_t)(off + (cnt / 2) * esz[k]);
         b[at] ^= 0x04;
-        write_all(path, b, len);
+        mmfs_test_write_file(path, b, len);
         free(b);
         uint64_t lsn;
         mmfs_store_stats st;
         char *got = open_answers(dir, 1, &lsn, &st);
         if (lsn == 0) {
-            assert_same(want, got, "fell back at open");
+            mmfs_test_assert_same_text(want, got, "fell back at open");
         } else if (same_or_corrupt(want, got)) {
             lazily++;
             assert_int_equal(st.checkpoint_dropped, 1);
             assert_int_equal(access(path, F_OK), -1);
             char *again = open_answers(dir, 0, &lsn, NULL);
             assert_int_equal(lsn, 0);
-            assert_same(want, again, "reopened after the checkpoint was dropped");
+            mmfs_test_assert_same_text(want, again, "reopened after the checkpoint was dropped");
             free(again);
         } else {
             fail_msg("table %d: a flipped byte was neither found nor harmless", k);
         }
         free(got);
-        write_all(path, orig, len);
+        mmfs_test_write_file(path, orig, len);
     }
     /* every table's middle lies past the blocks open checks: found by a read */
     assert_int_equal(lazily, 9);
@@ -473,18 +442,18 @@ static void test_older_format(void **state) {
     newest(dir, path, sizeof path);
     uint8_t *b;
     size_t len;
-    read_all(path, &b, &len);
+    mmfs_test_read_file(path, &b, &len);
     uint32_t two = 2;
     memcpy(b + 8, &two, 4);
     uint32_t c = mmfs__crc32c(0, b, 496); /* a CRC32C store's header checksum */
     memset(b + 496, 0, 16);
     memcpy(b + 496, &c, 4);
-    write_all(path, b, len);
+    mmfs_test_write_file(path, b, len);
     free(b);
     uint64_t lsn;
     char *got = open_answers(dir, 1, &lsn, NULL);
     assert_int_equal(lsn, 0);
-    assert_same(want, got, "an older format: from the log");
+    mmfs_test_assert_same_text(want, got, "an older format: from the log");
     free(got);
     mmfs_options o = tab_options();
     mmfs_db *db = mmfs_test_open(dir, &o);
@@ -492,14 +461,14 @@ static void test_older_format(void **state) {
     MMFS_OK_OR_FAIL(mmfs_checkpoint(db));
     MMFS_OK_OR_FAIL(mmfs_close(db));
     newest(dir, path, sizeof path);
-    read_all(path, &b, &len);
+    mmfs_test_read_file(path, &b, &len);
     uint32_t fmt;
     memcpy(&fmt, b + 8, 4);
     assert_int_equal(fmt, 3);
     free(b);
     got = open_answers(dir, 0, &lsn, NULL);
     assert_true(lsn > 0);
-    assert_same(want, got, "the format-3 checkpoint written after");
+    mmfs_test_assert_same_text(want, got, "the format-3 checkpoint written after");
     free(got);
     free(want);
     mmfs_test_rmdir(dir);
@@ -531,8 +500,8 @@ static void test_same_scores(void **state) {
     assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, 0);
     char *full = ranked(db);
     MMFS_OK_OR_FAIL(mmfs_close(db));
-    assert_same(full, ck, "ranked from the checkpoint vs from the log");
-    assert_same(full, live, "ranked by the writer vs from the log");
+    mmfs_test_assert_same_text(full, ck, "ranked from the checkpoint vs from the log");
+    mmfs_test_assert_same_text(full, live, "ranked by the writer vs from the log");
     free(live);
     free(ck);
     free(full);

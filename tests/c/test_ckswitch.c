@@ -211,20 +211,6 @@ static char *dump(mmfs_db *db) {
     return buf;
 }
 
-/* Fails with the first line where A and B differ. */
-static void assert_same(const char *a, const char *b, const char *what) {
-    if (strcmp(a, b) == 0) return;
-    size_t line = 1, i = 0, start = 0;
-    while (a[i] && a[i] == b[i]) {
-        if (a[i] == '\n') {
-            line++;
-            start = i + 1;
-        }
-        i++;
-    }
-    fail_msg("%s: line %zu differs:\n  %.200s\nvs\n  %.200s", what, line, a + start, b + start);
-}
-
 /* DB answers as a handle opened now on DIR does, and maps the same
 ** checkpoint (not none). */
 static void assert_as_fresh(mmfs_db *db, const char *dir) {
@@ -236,7 +222,7 @@ static void assert_as_fresh(mmfs_db *db, const char *dir) {
     assert_int_equal(mmfs_test_stats(db).checkpoint_lsn, want);
     assert_int_equal(mmfs_test_stats(db).index_segments, mmfs_test_stats(fresh).index_segments);
     char *a = dump(db), *b = dump(fresh);
-    assert_same(a, b, "the handle after switching vs a fresh open");
+    mmfs_test_assert_same_text(a, b, "the handle after switching vs a fresh open");
     free(a);
     free(b);
     MMFS_OK_OR_FAIL(mmfs_close(fresh));

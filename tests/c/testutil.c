@@ -142,3 +142,34 @@ unsigned mmfs_test_env_seed(unsigned dflt) {
     const char *s = getenv("MMFS_TEST_SEED");
     return s && *s ? (unsigned)strtoul(s, NULL, 10) : dflt;
 }
+
+void mmfs_test_assert_same_text(const char *a, const char *b, const char *what) {
+    if (strcmp(a, b) == 0) return;
+    size_t line = 1, i = 0, start = 0;
+    while (a[i] && a[i] == b[i]) {
+        if (a[i] == '\n') {
+            line++;
+            start = i + 1;
+        }
+        i++;
+    }
+    fail_msg("%s: line %zu differs:\n  %.300s\nvs\n  %.300s", what, line, a + start, b + start);
+}
+
+void mmfs_test_read_file(const char *path, uint8_t **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = malloc(*len);
+    assert_int_equal(fread(*buf, 1, *len, f), *len);
+    fclose(f);
+}
+
+void mmfs_test_write_file(const char *path, const uint8_t *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}

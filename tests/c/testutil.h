@@ -52,6 +52,20 @@ void mmfs_test_assert_slice(mmfs_slice got, const void *want, size_t wlen);
 /* Asserts that slice S holds exactly the C string STR (without its NUL). */
 #define MMFS_ASSERT_SLICE_STR(s, str) mmfs_test_assert_slice((s), (str), strlen(str))
 
+/* Asserts that texts A and B (dumps of two handles' answers) are equal;
+** the failure names WHAT and shows the first line where they differ. */
+void mmfs_test_assert_same_text(const char *a, const char *b, const char *what);
+
+/* ---------------------------------------------------------------------
+** Whole files (checkpoints and segments damaged on purpose).
+*/
+
+/* Reads file PATH whole into *BUF (malloc'd) and its size into *LEN. */
+void mmfs_test_read_file(const char *path, uint8_t **buf, size_t *len);
+
+/* Writes LEN bytes at BUF as file PATH (created or truncated). */
+void mmfs_test_write_file(const char *path, const uint8_t *buf, size_t len);
+
 /* ---------------------------------------------------------------------
 ** Slices and stats.
 */
